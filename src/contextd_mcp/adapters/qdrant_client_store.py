@@ -1,0 +1,137 @@
+"""VectorStore on a Qdrant server or cluster through ``qdrant-client``.
+
+Also runs against qdrant-client's local mode (a folder), which is how the contract
+tests exercise this adapter on machines where no Qdrant server can run.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+from contextd_mcp.adapters.store_meta import check_model
+from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, Where
+
+_PREFIX = "contextd_"
+
+
+def _condition(key: str, value: object) -> models.FieldCondition:
+    if isinstance(value, Range):
+        return models.FieldCondition(key=key, range=models.Range(gte=value.gte, lte=value.lte))
+    if isinstance(value, list):
+        return models.FieldCondition(key=key, match=models.MatchAny(any=list(value)))
+    return models.FieldCondition(key=key, match=models.MatchValue(value=value))  # type: ignore[arg-type]
+
+
+def _filter(where: Where) -> models.Filter | None:
+    if not where:
+        return None
+    return models.Filter(must=[_condition(k, v) for k, v in where.items()])
+
+
+def _valid_id(record_id: str) -> bool:
+    try:
+        uuid.UUID(record_id)
+    except ValueError:
+        return False
+    return True
+
+
+class QdrantClientStore:
+    def __init__(self, url: str | None = None, api_key: str | None = None, path: Path | None = None) -> None:
+        if path is not None:
+            self._client = QdrantClient(path=str(path))
+            self._where = f"local folder {path}"
+        else:
+            self._client = QdrantClient(url=url, api_key=api_key, timeout=10)
+            self._where = str(url)
+        # Local mode is not thread-safe; a server client is, but one lock costs nothing here.
+        self._lock = threading.RLock()
+        self._ready: set[str] = set()
+
+    def ensure(self, spec: CollectionSpec) -> None:
+        name = _PREFIX + spec.name
+        with self._lock:
+            if spec.name in self._ready:
+                return
+            if self._client.collection_exists(name):
+                info = self._client.get_collection(name)
+                meta = info.config.metadata or {}
+                check_model(spec, meta.get("model"), meta.get("dim"))
+            else:
+                self._client.create_collection(
+                    name,
+                    vectors_config=models.VectorParams(size=spec.dim, distance=models.Distance.COSINE),
+                    metadata={"model": spec.model, "dim": spec.dim},
+                )
+                for field in spec.keyword_fields:
+                    self._client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
+                for field in spec.float_fields:
+                    self._client.create_payload_index(name, field, models.PayloadSchemaType.FLOAT)
+            self._ready.add(spec.name)
+
+    def upsert(self, collection: str, records: Sequence[Record]) -> None:
+        points = [models.PointStruct(id=r.id, vector=r.vector or [], payload=r.payload) for r in records]
+        with self._lock:
+            self._client.upsert(_PREFIX + collection, points=points, wait=True)
+
+    def get(self, collection: str, ids: Sequence[str], where: Where) -> list[Record]:
+        wanted = [i for i in ids if _valid_id(i)]
+        if not wanted:
+            return []
+        # A filtered scroll, not retrieve(): the scope filter must apply to by-id reads too.
+        flt = models.Filter(must=[models.HasIdCondition(has_id=wanted), *(_filter(where) or models.Filter()).must or []])
+        with self._lock:
+            found, _ = self._client.scroll(_PREFIX + collection, scroll_filter=flt, limit=len(wanted), with_payload=True)
+        return [Record(id=str(r.id), payload=dict(r.payload or {})) for r in found]
+
+    def search(self, collection: str, vector: Sequence[float], where: Where, limit: int) -> list[Hit]:
+        with self._lock:
+            response = self._client.query_points(
+                _PREFIX + collection, query=list(vector), query_filter=_filter(where), limit=limit, with_payload=True
+            )
+        return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
+
+    def scan(
+        self, collection: str, where: Where, limit: int, order_by: str | None = None, descending: bool = True
+    ) -> list[Record]:
+        order = None
+        if order_by:
+            direction = models.Direction.DESC if descending else models.Direction.ASC
+            order = models.OrderBy(key=order_by, direction=direction)
+        with self._lock:
+            found, _ = self._client.scroll(
+                _PREFIX + collection, scroll_filter=_filter(where), limit=limit, with_payload=True, order_by=order
+            )
+        return [Record(id=str(r.id), payload=dict(r.payload or {})) for r in found]
+
+    def set_fields(self, collection: str, record_id: str, fields: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._client.set_payload(_PREFIX + collection, payload=dict(fields), points=[record_id], wait=True)
+
+    def delete(self, collection: str, ids: Sequence[str]) -> None:
+        wanted = [i for i in ids if _valid_id(i)]
+        if wanted:
+            with self._lock:
+                self._client.delete(_PREFIX + collection, points_selector=models.PointIdsList(points=wanted), wait=True)
+
+    def count(self, collection: str, where: Where) -> int:
+        with self._lock:
+            return int(self._client.count(_PREFIX + collection, count_filter=_filter(where), exact=True).count)
+
+    def flush(self) -> None:
+        """Writes are acknowledged with ``wait=True``: nothing is pending here."""
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            points = {c: self.count(c, {}) for c in sorted(self._ready)}
+        return {"engine": "qdrant-client", "location": self._where, "points": points}

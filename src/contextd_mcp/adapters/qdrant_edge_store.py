@@ -1,0 +1,162 @@
+"""VectorStore on the embedded Qdrant Edge engine: one shard directory per collection.
+
+Edge shards are synchronous and not documented as thread-safe, so every call holds
+one lock; calls take microseconds to a few milliseconds (DESIGN.md §3).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from contextd_mcp.adapters.store_meta import check_model
+from contextd_mcp.errors import NotFound
+from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, Where
+
+_META = "contextd-collection.json"
+
+
+def _condition(key: str, value: object) -> qe.FieldCondition:
+    if isinstance(value, Range):
+        return qe.FieldCondition(key=key, range=qe.RangeFloat(gte=value.gte, lte=value.lte))
+    if isinstance(value, list):
+        return qe.FieldCondition(key=key, match=qe.MatchAny(list(value)))
+    return qe.FieldCondition(key=key, match=qe.MatchValue(value))  # type: ignore[arg-type]
+
+
+def _filter(where: Where) -> qe.Filter | None:
+    if not where:
+        return None
+    return qe.Filter(must=[_condition(k, v) for k, v in where.items()])
+
+
+def _matches(payload: Mapping[str, Any], where: Where) -> bool:
+    """Re-checks a by-id read against the scope filter (retrieve takes no filter)."""
+    for key, cond in where.items():
+        value = payload.get(key)
+        if isinstance(cond, Range):
+            if not isinstance(value, int | float):
+                return False
+            if (cond.gte is not None and value < cond.gte) or (cond.lte is not None and value > cond.lte):
+                return False
+        elif isinstance(cond, list):
+            values = value if isinstance(value, list) else [value]
+            if not set(values) & set(cond):
+                return False
+        elif value != cond:
+            return False
+    return True
+
+
+def _valid_id(record_id: str) -> bool:
+    try:
+        uuid.UUID(record_id)
+    except ValueError:
+        return False
+    return True
+
+
+class EdgeStore:
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._shards: dict[str, qe.EdgeShard] = {}
+        self._lock = threading.RLock()
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _shard(self, collection: str) -> qe.EdgeShard:
+        try:
+            return self._shards[collection]
+        except KeyError:
+            raise NotFound("collection", collection) from None
+
+    def ensure(self, spec: CollectionSpec) -> None:
+        with self._lock:
+            if spec.name in self._shards:
+                return
+            path = self._root / spec.name
+            meta_path = path / _META
+            if meta_path.exists():
+                meta = json.loads(meta_path.read_text())
+                check_model(spec, meta.get("model"), meta.get("dim"))
+                shard = qe.EdgeShard.load(str(path))
+            else:
+                config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=spec.dim, distance=qe.Distance.Cosine))
+                shard = qe.EdgeShard.create(str(path), config)
+                for name in spec.keyword_fields:
+                    shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+                for name in spec.float_fields:
+                    shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Float))
+                shard.flush()
+                meta_path.write_text(json.dumps({"model": spec.model, "dim": spec.dim}))
+            self._shards[spec.name] = shard
+
+    def upsert(self, collection: str, records: Sequence[Record]) -> None:
+        points = [qe.Point(id=r.id, vector=r.vector or [], payload=r.payload) for r in records]
+        with self._lock:
+            self._shard(collection).update(qe.UpdateOperation.upsert_points(points))
+
+    def get(self, collection: str, ids: Sequence[str], where: Where) -> list[Record]:
+        wanted = [i for i in ids if _valid_id(i)]
+        if not wanted:
+            return []
+        with self._lock:
+            found = self._shard(collection).retrieve(wanted, with_payload=True, with_vector=False)
+        return [Record(id=str(r.id), payload=dict(r.payload or {})) for r in found if _matches(r.payload or {}, where)]
+
+    def search(self, collection: str, vector: Sequence[float], where: Where, limit: int) -> list[Hit]:
+        request = qe.QueryRequest(
+            limit=limit, query=qe.Query.Nearest(list(vector)), filter=_filter(where), with_payload=True
+        )
+        with self._lock:
+            points = self._shard(collection).query(request)
+        return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
+
+    def scan(
+        self, collection: str, where: Where, limit: int, order_by: str | None = None, descending: bool = True
+    ) -> list[Record]:
+        order = None
+        if order_by:
+            direction = qe.Direction.Desc if descending else qe.Direction.Asc
+            order = qe.OrderBy(key=order_by, direction=direction)
+        request = qe.ScrollRequest(limit=limit, filter=_filter(where), with_payload=True, order_by=order)
+        with self._lock:
+            records, _ = self._shard(collection).scroll(request)
+        return [Record(id=str(r.id), payload=dict(r.payload or {})) for r in records]
+
+    def set_fields(self, collection: str, record_id: str, fields: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._shard(collection).update(qe.UpdateOperation.set_payload([record_id], dict(fields)))
+
+    def delete(self, collection: str, ids: Sequence[str]) -> None:
+        wanted = [i for i in ids if _valid_id(i)]
+        if wanted:
+            with self._lock:
+                self._shard(collection).update(qe.UpdateOperation.delete_points(wanted))
+
+    def count(self, collection: str, where: Where) -> int:
+        with self._lock:
+            return int(self._shard(collection).count(qe.CountRequest(exact=True, filter=_filter(where))))
+
+    def flush(self) -> None:
+        with self._lock:
+            for shard in self._shards.values():
+                shard.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            for shard in self._shards.values():
+                shard.flush()
+                shard.close()
+            self._shards.clear()
+
+    def describe(self) -> dict[str, Any]:
+        size = sum(f.stat().st_size for f in self._root.rglob("*") if f.is_file())
+        with self._lock:
+            points = {name: int(s.info().points_count) for name, s in self._shards.items()}
+        return {"engine": "qdrant-edge (embedded)", "path": str(self._root), "disk_bytes": size, "points": points}

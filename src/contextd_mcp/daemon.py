@@ -1,0 +1,108 @@
+"""The daemon: sole owner of a data directory's store and model (DESIGN.md §1)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+
+from contextd_mcp import __version__
+from contextd_mcp.paths import DataPaths
+
+log = logging.getLogger("contextd_mcp")
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+def acquire_owner_lock(paths: DataPaths) -> IO[str]:
+    """Hold an exclusive lock on the data directory for this process's lifetime."""
+    handle = open(paths.daemon_lock, "a+")  # noqa: SIM115 - held open on purpose
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise AlreadyRunning(f"another contextd-mcp daemon already owns {paths.root}") from None
+    return handle
+
+
+async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http_options: dict[str, Any] | None = None) -> None:
+    from contextd_mcp.container import build
+    from contextd_mcp.settings import EmbeddingSettings, LimitSettings, StoreSettings
+    from contextd_mcp.transports.socket_server import SocketServer
+
+    paths.ensure()
+    lock = acquire_owner_lock(paths)
+    started = time.perf_counter()
+    limits = LimitSettings()
+    http_caller = None
+    if http is not None:
+        from contextd_mcp.transports.http import local_http_caller
+
+        http_caller = local_http_caller(http_options or {})
+    container = build(
+        paths,
+        StoreSettings(data_dir=paths.root),
+        EmbeddingSettings(),
+        limits,
+        http_caller=http_caller,
+    )
+    server = container.server()
+    stop_event = anyio.Event()
+
+    async def request_stop() -> None:
+        stop_event.set()
+
+    socket_server = SocketServer(paths.socket, server, container.status, request_stop, limits.request_max_bytes)
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(socket_server.serve)
+            http_server = None
+            if http is not None:
+                from contextd_mcp.transports.http import serve_http
+
+                http_server = await tg.start(serve_http, server, http[0], http[1], http_options or {})
+            info = {
+                "pid": os.getpid(),
+                "version": __version__,
+                "socket": str(paths.socket),
+                "http": f"http://{http[0]}:{http[1]}" if http else None,
+                "started_at": time.time(),
+            }
+            paths.daemon_info.write_text(json.dumps(info))
+            log.info("contextd-mcp %s ready in %.2fs on %s", __version__, time.perf_counter() - started, paths.socket)
+
+            async def watch_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+                    async for _ in signals:
+                        stop_event.set()
+                        return
+
+            tg.start_soon(watch_signals)
+            await stop_event.wait()
+            log.info("stopping")
+            if http_server is not None:
+                http_server.should_exit = True
+            tg.cancel_scope.cancel()
+    finally:
+        paths.socket.unlink(missing_ok=True)
+        paths.daemon_info.unlink(missing_ok=True)
+        container.close()
+        lock.close()
+        log.info("stopped; store flushed")
+
+
+def configure_logging(log_file: Path | None) -> None:
+    handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(os.environ.get("CONTEXTD_LOG_LEVEL", "INFO").upper())

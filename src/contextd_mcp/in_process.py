@@ -1,0 +1,43 @@
+"""``contextd-mcp stdio --in-process``: the whole server inside the stdio process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+
+from contextd_mcp.paths import DataPaths
+
+
+def run_in_process(paths: DataPaths) -> int:
+    from mcp.server.stdio import stdio_server
+
+    from contextd_mcp.container import build
+    from contextd_mcp.daemon import AlreadyRunning, acquire_owner_lock
+    from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
+    from contextd_mcp.scope_resolver import resolve_scope
+
+    paths.ensure()
+    try:
+        lock = acquire_owner_lock(paths)
+    except AlreadyRunning as exc:
+        import sys
+
+        print(f"contextd-mcp: {exc}; use the default bridge mode to share it", file=sys.stderr)
+        return 1
+    container = build(paths)
+    server = container.server()
+    caller = Caller(scope=resolve_scope(Path.cwd(), os.environ), transport="stdio", agent=os.environ.get("CONTEXTD_AGENT"))
+
+    async def main() -> None:
+        CURRENT_CALLER.set(caller)
+        async with stdio_server() as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+
+    try:
+        anyio.run(main)
+    finally:
+        container.close()
+        lock.close()
+    return 0

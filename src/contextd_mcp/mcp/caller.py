@@ -1,0 +1,23 @@
+"""Who is calling: the scope every read and write of a tool call is confined to."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from contextd_mcp.models.scope import Scope
+
+
+@dataclass(frozen=True)
+class Caller:
+    scope: Scope
+    transport: str  # "socket", "stdio", "http", "sse", "memory"
+    connection_id: str = ""
+    read_only: bool = False
+    agent: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+# Set by a transport for the lifetime of one connection (unix socket, in-process
+# stdio); HTTP requests carry their caller on the request instead.
+CURRENT_CALLER: ContextVar[Caller | None] = ContextVar("contextd_caller", default=None)

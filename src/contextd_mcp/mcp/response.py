@@ -1,0 +1,82 @@
+"""What leaves the server: scrubbed of secrets and capped in tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from contextd_mcp.ports.embedder import TokenCounter
+from contextd_mcp.ports.scrubber import Scrubber
+
+TRUNCATION_MARK = " …[truncated]"
+
+
+@dataclass
+class Shaped:
+    data: Any
+    redactions: int
+    truncated: bool
+
+
+def scrub_tree(node: Any, scrubber: Scrubber) -> tuple[Any, int]:
+    if isinstance(node, str):
+        result = scrubber.scrub(node)
+        return result.text, result.redactions
+    if isinstance(node, dict):
+        total = 0
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out[key], n = scrub_tree(value, scrubber)
+            total += n
+        return out, total
+    if isinstance(node, list):
+        total = 0
+        items = []
+        for value in node:
+            item, n = scrub_tree(value, scrubber)
+            items.append(item)
+            total += n
+        return items, total
+    return node, 0
+
+
+def _string_leaves(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], str]]:
+    if isinstance(node, str):
+        return [(path, node)]
+    if isinstance(node, dict):
+        return [leaf for k, v in node.items() for leaf in _string_leaves(v, (*path, k))]
+    if isinstance(node, list):
+        return [leaf for i, v in enumerate(node) for leaf in _string_leaves(v, (*path, i))]
+    return []
+
+
+def _assign(node: Any, path: tuple[Any, ...], value: str) -> None:
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+
+
+def cap_tree(data: Any, counter: TokenCounter, max_tokens: int, measure: Any) -> tuple[Any, bool]:
+    """Shorten the longest strings until ``measure(data)`` fits in ``max_tokens``.
+
+    Tools keep their answers small by design (field caps, result limits); this is the
+    guarantee behind that, so a response can never flood the agent's context.
+    """
+    total = counter.count(measure(data))
+    truncated = False
+    for _ in range(64):
+        if total <= max_tokens:
+            break
+        leaves = sorted(_string_leaves(data), key=lambda leaf: len(leaf[1]), reverse=True)
+        if not leaves:
+            break
+        path, text = leaves[0]
+        tokens = counter.count(text)
+        keep = max(0, tokens - (total - max_tokens) - 8)
+        shorter = counter.truncate(text, keep) + TRUNCATION_MARK if keep else TRUNCATION_MARK.strip()
+        if shorter == text:
+            break
+        _assign(data, path, shorter)
+        truncated = True
+        total = counter.count(measure(data))
+    return data, truncated

@@ -1,0 +1,170 @@
+"""Builds the MCP server from the tool registry. The one place where a tool call is
+validated, attributed to a caller, run, mapped from errors, scrubbed, capped and audited."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.server.lowlevel import Server
+from pydantic import BaseModel, ValidationError
+
+from contextd_mcp import __version__
+from contextd_mcp.errors import ContextdError, Denied
+from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
+from contextd_mcp.mcp.registry import ToolDef, input_schema, output_schema
+from contextd_mcp.mcp.response import cap_tree, scrub_tree
+from contextd_mcp.ports.audit import AuditLog
+from contextd_mcp.ports.embedder import TokenCounter
+from contextd_mcp.ports.scrubber import Scrubber
+
+log = logging.getLogger("contextd_mcp")
+
+INSTRUCTIONS = (
+    "contextd gives you a memory across sessions. Before a non-trivial task, memory_search for "
+    "relevant lessons; after solving something worth remembering, memory_store it; rate what you "
+    "used with memory_feedback."
+)
+
+HttpCallerResolver = Callable[[Any], Caller | None]
+
+
+def format_validation_error(tool: str, exc: ValidationError) -> str:
+    """Names each field and the rule it broke, never the rejected value (it may be a secret)."""
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        field = ".".join(str(p) for p in err["loc"]) or "arguments"
+        message = err["msg"]
+        if err["type"] == "missing":
+            message = "is required"
+        elif err["type"] == "extra_forbidden":
+            message = "is not a parameter of this tool"
+        problems.append(f"{field}: {message}")
+    return f"invalid_input: {tool}: " + "; ".join(problems)
+
+
+def _error_result(text: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+
+
+class ToolRunner:
+    def __init__(
+        self,
+        tools: Sequence[ToolDef],
+        scrubber: Scrubber,
+        counter: TokenCounter,
+        audit: AuditLog,
+        max_response_tokens: int,
+        http_caller: HttpCallerResolver | None = None,
+    ) -> None:
+        self.tools = {t.name: t for t in tools}
+        self._scrubber = scrubber
+        self._counter = counter
+        self._audit = audit
+        self._max_tokens = max_response_tokens
+        self._http_caller = http_caller
+        # Worker threads for blocking service calls; bounded so a burst cannot spawn hundreds.
+        self._limiter = anyio.CapacityLimiter(8)
+        self._listed = [
+            types.Tool(
+                name=t.name,
+                description=t.description,
+                input_schema=input_schema(t),
+                output_schema=output_schema(t),
+                annotations=types.ToolAnnotations(
+                    read_only_hint=t.read_only,
+                    destructive_hint=False,
+                    idempotent_hint=t.idempotent,
+                    open_world_hint=False,
+                ),
+            )
+            for t in tools
+        ]
+
+    def list_tools(self) -> list[types.Tool]:
+        return self._listed
+
+    def caller_for(self, request: Any) -> Caller:
+        if request is not None and self._http_caller is not None:
+            caller = self._http_caller(request)
+            if caller is not None:
+                return caller
+        caller = CURRENT_CALLER.get()
+        if caller is None:
+            raise Denied("this connection has no identity; no tool can run")
+        return caller
+
+    async def call(self, name: str, arguments: dict[str, Any] | None, request: Any = None) -> types.CallToolResult:
+        started = time.perf_counter()
+        event: dict[str, Any] = {"tool": name, "input_bytes": len(json.dumps(arguments or {}, default=str))}
+        try:
+            result, redactions = await self._call(name, arguments or {}, request, event)
+            event["outcome"] = "error:" + result.content[0].text.split(":", 1)[0] if result.is_error else "ok"  # type: ignore[union-attr]
+            event["redactions"] = redactions
+            return result
+        finally:
+            event["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+            try:
+                self._audit.record(event)
+            except Exception:  # the audit log must never break a call
+                log.exception("audit record failed")
+
+    async def _call(
+        self, name: str, arguments: dict[str, Any], request: Any, event: dict[str, Any]
+    ) -> tuple[types.CallToolResult, int]:
+        tool = self.tools.get(name)
+        if tool is None:
+            return _error_result(f"not_found: unknown tool {name[:64]!r}"), 0
+        try:
+            caller = self.caller_for(request)
+        except Denied as exc:
+            return _error_result(f"{exc.kind}: {exc.message}"), 0
+        event.update(caller.scope.fields(), transport=caller.transport, connection=caller.connection_id)
+        if caller.read_only and not tool.read_only:
+            return _error_result(f"denied: {name} writes, and this identity is read-only"), 0
+        try:
+            args = tool.input_model.model_validate(arguments)
+        except ValidationError as exc:
+            return _error_result(format_validation_error(name, exc)), 0
+        try:
+            output: BaseModel = await anyio.to_thread.run_sync(tool.handler, caller, args, limiter=self._limiter)
+        except ContextdError as exc:
+            scrubbed = self._scrubber.scrub(f"{exc.kind}: {exc.message}")
+            return _error_result(scrubbed.text), scrubbed.redactions
+        except Exception:
+            incident = uuid.uuid4().hex[:12]
+            log.exception("tool %s crashed (incident %s)", name, incident)
+            return _error_result(f"internal: {name} failed unexpectedly (incident {incident}, see the daemon log)"), 0
+        data, redactions = scrub_tree(output.model_dump(mode="json"), self._scrubber)
+        data, truncated = cap_tree(data, self._counter, self._max_tokens, lambda d: json.dumps(d, ensure_ascii=False))
+        text = json.dumps(data, ensure_ascii=False)
+        event["output_bytes"] = len(text)
+        meta = {"contextd/truncated": True} if truncated else None
+        return (
+            types.CallToolResult(
+                content=[types.TextContent(type="text", text=text)], structured_content=data, meta=meta
+            ),
+            redactions,
+        )
+
+
+def build_server(runner: ToolRunner) -> Server[Any]:
+    async def on_list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=runner.list_tools())
+
+    async def on_call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        return await runner.call(params.name, params.arguments, getattr(ctx, "request", None))
+
+    return Server(
+        "contextd-mcp",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        on_list_tools=on_list_tools,
+        on_call_tool=on_call_tool,
+    )

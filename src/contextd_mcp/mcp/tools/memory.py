@@ -1,0 +1,124 @@
+"""Memory tools: thin adapters over MemoryService."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from contextd_mcp.mcp.caller import Caller
+from contextd_mcp.mcp.registry import ToolDef
+from contextd_mcp.models.memory import Memory, MemoryHit
+from contextd_mcp.models.requests import GetMemory, MemoryFeedback, MemoryOutcome, SearchMemories, StoreMemory
+from contextd_mcp.services.memory import MemoryService, NewConfidence, StoredMemory
+
+
+_ID = "6f1c2b9e-3f7a-4c1d-9a57-0b8e2d4c1a10"
+
+
+class SearchResult(BaseModel):
+    memories: list[MemoryHit]
+
+
+def memory_tools(service: MemoryService) -> list[ToolDef]:
+    def store(caller: Caller, req: StoreMemory) -> StoredMemory:
+        return service.store(caller.scope, req)
+
+    def search(caller: Caller, req: SearchMemories) -> SearchResult:
+        return SearchResult(memories=service.search(caller.scope, req))
+
+    def get(caller: Caller, req: GetMemory) -> Memory:
+        return service.get(caller.scope, req)
+
+    def feedback(caller: Caller, req: MemoryFeedback) -> NewConfidence:
+        return service.feedback(caller.scope, req)
+
+    def outcome(caller: Caller, req: MemoryOutcome) -> NewConfidence:
+        return service.outcome(caller.scope, req)
+
+    return [
+        ToolDef(
+            "memory_store",
+            "Save a lesson learned (a strategy that worked, or with outcome=failure an anti-pattern) "
+            "for future sessions of this project. Secrets are redacted. Returns the id and starting confidence.",
+            StoreMemory,
+            StoredMemory,
+            store,
+            example={
+                "title": "Run pytest with -p no:cacheprovider in read-only checkouts",
+                "content": "The cache plugin writes .pytest_cache; in a read-only tree it fails. Disable it.",
+                "tags": ["pytest", "ci"],
+            },
+            example_result={"id": _ID, "confidence": 0.6667, "duplicate_of_existing": False},
+        ),
+        ToolDef(
+            "memory_search",
+            "Find memories relevant to a situation, ranked by relevance and confidence. "
+            "Searches this project unless scope widens it to the team or org.",
+            SearchMemories,
+            SearchResult,
+            search,
+            read_only=True,
+            idempotent=True,
+            example={"query": "pytest fails writing cache in read-only directory", "limit": 3},
+            example_result={
+                "memories": [
+                    {
+                        "id": _ID,
+                        "title": "Run pytest with -p no:cacheprovider in read-only checkouts",
+                        "description": "The cache plugin writes .pytest_cache; in a read-only tree it fails.",
+                        "outcome": "success",
+                        "confidence": 0.75,
+                        "relevance": 0.71,
+                        "score": 0.657,
+                        "tags": ["pytest", "ci"],
+                        "scope": "project",
+                    }
+                ]
+            },
+        ),
+        ToolDef(
+            "memory_get",
+            "Fetch one memory in full (content, counts, confidence).",
+            GetMemory,
+            Memory,
+            get,
+            read_only=True,
+            idempotent=True,
+            example={"memory_id": _ID},
+            example_result={
+                "id": _ID,
+                "title": "Run pytest with -p no:cacheprovider in read-only checkouts",
+                "description": "The cache plugin writes .pytest_cache; in a read-only tree it fails.",
+                "content": "The cache plugin writes .pytest_cache; in a read-only tree it fails. Disable it.",
+                "outcome": "success",
+                "tags": ["pytest", "ci"],
+                "confidence": 0.75,
+                "helpful_count": 1,
+                "unhelpful_count": 0,
+                "uses_succeeded": 0,
+                "uses_failed": 0,
+                "origin": "stored",
+                "scope": "project",
+                "created_at": "2026-11-27T09:00:00+00:00",
+                "updated_at": "2026-11-27T09:05:00+00:00",
+            },
+        ),
+        ToolDef(
+            "memory_feedback",
+            "Rate a memory: helpful raises its confidence, unhelpful lowers it "
+            "(4 unhelpful ratings hide a new memory from search).",
+            MemoryFeedback,
+            NewConfidence,
+            feedback,
+            example={"memory_id": _ID, "helpful": True},
+            example_result={"id": _ID, "confidence": 0.75, "hidden_from_search": False},
+        ),
+        ToolDef(
+            "memory_outcome",
+            "Report that a task which applied this memory succeeded or failed (weaker evidence than feedback).",
+            MemoryOutcome,
+            NewConfidence,
+            outcome,
+            example={"memory_id": _ID, "succeeded": True},
+            example_result={"id": _ID, "confidence": 0.7143, "hidden_from_search": False},
+        ),
+    ]

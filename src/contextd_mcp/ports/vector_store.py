@@ -1,0 +1,72 @@
+"""Port: a store of records with an optional dense vector and a JSON payload.
+
+Filters are plain data (``Where``), so services never see an engine's types:
+``{"field": value}`` is equality, ``{"field": [a, b]}`` matches any of the values
+(for a list field: any element), ``{"field": Range(gte=0.3)}`` is a numeric range.
+All conditions are ANDed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeAlias
+
+
+@dataclass(frozen=True)
+class Range:
+    gte: float | None = None
+    lte: float | None = None
+
+
+Condition: TypeAlias = str | int | bool | list[str] | Range
+Where: TypeAlias = Mapping[str, Condition]
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    payload: dict[str, Any]
+    vector: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    name: str
+    dim: int
+    model: str  # which embedding model made the vectors; a mismatch is refused
+    keyword_fields: tuple[str, ...] = ("tenant", "team", "project")
+    float_fields: tuple[str, ...] = ()
+
+
+class VectorStore(Protocol):
+    def ensure(self, spec: CollectionSpec) -> None: ...
+
+    def upsert(self, collection: str, records: Sequence[Record]) -> None: ...
+
+    def get(self, collection: str, ids: Sequence[str], where: Where) -> list[Record]: ...
+
+    def search(self, collection: str, vector: Sequence[float], where: Where, limit: int) -> list[Hit]: ...
+
+    def scan(
+        self, collection: str, where: Where, limit: int, order_by: str | None = None, descending: bool = True
+    ) -> list[Record]: ...
+
+    def set_fields(self, collection: str, record_id: str, fields: Mapping[str, Any]) -> None: ...
+
+    def delete(self, collection: str, ids: Sequence[str]) -> None: ...
+
+    def count(self, collection: str, where: Where) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...

@@ -1,0 +1,23 @@
+"""The first line on the daemon's socket: who connects and what for. Standard library only."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+PROTOCOL = 1
+MAX_HELLO_BYTES = 64 * 1024
+# The parts of a bridge's environment that decide its scope (the daemon's own env never does).
+SCOPE_ENV = ("CONTEXTD_TENANT", "CONTEXTD_TEAM", "CONTEXTD_PROJECT", "CONTEXTD_AGENT")
+
+
+def hello(op: str) -> bytes:
+    message: dict[str, Any] = {
+        "contextd": PROTOCOL,
+        "op": op,
+        "cwd": os.getcwd(),
+        "env": {k: os.environ[k] for k in SCOPE_ENV if os.environ.get(k)},
+        "pid": os.getpid(),
+    }
+    return (json.dumps(message) + "\n").encode()

@@ -1,0 +1,110 @@
+"""The daemon's unix socket: each connection is one MCP session (or a control request)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import SocketStream
+
+from contextd_mcp import __version__
+from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
+from contextd_mcp.scope_resolver import resolve_scope
+from contextd_mcp.transports.framing import jsonrpc_streams
+from contextd_mcp.transports.hello import MAX_HELLO_BYTES, PROTOCOL
+
+log = logging.getLogger("contextd_mcp")
+
+
+async def _read_hello(stream: SocketStream) -> tuple[dict[str, Any], bytes]:
+    buffer = b""
+    with anyio.fail_after(10):
+        while b"\n" not in buffer:
+            chunk = await stream.receive(4096)
+            buffer += chunk
+            if len(buffer) > MAX_HELLO_BYTES:
+                raise ValueError("hello too large")
+    line, rest = buffer.split(b"\n", 1)
+    message = json.loads(line)
+    if not isinstance(message, dict) or message.get("contextd") != PROTOCOL:
+        raise ValueError("not a contextd hello (protocol mismatch: restart the daemon with `contextd-mcp stop`)")
+    return message, rest
+
+
+async def _reply(stream: SocketStream, body: dict[str, Any]) -> None:
+    await stream.send((json.dumps(body, default=str) + "\n").encode())
+
+
+class SocketServer:
+    def __init__(
+        self,
+        path: Path,
+        server: Any,
+        status: Callable[[], dict[str, Any]],
+        request_stop: Callable[[], Awaitable[None]],
+        max_message_bytes: int,
+    ) -> None:
+        self._path = path
+        self._server = server
+        self._status = status
+        self._request_stop = request_stop
+        self._max = max_message_bytes
+        self.connections = 0
+
+    async def serve(self, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        self._path.unlink(missing_ok=True)
+        listener = await anyio.create_unix_listener(self._path)
+        os.chmod(self._path, 0o600)
+        task_status.started()
+        async with listener:
+            await listener.serve(self._handle)
+
+    async def _handle(self, stream: SocketStream) -> None:
+        async with stream:
+            try:
+                hello, rest = await _read_hello(stream)
+            except (ValueError, TimeoutError, anyio.EndOfStream, json.JSONDecodeError, OSError) as exc:
+                await self._safe_reply(stream, {"ok": False, "error": f"bad hello: {exc}"})
+                return
+            op = hello.get("op")
+            if op == "status":
+                await _reply(stream, {"ok": True, "pid": os.getpid(), "version": __version__, **self._status(),
+                                      "connections": self.connections})
+            elif op == "stop":
+                await _reply(stream, {"ok": True, "pid": os.getpid()})
+                await self._request_stop()
+            elif op == "mcp":
+                await self._serve_mcp(stream, hello, rest)
+            else:
+                await _reply(stream, {"ok": False, "error": f"unknown op {op!r}"})
+
+    async def _safe_reply(self, stream: SocketStream, body: dict[str, Any]) -> None:
+        try:
+            await _reply(stream, body)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+
+    async def _serve_mcp(self, stream: SocketStream, hello: dict[str, Any], rest: bytes) -> None:
+        try:
+            env = {str(k): str(v) for k, v in (hello.get("env") or {}).items()}
+            scope = resolve_scope(Path(str(hello.get("cwd") or "/")), env)
+        except (ValueError, OSError) as exc:
+            await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {exc}"})
+            return
+        caller = Caller(scope=scope, transport="socket", connection_id=uuid.uuid4().hex[:12], agent=env.get("CONTEXTD_AGENT"))
+        await _reply(stream, {"ok": True, "pid": os.getpid(), "version": __version__, "scope": scope.fields()})
+        CURRENT_CALLER.set(caller)
+        self.connections += 1
+        try:
+            async with jsonrpc_streams(stream, self._max, rest) as (read, write):
+                await self._server.run(read, write, self._server.create_initialization_options())
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
+            pass
+        finally:
+            self.connections -= 1
