@@ -80,13 +80,14 @@ def build(
     limit_settings: LimitSettings | None = None,
     embedder: Embedder | None = None,
     http_caller: HttpCallerResolver | None = None,
+    scrubber: Scrubber | None = None,
 ) -> Container:
     paths.ensure()
     store_settings = store_settings or StoreSettings(data_dir=paths.root)
     limit_settings = limit_settings or LimitSettings()
     embedder = embedder or make_embedder(embedding_settings or EmbeddingSettings(), paths)
     store = make_store(store_settings, paths)
-    scrubber = make_scrubber()
+    scrubber = scrubber or make_scrubber()
     audit = JsonlAuditLog(paths.audit)
     memory = MemoryService(store, embedder, scrubber)
     tools = memory_tools(memory)

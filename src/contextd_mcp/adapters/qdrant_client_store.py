@@ -47,9 +47,11 @@ class QdrantClientStore:
         if path is not None:
             self._client = QdrantClient(path=str(path))
             self._where = f"local folder {path}"
+            self._indexes = False  # local mode ignores payload indexes (and warns)
         else:
             self._client = QdrantClient(url=url, api_key=api_key, timeout=10)
             self._where = str(url)
+            self._indexes = True
         # Local mode is not thread-safe; a server client is, but one lock costs nothing here.
         self._lock = threading.RLock()
         self._ready: set[str] = set()
@@ -69,10 +71,11 @@ class QdrantClientStore:
                     vectors_config=models.VectorParams(size=spec.dim, distance=models.Distance.COSINE),
                     metadata={"model": spec.model, "dim": spec.dim},
                 )
-                for field in spec.keyword_fields:
-                    self._client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
-                for field in spec.float_fields:
-                    self._client.create_payload_index(name, field, models.PayloadSchemaType.FLOAT)
+                if self._indexes:
+                    for field in spec.keyword_fields:
+                        self._client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
+                    for field in spec.float_fields:
+                        self._client.create_payload_index(name, field, models.PayloadSchemaType.FLOAT)
             self._ready.add(spec.name)
 
     def upsert(self, collection: str, records: Sequence[Record]) -> None:
@@ -85,7 +88,9 @@ class QdrantClientStore:
         if not wanted:
             return []
         # A filtered scroll, not retrieve(): the scope filter must apply to by-id reads too.
-        flt = models.Filter(must=[models.HasIdCondition(has_id=wanted), *(_filter(where) or models.Filter()).must or []])
+        conditions: list[Any] = [models.HasIdCondition(has_id=wanted)]
+        conditions += [_condition(k, v) for k, v in where.items()]
+        flt = models.Filter(must=conditions)
         with self._lock:
             found, _ = self._client.scroll(_PREFIX + collection, scroll_filter=flt, limit=len(wanted), with_payload=True)
         return [Record(id=str(r.id), payload=dict(r.payload or {})) for r in found]
