@@ -1,0 +1,51 @@
+"""What the server and the helper say to each other. Standard library only: both sides import it.
+
+One request = one SOCK_SEQPACKET message to the helper: a JSON `Request`, carrying three file
+descriptors by SCM_RIGHTS, in this order:
+
+    status  the helper's end of a per-request SEQPACKET socketpair
+    stdout  write end of the command's stdout pipe
+    stderr  write end of the command's stderr pipe
+
+On `status` the helper sends JSON messages: {"error": reason} when set-up failed (the server then
+raises SandboxUnavailable), {"exit": code} with the command's exit status in shell convention
+(128 + N for death by signal N), {"killed": true} after a kill request. The server asks for a
+kill by shutting down its sending side (or simply by closing the socket, e.g. when it dies): the
+supervisor sees EOF and SIGKILLs the namespace's init, which takes the whole namespace with it.
+Since sandboxed code never holds this socket, it cannot forge a status.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+HELPER_MODULE = "contextd_mcp.sandbox.helper"
+MAX_REQUEST_BYTES = 200 * 1024  # under the default unix socket buffer, so one send suffices
+MAX_COMMAND_BYTES = 128 * 1024 - 1  # execve refuses a single argument longer (MAX_ARG_STRLEN)
+FDS_PER_REQUEST = 3
+
+
+@dataclass(frozen=True)
+class Request:
+    command: str | None  # None: a probe, which sets everything up and exits 0 instead of exec
+    project: str
+    workdir: str
+    env: dict[str, str] = field(default_factory=dict)
+    sandbox: bool = True
+    memory_bytes: int = 1 << 30
+    cpu_seconds: int = 60
+    max_processes: int = 256
+    max_file_bytes: int = 256 << 20
+    max_open_files: int = 256
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), ensure_ascii=False).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Request:
+        return cls(**json.loads(data))
+
+
+def status_message(**fields: object) -> bytes:
+    return json.dumps(fields).encode()

@@ -1,0 +1,162 @@
+"""The filesystem the command sees, built by the namespace's init before it forks the command.
+
+Layout (every path not listed here simply does not exist inside):
+
+    /                 tmpfs skeleton, read-only once built
+    /usr /bin /sbin /lib* read-only binds (merged-/usr symlinks are recreated as symlinks)
+    /etc              tmpfs holding read-only binds of an allowlist (no shadow, ssh, sudoers)
+    /dev              null zero full random urandom tty (binds), fd/std* links, private /dev/shm
+    /proc             a fresh procfs of the new pid namespace; /proc/sys & co read-only
+    /tmp              private tmpfs, size-limited
+    <project>         the project, read-write, at its real path (mounted last, so it wins)
+
+`prepare` builds everything but the request's parts while a pre-forked worker waits (off the
+critical path); `finish` adds /tmp, the project and the limits once the request is known.
+
+The server may run as root, and root inside the user namespace is still the owner of root's files
+on disk (DAC is by kernel uid), so hiding is the only protection for root-only files: hence the
+/etc allowlist rather than a read-only bind of all of /etc.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from . import _libc as c
+
+SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+ETC_ALLOWLIST = (
+    "passwd", "group", "hosts", "host.conf", "nsswitch.conf", "networks", "protocols",
+    "services", "gai.conf", "shells", "ld.so.cache", "ld.so.conf", "ld.so.conf.d",
+    "localtime", "timezone", "alternatives", "ca-certificates", "ca-certificates.conf",
+    "ssl/certs", "ssl/openssl.cnf", "pki/tls/certs", "pki/ca-trust", "crypto-policies",
+    "bash.bashrc", "profile", "profile.d", "inputrc", "environment", "os-release",
+    "debian_version", "lsb-release", "mime.types", "magic", "magic.mime", "locale.alias",
+    "locale.conf", "locale.gen", "manpath.config", "python3", "perl", "gitconfig",
+    "vim", "nanorc", "terminfo", "fonts",
+)  # fmt: skip
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
+             "stderr": "/proc/self/fd/2"}  # fmt: skip
+PROC_READONLY = ("sys", "sysrq-trigger", "irq", "bus")
+# Where the skeleton is assembled. Only our private mount namespace sees the tmpfs there, and
+# after pivot_root the host's /tmp is reachable again under OLD_ROOT.
+STAGING = "/tmp"
+OLD_ROOT = "/.oldroot"
+# /etc, /dev and /proc inside are not the host's: a project cannot live there.
+FORBIDDEN_PROJECT_PARENTS = ("/etc", "/dev", "/proc", "/sys")
+RO = c.MOUNT_ATTR_RDONLY | c.MOUNT_ATTR_NOSUID | c.MOUNT_ATTR_NODEV
+
+
+class SetupError(Exception):
+    """A step of the sandbox set-up failed; the message names the step and, if known, the fix."""
+
+
+def _setattr(path: str, attrs: int, *, recursive: bool) -> None:
+    try:
+        c.mount_setattr(path, attrs, recursive=recursive)
+    except OSError as exc:
+        if exc.errno != errno.ENOSYS:
+            raise
+        # Kernel < 5.12: remount the top mount only, keeping flags the kernel locked on it.
+        st = os.statvfs(path)
+        keep = st.f_flag & (c.MS_NOSUID | c.MS_NODEV | c.MS_NOEXEC | c.MS_RDONLY)
+        flags = keep | c.MS_REMOUNT | c.MS_BIND
+        flags |= c.MS_RDONLY if attrs & c.MOUNT_ATTR_RDONLY else 0
+        flags |= c.MS_NOSUID if attrs & c.MOUNT_ATTR_NOSUID else 0
+        flags |= c.MS_NODEV if attrs & c.MOUNT_ATTR_NODEV else 0
+        c.mount(None, path, None, flags)
+
+
+def _bind(src: str, dst: str, attrs: int = RO) -> None:
+    if os.path.isdir(src):
+        os.makedirs(dst, mode=0o755, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+        os.close(os.open(dst, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+    c.mount(src, dst, None, c.MS_BIND | c.MS_REC)
+    _setattr(dst, attrs, recursive=True)
+
+
+def _copy_entry(src: str, dst: str) -> None:
+    """Recreate a symlink as a symlink (it resolves inside the new root), bind anything else."""
+    if os.path.islink(src):
+        os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+        os.symlink(os.readlink(src), dst)
+    elif os.path.exists(src):
+        _bind(src, dst)
+
+
+def _tmpfs(path: str, options: str, flags: int = c.MS_NOSUID | c.MS_NODEV) -> None:
+    os.makedirs(path, mode=0o755, exist_ok=True)
+    c.mount("tmpfs", path, "tmpfs", flags, options)
+
+
+def _mount_dev(root: str) -> None:
+    dev = root + "/dev"
+    _tmpfs(dev, "mode=0755,size=64k,nr_inodes=64", c.MS_NOSUID | c.MS_NOEXEC)
+    for name in DEVICES:
+        if os.path.exists("/dev/" + name):
+            _bind("/dev/" + name, f"{dev}/{name}", c.MOUNT_ATTR_NOSUID | c.MOUNT_ATTR_NOEXEC)
+    for name, target in DEV_LINKS.items():
+        os.symlink(target, f"{dev}/{name}")
+    _tmpfs(dev + "/shm", "mode=1777,size=64m")
+
+
+def _mount_proc(root: str) -> None:
+    proc = root + "/proc"
+    os.mkdir(proc)
+    try:
+        c.mount("proc", proc, "proc", c.MS_NOSUID | c.MS_NODEV | c.MS_NOEXEC)
+    except OSError as exc:
+        raise SetupError(
+            f"cannot mount a private /proc ({exc.strerror}); this happens when the host's /proc "
+            "is partly masked, as inside an unprivileged container"
+        ) from exc
+
+
+def prepare() -> None:
+    """Everything that does not depend on the request: done while a warm worker waits.
+
+    Leaves the process in the new root with the host's tree still reachable at OLD_ROOT (for
+    the project bind) until `finish` detaches it; nothing untrusted runs in between.
+    """
+    c.mount(None, "/", None, c.MS_REC | c.MS_PRIVATE)  # nothing we do propagates to the host
+    root = STAGING
+    c.mount("tmpfs", root, "tmpfs", c.MS_NOSUID | c.MS_NODEV, "mode=0755,size=1m")
+    for name in SYSTEM_DIRS:
+        _copy_entry("/" + name, f"{root}/{name}")
+    _tmpfs(root + "/etc", "mode=0755,size=256k")
+    for name in ETC_ALLOWLIST:
+        _copy_entry("/etc/" + name, f"{root}/etc/{name}")
+    _setattr(root + "/etc", RO, recursive=False)
+    _mount_dev(root)
+    _setattr(root + "/dev", RO | c.MOUNT_ATTR_NOEXEC, recursive=False)
+    _mount_proc(root)
+    os.mkdir(root + "/tmp", 0o1777)
+    os.mkdir(root + OLD_ROOT, 0o700)
+    os.chdir(root)
+    c.pivot_root(".", OLD_ROOT.lstrip("/"))
+    os.chdir("/")
+
+
+def finish(project: str, tmp_bytes: int, pid_max: int) -> None:
+    """The request's part: /tmp, pid_max, the project; then cut the way back to the host."""
+    _tmpfs("/tmp", f"mode=1777,size={tmp_bytes},nr_inodes=65536")
+    try:
+        with open("/proc/sys/kernel/pid_max", "w") as f:
+            f.write(str(pid_max))
+    except OSError:
+        pass  # kernel < 6.14 has no per-namespace pid_max; RLIMIT_NPROC still bounds non-root
+    for name in PROC_READONLY:
+        path = f"/proc/{name}"
+        if os.path.exists(path):
+            c.mount(path, path, None, c.MS_BIND | c.MS_REC)
+            _setattr(path, RO | c.MOUNT_ATTR_NOEXEC, recursive=True)
+    # The project last, so it shows through whatever is mounted on its parents (/tmp, /usr).
+    os.makedirs(project, mode=0o755, exist_ok=True)
+    c.mount(OLD_ROOT + project, project, None, c.MS_BIND | c.MS_REC)
+    _setattr(project, c.MOUNT_ATTR_NOSUID | c.MOUNT_ATTR_NODEV, recursive=True)
+    c.umount2(OLD_ROOT, c.MNT_DETACH)
+    os.rmdir(OLD_ROOT)
+    _setattr("/", RO, recursive=False)

@@ -1,0 +1,161 @@
+"""Child side of the sandbox: `python -P -m contextd_mcp.sandbox.helper --zygote FD`.
+
+The zygote is started once per server process. It is single-threaded and never runs a command
+itself: it keeps POOL_SIZE sandbox workers forked ahead of time (see `_worker`: namespaces made
+and the root built while idle) and hands each request from the server to the oldest one, then
+forks a replacement. A request the operator allowed to run unsandboxed goes to a fresh `_unsafe`
+child instead. It exits when the server closes the socket (or dies); idle workers follow.
+
+`--once FD` serves exactly one request with no pool: a cold helper per command, kept only so the
+benchmark can compare it.
+
+Only the standard library and pyseccomp are imported here: this process forks for every command,
+and whatever it imports is copied into each fork.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import sys
+from collections import deque
+from collections.abc import Callable
+from typing import NoReturn
+
+from . import _libc as c
+from . import _unsafe, _worker
+from ._protocol import FDS_PER_REQUEST, MAX_REQUEST_BYTES
+
+POOL_SIZE = 2  # enough for back-to-back commands on 2 cores; more only holds more namespaces
+
+
+def _compile_seccomp() -> tuple[bytes | None, str | None]:
+    try:
+        from ._seccomp import compile_program  # noqa: PLC0415 - pyseccomp is optional here
+
+        return compile_program(), None
+    except ImportError:
+        return None, "pyseccomp is not installed (pip install pyseccomp)"
+    except RuntimeError as exc:  # pyseccomp: "Unable to find libseccomp"
+        return None, (
+            f"{exc}: install libseccomp 2.5+ (Debian/Ubuntu: apt-get install libseccomp2; "
+            "Fedora: dnf install libseccomp)"
+        )
+    except OSError as exc:
+        return None, f"cannot build the seccomp filter: {exc}"
+
+
+def _fork(child: Callable[[], NoReturn], *keep: int) -> None:
+    """Fork; the child keeps only stdio and `keep`, so it holds no other request's sockets."""
+    if os.fork() == 0:
+        try:
+            low = 3
+            for fd in sorted(keep):
+                os.closerange(low, fd)
+                low = fd + 1
+            os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+            child()
+        finally:
+            os._exit(1)
+
+
+class Zygote:
+    """Pre-forked workers in `_pool`; workers running a command in `_busy`.
+
+    Warming a worker costs ~10 ms of CPU and takes the kernel's mount lock, so it is done when
+    no command is starting: after a running sandbox ends (its socket reaches EOF), or at once
+    when the pool is empty.
+    """
+
+    def __init__(self, pool_size: int) -> None:
+        self._pool_size = pool_size
+        self._pool: deque[socket.socket] = deque()
+        self._busy: list[socket.socket] = []
+        self._seccomp, self._seccomp_error = _compile_seccomp()
+
+    def _new_worker(self) -> socket.socket:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:
+            _fork(lambda: _worker.run(theirs, self._seccomp, self._seccomp_error), theirs.fileno())
+        return ours
+
+    def refill(self) -> None:
+        target = self._pool_size if not self._busy else min(1, self._pool_size)
+        while len(self._pool) < target:
+            self._pool.append(self._new_worker())
+
+    def wait(self, ctl: socket.socket) -> None:
+        """Block until a request is ready on `ctl`, retiring finished workers meanwhile."""
+        while True:
+            ready = select.select([ctl, *self._busy], [], [])[0]
+            for ws in ready:
+                if ws is not ctl:  # only EOF ever arrives here: that sandbox is finished
+                    self._busy.remove(ws)
+                    ws.close()
+            if ctl in ready:
+                return
+            self.refill()
+
+    def handle(self, payload: bytes, fds: list[int]) -> None:
+        try:
+            if json.loads(payload).get("sandbox", True):
+                self._dispatch(payload, fds)
+            else:
+                _fork(lambda: _unsafe.run(payload, fds), *fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _dispatch(self, payload: bytes, fds: list[int]) -> None:
+        for _ in range(3):  # a pooled worker may have died while it waited
+            ws = self._pool.popleft() if self._pool else self._new_worker()
+            try:
+                socket.send_fds(ws, [payload], fds)
+            except OSError:
+                ws.close()
+                continue
+            self._busy.append(ws)
+            return
+
+
+def _receive(ctl: socket.socket) -> tuple[bytes, list[int]] | None:
+    while True:
+        payload, fds, _, _ = socket.recv_fds(ctl, MAX_REQUEST_BYTES, FDS_PER_REQUEST, socket.MSG_CMSG_CLOEXEC)
+        if not payload and not fds:
+            return None  # the server closed its end, or died
+        if len(fds) == FDS_PER_REQUEST:
+            return payload, fds
+        for fd in fds:  # malformed: drop it (its status socket closes, so the sender notices)
+            os.close(fd)
+
+
+def serve(ctl: socket.socket, *, once: bool) -> None:
+    # Each worker exits once it has forked its namespace's init; as subreaper we adopt the inits,
+    # and SIG_IGN lets the kernel reap them (and the workers) without waitpid.
+    c.prctl(c.PR_SET_CHILD_SUBREAPER, 1)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    zygote = Zygote(pool_size=0 if once else POOL_SIZE)
+    zygote.refill()
+    while True:
+        zygote.wait(ctl)
+        request = _receive(ctl)
+        if request is None:
+            return
+        zygote.handle(*request)
+        if once:
+            return
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] not in ("--zygote", "--once"):
+        print("usage: python -m contextd_mcp.sandbox.helper --zygote|--once FD", file=sys.stderr)
+        return 2
+    serve(socket.socket(fileno=int(argv[1])), once=argv[0] == "--once")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

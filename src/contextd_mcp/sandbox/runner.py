@@ -1,0 +1,282 @@
+"""Server side: validate a request, hand it to the helper, stream output, enforce the timeout."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from ._launcher import Launcher, default_launcher
+from ._output import HeadTail
+from ._protocol import MAX_COMMAND_BYTES, MAX_REQUEST_BYTES, Request
+from ._rootfs import FORBIDDEN_PROJECT_PARENTS
+from ._types import SandboxLimits, SandboxResult, SandboxUnavailable
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+TIMEOUT_EXIT_CODE = 124  # as GNU timeout(1)
+KILL_GRACE_SECONDS = 5.0  # after a kill request, wait this long for the helper to confirm
+DRAIN_GRACE_SECONDS = 2.0  # after the status, wait this long for the pipes to reach EOF
+PROBE_TIMEOUT_SECONDS = 10.0
+_READ_CHUNK = 1 << 20
+_FINAL_KEYS = frozenset(("exit", "killed", "error"))
+_F_SETPIPE_SZ = 1031
+
+
+def resolve_dirs(project_dir: Path, working_dir: Path | None) -> tuple[Path, Path]:
+    """Both as real paths; the working directory must be inside the project after symlinks."""
+    try:
+        project = Path(project_dir).resolve(strict=True)
+    except OSError as exc:
+        raise ValueError(f"project directory {project_dir} does not exist ({exc.strerror})") from exc
+    if not project.is_dir():
+        raise ValueError(f"project directory {project} is not a directory")
+    if project == Path("/"):
+        raise ValueError("the project directory cannot be / (it would expose the whole host)")
+    for parent in FORBIDDEN_PROJECT_PARENTS:
+        if project.is_relative_to(parent):
+            raise ValueError(f"the project directory cannot be under {parent}, which the sandbox replaces")
+    if working_dir is None:
+        return project, project
+    try:
+        workdir = (project / working_dir).resolve(strict=True)
+    except OSError as exc:
+        raise ValueError(f"working directory {working_dir} does not exist ({exc.strerror})") from exc
+    if not workdir.is_relative_to(project):
+        raise ValueError(
+            f"working directory {working_dir} resolves to {workdir}, which is outside the project {project}"
+        )
+    if not workdir.is_dir():
+        raise ValueError(f"working directory {workdir} is not a directory")
+    return project, workdir
+
+
+def build_env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    """A minimal environment plus the caller's explicit variables; nothing from the server's."""
+    env = {"PATH": DEFAULT_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "TERM": "dumb"}
+    for name, value in (extra or {}).items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise ValueError(f"invalid environment variable name {name!r}")
+        if not isinstance(value, str) or "\0" in value:
+            raise ValueError(f"environment variable {name} must be a string without NUL bytes")
+        env[name] = value
+    return env
+
+
+def _check_command(command: str) -> None:
+    if not isinstance(command, str):
+        raise ValueError("command must be a string")
+    if "\0" in command:
+        raise ValueError("command must not contain NUL bytes")
+    if len(command.encode()) > MAX_COMMAND_BYTES:
+        raise ValueError(f"command is longer than {MAX_COMMAND_BYTES} bytes")
+
+
+def _interpret(messages: list[dict[str, Any]]) -> tuple[int | None, bool]:
+    """(exit code or None, killed); raises SandboxUnavailable on a set-up error or no status."""
+    for message in messages:
+        if "error" in message:
+            raise SandboxUnavailable(f"sandbox set-up failed: {message['error']}")
+    exit_code = next((m["exit"] for m in messages if "exit" in m), None)
+    killed = any(m.get("killed") for m in messages)
+    if exit_code is None and not killed:
+        raise SandboxUnavailable("the sandbox helper ended without a status; see the server's stderr")
+    return exit_code, killed
+
+
+# --- probe -----------------------------------------------------------------------------------
+
+_probe_lock = threading.Lock()
+_probe_done = False
+_probe_error: SandboxUnavailable | None = None
+
+
+def probe() -> None:
+    """Raise SandboxUnavailable if this host cannot sandbox. The first call runs the full set-up
+    once without exec (namespaces, mounts, pivot_root, capabilities, seccomp); later calls return
+    the cached verdict."""
+    global _probe_done, _probe_error
+    with _probe_lock:
+        if not _probe_done:
+            _probe_error = _probe_uncached(default_launcher())
+            _probe_done = True
+    if _probe_error is not None:
+        raise _probe_error
+
+
+def _probe_uncached(launcher: Launcher) -> SandboxUnavailable | None:
+    if sys.platform != "linux":
+        return SandboxUnavailable(f"the sandbox needs Linux namespaces and seccomp; this is {sys.platform}")
+    with tempfile.TemporaryDirectory(prefix="contextd-probe-") as tmp:
+        status, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with status:
+            null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                launcher.launch(Request(command=None, project=tmp, workdir=tmp).encode(), [theirs.fileno(), null, null])
+            except SandboxUnavailable as exc:
+                return exc
+            finally:
+                theirs.close()
+                os.close(null)
+            status.settimeout(PROBE_TIMEOUT_SECONDS)
+            messages = []
+            try:
+                while data := status.recv(65536):
+                    messages.append(json.loads(data))
+            except TimeoutError:
+                return SandboxUnavailable(f"the sandbox helper did not answer within {PROBE_TIMEOUT_SECONDS:g} s")
+    try:
+        exit_code, _ = _interpret(messages)
+    except SandboxUnavailable as exc:
+        return exc
+    if exit_code != 0:
+        return SandboxUnavailable(f"the sandbox probe exited with status {exit_code}")
+    return None
+
+
+async def _probe_async() -> None:
+    if _probe_done:
+        if _probe_error is not None:
+            raise _probe_error
+        return
+    await anyio.to_thread.run_sync(probe)
+
+
+# --- run -------------------------------------------------------------------------------------
+
+
+async def run(
+    command: str,
+    project_dir: Path,
+    working_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    limits: SandboxLimits = SandboxLimits(),
+    allow_unsandboxed: bool = False,
+    *,
+    launcher: Launcher | None = None,
+) -> SandboxResult:
+    _check_command(command)
+    project, workdir = resolve_dirs(project_dir, working_dir)
+    full_env = build_env(env)
+    sandboxed = True
+    try:
+        await _probe_async()
+    except SandboxUnavailable:
+        if not allow_unsandboxed:
+            raise
+        sandboxed = False
+    request = Request(
+        command=command,
+        project=str(project),
+        workdir=str(workdir),
+        env=full_env,
+        sandbox=sandboxed,
+        memory_bytes=limits.memory_bytes,
+        cpu_seconds=limits.cpu_seconds,
+        max_processes=limits.max_processes,
+        max_file_bytes=limits.max_file_bytes,
+        max_open_files=limits.max_open_files,
+    )
+    payload = request.encode()
+    if len(payload) > MAX_REQUEST_BYTES:
+        raise ValueError(f"command and environment together exceed {MAX_REQUEST_BYTES} bytes")
+    return await _execute(payload, limits, sandboxed, launcher or default_launcher())
+
+
+async def _execute(payload: bytes, limits: SandboxLimits, sandboxed: bool, launcher: Launcher) -> SandboxResult:
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    status, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        for fd in (out_r, err_r):
+            os.set_blocking(fd, False)
+            _grow_pipe(fd)
+        status.setblocking(False)
+        started = time.perf_counter()
+        try:
+            launcher.launch(payload, [theirs.fileno(), out_w, err_w])
+        finally:
+            theirs.close()
+            os.close(out_w)
+            os.close(err_w)
+        stdout, stderr = HeadTail(limits.max_output_bytes), HeadTail(limits.max_output_bytes)
+        messages: list[dict[str, Any]] = []
+        kill_requested = False
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_pump, out_r, stdout)
+            tg.start_soon(_pump, err_r, stderr)
+            with anyio.move_on_after(limits.timeout_seconds) as deadline:
+                await _read_status(status, messages)
+            if deadline.cancelled_caught:
+                kill_requested = True
+                status.shutdown(socket.SHUT_WR)  # the supervisor SIGKILLs the namespace's init
+                with anyio.move_on_after(KILL_GRACE_SECONDS):
+                    await _read_status(status, messages)
+            duration_ms = (time.perf_counter() - started) * 1000
+            # Everything that held the pipes died with the namespace; this only bounds the wait.
+            tg.cancel_scope.deadline = anyio.current_time() + DRAIN_GRACE_SECONDS
+    finally:
+        status.close()  # if we were cancelled, this EOF is the kill request
+        os.close(out_r)
+        os.close(err_r)
+    # Killed and silent past the grace: still a timeout. Otherwise the helper's word decides.
+    exit_code = None if kill_requested and not messages else _interpret(messages)[0]
+    timed_out = exit_code is None
+    return SandboxResult(
+        exit_code=TIMEOUT_EXIT_CODE if exit_code is None else exit_code,
+        stdout=stdout.text(),
+        stderr=stderr.text(),
+        duration_ms=duration_ms,
+        timed_out=timed_out,
+        truncated=stdout.truncated or stderr.truncated,
+        sandboxed=sandboxed,
+    )
+
+
+def _grow_pipe(fd: int) -> None:
+    """1 MiB pipes cut the number of wake-ups when a command floods its output."""
+    try:
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, _READ_CHUNK)
+    except OSError:
+        pass  # above /proc/sys/fs/pipe-max-size for this user: keep the default
+
+
+async def _pump(fd: int, sink: HeadTail) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, _READ_CHUNK)
+        except BlockingIOError:
+            await anyio.wait_readable(fd)
+            continue
+        if not chunk:
+            return
+        sink.feed(chunk)
+        # A flood is always readable: yield so the timeout and the other stream still run.
+        await anyio.lowlevel.checkpoint()
+
+
+async def _read_status(status: socket.socket, messages: list[dict[str, Any]]) -> None:
+    """Until a final message (init sends it once its namespace is empty) or EOF."""
+    while True:
+        try:
+            data = status.recv(65536)
+        except BlockingIOError:
+            await anyio.wait_readable(status)
+            continue
+        if not data:
+            return
+        messages.append(json.loads(data))
+        if _FINAL_KEYS & messages[-1].keys():
+            return
