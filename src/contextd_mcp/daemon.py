@@ -66,10 +66,17 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
         async with anyio.create_task_group() as tg:
             await tg.start(socket_server.serve)
             http_server = None
+            http_done = anyio.Event()
             if http is not None:
                 from contextd_mcp.transports.http import serve_http
 
-                http_server = await tg.start(serve_http, server, http[0], http[1], http_options or {})
+                async def run_http(task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+                    try:
+                        await serve_http(server, http[0], http[1], http_options or {}, task_status=task_status)
+                    finally:
+                        http_done.set()
+
+                http_server = await tg.start(run_http)
             info = {
                 "pid": os.getpid(),
                 "version": __version__,
@@ -90,7 +97,10 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
             await stop_event.wait()
             log.info("stopping")
             if http_server is not None:
+                # Graceful: uvicorn closes connections and runs the app's shutdown itself.
                 http_server.should_exit = True
+                with anyio.move_on_after(5):
+                    await http_done.wait()
             tg.cancel_scope.cancel()
     finally:
         paths.socket.unlink(missing_ok=True)

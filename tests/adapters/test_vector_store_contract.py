@@ -1,0 +1,101 @@
+"""One contract, every VectorStore adapter: embedded edge, qdrant-client local mode, and a
+real Qdrant server when CONTEXTD_TEST_QDRANT_URL is set."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from contextd_mcp.adapters.qdrant_client_store import QdrantClientStore
+from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
+from contextd_mcp.errors import Unavailable
+from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record, VectorStore
+
+BACKENDS = ["edge", "qdrant-client-local"] + (["qdrant-server"] if os.environ.get("CONTEXTD_TEST_QDRANT_URL") else [])
+SPEC = CollectionSpec(
+    name="things", dim=4, model="test-model", keyword_fields=("tenant", "tags"), float_fields=("confidence", "ts")
+)
+
+
+def open_store(kind: str, path: Path) -> VectorStore:
+    if kind == "edge":
+        return EdgeStore(path / "edge")
+    if kind == "qdrant-client-local":
+        return QdrantClientStore(path=path / "local")
+    return QdrantClientStore(url=os.environ["CONTEXTD_TEST_QDRANT_URL"], api_key=os.environ.get("CONTEXTD_TEST_QDRANT_API_KEY"))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    yield request.param, tmp_path
+
+
+@pytest.fixture
+def store(backend: tuple[str, Path]) -> Iterator[VectorStore]:
+    kind, path = backend
+    opened = open_store(kind, path)
+    spec = SPEC if kind != "qdrant-server" else CollectionSpec(**{**SPEC.__dict__, "name": f"t{uuid.uuid4().hex[:8]}"})
+    opened.ensure(spec)
+    opened.spec = spec  # type: ignore[attr-defined]
+    yield opened
+    opened.close()
+
+
+def rec(tenant: str, vector: list[float], **payload: object) -> Record:
+    return Record(id=str(uuid.uuid4()), vector=vector, payload={"tenant": tenant, **payload})
+
+
+def name(store: VectorStore) -> str:
+    return store.spec.name  # type: ignore[attr-defined]
+
+
+def test_upsert_get_search_with_scope_filter(store: VectorStore) -> None:
+    a = rec("a", [1, 0, 0, 0], tags=["x"], confidence=0.9, ts=1.0)
+    b = rec("a", [0.9, 0.1, 0, 0], tags=["y"], confidence=0.2, ts=2.0)
+    c = rec("b", [1, 0, 0, 0], tags=["x"], confidence=0.9, ts=3.0)
+    store.upsert(name(store), [a, b, c])
+    hits = store.search(name(store), [1, 0, 0, 0], {"tenant": "a"}, limit=10)
+    assert [h.id for h in hits] == [a.id, b.id]
+    assert hits[0].score == pytest.approx(1.0, abs=1e-3) and hits[0].payload["tags"] == ["x"]
+    assert [h.id for h in store.search(name(store), [1, 0, 0, 0], {"tenant": "a", "tags": ["y", "z"]}, 10)] == [b.id]
+    assert [h.id for h in store.search(name(store), [1, 0, 0, 0], {"tenant": "a", "confidence": Range(gte=0.5)}, 10)] == [a.id]
+    assert [r.id for r in store.get(name(store), [a.id, c.id], {"tenant": "a"})] == [a.id]
+    assert store.get(name(store), [c.id], {"tenant": "a"}) == []
+    assert store.get(name(store), ["not-a-uuid", str(uuid.uuid4())], {"tenant": "a"}) == []
+    assert store.count(name(store), {"tenant": "a"}) == 2
+    assert store.count(name(store), {}) == 3
+
+
+def test_scan_orders_and_set_fields_and_delete(store: VectorStore) -> None:
+    records = [rec("a", [1, i, 0, 0], ts=float(i), confidence=0.5) for i in range(5)]
+    store.upsert(name(store), records)
+    newest = store.scan(name(store), {"tenant": "a"}, limit=3, order_by="ts")
+    assert [r.payload["ts"] for r in newest] == [4.0, 3.0, 2.0]
+    store.set_fields(name(store), records[0].id, {"confidence": 0.99, "note": "n"})
+    (updated,) = store.get(name(store), [records[0].id], {"tenant": "a"})
+    assert updated.payload["confidence"] == 0.99 and updated.payload["note"] == "n" and updated.payload["ts"] == 0.0
+    store.delete(name(store), [records[1].id, "garbage"])
+    assert store.count(name(store), {"tenant": "a"}) == 4
+
+
+def test_reopen_keeps_data_and_refuses_another_model(backend: tuple[str, Path]) -> None:
+    kind, path = backend
+    if kind == "qdrant-server":
+        pytest.skip("reopen semantics are the server's")
+    first = open_store(kind, path)
+    first.ensure(SPEC)
+    kept = rec("a", [0, 1, 0, 0], ts=1.0)
+    first.upsert(SPEC.name, [kept])
+    first.close()
+    second = open_store(kind, path)
+    second.ensure(SPEC)
+    assert [r.id for r in second.get(SPEC.name, [kept.id], {"tenant": "a"})] == [kept.id]
+    second.close()
+    third = open_store(kind, path)
+    with pytest.raises(Unavailable, match="embedding model 'test-model'"):
+        third.ensure(CollectionSpec(name=SPEC.name, dim=4, model="other-model"))
+    third.close()

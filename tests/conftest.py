@@ -1,0 +1,57 @@
+"""Shared fixtures: the real embedded store, the real offline model, a real MCP client."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder  # noqa: E402
+from contextd_mcp.container import Container, build  # noqa: E402
+from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller  # noqa: E402
+from contextd_mcp.models.scope import Scope  # noqa: E402
+from contextd_mcp.paths import DataPaths  # noqa: E402
+from contextd_mcp.settings import DEFAULT_MODEL  # noqa: E402
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def embedder(model_cache: Path) -> FastEmbedEmbedder:
+    """The real default model, loaded once per test session (about 1 s)."""
+    return FastEmbedEmbedder(DEFAULT_MODEL, model_cache)
+
+
+@pytest.fixture
+def container(tmp_path: Path, embedder: FastEmbedEmbedder) -> Iterator[Container]:
+    built = build(DataPaths(tmp_path / "data"), embedder=embedder)
+    yield built
+    built.close()
+
+
+SCOPE_A = Scope(tenant="acme", team="core", project="api")
+
+
+@pytest.fixture
+async def client(container: Container) -> AsyncIterator[object]:
+    """An MCP SDK client connected in-process, acting as a caller in SCOPE_A."""
+    from mcp import Client
+
+    token = CURRENT_CALLER.set(Caller(scope=SCOPE_A, transport="memory"))
+    try:
+        async with Client(container.server()) as connected:
+            yield connected
+    finally:
+        CURRENT_CALLER.reset(token)
