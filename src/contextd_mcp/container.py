@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +53,10 @@ class Container:
     audit: JsonlAuditLog
     memory: MemoryService
     runner: ToolRunner
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Long-running async jobs the owning process runs beside the transports (queues, clean-up).
+    workers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Called on shutdown, before the store closes, in order.
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     def tools(self) -> list[ToolDef]:
         return list(self.runner.tools.values())
@@ -69,6 +73,8 @@ class Container:
         }
 
     def close(self) -> None:
+        for closer in self.closers:
+            closer()
         self.store.close()
         self.audit.close()
 

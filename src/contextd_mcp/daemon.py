@@ -94,6 +94,8 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
                         return
 
             tg.start_soon(watch_signals)
+            for worker in container.workers:
+                tg.start_soon(worker)
             await stop_event.wait()
             log.info("stopping")
             if http_server is not None:

@@ -32,8 +32,12 @@ def run_in_process(paths: DataPaths) -> int:
 
     async def main() -> None:
         CURRENT_CALLER.set(caller)
-        async with stdio_server() as (read, write):
-            await server.run(read, write, server.create_initialization_options())
+        async with anyio.create_task_group() as tg:
+            for worker in container.workers:
+                tg.start_soon(worker)
+            async with stdio_server() as (read, write):
+                await server.run(read, write, server.create_initialization_options())
+            tg.cancel_scope.cancel()
 
     try:
         anyio.run(main)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from contextd_mcp import __version__
 from contextd_mcp.errors import ContextdError, Denied
 from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
+from contextd_mcp.mcp.prompts import PromptProvider
 from contextd_mcp.mcp.registry import ToolDef, input_schema, output_schema
 from contextd_mcp.mcp.response import cap_tree, scrub_tree
 from contextd_mcp.ports.audit import AuditLog
@@ -33,6 +34,13 @@ INSTRUCTIONS = (
 )
 
 HttpCallerResolver = Callable[[Any], Caller | None]
+# Runs before a tool's handler (after validation); raises Denied / Conflict to refuse the call.
+# Used by cross-cutting rules such as an agent's access list or policies.
+Guard = Callable[[Caller, ToolDef, BaseModel], None]
+# Sees every successful response (its JSON and token count) and may return notices for the
+# agent, e.g. a branch's budget warning. Notices go in an extra text block and in _meta,
+# so the structured result still matches the tool's output schema.
+ResponseHook = Callable[[Caller, ToolDef, dict[str, Any], int], list[str]]
 
 
 def format_validation_error(tool: str, exc: ValidationError) -> str:
@@ -64,6 +72,9 @@ class ToolRunner:
         http_caller: HttpCallerResolver | None = None,
     ) -> None:
         self.tools = {t.name: t for t in tools}
+        self.prompts: PromptProvider | None = None
+        self.guards: list[Guard] = []
+        self.response_hooks: list[ResponseHook] = []
         self._scrubber = scrubber
         self._counter = counter
         self._audit = audit
@@ -133,6 +144,8 @@ class ToolRunner:
         except ValidationError as exc:
             return _error_result(format_validation_error(name, exc)), 0
         try:
+            for guard in self.guards:
+                guard(caller, tool, args)
             output: BaseModel = await anyio.to_thread.run_sync(tool.handler, caller, args, limiter=self._limiter)
         except ContextdError as exc:
             scrubbed = self._scrubber.scrub(f"{exc.kind}: {exc.message}")
@@ -145,11 +158,16 @@ class ToolRunner:
         data, truncated = cap_tree(data, self._counter, self._max_tokens, lambda d: json.dumps(d, ensure_ascii=False))
         text = json.dumps(data, ensure_ascii=False)
         event["output_bytes"] = len(text)
-        meta = {"contextd/truncated": True} if truncated else None
+        meta: dict[str, Any] = {"contextd/truncated": True} if truncated else {}
+        content = [types.TextContent(type="text", text=text)]
+        if self.response_hooks:
+            tokens = self._counter.count(text)
+            notices = [n for hook in self.response_hooks for n in hook(caller, tool, data, tokens)]
+            if notices:
+                meta["contextd/notices"] = notices
+                content.append(types.TextContent(type="text", text="\n".join(notices)))
         return (
-            types.CallToolResult(
-                content=[types.TextContent(type="text", text=text)], structured_content=data, meta=meta
-            ),
+            types.CallToolResult(content=content, structured_content=data, meta=meta or None),
             redactions,
         )
 
@@ -161,10 +179,31 @@ def build_server(runner: ToolRunner) -> Server[Any]:
     async def on_call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         return await runner.call(params.name, params.arguments, getattr(ctx, "request", None))
 
+    async def on_list_prompts(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
+        if runner.prompts is None:
+            return types.ListPromptsResult(prompts=[])
+        caller = runner.caller_for(getattr(ctx, "request", None))
+        provider = runner.prompts
+        return types.ListPromptsResult(prompts=await anyio.to_thread.run_sync(provider.list_prompts, caller))
+
+    async def on_get_prompt(ctx: Any, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        from mcp.shared.exceptions import MCPError
+
+        if runner.prompts is None:
+            raise MCPError(types.INVALID_PARAMS, f"unknown prompt {params.name[:64]!r}")
+        caller = runner.caller_for(getattr(ctx, "request", None))
+        provider = runner.prompts
+        try:
+            return await anyio.to_thread.run_sync(provider.get_prompt, caller, params.name, dict(params.arguments or {}))
+        except ContextdError as exc:
+            raise MCPError(types.INVALID_PARAMS, f"{exc.kind}: {exc.message}") from exc
+
     return Server(
         "contextd-mcp",
         version=__version__,
         instructions=INSTRUCTIONS,
         on_list_tools=on_list_tools,
         on_call_tool=on_call_tool,
+        on_list_prompts=on_list_prompts,
+        on_get_prompt=on_get_prompt,
     )
