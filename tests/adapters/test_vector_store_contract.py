@@ -99,3 +99,10 @@ def test_reopen_keeps_data_and_refuses_another_model(backend: tuple[str, Path]) 
     with pytest.raises(Unavailable, match="embedding model 'test-model'"):
         third.ensure(CollectionSpec(name=SPEC.name, dim=4, model="other-model"))
     third.close()
+
+
+def test_records_without_vectors(store: VectorStore) -> None:
+    plain = Record(id=str(uuid.uuid4()), payload={"tenant": "a", "ts": 5.0})
+    store.upsert(name(store), [plain])
+    assert [r.id for r in store.get(name(store), [plain.id], {"tenant": "a"})] == [plain.id]
+    assert [r.id for r in store.scan(name(store), {"tenant": "a"}, limit=5, order_by="ts")] == [plain.id]

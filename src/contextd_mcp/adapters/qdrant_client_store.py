@@ -15,7 +15,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from contextd_mcp.adapters.store_meta import check_model
-from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, Where
+from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, Where, placeholder_vector
 
 _PREFIX = "contextd_"
 
@@ -55,6 +55,7 @@ class QdrantClientStore:
         # Local mode is not thread-safe; a server client is, but one lock costs nothing here.
         self._lock = threading.RLock()
         self._ready: set[str] = set()
+        self._dims: dict[str, int] = {}
 
     def ensure(self, spec: CollectionSpec) -> None:
         name = _PREFIX + spec.name
@@ -77,9 +78,10 @@ class QdrantClientStore:
                     for field in spec.float_fields:
                         self._client.create_payload_index(name, field, models.PayloadSchemaType.FLOAT)
             self._ready.add(spec.name)
+            self._dims[spec.name] = spec.dim
 
     def upsert(self, collection: str, records: Sequence[Record]) -> None:
-        points = [models.PointStruct(id=r.id, vector=r.vector or [], payload=r.payload) for r in records]
+        points = [models.PointStruct(id=r.id, vector=r.vector or placeholder_vector(self._dims[collection]), payload=r.payload) for r in records]
         with self._lock:
             self._client.upsert(_PREFIX + collection, points=points, wait=True)
 

@@ -17,7 +17,7 @@ import qdrant_edge as qe
 
 from contextd_mcp.adapters.store_meta import check_model
 from contextd_mcp.errors import NotFound
-from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, Where
+from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, Where, placeholder_vector
 
 _META = "contextd-collection.json"
 
@@ -66,6 +66,7 @@ class EdgeStore:
     def __init__(self, root: Path) -> None:
         self._root = root
         self._shards: dict[str, qe.EdgeShard] = {}
+        self._dims: dict[str, int] = {}
         self._lock = threading.RLock()
         root.mkdir(parents=True, exist_ok=True)
 
@@ -95,9 +96,10 @@ class EdgeStore:
                 shard.flush()
                 meta_path.write_text(json.dumps({"model": spec.model, "dim": spec.dim}))
             self._shards[spec.name] = shard
+            self._dims[spec.name] = spec.dim
 
     def upsert(self, collection: str, records: Sequence[Record]) -> None:
-        points = [qe.Point(id=r.id, vector=r.vector or [], payload=r.payload) for r in records]
+        points = [qe.Point(id=r.id, vector=r.vector or placeholder_vector(self._dims[collection]), payload=r.payload) for r in records]
         with self._lock:
             self._shard(collection).update(qe.UpdateOperation.upsert_points(points))
 

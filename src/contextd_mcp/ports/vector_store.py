@@ -25,9 +25,15 @@ Where: TypeAlias = Mapping[str, Condition]
 
 @dataclass(frozen=True)
 class Record:
+    """A record; ``vector=None`` stores a fixed placeholder vector (for kinds never searched by meaning)."""
+
     id: str
     payload: dict[str, Any]
     vector: list[float] | None = None
+
+
+def placeholder_vector(dim: int) -> list[float]:
+    return [1.0] + [0.0] * (dim - 1)
 
 
 @dataclass(frozen=True)
