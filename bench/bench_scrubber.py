@@ -1,0 +1,96 @@
+"""Throughput, recall and FPR of RegexScrubber.
+
+    .venv/bin/python bench/bench_scrubber.py [--mb 10] [--repeat 3] [--min-mbps 20]
+
+Texts come from tests/data/secrets/secret_corpus.py, the generator the tests use:
+  clean       code, config, logs and prose with no secrets
+  sprinkled   the same, with a true-positive sample every 8th document
+  stdlib      this Python's own standard library sources (real code; any
+              redaction there is a false positive or a test fixture)
+Each is scrubbed once as a single string and once per document (~0.5-4 KB, the
+way the server calls it), best of --repeat runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import sysconfig
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # for tests.data.secrets
+
+from contextd_mcp.adapters.secret_scrubber import RegexScrubber  # noqa: E402
+from tests.data.secrets import secret_corpus as corpus  # noqa: E402
+
+
+def stdlib_documents(size: int) -> list[str]:
+    docs: list[str] = []
+    total = 0
+    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        docs.append(text)
+        total += len(text)
+        if total >= size:
+            break
+    return docs
+
+
+def best_of(repeat: int, run: Callable[[], int]) -> tuple[float, int]:
+    best, redactions = float("inf"), 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        redactions = run()
+        best = min(best, time.perf_counter() - started)
+    return best, redactions
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mb", type=float, default=10.0, help="size of each text set, in MB (default 10)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best counts (default 3)")
+    parser.add_argument("--min-mbps", type=float, default=0.0, help="exit 1 if clean text is slower than this")
+    args = parser.parse_args()
+    size = int(args.mb * 1_000_000)
+    scrubber = RegexScrubber()
+
+    report = corpus.evaluate(scrubber.scrub, corpus.positives(), corpus.negatives())
+    print(f"corpus: {report.summary()}\n")
+
+    sets = {
+        "clean": corpus.text_of_size(size, corpus.clean_documents()),
+        "sprinkled": corpus.text_of_size(size, corpus.sprinkled_documents()),
+        "stdlib": stdlib_documents(size),
+    }
+    print(f"| {'text':<10} | {'mode':<13} | {'MB':>6} | {'calls':>6} | {'MB/s':>7} | {'redactions':>10} |")
+    print(f"|{'-' * 12}|{'-' * 15}|{'-' * 8}|{'-' * 8}|{'-' * 9}|{'-' * 12}|")
+    clean_mbps = float("inf")
+    for name, docs in sets.items():
+        mb = sum(map(len, docs)) / 1e6
+        whole = "\n\n".join(docs)
+        runs = {
+            "single string": (1, lambda: scrubber.scrub(whole).redactions),
+            "per document": (len(docs), lambda: sum(scrubber.scrub(d).redactions for d in docs)),
+        }
+        for mode, (calls, run) in runs.items():
+            seconds, redactions = best_of(args.repeat, run)
+            mbps = mb / seconds
+            if name == "clean":
+                clean_mbps = min(clean_mbps, mbps)
+            print(f"| {name:<10} | {mode:<13} | {mb:>6.1f} | {calls:>6} | {mbps:>7.1f} | {redactions:>10} |")
+
+    print(f"\nrecall {report.recall:.4f}   FPR {report.fpr:.4f}   clean-text MB/s {clean_mbps:.1f} (slowest mode)")
+    if clean_mbps < args.min_mbps:
+        print(f"FAIL: clean text at {clean_mbps:.1f} MB/s, below --min-mbps {args.min_mbps}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,676 @@
+"""What a secret looks like: the detectors behind ``RegexScrubber``.
+
+Detectors run in priority order; when two findings overlap, the earlier detector wins.
+That order is: structured blocks (PEM private keys, GCP service-account JSON), then
+vendor tokens with a fixed prefix (``ghp_``, ``AKIA``, ``xoxb-`` ...), then context
+rules (URL passwords, ``Authorization`` headers, ``password = "..."`` assignments).
+
+Speed matters: the scrubber sees every stored and every returned text. Python's ``re``
+only searches quickly when a pattern starts with a literal (it then skips ahead to
+that literal); a leading ``\\b``, ``(?i)`` or alternation makes it try a match at
+every character, 20-50x slower. So every pattern here starts with a literal,
+case-insensitive rules run on a lower-cased copy of the text (same length, same
+offsets), word boundaries are checked in Python after a match, and a rule whose
+literal is not a prefix gets a ``needle`` that must be in the text for it to run.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+import string
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Finding = tuple[int, int, str]
+"""(start, end, kind): ``text[start:end]`` is a secret of that kind."""
+
+MARKER_PREFIX = "[REDACTED:"
+
+
+class TextView:
+    """The text plus a lazily built lower-cased copy with the same offsets."""
+
+    __slots__ = ("_lower", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._lower: str | None = None
+
+    @property
+    def lower(self) -> str:
+        if self._lower is None:
+            text = self.text
+            if text.isascii():  # O(1) in CPython
+                self._lower = text.lower()
+            else:
+                # str.lower() may lengthen non-ASCII text ('İ' -> 'i̇'), which would shift
+                # every offset after it; keywords are ASCII, so '?' loses nothing.
+                self._lower = text.encode("ascii", "replace").decode("ascii").lower()
+        return self._lower
+
+
+class Detector(Protocol):
+    def find(self, view: TextView) -> Iterator[Finding]: ...
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def entropy(s: str) -> float:
+    """Shannon entropy in bits per character."""
+    n = len(s)
+    if n == 0:
+        return 0.0
+    return -sum(c / n * math.log2(c / n) for c in Counter(s).values())
+
+
+# Documentation and test fixtures use recognisable fakes: AKIAIOSFODNN7EXAMPLE,
+# ghp_xxxx..., sk_live_000000.... A random token never contains these.
+_FAKE_TOKEN = re.compile(r"(?i)example|sample|dummy|placeholder|your[_-]|xxxx|(.)\1{5,}")
+
+
+def _after_word_char(text: str, start: int) -> bool:
+    """True when ``text[start]`` continues a word, e.g. the 'sk-' inside 'task-123'."""
+    return start > 0 and text[start - 1].isalnum()
+
+
+# --------------------------------------------------------------------- vendor tokens
+
+
+@dataclass(frozen=True)
+class TokenRule:
+    """A vendor token recognised by its shape. Each pattern starts with a literal
+    character (see ``TokenScanner``); a named group ``s``, if any, is the secret part."""
+
+    kind: str
+    patterns: tuple[str, ...]
+    min_entropy: float = 3.0
+    end: str = r"(?![\w+/=-])"  # no run-on: 'ghp_' + 36 inside a longer base64 blob is chance
+
+
+def _rule(kind: str, *patterns: str, **options: Any) -> TokenRule:
+    return TokenRule(kind, patterns, **options)
+
+
+TOKEN_RULES: tuple[TokenRule, ...] = (
+    # Cloud
+    _rule("aws-access-key", r"A(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}"),
+    _rule("gcp-api-key", r"AIza[\w-]{35}"),
+    _rule("gcp-oauth-token", r"GOCSPX-[\w-]{28}", r"ya29\.[\w-]{30,}"),
+    _rule(
+        "azure-connection-string",
+        r"AccountKey=(?P<s>[A-Za-z0-9+/]{86}==)",
+        r"SharedAccessKey=(?P<s>[A-Za-z0-9+/]{42,43}=)",
+    ),
+    _rule("digitalocean-token", r"do[opr]_v1_[a-f0-9]{64}"),
+    _rule("alibaba-access-key", r"LTAI[A-Za-z0-9]{20}"),
+    # Source hosting
+    _rule("github-token", r"gh[pousr]_[A-Za-z0-9]{36}", r"github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}"),
+    _rule(
+        "gitlab-token",
+        r"gl(?:pat|dt|rt|ptt|ft|imt|cbt|oas|soat|ffct|agent)-[\w-]{20,}",
+        r"GR1348941[\w-]{20}",
+    ),
+    _rule("bitbucket-token", r"ATBB[A-Za-z0-9_=.-]{32,}"),
+    _rule("atlassian-token", r"AT(?:ATT|CTT)3[A-Za-z0-9_=.-]{100,}"),
+    # Chat
+    _rule("slack-token", r"xox[abposre]-[A-Za-z0-9-]{10,}", r"xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+"),
+    _rule("slack-webhook", r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<s>[A-Za-z0-9+/_-]{20,})"),
+    _rule("discord-webhook", r"discord(?:app)?\.com/api/webhooks/\d{5,20}/(?P<s>[\w-]{60,80})"),
+    # Payments
+    _rule("stripe-key", r"sk_(?:live|test)_[A-Za-z0-9]{20,247}", r"rk_(?:live|test)_[A-Za-z0-9]{20,247}",
+          r"whsec_[A-Za-z0-9+/]{32,}"),
+    _rule("square-token", r"EAAA[\w-]{60}", r"sq0(?:atp-[\w-]{22}|csp-[\w-]{43})"),
+    _rule(
+        "paypal-braintree-token",
+        r"access_token\$(?:production|sandbox)\$[a-z0-9]{16}\$[a-f0-9]{32}",
+        r"production_[a-z0-9]{8}_[a-z0-9]{16}",
+        r"sandbox_[a-z0-9]{8}_[a-z0-9]{16}",
+    ),
+    _rule("shopify-token", r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}"),
+    # AI providers (Anthropic before OpenAI: both start 'sk-')
+    _rule("anthropic-api-key", r"sk-ant-(?:api|admin|sid|oat)\d{2}-[\w-]{80,120}"),
+    _rule(
+        "openai-api-key",
+        r"sk-(?:(?:proj|svcacct|admin)-[\w-]{40,}|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|[A-Za-z0-9]{48})",
+    ),
+    _rule("huggingface-token", r"hf_[A-Za-z]{34}", r"api_org_[A-Za-z]{34}"),
+    _rule("groq-api-key", r"gsk_[A-Za-z0-9]{52}"),
+    _rule("xai-api-key", r"xai-[A-Za-z0-9]{80}"),
+    _rule("replicate-api-token", r"r8_[A-Za-z0-9]{37}"),
+    # Package registries
+    _rule("npm-token", r"npm_[A-Za-z0-9]{36}"),
+    _rule("pypi-token", r"pypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)[\w-]{50,}"),
+    # Messaging / email
+    _rule("sendgrid-api-key", r"SG\.[\w-]{22}\.[\w-]{43}"),
+    _rule("twilio-api-key", r"SK[0-9a-f]{32}"),
+    _rule("mailgun-api-key", r"key-[0-9a-f]{32}"),
+    # Infrastructure
+    _rule("vault-token", r"hv[sbr]\.[\w-]{24,}"),
+    _rule("databricks-token", r"dapi[a-f0-9]{32}(?:-\d)?"),
+    _rule("age-secret-key", r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
+    # JWTs: header and payload are base64 JSON objects, so both start 'eyJ' ('{"').
+    _rule("jwt", r"eyJ[\w-]{10,}\.eyJ[\w-]{10,}\.[\w-]*", min_entropy=3.5),
+)
+
+
+class TokenScanner:
+    """Finds every ``TOKEN_RULES`` token with one regex per leading character.
+
+    Forty-odd separate scans cost ~1 ms/MB each; grouped by first character
+    ('A' for AKIA/AIza/ATBB..., 's' for sk-/sk_live_/sq0...) it is about 20 scans,
+    each still a fast literal-prefix search. The grouped regexes have no capture
+    groups (a group in front of an alternative's first literal defeats sre's
+    fast rejection of that alternative), so a hit, which is rare, is re-matched
+    against the group's rules in priority order to learn its kind and secret span.
+    """
+
+    def __init__(self, rules: tuple[TokenRule, ...]) -> None:
+        groups: dict[str, list[tuple[int, re.Pattern[str]]]] = {}
+        for ri, rule in enumerate(rules):
+            for source in rule.patterns:
+                assert source[0].isalnum(), f"{rule.kind}: pattern must start with a literal: {source}"
+                groups.setdefault(source[0], []).append((ri, re.compile(source + rule.end)))
+        self._rules = rules
+        self._groups = tuple(
+            (
+                re.compile(re.escape(first) + "(?:" + "|".join(p.pattern[1:].replace("(?P<s>", "(?:") for _, p in members) + ")"),
+                tuple(members),
+            )
+            for first, members in groups.items()
+        )
+
+    def find(self, view: TextView) -> Iterator[Finding]:
+        text = view.text
+        found: list[tuple[int, int, int]] = []
+        for combined, members in self._groups:
+            for m in combined.finditer(text):
+                at = m.start()
+                if _after_word_char(text, at):
+                    continue
+                for ri, pattern in members:
+                    exact = pattern.match(text, at)
+                    if exact is None:
+                        continue
+                    start, end = exact.span("s") if "s" in pattern.groupindex else exact.span()
+                    secret = text[start:end]
+                    if not _FAKE_TOKEN.search(secret) and entropy(secret) >= self._rules[ri].min_entropy:
+                        found.append((ri, start, end))
+                    break
+        found.sort()  # rule order: the priority the scrubber resolves overlaps by
+        for ri, start, end in found:
+            yield start, end, self._rules[ri].kind
+
+
+@dataclass(frozen=True)
+class AnchoredRule:
+    """A token whose literal is not at its start (``123456789:AA...``, ``abc1Q~...``).
+
+    Searching from the unknown start would try a match at every character (30x
+    slower), so the search runs from the literal (``anchor``) and ``head``, whose
+    group ``s`` starts the secret, must match the few characters right before it.
+    ``needle``, if set, must occur somewhere in the text for the rule to run.
+    """
+
+    kind: str
+    anchor: re.Pattern[str]
+    head: re.Pattern[str] | None = None
+    needle: str | None = None
+
+    def find(self, view: TextView) -> Iterator[Finding]:
+        text = view.text
+        if self.needle is not None and self.needle not in text:
+            return
+        for m in self.anchor.finditer(text):
+            start, end = m.span("s") if "s" in self.anchor.groupindex else m.span()
+            if self.head is not None:
+                h = self.head.search(text, max(0, m.start() - 16), m.start())
+                if h is None:
+                    continue
+                start = h.start("s")
+            elif _after_word_char(text, m.start()):
+                continue
+            secret = text[start:end]
+            if not _FAKE_TOKEN.search(secret) and entropy(secret) >= 3.0:
+                yield start, end, self.kind
+
+
+ANCHORED_RULES: tuple[AnchoredRule, ...] = (
+    # SAS signature: only in a text that also carries a SAS version (sv=) parameter.
+    AnchoredRule(
+        "azure-sas-token", re.compile(r"sig=(?P<s>[A-Za-z0-9%+/]{40,}(?:=|%3[Dd]){0,2})(?![\w%+/=-])"), needle="sv="
+    ),
+    # Azure AD client secrets: 3 chars, a digit, 'Q~', then 31-34 chars.
+    AnchoredRule(
+        "azure-client-secret",
+        re.compile(r"Q~[\w~.-]{31,34}(?![\w~.-])"),
+        head=re.compile(r"(?<![\w~.])(?P<s>[\w~.]{3}\d)\Z"),
+    ),
+    # Bot id, ':AA', 33 chars; in API URLs it follows "bot" (/bot123:AA.../sendMessage).
+    AnchoredRule(
+        "telegram-bot-token",
+        re.compile(r":AA[\w-]{33}(?![\w-])"),
+        head=re.compile(r"(?:(?<![A-Za-z0-9])|(?<=bot))(?P<s>\d{8,10})\Z"),
+    ),
+)
+
+
+class DiscordBotToken:
+    """<base64 user id>.<6>.<27-40>: no literal to search for, so anchor on the
+    dotted middle segment and look back for the id, which must decode to digits
+    (long dotted identifiers like Foo.barbaz.qux never do)."""
+
+    kind = "discord-token"
+    _tail = re.compile(r"\.[\w-]{6}\.[\w-]{27,40}(?![\w-])")
+    _id_chars = frozenset(string.ascii_letters + string.digits + "_-")
+
+    def find(self, view: TextView) -> Iterator[Finding]:
+        text = view.text
+        for m in self._tail.finditer(text):
+            start = m.start()
+            while start > 0 and m.start() - start <= 28 and text[start - 1] in self._id_chars:
+                start -= 1
+            head = text[start : m.start()]
+            if 24 <= len(head) <= 28 and head[0] in "MNO" and _decodes_to_digits(head):
+                token = text[start : m.end()]
+                if not _FAKE_TOKEN.search(token) and entropy(token) >= 3.0:
+                    yield start, m.end(), self.kind
+
+
+def _decodes_to_digits(b64: str) -> bool:
+    try:
+        return base64.b64decode(b64 + "=" * (-len(b64) % 4), altchars=b"-_").isdigit()
+    except (binascii.Error, ValueError):
+        return False
+
+
+# ------------------------------------------------------------------ structured blocks
+
+
+def _trim_blank(text: str, start: int, end: int) -> tuple[int, int]:
+    """Shrink a span past whitespace and JSON-escaped newlines at either end."""
+    while start < end:
+        if text[start] in " \t\r\n":
+            start += 1
+        elif text.startswith(("\\n", "\\r"), start):
+            start += 2
+        else:
+            break
+    while end > start:
+        if text[end - 1] in " \t\r\n":
+            end -= 1
+        elif end - start >= 2 and text[end - 2 : end] in ("\\n", "\\r"):
+            end -= 2
+        else:
+            break
+    return start, end
+
+
+_PEM_BEGIN = re.compile(r"-----BEGIN (?P<label>(?:[A-Z0-9]+ )*?PRIVATE KEY(?: BLOCK)?)-----")
+# A key cut off before its END line (a truncated log or tool output): take the
+# base64 and header lines that follow, in real or JSON-escaped newlines.
+_PEM_TRUNCATED = re.compile(r"(?:(?:\r?\n|\\r?\\n)[ \t]*(?:[A-Za-z0-9+/=]{8,}|[A-Za-z-]+: [^\r\n\\]*)?)+")
+_PEM_MAX = 64 * 1024
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
+
+
+class PrivateKeyBlock:
+    """PEM private keys (RSA, EC, DSA, OPENSSH, PKCS#8, ENCRYPTED, PGP): the body is
+    redacted, the BEGIN/END lines stay so a reader still sees what was there."""
+
+    kind = "private-key"
+
+    def find(self, view: TextView) -> Iterator[Finding]:
+        text = view.text
+        pos = 0
+        while (m := _PEM_BEGIN.search(text, pos)) is not None:
+            end_line = f"-----END {m['label']}-----"
+            stop = text.find(end_line, m.end(), m.end() + _PEM_MAX)
+            if stop < 0:
+                tail = _PEM_TRUNCATED.match(text, m.end())
+                stop = tail.end() if tail else m.end()
+                pos = stop
+            else:
+                pos = stop + len(end_line)
+            start, end = _trim_blank(text, m.end(), stop)
+            body = text[start:end]
+            # Documentation shows '...' or '<key>' in place of a body: not a secret.
+            if MARKER_PREFIX not in body and len(_NOT_BASE64.sub("", body)) >= 32:
+                yield start, end, self.kind
+            pos = max(pos, m.end())
+
+
+class GcpServiceAccount:
+    """The private key (and its id) inside a service-account JSON file, escaped PEM and all."""
+
+    kind = "gcp-service-account"
+    _key = re.compile(r'"private_key"\s*:\s*"(?P<s>(?:[^"\\]|\\.){40,8192}?)"')
+    _key_id = re.compile(r'"private_key_id"\s*:\s*"(?P<s>[a-f0-9]{40})"')
+
+    def find(self, view: TextView) -> Iterator[Finding]:
+        text = view.text
+        if '"private_key' not in text or ("service_account" not in text and "gserviceaccount" not in text):
+            return
+        for m in self._key.finditer(text):
+            if "PRIVATE KEY" in m["s"]:
+                yield *m.span("s"), self.kind
+        for m in self._key_id.finditer(text):
+            yield *m.span("s"), self.kind
+
+
+# ------------------------------------------------------------- context: values
+
+
+# Values that stand in for a secret rather than being one: env/template references
+# (${X}, {{ x }}, %(x)s, $X, <x>), YAML tags/anchors/aliases, masks, and stock fakes.
+_PLACEHOLDER = re.compile(
+    r"""(?ix) ^[$%<{!&*@#] | \$\{ | \{\{ | \}\} | %\( | %s\b | \{\} | <[^>]*>
+    | your[_-]? | ^my[_-] | example | sample | placeholder | dummy | fake | changeme | change[_-]me
+    | replace[_-]?me | insert[_-] | redacted | masked | xxx | \*\*\* | \.\.\. | (.)\1{4,}
+    | ^(?:my|your|the)?(?:pass(?:word|wd)?|secret|token|test|admin|demo|qwerty|letmein)[\W_]*\d*$"""
+)
+_PLACEHOLDER_WORDS = frozenset(
+    "password passwd secret token none null nil undefined true false required optional string str "
+    "bytes int env empty hidden default changeit notasecret foobar test testing unset".split()
+)
+# Pointers to where a secret lives, not the secret: ARNs, vault/ssm/env references.
+_REFERENCE = re.compile(r"(?i)^(?:arn|vault|ssm|env|file|secret|secrets|projects|op|ref|sm|gcp|aws|azure|k8s):")
+_NUMERIC = re.compile(r"[\d.,:_+-]+")  # ports, counts, versions, timestamps
+_PATH = re.compile(r"(?:~|\.{1,2})?/[\w.@~-]|[A-Za-z]:\\|\\\\")
+# Code, not a literal: settings.API_KEY, os.environ["X"], get_token(), ENC[...].
+_CODE_REF = re.compile(
+    r"[A-Za-z_$][\w$]*(?:(?:\.|::|->|\?\.)[A-Za-z_$][\w$]*)+(?:[(\[].*)?|[A-Za-z_$][\w$]*[(\[].*", re.S
+)
+_ENV_ASSIGNMENT = re.compile(r"[A-Z_][A-Z0-9_]*=[a-z]")  # `--secrets KEY=value`: a syntax example
+_SEPARATORS = re.compile(r"[:./_-]+")
+_CAMEL_PART = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
+
+
+def _wordy(value: str) -> bool:
+    """Words, not randomness: user_password, DB_PASSWORD, OAuthToken, AWSAccessKeyId,
+    X-Auth-Token, serverlessrepo:applicationId. Letters only, and split at separators
+    and camel humps the parts average 3+ letters; random mixed case ('xKqPzRtW')
+    breaks into parts of one or two."""
+    parts = [p for p in _SEPARATORS.split(value) if p]
+    if not parts or not all(p.isascii() and p.isalpha() for p in parts):
+        return False
+    words = [w for p in parts for w in _CAMEL_PART.findall(p)]
+    return sum(map(len, words)) >= 3 * len(words)
+
+
+
+def is_placeholder(value: str) -> bool:
+    return (
+        MARKER_PREFIX in value
+        or value.lower() in _PLACEHOLDER_WORDS
+        or _PLACEHOLDER.search(value) is not None
+        or _REFERENCE.match(value) is not None
+    )
+
+
+def plausible_secret(value: str, *, password: bool) -> bool:
+    """Is this assigned value a real credential rather than code, a path or a stand-in?"""
+    # Human passwords can be short; API secrets are machine-made and long.
+    if len(value) < (6 if password else 12) or any(c.isspace() for c in value):
+        return False
+    if is_placeholder(value) or "://" in value or "\\n" in value:
+        return False
+    if _NUMERIC.fullmatch(value) or _PATH.match(value) or _CODE_REF.fullmatch(value):
+        return False
+    # All-letter words are names, labels and variables; this misses a password like
+    # "letmeinplease", a price paid for not flagging `password = "Incorrect"` in tests.
+    if _wordy(value) or _ENV_ASSIGNMENT.match(value):
+        return False
+    return entropy(value) >= (2.5 if password else 3.0)
+
+
+# --------------------------------------------------------- context: URL passwords
+
+_URL_CREDENTIALS = re.compile(
+    r"://(?P<user>[^\s:/?#@\[\]\"'`<>,]{0,128}):(?P<s>[^\s/?#@\"'`<>,]{1,256})@(?=[\w\[.-])"
+)
+_URL_PLACEHOLDERS = frozenset("pass password passwd pwd secret changeme user username".split())
+
+
+class UrlPassword:
+    """scheme://user:password@host: only the password goes, user and host stay readable."""
+
+    kind = "url-password"
+
+    def find(self, view: TextView) -> Iterator[Finding]:
+        text = view.text
+        for m in _URL_CREDENTIALS.finditer(text):
+            pw = m["s"]
+            if len(pw) < 3 or pw.lower() in _URL_PLACEHOLDERS or is_placeholder(pw):
+                continue
+            yield *m.span("s"), self.kind
+
+
+# --------------------------------------------------- context: Authorization headers
+
+
+@dataclass(frozen=True)
+class HeaderRule:
+    """A credential after an HTTP auth scheme, found in the lower-cased text."""
+
+    kind: str
+    pattern: re.Pattern[str]
+    check: Callable[[str], bool]
+
+    def find(self, view: TextView) -> Iterator[Finding]:
+        text, low = view.text, view.lower
+        for m in self.pattern.finditer(low):
+            if _after_word_char(low, m.start()):
+                continue
+            start, end = m.span("s")
+            if self.check(text[start:end]):
+                yield start, end, self.kind
+
+
+def _bearer_ok(value: str) -> bool:
+    return not is_placeholder(value) and not _wordy(value) and entropy(value) >= 3.0
+
+
+def _basic_ok(value: str) -> bool:
+    # 'basic' is an English word; only a base64 'user:password' is a credential.
+    try:
+        decoded = base64.b64decode(value + "=" * (-len(value) % 4), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return False
+    user, sep, pw = decoded.partition(":")
+    return bool(sep) and decoded.isprintable() and len(pw) >= 3 and not is_placeholder(pw)
+
+
+HEADER_RULES: tuple[HeaderRule, ...] = (
+    HeaderRule("bearer-token", re.compile(r"bearer[ \t]+(?P<s>[a-z0-9._~+/-]{16,}=*)(?![\w.~+/=-])"), _bearer_ok),
+    HeaderRule("basic-auth", re.compile(r"basic[ \t]+(?P<s>[a-z0-9+/]{8,}={0,2})(?![\w+/=-])"), _basic_ok),
+    HeaderRule(
+        "auth-header",
+        re.compile(
+            r"""authorization["']?[ \t]*[:=][ \t]*["']?(?:token|apikey|api-key|key|ssws|sso-key)[ \t]+"""
+            r"""(?P<s>[^\s"'`,;]{8,})"""
+        ),
+        lambda v: plausible_secret(v, password=False),
+    ),
+)
+
+
+# --------------------------------------------------- context: keyword assignments
+
+# One pattern per keyword, each a literal prefix (see module docstring). After the
+# keyword: the rest of the identifier, a closing quote, then an operator (=, :, :=,
+# =>, or '>' for XML) or, for `--password value` CLI flags, whitespace.
+_ASSIGN_KEYWORDS = ("p(?:ass|wd)", "secret", "token", "key", "credential")
+_ASSIGN_PATTERNS = tuple(
+    re.compile(
+        kw + r"""(?P<tail>[a-z0-9_.-]{0,40}+)\\?["'\]]{0,2}"""
+        r"""(?:[ \t]*(?P<op>:=|=>|=(?!=)|:(?![:/\\])|>)|(?P<sp>[ \t]+))[ \t]*"""
+    )
+    for kw in _ASSIGN_KEYWORDS
+)
+_IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+_PASSWORD_WORDS = frozenset({"pass", "password", "passwd", "pwd", "passphrase", "passcode", "passwords"})
+_SECRET_WORDS = frozenset({"secret", "secrets", "token", "tokens", "credential", "credentials", "secretkey"})
+# '<x>_key' is a secret only after these words (api_key, signingKey, ...); a bare 'key' is a dict key.
+_KEY_PREFIXES = frozenset(
+    "api access secret private signing sign encryption encrypt master auth app client consumer "
+    "license licence account service subscription shared storage admin session hmac jwt webhook "
+    "deploy root ingest write".split()
+)
+# Identifiers that hold something about a secret, not the secret itself.
+_DENY_WORDS = frozenset(
+    "id ids name names type types kind class cls file files path paths dir url uri endpoint host "
+    "env var vars field fields header headers hash hashed digest salt hint prompt label text message "
+    "msg error err policy regex pattern format fmt template length len size count num max min limit "
+    "total expiry expires expiration expire ttl timeout lifetime reset page next prev continuation "
+    "cancellation cancel sync public pub example sample dummy fake mock placeholder mode method "
+    "scope scopes version index idx pos position offset start end input widget validator validation "
+    "valid invalid required enabled enable disabled show is has use should allow callback handler "
+    "func function factory cache list map dict ref arn column col store manager provider param prefix "
+    "suffix".split()
+)
+# `token: str = "..."`: a type annotation, then the literal.
+_ANNOTATION = re.compile(r"[A-Za-z_][\w\[\], |.]*?[ \t]*=(?!=)[ \t]*(?=[rbuRBU]?[\"'])")
+_CODE_FOLLOWS = re.compile(r"[,()\[\]{}]|[ \t]*[|=]")
+_BARE_VALUE = re.compile(r"[^\s\"'`,;&<>()\[\]{}]{1,512}")
+_VALUE_MAX = 512
+
+# Identifier mentions a vendor: use its kind, and accept a value of its exact shape
+# even when the generic heuristics would hesitate (an AWS secret may start with '/').
+_VENDORS: tuple[tuple[tuple[str, ...], str, re.Pattern[str] | None], ...] = (
+    (("aws", "secret"), "aws-secret-key", re.compile(r"[A-Za-z0-9/+=]{40}")),
+    (("secretaccesskey",), "aws-secret-key", re.compile(r"[A-Za-z0-9/+=]{40}")),
+    (("alibaba",), "alibaba-secret-key", re.compile(r"[A-Za-z0-9]{30}")),
+    (("aliyun",), "alibaba-secret-key", re.compile(r"[A-Za-z0-9]{30}")),
+    (("accesskeysecret",), "alibaba-secret-key", re.compile(r"[A-Za-z0-9]{30}")),
+    (("cohere",), "cohere-api-key", re.compile(r"[A-Za-z0-9]{40}")),
+    (("co_api_key",), "cohere-api-key", re.compile(r"[A-Za-z0-9]{40}")),
+    (("bitbucket",), "bitbucket-token", None),
+    (("twilio",), "twilio-api-key", re.compile(r"[a-f0-9]{32}")),
+    (("mailgun",), "mailgun-api-key", re.compile(r"(?:key-)?[a-f0-9]{32}(?:-[a-f0-9]{8}-[a-f0-9]{8})?")),
+    (("paypal",), "paypal-braintree-token", None),  # PayPal owns Braintree: one payments family
+    (("braintree",), "paypal-braintree-token", None),
+    (("discord",), "discord-token", None),
+)
+
+
+def _read_value(text: str, pos: int, xml: bool) -> tuple[int, int] | None:
+    """The span of the assigned value that starts at ``pos``, without its quotes."""
+    n = len(text)
+    if pos >= n:
+        return None
+    if xml:
+        end = text.find("<", pos, pos + _VALUE_MAX)
+        return (pos, end) if end > pos else None
+    c = text[pos]
+    if c in "rRbBuU" and pos + 1 < n and text[pos + 1] in "\"'":  # r"...", b'...'
+        if c in "rR":
+            return None  # a raw string is a regex or a Windows path, not a credential
+        pos += 1
+        c = text[pos]
+    if c == "\\" and pos + 1 < n and text[pos + 1] in "\"'":  # JSON inside a JSON string: \"...\"
+        quote, start = text[pos : pos + 2], pos + 2
+    elif c in "\"'`":
+        quote, start = c, pos + 1
+    else:
+        m = _BARE_VALUE.match(text, pos)
+        # An unquoted value inside a call, signature or list (`f(password=pw1)`,
+        # `def f(token: OAuth2Token, ...)`, `key: Ed25519Key | None = None`) is an
+        # expression or a type, never a literal.
+        if m is None or _CODE_FOLLOWS.match(text, m.end()):
+            return None
+        return pos, m.end()
+    end = text.find(quote, start, start + _VALUE_MAX)
+    if end <= start or text.find("\n", start, end) >= 0:
+        return None
+    return start, end
+
+
+class KeywordAssignment:
+    """`password = "..."`, `API_KEY=...`, `"client_secret": "..."`, `--token=...`."""
+
+    def find(self, view: TextView) -> Iterator[Finding]:
+        low = view.lower
+        for pattern in _ASSIGN_PATTERNS:
+            for m in pattern.finditer(low):
+                finding = self._judge(view, m)
+                if finding is not None:
+                    yield finding
+
+    @staticmethod
+    def _judge(view: TextView, m: re.Match[str]) -> Finding | None:
+        # Cheapest tests first: most keyword hits in code and prose fail early.
+        text, low = view.text, view.lower
+        ident_start = m.start()
+        while ident_start > 0 and m.start() - ident_start < 64 and low[ident_start - 1] in _IDENT_CHARS:
+            ident_start -= 1
+        if ident_start == m.start() and low.startswith("key", ident_start):
+            return None  # a bare `key = ...` is a dict key
+        if ident_start > 0 and low[ident_start - 1] in ":/" and not low.endswith("$env:", 0, ident_start):
+            return None  # a segment of an ARN, URN or path (secretsmanager:...:secret:name)
+        op = m["op"]
+        if op is None:  # whitespace: only `--password value` and .netrc `password value`
+            line_start = low.rfind("\n", 0, ident_start) + 1
+            if not (low.startswith("--", ident_start) or "login " in low[line_start:ident_start]):
+                return None
+        elif op == ">" and (ident_start == 0 or text[ident_start - 1] != "<"):
+            return None  # only <password>value</password>, not `token > 0`
+        pos = m.end()
+        if op == ":" and (annotation := _ANNOTATION.match(text, pos)) is not None:
+            pos = annotation.end()
+        span = _read_value(text, pos, xml=op == ">")
+        if span is None:
+            return None
+        start, end = span
+        value = text[start:end]
+
+        ident_end = m.end("tail")
+        words = [w.lower() for w in _WORD.findall(text[ident_start:ident_end])]
+        password = any(w in _PASSWORD_WORDS or w.endswith(("password", "passwd", "pwd")) for w in words)
+        secret = password or any(
+            w in _SECRET_WORDS
+            or w.endswith(("secret", "token"))
+            or (w == "key" and i > 0 and words[i - 1] in _KEY_PREFIXES)
+            or (w.endswith("key") and w[:-3] in _KEY_PREFIXES)
+            for i, w in enumerate(words)
+        )
+        if not secret or any(w in _DENY_WORDS for w in words):
+            return None
+        ident = low[ident_start:ident_end]
+        for needles, kind, shape in _VENDORS:
+            if all(n in ident for n in needles):
+                if is_placeholder(value):
+                    return None
+                if (shape is not None and shape.fullmatch(value)) or plausible_secret(value, password=password):
+                    return start, end, kind
+                return None
+        if plausible_secret(value, password=password):
+            return start, end, "password" if password else "generic-secret"
+        return None
+
+
+DETECTORS: tuple[Detector, ...] = (
+    GcpServiceAccount(),
+    PrivateKeyBlock(),
+    TokenScanner(TOKEN_RULES),
+    *ANCHORED_RULES,
+    DiscordBotToken(),
+    UrlPassword(),
+    *HEADER_RULES,
+    KeywordAssignment(),
+)
+
+KINDS: frozenset[str] = frozenset(
+    {r.kind for r in (*TOKEN_RULES, *ANCHORED_RULES)}
+    | {DiscordBotToken.kind}
+    | {r.kind for r in HEADER_RULES}
+    | {GcpServiceAccount.kind, PrivateKeyBlock.kind, UrlPassword.kind, "password", "generic-secret"}
+    | {kind for _, kind, _ in _VENDORS}
+)
+"""Every kind a marker can carry."""
