@@ -58,12 +58,12 @@ def _exec(req: Request, status: socket.socket, out_fd: int, err_fd: int) -> NoRe
         os.chdir(req.workdir)
         for which, value in (
             (resource.RLIMIT_AS, req.memory_bytes),
-            (resource.RLIMIT_CPU, req.cpu_seconds),
             (resource.RLIMIT_FSIZE, req.max_file_bytes),
             (resource.RLIMIT_NOFILE, req.max_open_files),
             (resource.RLIMIT_CORE, 0),
         ):
             resource.setrlimit(which, (value, value))
+        resource.setrlimit(resource.RLIMIT_CPU, (req.cpu_seconds, req.cpu_seconds + 1))
         if req.command is None:
             os._exit(0)
         os.execve("/bin/bash", ["bash", "-c", req.command], req.env)

@@ -170,7 +170,6 @@ def _confine(req: Request, seccomp: bytes) -> None:
     os.chdir(req.workdir)
     for which, value in (
         (resource.RLIMIT_AS, req.memory_bytes),
-        (resource.RLIMIT_CPU, req.cpu_seconds),
         (resource.RLIMIT_FSIZE, req.max_file_bytes),
         (resource.RLIMIT_NOFILE, req.max_open_files),
         # Counted per (user namespace, kernel uid): in our fresh namespace, the sandbox's tasks.
@@ -178,6 +177,8 @@ def _confine(req: Request, seccomp: bytes) -> None:
         (resource.RLIMIT_CORE, 0),
     ):
         resource.setrlimit(which, (value, value))
+    # SIGXCPU at the soft limit (a clear 152), SIGKILL a second later if it is ignored.
+    resource.setrlimit(resource.RLIMIT_CPU, (req.cpu_seconds, req.cpu_seconds + 1))
     c.clear_capabilities()
     c.prctl(c.PR_SET_NO_NEW_PRIVS, 1)
     c.load_seccomp_program(seccomp)
