@@ -82,39 +82,64 @@ class MemoryService:
         return self._scrubber.scrub(text).text
 
     def store(self, scope: Scope, request: StoreMemory, origin: Origin = Origin.stored, session_id: str = "") -> StoredMemory:
-        title = self._scrub(request.title)
-        content = self._scrub(request.content)
-        description = self._scrub(request.description) if request.description else first_sentence(content)
-        digest = hashlib.sha256(f"{title}\n{content}".encode()).hexdigest()[:32]
-        existing = self._store.scan(COLLECTION, {**scope.fields(), "content_hash": digest}, limit=1)
-        if existing:
-            return StoredMemory(id=existing[0].id, confidence=existing[0].payload["confidence"], duplicate_of_existing=True)
+        return self.store_many(scope, [request], origin, session_id)[0]
+
+    def store_many(
+        self, scope: Scope, requests: list[StoreMemory], origin: Origin = Origin.stored, session_id: str = ""
+    ) -> list[StoredMemory]:
+        """Store several memories with one batched embedding call (imports, distillation, benches)."""
+        results: list[StoredMemory | None] = [None] * len(requests)
+        fresh: list[tuple[int, Record, str]] = []
+        seen: dict[str, int] = {}
         belief = Belief.prior(origin)
         now = self._now()
-        payload: dict[str, Any] = {
-            **scope.fields(),
-            "title": title,
-            "description": description,
-            "content": content,
-            "outcome": request.outcome.value,
-            "tags": list(request.tags),
-            "alpha": belief.alpha,
-            "beta": belief.beta,
-            "confidence": belief.confidence,
-            "helpful_count": 0,
-            "unhelpful_count": 0,
-            "uses_succeeded": 0,
-            "uses_failed": 0,
-            "origin": origin.value,
-            "session_id": session_id,
-            "content_hash": digest,
-            "created_ts": now,
-            "updated_ts": now,
-        }
-        vector = self._embedder.embed_documents([f"{title}. {description}\n{content}"])[0]
-        record = Record(id=str(uuid.uuid4()), payload=payload, vector=vector)
-        self._store.upsert(COLLECTION, [record])
-        return StoredMemory(id=record.id, confidence=round(belief.confidence, 4))
+        for index, request in enumerate(requests):
+            title = self._scrub(request.title)
+            content = self._scrub(request.content)
+            description = self._scrub(request.description) if request.description else first_sentence(content)
+            digest = hashlib.sha256(f"{title}\n{content}".encode()).hexdigest()[:32]
+            existing = self._store.scan(COLLECTION, {**scope.fields(), "content_hash": digest}, limit=1)
+            if existing:
+                confidence = round(float(existing[0].payload["confidence"]), 4)
+                results[index] = StoredMemory(id=existing[0].id, confidence=confidence, duplicate_of_existing=True)
+                continue
+            if digest in seen:  # the same memory twice in one batch
+                seen_index = seen[digest]
+                results[index] = None
+                fresh.append((index, fresh[seen_index][1], ""))
+                continue
+            payload: dict[str, Any] = {
+                **scope.fields(),
+                "title": title,
+                "description": description,
+                "content": content,
+                "outcome": request.outcome.value,
+                "tags": list(request.tags),
+                "alpha": belief.alpha,
+                "beta": belief.beta,
+                "confidence": belief.confidence,
+                "helpful_count": 0,
+                "unhelpful_count": 0,
+                "uses_succeeded": 0,
+                "uses_failed": 0,
+                "origin": origin.value,
+                "session_id": session_id,
+                "content_hash": digest,
+                "created_ts": now,
+                "updated_ts": now,
+            }
+            seen[digest] = len(fresh)
+            fresh.append((index, Record(id=str(uuid.uuid4()), payload=payload), f"{title}. {description}\n{content}"))
+        to_embed = [(index, record, text) for index, record, text in fresh if text]
+        vectors = self._embedder.embed_documents([text for _, _, text in to_embed])
+        records = [Record(id=r.id, payload=r.payload, vector=v) for (_, r, _), v in zip(to_embed, vectors, strict=True)]
+        if records:
+            self._store.upsert(COLLECTION, records)
+        for index, record, text in fresh:
+            results[index] = StoredMemory(
+                id=record.id, confidence=round(belief.confidence, 4), duplicate_of_existing=not text
+            )
+        return [r for r in results if r is not None]
 
     def search(self, scope: Scope, request: SearchMemories) -> list[MemoryHit]:
         where: dict[str, Any] = dict(scope.read_filter(request.scope))
