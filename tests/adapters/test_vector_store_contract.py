@@ -106,3 +106,77 @@ def test_records_without_vectors(store: VectorStore) -> None:
     store.upsert(name(store), [plain])
     assert [r.id for r in store.get(name(store), [plain.id], {"tenant": "a"})] == [plain.id]
     assert [r.id for r in store.scan(name(store), {"tenant": "a"}, limit=5, order_by="ts")] == [plain.id]
+
+
+HYBRID = CollectionSpec(name="hybrid", dim=4, model="test-model", keyword_fields=("tenant",), sparse=True)
+
+
+@pytest.fixture
+def hybrid_store(backend: tuple[str, Path]) -> Iterator[tuple[VectorStore, str]]:
+    kind, path = backend
+    opened = open_store(kind, path)
+    spec = HYBRID if kind != "qdrant-server" else CollectionSpec(**{**HYBRID.__dict__, "name": f"h{uuid.uuid4().hex[:8]}"})
+    opened.ensure(spec)
+    yield opened, spec.name
+    opened.close()
+
+
+def test_hybrid_search_fuses_dense_and_sparse_rankings(hybrid_store: tuple[VectorStore, str]) -> None:
+    store, coll = hybrid_store
+    dense_best = Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[1, 0, 0, 0], sparse={7: 1.0})
+    both = Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[0.95, 0.31, 0, 0], sparse={42: 1.0, 7: 1.0})
+    sparse_best = Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[0, 0, 1, 0], sparse={42: 2.0})
+    no_sparse = Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[0.5, 0, 0.86, 0])
+    foreign = Record(id=str(uuid.uuid4()), payload={"tenant": "b"}, vector=[1, 0, 0, 0], sparse={42: 5.0})
+    store.upsert(coll, [dense_best, both, sparse_best, no_sparse, foreign])
+    hits = store.hybrid_search(coll, [1, 0, 0, 0], {42: 1.0}, {"tenant": "a"}, limit=4)
+    ids = [h.id for h in hits]
+    # `both` is second by dense and second by sparse; each list's winner is first in one list only.
+    assert ids[0] == both.id and foreign.id not in ids
+    assert set(ids) == {dense_best.id, both.id, sparse_best.id, no_sparse.id}
+    assert hits[0].score > hits[-1].score > 0
+    assert hits[0].payload == {"tenant": "a"}
+    # Weights tilt the fusion: all weight on the dense list gives the dense order.
+    dense_only = store.hybrid_search(coll, [1, 0, 0, 0], {42: 1.0}, {"tenant": "a"}, limit=2, weights=(1.0, 0.0))
+    assert [h.id for h in dense_only] == [dense_best.id, both.id]
+
+
+def test_sparse_query_weights_are_scaled_by_idf(hybrid_store: tuple[VectorStore, str]) -> None:
+    store, coll = hybrid_store
+    common, rare = 1, 2
+    records = [
+        Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[0, 0, 0, 1], sparse={common: 1.0}) for _ in range(4)
+    ]
+    heavy_common = Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[0, 0, 0, 1], sparse={common: 3.0})
+    with_rare = Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[0, 0, 0, 1], sparse={common: 1.0, rare: 1.0})
+    store.upsert(coll, [*records, heavy_common, with_rare])
+    hits = store.hybrid_search(coll, [1, 0, 0, 0], {common: 1.0, rare: 1.0}, {"tenant": "a"}, limit=2, weights=(0.0, 1.0))
+    # Without IDF the 3.0 on the common term would win (3 > 1 + 1).
+    assert [h.id for h in hits] == [with_rare.id, heavy_common.id]
+
+
+def test_hybrid_search_with_an_empty_sparse_query_is_dense_ranking(hybrid_store: tuple[VectorStore, str]) -> None:
+    store, coll = hybrid_store
+    near = Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[1, 0, 0, 0], sparse={1: 1.0})
+    far = Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[0, 1, 0, 0], sparse={2: 1.0})
+    store.upsert(coll, [far, near])
+    assert [h.id for h in store.hybrid_search(coll, [1, 0.1, 0, 0], {}, {"tenant": "a"}, limit=5)] == [near.id, far.id]
+    # The plain dense search still works on a collection that also holds sparse vectors.
+    assert [h.id for h in store.search(coll, [1, 0.1, 0, 0], {"tenant": "a"}, limit=5)] == [near.id, far.id]
+
+
+def test_sparse_collection_survives_reopen(backend: tuple[str, Path]) -> None:
+    kind, path = backend
+    if kind == "qdrant-server":
+        pytest.skip("reopen semantics are the server's")
+    first = open_store(kind, path)
+    first.ensure(HYBRID)
+    kept = Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[0, 1, 0, 0], sparse={99: 1.0})
+    other = Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[0, 1, 0, 0], sparse={98: 1.0})
+    first.upsert(HYBRID.name, [kept, other])
+    first.close()
+    second = open_store(kind, path)
+    second.ensure(HYBRID)
+    hits = second.hybrid_search(HYBRID.name, [1, 0, 0, 0], {99: 1.0}, {"tenant": "a"}, limit=1)
+    assert [h.id for h in hits] == [kept.id]
+    second.close()

@@ -15,9 +15,12 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from contextd_mcp.adapters.store_meta import check_model
-from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, Where, placeholder_vector
+from contextd_mcp.ports import vector_store as port
+from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, Sparse, Where, placeholder_vector
 
 _PREFIX = "contextd_"
+# The sparse vector's name; the dense one stays unnamed, so dense-only collections are unchanged.
+_SPARSE = "lexical"
 
 
 def _condition(key: str, value: object) -> models.FieldCondition:
@@ -32,6 +35,11 @@ def _filter(where: Where) -> models.Filter | None:
     if not where:
         return None
     return models.Filter(must=[_condition(k, v) for k, v in where.items()])
+
+
+def _sparse(values: Sparse) -> models.SparseVector:
+    indices = sorted(values)
+    return models.SparseVector(indices=indices, values=[float(values[i]) for i in indices])
 
 
 def _valid_id(record_id: str) -> bool:
@@ -70,6 +78,9 @@ class QdrantClientStore:
                 self._client.create_collection(
                     name,
                     vectors_config=models.VectorParams(size=spec.dim, distance=models.Distance.COSINE),
+                    sparse_vectors_config=(
+                        {_SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)} if spec.sparse else None
+                    ),
                     metadata={"model": spec.model, "dim": spec.dim},
                 )
                 if self._indexes:
@@ -80,8 +91,14 @@ class QdrantClientStore:
             self._ready.add(spec.name)
             self._dims[spec.name] = spec.dim
 
+    def _vector(self, collection: str, record: Record) -> Any:
+        dense = record.vector or placeholder_vector(self._dims[collection])
+        if not record.sparse:
+            return dense
+        return {"": dense, _SPARSE: _sparse(record.sparse)}
+
     def upsert(self, collection: str, records: Sequence[Record]) -> None:
-        points = [models.PointStruct(id=r.id, vector=r.vector or placeholder_vector(self._dims[collection]), payload=r.payload) for r in records]
+        points = [models.PointStruct(id=r.id, vector=self._vector(collection, r), payload=r.payload) for r in records]
         with self._lock:
             self._client.upsert(_PREFIX + collection, points=points, wait=True)
 
@@ -101,6 +118,27 @@ class QdrantClientStore:
         with self._lock:
             response = self._client.query_points(
                 _PREFIX + collection, query=list(vector), query_filter=_filter(where), limit=limit, with_payload=True
+            )
+        return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
+
+    def hybrid_search(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        sparse: Sparse,
+        where: Where,
+        limit: int,
+        candidates: int = 50,
+        weights: tuple[float, float] = (1.0, 1.0),
+    ) -> list[Hit]:
+        flt = _filter(where)
+        prefetch = [models.Prefetch(query=list(vector), filter=flt, limit=candidates)]
+        if sparse:
+            prefetch.append(models.Prefetch(query=_sparse(sparse), using=_SPARSE, filter=flt, limit=candidates))
+        fusion = models.RrfQuery(rrf=models.Rrf(k=port.RRF_K, weights=list(weights[: len(prefetch)])))
+        with self._lock:
+            response = self._client.query_points(
+                _PREFIX + collection, prefetch=prefetch, query=fusion, query_filter=flt, limit=limit, with_payload=True
             )
         return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
 

@@ -17,9 +17,12 @@ import qdrant_edge as qe
 
 from contextd_mcp.adapters.store_meta import check_model
 from contextd_mcp.errors import NotFound
-from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, Where, placeholder_vector
+from contextd_mcp.ports import vector_store as port
+from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, Sparse, Where, placeholder_vector
 
 _META = "contextd-collection.json"
+# The sparse vector's name; the dense one stays unnamed, so dense-only collections are unchanged.
+_SPARSE = "lexical"
 
 
 def _condition(key: str, value: object) -> qe.FieldCondition:
@@ -52,6 +55,11 @@ def _matches(payload: Mapping[str, Any], where: Where) -> bool:
         elif value != cond:
             return False
     return True
+
+
+def _sparse(values: Sparse) -> qe.SparseVector:
+    indices = sorted(values)
+    return qe.SparseVector(indices, [float(values[i]) for i in indices])
 
 
 def _valid_id(record_id: str) -> bool:
@@ -87,7 +95,10 @@ class EdgeStore:
                 check_model(spec, meta.get("model"), meta.get("dim"))
                 shard = qe.EdgeShard.load(str(path))
             else:
-                config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=spec.dim, distance=qe.Distance.Cosine))
+                sparse = {_SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if spec.sparse else None
+                config = qe.EdgeConfig(
+                    vectors=qe.EdgeVectorParams(size=spec.dim, distance=qe.Distance.Cosine), sparse_vectors=sparse
+                )
                 shard = qe.EdgeShard.create(str(path), config)
                 for name in spec.keyword_fields:
                     shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
@@ -98,8 +109,14 @@ class EdgeStore:
             self._shards[spec.name] = shard
             self._dims[spec.name] = spec.dim
 
+    def _vector(self, collection: str, record: Record) -> Any:
+        dense = record.vector or placeholder_vector(self._dims[collection])
+        if not record.sparse:
+            return dense
+        return {"": dense, _SPARSE: _sparse(record.sparse)}
+
     def upsert(self, collection: str, records: Sequence[Record]) -> None:
-        points = [qe.Point(id=r.id, vector=r.vector or placeholder_vector(self._dims[collection]), payload=r.payload) for r in records]
+        points = [qe.Point(id=r.id, vector=self._vector(collection, r), payload=r.payload) for r in records]
         with self._lock:
             self._shard(collection).update(qe.UpdateOperation.upsert_points(points))
 
@@ -115,6 +132,27 @@ class EdgeStore:
         request = qe.QueryRequest(
             limit=limit, query=qe.Query.Nearest(list(vector)), filter=_filter(where), with_payload=True
         )
+        with self._lock:
+            points = self._shard(collection).query(request)
+        return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
+
+    def hybrid_search(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        sparse: Sparse,
+        where: Where,
+        limit: int,
+        candidates: int = 50,
+        weights: tuple[float, float] = (1.0, 1.0),
+    ) -> list[Hit]:
+        flt = _filter(where)
+        prefetches = [qe.Prefetch(limit=candidates, query=qe.Query.Nearest(list(vector)), filter=flt)]
+        if sparse:
+            query = qe.Query.Nearest(_sparse(sparse), using=_SPARSE)
+            prefetches.append(qe.Prefetch(limit=candidates, query=query, filter=flt))
+        fusion = qe.Fusion.Rrf(k=port.RRF_K, weights=list(weights[: len(prefetches)]))
+        request = qe.QueryRequest(limit=limit, query=fusion, prefetches=prefetches, filter=flt, with_payload=True)
         with self._lock:
             points = self._shard(collection).query(request)
         return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]

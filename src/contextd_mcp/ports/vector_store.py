@@ -4,6 +4,12 @@ Filters are plain data (``Where``), so services never see an engine's types:
 ``{"field": value}`` is equality, ``{"field": [a, b]}`` matches any of the values
 (for a list field: any element), ``{"field": Range(gte=0.3)}`` is a numeric range.
 All conditions are ANDed.
+
+A collection may also hold a sparse vector per record (``CollectionSpec.sparse``): a map of
+term index to weight, whose query-side weights the engine scales by the terms' inverse
+document frequency over the collection. ``hybrid_search`` ranks by dense and by sparse
+similarity and fuses the two rankings in the engine by reciprocal rank:
+``score = sum over lists of weight / (RRF_K + rank)``, rank counted from 0.
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ class Range:
     lte: float | None = None
 
 
+# Term index (any 32-bit unsigned int, e.g. a hashed token) → weight.
+Sparse: TypeAlias = Mapping[int, float]
+RRF_K = 10
+
 Condition: TypeAlias = str | int | bool | list[str] | Range
 Where: TypeAlias = Mapping[str, Condition]
 
@@ -30,6 +40,7 @@ class Record:
     id: str
     payload: dict[str, Any]
     vector: list[float] | None = None
+    sparse: Sparse | None = None  # only in collections created with ``sparse=True``
 
 
 def placeholder_vector(dim: int) -> list[float]:
@@ -50,6 +61,7 @@ class CollectionSpec:
     model: str  # which embedding model made the vectors; a mismatch is refused
     keyword_fields: tuple[str, ...] = ("tenant", "team", "project")
     float_fields: tuple[str, ...] = ()
+    sparse: bool = False  # records may carry a sparse vector; enables hybrid_search
 
 
 class VectorStore(Protocol):
@@ -60,6 +72,20 @@ class VectorStore(Protocol):
     def get(self, collection: str, ids: Sequence[str], where: Where) -> list[Record]: ...
 
     def search(self, collection: str, vector: Sequence[float], where: Where, limit: int) -> list[Hit]: ...
+
+    def hybrid_search(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        sparse: Sparse,
+        where: Where,
+        limit: int,
+        candidates: int = 50,
+        weights: tuple[float, float] = (1.0, 1.0),
+    ) -> list[Hit]:
+        """Top ``candidates`` by dense and by sparse similarity, fused by reciprocal rank
+        (``weights`` = dense, sparse); ``Hit.score`` is the fused score."""
+        ...
 
     def scan(
         self, collection: str, where: Where, limit: int, order_by: str | None = None, descending: bool = True
