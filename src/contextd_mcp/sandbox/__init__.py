@@ -47,7 +47,7 @@ __all__ = ["SandboxLimits", "SandboxResult", "SandboxUnavailable", "probe", "run
 
 def probe() -> None:
     """Raise SandboxUnavailable, with the reason and the fix, if this host cannot sandbox."""
-    from .runner import probe as _probe  # noqa: PLC0415
+    from ._probe import probe as _probe  # noqa: PLC0415
 
     _probe()
 

@@ -7,9 +7,6 @@ import json
 import os
 import re
 import socket
-import sys
-import tempfile
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +15,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
+from . import _probe
 from ._launcher import Launcher, default_launcher
 from ._output import HeadTail
 from ._protocol import MAX_COMMAND_BYTES, MAX_REQUEST_BYTES, Request
@@ -29,7 +27,6 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 TIMEOUT_EXIT_CODE = 124  # as GNU timeout(1)
 KILL_GRACE_SECONDS = 5.0  # after a kill request, wait this long for the helper to confirm
 DRAIN_GRACE_SECONDS = 2.0  # after the status, wait this long for the pipes to reach EOF
-PROBE_TIMEOUT_SECONDS = 10.0
 _READ_CHUNK = 1 << 20
 _FINAL_KEYS = frozenset(("exit", "killed", "error"))
 _F_SETPIPE_SZ = 1031
@@ -96,62 +93,11 @@ def _interpret(messages: list[dict[str, Any]]) -> tuple[int | None, bool]:
     return exit_code, killed
 
 
-# --- probe -----------------------------------------------------------------------------------
-
-_probe_lock = threading.Lock()
-_probe_done = False
-_probe_error: SandboxUnavailable | None = None
-
-
-def probe() -> None:
-    """Raise SandboxUnavailable if this host cannot sandbox. The first call runs the full set-up
-    once without exec (namespaces, mounts, pivot_root, capabilities, seccomp); later calls return
-    the cached verdict."""
-    global _probe_done, _probe_error
-    with _probe_lock:
-        if not _probe_done:
-            _probe_error = _probe_uncached(default_launcher())
-            _probe_done = True
-    if _probe_error is not None:
-        raise _probe_error
-
-
-def _probe_uncached(launcher: Launcher) -> SandboxUnavailable | None:
-    if sys.platform != "linux":
-        return SandboxUnavailable(f"the sandbox needs Linux namespaces and seccomp; this is {sys.platform}")
-    with tempfile.TemporaryDirectory(prefix="contextd-probe-") as tmp:
-        status, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        with status:
-            null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                launcher.launch(Request(command=None, project=tmp, workdir=tmp).encode(), [theirs.fileno(), null, null])
-            except SandboxUnavailable as exc:
-                return exc
-            finally:
-                theirs.close()
-                os.close(null)
-            status.settimeout(PROBE_TIMEOUT_SECONDS)
-            messages = []
-            try:
-                while data := status.recv(65536):
-                    messages.append(json.loads(data))
-            except TimeoutError:
-                return SandboxUnavailable(f"the sandbox helper did not answer within {PROBE_TIMEOUT_SECONDS:g} s")
-    try:
-        exit_code, _ = _interpret(messages)
-    except SandboxUnavailable as exc:
-        return exc
-    if exit_code != 0:
-        return SandboxUnavailable(f"the sandbox probe exited with status {exit_code}")
-    return None
-
-
 async def _probe_async() -> None:
-    if _probe_done:
-        if _probe_error is not None:
-            raise _probe_error
-        return
-    await anyio.to_thread.run_sync(probe)
+    if _probe.cached():
+        _probe.probe()  # raises the cached verdict, at once
+    else:
+        await anyio.to_thread.run_sync(_probe.probe)
 
 
 # --- run -------------------------------------------------------------------------------------

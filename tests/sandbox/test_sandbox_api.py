@@ -1,0 +1,236 @@
+"""The library's contract, in-process: validation, results, output capping, refusal, unsafe mode."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+import contextd_mcp.sandbox as sandbox_pkg
+from contextd_mcp.sandbox import SandboxLimits, SandboxResult, SandboxUnavailable, probe, run_sandboxed
+from contextd_mcp.sandbox._output import HeadTail
+
+QUICK = SandboxLimits(timeout_seconds=20)
+
+
+def run(command: str, project: Path, **kwargs: object) -> SandboxResult:
+    return anyio.run(lambda: run_sandboxed(command, project, limits=kwargs.pop("limits", QUICK), **kwargs))  # type: ignore[arg-type]
+
+
+def test_public_surface() -> None:
+    assert sorted(sandbox_pkg.__all__) == ["SandboxLimits", "SandboxResult", "SandboxUnavailable", "probe", "run_sandboxed"]
+
+
+def test_result_fields(tmp_path: Path) -> None:
+    result = run("echo out; echo err >&2; exit 7", tmp_path)
+    assert (result.exit_code, result.stdout, result.stderr) == (7, "out\n", "err\n")
+    assert not result.timed_out and not result.truncated and result.sandboxed
+    assert 0 < result.duration_ms < 10_000
+
+
+def test_death_by_signal_is_128_plus_n(tmp_path: Path) -> None:
+    # Repeated: a command dying before its spawn returns once lost its status to a race.
+    for _ in range(20):
+        assert run("kill -TERM $$", tmp_path).exit_code == 128 + 15
+
+
+def test_command_sees_defaults_not_pythons_signal_dispositions(tmp_path: Path) -> None:
+    # Python ignores SIGPIPE; were that inherited, `yes` would never stop here.
+    result = run("yes | head -c 4; echo; grep -E '^Sig(Ign|Blk)' /proc/self/status", tmp_path)
+    assert result.stdout.splitlines() == ["y", "y", "", "SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"]
+
+
+def test_working_dir_defaults_to_the_project_and_may_be_inside_it(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    assert run("pwd", tmp_path).stdout == f"{tmp_path}\n"
+    assert run("pwd", tmp_path, working_dir=tmp_path / "a" / "b").stdout == f"{tmp_path}/a/b\n"
+    assert run("pwd", tmp_path, working_dir=Path("a")).stdout == f"{tmp_path}/a\n"  # relative: to the project
+
+
+@pytest.mark.parametrize("escape", ["..", "/", "/tmp", "link", "link/sub", "a/../.."])
+def test_working_dir_outside_the_project_is_refused(tmp_path: Path, escape: str) -> None:
+    project = tmp_path / "project"
+    (project / "a").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "sub").mkdir(parents=True)
+    (project / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match="outside the project"):
+        run("pwd", project, working_dir=Path(escape))
+
+
+def test_missing_directories_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        run("true", tmp_path / "missing")
+    with pytest.raises(ValueError, match="does not exist"):
+        run("true", tmp_path, working_dir=Path("missing"))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="not a directory"):
+        run("true", tmp_path, working_dir=Path("file"))
+
+
+@pytest.mark.parametrize("project", ["/", "/etc", "/proc/self", "/dev/shm"])
+def test_projects_the_sandbox_would_hide_or_expose_are_refused(project: str) -> None:
+    with pytest.raises(ValueError, match="cannot be"):
+        run("true", Path(project))
+
+
+@pytest.mark.parametrize("name", ["", "1X", "A=B", "A B", "A-B", "Ä"])
+def test_invalid_env_names_are_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError, match="invalid environment variable name"):
+        run("true", tmp_path, env={name: "x"})
+
+
+def test_env_is_minimal_plus_what_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONTEXTD_TEST_LEAK", "server-side")
+    result = run("env | sort", tmp_path, env={"FOO": "bar baz", "PATH": "/usr/bin:/bin"})
+    assert result.stdout.splitlines() == ["FOO=bar baz", "HOME=/tmp", "LANG=C.UTF-8", "PATH=/usr/bin:/bin", "PWD=" + str(tmp_path), "SHLVL=1", "TERM=dumb", "_=/usr/bin/env"]
+    with pytest.raises(ValueError, match="NUL"):
+        run("true", tmp_path, env={"X": "a\0b"})
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"timeout_seconds": 0},
+        {"timeout_seconds": 601},
+        {"memory_bytes": 0},
+        {"max_output_bytes": -1},
+        {"max_processes": 1.5},
+    ],
+)
+def test_limits_are_validated(limits: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        SandboxLimits(**limits)  # type: ignore[arg-type]
+
+
+def test_commands_are_validated(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        run("echo \0", tmp_path)
+    with pytest.raises(ValueError, match="longer than"):
+        run("#" * (128 * 1024), tmp_path)
+
+
+def test_output_keeps_head_and_tail_with_a_marker(tmp_path: Path) -> None:
+    limit = 1000
+    result = run("seq 1 100000", tmp_path, limits=SandboxLimits(timeout_seconds=20, max_output_bytes=limit))
+    full = "".join(f"{i}\n" for i in range(1, 100001))
+    assert result.truncated
+    assert result.stdout == f"{full[:500]}\n[... {len(full) - limit} bytes omitted ...]\n{full[-500:]}"
+    small = run("seq 1 10", tmp_path, limits=SandboxLimits(timeout_seconds=20, max_output_bytes=limit))
+    assert not small.truncated and small.stdout == "".join(f"{i}\n" for i in range(1, 11))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_head_tail_matches_a_reference_for_any_chunking(seed: int) -> None:
+    rng = random.Random(seed)
+    data = bytes(rng.randrange(97, 123) for _ in range(rng.randrange(0, 5000)))
+    limit = rng.randrange(1, 2000)
+    sink, at = HeadTail(limit), 0
+    while at < len(data):
+        step = rng.randrange(1, 3000)
+        sink.feed(data[at : at + step])
+        at += step
+    head, tail = limit // 2, limit - limit // 2
+    expected = data.decode() if len(data) <= limit else (
+        f"{data[:head].decode()}\n[... {len(data) - limit} bytes omitted ...]\n{data[-tail:].decode()}"
+    )
+    assert sink.text() == expected
+    assert sink.truncated == (len(data) > limit)
+
+
+def test_probe_is_cached() -> None:
+    probe()
+    started = time.perf_counter()
+    probe()
+    assert time.perf_counter() - started < 0.01
+
+
+def test_concurrent_commands_run_side_by_side(tmp_path: Path) -> None:
+    async def main() -> list[SandboxResult]:
+        results: list[SandboxResult] = []
+
+        async def one(i: int) -> None:
+            results.append(await run_sandboxed(f"sleep 0.5; echo {i}", tmp_path, limits=QUICK))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(4):
+                tg.start_soon(one, i)
+        return results
+
+    started = time.perf_counter()
+    results = anyio.run(main)
+    assert sorted(r.stdout for r in results) == ["0\n", "1\n", "2\n", "3\n"]
+    assert time.perf_counter() - started < 3.0
+
+
+def test_cancelling_the_caller_kills_the_command(tmp_path: Path) -> None:
+    marker = f"contextd-cancel-{os.getpid()}-{time.time_ns()}"
+
+    async def main() -> None:
+        with anyio.move_on_after(0.5):
+            await run_sandboxed(f"exec -a {marker} sleep 300", tmp_path, limits=QUICK)
+
+    anyio.run(main)
+    from .conftest import host_processes_with
+
+    deadline = time.monotonic() + 2
+    while host_processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert host_processes_with(marker) == []
+
+
+# --- hosts that cannot sandbox ---------------------------------------------------------------
+
+_NO_USERNS = textwrap.dedent(
+    """
+    import anyio, json, sys, time
+    from pathlib import Path
+    from contextd_mcp.sandbox import SandboxUnavailable, probe, run_sandboxed
+    out = {}
+    started = time.perf_counter()
+    try:
+        probe()
+    except SandboxUnavailable as exc:
+        out["probe"] = str(exc)
+    out["probe_ms"] = (time.perf_counter() - started) * 1000
+    try:
+        anyio.run(run_sandboxed, "echo hi", Path(sys.argv[1]))
+    except SandboxUnavailable as exc:
+        out["refused"] = str(exc)
+    r = anyio.run(lambda: run_sandboxed("echo hi; sleep 30 & exec sleep 30", Path(sys.argv[1]), allow_unsandboxed=True,
+                  limits=__import__("contextd_mcp.sandbox").sandbox.SandboxLimits(timeout_seconds=1)))
+    out["unsafe"] = [r.stdout, r.sandboxed, r.timed_out]
+    r = anyio.run(lambda: run_sandboxed("echo plain", Path(sys.argv[1]), allow_unsandboxed=True))
+    out["plain"] = [r.stdout, r.exit_code, r.sandboxed]
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare is not installed")
+def test_without_user_namespaces_it_refuses_fast_unless_allowed(tmp_path: Path) -> None:
+    """A user namespace whose max_user_namespaces is 0: like a host that refuses them."""
+    script = tmp_path / "no_userns.py"
+    script.write_text(_NO_USERNS)
+    project = tmp_path / "project"
+    project.mkdir()
+    shell = f"echo 0 > /proc/sys/user/max_user_namespaces && exec {sys.executable} {script} {project}"
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "sh", "-c", shell], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    import json
+
+    out = json.loads(done.stdout)
+    assert "max_user_namespaces" in out["probe"] and "sysctl" in out["probe"]
+    assert out["probe_ms"] < 250  # target < 100 ms (measured ~30 ms); slack for a loaded machine
+    assert out["refused"] == out["probe"]
+    assert out["unsafe"] == ["hi\n", False, True]
+    assert out["plain"] == ["plain\n", 0, False]
