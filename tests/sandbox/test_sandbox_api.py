@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -17,6 +18,8 @@ import pytest
 import contextd_mcp.sandbox as sandbox_pkg
 from contextd_mcp.sandbox import SandboxLimits, SandboxResult, SandboxUnavailable, probe, run_sandboxed
 from contextd_mcp.sandbox._output import HeadTail
+
+from .conftest import host_processes_with
 
 QUICK = SandboxLimits(timeout_seconds=20)
 
@@ -178,8 +181,6 @@ def test_cancelling_the_caller_kills_the_command(tmp_path: Path) -> None:
             await run_sandboxed(f"exec -a {marker} sleep 300", tmp_path, limits=QUICK)
 
     anyio.run(main)
-    from .conftest import host_processes_with
-
     deadline = time.monotonic() + 2
     while host_processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -192,7 +193,7 @@ _NO_USERNS = textwrap.dedent(
     """
     import anyio, json, sys, time
     from pathlib import Path
-    from contextd_mcp.sandbox import SandboxUnavailable, probe, run_sandboxed
+    from contextd_mcp.sandbox import SandboxLimits, SandboxUnavailable, probe, run_sandboxed
     out = {}
     started = time.perf_counter()
     try:
@@ -205,7 +206,7 @@ _NO_USERNS = textwrap.dedent(
     except SandboxUnavailable as exc:
         out["refused"] = str(exc)
     r = anyio.run(lambda: run_sandboxed("echo hi; sleep 30 & exec sleep 30", Path(sys.argv[1]), allow_unsandboxed=True,
-                  limits=__import__("contextd_mcp.sandbox").sandbox.SandboxLimits(timeout_seconds=1)))
+                                        limits=SandboxLimits(timeout_seconds=1)))
     out["unsafe"] = [r.stdout, r.sandboxed, r.timed_out]
     r = anyio.run(lambda: run_sandboxed("echo plain", Path(sys.argv[1]), allow_unsandboxed=True))
     out["plain"] = [r.stdout, r.exit_code, r.sandboxed]
@@ -226,8 +227,6 @@ def test_without_user_namespaces_it_refuses_fast_unless_allowed(tmp_path: Path) 
         ["unshare", "--user", "--map-root-user", "sh", "-c", shell], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    import json
-
     out = json.loads(done.stdout)
     assert "max_user_namespaces" in out["probe"] and "sysctl" in out["probe"]
     assert out["probe_ms"] < 250  # target < 100 ms (measured ~30 ms); slack for a loaded machine

@@ -9,19 +9,25 @@ namespaces, in a root that holds only read-only system directories, an allowlist
 minimal /dev, a private /tmp and the project (read-write, at its real path); with every
 capability dropped, no_new_privs, rlimits and a seccomp filter (see `helper`, `_rootfs`,
 `_seccomp`). It has no network at all: its network namespace is empty and only AF_UNIX sockets
-may be created. On timeout or cancellation the namespace's init is killed, and the kernel kills
-every process left in the namespace with it.
+may be created. The namespace's init reports the command's status only after it has killed
+and reaped every other process of the namespace, so nothing outlives a run; on timeout or
+cancellation (the server shuts down its side of the status socket, or dies) it does the same at
+once.
 
-Launch strategy, chosen by measurement (bench/bench_sandbox.py, 2 cores, 200 runs of `true`,
-median / p95 in ms):
+Launch strategy, chosen by measurement. A cold helper per command pays a Python start-up plus
+the pyseccomp import on every call (~90 ms); a Python fork costs ~1 ms here and a namespace's
+mounts ~3-6 ms. So the server starts one helper (the zygote, `helper`) on first use; it keeps two
+workers whose namespaces and read-only root are already built (`_worker`), and a command only
+pays for /tmp, the project bind, seccomp and the spawn of bash. bench/bench_sandbox.py, 2 cores,
+`true`, rows interleaved, median / p95 in ms (this machine was shared with other work, hence
+two runs):
 
-    plain bash -c true (subprocess)      2.3 / 2.9
-    bwrap --unshare-all ... true         ~11   (the figure DESIGN.md quotes; see the bench)
-    cold helper per command (--once)     ~60   python start-up + pyseccomp import every time
-    pre-started helper (zygote), forks   ~8    the default
-
-so the server starts one helper (`ZygoteLauncher`) at the first use and it forks per command.
-(Exact figures: the bench's output, quoted in the commit that added it.)
+                                          100 runs, load ~1    200 runs, load ~9
+    plain: bash -c true (subprocess)          3.0 / 5.0            9.3 / 21.8
+    bwrap --unshare-all ... true              6.3 / 11.8          20.5 / 51.1
+    bwrap --unshare-all ... bash -c true      6.4 / 10.2          20.2 / 49.5
+    cold helper per command (--once)         93   / 113          251   / 458
+    zygote with warm workers (default)        5.3 / 8.7           15.4 / 32.1
 
 If the host cannot sandbox, run_sandboxed raises SandboxUnavailable before running anything,
 unless the operator allowed unsandboxed runs (allow_unsandboxed=True): then the command runs as
