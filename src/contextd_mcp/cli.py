@@ -23,21 +23,110 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import anyio
 
     from contextd_mcp.daemon import AlreadyRunning, configure_logging, run_daemon
-    from contextd_mcp.transports.http import is_loopback
 
     configure_logging(Path(args.log_file) if args.log_file else None)
-    if args.http and not is_loopback(args.http[0]):
-        print(
-            f"contextd-mcp: refusing to serve HTTP on non-loopback address {args.http[0]} without auth; "
-            "bind 127.0.0.1 (or put it behind an authenticating proxy)",
-            file=sys.stderr,
-        )
-        return 2
+    options: dict[str, object] = {"cwd": os.getcwd()}
+    if args.http:
+        try:
+            options.update(_http_auth_options(args))
+        except ValueError as exc:
+            print(f"contextd-mcp: {exc}", file=sys.stderr)
+            return 2
     try:
-        anyio.run(run_daemon, data_paths(args.data_dir), args.http, {"cwd": os.getcwd()})
+        anyio.run(run_daemon, data_paths(args.data_dir), args.http, options)
     except AlreadyRunning as exc:
         print(f"contextd-mcp: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _http_auth_options(args: argparse.Namespace) -> dict[str, object]:
+    """Tokens file or explicit open loopback; raises ValueError when HTTP must not start."""
+    from contextd_mcp.adapters.token_store import TokenStore, tokens_path
+    from contextd_mcp.settings import AuthSettings
+    from contextd_mcp.transports.auth import check_http_auth
+
+    settings = AuthSettings()
+    path = settings.tokens_file or tokens_path(data_paths(args.data_dir).root)
+    allow = args.allow_unauthenticated_loopback or settings.http_allow_local_noauth
+    hosts = [*settings.http_allowed_hosts, *(args.allowed_host or [])]
+    if check_http_auth(args.http[0], TokenStore(path).active_count(), allow, hosts):
+        return {"tokens_file": str(path), "allowed_hosts": hosts}
+    return {"allow_local_noauth": True, "allowed_hosts": hosts}
+
+
+def _token_store(args: argparse.Namespace):  # noqa: ANN202 - lazy import keeps the CLI light
+    from contextd_mcp.adapters.token_store import TokenStore, tokens_path
+
+    return TokenStore(tokens_path(data_paths(args.data_dir).root))
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from contextd_mcp.models.scope import Scope
+
+    try:  # the same name rules as every scope, so the token cannot carry an unusable tenant
+        Scope(tenant=args.tenant, team=args.team or "default", project=args.project or "default")
+    except ValidationError:
+        print("contextd-mcp: tenant, team and project must be 1-64 characters of letters, digits, '.', '_' or '-'",
+              file=sys.stderr)
+        return 2
+    store = _token_store(args)
+    try:
+        token, entry = store.create(args.tenant, args.team, args.project, args.agent, args.read_only, args.name)
+    except ValueError as exc:
+        print(f"contextd-mcp: {exc}", file=sys.stderr)
+        return 1
+    print(token)
+    print(
+        f"token {entry.id} for tenant {entry.tenant}"
+        + (f", team {entry.team}" if entry.team else "")
+        + (f", project {entry.project}" if entry.project else "")
+        + (", read-only" if entry.read_only else "")
+        + f" saved (hashed) in {store.path}. It is shown only now: send it as 'Authorization: Bearer <token>'.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    entries = [e for e in _token_store(args).entries() if e.active or args.all]
+    if args.json:
+        print(json.dumps([e.public() for e in entries], indent=2))
+        return 0
+    if not entries:
+        print("no tokens (create one with `contextd-mcp token create --tenant NAME`)")
+    for e in entries:
+        state = "revoked" if not e.active else ("read-only" if e.read_only else "read-write")
+        scope = "/".join(x or "*" for x in (e.tenant, e.team, e.project))
+        print(f"{e.id}  {e.name or '-':<16} {scope:<40} agent={e.agent or '-'}  {state}")
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    try:
+        entry = _token_store(args).revoke(args.token)
+    except KeyError as exc:
+        print(f"contextd-mcp: {exc.args[0]}", file=sys.stderr)
+        return 1
+    print(f"revoked token {entry.id}" + (f" ({entry.name})" if entry.name else ""))
+    return 0
+
+
+def cmd_audit_tail(args: argparse.Namespace) -> int:
+    from contextd_mcp.audit_view import follow, format_line, tail
+
+    path = data_paths(args.data_dir).audit
+    show = (lambda line: line) if args.json else format_line
+    for line in tail(path, args.n):
+        print(show(line))
+    if args.follow:
+        try:
+            for line in follow(path):
+                print(show(line), flush=True)
+        except KeyboardInterrupt:
+            return 0
     return 0
 
 
@@ -117,7 +206,51 @@ def parser() -> argparse.ArgumentParser:
     p = add("serve", "run the daemon that owns the data directory")
     p.add_argument("--http", type=_host_port, metavar="HOST:PORT", help="also serve Streamable HTTP (/mcp) and SSE (/sse)")
     p.add_argument("--log-file", help="append logs here instead of stderr")
+    p.add_argument(
+        "--allow-unauthenticated-loopback",
+        action="store_true",
+        help="serve HTTP on loopback without tokens (or CONTEXTD_HTTP_ALLOW_LOCAL_NOAUTH=1)",
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="a Host header clients use to reach a non-loopback bind (repeatable)",
+    )
     p.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="bearer tokens for HTTP/SSE callers")
+    tokens = token.add_subparsers(dest="token_command", required=True)
+
+    def add_token(name: str, help_text: str) -> argparse.ArgumentParser:
+        leaf = tokens.add_parser(name, help=help_text)
+        leaf.add_argument("--data-dir", help="data directory (the tokens file lives here unless $CONTEXTD_TOKENS_FILE)")
+        return leaf
+
+    p = add_token("create", "create a token and print it once")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--team", help="pin the team (default: the caller may choose, else 'default')")
+    p.add_argument("--project", help="pin the project (default: the caller may choose, else 'default')")
+    p.add_argument("--agent", help="the agent name calls are attributed to")
+    p.add_argument("--read-only", action="store_true", help="refuse every tool that writes")
+    p.add_argument("--name", help="a label, unique among active tokens (usable with revoke)")
+    p.set_defaults(func=cmd_token_create)
+    p = add_token("list", "list tokens (never their values)")
+    p.add_argument("--all", action="store_true", help="include revoked tokens")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_token_list)
+    p = add_token("revoke", "revoke a token by id or name (a running daemon stops accepting it at once)")
+    p.add_argument("token", metavar="ID_OR_NAME")
+    p.set_defaults(func=cmd_token_revoke)
+
+    audit = sub.add_parser("audit", help="the audit log of tool calls")
+    audits = audit.add_subparsers(dest="audit_command", required=True)
+    p = audits.add_parser("tail", help="show the last calls, readably")
+    p.add_argument("--data-dir", help="data directory")
+    p.add_argument("-n", type=int, default=20, help="how many lines (default 20)")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new calls")
+    p.add_argument("--json", action="store_true", help="print the raw JSON lines")
+    p.set_defaults(func=cmd_audit_tail)
 
     p = add("stdio", "MCP over stdin/stdout (what an IDE launches): a bridge to the daemon")
     p.add_argument("--in-process", action="store_true", help="hold the store in this process instead (single agent)")

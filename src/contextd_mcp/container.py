@@ -9,6 +9,7 @@ from typing import Any
 
 from contextd_mcp.adapters.audit_file import JsonlAuditLog
 from contextd_mcp.adapters.token_counter import WordPieceTokenCounter
+from contextd_mcp.mcp.redactions import CountingScrubber
 from contextd_mcp.mcp.registry import ToolDef
 from contextd_mcp.mcp.server import HttpCallerResolver, ToolRunner, build_server
 from contextd_mcp.mcp.tools.memory import memory_tools
@@ -93,7 +94,8 @@ def build(
     limit_settings = limit_settings or LimitSettings()
     embedder = embedder or make_embedder(embedding_settings or EmbeddingSettings(), paths)
     store = make_store(store_settings, paths)
-    scrubber = scrubber or make_scrubber()
+    # Counting wrapper: the audit line reports what services scrubbed during each call.
+    scrubber = CountingScrubber(scrubber or make_scrubber())
     audit = JsonlAuditLog(paths.audit)
     memory = MemoryService(store, embedder, scrubber)
     tools = memory_tools(memory)

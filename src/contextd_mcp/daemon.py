@@ -44,10 +44,12 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
     started = time.perf_counter()
     limits = LimitSettings()
     http_caller = None
+    access = None
     if http is not None:
-        from contextd_mcp.transports.http import local_http_caller
+        from contextd_mcp.transports.auth import access_from_options
 
-        http_caller = local_http_caller(http_options or {})
+        access = access_from_options(http_options or {})
+        http_caller = access.caller
     container = build(
         paths,
         StoreSettings(data_dir=paths.root),
@@ -72,7 +74,14 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
 
                 async def run_http(task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
                     try:
-                        await serve_http(server, http[0], http[1], http_options or {}, task_status=task_status)
+                        await serve_http(
+                            server,
+                            http[0],
+                            http[1],
+                            {**(http_options or {}), "max_body": limits.request_max_bytes},
+                            task_status=task_status,
+                            access=access,
+                        )
                     finally:
                         http_done.set()
 

@@ -55,3 +55,16 @@ class LimitSettings(BaseSettings):
 
     response_max_tokens: int = Field(default=4000, ge=256, le=32000)
     request_max_bytes: int = Field(default=1 << 20, ge=4096, le=16 << 20)
+
+
+class AuthSettings(BaseSettings):
+    """Who may use the HTTP/SSE transports (the unix socket is owner-only by file mode)."""
+
+    model_config = SettingsConfigDict(env_prefix="CONTEXTD_")
+
+    # Default: tokens.json in the data directory (see adapters/token_store.py).
+    tokens_file: Path | None = None
+    # Serve HTTP on loopback without tokens, every caller acting as the daemon's operator.
+    http_allow_local_noauth: bool = False
+    # Host header values clients use to reach a non-loopback bind (DNS-rebinding protection).
+    http_allowed_hosts: list[str] = Field(default_factory=list)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.anyio
 def http_daemon(data_dir: Path, project_dir: Path) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
-        [*CLI, "serve", "--http", f"127.0.0.1:{port}"],
+        [*CLI, "serve", "--http", f"127.0.0.1:{port}", "--allow-unauthenticated-loopback"],
         env=env_for(data_dir),
         cwd=project_dir,
         stdout=subprocess.PIPE,
@@ -77,3 +77,10 @@ def test_dns_rebinding_is_refused(http_daemon: str) -> None:
 def test_non_loopback_http_without_auth_refuses_to_start(data_dir: Path) -> None:
     result = run_cli(data_dir, "serve", "--http", "0.0.0.0:0", timeout=30)
     assert result.returncode == 2 and "non-loopback" in result.stderr
+
+
+def test_loopback_http_without_tokens_needs_the_explicit_opt_in(data_dir: Path) -> None:
+    result = run_cli(data_dir, "serve", "--http", "127.0.0.1:0", timeout=30)
+    assert result.returncode == 2 and "--allow-unauthenticated-loopback" in result.stderr
+    opted_in_remotely = run_cli(data_dir, "serve", "--http", "0.0.0.0:0", timeout=30, CONTEXTD_HTTP_ALLOW_LOCAL_NOAUTH="1")
+    assert opted_in_remotely.returncode == 2 and "loopback only" in opted_in_remotely.stderr

@@ -19,6 +19,7 @@ from contextd_mcp import __version__
 from contextd_mcp.errors import ContextdError, Denied
 from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
 from contextd_mcp.mcp.prompts import PromptProvider
+from contextd_mcp.mcp.redactions import counting
 from contextd_mcp.mcp.registry import ToolDef, input_schema, output_schema
 from contextd_mcp.mcp.response import cap_tree, scrub_tree
 from contextd_mcp.ports.audit import AuditLog
@@ -55,6 +56,23 @@ def format_validation_error(tool: str, exc: ValidationError) -> str:
             message = "is not a parameter of this tool"
         problems.append(f"{field}: {message}")
     return f"invalid_input: {tool}: " + "; ".join(problems)
+
+
+def _identity(caller: Caller) -> dict[str, str]:
+    """Who, beyond the scope: the agent name and the token id (never the token)."""
+    found = {"agent": (caller.agent or "")[:64], "token": caller.extra.get("token", "")[:32]}
+    return {k: v for k, v in found.items() if v}
+
+
+def _session_of(args: BaseModel) -> str | None:
+    """A call's session id when its arguments carry one; only a well-formed uuid, so no content leaks."""
+    value = getattr(args, "session_id", None)
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return None
 
 
 def _error_result(text: str) -> types.CallToolResult:
@@ -113,18 +131,25 @@ class ToolRunner:
 
     async def call(self, name: str, arguments: dict[str, Any] | None, request: Any = None) -> types.CallToolResult:
         started = time.perf_counter()
-        event: dict[str, Any] = {"tool": name, "input_bytes": len(json.dumps(arguments or {}, default=str))}
-        try:
-            result, redactions = await self._call(name, arguments or {}, request, event)
-            event["outcome"] = "error:" + result.content[0].text.split(":", 1)[0] if result.is_error else "ok"  # type: ignore[union-attr]
-            event["redactions"] = redactions
-            return result
-        finally:
-            event["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        # An unknown tool's name is the caller's text, not ours: it stays out of the log.
+        tool_name = name if name in self.tools else "(unknown)"
+        event: dict[str, Any] = {"tool": tool_name, "input_bytes": len(json.dumps(arguments or {}, default=str))}
+        # Counts every scrub during the call: what services stored ("in") and what is returned ("out").
+        with counting() as scrubbed:
             try:
-                self._audit.record(event)
-            except Exception:  # the audit log must never break a call
-                log.exception("audit record failed")
+                result, _ = await self._call(name, arguments or {}, request, event)
+                event["outcome"] = "error:" + result.content[0].text.split(":", 1)[0] if result.is_error else "ok"  # type: ignore[union-attr]
+                return result
+            finally:
+                total = max(scrubbed[0], event.get("redactions_out", 0))
+                event.setdefault("outcome", "error:aborted")  # cancelled, or the client went away
+                event["redactions"] = total
+                event["redactions_in"] = total - event.get("redactions_out", 0)
+                event["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+                try:
+                    self._audit.record(event)
+                except Exception:  # the audit log must never break a call
+                    log.exception("audit record failed")
 
     async def _call(
         self, name: str, arguments: dict[str, Any], request: Any, event: dict[str, Any]
@@ -137,24 +162,30 @@ class ToolRunner:
         except Denied as exc:
             return _error_result(f"{exc.kind}: {exc.message}"), 0
         event.update(caller.scope.fields(), transport=caller.transport, connection=caller.connection_id)
+        event.update(_identity(caller))
         if caller.read_only and not tool.read_only:
             return _error_result(f"denied: {name} writes, and this identity is read-only"), 0
         try:
             args = tool.input_model.model_validate(arguments)
         except ValidationError as exc:
             return _error_result(format_validation_error(name, exc)), 0
+        session = caller.extra.get("session") or _session_of(args)
+        if session:
+            event["session"] = session
         try:
             for guard in self.guards:
                 guard(caller, tool, args)
             output: BaseModel = await anyio.to_thread.run_sync(tool.handler, caller, args, limiter=self._limiter)
         except ContextdError as exc:
             scrubbed = self._scrubber.scrub(f"{exc.kind}: {exc.message}")
+            event["redactions_out"] = scrubbed.redactions
             return _error_result(scrubbed.text), scrubbed.redactions
         except Exception:
             incident = uuid.uuid4().hex[:12]
             log.exception("tool %s crashed (incident %s)", name, incident)
             return _error_result(f"internal: {name} failed unexpectedly (incident {incident}, see the daemon log)"), 0
         data, redactions = scrub_tree(output.model_dump(mode="json"), self._scrubber)
+        event["redactions_out"] = redactions
         data, truncated = cap_tree(data, self._counter, self._max_tokens, lambda d: json.dumps(d, ensure_ascii=False))
         text = json.dumps(data, ensure_ascii=False)
         event["output_bytes"] = len(text)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +19,9 @@ from starlette.routing import Mount, Route
 
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.scope_resolver import resolve_scope
+from contextd_mcp.transports.auth import HttpAccess, is_loopback
 
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+__all__ = ["build_app", "is_loopback", "local_http_caller", "serve_http"]
 
 
 def local_http_caller(options: dict[str, Any]) -> Callable[[Any], Caller | None]:
@@ -42,38 +35,64 @@ def local_http_caller(options: dict[str, Any]) -> Callable[[Any], Caller | None]
     return resolve
 
 
-def _security(host: str, port: int) -> TransportSecuritySettings:
+def _security(host: str, port: int, extra_hosts: Sequence[str] = ()) -> TransportSecuritySettings:
     # DNS-rebinding protection: a browser page on another origin must not reach the daemon.
+    # On a non-loopback bind the operator names the Host values clients use (--allowed-host).
     hosts = [f"{host}:{port}", f"{host}:*"]
-    origins = [f"http://{host}:{port}", f"http://{host}:*"]
+    for name in extra_hosts:
+        hosts += [name] if ":" in name.rsplit("]", 1)[-1] else [name, f"{name}:*"]
+    origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
     if is_loopback(host):
         hosts += ["127.0.0.1:*", "localhost:*", "[::1]:*"]
         origins += ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
-def build_app(server: Any, host: str, port: int, max_body: int = 1 << 20) -> Starlette:
-    security = _security(host, port)
+class _SseEndpoint:
+    """An ASGI app (not a request handler), so it can sit behind the SDK's auth middleware."""
+
+    def __init__(self, sse: SseServerTransport, server: Any) -> None:
+        self._sse = sse
+        self._server = server
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async with self._sse.connect_sse(scope, receive, send) as (read, write):
+            await self._server.run(read, write, self._server.create_initialization_options())
+
+
+def build_app(
+    server: Any,
+    host: str,
+    port: int,
+    max_body: int = 1 << 20,
+    access: HttpAccess | None = None,
+    allowed_hosts: Sequence[str] = (),
+) -> Starlette:
+    security = _security(host, port, allowed_hosts)
+    access = access or HttpAccess(verifier=None)
+    base_url = f"http://{host}:{port}"
+    auth_kwargs: dict[str, Any] = {}
+    if access.verifier is not None:
+        auth_kwargs = {"auth": access.sdk_settings(base_url), "token_verifier": access.verifier}
     streamable = server.streamable_http_app(
-        streamable_http_path="/mcp", host=host, transport_security=security, max_request_body_size=max_body
+        streamable_http_path="/mcp", host=host, transport_security=security, max_request_body_size=max_body,
+        **auth_kwargs,
     )
     sse = SseServerTransport("/messages/", security_settings=security, max_request_body_size=max_body)
 
-    async def sse_endpoint(request: Request) -> Response:
-        async with sse.connect_sse(request.scope, request.receive, request._send) as (read, write):  # noqa: SLF001
-            await server.run(read, write, server.create_initialization_options())
-        return Response()
+    sse_endpoint = _SseEndpoint(sse, server)
 
     async def health(_: Request) -> Response:
         return JSONResponse({"ok": True})
 
     routes = [
         *streamable.routes,
-        Route("/sse", endpoint=sse_endpoint, methods=["GET"]),
-        Mount("/messages/", app=sse.handle_post_message),
+        Route("/sse", endpoint=access.require(sse_endpoint, base_url), methods=["GET"]),
+        Mount("/messages/", app=access.require(sse.handle_post_message, base_url)),
         Route("/healthz", endpoint=health, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=streamable.router.lifespan_context)
+    # The streamable sub-app's own auth middleware is lost with its routes: apply it to all.
+    return Starlette(routes=routes, middleware=access.middleware(), lifespan=streamable.router.lifespan_context)
 
 
 class _QuietServer(uvicorn.Server):
@@ -85,9 +104,16 @@ class _QuietServer(uvicorn.Server):
 
 
 async def serve_http(
-    server: Any, host: str, port: int, options: dict[str, Any], task_status: Any = anyio.TASK_STATUS_IGNORED
+    server: Any,
+    host: str,
+    port: int,
+    options: dict[str, Any],
+    task_status: Any = anyio.TASK_STATUS_IGNORED,
+    access: HttpAccess | None = None,
 ) -> None:
-    app = build_app(server, host, port)
+    app = build_app(
+        server, host, port, int(options.get("max_body") or 1 << 20), access, options.get("allowed_hosts") or ()
+    )
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False)
     uv = _QuietServer(config)
 

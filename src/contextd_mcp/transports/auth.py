@@ -1,0 +1,196 @@
+"""Bearer-token auth for Streamable HTTP and SSE, on the MCP SDK's own hooks.
+
+The SDK's ``BearerAuthBackend`` asks our ``TokenVerifier`` about the ``Authorization``
+header of every request and ``RequireAuthMiddleware`` answers 401 before any MCP
+message is read, so no tool can run without a valid token. The verified token's
+claims (tenant, team, project, agent, read-only) become the call's ``Caller``:
+an HTTP client never names its own tenant.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend, RequireAuthMiddleware
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.routes import build_resource_metadata_url
+from mcp.server.auth.settings import AuthSettings as SdkAuthSettings
+from pydantic import ValidationError
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.types import ASGIApp
+
+from contextd_mcp.adapters.token_store import TokenEntry, TokenStore
+from contextd_mcp.errors import Denied
+from contextd_mcp.mcp.caller import Caller
+from contextd_mcp.models.scope import Scope
+
+READ_SCOPE = "contextd:read"
+WRITE_SCOPE = "contextd:write"
+# A token that pins no team / project lets its holder choose them per request (within its tenant).
+TEAM_HEADER = "x-contextd-team"
+PROJECT_HEADER = "x-contextd-project"
+
+
+class StoreTokenVerifier:
+    """``mcp.server.auth.provider.TokenVerifier`` over the hashed tokens file."""
+
+    def __init__(self, store: TokenStore) -> None:
+        self.store = store
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        entry = self.store.lookup(token)
+        if entry is None:
+            return None
+        return AccessToken(
+            token=token,
+            # Unique per token: the SDK binds an MCP session to it, so a session opened with
+            # one token cannot be driven with another.
+            client_id=f"contextd-token-{entry.id}",
+            scopes=[READ_SCOPE] if entry.read_only else [READ_SCOPE, WRITE_SCOPE],
+            claims=_claims(entry),
+        )
+
+
+def _claims(entry: TokenEntry) -> dict[str, Any]:
+    return {
+        "token_id": entry.id,
+        "tenant": entry.tenant,
+        "team": entry.team,
+        "project": entry.project,
+        "agent": entry.agent,
+        "read_only": entry.read_only,
+    }
+
+
+def _transport(request: Any) -> str:
+    return "sse" if request.url.path.startswith("/messages") else "http"
+
+
+def caller_from_token(request: Any) -> Caller:
+    """The caller of an authenticated request; Denied if the request carries no verified token."""
+    user = request.scope.get("user")
+    if not isinstance(user, AuthenticatedUser) or not user.access_token.claims:
+        raise Denied("this request carries no verified token; no tool can run")
+    claims = user.access_token.claims
+    headers = request.headers
+    try:
+        scope = Scope(
+            tenant=claims["tenant"],
+            team=claims["team"] or headers.get(TEAM_HEADER) or "default",
+            project=claims["project"] or headers.get(PROJECT_HEADER) or "default",
+        )
+    except ValidationError:
+        raise Denied(
+            f"{TEAM_HEADER} / {PROJECT_HEADER}: must be 1-64 characters of letters, digits, '.', '_' or '-'"
+        ) from None
+    return Caller(
+        scope=scope,
+        transport=_transport(request),
+        connection_id=headers.get("mcp-session-id", "")[:32],
+        read_only=bool(claims["read_only"]),
+        agent=claims["agent"],
+        extra={"token": claims["token_id"]},
+    )
+
+
+@dataclass
+class HttpAccess:
+    """How HTTP callers are identified: by token, or (explicit opt-in, loopback) as the operator."""
+
+    verifier: StoreTokenVerifier | None
+    local_caller: Callable[[Any], Caller | None] | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self.verifier is not None
+
+    def caller(self, request: Any) -> Caller | None:
+        if self.verifier is not None:
+            return caller_from_token(request)
+        return self.local_caller(request) if self.local_caller else None
+
+    def sdk_settings(self, base_url: str) -> SdkAuthSettings:
+        # This daemon is its own issuer: tokens come from `contextd-mcp token create`, not OAuth.
+        return SdkAuthSettings(
+            issuer_url=base_url,  # type: ignore[arg-type]
+            resource_server_url=f"{base_url}/mcp",  # type: ignore[arg-type]
+            validate_token_resource=False,  # the verifier knows its own tokens; there is no audience
+            required_scopes=[READ_SCOPE],
+        )
+
+    def middleware(self) -> list[Middleware]:
+        """Authenticates (does not yet require) every request, as the SDK's sse_app does."""
+        if self.verifier is None:
+            return []
+        return [
+            Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(self.verifier)),
+            Middleware(AuthContextMiddleware),
+        ]
+
+    def require(self, app: ASGIApp, base_url: str) -> ASGIApp:
+        """``app`` behind a 401 for requests without a valid token."""
+        if self.verifier is None:
+            return app
+        metadata = build_resource_metadata_url(self.sdk_settings(base_url).resource_server_url)  # type: ignore[arg-type]
+        return RequireAuthMiddleware(app, [READ_SCOPE], metadata)
+
+
+class AuthConfigError(ValueError):
+    """The HTTP transport would be reachable without the protection it needs."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
+def check_http_auth(host: str, active_tokens: int, allow_local_noauth: bool, allowed_hosts: Sequence[str]) -> bool:
+    """Whether HTTP needs tokens (True) or runs open on loopback (False); raises when refused."""
+    if allow_local_noauth:
+        if not is_loopback(host):
+            raise AuthConfigError(
+                f"unauthenticated HTTP is allowed on loopback only, not on {host}; create a token with "
+                "`contextd-mcp token create --tenant NAME` instead"
+            )
+        return False
+    if active_tokens == 0:
+        where = "non-loopback address " + host if not is_loopback(host) else host
+        raise AuthConfigError(
+            f"refusing to serve HTTP on {where} without auth: no tokens configured. Create one with "
+            "`contextd-mcp token create --tenant NAME`"
+            + ("" if not is_loopback(host) else ", or pass --allow-unauthenticated-loopback")
+        )
+    if _is_wildcard(host) and not allowed_hosts:
+        raise AuthConfigError(
+            f"binding {host} accepts any Host header; name the host clients use with --allowed-host "
+            "(DNS-rebinding protection)"
+        )
+    return True
+
+
+def access_from_options(options: dict[str, Any]) -> HttpAccess:
+    """Closed unless the operator opted in: tokens from ``options["tokens_file"]``, or open loopback."""
+    if options.get("allow_local_noauth"):
+        from contextd_mcp.transports.http import local_http_caller
+
+        return HttpAccess(verifier=None, local_caller=local_http_caller(options))
+    if not options.get("tokens_file"):
+        raise AuthConfigError("HTTP needs a tokens file, or an explicit opt-in to unauthenticated loopback")
+    return HttpAccess(verifier=StoreTokenVerifier(TokenStore(Path(options["tokens_file"]))))

@@ -1,0 +1,123 @@
+"""Start the real daemon and connect real MCP clients to it (HTTP with a token, or its socket)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp import Client
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+from contextd_mcp.transports.framing import jsonrpc_streams
+from contextd_mcp.transports.hello import PROTOCOL
+from tests.helpers import CLI, env_for, run_cli
+
+
+@dataclass
+class Daemon:
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    base: str | None  # http://host:port when serving HTTP
+
+    @property
+    def socket(self) -> Path:
+        return self.data_dir / "contextd.sock"
+
+    @property
+    def audit(self) -> Path:
+        return self.data_dir / "audit.log"
+
+    def output(self) -> str:
+        return self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            stopped = run_cli(self.data_dir, "stop", "--timeout", "30")
+            assert stopped.returncode == 0, stopped.stderr
+            assert self.process.wait(timeout=30) == 0
+
+
+def create_token(data_dir: Path, *args: str) -> str:
+    created = run_cli(data_dir, "token", "create", *args)
+    assert created.returncode == 0, created.stderr
+    return created.stdout.strip()
+
+
+def start_daemon(data_dir: Path, cwd: Path, *args: str, http: str | None = None, **env: str) -> Daemon:
+    """``contextd-mcp serve`` in the foreground; returns once its socket (and HTTP) answer."""
+    command = [*CLI, "serve", *(["--http", http] if http else []), *args]
+    process = subprocess.Popen(
+        command, env=env_for(data_dir, **env), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    daemon = Daemon(process, data_dir, f"http://{http.replace('0.0.0.0', '127.0.0.1')}" if http else None)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"daemon exited {process.returncode}: {daemon.output()}")
+        if daemon.socket.exists() and (daemon.base is None or _healthy(daemon.base)):
+            return daemon
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError("daemon did not come up")
+
+
+def _healthy(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(base + "/healthz", timeout=1) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+@asynccontextmanager
+async def http_client(base: str, token: str | None, **headers: str) -> AsyncIterator[Client]:
+    """A connected Streamable HTTP client sending ``Authorization: Bearer <token>``."""
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+    async with create_mcp_http_client(headers={**auth, **headers}) as http:
+        async with Client(streamable_http_client(base + "/mcp", http_client=http), read_timeout_seconds=60) as client:
+            yield client
+
+
+def sse(base: str, token: str | None) -> Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    return Client(sse_client(base + "/sse", headers=headers), read_timeout_seconds=60)
+
+
+@asynccontextmanager
+async def socket_transport(socket_path: Path, cwd: Path, env: dict[str, str] | None = None) -> AsyncIterator[Any]:
+    """The daemon's socket protocol without a bridge process: hello line, then MCP lines."""
+    stream = await anyio.connect_unix(str(socket_path))
+    async with stream:
+        hello = {"contextd": PROTOCOL, "op": "mcp", "cwd": str(cwd), "env": env or {}, "pid": os.getpid()}
+        await stream.send((json.dumps(hello) + "\n").encode())
+        buffer = b""
+        while b"\n" not in buffer:
+            buffer += await stream.receive(65536)
+        line, rest = buffer.split(b"\n", 1)
+        reply = json.loads(line)
+        assert reply.get("ok"), reply
+        async with jsonrpc_streams(stream, 16 << 20, rest) as streams:
+            yield streams
+
+
+def socket_client(socket_path: Path, cwd: Path, env: dict[str, str] | None = None) -> Client:
+    return Client(socket_transport(socket_path, cwd, env), read_timeout_seconds=60)
+
+
+def audit_events(data_dir: Path) -> list[dict[str, Any]]:
+    path = data_dir / "audit.log"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
