@@ -147,7 +147,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     paths = data_paths(args.data_dir)
     reply = request(paths, "status")
     if reply is None:
-        size = sum(f.stat().st_size for f in paths.store.rglob("*") if f.is_file()) if paths.store.exists() else 0
+        size = sum(f.stat().st_blocks * 512 for f in paths.store.rglob("*") if f.is_file()) if paths.store.exists() else 0
         status = {"running": False, "data_dir": str(paths.root), "store_disk_bytes": size}
     else:
         reply.pop("ok", None)
@@ -181,6 +181,12 @@ def cmd_stop(args: argparse.Namespace) -> int:
         return 0
     print(f"contextd-mcp: daemon {pid} did not stop within {args.timeout}s", file=sys.stderr)
     return 1
+
+
+def cmd_hook(args: argparse.Namespace) -> int:
+    from contextd_mcp.hooks import run_hook
+
+    return run_hook(args.event, args.data_dir)
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
@@ -263,6 +269,10 @@ def parser() -> argparse.ArgumentParser:
     p = add("stop", "stop the daemon cleanly (exits 0 when none runs)")
     p.add_argument("--timeout", type=float, default=30.0)
     p.set_defaults(func=cmd_stop)
+
+    p = add("hook", "a Claude Code hook: reads the hook JSON on stdin, talks to the daemon, always exits 0")
+    p.add_argument("event", choices=("session-start", "session-end", "pre-compact"))
+    p.set_defaults(func=cmd_hook)
 
     p = sub.add_parser("docs", help="generate schema.json and TOOL.md from the tool registry")
     p.add_argument("--out", default=".", help="directory to write into")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,13 +13,25 @@ from contextd_mcp.adapters.token_counter import WordPieceTokenCounter
 from contextd_mcp.mcp.redactions import CountingScrubber
 from contextd_mcp.mcp.registry import ToolDef
 from contextd_mcp.mcp.server import HttpCallerResolver, ToolRunner, build_server
+from contextd_mcp.mcp.access import AccessGuard, AgentBindings
+from contextd_mcp.mcp.skill_prompts import SkillPrompts
+from contextd_mcp.mcp.tools.agents import agent_tools
+from contextd_mcp.mcp.tools.checkpoint import checkpoint_tools
 from contextd_mcp.mcp.tools.memory import memory_tools
+from contextd_mcp.mcp.tools.session import session_tools
+from contextd_mcp.mcp.tools.skills import skill_tools
 from contextd_mcp.paths import DataPaths
 from contextd_mcp.ports.embedder import Embedder
 from contextd_mcp.ports.scrubber import Scrubber
 from contextd_mcp.ports.vector_store import VectorStore
+from contextd_mcp.services.agents import AgentService
+from contextd_mcp.services.checkpoints import CheckpointService
+from contextd_mcp.services.distill import Distiller, DistillRunner
+from contextd_mcp.services.injection import Injector
 from contextd_mcp.services.memory import MemoryService
-from contextd_mcp.settings import EmbeddingSettings, LimitSettings, StoreSettings
+from contextd_mcp.services.sessions import SessionPolicy, SessionService
+from contextd_mcp.services.skills import SkillService
+from contextd_mcp.settings import EmbeddingSettings, LimitSettings, SessionSettings, StoreSettings
 
 log = logging.getLogger("contextd_mcp")
 
@@ -58,6 +71,13 @@ class Container:
     workers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Called on shutdown, before the store closes, in order.
     closers: list[Callable[[], None]] = field(default_factory=list)
+    skills: SkillService | None = None
+    agents: AgentService | None = None
+    # connection → agent, set by session_start(agent=...); read by the access guard.
+    agent_bindings: AgentBindings = field(default_factory=AgentBindings)
+    sessions: SessionService | None = None
+    checkpoints: CheckpointService | None = None
+    distill: DistillRunner | None = None
 
     def tools(self) -> list[ToolDef]:
         return list(self.runner.tools.values())
@@ -88,6 +108,7 @@ def build(
     embedder: Embedder | None = None,
     http_caller: HttpCallerResolver | None = None,
     scrubber: Scrubber | None = None,
+    session_settings: SessionSettings | None = None,
 ) -> Container:
     paths.ensure()
     store_settings = store_settings or StoreSettings(data_dir=paths.root)
@@ -98,8 +119,71 @@ def build(
     scrubber = CountingScrubber(scrubber or make_scrubber())
     audit = JsonlAuditLog(paths.audit)
     memory = MemoryService(store, embedder, scrubber)
-    tools = memory_tools(memory)
+    skills = SkillService(store, embedder, scrubber)
+    # Agent configs validate tools_enabled against the runner's registry (built just below).
+    agents = AgentService(store, embedder.dim, embedder.model_name, scrubber, skills, lambda: runner.tools)
+    sessions, checkpoints, distill_runner = _session_parts(paths, store, embedder, scrubber, memory, limit_settings, session_settings)
+    tools = memory_tools(memory) + skill_tools(skills) + agent_tools(agents)
+    tools += session_tools(sessions) + checkpoint_tools(checkpoints, sessions)
+    if os.environ.get("CONTEXTD_BENCH_TOOLS") == "1":
+        from contextd_mcp.mcp.tools.diagnostics import diagnostic_tools
+
+        tools += diagnostic_tools()
     runner = ToolRunner(
-        tools, scrubber, WordPieceTokenCounter(), audit, limit_settings.response_max_tokens, http_caller=http_caller
+        tools,
+        scrubber,
+        WordPieceTokenCounter(),
+        audit,
+        limit_settings.response_max_tokens,
+        http_caller=http_caller,
+        list_output_schemas=limit_settings.tools_output_schema,
     )
-    return Container(paths, store, embedder, scrubber, audit, memory, runner)
+    bindings = AgentBindings()
+    access_guard = AccessGuard(bindings, lambda caller, ref: agents.access(caller.scope, ref))
+    runner.guards.append(access_guard)
+    runner.prompts = SkillPrompts(skills, scrubber, access_guard.check)
+    # Any call on a connection keeps the session it started alive (idle TTL).
+    runner.response_hooks.append(lambda caller, tool, data, tokens: sessions.touch(caller.connection_id) or [])
+    container = Container(
+        paths, store, embedder, scrubber, audit, memory, runner, skills=skills, agents=agents, agent_bindings=bindings,
+        sessions=sessions, checkpoints=checkpoints, distill=distill_runner,
+    )
+    _add_session_workers(container, session_settings or SessionSettings())
+    return container
+
+
+def _session_parts(
+    paths: DataPaths,
+    store: VectorStore,
+    embedder: Embedder,
+    scrubber: Scrubber,
+    memory: MemoryService,
+    limit_settings: LimitSettings,
+    session_settings: SessionSettings | None,
+) -> tuple[SessionService, CheckpointService, DistillRunner]:
+    from contextd_mcp.adapters.job_queue import FileJobQueue
+
+    settings = session_settings or SessionSettings()
+    counter = WordPieceTokenCounter()
+    queue = FileJobQueue(paths.root / "queue")
+    checkpoints = CheckpointService(store, embedder, scrubber, counter, limit_settings.response_max_tokens)
+    injector = Injector(memory, checkpoints, store, counter)
+    policy = SessionPolicy(settings.session_idle_ttl_s, settings.session_max_ttl_s, settings.session_retention_s)
+    sessions = SessionService(store, embedder.dim, embedder.model_name, scrubber, queue, injector, policy)
+    distiller = Distiller(memory, scrubber)
+    # TODO(remediation): once services/remediation.py can record candidates, set
+    # distiller.remediation_sink to it; until then they stay in each job's result.
+    runner = DistillRunner(
+        queue, distiller, scrubber, settings.distill_max_attempts, settings.distill_retry_base_s, settings.distill_delay_s
+    )
+    return sessions, checkpoints, runner
+
+
+def _add_session_workers(container: Container, settings: SessionSettings) -> None:
+    from contextd_mcp.session_workers import distill_worker, session_sweeper
+
+    assert container.sessions is not None and container.distill is not None
+    container.workers.append(distill_worker(container.distill))
+    container.workers.append(session_sweeper(container.sessions, settings.session_sweep_interval_s))
+    # Before the store closes: let the job in hand finish (or go back to pending).
+    container.closers.append(container.distill.stop)

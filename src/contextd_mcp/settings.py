@@ -54,6 +54,8 @@ class LimitSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONTEXTD_")
 
     response_max_tokens: int = Field(default=4000, ge=256, le=32000)
+    # Include each tool's output schema in tools/list (costs tokens in every agent's context).
+    tools_output_schema: bool = False
     request_max_bytes: int = Field(default=1 << 20, ge=4096, le=16 << 20)
 
 
@@ -68,3 +70,23 @@ class AuthSettings(BaseSettings):
     http_allow_local_noauth: bool = False
     # Host header values clients use to reach a non-loopback bind (DNS-rebinding protection).
     http_allowed_hosts: list[str] = Field(default_factory=list)
+
+
+class SessionSettings(BaseSettings):
+    """Session lifetime and the distillation queue (``CONTEXTD_SESSION_*``, ``CONTEXTD_DISTILL_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CONTEXTD_")
+
+    # A session no call has touched for this long, or older than the maximum, is expired by
+    # the clean-up worker: its temporary data goes, its memories and checkpoints stay.
+    session_idle_ttl_s: float = Field(default=4 * 3600, ge=1, le=30 * 86400)
+    session_max_ttl_s: float = Field(default=24 * 3600, ge=1, le=90 * 86400)
+    session_sweep_interval_s: float = Field(default=60, ge=0.05, le=3600)
+    # Ended and expired session records are kept this long (a late call still gets "expired").
+    session_retention_s: float = Field(default=30 * 86400, ge=60)
+    distill_max_attempts: int = Field(default=3, ge=1, le=20)
+    # Retry n waits retry_base_s * 4**(n-1): 2 s, 8 s, 32 s by default.
+    distill_retry_base_s: float = Field(default=2.0, ge=0.0, le=3600)
+    # Test-only: the worker holds each claimed job this long before distilling it, so a test
+    # can kill the daemon while a job is queued. Leave 0 in production.
+    distill_delay_s: float = Field(default=0.0, ge=0.0, le=600)

@@ -25,6 +25,8 @@ async def test_lists_all_memory_tools_with_schemas(client: Any) -> None:
     assert store_schema["required"] == ["title", "content"]
     assert store_schema["properties"]["title"]["maxLength"] == 200
     assert tools["memory_search"].annotations.read_only_hint is True
+    # Output schemas stay out of tools/list (tokens); results are still structured.
+    assert tools["memory_store"].output_schema is None
 
 
 async def test_store_search_get_roundtrip(client: Any) -> None:

@@ -196,7 +196,7 @@ class EdgeStore:
             self._shards.clear()
 
     def describe(self) -> dict[str, Any]:
-        size = sum(f.stat().st_size for f in self._root.rglob("*") if f.is_file())
+        size = sum(f.stat().st_blocks * 512 for f in self._root.rglob("*") if f.is_file())  # real, not sparse size
         with self._lock:
             points = {name: int(s.info().points_count) for name, s in self._shards.items()}
         return {"engine": "qdrant-edge (embedded)", "path": str(self._root), "disk_bytes": size, "points": points}

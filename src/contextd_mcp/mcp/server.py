@@ -88,6 +88,7 @@ class ToolRunner:
         audit: AuditLog,
         max_response_tokens: int,
         http_caller: HttpCallerResolver | None = None,
+        list_output_schemas: bool = False,
     ) -> None:
         self.tools = {t.name: t for t in tools}
         self.prompts: PromptProvider | None = None
@@ -105,7 +106,9 @@ class ToolRunner:
                 name=t.name,
                 description=t.description,
                 input_schema=input_schema(t),
-                output_schema=output_schema(t),
+                # Output schemas are ~40 % of tools/list and the model reads none of them;
+                # results stay structured either way, and schema.json documents them.
+                output_schema=output_schema(t) if list_output_schemas else None,
                 annotations=types.ToolAnnotations(
                     read_only_hint=t.read_only,
                     destructive_hint=False,

@@ -1,0 +1,69 @@
+"""`python -m bench`: measure contextd (and its peers), print a table, update BENCHMARKS.md.
+
+    python -m bench                 # full run: sizes 1k, 10k, 100k, peers, plots
+    python -m bench --quick         # the CI smoke run: small sizes, few repetitions
+    python -m bench --sizes 1000,10000 --no-peers
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bench import report
+from bench.contextd import cold_start, embedding_floor, run_scale
+
+ROOT = Path(__file__).parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="small smoke run (CI)")
+    parser.add_argument("--sizes", default=None, help="comma-separated memory counts (default 1000,10000,100000)")
+    parser.add_argument("--no-peers", action="store_true", help="skip the peer servers")
+    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"), help="markdown file to update ('-' for none)")
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    sizes = [int(s) for s in (args.sizes or ("200" if args.quick else "1000,10000,100000")).split(",")]
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "quick": args.quick,
+    }
+    with tempfile.TemporaryDirectory(prefix="contextd-bench-") as tmp:
+        root = Path(tmp)
+        results["embedding_one_query_ms"] = embedding_floor(50 if args.quick else 200)
+        (root / "cs").mkdir()
+        results["cold_start"] = anyio.run(cold_start, root / "cs" / "data", root / "cs", 3 if args.quick else 10)
+        results["scale"] = run_scale(root / "scale", sizes)
+        if not args.no_peers:
+            from bench import peers
+
+            results["peers"] = peers.run(root / "peers", quick=args.quick)
+        from bench import quality_all
+
+        results["quality"] = quality_all.run(root / "quality")
+        from bench import sandbox_round_trip
+
+        results["bash"] = sandbox_round_trip.run(root / "bash", quick=args.quick)
+
+    print(report.table(results))
+    if args.json != "-":
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    if args.out != "-" and not args.quick:
+        report.update_markdown(Path(args.out), results, ROOT / "bench")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
