@@ -1,0 +1,153 @@
+"""Agent access control: what a connection acting as an agent may call.
+
+A connection acts as an agent when its identity says so (``Caller.agent``: CONTEXTD_AGENT on
+the socket / stdio, a bearer token's agent over HTTP) or when it started a session with
+``session_start(agent=...)``. Then every tool call is checked, before it runs, against the
+agent's config as stored now (an update applies to the next call):
+
+- ``tools_enabled`` (when set) lists the only tools it may call;
+- ``collections_access`` lists the kinds of data it may read or write; each tool maps to one
+  (kind, read|write) pair in ``TOOL_ACCESS`` below. A tool missing from the table is denied
+  to every agent (a test keeps the table covering every registered tool).
+
+A connection with no agent is not restricted here (its scope still confines it).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from pydantic import BaseModel
+
+from contextd_mcp.errors import Denied, NotFound
+from contextd_mcp.mcp.caller import Caller
+from contextd_mcp.mcp.registry import ToolDef
+from contextd_mcp.models.agent import FULL_ACCESS, Access, AgentAccess, CreateAgent, Kind, UpdateAgent
+
+R, W = Access.read, Access.write
+
+# tool name → (kind of data, mode). ``None``: the tool touches no agent-governed data.
+TOOL_ACCESS: dict[str, tuple[Kind, Access] | None] = {
+    "memory_store": (Kind.memories, W),
+    "memory_search": (Kind.memories, R),
+    "memory_get": (Kind.memories, R),
+    "memory_feedback": (Kind.memories, W),
+    "memory_outcome": (Kind.memories, W),
+    "skill_create": (Kind.skills, W),
+    "skill_get": (Kind.skills, R),
+    "skill_list": (Kind.skills, R),
+    "skill_update": (Kind.skills, W),
+    "skill_delete": (Kind.skills, W),
+    "agent_create": (Kind.agents, W),
+    "agent_get": (Kind.agents, R),
+    "agent_list": (Kind.agents, R),
+    "agent_update": (Kind.agents, W),
+    "agent_delete": (Kind.agents, W),
+}
+
+ConnectionKey = tuple[str, str, str, str, str]
+
+
+def connection_key(caller: Caller) -> ConnectionKey:
+    # The scope is part of the key so that two callers sharing an empty connection id
+    # (in-process transports) can never see each other's binding across scopes.
+    s = caller.scope
+    return (caller.transport, caller.connection_id, s.tenant, s.team, s.project)
+
+
+class AgentBindings:
+    """connection → agent id, set by ``session_start(agent=...)``.
+
+    A binding lasts as long as the connection: ending the session, or starting another one,
+    does not lift it (otherwise an agent could shed its own restrictions).
+    """
+
+    def __init__(self) -> None:
+        self._bound: dict[ConnectionKey, tuple[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def bind(self, caller: Caller, agent_id: str, agent_name: str) -> None:
+        key = connection_key(caller)
+        with self._lock:
+            current = self._bound.get(key)
+            if current is not None and current[0] != agent_id:
+                raise Denied(f"this connection already acts as agent {current[1]!r}; open a new connection for another agent")
+            self._bound[key] = (agent_id, agent_name)
+
+    def agent_for(self, caller: Caller) -> str | None:
+        """The agent id bound to the caller's connection, else the identity's agent name."""
+        with self._lock:
+            bound = self._bound.get(connection_key(caller))
+        return bound[0] if bound is not None else caller.agent
+
+    def release(self, caller: Caller) -> None:
+        """Called by a transport when a connection closes."""
+        with self._lock:
+            self._bound.pop(connection_key(caller), None)
+
+    def __len__(self) -> int:
+        return len(self._bound)
+
+
+AccessLookup = Callable[[Caller, str], AgentAccess]
+
+
+class AccessGuard:
+    """A ``ToolRunner`` guard. ``lookup(caller, ref)`` loads an agent that applies to the caller."""
+
+    def __init__(self, bindings: AgentBindings, lookup: AccessLookup) -> None:
+        self._bindings = bindings
+        self._lookup = lookup
+
+    def agent(self, caller: Caller) -> AgentAccess | None:
+        ref = self._bindings.agent_for(caller)
+        if ref is None:
+            return None
+        try:
+            return self._lookup(caller, ref)
+        except NotFound:
+            # Fail closed: an identity that names an agent with no config may do nothing.
+            raise Denied(
+                f"this connection acts as agent {ref!r}, which is not configured in this project; "
+                "create it with agent_create from a connection without an agent"
+            ) from None
+
+    def check(self, caller: Caller, kind: Kind, mode: Access) -> None:
+        """For callers outside the tool path (MCP prompts)."""
+        agent = self.agent(caller)
+        if agent is not None and not agent.allows(kind, mode):
+            raise Denied(f"agent {agent.name!r} may not {mode.value} {kind.value}")
+
+    def __call__(self, caller: Caller, tool: ToolDef, args: BaseModel) -> None:
+        agent = self.agent(caller)
+        if agent is None:
+            return
+        if agent.tools_enabled is not None and tool.name not in agent.tools_enabled:
+            raise Denied(f"agent {agent.name!r} has not enabled the tool {tool.name}")
+        if tool.name not in TOOL_ACCESS:
+            raise Denied(f"agent {agent.name!r} may not call {tool.name}: the tool has no access rule for agents")
+        rule = TOOL_ACCESS[tool.name]
+        if rule is not None:
+            kind, mode = rule
+            if not agent.allows(kind, mode):
+                raise Denied(f"agent {agent.name!r} may not {mode.value} {kind.value}")
+        if isinstance(args, CreateAgent | UpdateAgent):
+            _no_escalation(agent, args)
+
+
+def _no_escalation(agent: AgentAccess, args: CreateAgent | UpdateAgent) -> None:
+    """An agent may not write an agent config that could do more than itself."""
+    requested = args.collections_access
+    if requested is None and isinstance(args, CreateAgent):
+        requested = FULL_ACCESS
+    for kind, mode in (requested or {}).items():
+        if not agent.allows(kind, mode):
+            raise Denied(f"agent {agent.name!r} may not grant {mode.value} on {kind.value}, which it lacks itself")
+    if agent.tools_enabled is not None:
+        tools = args.tools_enabled
+        if tools is None and isinstance(args, CreateAgent):
+            raise Denied(f"agent {agent.name!r} may only create agents limited to its own tools_enabled")
+        extra = sorted(set(tools or []) - set(agent.tools_enabled))
+        if extra:
+            raise Denied(f"agent {agent.name!r} may not enable tools it lacks: {', '.join(extra)}")

@@ -1,0 +1,110 @@
+"""Skill tools: thin adapters over SkillService."""
+
+from __future__ import annotations
+
+from contextd_mcp.mcp.caller import Caller
+from contextd_mcp.mcp.registry import ToolDef
+from contextd_mcp.models.skill import (
+    CreateSkill,
+    Deleted,
+    DeleteSkill,
+    GetSkill,
+    ListSkills,
+    Skill,
+    SkillList,
+    UpdateSkill,
+)
+from contextd_mcp.services.skills import SkillService
+
+_ID = "3b9d6a0e-5c1f-4e8a-b2d7-9f4c1e6a8b20"
+_SKILL = {
+    "id": _ID,
+    "name": "review-migration",
+    "description": "Review a database migration for locking and rollback safety.",
+    "prompt_template": "Review the migration {{file}} for long locks and a safe rollback. Focus: {{focus?}}",
+    "trigger": "before merging a schema migration",
+    "steps": ["Find ALTER TABLE statements", "Check each has a down migration"],
+    "tags": ["postgres", "migrations"],
+    "arguments": [{"name": "file", "required": True}, {"name": "focus", "required": False}],
+    "level": "team",
+    "applies_here": True,
+    "use_count": 3,
+    "created_at": "2026-11-27T09:00:00+00:00",
+    "updated_at": "2026-11-27T09:00:00+00:00",
+}
+
+
+def skill_tools(service: SkillService) -> list[ToolDef]:
+    def create(caller: Caller, req: CreateSkill) -> Skill:
+        return service.create(caller.scope, req)
+
+    def get(caller: Caller, req: GetSkill) -> Skill:
+        return service.get(caller.scope, req)
+
+    def list_(caller: Caller, req: ListSkills) -> SkillList:
+        return SkillList(skills=service.find(caller.scope, req))
+
+    def update(caller: Caller, req: UpdateSkill) -> Skill:
+        return service.update(caller.scope, req)
+
+    def delete(caller: Caller, req: DeleteSkill) -> Deleted:
+        return service.delete(caller.scope, req)
+
+    return [
+        ToolDef(
+            "skill_create",
+            "Save a reusable prompt (a skill) for this project, team or org; it also appears in the "
+            "client's prompt menu. Placeholders: {{arg}} required, {{arg?}} optional.",
+            CreateSkill,
+            Skill,
+            create,
+            example={k: _SKILL[k] for k in ("name", "description", "prompt_template", "trigger", "steps", "tags")}
+            | {"scope": "team"},
+            example_result=_SKILL | {"use_count": 0},
+        ),
+        ToolDef(
+            "skill_get",
+            "Fetch a skill by id or name (counts as a use).",
+            GetSkill,
+            Skill,
+            get,
+            read_only=True,
+            example={"name": "review-migration"},
+            example_result=_SKILL,
+        ),
+        ToolDef(
+            "skill_list",
+            "List the skills that apply here, or find them by meaning and name with query.",
+            ListSkills,
+            SkillList,
+            list_,
+            read_only=True,
+            idempotent=True,
+            example={"query": "check a schema change before merge"},
+            example_result={
+                "skills": [
+                    {k: _SKILL[k] for k in ("id", "name", "description", "trigger", "tags", "level", "use_count")}
+                    | {"relevance": 0.62}
+                ]
+            },
+        ),
+        ToolDef(
+            "skill_update",
+            "Change a skill's fields (omitted fields stay; trigger '' clears it).",
+            UpdateSkill,
+            Skill,
+            update,
+            idempotent=True,
+            example={"skill_id": _ID, "steps": ["Find ALTER TABLE statements", "Check lock timeouts"]},
+            example_result=_SKILL | {"steps": ["Find ALTER TABLE statements", "Check lock timeouts"]},
+        ),
+        ToolDef(
+            "skill_delete",
+            "Delete a skill.",
+            DeleteSkill,
+            Deleted,
+            delete,
+            example={"skill_id": _ID},
+            example_result={"id": _ID, "deleted": True},
+        ),
+    ]
