@@ -45,7 +45,7 @@ class Run:
 
 class Driver:
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self._proc = subprocess.Popen(  # noqa: S603
+        self._proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, cwd="/"
         )
 
@@ -147,10 +147,11 @@ def _ensure_test_user() -> tuple[int, int] | str:
         useradd = shutil.which("useradd")
         if useradd is None or not shutil.which("runuser"):
             return "useradd/runuser are not installed"
-        created = subprocess.run(  # noqa: S603
+        created = subprocess.run(
             [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER],
             capture_output=True,
             text=True,
+            check=False,
         )
         if created.returncode != 0:
             return f"useradd {TEST_USER} failed: {created.stderr.strip()}"
@@ -184,11 +185,12 @@ def _user_python(pythonpath: Path) -> str | None:
     for candidate in candidates:
         if not Path(candidate).exists():
             continue
-        check = subprocess.run(  # noqa: S603
+        check = subprocess.run(
             ["runuser", "-u", TEST_USER, "--", candidate, "-c", f"import sys; assert sys.version.startswith('{version}.'); import contextd_mcp.sandbox.runner"],
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(pythonpath)},
             capture_output=True,
             cwd="/",
+            check=False,
         )
         if check.returncode == 0:
             return candidate

@@ -16,7 +16,12 @@ import anyio
 import pytest
 
 import contextd_mcp.sandbox as sandbox_pkg
-from contextd_mcp.sandbox import SandboxLimits, SandboxResult, SandboxUnavailable, probe, run_sandboxed
+from contextd_mcp.sandbox import (
+    SandboxLimits,
+    SandboxResult,
+    probe,
+    run_sandboxed,
+)
 from contextd_mcp.sandbox._output import HeadTail
 
 from .conftest import host_processes_with
@@ -224,7 +229,7 @@ def test_without_user_namespaces_it_refuses_fast_unless_allowed(tmp_path: Path) 
     project.mkdir()
     shell = f"echo 0 > /proc/sys/user/max_user_namespaces && exec {sys.executable} {script} {project}"
     done = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "sh", "-c", shell], capture_output=True, text=True, timeout=60
+        ["unshare", "--user", "--map-root-user", "sh", "-c", shell], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
@@ -233,3 +238,57 @@ def test_without_user_namespaces_it_refuses_fast_unless_allowed(tmp_path: Path) 
     assert out["refused"] == out["probe"]
     assert out["unsafe"] == ["hi\n", False, True]
     assert out["plain"] == ["plain\n", 0, False]
+
+
+def test_a_dying_server_takes_its_sandboxes_and_helper_along(tmp_path: Path) -> None:
+    """SIGKILL the server mid-command: the status socket's EOF makes init empty the namespace,
+    and the control socket's EOF ends the zygote and its idle workers."""
+    marker = f"contextd-orphan-{os.getpid()}-{time.time_ns()}"
+    server = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(
+            """
+            import anyio, os, sys
+            from pathlib import Path
+            from contextd_mcp.sandbox import run_sandboxed
+            async def main():
+                await run_sandboxed("exec -a $MARKER sleep 300", Path(sys.argv[1]), env={"MARKER": os.environ["MARKER"]})
+            anyio.run(main)
+            """
+        ), str(tmp_path)],
+        env={**os.environ, "MARKER": marker},  # not on the command line, where the scan would find it
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not host_processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert host_processes_with(marker), "the command never started"
+        zygotes = [line.split(":", 1)[0] for line in _children_of(server.pid)]
+        assert len(zygotes) == 1
+        server.kill()
+        server.wait()
+        deadline = time.monotonic() + 3
+        while (host_processes_with(marker) or Path(f"/proc/{zygotes[0]}").exists()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert host_processes_with(marker) == []
+        assert not Path(f"/proc/{zygotes[0]}").exists() or _is_zombie(zygotes[0])
+    finally:
+        server.kill()
+
+
+def _ppid(process_line: str) -> int:
+    pid = process_line.split(":", 1)[0]
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return -1
+
+
+def _is_zombie(pid: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _children_of(pid: int) -> list[str]:
+    return [line for line in host_processes_with("sandbox.helper") if _ppid(line) == pid]

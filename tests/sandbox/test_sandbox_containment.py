@@ -16,7 +16,13 @@ import pytest
 
 from contextd_mcp.sandbox import SandboxLimits
 
-from .conftest import SERVER_SECRET, HostDirs, Sandbox, host_processes_with, needs_python_inside
+from .conftest import (
+    SERVER_SECRET,
+    HostDirs,
+    Sandbox,
+    host_processes_with,
+    needs_python_inside,
+)
 
 FAST = SandboxLimits(timeout_seconds=20)
 

@@ -53,7 +53,7 @@ __all__ = ["SandboxLimits", "SandboxResult", "SandboxUnavailable", "probe", "run
 
 def probe() -> None:
     """Raise SandboxUnavailable, with the reason and the fix, if this host cannot sandbox."""
-    from ._probe import probe as _probe  # noqa: PLC0415
+    from ._probe import probe as _probe
 
     _probe()
 
@@ -63,7 +63,7 @@ async def run_sandboxed(
     project_dir: Path,
     working_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
-    limits: SandboxLimits = SandboxLimits(),
+    limits: SandboxLimits = SandboxLimits(),  # noqa: B008 - frozen, so sharing it is safe
     allow_unsandboxed: bool = False,
 ) -> SandboxResult:
     """Run `bash -c command` in the sandbox, cwd `working_dir` (default: the project).
@@ -72,6 +72,6 @@ async def run_sandboxed(
     invalid environment variable name, ...) and SandboxUnavailable when the host cannot sandbox
     and `allow_unsandboxed` is False. The command's own failure is a result, never an exception.
     """
-    from .runner import run  # noqa: PLC0415
+    from .runner import run
 
     return await run(command, project_dir, working_dir, env, limits, allow_unsandboxed)

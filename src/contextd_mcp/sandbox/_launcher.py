@@ -35,7 +35,7 @@ def _spawn(mode: str, fd: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k in _ENV_PASSED}
     # -P: never import from the current directory, which may be an untrusted project.
     argv = [sys.executable, "-P", "-m", HELPER_MODULE, mode, str(fd)]
-    return subprocess.Popen(  # noqa: S603 - fixed argv
+    return subprocess.Popen(  # fixed argv
         argv,
         pass_fds=(fd,),
         stdin=subprocess.DEVNULL,

@@ -67,8 +67,8 @@ def _quick_check() -> SandboxUnavailable | None:
             "libseccomp.so.2 is missing: apt-get install libseccomp2 (Debian/Ubuntu), dnf install libseccomp (Fedora)"
         )
     try:
-        check = subprocess.run(  # noqa: S603 - fixed argv
-            [sys.executable, "-S", "-I", "-c", _QUICK_CHECK], cwd="/", env={}, capture_output=True, timeout=PROBE_TIMEOUT_SECONDS
+        check = subprocess.run(  # fixed argv
+            [sys.executable, "-S", "-I", "-c", _QUICK_CHECK], cwd="/", env={}, capture_output=True, timeout=PROBE_TIMEOUT_SECONDS, check=False
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return SandboxUnavailable(f"cannot run the namespace check with {sys.executable}: {exc}")
@@ -76,8 +76,8 @@ def _quick_check() -> SandboxUnavailable | None:
         return SandboxUnavailable("the kernel has no seccomp filter support (CONFIG_SECCOMP_FILTER)")
     if check.returncode != 0:
         code = check.returncode if check.returncode in errno.errorcode else errno.EPERM
-        exc = OSError(code, os.strerror(code))
-        return SandboxUnavailable(f"cannot create namespaces ({exc.strerror}): {userns_hint(exc)}")
+        refusal = OSError(code, os.strerror(code))
+        return SandboxUnavailable(f"cannot create namespaces ({refusal.strerror}): {userns_hint(refusal)}")
     return None
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
+
 from . import _libc as c
 
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")

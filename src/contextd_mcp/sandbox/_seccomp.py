@@ -57,7 +57,7 @@ _TIOCLINUX = 0x541C
 
 def build_filter() -> Any:
     """Return a loadable pyseccomp.SyscallFilter; raises ImportError/RuntimeError/OSError."""
-    import pyseccomp as sc  # noqa: PLC0415 - optional at import time, see module docstring
+    import pyseccomp as sc  # type: ignore[import-untyped]  # optional, see module docstring
 
     eperm = sc.ERRNO(errno.EPERM)
     flt = sc.SyscallFilter(defaction=sc.ALLOW)

@@ -33,7 +33,7 @@ def run(payload: bytes, fds: list[int]) -> NoReturn:
             _exec(req, status, out_fd, err_fd)
         os.close(out_fd)
         os.close(err_fd)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:  # noqa: BLE001 - any failure here is reported, not raised
         send(status, error=describe(exc))
         os._exit(1)
     killed = _watch(pid, status)
@@ -67,7 +67,7 @@ def _exec(req: Request, status: socket.socket, out_fd: int, err_fd: int) -> NoRe
         if req.command is None:
             os._exit(0)
         os.execve("/bin/bash", ["bash", "-c", req.command], req.env)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:  # noqa: BLE001 - any failure here is reported, not raised
         send(status, error=f"starting the command: {describe(exc)}")
     os._exit(127)
 
@@ -76,7 +76,7 @@ def _watch(pid: int, status: socket.socket) -> bool:
     """Wait for the command to exit; SIGKILL it if the server asks (readable or EOF)."""
     pidfd = os.pidfd_open(pid)
     try:
-        if pidfd in select.select([pidfd, status], [], [])[0]:
+        if pidfd in select.select([pidfd, status.fileno()], [], [])[0]:
             return False
         os.kill(pid, signal.SIGKILL)  # still our unreaped child: no pid-reuse race
         return True

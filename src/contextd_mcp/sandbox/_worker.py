@@ -138,7 +138,7 @@ def _init(ws: socket.socket, seccomp: bytes) -> NoReturn:
         socket.sethostname("sandbox")
         prepare()
         c.lock_out_capabilities()
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:  # noqa: BLE001 - any failure here is reported, not raised
         _answer_with_error(ws, f"building the sandbox: {describe(exc)}")
     got = receive(ws)
     if got is None:
@@ -151,7 +151,7 @@ def _init(ws: socket.socket, seccomp: bytes) -> NoReturn:
         req = Request.decode(payload)
         _confine(req, seccomp)
         started = None if req.command is None else _spawn(req.command, req.env, out_fd, err_fd)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:  # noqa: BLE001 - any failure here is reported, not raised
         send(status, error=f"starting the command: {describe(exc)}")
         os._exit(1)
     finally:
@@ -197,7 +197,7 @@ def _spawn(command: str, env: dict[str, str], out_fd: int, err_fd: int) -> tuple
     # Popen (vfork + exec) rather than os.posix_spawn: glibc's posix_spawn leaves its internal
     # signals 32/33 ignored in the child; Popen gives the command default dispositions
     # (restore_signals undoes Python's SIGPIPE/SIGXFSZ) at the same cost (~1.6 ms with bash).
-    child = subprocess.Popen(  # noqa: S603 - the command is the point
+    child = subprocess.Popen(  # the command is the point
         ["bash", "-c", command],
         executable=BASH,
         env=env,
@@ -211,15 +211,15 @@ def _spawn(command: str, env: dict[str, str], out_fd: int, err_fd: int) -> tuple
 
 def _supervise(command: subprocess.Popen[bytes], wake_fd: int, status: socket.socket) -> None:
     """Reap until the command exits; on a kill request, kill everything else first."""
-    watching = [wake_fd, status]
+    watching = [wake_fd, status.fileno()]
     exit_code: int | None = None
     killed = False
     while exit_code is None:
         ready = select.select(watching, [], [])[0]
-        if status in ready:
+        if status.fileno() in ready:
             os.kill(-1, signal.SIGKILL)  # every process of this namespace but init itself
             killed = True
-            watching.remove(status)
+            watching.remove(status.fileno())
         if wake_fd in ready:
             os.read(wake_fd, 4096)
         while True:

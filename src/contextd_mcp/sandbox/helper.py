@@ -34,7 +34,7 @@ POOL_SIZE = 2  # enough for back-to-back commands on 2 cores; more only holds mo
 
 def _compile_seccomp() -> tuple[bytes | None, str | None]:
     try:
-        from ._seccomp import compile_program  # noqa: PLC0415 - pyseccomp is optional here
+        from ._seccomp import compile_program  # pyseccomp is optional here
 
         return compile_program(), None
     except ImportError:

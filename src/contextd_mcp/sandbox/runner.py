@@ -74,7 +74,7 @@ def build_env(extra: Mapping[str, str] | None) -> dict[str, str]:
 
 def _check_command(command: str) -> None:
     if not isinstance(command, str):
-        raise ValueError("command must be a string")
+        raise TypeError("command must be a string")
     if "\0" in command:
         raise ValueError("command must not contain NUL bytes")
     if len(command.encode()) > MAX_COMMAND_BYTES:
@@ -108,7 +108,7 @@ async def run(
     project_dir: Path,
     working_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
-    limits: SandboxLimits = SandboxLimits(),
+    limits: SandboxLimits = SandboxLimits(),  # noqa: B008 - frozen, so sharing it is safe
     allow_unsandboxed: bool = False,
     *,
     launcher: Launcher | None = None,
