@@ -77,9 +77,7 @@ def test_every_family_is_detected(report: corpus.Report) -> None:
     assert not weak, weak
 
 
-def test_marker_kinds_and_redaction_counts_are_exact(
-    scrubber: RegexScrubber, positives: list[corpus.Positive]
-) -> None:
+def test_marker_kinds_and_redaction_counts_are_exact(scrubber: RegexScrubber, positives: list[corpus.Positive]) -> None:
     for p in positives:
         result = scrubber.scrub(p.text)
         got = tuple(corpus.MARKER.findall(result.text))
@@ -179,7 +177,7 @@ def test_offsets_survive_non_ascii_text(scrubber: RegexScrubber) -> None:
         "commit 3f786850e387550fdab836ed7e6dc881de23001b",
         "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
         "request_id=7f9c2ba4-e88f-4a1b-9c3d-5e6f7a8b9c0d",
-        "<img src=\"data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==\">",
+        '<img src="data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==">',
         "/home/dev/.ssh/id_rsa and C:\\Users\\dev\\.aws\\credentials",
         "https://github.com/acme/infra.git and postgres://localhost:5432/app",
         'version = "2.31.0"',

@@ -7,11 +7,14 @@ rules (URL passwords, ``Authorization`` headers, ``password = "..."`` assignment
 
 Speed matters: the scrubber sees every stored and every returned text. Python's ``re``
 only searches quickly when a pattern starts with a literal (it then skips ahead to
-that literal); a leading ``\\b``, ``(?i)`` or alternation makes it try a match at
-every character, 20-50x slower. So every pattern here starts with a literal,
-case-insensitive rules run on a lower-cased copy of the text (same length, same
-offsets), word boundaries are checked in Python after a match, and a rule whose
-literal is not a prefix gets a ``needle`` that must be in the text for it to run.
+that literal); a leading ``\\b``, ``(?i)``, character class or alternation makes it
+try a match at every character, 20-50x slower. So every pattern here starts with a
+literal, case-insensitive rules run on a lower-cased copy of the text (same length,
+same offsets), word boundaries are checked in Python after a match, and a token whose
+literal sits in its middle (``123456789:AA...``) is searched from that literal.
+
+Work per match is bounded (capped quantifiers, possessive where backtracking could
+not succeed anyway), so hostile input such as ``"eyJ-" * 10**6`` stays linear.
 """
 
 from __future__ import annotations
@@ -101,11 +104,11 @@ TOKEN_RULES: tuple[TokenRule, ...] = (
     # Cloud
     _rule("aws-access-key", r"A(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}"),
     _rule("gcp-api-key", r"AIza[\w-]{35}"),
-    _rule("gcp-oauth-token", r"GOCSPX-[\w-]{28}", r"ya29\.[\w-]{30,}"),
+    _rule("gcp-oauth-token", r"GOCSPX-[\w-]{28}", r"ya29\.[\w-]{30,400}+"),
     _rule(
         "azure-connection-string",
         r"AccountKey=(?P<s>[A-Za-z0-9+/]{86}==)",
-        r"SharedAccessKey=(?P<s>[A-Za-z0-9+/]{42,43}=)",
+        r"SharedAccessKey=(?P<s>[A-Za-z0-9+/]{42,43}+=)",
     ),
     _rule("digitalocean-token", r"do[opr]_v1_[a-f0-9]{64}"),
     _rule("alibaba-access-key", r"LTAI[A-Za-z0-9]{20}"),
@@ -113,18 +116,22 @@ TOKEN_RULES: tuple[TokenRule, ...] = (
     _rule("github-token", r"gh[pousr]_[A-Za-z0-9]{36}", r"github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}"),
     _rule(
         "gitlab-token",
-        r"gl(?:pat|dt|rt|ptt|ft|imt|cbt|oas|soat|ffct|agent)-[\w-]{20,}",
+        r"gl(?:pat|dt|rt|ptt|ft|imt|cbt|oas|soat|ffct|agent)-[\w-]{20,80}+",
         r"GR1348941[\w-]{20}",
     ),
-    _rule("bitbucket-token", r"ATBB[A-Za-z0-9_=.-]{32,}"),
-    _rule("atlassian-token", r"AT(?:ATT|CTT)3[A-Za-z0-9_=.-]{100,}"),
+    _rule("bitbucket-token", r"ATBB[A-Za-z0-9_=.-]{32,64}+"),
+    _rule("atlassian-token", r"AT(?:ATT|CTT)3[A-Za-z0-9_=.-]{100,300}+"),
     # Chat
-    _rule("slack-token", r"xox[abposre]-[A-Za-z0-9-]{10,}", r"xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+"),
-    _rule("slack-webhook", r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<s>[A-Za-z0-9+/_-]{20,})"),
-    _rule("discord-webhook", r"discord(?:app)?\.com/api/webhooks/\d{5,20}/(?P<s>[\w-]{60,80})"),
+    _rule("slack-token", r"xox[abposre]-[A-Za-z0-9-]{10,250}+", r"xapp-\d-[A-Z0-9]{1,20}+-\d{1,20}+-[a-z0-9]{1,80}+"),
+    _rule("slack-webhook", r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<s>[A-Za-z0-9+/_-]{20,120}+)"),
+    _rule("discord-webhook", r"discord(?:app)?\.com/api/webhooks/\d{5,20}+/(?P<s>[\w-]{60,80}+)"),
     # Payments
-    _rule("stripe-key", r"sk_(?:live|test)_[A-Za-z0-9]{20,247}", r"rk_(?:live|test)_[A-Za-z0-9]{20,247}",
-          r"whsec_[A-Za-z0-9+/]{32,}"),
+    _rule(
+        "stripe-key",
+        r"sk_(?:live|test)_[A-Za-z0-9]{20,247}+",
+        r"rk_(?:live|test)_[A-Za-z0-9]{20,247}+",
+        r"whsec_[A-Za-z0-9+/]{32,100}+",
+    ),
     _rule("square-token", r"EAAA[\w-]{60}", r"sq0(?:atp-[\w-]{22}|csp-[\w-]{43})"),
     _rule(
         "paypal-braintree-token",
@@ -134,10 +141,10 @@ TOKEN_RULES: tuple[TokenRule, ...] = (
     ),
     _rule("shopify-token", r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}"),
     # AI providers (Anthropic before OpenAI: both start 'sk-')
-    _rule("anthropic-api-key", r"sk-ant-(?:api|admin|sid|oat)\d{2}-[\w-]{80,120}"),
+    _rule("anthropic-api-key", r"sk-ant-(?:api|admin|sid|oat)\d{2}-[\w-]{80,120}+"),
     _rule(
         "openai-api-key",
-        r"sk-(?:(?:proj|svcacct|admin)-[\w-]{40,}|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|[A-Za-z0-9]{48})",
+        r"sk-(?:(?:proj|svcacct|admin)-[\w-]{40,250}+|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|[A-Za-z0-9]{48})",
     ),
     _rule("huggingface-token", r"hf_[A-Za-z]{34}", r"api_org_[A-Za-z]{34}"),
     _rule("groq-api-key", r"gsk_[A-Za-z0-9]{52}"),
@@ -145,17 +152,19 @@ TOKEN_RULES: tuple[TokenRule, ...] = (
     _rule("replicate-api-token", r"r8_[A-Za-z0-9]{37}"),
     # Package registries
     _rule("npm-token", r"npm_[A-Za-z0-9]{36}"),
-    _rule("pypi-token", r"pypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)[\w-]{50,}"),
+    _rule("pypi-token", r"pypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)[\w-]{50,300}+"),
     # Messaging / email
     _rule("sendgrid-api-key", r"SG\.[\w-]{22}\.[\w-]{43}"),
     _rule("twilio-api-key", r"SK[0-9a-f]{32}"),
     _rule("mailgun-api-key", r"key-[0-9a-f]{32}"),
     # Infrastructure
-    _rule("vault-token", r"hv[sbr]\.[\w-]{24,}"),
+    _rule("vault-token", r"hv[sbr]\.[\w-]{24,200}+"),
     _rule("databricks-token", r"dapi[a-f0-9]{32}(?:-\d)?"),
     _rule("age-secret-key", r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
-    # JWTs: header and payload are base64 JSON objects, so both start 'eyJ' ('{"').
-    _rule("jwt", r"eyJ[\w-]{10,}\.eyJ[\w-]{10,}\.[\w-]*", min_entropy=3.5),
+    # JWTs: header and payload are base64 JSON objects, so both start 'eyJ' ('{"'). The
+    # lookbehind skips an 'eyJ' inside a longer [\w-] run up front: 'eyJ-eyJ-...' would
+    # otherwise cost a scan of the whole run per 'eyJ'.
+    _rule("jwt", r"eyJ(?<![\w-]eyJ)[\w-]{10,2048}+\.eyJ[\w-]{10,8192}+\.[\w-]{0,2048}+", min_entropy=3.5),
 )
 
 
@@ -164,11 +173,14 @@ class TokenScanner:
 
     Forty-odd separate scans cost ~1 ms/MB each; grouped by first character
     ('A' for AKIA/AIza/ATBB..., 's' for sk-/sk_live_/sq0...) it is about 20 scans,
-    each still a fast literal-prefix search. The grouped regexes have no capture
-    groups (a group in front of an alternative's first literal defeats sre's
-    fast rejection of that alternative), so a hit, which is rare, is re-matched
-    against the group's rules in priority order to learn its kind and secret span.
+    each still a fast literal-prefix search. A short text is dominated by the cost
+    of a call rather than of a scan, so it gets all groups in one regex instead.
+    The regexes have no capture groups (a group before an alternative's first
+    literal defeats sre's quick rejection of it), so a hit, which is rare, is
+    re-matched against its group's rules, in priority order, for kind and span.
     """
+
+    SHORT = 4096  # below this many characters, one combined scan beats twenty
 
     def __init__(self, rules: tuple[TokenRule, ...]) -> None:
         groups: dict[str, list[tuple[int, re.Pattern[str]]]] = {}
@@ -177,23 +189,23 @@ class TokenScanner:
                 assert source[0].isalnum(), f"{rule.kind}: pattern must start with a literal: {source}"
                 groups.setdefault(source[0], []).append((ri, re.compile(source + rule.end)))
         self._rules = rules
-        self._groups = tuple(
-            (
-                re.compile(re.escape(first) + "(?:" + "|".join(p.pattern[1:].replace("(?P<s>", "(?:") for _, p in members) + ")"),
-                tuple(members),
-            )
+        self._members = {first: tuple(members) for first, members in groups.items()}
+        sources = [
+            re.escape(first) + "(?:" + "|".join(p.pattern[1:].replace("(?P<s>", "(?:") for _, p in members) + ")"
             for first, members in groups.items()
-        )
+        ]
+        self._per_group = tuple(re.compile(source) for source in sources)
+        self._combined = (re.compile("|".join(sources)),)
 
     def find(self, view: TextView) -> Iterator[Finding]:
         text = view.text
         found: list[tuple[int, int, int]] = []
-        for combined, members in self._groups:
-            for m in combined.finditer(text):
+        for scan in self._combined if len(text) < self.SHORT else self._per_group:
+            for m in scan.finditer(text):
                 at = m.start()
                 if _after_word_char(text, at):
                     continue
-                for ri, pattern in members:
+                for ri, pattern in self._members[text[at]]:
                     exact = pattern.match(text, at)
                     if exact is None:
                         continue
@@ -243,7 +255,9 @@ class AnchoredRule:
 ANCHORED_RULES: tuple[AnchoredRule, ...] = (
     # SAS signature: only in a text that also carries a SAS version (sv=) parameter.
     AnchoredRule(
-        "azure-sas-token", re.compile(r"sig=(?P<s>[A-Za-z0-9%+/]{40,}(?:=|%3[Dd]){0,2})(?![\w%+/=-])"), needle="sv="
+        "azure-sas-token",
+        re.compile(r"sig=(?P<s>[A-Za-z0-9%+/]{40,300}+(?:=|%3[Dd]){0,2})(?![\w%+/=-])"),
+        needle="sv=",
     ),
     # Azure AD client secrets: 3 chars, a digit, 'Q~', then 31-34 chars.
     AnchoredRule(
@@ -314,8 +328,7 @@ def _trim_blank(text: str, start: int, end: int) -> tuple[int, int]:
 _PEM_BEGIN = re.compile(r"-----BEGIN (?P<label>(?:[A-Z0-9]+ )*?PRIVATE KEY(?: BLOCK)?)-----")
 # A key cut off before its END line (a truncated log or tool output): take the
 # base64 and header lines that follow, in real or JSON-escaped newlines.
-_PEM_TRUNCATED = re.compile(r"(?:(?:\r?\n|\\r?\\n)[ \t]*(?:[A-Za-z0-9+/=]{8,}|[A-Za-z-]+: [^\r\n\\]*)?)+")
-_PEM_MAX = 64 * 1024
+_PEM_TRUNCATED = re.compile(r"(?:(?:\r?\n|\\r?\\n)[ \t]*(?:[A-Za-z0-9+/=]{8,}+|[A-Za-z-]++: [^\r\n\\]*+)?)+")
 _NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
 
 
@@ -328,13 +341,14 @@ class PrivateKeyBlock:
     def find(self, view: TextView) -> Iterator[Finding]:
         text = view.text
         pos = 0
+        no_end: set[str] = set()  # labels with no END line left: searched once, not once per BEGIN
         while (m := _PEM_BEGIN.search(text, pos)) is not None:
             end_line = f"-----END {m['label']}-----"
-            stop = text.find(end_line, m.end(), m.end() + _PEM_MAX)
+            stop = -1 if m["label"] in no_end else text.find(end_line, m.end())
             if stop < 0:
+                no_end.add(m["label"])
                 tail = _PEM_TRUNCATED.match(text, m.end())
-                stop = tail.end() if tail else m.end()
-                pos = stop
+                stop = pos = tail.end() if tail else m.end()
             else:
                 pos = stop + len(end_line)
             start, end = _trim_blank(text, m.end(), stop)
@@ -342,7 +356,6 @@ class PrivateKeyBlock:
             # Documentation shows '...' or '<key>' in place of a body: not a secret.
             if MARKER_PREFIX not in body and len(_NOT_BASE64.sub("", body)) >= 32:
                 yield start, end, self.kind
-            pos = max(pos, m.end())
 
 
 class GcpServiceAccount:
@@ -380,13 +393,14 @@ _PLACEHOLDER_WORDS = frozenset(
 )
 # Pointers to where a secret lives, not the secret: ARNs, vault/ssm/env references.
 _REFERENCE = re.compile(r"(?i)^(?:arn|vault|ssm|env|file|secret|secrets|projects|op|ref|sm|gcp|aws|azure|k8s):")
+_WHITESPACE = re.compile(r"\s")
 _NUMERIC = re.compile(r"[\d.,:_+-]+")  # ports, counts, versions, timestamps
 _PATH = re.compile(r"(?:~|\.{1,2})?/[\w.@~-]|[A-Za-z]:\\|\\\\")
 # Code, not a literal: settings.API_KEY, os.environ["X"], get_token(), ENC[...].
 _CODE_REF = re.compile(
     r"[A-Za-z_$][\w$]*(?:(?:\.|::|->|\?\.)[A-Za-z_$][\w$]*)+(?:[(\[].*)?|[A-Za-z_$][\w$]*[(\[].*", re.S
 )
-_ENV_ASSIGNMENT = re.compile(r"[A-Z_][A-Z0-9_]*=[a-z]")  # `--secrets KEY=value`: a syntax example
+_ENV_ASSIGNMENT = re.compile(r"[A-Za-z_]\w*=[A-Za-z]")  # `KEY=value`, `strict=False`: syntax, not a secret
 _SEPARATORS = re.compile(r"[:./_-]+")
 _CAMEL_PART = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
 
@@ -403,7 +417,6 @@ def _wordy(value: str) -> bool:
     return sum(map(len, words)) >= 3 * len(words)
 
 
-
 def is_placeholder(value: str) -> bool:
     return (
         MARKER_PREFIX in value
@@ -416,7 +429,7 @@ def is_placeholder(value: str) -> bool:
 def plausible_secret(value: str, *, password: bool) -> bool:
     """Is this assigned value a real credential rather than code, a path or a stand-in?"""
     # Human passwords can be short; API secrets are machine-made and long.
-    if len(value) < (6 if password else 12) or any(c.isspace() for c in value):
+    if len(value) < (6 if password else 12) or _WHITESPACE.search(value):
         return False
     if is_placeholder(value) or "://" in value or "\\n" in value:
         return False
@@ -431,9 +444,7 @@ def plausible_secret(value: str, *, password: bool) -> bool:
 
 # --------------------------------------------------------- context: URL passwords
 
-_URL_CREDENTIALS = re.compile(
-    r"://(?P<user>[^\s:/?#@\[\]\"'`<>,]{0,128}):(?P<s>[^\s/?#@\"'`<>,]{1,256})@(?=[\w\[.-])"
-)
+_URL_CREDENTIALS = re.compile(r"://(?P<user>[^\s:/?#@\[\]\"'`<>,]{0,128}):(?P<s>[^\s/?#@\"'`<>,]{1,256})@(?=[\w\[.-])")
 _URL_PLACEHOLDERS = frozenset("pass password passwd pwd secret changeme user username".split())
 
 
@@ -482,18 +493,18 @@ def _basic_ok(value: str) -> bool:
         decoded = base64.b64decode(value + "=" * (-len(value) % 4), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
         return False
-    user, sep, pw = decoded.partition(":")
+    _user, sep, pw = decoded.partition(":")
     return bool(sep) and decoded.isprintable() and len(pw) >= 3 and not is_placeholder(pw)
 
 
 HEADER_RULES: tuple[HeaderRule, ...] = (
-    HeaderRule("bearer-token", re.compile(r"bearer[ \t]+(?P<s>[a-z0-9._~+/-]{16,}=*)(?![\w.~+/=-])"), _bearer_ok),
-    HeaderRule("basic-auth", re.compile(r"basic[ \t]+(?P<s>[a-z0-9+/]{8,}={0,2})(?![\w+/=-])"), _basic_ok),
+    HeaderRule("bearer-token", re.compile(r"bearer[ \t]+(?P<s>[a-z0-9._~+/-]{16,4096}=*)(?![\w.~+/=-])"), _bearer_ok),
+    HeaderRule("basic-auth", re.compile(r"basic[ \t]+(?P<s>[a-z0-9+/]{8,1024}={0,2})(?![\w+/=-])"), _basic_ok),
     HeaderRule(
         "auth-header",
         re.compile(
             r"""authorization["']?[ \t]*[:=][ \t]*["']?(?:token|apikey|api-key|key|ssws|sso-key)[ \t]+"""
-            r"""(?P<s>[^\s"'`,;]{8,})"""
+            r"""(?P<s>[^\s"'`,;]{8,512})"""
         ),
         lambda v: plausible_secret(v, password=False),
     ),
@@ -502,16 +513,18 @@ HEADER_RULES: tuple[HeaderRule, ...] = (
 
 # --------------------------------------------------- context: keyword assignments
 
-# One pattern per keyword, each a literal prefix (see module docstring). After the
-# keyword: the rest of the identifier, a closing quote, then an operator (=, :, :=,
-# =>, or '>' for XML) or, for `--password value` CLI flags, whitespace.
-_ASSIGN_KEYWORDS = ("p(?:ass|wd)", "secret", "token", "key", "credential")
+# One pattern per keyword, each a literal prefix (see module docstring), run on the
+# lower-cased text. After the keyword: the rest of the identifier, a closing quote,
+# an operator (=, :, :=, =>, or '>' for <password>...</password>), then the value.
 _ASSIGN_PATTERNS = tuple(
-    re.compile(
-        kw + r"""(?P<tail>[a-z0-9_.-]{0,40}+)\\?["'\]]{0,2}"""
-        r"""(?:[ \t]*(?P<op>:=|=>|=(?!=)|:(?![:/\\])|>)|(?P<sp>[ \t]+))[ \t]*"""
-    )
-    for kw in _ASSIGN_KEYWORDS
+    re.compile(kw + r"""(?P<tail>[a-z0-9_.-]{0,40}+)\\?["'\]]{0,2}[ \t]*(?P<op>:=|=>|=(?!=)|:(?![:/\\])|>)[ \t]*""")
+    for kw in ("p(?:ass|wd)", "secret", "token", "key", "credential")
+)
+# A space is an operator only in `--password value` and .netrc `login x password value`;
+# as separate patterns, prose like "the token budget" never reaches Python.
+_SPACED_PATTERNS = (
+    re.compile(r"-(?<![^\s\"'`(]-)-(?P<tail>[a-z0-9_.-]{1,60}+)[ \t]+"),  # '--' after a space, not 'a--b'
+    re.compile(r"login[ \t]+[^\s]{1,128}[ \t]+(?P<tail>passw(?:or)?d)[ \t]+"),
 )
 _IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
@@ -543,6 +556,10 @@ _VALUE_MAX = 512
 
 # Identifier mentions a vendor: use its kind, and accept a value of its exact shape
 # even when the generic heuristics would hesitate (an AWS secret may start with '/').
+_VENDOR_HINT = re.compile(
+    r"aws|secretaccesskey|alibaba|aliyun|accesskeysecret|cohere|co_api_key|bitbucket|twilio|mailgun|paypal"
+    r"|braintree|discord"
+)
 _VENDORS: tuple[tuple[tuple[str, ...], str, re.Pattern[str] | None], ...] = (
     (("aws", "secret"), "aws-secret-key", re.compile(r"[A-Za-z0-9/+=]{40}")),
     (("secretaccesskey",), "aws-secret-key", re.compile(r"[A-Za-z0-9/+=]{40}")),
@@ -560,14 +577,14 @@ _VENDORS: tuple[tuple[tuple[str, ...], str, re.Pattern[str] | None], ...] = (
 )
 
 
-def _read_value(text: str, pos: int, xml: bool) -> tuple[int, int] | None:
-    """The span of the assigned value that starts at ``pos``, without its quotes."""
+def _read_value(text: str, pos: int, xml: bool) -> tuple[int, int, bool] | None:
+    """(start, end, is_literal) of the value that starts at ``pos``, without quotes."""
     n = len(text)
     if pos >= n:
         return None
     if xml:
         end = text.find("<", pos, pos + _VALUE_MAX)
-        return (pos, end) if end > pos else None
+        return (pos, end, True) if end > pos else None
     c = text[pos]
     if c in "rRbBuU" and pos + 1 < n and text[pos + 1] in "\"'":  # r"...", b'...'
         if c in "rR":
@@ -583,76 +600,90 @@ def _read_value(text: str, pos: int, xml: bool) -> tuple[int, int] | None:
         # An unquoted value inside a call, signature or list (`f(password=pw1)`,
         # `def f(token: OAuth2Token, ...)`, `key: Ed25519Key | None = None`) is an
         # expression or a type, never a literal.
-        if m is None or _CODE_FOLLOWS.match(text, m.end()):
+        if m is None:
             return None
-        return pos, m.end()
+        return pos, m.end(), _CODE_FOLLOWS.match(text, m.end()) is None
     end = text.find(quote, start, start + _VALUE_MAX)
     if end <= start or text.find("\n", start, end) >= 0:
         return None
-    return start, end
+    return start, end, True
 
 
-class KeywordAssignment:
-    """`password = "..."`, `API_KEY=...`, `"client_secret": "..."`, `--token=...`."""
-
-    def find(self, view: TextView) -> Iterator[Finding]:
-        low = view.lower
-        for pattern in _ASSIGN_PATTERNS:
-            for m in pattern.finditer(low):
-                finding = self._judge(view, m)
-                if finding is not None:
-                    yield finding
-
-    @staticmethod
-    def _judge(view: TextView, m: re.Match[str]) -> Finding | None:
-        # Cheapest tests first: most keyword hits in code and prose fail early.
-        text, low = view.text, view.lower
-        ident_start = m.start()
-        while ident_start > 0 and m.start() - ident_start < 64 and low[ident_start - 1] in _IDENT_CHARS:
-            ident_start -= 1
-        if ident_start == m.start() and low.startswith("key", ident_start):
-            return None  # a bare `key = ...` is a dict key
-        if ident_start > 0 and low[ident_start - 1] in ":/" and not low.endswith("$env:", 0, ident_start):
-            return None  # a segment of an ARN, URN or path (secretsmanager:...:secret:name)
-        op = m["op"]
-        if op is None:  # whitespace: only `--password value` and .netrc `password value`
-            line_start = low.rfind("\n", 0, ident_start) + 1
-            if not (low.startswith("--", ident_start) or "login " in low[line_start:ident_start]):
-                return None
-        elif op == ">" and (ident_start == 0 or text[ident_start - 1] != "<"):
-            return None  # only <password>value</password>, not `token > 0`
-        pos = m.end()
-        if op == ":" and (annotation := _ANNOTATION.match(text, pos)) is not None:
-            pos = annotation.end()
-        span = _read_value(text, pos, xml=op == ">")
-        if span is None:
+def _ident_kind(words: list[str]) -> str | None:
+    """'password', 'generic-secret', or None: is this identifier a credential's name?"""
+    password = secret = False
+    for i, w in enumerate(words):
+        if w in _DENY_WORDS:
             return None
-        start, end = span
-        value = text[start:end]
-
-        ident_end = m.end("tail")
-        words = [w.lower() for w in _WORD.findall(text[ident_start:ident_end])]
-        password = any(w in _PASSWORD_WORDS or w.endswith(("password", "passwd", "pwd")) for w in words)
-        secret = password or any(
+        if w in _PASSWORD_WORDS or w.endswith(("password", "passwd", "pwd")):
+            password = True
+        elif (
             w in _SECRET_WORDS
             or w.endswith(("secret", "token"))
             or (w == "key" and i > 0 and words[i - 1] in _KEY_PREFIXES)
             or (w.endswith("key") and w[:-3] in _KEY_PREFIXES)
-            for i, w in enumerate(words)
-        )
-        if not secret or any(w in _DENY_WORDS for w in words):
-            return None
+        ):
+            secret = True
+    return "password" if password else "generic-secret" if secret else None
+
+
+class KeywordAssignment:
+    """`password = "..."`, `API_KEY=...`, `"client_secret": "..."`, `--token value`."""
+
+    def find(self, view: TextView) -> Iterator[Finding]:
+        text, low = view.text, view.lower
+        for pattern in _ASSIGN_PATTERNS:
+            resume = 0
+            for m in pattern.finditer(low):
+                if m.start() < resume:
+                    continue  # inside the value just taken ("password=password=...")
+                ident_start = m.start()  # the keyword may end a longer name: DB_PASSWORD
+                while ident_start > 0 and m.start() - ident_start < 64 and low[ident_start - 1] in _IDENT_CHARS:
+                    ident_start -= 1
+                if ident_start > 0 and low[ident_start - 1] in ":/" and not low.endswith("$env:", 0, ident_start):
+                    continue  # a segment of an ARN, URN or path (secretsmanager:...:secret:name)
+                op = m["op"]
+                if op == ">" and (ident_start == 0 or text[ident_start - 1] != "<"):
+                    continue  # only <password>value</password>, not `token > 0`
+                found, resume = self._judge(view, ident_start, m.end("tail"), op, m.end())
+                if found is not None:
+                    yield found
+        for pattern in _SPACED_PATTERNS:
+            for m in pattern.finditer(low):
+                if (found := self._judge(view, m.start("tail"), m.end("tail"), " ", m.end())[0]) is not None:
+                    yield found
+
+    @staticmethod
+    def _judge(view: TextView, ident_start: int, ident_end: int, op: str, pos: int) -> tuple[Finding | None, int]:
+        """The finding, if any, and where the next keyword match may start: past the
+        value when it was taken or unquoted, so 'a=password=password=...' stays linear."""
+        text, low = view.text, view.lower
+        kind = _ident_kind([w.lower() for w in _WORD.findall(text, ident_start, ident_end)])
+        if kind is None:
+            return None, 0
+        if op == ":" and (annotation := _ANNOTATION.match(text, pos)) is not None:
+            pos = annotation.end()
+        span = _read_value(text, pos, xml=op == ">")
+        if span is None:
+            return None, 0
+        start, end, literal = span
+        skip = 0 if start > pos else end  # a quoted string may hold a real assignment; a bare word not
+        if not literal:
+            return None, skip
+        value = text[start:end]
+        password = kind == "password"
         ident = low[ident_start:ident_end]
-        for needles, kind, shape in _VENDORS:
-            if all(n in ident for n in needles):
-                if is_placeholder(value):
-                    return None
-                if (shape is not None and shape.fullmatch(value)) or plausible_secret(value, password=password):
-                    return start, end, kind
-                return None
+        if _VENDOR_HINT.search(ident):
+            for needles, vendor_kind, shape in _VENDORS:
+                if all(n in ident for n in needles):
+                    if is_placeholder(value):
+                        return None, skip
+                    if (shape is not None and shape.fullmatch(value)) or plausible_secret(value, password=password):
+                        return (start, end, vendor_kind), end
+                    return None, skip
         if plausible_secret(value, password=password):
-            return start, end, "password" if password else "generic-secret"
-        return None
+            return (start, end, kind), end
+        return None, skip
 
 
 DETECTORS: tuple[Detector, ...] = (
@@ -667,9 +698,10 @@ DETECTORS: tuple[Detector, ...] = (
 )
 
 KINDS: frozenset[str] = frozenset(
-    {r.kind for r in (*TOKEN_RULES, *ANCHORED_RULES)}
-    | {DiscordBotToken.kind}
+    {r.kind for r in TOKEN_RULES}
+    | {r.kind for r in ANCHORED_RULES}
     | {r.kind for r in HEADER_RULES}
+    | {DiscordBotToken.kind}
     | {GcpServiceAccount.kind, PrivateKeyBlock.kind, UrlPassword.kind, "password", "generic-secret"}
     | {kind for _, kind, _ in _VENDORS}
 )

@@ -16,9 +16,11 @@ import re
 import string
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 UPPER = string.ascii_uppercase
 LOWER = string.ascii_lowercase
@@ -66,7 +68,7 @@ class Gen:
     def s(self, alphabet: str, n: int) -> str:
         return "".join(self.rng.choice(alphabet) for _ in range(n))
 
-    def pick(self, options: list[str] | tuple[str, ...]) -> str:
+    def pick(self, options: Sequence[T]) -> T:
         return self.rng.choice(options)
 
     def b64(self, nbytes: int) -> str:
@@ -133,7 +135,7 @@ TOKEN_CONTEXTS: tuple[str, ...] = (
     'PS C:\\Users\\dev> $env:{v} = "{t}"\nPS C:\\Users\\dev> npm run deploy\n',
     'variable "region" {{ default = "eu-west-1" }}\n{lv} = "{t}"\n',
     "Here is my setup, the deploy fails with 403:\n```\n{v}={t}\nREGION=eu-west-1\n```\nAny idea?\n",
-    "env:\n  - name: {v}\n    value: \"{t}\"\n  - name: LOG_LEVEL\n    value: debug\n",
+    'env:\n  - name: {v}\n    value: "{t}"\n  - name: LOG_LEVEL\n    value: debug\n',
     'const cfg = {{ endpoint: "https://api.example.org", key: "{t}" }};\n',
 )
 KEYWORD_CONTEXTS = (0, 1, 2, 3, 4, 6, 9, 10, 11, 12)
@@ -178,7 +180,14 @@ def _cloud(g: Gen) -> list[Positive]:
         )
     )
     a, s, st = akid(), aws_secret(), g.b64(240)
-    sts = {"Credentials": {"AccessKeyId": a, "SecretAccessKey": s, "SessionToken": st, "Expiration": "2024-05-03T11:22:41Z"}}
+    sts = {
+        "Credentials": {
+            "AccessKeyId": a,
+            "SecretAccessKey": s,
+            "SessionToken": st,
+            "Expiration": "2024-05-03T11:22:41Z",
+        }
+    }
     out.append(
         Positive(
             "aws",
@@ -204,7 +213,10 @@ def _cloud(g: Gen) -> list[Positive]:
         )
         out.append(
             Positive(
-                "gcp", sa, (kid, body), ("gcp-service-account", "gcp-service-account"),
+                "gcp",
+                sa,
+                (kid, body),
+                ("gcp-service-account", "gcp-service-account"),
                 keep=("deployer@acme-prod-4821.iam.gserviceaccount.com", '"project_id": "acme-prod-4821"'),
             )
         )
@@ -212,30 +224,71 @@ def _cloud(g: Gen) -> list[Positive]:
         tok = "GOCSPX-" + g.s(URLSAFE, 28)
         out.append(Positive("gcp", _ctx(i, "GOOGLE_CLIENT_SECRET", tok), (tok,), ("gcp-oauth-token",)))
     tok = "ya29." + g.s(URLSAFE, 120)
-    out.append(Positive("gcp", f"curl -s 'https://www.googleapis.com/drive/v3/files?access_token={tok}'\n", (tok,), ("gcp-oauth-token",)))
+    out.append(
+        Positive(
+            "gcp",
+            f"curl -s 'https://www.googleapis.com/drive/v3/files?access_token={tok}'\n",
+            (tok,),
+            ("gcp-oauth-token",),
+        )
+    )
 
     for i in range(3):
         key = g.b64(64)
         acct = f"acmestore{i}"
         conn = f"DefaultEndpointsProtocol=https;AccountName={acct};AccountKey={key};EndpointSuffix=core.windows.net"
-        text = [f'AZURE_STORAGE_CONNECTION_STRING="{conn}"\n', f'  "ConnectionStrings": {{ "Blob": "{conn}" }}\n',
-                f"az storage blob list --connection-string '{conn}' -c logs\n"][i]
+        text = [
+            f'AZURE_STORAGE_CONNECTION_STRING="{conn}"\n',
+            f'  "ConnectionStrings": {{ "Blob": "{conn}" }}\n',
+            f"az storage blob list --connection-string '{conn}' -c logs\n",
+        ][i]
         out.append(Positive("azure", text, (key,), ("azure-connection-string",), keep=(f"AccountName={acct}",)))
     for _ in range(2):
         key = g.b64(32)
         conn = f"Endpoint=sb://acme-bus.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey={key}"
-        out.append(Positive("azure", f"SERVICEBUS_CONNECTION={conn}\n", (key,), ("azure-connection-string",), keep=("acme-bus.servicebus.windows.net",)))
+        out.append(
+            Positive(
+                "azure",
+                f"SERVICEBUS_CONNECTION={conn}\n",
+                (key,),
+                ("azure-connection-string",),
+                keep=("acme-bus.servicebus.windows.net",),
+            )
+        )
     for _ in range(2):
         sig = g.b64(32).replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
-        url = ("https://acmestore.blob.core.windows.net/exports/report.csv?sv=2022-11-02&ss=b&srt=o&sp=r"
-               f"&se=2025-01-01T00:00:00Z&st=2024-01-01T00:00:00Z&spr=https&sig={sig}")
-        out.append(Positive("azure", f"Download: {url}\n", (sig,), ("azure-sas-token",), keep=("acmestore.blob.core.windows.net/exports/report.csv",)))
+        url = (
+            "https://acmestore.blob.core.windows.net/exports/report.csv?sv=2022-11-02&ss=b&srt=o&sp=r"
+            f"&se=2025-01-01T00:00:00Z&st=2024-01-01T00:00:00Z&spr=https&sig={sig}"
+        )
+        out.append(
+            Positive(
+                "azure",
+                f"Download: {url}\n",
+                (sig,),
+                ("azure-sas-token",),
+                keep=("acmestore.blob.core.windows.net/exports/report.csv",),
+            )
+        )
     client_secret = lambda: g.s(ALNUM + "_~.", 3) + g.s(DIGITS, 1) + "Q~" + g.s(ALNUM + "_~.-", 34)  # noqa: E731
     out += _tokens(g, "azure", "azure-client-secret", client_secret, ("AZURE_CLIENT_SECRET",), (0, 2, 5, 8))
 
-    out += _tokens(g, "digitalocean", "digitalocean-token", lambda: g.pick(["dop", "doo", "dor"]) + "_v1_" + g.s(HEX, 64),
-                   ("DIGITALOCEAN_TOKEN", "DO_PAT"), ALL)
-    out += _tokens(g, "alibaba", "alibaba-access-key", lambda: "LTAI" + g.s(ALNUM, 20), ("ALIBABA_CLOUD_ACCESS_KEY_ID",), (0, 2, 5, 7, 8))
+    out += _tokens(
+        g,
+        "digitalocean",
+        "digitalocean-token",
+        lambda: g.pick(["dop", "doo", "dor"]) + "_v1_" + g.s(HEX, 64),
+        ("DIGITALOCEAN_TOKEN", "DO_PAT"),
+        ALL,
+    )
+    out += _tokens(
+        g,
+        "alibaba",
+        "alibaba-access-key",
+        lambda: "LTAI" + g.s(ALNUM, 20),
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID",),
+        (0, 2, 5, 7, 8),
+    )
     for i in (0, 1, 3):
         tok = g.s(ALNUM, 30)
         var = g.pick(["ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIYUN_SECRET"])
@@ -252,16 +305,31 @@ def _vcs(g: Gen) -> list[Positive]:
         out.append(Positive("github", _ctx(i, "GITHUB_PAT", tok), (tok,), ("github-token",)))
     tok = "ghs_" + g.s(ALNUM, 36)
     out.append(
-        Positive("github", f"git clone https://x-access-token:{tok}@github.com/acme/infra.git\n", (tok,), ("github-token",),
-                 keep=("x-access-token:", "@github.com/acme/infra.git"))
+        Positive(
+            "github",
+            f"git clone https://x-access-token:{tok}@github.com/acme/infra.git\n",
+            (tok,),
+            ("github-token",),
+            keep=("x-access-token:", "@github.com/acme/infra.git"),
+        )
     )
-    out += _tokens(g, "gitlab", "gitlab-token", lambda: "glpat-" + g.s(URLSAFE, 20), ("GITLAB_TOKEN", "CI_JOB_TOKEN_OVERRIDE"), ALL)
-    out += _tokens(g, "bitbucket", "bitbucket-token", lambda: "ATBB" + g.s(ALNUM, 32), ("BITBUCKET_APP_PASSWORD",), (0, 2, 5, 7, 8))
+    out += _tokens(
+        g, "gitlab", "gitlab-token", lambda: "glpat-" + g.s(URLSAFE, 20), ("GITLAB_TOKEN", "CI_JOB_TOKEN_OVERRIDE"), ALL
+    )
+    out += _tokens(
+        g, "bitbucket", "bitbucket-token", lambda: "ATBB" + g.s(ALNUM, 32), ("BITBUCKET_APP_PASSWORD",), (0, 2, 5, 7, 8)
+    )
     for i in (0, 1, 3):
         tok = g.s(ALNUM, 32)
         out.append(Positive("bitbucket", _ctx(i, "BITBUCKET_CLIENT_SECRET", tok), (tok,), ("bitbucket-token",)))
-    out += _tokens(g, "atlassian", "atlassian-token", lambda: "ATATT3xFfGF0" + g.s(URLSAFE, 170) + "=" + g.s(HEX.upper(), 8),
-                   ("JIRA_API_TOKEN",), (0, 5))
+    out += _tokens(
+        g,
+        "atlassian",
+        "atlassian-token",
+        lambda: "ATATT3xFfGF0" + g.s(URLSAFE, 170) + "=" + g.s(HEX.upper(), 8),
+        ("JIRA_API_TOKEN",),
+        (0, 5),
+    )
     return out
 
 
@@ -272,23 +340,41 @@ def _chat(g: Gen) -> list[Positive]:
     out += _tokens(g, "slack", "slack-token", bot, ("SLACK_BOT_TOKEN", "SLACK_TOKEN"), ALL)
     for i in range(3):
         path = f"T{g.s(UPPER + DIGITS, 9)}/B{g.s(UPPER + DIGITS, 10)}/{g.s(ALNUM, 24)}"
-        text = [f"SLACK_WEBHOOK_URL=https://hooks.slack.com/services/{path}\n",
-                f"curl -X POST -H 'Content-type: application/json' --data '{{\"text\":\"deploy ok\"}}' https://hooks.slack.com/services/{path}\n",
-                f'  webhook: "https://hooks.slack.com/services/{path}"\n'][i]
+        text = [
+            f"SLACK_WEBHOOK_URL=https://hooks.slack.com/services/{path}\n",
+            f"curl -X POST -H 'Content-type: application/json' --data '{{\"text\":\"deploy ok\"}}' https://hooks.slack.com/services/{path}\n",
+            f'  webhook: "https://hooks.slack.com/services/{path}"\n',
+        ][i]
         out.append(Positive("slack", text, (path,), ("slack-webhook",), keep=("https://hooks.slack.com/services/",)))
 
-    out += _tokens(g, "discord", "discord-token", g.discord_bot, ("DISCORD_BOT_TOKEN", "DISCORD_TOKEN"), (0, 1, 2, 5, 8))
+    out += _tokens(
+        g, "discord", "discord-token", g.discord_bot, ("DISCORD_BOT_TOKEN", "DISCORD_TOKEN"), (0, 1, 2, 5, 8)
+    )
     for _ in range(3):
         wid, secret = str(g.rng.randint(10**17, 10**18)), g.s(URLSAFE, 68)
-        out.append(Positive("discord", f"hook = 'https://discord.com/api/webhooks/{wid}/{secret}'\n", (secret,),
-                            ("discord-webhook",), keep=(f"https://discord.com/api/webhooks/{wid}/",)))
+        out.append(
+            Positive(
+                "discord",
+                f"hook = 'https://discord.com/api/webhooks/{wid}/{secret}'\n",
+                (secret,),
+                ("discord-webhook",),
+                keep=(f"https://discord.com/api/webhooks/{wid}/",),
+            )
+        )
 
     tg = lambda: f"{g.rng.randint(10**8, 10**10 - 1)}:AA{g.s(URLSAFE, 33)}"  # noqa: E731
     out += _tokens(g, "telegram", "telegram-bot-token", tg, ("TELEGRAM_BOT_TOKEN", "TG_TOKEN"), (0, 2, 3, 5, 8))
     for _ in range(3):
         tok = tg()
-        out.append(Positive("telegram", f'requests.post(f"https://api.telegram.org/bot{tok}/sendMessage", json=msg)\n',
-                            (tok,), ("telegram-bot-token",), keep=("https://api.telegram.org/bot", "/sendMessage")))
+        out.append(
+            Positive(
+                "telegram",
+                f'requests.post(f"https://api.telegram.org/bot{tok}/sendMessage", json=msg)\n',
+                (tok,),
+                ("telegram-bot-token",),
+                keep=("https://api.telegram.org/bot", "/sendMessage"),
+            )
+        )
     return out
 
 
@@ -304,8 +390,17 @@ def _payments(g: Gen) -> list[Positive]:
     out += _tokens(g, "paypal-braintree", "paypal-braintree-token", bt, ("BRAINTREE_ACCESS_TOKEN",), (0, 2, 5, 8))
     for i in (0, 1, 3):
         tok = "E" + g.s(URLSAFE, 79)
-        out.append(Positive("paypal-braintree", _ctx(i, "PAYPAL_CLIENT_SECRET", tok), (tok,), ("paypal-braintree-token",)))
-    out += _tokens(g, "shopify", "shopify-token", lambda: g.pick(["shpat_", "shpss_"]) + g.s(HEX, 32), ("SHOPIFY_ACCESS_TOKEN",), (0, 5, 8))
+        out.append(
+            Positive("paypal-braintree", _ctx(i, "PAYPAL_CLIENT_SECRET", tok), (tok,), ("paypal-braintree-token",))
+        )
+    out += _tokens(
+        g,
+        "shopify",
+        "shopify-token",
+        lambda: g.pick(["shpat_", "shpss_"]) + g.s(HEX, 32),
+        ("SHOPIFY_ACCESS_TOKEN",),
+        (0, 5, 8),
+    )
     return out
 
 
@@ -321,14 +416,32 @@ def _ai(g: Gen) -> list[Positive]:
         return "sk-" + g.s(ALNUM, 20) + "T3BlbkFJ" + g.s(ALNUM, 20)
 
     out += _tokens(g, "openai", "openai-api-key", openai, ("OPENAI_API_KEY",), ALL)
-    out += _tokens(g, "anthropic", "anthropic-api-key", lambda: "sk-ant-api03-" + g.s(URLSAFE, 93) + "AA", ("ANTHROPIC_API_KEY",), ALL)
-    out += _tokens(g, "huggingface", "huggingface-token", lambda: "hf_" + g.s(string.ascii_letters, 34), ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"), ALL)
+    out += _tokens(
+        g,
+        "anthropic",
+        "anthropic-api-key",
+        lambda: "sk-ant-api03-" + g.s(URLSAFE, 93) + "AA",
+        ("ANTHROPIC_API_KEY",),
+        ALL,
+    )
+    out += _tokens(
+        g,
+        "huggingface",
+        "huggingface-token",
+        lambda: "hf_" + g.s(string.ascii_letters, 34),
+        ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"),
+        ALL,
+    )
     for i in KEYWORD_CONTEXTS:
         tok = g.s(ALNUM, 40)
-        out.append(Positive("cohere", _ctx(i, g.pick(["COHERE_API_KEY", "CO_API_KEY"]), tok), (tok,), ("cohere-api-key",)))
+        out.append(
+            Positive("cohere", _ctx(i, g.pick(["COHERE_API_KEY", "CO_API_KEY"]), tok), (tok,), ("cohere-api-key",))
+        )
     out += _tokens(g, "groq", "groq-api-key", lambda: "gsk_" + g.s(ALNUM, 52), ("GROQ_API_KEY",), ALL)
     out += _tokens(g, "xai", "xai-api-key", lambda: "xai-" + g.s(ALNUM, 80), ("XAI_API_KEY",), (0, 5))
-    out += _tokens(g, "replicate", "replicate-api-token", lambda: "r8_" + g.s(ALNUM, 37), ("REPLICATE_API_TOKEN",), (0, 5))
+    out += _tokens(
+        g, "replicate", "replicate-api-token", lambda: "r8_" + g.s(ALNUM, 37), ("REPLICATE_API_TOKEN",), (0, 5)
+    )
     return out
 
 
@@ -336,13 +449,27 @@ def _registries_and_messaging(g: Gen) -> list[Positive]:
     out: list[Positive] = []
     out += _tokens(g, "npm", "npm-token", lambda: "npm_" + g.s(ALNUM, 36), ("NPM_TOKEN", "NODE_AUTH_TOKEN"), ALL)
     tok = "npm_" + g.s(ALNUM, 36)
-    out.append(Positive("npm", f"registry=https://registry.npmjs.org/\n//registry.npmjs.org/:_authToken={tok}\n", (tok,), ("npm-token",),
-                        keep=("//registry.npmjs.org/:_authToken=",)))
+    out.append(
+        Positive(
+            "npm",
+            f"registry=https://registry.npmjs.org/\n//registry.npmjs.org/:_authToken={tok}\n",
+            (tok,),
+            ("npm-token",),
+            keep=("//registry.npmjs.org/:_authToken=",),
+        )
+    )
     pypi = lambda: "pypi-AgEIcHlwaS5vcmc" + g.s(URLSAFE, 140)  # noqa: E731
     out += _tokens(g, "pypi", "pypi-token", pypi, ("PYPI_TOKEN", "TWINE_PASSWORD"), ALL)
     tok = pypi()
-    out.append(Positive("pypi", f"[distutils]\nindex-servers = pypi\n\n[pypi]\nusername = __token__\npassword = {tok}\n", (tok,), ("pypi-token",),
-                        keep=("username = __token__",)))
+    out.append(
+        Positive(
+            "pypi",
+            f"[distutils]\nindex-servers = pypi\n\n[pypi]\nusername = __token__\npassword = {tok}\n",
+            (tok,),
+            ("pypi-token",),
+            keep=("username = __token__",),
+        )
+    )
     sg = lambda: "SG." + g.s(URLSAFE, 22) + "." + g.s(URLSAFE, 43)  # noqa: E731
     out += _tokens(g, "sendgrid", "sendgrid-api-key", sg, ("SENDGRID_API_KEY",), ALL)
     out += _tokens(g, "twilio", "twilio-api-key", lambda: "SK" + g.s(HEX, 32), ("TWILIO_API_KEY",), (0, 2, 5, 7, 8))
@@ -384,10 +511,22 @@ def _private_keys(g: Gen) -> list[Positive]:
         indented = "\n".join("    " + line for line in pem.splitlines())
         text = wrappers[i % len(wrappers)].format(pem=pem, indented=indented)
         lines = tuple(body.splitlines())
-        out.append(Positive("private-key", text, (lines[0], lines[-1]), ("private-key",), keep=(f"-----BEGIN {label}-----", f"-----END {label}-----")))
+        out.append(
+            Positive(
+                "private-key",
+                text,
+                (lines[0], lines[-1]),
+                ("private-key",),
+                keep=(f"-----BEGIN {label}-----", f"-----END {label}-----"),
+            )
+        )
     body = g.pem_body("lQOYBGR", 1400)
     pgp = f"-----BEGIN PGP PRIVATE KEY BLOCK-----\nComment: ops signing key\n\n{body}\n=Xr4a\n-----END PGP PRIVATE KEY BLOCK-----\n"
-    out.append(Positive("private-key", pgp, (body.splitlines()[3],), ("private-key",), keep=("-----END PGP PRIVATE KEY BLOCK-----",)))
+    out.append(
+        Positive(
+            "private-key", pgp, (body.splitlines()[3],), ("private-key",), keep=("-----END PGP PRIVATE KEY BLOCK-----",)
+        )
+    )
     body = g.pem_body("MIIEpAIBAAKCAQEA", 1600, escaped=True)
     text = f'{{"name": "tls", "key": "-----BEGIN RSA PRIVATE KEY-----\\n{body}\\n-----END RSA PRIVATE KEY-----\\n"}}'
     out.append(Positive("private-key", text, (body.split("\\n")[1],), ("private-key",), keep=('"name": "tls"',)))
@@ -401,7 +540,7 @@ def _http_and_urls(g: Gen) -> list[Positive]:
     out: list[Positive] = []
     jwt_contexts = [
         "Authorization: Bearer {t}\n",
-        'Set-Cookie: session={t}; Path=/; HttpOnly; Secure\n',
+        "Set-Cookie: session={t}; Path=/; HttpOnly; Secure\n",
         '{{"id_token": "{t}", "expires_in": 3600}}\n',
         "GET /callback?code=ok&state=xyz&jwt={t} HTTP/1.1\n",
         "2024-05-03 12:00:01 DEBUG verifying token {t} against jwks\n",
@@ -414,7 +553,13 @@ def _http_and_urls(g: Gen) -> list[Positive]:
         out.append(Positive("jwt", c.format(t=t), (t,), ("jwt",)))
 
     users = ["app", "admin", "postgres", "svc_reporting", "deploy", "root"]
-    hosts = ["db.internal", "10.0.4.12", "pg-primary.prod.svc.cluster.local", "cluster0.ab1cd.mongodb.net", "mq.internal"]
+    hosts = [
+        "db.internal",
+        "10.0.4.12",
+        "pg-primary.prod.svc.cluster.local",
+        "cluster0.ab1cd.mongodb.net",
+        "mq.internal",
+    ]
     urls = [
         "DATABASE_URL=postgres://{u}:{p}@{h}:5432/app\n",
         "SQLALCHEMY_DATABASE_URI = 'postgresql+psycopg2://{u}:{p}@{h}/analytics'\n",
@@ -444,8 +589,12 @@ def _http_and_urls(g: Gen) -> list[Positive]:
     ]:
         t = g.s(ALNUM, 1) + g.s(ALNUM + "._~-", g.rng.randint(31, 60))
         out.append(Positive("bearer", c.format(t=t), (t,), ("bearer-token",)))
-    for c in ["curl -H 'Authorization: Basic {t}' https://ci.example.org/api/json\n",
-              "Authorization: Basic {t}\n", 'req.headers["Authorization"] = "Basic {t}"\n', "proxy-authorization: basic {t}\n"]:
+    for c in [
+        "curl -H 'Authorization: Basic {t}' https://ci.example.org/api/json\n",
+        "Authorization: Basic {t}\n",
+        'req.headers["Authorization"] = "Basic {t}"\n',
+        "proxy-authorization: basic {t}\n",
+    ]:
         t = base64.b64encode(f"{g.pick(users)}:{g.password()}".encode()).decode()
         out.append(Positive("basic-auth", c.format(t=t), (t,), ("basic-auth",)))
     for c in ["Authorization: Token {t}\n", 'headers={{"Authorization": "Token {t}"}}\n', "authorization: token {t}\n"]:
@@ -495,7 +644,10 @@ def _assignments(g: Gen) -> list[Positive]:
         ("signing_key: {s}\n", lambda: g.s(HEX, 64)),
         ('{{"access_token": "{s}", "token_type": "bearer", "expires_in": 3600}}\n', lambda: g.s(ALNUM, 40)),
         ("app.config['SECRET_KEY'] = '{s}'\n", lambda: g.s(ALNUM, 32)),
-        ('resource "azuread_application_password" "ci" {{\n  client_secret = "{s}"\n}}\n', lambda: g.s(ALNUM + "-_", 40)),
+        (
+            'resource "azuread_application_password" "ci" {{\n  client_secret = "{s}"\n}}\n',
+            lambda: g.s(ALNUM + "-_", 40),
+        ),
         ("stringData:\n  api-token: {s}\n", lambda: g.s(ALNUM, 40)),
         ("$ ./sync --api-key={s} --dry-run\n", lambda: g.s(ALNUM, 32)),
         ("X-Api-Key: {s}\n", lambda: g.s(ALNUM, 32)),
@@ -516,8 +668,15 @@ def _assignments(g: Gen) -> list[Positive]:
 def positives(seed: int = 20240503) -> list[Positive]:
     g = Gen(seed)
     return [
-        *_cloud(g), *_vcs(g), *_chat(g), *_payments(g), *_ai(g), *_registries_and_messaging(g),
-        *_private_keys(g), *_http_and_urls(g), *_assignments(g),
+        *_cloud(g),
+        *_vcs(g),
+        *_chat(g),
+        *_payments(g),
+        *_ai(g),
+        *_registries_and_messaging(g),
+        *_private_keys(g),
+        *_http_and_urls(g),
+        *_assignments(g),
     ]
 
 
@@ -591,7 +750,7 @@ CODE_NEGATIVES: tuple[str, ...] = (
     'payload = jwt.decode(token, key, algorithms=["HS256"])',
     "color: #3f9a2b; background: #ffcc00;",
     "listening on 0.0.0.0:8080, fe80::1ff:fe23:4567:890a, mac 00:1B:44:11:3A:B7",
-    "private_key_path = \"/etc/ssl/private/api.example.org.key\"",
+    'private_key_path = "/etc/ssl/private/api.example.org.key"',
     "token_file: /var/run/secrets/kubernetes.io/serviceaccount/token",
     "SSH_AUTH_SOCK=/tmp/ssh-XXXXabc123/agent.4242",
     "password: !vault |\n  $ANSIBLE_VAULT;1.1;AES256",
@@ -603,13 +762,13 @@ CODE_NEGATIVES: tuple[str, ...] = (
     "token_url: https://oauth2.googleapis.com/token",
     "TOKEN_EXPIRY_SECONDS=3600",
     'grant_type: "client_credentials"',
-    'self.password = password\nself.token = token',
+    "self.password = password\nself.token = token",
     "  --password-file /run/secrets/db_password",
     "kubectl create secret generic db --from-literal=username=app",
     "see https://docs.example.org/auth#api-keys for how to create a key",
     "If the secret is rotated, restart the pods so they pick up the new value.",
     '"sha": "3f786850e387550fdab836ed7e6dc881de23001b"',
-    'Error: token expired at 2024-05-03T10:22:41Z (request 7f9c2ba4-e88f-4a1b-9c3d-5e6f7a8b9c0d)',
+    "Error: token expired at 2024-05-03T10:22:41Z (request 7f9c2ba4-e88f-4a1b-9c3d-5e6f7a8b9c0d)",
     "import { Token } from './lexer';\nlet token: Token = lexer.next();",
     "passwd: files systemd",
     "key: value\nsecret: false\npassword: null",
@@ -655,40 +814,104 @@ CODE_NEGATIVES: tuple[str, ...] = (
 def _negatives(g: Gen) -> list[Negative]:
     out = [Negative("code", text) for text in CODE_NEGATIVES]
     authors = ["Jane Doe <jane@example.com>", "Ravi Kumar <ravi@acme.dev>", "Li Wei <li.wei@example.org>"]
-    subjects = ["Fix token refresh race", "Rotate password hashing params", "Bump api client", "Add secret scanning to CI"]
+    subjects = [
+        "Fix token refresh race",
+        "Rotate password hashing params",
+        "Bump api client",
+        "Add secret scanning to CI",
+    ]
     for _ in range(20):
-        out.append(Negative("git-sha", f"commit {g.s(HEX, 40)}\nMerge: {g.s(HEX, 7)} {g.s(HEX, 7)}\nAuthor: {g.pick(authors)}\n"
-                                       f"Date:   Fri May 3 10:22:41 2024 +0200\n\n    {g.pick(subjects)}\n"))
+        out.append(
+            Negative(
+                "git-sha",
+                f"commit {g.s(HEX, 40)}\nMerge: {g.s(HEX, 7)} {g.s(HEX, 7)}\nAuthor: {g.pick(authors)}\n"
+                f"Date:   Fri May 3 10:22:41 2024 +0200\n\n    {g.pick(subjects)}\n",
+            )
+        )
     for _ in range(15):
-        out.append(Negative("sha256", f"{g.s(HEX, 64)}  dist/app-{g.rng.randint(1, 9)}.{g.rng.randint(0, 30)}.{g.rng.randint(0, 9)}.tar.gz\n"))
+        out.append(
+            Negative(
+                "sha256",
+                f"{g.s(HEX, 64)}  dist/app-{g.rng.randint(1, 9)}.{g.rng.randint(0, 30)}.{g.rng.randint(0, 9)}.tar.gz\n",
+            )
+        )
     for _ in range(10):
         out.append(Negative("sha256", f"image: registry.example.com/acme/api@sha256:{g.s(HEX, 64)}\n"))
     for _ in range(10):
-        out.append(Negative("sha256", f"requests==2.31.0 \\\n    --hash=sha256:{g.s(HEX, 64)} \\\n    --hash=sha256:{g.s(HEX, 64)}\n"))
+        out.append(
+            Negative(
+                "sha256",
+                f"requests==2.31.0 \\\n    --hash=sha256:{g.s(HEX, 64)} \\\n    --hash=sha256:{g.s(HEX, 64)}\n",
+            )
+        )
     for _ in range(10):
-        out.append(Negative("sha512", f'"node_modules/lodash": {{\n  "version": "4.17.21",\n  "integrity": "sha512-{g.b64(64)}"\n}}\n'))
+        out.append(
+            Negative(
+                "sha512",
+                f'"node_modules/lodash": {{\n  "version": "4.17.21",\n  "integrity": "sha512-{g.b64(64)}"\n}}\n',
+            )
+        )
     for _ in range(8):
         out.append(Negative("go-sum", f"golang.org/x/oauth2 v0.{g.rng.randint(1, 20)}.0 h1:{g.b64(32)}\n"))
     for _ in range(15):
-        out.append(Negative("uuid", f"2024-05-03T10:22:41Z INFO request_id={g.uuid()} trace_id={g.s(HEX, 32)} span_id={g.s(HEX, 16)} status=200\n"))
+        out.append(
+            Negative(
+                "uuid",
+                f"2024-05-03T10:22:41Z INFO request_id={g.uuid()} trace_id={g.s(HEX, 32)} span_id={g.s(HEX, 16)} status=200\n",
+            )
+        )
     for _ in range(10):
-        out.append(Negative("uuid", json.dumps({"id": g.uuid(), "tenant_id": g.uuid(), "created_at": "2024-05-03T10:22:41Z"}) + "\n"))
+        out.append(
+            Negative(
+                "uuid", json.dumps({"id": g.uuid(), "tenant_id": g.uuid(), "created_at": "2024-05-03T10:22:41Z"}) + "\n"
+            )
+        )
     for _ in range(12):
         img = g.b64(g.rng.randint(600, 3000))
-        wrapper = g.pick(['<img alt="logo" src="data:image/png;base64,{i}">', "![chart](data:image/jpeg;base64,{i})",
-                          ".icon {{ background: url(data:image/png;base64,{i}); }}"])
+        wrapper = g.pick(
+            [
+                '<img alt="logo" src="data:image/png;base64,{i}">',
+                "![chart](data:image/jpeg;base64,{i})",
+                ".icon {{ background: url(data:image/png;base64,{i}); }}",
+            ]
+        )
         out.append(Negative("base64-image", wrapper.format(i=img) + "\n"))
     for _ in range(6):
         out.append(Negative("public-key", f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{g.s(B64, 43)} dev@laptop\n"))
-        out.append(Negative("public-key", f"-----BEGIN PUBLIC KEY-----\n{g.pem_body('MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA', 392)}\n-----END PUBLIC KEY-----\n"))
-        out.append(Negative("certificate", f"-----BEGIN CERTIFICATE-----\n{g.pem_body('MIIDdzCCAl+gAwIBAgIE', 1200)}\n-----END CERTIFICATE-----\n"))
+        out.append(
+            Negative(
+                "public-key",
+                f"-----BEGIN PUBLIC KEY-----\n{g.pem_body('MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA', 392)}\n-----END PUBLIC KEY-----\n",
+            )
+        )
+        out.append(
+            Negative(
+                "certificate",
+                f"-----BEGIN CERTIFICATE-----\n{g.pem_body('MIIDdzCCAl+gAwIBAgIE', 1200)}\n-----END CERTIFICATE-----\n",
+            )
+        )
     users = ["dev", "alice", "runner"]
     for _ in range(5):
         u = g.pick(users)
-        out.append(Negative("path", f"/home/{u}/.ssh/id_rsa\n/home/{u}/.aws/credentials\nC:\\Users\\{u}\\AppData\\Roaming\\npm\\token-cache\\{g.s(HEX, 8)}.json\n"))
-        out.append(Negative("path", f'  File "/home/{u}/src/auth/token_store.py", line {g.rng.randint(10, 400)}, in refresh_token\n    return self._refresh(secret_ref)\n'))
+        out.append(
+            Negative(
+                "path",
+                f"/home/{u}/.ssh/id_rsa\n/home/{u}/.aws/credentials\nC:\\Users\\{u}\\AppData\\Roaming\\npm\\token-cache\\{g.s(HEX, 8)}.json\n",
+            )
+        )
+        out.append(
+            Negative(
+                "path",
+                f'  File "/home/{u}/src/auth/token_store.py", line {g.rng.randint(10, 400)}, in refresh_token\n    return self._refresh(secret_ref)\n',
+            )
+        )
     for _ in range(8):
-        out.append(Negative("identifier", f"web-{g.s(HEX, 10)}-{g.s(LOWER + DIGITS, 5)}   1/1   Running   0   {g.rng.randint(1, 59)}m\n"))
+        out.append(
+            Negative(
+                "identifier",
+                f"web-{g.s(HEX, 10)}-{g.s(LOWER + DIGITS, 5)}   1/1   Running   0   {g.rng.randint(1, 59)}m\n",
+            )
+        )
         out.append(Negative("identifier", f'<script src="/static/js/main.{g.s(HEX, 8)}.chunk.js"></script>\n'))
     return out
 
@@ -837,8 +1060,11 @@ def clean_documents(seed: int = 7) -> Iterator[str]:
     YAML, shell sessions, logs, prose, JSON, and now and then one of the FP traps."""
     g = Gen(seed)
     traps = [n.text for n in negatives(seed)]
-    ident = lambda: g.pick(["user", "order", "cache", "session", "index", "store", "query", "batch"]) + "_" + g.pick(  # noqa: E731
-        ["id", "count", "name", "map", "list", "key", "path", "size"])
+
+    def ident() -> str:
+        first = g.pick(["user", "order", "cache", "session", "index", "store", "query", "batch"])
+        return first + "_" + g.pick(["id", "count", "name", "map", "list", "key", "path", "size"])
+
     while True:
         kind = g.rng.randrange(8)
         if kind == 0:
@@ -854,9 +1080,21 @@ def clean_documents(seed: int = 7) -> Iterator[str]:
         elif kind == 5:
             yield _logs(g, ident)
         elif kind == 6:
-            yield json.dumps({"id": g.uuid(), "status": g.pick(["ok", "queued"]), "items": [
-                {"name": g.pick(_WORDS), "score": round(g.rng.random(), 4), "updated_at": "2024-05-03T10:22:41Z"}
-                for _ in range(g.rng.randint(1, 6))]}, indent=2)
+            yield json.dumps(
+                {
+                    "id": g.uuid(),
+                    "status": g.pick(["ok", "queued"]),
+                    "items": [
+                        {
+                            "name": g.pick(_WORDS),
+                            "score": round(g.rng.random(), 4),
+                            "updated_at": "2024-05-03T10:22:41Z",
+                        }
+                        for _ in range(g.rng.randint(1, 6))
+                    ],
+                },
+                indent=2,
+            )
         else:
             yield " ".join(_sentence(g) for _ in range(g.rng.randint(3, 12)))
 
