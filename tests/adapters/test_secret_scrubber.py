@@ -193,8 +193,8 @@ def test_leaves_non_secrets_alone(scrubber: RegexScrubber, text: str) -> None:
 @pytest.mark.slow
 def test_clean_text_throughput(scrubber: RegexScrubber) -> None:
     docs = corpus.text_of_size(2_000_000, corpus.clean_documents())
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: a busy shared machine does not fail the test
     redactions = sum(scrubber.scrub(d).redactions for d in docs)
-    mb_per_s = sum(map(len, docs)) / 1e6 / (time.perf_counter() - started)
+    mb_per_s = sum(map(len, docs)) / 1e6 / (time.process_time() - started)
     assert redactions == 0
-    assert mb_per_s >= 5, mb_per_s  # loose: shared CI machines; the bench measures properly
+    assert mb_per_s >= 5, mb_per_s  # a floor against regressions; the bench measures properly

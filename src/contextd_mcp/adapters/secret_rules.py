@@ -400,7 +400,7 @@ _PATH = re.compile(r"(?:~|\.{1,2})?/[\w.@~-]|[A-Za-z]:\\|\\\\")
 _CODE_REF = re.compile(
     r"[A-Za-z_$][\w$]*(?:(?:\.|::|->|\?\.)[A-Za-z_$][\w$]*)+(?:[(\[].*)?|[A-Za-z_$][\w$]*[(\[].*", re.S
 )
-_ENV_ASSIGNMENT = re.compile(r"[A-Za-z_]\w*=[A-Za-z]")  # `KEY=value`, `strict=False`: syntax, not a secret
+_ENV_ASSIGNMENT = re.compile(r"(?:[a-z_]+|[A-Z_]+)=[A-Za-z]")  # `KEY=value`, `strict=False`: syntax, not a secret
 _SEPARATORS = re.compile(r"[:./_-]+")
 _CAMEL_PART = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
 
@@ -517,8 +517,11 @@ HEADER_RULES: tuple[HeaderRule, ...] = (
 # lower-cased text. After the keyword: the rest of the identifier, a closing quote,
 # an operator (=, :, :=, =>, or '>' for <password>...</password>), then the value.
 _ASSIGN_PATTERNS = tuple(
-    re.compile(kw + r"""(?P<tail>[a-z0-9_.-]{0,40}+)\\?["'\]]{0,2}[ \t]*(?P<op>:=|=>|=(?!=)|:(?![:/\\])|>)[ \t]*""")
-    for kw in ("p(?:ass|wd)", "secret", "token", "key", "credential")
+    re.compile(
+        kw + r"""(?P<tail>[a-z0-9_.-]{0,40}+)(?P<q>\\?["'\]]{0,2})[ \t]*"""
+        r"""(?P<op>:=|=>|=(?!=)|:(?![:/\\])|>)(?P<ws>[ \t]*)"""
+    )
+    for kw in ("p(?:ass|wd)", "secret", "token", "key", "cred", "auth")
 )
 # A space is an operator only in `--password value` and .netrc `login x password value`;
 # as separate patterns, prose like "the token budget" never reaches Python.
@@ -529,7 +532,9 @@ _SPACED_PATTERNS = (
 _IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _PASSWORD_WORDS = frozenset({"pass", "password", "passwd", "pwd", "passphrase", "passcode", "passwords"})
-_SECRET_WORDS = frozenset({"secret", "secrets", "token", "tokens", "credential", "credentials", "secretkey"})
+_SECRET_WORDS = frozenset(
+    {"secret", "secrets", "token", "tokens", "credential", "credentials", "cred", "creds", "secretkey", "auth"}
+)
 # '<x>_key' is a secret only after these words (api_key, signingKey, ...); a bare 'key' is a dict key.
 _KEY_PREFIXES = frozenset(
     "api access secret private signing sign encryption encrypt master auth app client consumer "
@@ -546,7 +551,7 @@ _DENY_WORDS = frozenset(
     "scope scopes version index idx pos position offset start end input widget validator validation "
     "valid invalid required enabled enable disabled show is has use should allow callback handler "
     "func function factory cache list map dict ref arn column col store manager provider param prefix "
-    "suffix".split()
+    "suffix csrf xsrf".split()
 )
 # `token: str = "..."`: a type annotation, then the literal.
 _ANNOTATION = re.compile(r"[A-Za-z_][\w\[\], |.]*?[ \t]*=(?!=)[ \t]*(?=[rbuRBU]?[\"'])")
@@ -645,6 +650,8 @@ class KeywordAssignment:
                 op = m["op"]
                 if op == ">" and (ident_start == 0 or text[ident_start - 1] != "<"):
                     continue  # only <password>value</password>, not `token > 0`
+                if op == ":" and not m["q"] and not m["ws"] and low[m.end() : m.end() + 1] not in "\"'`":
+                    continue  # `io.jsonwebtoken:jjwt`, `secret:name`: a coordinate, not YAML or JSON
                 found, resume = self._judge(view, ident_start, m.end("tail"), op, m.end())
                 if found is not None:
                     yield found

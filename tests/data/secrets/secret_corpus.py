@@ -658,6 +658,10 @@ def _assignments(g: Gen) -> list[Positive]:
         ("refresh_token: {s}\n", lambda: g.s(URLSAFE, 64)),
         ("MASTER_KEY={s}\n", lambda: g.s(HEX, 32)),
         ("credentials = {s}\n", lambda: g.s(ALNUM, 24)),
+        ("creds = {s}\n", lambda: g.s(ALNUM, 30)),
+        ('{{"user_auth": "{s}"}}\n', lambda: base64.b64encode(f"svc:{g.uuid()}".encode()).decode()),
+        ("private-key: {s}\n", lambda: g.s(ALNUM, 12) + "=" + g.s(ALNUM + "-_.=", 80)),
+        ("AUTH={s}\n", lambda: g.s(ALNUM, 32)),
     ]
     for c, make in secret_contexts:
         s = make()
@@ -808,6 +812,12 @@ CODE_NEGATIVES: tuple[str, ...] = (
     "postgres://app@db.internal:5432/app?sslmode=require",
     "EAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     "AKIA0000000000000000 is the format; never commit a real one",
+    'notes = "Maven - io.jsonwebtoken:jjwt-api-0.11.5"',
+    "csrf_token=Xk8bV2rT9qLm4ZpW7nY3sH6dF1gJ0cA5eR8tU2iO4pQ=",
+    "secretsmanager get-secret-value --secret-id prod/api --query SecretString",
+    'author = "Ada Lovelace <ada@example.org>"',
+    "auth: true\nauth_method: oauth2\nauthorization_url: https://auth.example.org/authorize",
+    "OAuth2 flows: authorization code, client credentials, device code.",
 )
 
 
