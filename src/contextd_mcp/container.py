@@ -11,6 +11,7 @@ from typing import Any
 from contextd_mcp.adapters.audit_file import JsonlAuditLog
 from contextd_mcp.adapters.token_counter import WordPieceTokenCounter
 from contextd_mcp.mcp.redactions import CountingScrubber
+from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.mcp.registry import ToolDef
 from contextd_mcp.mcp.server import HttpCallerResolver, ToolRunner, build_server
 from contextd_mcp.mcp.access import AccessGuard, AgentBindings
@@ -78,6 +79,7 @@ class Container:
     sessions: SessionService | None = None
     checkpoints: CheckpointService | None = None
     distill: DistillRunner | None = None
+    folding: Any = None  # FoldingService, once wired
 
     def tools(self) -> list[ToolDef]:
         return list(self.runner.tools.values())
@@ -149,7 +151,47 @@ def build(
         sessions=sessions, checkpoints=checkpoints, distill=distill_runner,
     )
     _add_session_workers(container, session_settings or SessionSettings())
+    _add_folding(container, sessions, memory)
     return container
+
+
+def _add_folding(container: Container, sessions: SessionService, memory: MemoryService) -> None:
+    from contextd_mcp.mcp.tools.branch import branch_tools
+    from contextd_mcp.services.folding import FoldingService
+
+    folding = FoldingService(
+        container.store,
+        container.embedder.dim,
+        container.embedder.model_name,
+        container.scrubber,
+        WordPieceTokenCounter(),
+        memory.search,
+    )
+    container.runner.add_tools(branch_tools(folding, sessions))
+
+    def charge(caller: Caller, tool: ToolDef, data: dict[str, Any], tokens: int) -> list[str]:
+        session_id = sessions.active_session(caller.connection_id)
+        return folding.charge(caller.scope, session_id, tokens) if session_id else []
+
+    container.runner.response_hooks.append(charge)
+    sessions.on_session_closed.append(folding.session_closed)
+    container.workers.append(periodic(folding.sweep, 1.0))
+    container.folding = folding
+
+
+def periodic(job: Callable[[], object], interval_s: float) -> Callable[[], Awaitable[None]]:
+    """An async worker running a blocking ``job`` every ``interval_s`` in a thread, forever."""
+    import anyio
+
+    async def loop() -> None:
+        while True:
+            await anyio.sleep(interval_s)
+            try:
+                await anyio.to_thread.run_sync(job)
+            except Exception:  # a failed round is logged; the next one runs anyway
+                log.exception("background job %s failed", getattr(job, "__qualname__", job))
+
+    return loop
 
 
 def _session_parts(

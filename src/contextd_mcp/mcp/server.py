@@ -101,23 +101,30 @@ class ToolRunner:
         self._http_caller = http_caller
         # Worker threads for blocking service calls; bounded so a burst cannot spawn hundreds.
         self._limiter = anyio.CapacityLimiter(8)
-        self._listed = [
-            types.Tool(
-                name=t.name,
-                description=t.description,
-                input_schema=input_schema(t),
-                # Output schemas are ~40 % of tools/list and the model reads none of them;
-                # results stay structured either way, and schema.json documents them.
-                output_schema=output_schema(t) if list_output_schemas else None,
-                annotations=types.ToolAnnotations(
-                    read_only_hint=t.read_only,
-                    destructive_hint=False,
-                    idempotent_hint=t.idempotent,
-                    open_world_hint=False,
-                ),
-            )
-            for t in tools
-        ]
+        self._list_output_schemas = list_output_schemas
+        self._listed = [self._describe(t) for t in tools]
+
+    def _describe(self, t: ToolDef) -> types.Tool:
+        return types.Tool(
+            name=t.name,
+            description=t.description,
+            input_schema=input_schema(t),
+            # Output schemas are ~40 % of tools/list and the model reads none of them;
+            # results stay structured either way, and schema.json documents them.
+            output_schema=output_schema(t) if self._list_output_schemas else None,
+            annotations=types.ToolAnnotations(
+                read_only_hint=t.read_only,
+                destructive_hint=False,
+                idempotent_hint=t.idempotent,
+                open_world_hint=False,
+            ),
+        )
+
+    def add_tools(self, tools: Sequence[ToolDef]) -> None:
+        """Register tools after construction (features wired once the runner exists)."""
+        for tool in tools:
+            self.tools[tool.name] = tool
+            self._listed.append(self._describe(tool))
 
     def list_tools(self) -> list[types.Tool]:
         return self._listed
