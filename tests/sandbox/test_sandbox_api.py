@@ -292,3 +292,23 @@ def _is_zombie(pid: str) -> bool:
 
 def _children_of(pid: int) -> list[str]:
     return [line for line in host_processes_with("sandbox.helper") if _ppid(line) == pid]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting on the host needs root")
+def test_a_project_mounted_after_the_workers_warmed_up_is_seen(tmp_path: Path) -> None:
+    """Warm workers copied the host's mounts earlier; the project must still be the current one."""
+    probe()  # the helper and its warm workers exist from here on
+    run("true", tmp_path)
+    project = tmp_path / "mounted"
+    project.mkdir()
+    (project / "underneath").write_text("the directory below the mount")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "contextd-test", str(project)], check=True)
+    try:
+        (project / "on-the-mount").write_text("hello")
+        result = run("ls; echo written > new", project)
+        assert result.stdout == "on-the-mount\n"
+        assert (project / "new").read_text() == "written\n"
+        # and a host mount appearing under /usr later does not show up in warm sandboxes' /usr
+    finally:
+        subprocess.run(["umount", "-l", str(project)], check=True)
+    assert not (project / "new").exists()

@@ -7,11 +7,15 @@ descriptors by SCM_RIGHTS, in this order:
     stdout  write end of the command's stdout pipe
     stderr  write end of the command's stderr pipe
 
-On `status` the helper sends JSON messages: {"error": reason} when set-up failed (the server then
-raises SandboxUnavailable), {"exit": code} with the command's exit status in shell convention
-(128 + N for death by signal N), {"killed": true} after a kill request. The server asks for a
-kill by shutting down its sending side (or simply by closing the socket, e.g. when it dies): the
-supervisor sees EOF and SIGKILLs the namespace's init, which takes the whole namespace with it.
+On `status` the helper sends JSON messages, the last one final:
+    {"error": reason}  set-up failed; the server raises SandboxUnavailable
+    {"stale": true}    a warm worker's view of the host's mounts predates the project's mount;
+                       nothing ran, and the server retries once with `fresh`
+    {"exit": code}     the command's status, shell convention (128 + N after signal N)
+    {"killed": true}   after a kill request
+The namespace's init sends "exit" or "killed" only once every other process of the namespace is
+dead. The server asks for a kill by shutting down its sending side, or simply by closing the
+socket (when it is cancelled, or dies): init sees EOF and kills everything.
 Since sandboxed code never holds this socket, it cannot forge a status.
 """
 
@@ -38,13 +42,20 @@ class Request:
     max_processes: int = 256
     max_file_bytes: int = 256 << 20
     max_open_files: int = 256
+    # The project as the server sees it (st_dev, st_ino): a warm worker whose copy of the host's
+    # mounts is older than the project's mount answers {"stale": true} instead of running.
+    project_id: tuple[int, int] | None = None
+    fresh: bool = False  # skip the warm pool (and drop it): the retry after a stale answer
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> Request:
-        return cls(**json.loads(data))
+        fields = json.loads(data)
+        if fields.get("project_id") is not None:
+            fields["project_id"] = tuple(fields["project_id"])
+        return cls(**fields)
 
 
 def status_message(**fields: object) -> bytes:

@@ -53,6 +53,12 @@ class SetupError(Exception):
     """A step of the sandbox set-up failed; the message names the step and, if known, the fix."""
 
 
+class StaleView(Exception):
+    """The project under OLD_ROOT is not the one the server sees: this worker's copy of the
+    host's mounts predates a mount (or unmount) of the project. Only possible where the host's
+    mounts are private; where they are shared, OLD_ROOT follows them (see `prepare`)."""
+
+
 def _setattr(path: str, attrs: int, *, recursive: bool) -> None:
     try:
         c.mount_setattr(path, attrs, recursive=recursive)
@@ -122,7 +128,9 @@ def prepare() -> None:
     Leaves the process in the new root with the host's tree still reachable at OLD_ROOT (for
     the project bind) until `finish` detaches it; nothing untrusted runs in between.
     """
-    c.mount(None, "/", None, c.MS_REC | c.MS_PRIVATE)  # nothing we do propagates to the host
+    # Slave, not private: nothing of ours reaches the host, but the host's later mounts reach
+    # OLD_ROOT, so a project on a filesystem mounted after this worker warmed up is still seen.
+    c.mount(None, "/", None, c.MS_REC | c.MS_SLAVE)
     root = STAGING
     c.mount("tmpfs", root, "tmpfs", c.MS_NOSUID | c.MS_NODEV, "mode=0755,size=1m")
     for name in SYSTEM_DIRS:
@@ -136,13 +144,19 @@ def prepare() -> None:
     _mount_proc(root)
     os.mkdir(root + "/tmp", 0o1777)
     os.mkdir(root + OLD_ROOT, 0o700)
+    # The sandbox's own tree, though, stays as built: no host mount event may land in it.
+    c.mount(None, root, None, c.MS_REC | c.MS_PRIVATE)
     os.chdir(root)
     c.pivot_root(".", OLD_ROOT.lstrip("/"))
     os.chdir("/")
 
 
-def finish(project: str, tmp_bytes: int, pid_max: int) -> None:
+def finish(project: str, project_id: tuple[int, int] | None, tmp_bytes: int, pid_max: int) -> None:
     """The request's part: /tmp, pid_max, the project; then cut the way back to the host."""
+    if project_id is not None:
+        st = os.stat(OLD_ROOT + project)
+        if (st.st_dev, st.st_ino) != project_id:
+            raise StaleView(project)
     _tmpfs("/tmp", f"mode=1777,size={tmp_bytes},nr_inodes=65536")
     try:
         with open("/proc/sys/kernel/pid_max", "w") as f:
@@ -157,6 +171,7 @@ def finish(project: str, tmp_bytes: int, pid_max: int) -> None:
     # The project last, so it shows through whatever is mounted on its parents (/tmp, /usr).
     os.makedirs(project, mode=0o755, exist_ok=True)
     c.mount(OLD_ROOT + project, project, None, c.MS_BIND | c.MS_REC)
+    c.mount(None, project, None, c.MS_REC | c.MS_PRIVATE)
     _setattr(project, c.MOUNT_ATTR_NOSUID | c.MOUNT_ATTR_NODEV, recursive=True)
     c.umount2(OLD_ROOT, c.MNT_DETACH)
     os.rmdir(OLD_ROOT)

@@ -28,7 +28,7 @@ from typing import NoReturn
 
 from . import _libc as c
 from ._protocol import FDS_PER_REQUEST, MAX_REQUEST_BYTES, Request, status_message
-from ._rootfs import SetupError, finish, prepare
+from ._rootfs import SetupError, StaleView, finish, prepare
 
 NAMESPACES = (
     c.CLONE_NEWUSER | c.CLONE_NEWNS | c.CLONE_NEWPID | c.CLONE_NEWNET | c.CLONE_NEWIPC | c.CLONE_NEWUTS
@@ -151,6 +151,9 @@ def _init(ws: socket.socket, seccomp: bytes) -> NoReturn:
         req = Request.decode(payload)
         _confine(req, seccomp)
         started = None if req.command is None else _spawn(req.command, req.env, out_fd, err_fd)
+    except StaleView:
+        send(status, stale=True)
+        os._exit(1)
     except BaseException as exc:  # noqa: BLE001 - any failure here is reported, not raised
         send(status, error=f"starting the command: {describe(exc)}")
         os._exit(1)
@@ -159,13 +162,13 @@ def _init(ws: socket.socket, seccomp: bytes) -> NoReturn:
         os.close(err_fd)
     if started is None:
         send(status, exit=0)  # a probe: everything was set up, nothing to run
-    else:
-        _supervise(*started, status)
-    os._exit(0)
+        os._exit(0)
+    os._exit(_supervise(*started, status))  # init exits with the command's status
 
 
 def _confine(req: Request, seccomp: bytes) -> None:
-    finish(req.project, tmp_bytes=req.max_file_bytes, pid_max=max(MIN_PID_MAX, req.max_processes + 2))
+    pid_max = max(MIN_PID_MAX, req.max_processes + 2)
+    finish(req.project, req.project_id, tmp_bytes=req.max_file_bytes, pid_max=pid_max)
     os.chdir(req.workdir)
     for which, value in (
         (resource.RLIMIT_AS, req.memory_bytes),
@@ -209,8 +212,8 @@ def _spawn(command: str, env: dict[str, str], out_fd: int, err_fd: int) -> tuple
     return child, wake_r
 
 
-def _supervise(command: subprocess.Popen[bytes], wake_fd: int, status: socket.socket) -> None:
-    """Reap until the command exits; on a kill request, kill everything else first."""
+def _supervise(command: subprocess.Popen[bytes], wake_fd: int, status: socket.socket) -> int:
+    """Reap until the command exits, or kill everything on request; report; return the status."""
     watching = [wake_fd, status.fileno()]
     exit_code: int | None = None
     killed = False
@@ -245,5 +248,6 @@ def _supervise(command: subprocess.Popen[bytes], wake_fd: int, status: socket.so
             break
     if killed:
         send(status, killed=True)
-    else:
-        send(status, exit=exit_code)
+        return 128 + signal.SIGKILL
+    send(status, exit=exit_code)
+    return exit_code

@@ -21,6 +21,7 @@ import select
 import signal
 import socket
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import NoReturn
@@ -30,6 +31,11 @@ from . import _unsafe, _worker
 from ._protocol import FDS_PER_REQUEST, MAX_REQUEST_BYTES
 
 POOL_SIZE = 2  # enough for back-to-back commands on 2 cores; more only holds more namespaces
+# A warm worker holds a copy of the host's mounts as they were when it warmed up. Where the host's
+# mounts propagate (shared /, the systemd default) the copy follows them; where they do not, the
+# project root is still checked exactly (see _rootfs.StaleView), and this bounds how old a view
+# of mounts *inside* the project can be.
+MAX_WARM_SECONDS = 60.0
 
 
 def _compile_seccomp() -> tuple[bytes | None, str | None]:
@@ -72,7 +78,7 @@ class Zygote:
 
     def __init__(self, pool_size: int) -> None:
         self._pool_size = pool_size
-        self._pool: deque[socket.socket] = deque()
+        self._pool: deque[tuple[float, socket.socket]] = deque()  # (warmed since, socket)
         self._busy: list[socket.socket] = []
         self._seccomp, self._seccomp_error = _compile_seccomp()
 
@@ -85,23 +91,36 @@ class Zygote:
     def refill(self) -> None:
         target = self._pool_size if not self._busy else min(1, self._pool_size)
         while len(self._pool) < target:
-            self._pool.append(self._new_worker())
+            self._pool.append((time.monotonic(), self._new_worker()))
+
+    def _drop(self, older_than: float) -> None:
+        """Close pooled workers warmed before `older_than`; each sees EOF and exits."""
+        while self._pool and self._pool[0][0] < older_than:
+            self._pool.popleft()[1].close()
 
     def wait(self, ctl: socket.socket) -> None:
-        """Block until a request is ready on `ctl`, retiring finished workers meanwhile."""
+        """Block until a request is ready on `ctl`; meanwhile retire finished workers, replace
+        workers warmed too long ago, and refill the pool."""
         while True:
-            ready = select.select([ctl, *self._busy], [], [])[0]
+            timeout = None
+            if self._pool:
+                timeout = max(0.0, self._pool[0][0] + MAX_WARM_SECONDS - time.monotonic())
+            ready = select.select([ctl, *self._busy], [], [], timeout)[0]
             for ws in ready:
                 if ws is not ctl:  # only EOF ever arrives here: that sandbox is finished
                     self._busy.remove(ws)
                     ws.close()
             if ctl in ready:
                 return
+            self._drop(older_than=time.monotonic() - MAX_WARM_SECONDS)
             self.refill()
 
     def handle(self, payload: bytes, fds: list[int]) -> None:
         try:
-            if json.loads(payload).get("sandbox", True):
+            request = json.loads(payload)
+            if request.get("fresh"):
+                self._drop(older_than=time.monotonic())  # they all share the stale view
+            if request.get("sandbox", True):
                 self._dispatch(payload, fds)
             else:
                 _fork(lambda: _unsafe.run(payload, fds), *fds)
@@ -111,7 +130,7 @@ class Zygote:
 
     def _dispatch(self, payload: bytes, fds: list[int]) -> None:
         for _ in range(3):  # a pooled worker may have died while it waited
-            ws = self._pool.popleft() if self._pool else self._new_worker()
+            ws = self._pool.popleft()[1] if self._pool else self._new_worker()
             try:
                 socket.send_fds(ws, [payload], fds)
             except OSError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -28,7 +29,7 @@ TIMEOUT_EXIT_CODE = 124  # as GNU timeout(1)
 KILL_GRACE_SECONDS = 5.0  # after a kill request, wait this long for the helper to confirm
 DRAIN_GRACE_SECONDS = 2.0  # after the status, wait this long for the pipes to reach EOF
 _READ_CHUNK = 1 << 20
-_FINAL_KEYS = frozenset(("exit", "killed", "error"))
+_FINAL_KEYS = frozenset(("exit", "killed", "error", "stale"))
 _F_SETPIPE_SZ = 1031
 
 
@@ -58,6 +59,15 @@ def resolve_dirs(project_dir: Path, working_dir: Path | None) -> tuple[Path, Pat
     if not workdir.is_dir():
         raise ValueError(f"working directory {workdir} is not a directory")
     return project, workdir
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
+class _StaleView(Exception):
+    """The worker's view of the host's mounts is older than the project's; nothing ran."""
 
 
 def build_env(extra: Mapping[str, str] | None) -> dict[str, str]:
@@ -134,11 +144,21 @@ async def run(
         max_processes=limits.max_processes,
         max_file_bytes=limits.max_file_bytes,
         max_open_files=limits.max_open_files,
+        project_id=_identity(project),
     )
-    payload = request.encode()
-    if len(payload) > MAX_REQUEST_BYTES:
+    if len(request.encode()) > MAX_REQUEST_BYTES:
         raise ValueError(f"command and environment together exceed {MAX_REQUEST_BYTES} bytes")
-    return await _execute(payload, limits, sandboxed, launcher or default_launcher())
+    launcher = launcher or default_launcher()
+    try:
+        return await _execute(request.encode(), limits, sandboxed, launcher)
+    except _StaleView:
+        # A warm worker's copy of the host's mounts predates the project's mount: once more,
+        # with a worker forked now (the helper drops its other warm workers too).
+        pass
+    try:
+        return await _execute(dataclasses.replace(request, fresh=True).encode(), limits, sandboxed, launcher)
+    except _StaleView:
+        raise SandboxUnavailable(f"the sandbox cannot see the current mount of {project}") from None
 
 
 async def _execute(payload: bytes, limits: SandboxLimits, sandboxed: bool, launcher: Launcher) -> SandboxResult:
@@ -167,7 +187,7 @@ async def _execute(payload: bytes, limits: SandboxLimits, sandboxed: bool, launc
                 await _read_status(status, messages)
             if deadline.cancelled_caught:
                 kill_requested = True
-                status.shutdown(socket.SHUT_WR)  # the supervisor SIGKILLs the namespace's init
+                status.shutdown(socket.SHUT_WR)  # init kills the namespace, then says "killed"
                 with anyio.move_on_after(KILL_GRACE_SECONDS):
                     await _read_status(status, messages)
             duration_ms = (time.perf_counter() - started) * 1000
@@ -177,6 +197,8 @@ async def _execute(payload: bytes, limits: SandboxLimits, sandboxed: bool, launc
         status.close()  # if we were cancelled, this EOF is the kill request
         os.close(out_r)
         os.close(err_r)
+    if any(m.get("stale") for m in messages):
+        raise _StaleView
     # Killed and silent past the grace: still a timeout. Otherwise the helper's word decides.
     exit_code = None if kill_requested and not messages else _interpret(messages)[0]
     timed_out = exit_code is None
