@@ -202,3 +202,15 @@ async def test_other_sessions_and_tenants_cannot_touch_a_branch(container: Conta
         finally:
             await other.__aexit__(None, None, None)
     assert data(await agent.call_tool("branch_status", {}))["active"] == branch["branch_id"]
+
+
+async def test_ending_the_session_cleans_up_its_branches(container: Container, agent: Any) -> None:
+    from contextd_mcp.models.branch import BranchStatusRequest
+
+    branch = await create(agent)
+    memory = data(await agent.call_tool("memory_store", {"title": "Kept", "content": "Survives the session."}))
+    data(await agent.call_tool("session_end", {"session_id": branch["session_id"], "outcome": "partial"}))
+    info = container.folding.status(SCOPE, branch["session_id"], BranchStatusRequest(branch_id=branch["branch_id"]))
+    assert info.branch is not None and info.branch.status == "failed" and info.branch.reason == "session ended"
+    assert info.active == "session"
+    assert data(await agent.call_tool("memory_get", {"memory_id": memory["id"]}))["title"] == "Kept"
