@@ -99,7 +99,7 @@ def test_only_unix_sockets_can_be_created(sandbox: Sandbox) -> None:
 
 def test_files_outside_the_project_do_not_exist(sandbox: Sandbox, host_dirs: HostDirs) -> None:
     targets = [host_dirs.secret, host_dirs.home, host_dirs.outside, "/root", "/root/.ssh", "/home", "/work",
-               "/var", "/etc/shadow", "/etc/gshadow", "/etc/ssh", "/etc/sudoers", "/sys", "/boot"]  # fmt: skip
+               "/var", "/etc/shadow", "/etc/gshadow", "/etc/ssh", "/etc/sudoers", "/sys", "/boot", "/.oldroot"]  # fmt: skip
     checks = "; ".join(f"test -e {t} && echo VISIBLE {t}" for t in targets)
     run = sandbox.run(f"{checks}; cat {host_dirs.secret}; echo done", limits=FAST)
     assert run.result.stdout == "done\n"

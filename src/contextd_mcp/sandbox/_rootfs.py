@@ -54,9 +54,10 @@ class SetupError(Exception):
 
 
 class StaleView(Exception):
-    """The project under OLD_ROOT is not the one the server sees: this worker's copy of the
-    host's mounts predates a mount (or unmount) of the project. Only possible where the host's
-    mounts are private; where they are shared, OLD_ROOT follows them (see `prepare`)."""
+    """What got bound is not the project the server saw: this worker's copy of the host's
+    mounts predates a mount (or unmount) of the project (possible only where the host's mounts
+    are private; where they are shared, OLD_ROOT follows them, see `prepare`), or a component of
+    the path was swapped meanwhile. Nothing has run; the caller retries once on a fresh worker."""
 
 
 def _setattr(path: str, attrs: int, *, recursive: bool) -> None:
@@ -153,10 +154,6 @@ def prepare() -> None:
 
 def finish(project: str, project_id: tuple[int, int] | None, tmp_bytes: int, pid_max: int) -> None:
     """The request's part: /tmp, pid_max, the project; then cut the way back to the host."""
-    if project_id is not None:
-        st = os.stat(OLD_ROOT + project)
-        if (st.st_dev, st.st_ino) != project_id:
-            raise StaleView(project)
     _tmpfs("/tmp", f"mode=1777,size={tmp_bytes},nr_inodes=65536")
     try:
         with open("/proc/sys/kernel/pid_max", "w") as f:
@@ -171,6 +168,11 @@ def finish(project: str, project_id: tuple[int, int] | None, tmp_bytes: int, pid
     # The project last, so it shows through whatever is mounted on its parents (/tmp, /usr).
     os.makedirs(project, mode=0o755, exist_ok=True)
     c.mount(OLD_ROOT + project, project, None, c.MS_BIND | c.MS_REC)
+    if project_id is not None:
+        # Checked on what was bound, not before: also defeats a path swapped in between.
+        st = os.stat(project)
+        if (st.st_dev, st.st_ino) != project_id:
+            raise StaleView(project)
     c.mount(None, project, None, c.MS_REC | c.MS_PRIVATE)
     _setattr(project, c.MOUNT_ATTR_NOSUID | c.MOUNT_ATTR_NODEV, recursive=True)
     c.umount2(OLD_ROOT, c.MNT_DETACH)
