@@ -63,7 +63,9 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
     async def request_stop() -> None:
         stop_event.set()
 
-    socket_server = SocketServer(paths.socket, server, container.status, request_stop, limits.request_max_bytes)
+    socket_server = SocketServer(
+        paths.socket, server, container.status, request_stop, limits.request_max_bytes, runner=container.runner
+    )
     try:
         async with anyio.create_task_group() as tg:
             await tg.start(socket_server.serve)

@@ -14,3 +14,17 @@ SEARCH_LIMIT_DEFAULT = 5
 ID_MAX = 64
 # Candidates fetched from the vector index per result before confidence re-ranking.
 RERANK_FACTOR = 4
+
+# Sessions and checkpoints (stdlib-only module: the Claude Code hook sizes its requests by these).
+TASK_MAX = 2000
+PATH_MAX = 1024
+SUMMARY_MAX = 4000
+LEARNINGS_MAX = 3  # also the most memories one session distils into
+LEARNING_CONTENT_MAX = 1500
+CHECKPOINT_SUMMARY_MAX = 2000
+CHECKPOINT_CONTEXT_MAX = 16000
+CHECKPOINT_FULL_MAX = 64000
+CHECKPOINT_LIST_MAX = 50
+# Everything session_start injects stays under this many tokens (WordPiece, the caps' counter).
+INJECTION_MAX_TOKENS = 490
+INJECTED_MEMORIES_MAX = 3

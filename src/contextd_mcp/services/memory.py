@@ -21,7 +21,7 @@ from contextd_mcp.models.requests import GetMemory, MemoryFeedback, MemoryOutcom
 from contextd_mcp.models.scope import Scope, ScopeLevel
 from contextd_mcp.ports.embedder import Embedder
 from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record, VectorStore
+from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, VectorStore
 
 COLLECTION = "memories"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
@@ -226,6 +226,41 @@ class MemoryService:
     def outcome(self, scope: Scope, request: MemoryOutcome) -> NewConfidence:
         counter = "uses_succeeded" if request.succeeded else "uses_failed"
         return self._observe(scope, request.memory_id, request.scope, request.succeeded, OUTCOME_WEIGHT, counter)
+
+    def nearest(self, scope: Scope, items: list[tuple[str, str, str, Outcome]]) -> list[Hit | None]:
+        """For each (title, description, content, outcome): the project's most similar memory
+        of the same outcome (cosine score), if any. One batched embedding call.
+
+        Embedded exactly as ``store`` embeds, so a re-learned lesson scores near 1. The
+        outcome must match: "run X before Y" and "avoid running X inside Y" embed close
+        together (0.94 measured) yet are opposite lessons.
+        """
+        if not items:
+            return []
+        vectors = self._embedder.embed_documents([f"{t}. {d}\n{c}" for t, d, c, _ in items])
+        found: list[Hit | None] = []
+        for (_, _, _, outcome), vector in zip(items, vectors, strict=True):
+            hits = self._store.search(COLLECTION, vector, {**scope.fields(), "outcome": outcome.value}, limit=1)
+            found.append(hits[0] if hits else None)
+        return found
+
+    def reinforce(self, scope: Scope, memory_id: str) -> NewConfidence:
+        """A session learned this lesson again: count it as evidence, like a successful use."""
+        with self._lock:
+            record = self._load(scope, memory_id, ScopeLevel.project)
+            p = record.payload
+            belief = Belief(float(p["alpha"]), float(p["beta"])).observe(True, OUTCOME_WEIGHT)
+            fields = {
+                "alpha": belief.alpha,
+                "beta": belief.beta,
+                "confidence": belief.confidence,
+                "reinforced_count": int(p.get("reinforced_count", 0)) + 1,
+                "updated_ts": self._now(),
+            }
+            self._store.set_fields(COLLECTION, record.id, fields)
+        return NewConfidence(
+            id=record.id, confidence=round(belief.confidence, 4), hidden_from_search=belief.confidence < HIDE_BELOW
+        )
 
     def counts(self, scope: Scope | None = None) -> int:
         return self._store.count(COLLECTION, scope.fields() if scope else {})

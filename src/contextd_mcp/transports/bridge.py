@@ -73,13 +73,15 @@ def start_daemon(paths: DataPaths) -> socket.socket:
         raise BridgeError(f"the daemon did not answer within {START_TIMEOUT_S:.0f}s:\n{_log_tail(paths)}")
 
 
-def open_session(paths: DataPaths, op: str = "mcp", autostart: bool = True) -> tuple[socket.socket, dict, bytes]:
+def open_session(
+    paths: DataPaths, op: str = "mcp", autostart: bool = True, fields: dict | None = None
+) -> tuple[socket.socket, dict, bytes]:
     sock = connect(paths)
     if sock is None:
         if not autostart:
             raise BridgeError("no daemon is running")
         sock = start_daemon(paths)
-    sock.sendall(hello(op))
+    sock.sendall(hello(op, **(fields or {})))
     buffer = b""
     while b"\n" not in buffer:
         chunk = sock.recv(65536)

@@ -12,12 +12,15 @@ MAX_HELLO_BYTES = 64 * 1024
 SCOPE_ENV = ("CONTEXTD_TENANT", "CONTEXTD_TEAM", "CONTEXTD_PROJECT", "CONTEXTD_AGENT")
 
 
-def hello(op: str) -> bytes:
+def hello(op: str, **fields: Any) -> bytes:
+    """``fields`` add to or override the defaults (the hook sends the tool, its arguments and
+    the Claude Code session's cwd)."""
     message: dict[str, Any] = {
         "contextd": PROTOCOL,
         "op": op,
         "cwd": os.getcwd(),
         "env": {k: os.environ[k] for k in SCOPE_ENV if os.environ.get(k)},
         "pid": os.getpid(),
+        **fields,
     }
     return (json.dumps(message) + "\n").encode()

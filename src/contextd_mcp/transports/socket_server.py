@@ -49,9 +49,12 @@ class SocketServer:
         status: Callable[[], dict[str, Any]],
         request_stop: Callable[[], Awaitable[None]],
         max_message_bytes: int,
+        runner: Any = None,
     ) -> None:
         self._path = path
         self._server = server
+        # The ToolRunner, for one-shot "call" requests (the Claude Code hook); None: refused.
+        self._runner = runner
         self._status = status
         self._request_stop = request_stop
         self._max = max_message_bytes
@@ -81,6 +84,8 @@ class SocketServer:
                 await self._request_stop()
             elif op == "mcp":
                 await self._serve_mcp(stream, hello, rest)
+            elif op == "call" and self._runner is not None:
+                await self._serve_call(stream, hello)
             else:
                 await _reply(stream, {"ok": False, "error": f"unknown op {op!r}"})
 
@@ -108,3 +113,38 @@ class SocketServer:
             pass
         finally:
             self.connections -= 1
+
+    async def _serve_call(self, stream: SocketStream, hello: dict[str, Any]) -> None:
+        """One tool call, one JSON reply line: what the stdlib-only ``hook`` command speaks.
+
+        It goes through the ToolRunner like any MCP call (validation, scrubbing, caps, audit),
+        as transport "hook". The caller's connection id is derived from the Claude Code
+        session id, so SessionStart and a later SessionEnd find the same contextd session.
+        ``transcript_path`` travels only here, on the owner-only socket, never as a tool argument.
+        """
+        try:
+            env = {str(k): str(v) for k, v in (hello.get("env") or {}).items()}
+            scope = resolve_scope(Path(str(hello.get("cwd") or "/")), env)
+        except (ValueError, OSError) as exc:
+            await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {exc}"})
+            return
+        hook = hello.get("hook") if isinstance(hello.get("hook"), dict) else {}
+        client_session = str(hook.get("session_id") or "")[:128]
+        extra = {k: str(hook[k])[:4096] for k in ("transcript_path", "event") if hook.get(k)}
+        caller = Caller(
+            scope=scope,
+            transport="hook",
+            connection_id=f"claude-code:{client_session}" if client_session else uuid.uuid4().hex[:12],
+            agent=env.get("CONTEXTD_AGENT"),
+            extra=extra,
+        )
+        arguments = hello.get("arguments") if isinstance(hello.get("arguments"), dict) else {}
+        token = CURRENT_CALLER.set(caller)
+        try:
+            result = await self._runner.call(str(hello.get("tool") or ""), arguments)
+        finally:
+            CURRENT_CALLER.reset(token)
+        text = result.content[0].text if result.content else ""  # type: ignore[union-attr]
+        await self._safe_reply(
+            stream, {"ok": True, "is_error": bool(result.is_error), "result": result.structured_content, "text": text}
+        )
