@@ -275,7 +275,7 @@ ANCHORED_RULES: tuple[AnchoredRule, ...] = (
 
 
 class DiscordBotToken:
-    """<base64 user id>.<6>.<27-40>: no literal to search for, so anchor on the
+    """<base64 user id, 23-28>.<6>.<27-40>: no literal to search for, so anchor on the
     dotted middle segment and look back for the id, which must decode to digits
     (long dotted identifiers like Foo.barbaz.qux never do)."""
 
@@ -290,7 +290,7 @@ class DiscordBotToken:
             while start > 0 and m.start() - start <= 28 and text[start - 1] in self._id_chars:
                 start -= 1
             head = text[start : m.start()]
-            if 24 <= len(head) <= 28 and head[0] in "MNO" and _decodes_to_digits(head):
+            if 23 <= len(head) <= 28 and head[0] in "MNO" and _decodes_to_digits(head):
                 token = text[start : m.end()]
                 if not _FAKE_TOKEN.search(token) and entropy(token) >= 3.0:
                     yield start, m.end(), self.kind
@@ -384,7 +384,7 @@ class GcpServiceAccount:
 _PLACEHOLDER = re.compile(
     r"""(?ix) ^[$%<{!&*@#] | \$\{ | \{\{ | \}\} | %\( | %s\b | \{\} | <[^>]*>
     | your[_-]? | ^my[_-] | example | sample | placeholder | dummy | fake | changeme | change[_-]me
-    | replace[_-]?me | insert[_-] | redacted | masked | xxx | \*\*\* | \.\.\. | (.)\1{4,}
+    | replace[_-]?me | insert[_-] | redacted | masked | xxxx | \*\*\* | \.\.\. | (.)\1{4,}
     | ^(?:my|your|the)?(?:pass(?:word|wd)?|secret|token|test|admin|demo|qwerty|letmein)[\W_]*\d*$"""
 )
 _PLACEHOLDER_WORDS = frozenset(
@@ -396,11 +396,12 @@ _REFERENCE = re.compile(r"(?i)^(?:arn|vault|ssm|env|file|secret|secrets|projects
 _WHITESPACE = re.compile(r"\s")
 _NUMERIC = re.compile(r"[\d.,:_+-]+")  # ports, counts, versions, timestamps
 _PATH = re.compile(r"(?:~|\.{1,2})?/[\w.@~-]|[A-Za-z]:\\|\\\\")
-# Code, not a literal: settings.API_KEY, os.environ["X"], get_token(), ENC[...].
-_CODE_REF = re.compile(
-    r"[A-Za-z_$][\w$]*(?:(?:\.|::|->|\?\.)[A-Za-z_$][\w$]*)+(?:[(\[].*)?|[A-Za-z_$][\w$]*[(\[].*", re.S
-)
-_ENV_ASSIGNMENT = re.compile(r"(?:[a-z_]+|[A-Z_]+)=[A-Za-z]")  # `KEY=value`, `strict=False`: syntax, not a secret
+# Code, not a literal: get_token(), os.environ["X"], ENC[...]; and settings.API_KEY when
+# its parts are words (a random 'AzrOtk8.X7a' is a password with a dot in it).
+_CALL = re.compile(r"[A-Za-z_$][\w$.]*[(\[]")
+_DOTTED = re.compile(r"[A-Za-z_$][\w$]*(?:(?:\.|::|->|\?\.)[A-Za-z_$][\w$]*)+")
+_DIGITS = re.compile(r"\d+")
+_ENV_ASSIGNMENT = re.compile(r"(?:[a-z_]{2,}|[A-Z_]{2,})=[A-Za-z]+")  # `KEY=value`, `strict=False`: syntax
 _SEPARATORS = re.compile(r"[:./_-]+")
 _CAMEL_PART = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
 
@@ -433,11 +434,13 @@ def plausible_secret(value: str, *, password: bool) -> bool:
         return False
     if is_placeholder(value) or "://" in value or "\\n" in value:
         return False
-    if _NUMERIC.fullmatch(value) or _PATH.match(value) or _CODE_REF.fullmatch(value):
+    if _NUMERIC.fullmatch(value) or _PATH.match(value) or _CALL.match(value):
+        return False
+    if _DOTTED.fullmatch(value) and _wordy(_DIGITS.sub("", value)):
         return False
     # All-letter words are names, labels and variables; this misses a password like
     # "letmeinplease", a price paid for not flagging `password = "Incorrect"` in tests.
-    if _wordy(value) or _ENV_ASSIGNMENT.match(value):
+    if _wordy(value) or _ENV_ASSIGNMENT.fullmatch(value):
         return False
     return entropy(value) >= (2.5 if password else 3.0)
 

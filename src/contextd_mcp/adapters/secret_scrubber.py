@@ -52,6 +52,8 @@ class RegexScrubber:
         return list(zip(starts, ends, kinds, strict=True))
 
     def scrub(self, text: str) -> ScrubResult:
+        """``text`` with each secret replaced by its marker; ``redactions`` counts the
+        markers, ``kinds`` lists their kinds once each, in order of first appearance."""
         found = self.findings(text)
         if not found:
             return ScrubResult(text)
