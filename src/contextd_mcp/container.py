@@ -80,6 +80,7 @@ class Container:
     checkpoints: CheckpointService | None = None
     distill: DistillRunner | None = None
     folding: Any = None  # FoldingService, once wired
+    shell: Any = None  # ShellService
 
     def tools(self) -> list[ToolDef]:
         return list(self.runner.tools.values())
@@ -152,7 +153,18 @@ def build(
     )
     _add_session_workers(container, session_settings or SessionSettings())
     _add_folding(container, sessions, memory)
+    _add_shell(container)
     return container
+
+
+def _add_shell(container: Container) -> None:
+    from contextd_mcp.mcp.tools.bash import bash_tools
+    from contextd_mcp.services.shell import ShellService, ShellSettings
+
+    settings = ShellSettings(allow_unsandboxed=os.environ.get("CONTEXTD_BASH_ALLOW_UNSANDBOXED") == "1")
+    policy = getattr(container, "policies", None)
+    container.shell = ShellService(settings, policy.check if policy is not None else None)
+    container.runner.add_tools(bash_tools(container.shell))
 
 
 def _add_folding(container: Container, sessions: SessionService, memory: MemoryService) -> None:

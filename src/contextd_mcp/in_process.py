@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import anyio
@@ -16,7 +17,7 @@ def run_in_process(paths: DataPaths) -> int:
     from contextd_mcp.container import build
     from contextd_mcp.daemon import AlreadyRunning, acquire_owner_lock
     from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
-    from contextd_mcp.scope_resolver import resolve_scope
+    from contextd_mcp.scope_resolver import project_root, resolve_scope
 
     paths.ensure()
     try:
@@ -28,7 +29,13 @@ def run_in_process(paths: DataPaths) -> int:
         return 1
     container = build(paths)
     server = container.server()
-    caller = Caller(scope=resolve_scope(Path.cwd(), os.environ), transport="stdio", agent=os.environ.get("CONTEXTD_AGENT"))
+    caller = Caller(
+        scope=resolve_scope(Path.cwd(), os.environ),
+        transport="stdio",
+        connection_id=uuid.uuid4().hex[:12],
+        agent=os.environ.get("CONTEXTD_AGENT"),
+        project_dir=str(project_root(Path.cwd())),
+    )
 
     async def main() -> None:
         CURRENT_CALLER.set(caller)

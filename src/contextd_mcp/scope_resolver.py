@@ -67,6 +67,12 @@ def remote_owner_repo(repo_root: Path) -> tuple[str, str] | None:
     return None
 
 
+def project_root(cwd: Path) -> Path:
+    """The directory a local caller's project lives in: its repository root, else cwd."""
+    directory = cwd.resolve()
+    return find_repo_root(directory) or directory
+
+
 def resolve_scope(cwd: Path, env: Mapping[str, str]) -> Scope:
     directory = cwd.resolve()
     root = find_repo_root(directory) or directory

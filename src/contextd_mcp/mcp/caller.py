@@ -16,6 +16,9 @@ class Caller:
     read_only: bool = False
     agent: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # The local project directory (repository root) the caller works in; only local
+    # transports know one, and only they may run bash there.
+    project_dir: str | None = None
 
 
 # Set by a transport for the lifetime of one connection (unix socket, in-process

@@ -6,7 +6,7 @@ error mapping, caps, audit) derives from its entry here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +14,8 @@ from pydantic import BaseModel
 
 from contextd_mcp.mcp.caller import Caller
 
-Handler = Callable[[Caller, Any], BaseModel]
+# Blocking handlers run in a worker thread; async ones (long waits) on the event loop.
+Handler = Callable[[Caller, Any], BaseModel] | Callable[[Caller, Any], Awaitable[BaseModel]]
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class ToolDef:
     description: str
     input_model: type[BaseModel]
     output_model: type[BaseModel]
-    handler: Handler  # blocking: runs in a worker thread
+    handler: Handler
     read_only: bool = False
     idempotent: bool = False
     example: dict[str, Any] = field(default_factory=dict)

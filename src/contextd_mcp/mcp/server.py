@@ -3,6 +3,7 @@ validated, attributed to a caller, run, mapped from errors, scrubbed, capped and
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
@@ -185,7 +186,11 @@ class ToolRunner:
         try:
             for guard in self.guards:
                 guard(caller, tool, args)
-            output: BaseModel = await anyio.to_thread.run_sync(tool.handler, caller, args, limiter=self._limiter)
+            if inspect.iscoroutinefunction(tool.handler):
+                # Long waits (a sandboxed command) must not hold one of the worker threads.
+                output: BaseModel = await tool.handler(caller, args)
+            else:
+                output = await anyio.to_thread.run_sync(tool.handler, caller, args, limiter=self._limiter)
         except ContextdError as exc:
             scrubbed = self._scrubber.scrub(f"{exc.kind}: {exc.message}")
             event["redactions_out"] = scrubbed.redactions

@@ -15,7 +15,7 @@ from anyio.abc import SocketStream
 
 from contextd_mcp import __version__
 from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
-from contextd_mcp.scope_resolver import resolve_scope
+from contextd_mcp.scope_resolver import project_root, resolve_scope
 from contextd_mcp.transports.framing import jsonrpc_streams
 from contextd_mcp.transports.hello import MAX_HELLO_BYTES, PROTOCOL
 
@@ -102,7 +102,13 @@ class SocketServer:
         except (ValueError, OSError) as exc:
             await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {exc}"})
             return
-        caller = Caller(scope=scope, transport="socket", connection_id=uuid.uuid4().hex[:12], agent=env.get("CONTEXTD_AGENT"))
+        caller = Caller(
+            scope=scope,
+            transport="socket",
+            connection_id=uuid.uuid4().hex[:12],
+            agent=env.get("CONTEXTD_AGENT"),
+            project_dir=str(project_root(Path(str(hello.get("cwd") or "/")))),
+        )
         await _reply(stream, {"ok": True, "pid": os.getpid(), "version": __version__, "scope": scope.fields()})
         CURRENT_CALLER.set(caller)
         self.connections += 1
@@ -137,6 +143,7 @@ class SocketServer:
             connection_id=f"claude-code:{client_session}" if client_session else uuid.uuid4().hex[:12],
             agent=env.get("CONTEXTD_AGENT"),
             extra=extra,
+            project_dir=str(project_root(Path(str(hello.get("cwd") or "/")))),
         )
         arguments = hello.get("arguments") if isinstance(hello.get("arguments"), dict) else {}
         token = CURRENT_CALLER.set(caller)

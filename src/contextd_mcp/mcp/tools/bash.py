@@ -1,0 +1,39 @@
+"""The bash tool: a command in the project, in namespaces + seccomp, no network."""
+
+from __future__ import annotations
+
+from contextd_mcp.mcp.caller import Caller
+from contextd_mcp.mcp.registry import ToolDef
+from contextd_mcp.models.shell import BashResult, RunCommand
+from contextd_mcp.services.shell import ShellService
+
+
+def bash_tools(service: ShellService) -> list[ToolDef]:
+    async def bash(caller: Caller, req: RunCommand) -> BashResult:
+        return await service.run(caller.scope, caller.project_dir, req)
+
+    return [
+        ToolDef(
+            "bash",
+            "Run a shell command in the project directory, sandboxed: no network, nothing outside the project "
+            "writable or (but system dirs) readable, bounded time/memory/processes/output (head+tail kept). "
+            "Policies are checked first; secrets in output are redacted.",
+            RunCommand,
+            BashResult,
+            bash,
+            example={"command": "pytest -q tests/test_upload.py", "timeout_seconds": 120},
+            example_result={
+                "exit_code": 0,
+                "stdout": "3 passed in 0.41s\n",
+                "stderr": "",
+                "duration_ms": 812.4,
+                "timed_out": False,
+                "truncated": False,
+                "sandboxed": True,
+                "limits": {"timeout_seconds": 120, "max_output_bytes_per_stream": 65536, "memory_bytes": 1073741824,
+                           "cpu_seconds": 120, "max_processes": 256, "max_file_bytes": 268435456,
+                           "max_open_files": 256, "network": "none"},
+                "policy_warnings": [],
+            },
+        )
+    ]

@@ -1,0 +1,93 @@
+"""Runs an agent's shell command in the sandbox, after the caller's policies allow it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from contextd_mcp.errors import Denied, InvalidInput, Unavailable
+from contextd_mcp.models.scope import Scope
+from contextd_mcp.models.shell import AppliedLimits, BashResult, RunCommand
+
+# (scope, action, context) -> object with .violations (each: policy_id, title, reason, severity)
+PolicyCheck = Callable[[Scope, str, dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class ShellSettings:
+    max_output_bytes: int = 64 * 1024
+    memory_bytes: int = 1 << 30
+    cpu_seconds: int = 120
+    max_processes: int = 256
+    max_file_bytes: int = 256 << 20
+    max_open_files: int = 256
+    # Only an operator sets this, for hosts that cannot sandbox; every result then says so.
+    allow_unsandboxed: bool = False
+
+
+class ShellService:
+    def __init__(self, settings: ShellSettings = ShellSettings(), policy_check: PolicyCheck | None = None) -> None:
+        self._settings = settings
+        self.policy_check = policy_check
+
+    def _policies(self, scope: Scope, request: RunCommand, project_dir: Path) -> list[str]:
+        if self.policy_check is None:
+            return []
+        context = {"kind": "bash", "project_dir": str(project_dir), "working_dir": request.working_dir or ""}
+        verdict = self.policy_check(scope, request.command, context)
+        critical = [v for v in verdict.violations if str(getattr(v, "severity", "")) in ("critical", "Severity.critical")]
+        if critical:
+            reasons = "; ".join(f"{v.title}: {v.reason}" for v in critical)
+            raise Denied(f"policy forbids this command ({reasons})")
+        return [f"{v.severity}: {v.title}: {v.reason}" for v in verdict.violations]
+
+    async def run(self, scope: Scope, project_dir: str | None, request: RunCommand) -> BashResult:
+        from contextd_mcp.sandbox import SandboxLimits, SandboxUnavailable, run_sandboxed
+
+        if not project_dir:
+            raise Denied("bash runs only for local agents (stdio or the daemon socket), in their project directory")
+        root = Path(project_dir)
+        working_dir = None
+        if request.working_dir:
+            working_dir = Path(request.working_dir)
+            if not working_dir.is_absolute():
+                working_dir = root / working_dir
+        warnings = self._policies(scope, request, root)
+        s = self._settings
+        limits = SandboxLimits(
+            timeout_seconds=float(request.timeout_seconds),
+            max_output_bytes=s.max_output_bytes,
+            memory_bytes=s.memory_bytes,
+            cpu_seconds=s.cpu_seconds,
+            max_processes=s.max_processes,
+            max_file_bytes=s.max_file_bytes,
+            max_open_files=s.max_open_files,
+        )
+        try:
+            result = await run_sandboxed(request.command, root, working_dir, request.env, limits, s.allow_unsandboxed)
+        except ValueError as exc:
+            raise InvalidInput("working_dir" if "working" in str(exc) or "project" in str(exc) else "command", str(exc)) from exc
+        except SandboxUnavailable as exc:
+            raise Unavailable(f"the sandbox cannot run here: {exc}") from exc
+        return BashResult(
+            exit_code=result.exit_code,
+            stdout=result.stdout,
+            stderr=result.stderr,
+            duration_ms=round(result.duration_ms, 2),
+            timed_out=result.timed_out,
+            truncated=result.truncated,
+            sandboxed=result.sandboxed,
+            limits=AppliedLimits(
+                timeout_seconds=request.timeout_seconds,
+                max_output_bytes_per_stream=s.max_output_bytes,
+                memory_bytes=s.memory_bytes,
+                cpu_seconds=s.cpu_seconds,
+                max_processes=s.max_processes,
+                max_file_bytes=s.max_file_bytes,
+                max_open_files=s.max_open_files,
+                network="none" if result.sandboxed else "host (UNSANDBOXED)",
+            ),
+            policy_warnings=warnings,
+        )
