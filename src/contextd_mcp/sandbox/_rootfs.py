@@ -1,4 +1,4 @@
-"""The filesystem the command sees, built by the namespace's init before it forks the command.
+"""The filesystem the command sees, built by the namespace's init before it spawns the command.
 
 Layout (every path not listed here simply does not exist inside):
 
@@ -11,7 +11,9 @@ Layout (every path not listed here simply does not exist inside):
     <project>         the project, read-write, at its real path (mounted last, so it wins)
 
 `prepare` builds everything but the request's parts while a pre-forked worker waits (off the
-critical path); `finish` adds /tmp, the project and the limits once the request is known.
+critical path); `finish` adds /tmp, the project and the limits once the request is known. A bind
+pins what it binds, so a host file replaced by rename (say /etc/passwd after useradd) shows its
+old content in a warm worker: for at most helper.MAX_WARM_SECONDS.
 
 The server may run as root, and root inside the user namespace is still the owner of root's files
 on disk (DAC is by kernel uid), so hiding is the only protection for root-only files: hence the

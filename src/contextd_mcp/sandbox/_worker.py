@@ -5,9 +5,9 @@
                 root (`_rootfs.prepare`) and empties its bounding set, then waits. On a request:
                 `_rootfs.finish`, rlimits, capabilities cleared, no_new_privs, seccomp, and
                 spawns `bash -c command` (setsid, stdin /dev/null). It then reaps every
-                zombie until the command exits, reports its status and exits; the kernel kills
-                what is left in the namespace. A kill request (the server shut down its side of
-                the status socket, or died) makes init kill(-1, SIGKILL) first.
+                zombie until the command exits, kills and reaps whatever else is left in the
+                namespace, reports the status and exits with it. A kill request (the server
+                shut down its side of the status socket, or died) makes it do so at once.
 
 Init confines itself before spawning: the command inherits the same no_new_privs, seccomp filter
 and rlimits, and init has nothing left that could help it. Capabilities need no clearing in the
