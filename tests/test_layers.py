@@ -47,3 +47,14 @@ def test_bridge_imports_nothing_heavy() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""
+
+
+def test_hook_command_imports_nothing_heavy() -> None:
+    """`contextd-mcp hook ...` runs at every Claude Code session start and end."""
+    code = (
+        "import sys; import contextd_mcp.cli, contextd_mcp.hooks, contextd_mcp.transcript; "
+        "heavy = [m for m in ('mcp', 'pydantic', 'anyio', 'qdrant_client', 'qdrant_edge', 'fastembed', 'numpy', "
+        "'starlette', 'tokenizers', 'contextd_mcp.services.sessions') if m in sys.modules]; print(','.join(heavy))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""

@@ -271,7 +271,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stop)
 
     p = add("hook", "a Claude Code hook: reads the hook JSON on stdin, talks to the daemon, always exits 0")
-    p.add_argument("event", choices=("session-start", "session-end", "pre-compact"))
+    # Not argparse choices: a wrong name must still exit 0 (a hook never fails the session).
+    p.add_argument("event", metavar="{session-start,session-end,pre-compact}")
     p.set_defaults(func=cmd_hook)
 
     p = sub.add_parser("docs", help="generate schema.json and TOOL.md from the tool registry")

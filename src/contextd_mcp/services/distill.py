@@ -108,7 +108,10 @@ def from_summary(summary: str, task: str, outcome: SessionOutcome) -> list[Item]
     if outcome is not SessionOutcome.success:
         wrong = problems[:2] if problems else (parts[:2] if outcome is SessionOutcome.failure else [])
         if wrong:
-            avoid = remedies[0] if remedies else "Check for this cause before trying the same approach again."
+            # In a failed session, what the summary says besides the failure is the lesson; in
+            # a partial one it is what worked, so only a sentence that reads as advice will do.
+            fallback = others[:1] if outcome is SessionOutcome.failure else []
+            avoid = (remedies or fallback or ["Check for this cause before trying the same approach again."])[0]
             content = f"What went wrong: {' '.join(wrong)} How to avoid it: {_sentence(avoid)}"
             items.append(_shape(f"Avoid: {wrong[0]}", f"What went wrong{where}.", content, Outcome.failure, "summary"))
     return items
