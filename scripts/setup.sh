@@ -3,11 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: python-prctl compiles against libcap. Installed only when missing,
-# and only where we may (root with apt); otherwise say what is needed.
+# System packages: the sandbox's seccomp filter needs libseccomp; the bench compares against
+# bubblewrap when it is there. Installed only when missing, and only where we may (root, apt).
 need=()
-dpkg -s libcap-dev >/dev/null 2>&1 || need+=(libcap-dev)
-if [ "${CONTEXTD_SKIP_APT:-0}" != "1" ] && [ ${#need[@]} -gt 0 ]; then
+ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || need+=(libseccomp2)
+if [ "${CONTEXTD_SETUP_BENCH:-0}" = "1" ] && ! command -v bwrap >/dev/null; then need+=(bubblewrap); fi
+if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   else
@@ -18,4 +19,6 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+extras="test"
+if [ "${CONTEXTD_SETUP_BENCH:-0}" = "1" ]; then extras="test,bench"; fi
+.venv/bin/python -m pip install -q -e ".[$extras]"

@@ -3,6 +3,6 @@
 # For the fast suite while developing: .venv/bin/pytest -m "not slow"
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+CONTEXTD_SETUP_BENCH=1 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
