@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from contextd_mcp.models.requests import SearchMemories, StoreMemory
 from contextd_mcp.models.scope import Scope
@@ -59,3 +60,53 @@ def memory_quality(service: MemoryService, path: Path = DATA / "memory_retrieval
         relevant.append({key_to_id[k] for k in query["relevant"]})
     r1, r3, mrr = score(ranked, relevant)
     return Quality(len(ranked), len(key_to_id), r1, r3, mrr)
+
+
+class _QueryCache:
+    def __init__(self, embedder: Any) -> None:
+        self._embedder = embedder
+        self._cache: dict[str, list[float]] = {}
+        self.model_name, self.dim = embedder.model_name, embedder.dim
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._embedder.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        if text not in self._cache:
+            self._cache[text] = self._embedder.embed_query(text)
+        return self._cache[text]
+
+
+# Fusion weights (dense, sparse) per variant; "hybrid" is what remediation_search uses.
+REMEDIATION_VARIANTS: dict[str, tuple[float, float] | None] = {"dense": (1.0, 0.0), "sparse": (0.0, 1.0), "hybrid": None}
+
+
+def remediation_quality(container: Any, path: Path = DATA / "remediation_errors.json") -> dict[str, Quality]:
+    """Dense-only vs sparse-only vs hybrid on the labelled error set: the same stored records and
+    query vectors, only the fusion weights differ (dense = the dense list alone, on normalised text)."""
+    from contextd_mcp.models.remediation import RecordRemediation, SearchRemediations
+    from contextd_mcp.services.remediation import WEIGHTS, RemediationService
+
+    # The variants embed the same queries: embed each once.
+    service = RemediationService(container.store, _QueryCache(container.embedder), container.scrubber)
+    dataset = json.loads(path.read_text())
+    requests = [
+        RecordRemediation(
+            title=r["title"], problem=r["problem"], solution=r["solution"], root_cause=r.get("root_cause"),
+            category=r.get("category"), tags=r.get("tags", []),
+        )
+        for r in dataset["remediations"]
+    ]
+    recorded = service.record_many(SCOPE, requests)
+    key_to_id = {r["key"]: rec.id for r, rec in zip(dataset["remediations"], recorded, strict=True)}
+    results: dict[str, Quality] = {}
+    for name, weights in REMEDIATION_VARIANTS.items():
+        ranked, relevant = [], []
+        for query in dataset["queries"]:
+            request = SearchRemediations(error=query["error"], limit=10)
+            hits = service.search(SCOPE, request, weights=weights or WEIGHTS)
+            ranked.append([h.id for h in hits])
+            relevant.append({key_to_id[query["relevant"]]})
+        r1, r3, mrr = score(ranked, relevant)
+        results[name] = Quality(len(ranked), len(key_to_id), r1, r3, mrr)
+    return results

@@ -19,6 +19,7 @@ from contextd_mcp.mcp.skill_prompts import SkillPrompts
 from contextd_mcp.mcp.tools.agents import agent_tools
 from contextd_mcp.mcp.tools.checkpoint import checkpoint_tools
 from contextd_mcp.mcp.tools.memory import memory_tools
+from contextd_mcp.mcp.tools.remediation import remediation_tools
 from contextd_mcp.mcp.tools.session import session_tools
 from contextd_mcp.mcp.tools.skills import skill_tools
 from contextd_mcp.paths import DataPaths
@@ -30,6 +31,7 @@ from contextd_mcp.services.checkpoints import CheckpointService
 from contextd_mcp.services.distill import Distiller, DistillRunner
 from contextd_mcp.services.injection import Injector
 from contextd_mcp.services.memory import MemoryService
+from contextd_mcp.services.remediation import RemediationService
 from contextd_mcp.services.sessions import SessionPolicy, SessionService
 from contextd_mcp.services.skills import SkillService
 from contextd_mcp.settings import EmbeddingSettings, LimitSettings, SessionSettings, StoreSettings
@@ -81,6 +83,7 @@ class Container:
     distill: DistillRunner | None = None
     folding: Any = None  # FoldingService, once wired
     shell: Any = None  # ShellService
+    remediation: RemediationService | None = None
 
     def tools(self) -> list[ToolDef]:
         return list(self.runner.tools.values())
@@ -128,6 +131,8 @@ def build(
     sessions, checkpoints, distill_runner = _session_parts(paths, store, embedder, scrubber, memory, limit_settings, session_settings)
     tools = memory_tools(memory) + skill_tools(skills) + agent_tools(agents)
     tools += session_tools(sessions) + checkpoint_tools(checkpoints, sessions)
+    remediation = RemediationService(store, embedder, scrubber)
+    tools += remediation_tools(remediation)
     if os.environ.get("CONTEXTD_BENCH_TOOLS") == "1":
         from contextd_mcp.mcp.tools.diagnostics import diagnostic_tools
 
@@ -149,7 +154,7 @@ def build(
     runner.response_hooks.append(lambda caller, tool, data, tokens: sessions.touch(caller.connection_id) or [])
     container = Container(
         paths, store, embedder, scrubber, audit, memory, runner, skills=skills, agents=agents, agent_bindings=bindings,
-        sessions=sessions, checkpoints=checkpoints, distill=distill_runner,
+        sessions=sessions, checkpoints=checkpoints, distill=distill_runner, remediation=remediation,
     )
     _add_session_workers(container, session_settings or SessionSettings())
     _add_folding(container, sessions, memory)

@@ -8,8 +8,9 @@ All conditions are ANDed.
 A collection may also hold a sparse vector per record (``CollectionSpec.sparse``): a map of
 term index to weight, whose query-side weights the engine scales by the terms' inverse
 document frequency over the collection. ``hybrid_search`` ranks by dense and by sparse
-similarity and fuses the two rankings in the engine by reciprocal rank:
-``score = sum over lists of weight / (RRF_K + rank)``, rank counted from 0.
+similarity and fuses the two rankings in the engine by weighted reciprocal rank (Qdrant's
+definition): ``score = sum over lists of 1 / ((rank + 1) / weight + RRF_K - 1)``, rank counted
+from 0; with ``RRF_K = 1`` that is ``sum of weight / (rank + 1)``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class Range:
 
 # Term index (any 32-bit unsigned int, e.g. a hashed token) → weight.
 Sparse: TypeAlias = Mapping[int, float]
-RRF_K = 10
+RRF_K = 1
 
 Condition: TypeAlias = str | int | bool | list[str] | Range
 Where: TypeAlias = Mapping[str, Condition]

@@ -1,0 +1,272 @@
+"""Remediations: record an error's fix, find it again from a reworded occurrence of the error.
+
+Retrieval is hybrid. Each record keeps a dense vector of its title and normalised error and a
+sparse vector of the normalised error's exact terms (error classes, codes, package names);
+the store ranks by both and fuses the rankings (``VectorStore.hybrid_search``). The sparse
+list weighs 1.5x the dense one: on the labelled set (tests/data/remediation_errors.json,
+BENCHMARKS.md) exact terms decide which of several look-alike errors a query is.
+
+Confidence follows the memory model (models/confidence.py): helpful / unhelpful feedback moves
+a Beta posterior, and ranking weighs relevance by it. Records of the same error (same normalised
+signature) share their best relevance, so among alternative fixes for one error the one that
+has worked ranks first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from contextd_mcp import limits
+from contextd_mcp.errors import NotFound
+from contextd_mcp.models.confidence import FEEDBACK_WEIGHT, HIDE_BELOW, Belief, Origin, rank_score
+from contextd_mcp.models.remediation import (
+    PROBLEM_PREVIEW,
+    SOLUTION_PREVIEW,
+    Category,
+    GetRemediation,
+    RecordedRemediation,
+    RecordRemediation,
+    Remediation,
+    RemediationConfidence,
+    RemediationFeedback,
+    RemediationHit,
+    SearchRemediations,
+)
+from contextd_mcp.models.scope import Scope, ScopeLevel
+from contextd_mcp.ports import vector_store as port
+from contextd_mcp.ports.embedder import Embedder
+from contextd_mcp.ports.scrubber import Scrubber
+from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record, VectorStore
+from contextd_mcp.services.error_text import dense_text, infer_category, normalise, sparse_vector
+
+COLLECTION = "remediations"
+# Fusion weights (dense, sparse) and candidates per list; measured in bench/bench_remediation.py.
+WEIGHTS = (1.0, 1.5)
+CANDIDATES = 50
+CONTEXT_TERM_WEIGHT = 0.5
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def _preview(text: str, max_chars: int) -> str:
+    text = text.strip()
+    if len(text) <= max_chars:
+        return text
+    return text[:max_chars].rsplit(" ", 1)[0] + "…"
+
+
+def _relative_level(owner: dict[str, Any], caller: Scope) -> ScopeLevel:
+    if owner.get("project") == caller.project and owner.get("team") == caller.team:
+        return ScopeLevel.project
+    if owner.get("team") == caller.team:
+        return ScopeLevel.team
+    return ScopeLevel.org
+
+
+def _best_fused_score(weights: tuple[float, float]) -> float:
+    """The fused score of a record ranked first by both lists (the port's formula at rank 0)."""
+    return sum(1.0 / (1.0 / w + port.RRF_K - 1) for w in weights if w > 0)
+
+
+class RemediationService:
+    def __init__(
+        self, store: VectorStore, embedder: Embedder, scrubber: Scrubber, now: Callable[[], float] = time.time
+    ) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._scrubber = scrubber
+        self._now = now
+        self._lock = threading.Lock()  # feedback is read-modify-write
+        store.ensure(
+            CollectionSpec(
+                name=COLLECTION,
+                dim=embedder.dim,
+                model=embedder.model_name,
+                keyword_fields=("tenant", "team", "project", "category", "tags", "content_hash", "signature"),
+                float_fields=("confidence", "created_ts"),
+                sparse=True,
+            )
+        )
+
+    def _scrub(self, text: str | None) -> str | None:
+        return None if text is None else self._scrubber.scrub(text).text
+
+    def record(self, scope: Scope, request: RecordRemediation) -> RecordedRemediation:
+        return self.record_many(scope, [request])[0]
+
+    def record_many(self, scope: Scope, requests: Sequence[RecordRemediation]) -> list[RecordedRemediation]:
+        """Record several fixes with one batched embedding call (imports, benches)."""
+        results: list[RecordedRemediation] = []
+        fresh: list[tuple[Record, str]] = []
+        seen: dict[str, RecordedRemediation] = {}
+        belief = Belief.prior(Origin.stored)
+        now = self._now()
+        for request in requests:
+            title, problem, solution = (self._scrub(t) or "" for t in (request.title, request.problem, request.solution))
+            root_cause = self._scrub(request.root_cause)
+            symptoms = [self._scrub(s) or "" for s in request.symptoms]
+            digest = hashlib.sha256(f"{title}\n{problem}\n{solution}".encode()).hexdigest()[:32]
+            existing = seen.get(digest) or self._existing(scope, digest)
+            if existing is not None:
+                results.append(existing.model_copy(update={"duplicate_of_existing": True}))
+                continue
+            category = request.category or Category(infer_category(f"{title}\n{problem}\n{root_cause or ''}"))
+            signature = normalise(problem)
+            payload: dict[str, Any] = {
+                **scope.fields(),
+                "title": title,
+                "problem": problem,
+                "solution": solution,
+                "root_cause": root_cause,
+                "symptoms": symptoms,
+                "code_diff": self._scrub(request.code_diff),
+                "affected_files": [self._scrub(f) or "" for f in request.affected_files],
+                "category": category.value,
+                "category_inferred": request.category is None,
+                "tags": list(request.tags),
+                "alpha": belief.alpha,
+                "beta": belief.beta,
+                "confidence": belief.confidence,
+                "helpful_count": 0,
+                "unhelpful_count": 0,
+                "content_hash": digest,
+                "signature": hashlib.sha256(signature.encode()).hexdigest()[:32],
+                "created_ts": now,
+                "updated_ts": now,
+            }
+            lexical = normalise("\n".join([title, problem, *symptoms]))
+            record = Record(id=str(uuid.uuid4()), payload=payload, sparse=sparse_vector(lexical, unit=True))
+            fresh.append((record, f"{title}\n{dense_text(signature)}"))
+            recorded = RecordedRemediation(
+                id=record.id,
+                category=category,
+                category_inferred=request.category is None,
+                confidence=round(belief.confidence, 4),
+            )
+            seen[digest] = recorded
+            results.append(recorded)
+        if fresh:
+            vectors = self._embedder.embed_documents([text for _, text in fresh])
+            records = [
+                Record(id=r.id, payload=r.payload, vector=v, sparse=r.sparse)
+                for (r, _), v in zip(fresh, vectors, strict=True)
+            ]
+            self._store.upsert(COLLECTION, records)
+        return results
+
+    def _existing(self, scope: Scope, digest: str) -> RecordedRemediation | None:
+        found = self._store.scan(COLLECTION, {**scope.fields(), "content_hash": digest}, limit=1)
+        if not found:
+            return None
+        p = found[0].payload
+        return RecordedRemediation(
+            id=found[0].id,
+            category=Category(p["category"]),
+            category_inferred=bool(p["category_inferred"]),
+            confidence=round(float(p["confidence"]), 4),
+        )
+
+    def search(self, scope: Scope, request: SearchRemediations, weights: tuple[float, float] = WEIGHTS) -> list[RemediationHit]:
+        where: dict[str, Any] = dict(scope.read_filter(request.scope))
+        where["confidence"] = Range(gte=HIDE_BELOW)
+        if request.category is not None:
+            where["category"] = request.category.value
+        signature = normalise(request.error)
+        query_text = dense_text(signature)
+        sparse = sparse_vector(signature)
+        if request.context:
+            query_text = f"{query_text}\n{request.context}"
+            for index, value in sparse_vector(normalise(request.context)).items():
+                sparse[index] = sparse.get(index, 0.0) + CONTEXT_TERM_WEIGHT * value
+        vector = self._embedder.embed_query(query_text)
+        candidates = self._store.hybrid_search(
+            COLLECTION, vector, sparse, where, limit=request.limit * limits.RERANK_FACTOR,
+            candidates=CANDIDATES, weights=weights,
+        )
+        best = _best_fused_score(weights)
+        # Alternative fixes of one error share its best relevance, so confidence orders them.
+        by_signature: dict[str, float] = {}
+        for hit in candidates:
+            sig = hit.payload.get("signature", hit.id)
+            by_signature[sig] = max(by_signature.get(sig, 0.0), hit.score)
+        hits = []
+        for hit in candidates:
+            p = hit.payload
+            relevance = min(1.0, by_signature[p.get("signature", hit.id)] / best)
+            confidence = float(p["confidence"])
+            hits.append(
+                RemediationHit(
+                    id=hit.id,
+                    title=p["title"],
+                    category=Category(p["category"]),
+                    problem=_preview(p["problem"], PROBLEM_PREVIEW),
+                    solution=_preview(p["solution"], SOLUTION_PREVIEW),
+                    confidence=round(confidence, 4),
+                    relevance=round(relevance, 4),
+                    score=round(rank_score(relevance, confidence), 4),
+                    tags=list(p.get("tags", [])),
+                    scope=_relative_level(p, scope),
+                )
+            )
+        hits.sort(key=lambda h: h.score, reverse=True)  # stable: equal scores keep the engine's order
+        return hits[: request.limit]
+
+    def _load(self, scope: Scope, remediation_id: str, level: ScopeLevel) -> Record:
+        found = self._store.get(COLLECTION, [remediation_id], scope.read_filter(level))
+        if not found:
+            raise NotFound("remediation", remediation_id)
+        return found[0]
+
+    def get(self, scope: Scope, request: GetRemediation) -> Remediation:
+        record = self._load(scope, request.remediation_id, request.scope)
+        p = record.payload
+        return Remediation(
+            id=record.id,
+            title=p["title"],
+            category=Category(p["category"]),
+            problem=p["problem"],
+            solution=p["solution"],
+            root_cause=p.get("root_cause"),
+            symptoms=list(p.get("symptoms", [])),
+            code_diff=p.get("code_diff"),
+            affected_files=list(p.get("affected_files", [])),
+            tags=list(p.get("tags", [])),
+            confidence=round(float(p["confidence"]), 4),
+            helpful_count=int(p["helpful_count"]),
+            unhelpful_count=int(p["unhelpful_count"]),
+            scope=_relative_level(p, scope),
+            created_at=_iso(p["created_ts"]),
+            updated_at=_iso(p["updated_ts"]),
+        )
+
+    def feedback(self, scope: Scope, request: RemediationFeedback) -> RemediationConfidence:
+        counter = "helpful_count" if request.helpful else "unhelpful_count"
+        with self._lock:
+            record = self._load(scope, request.remediation_id, request.scope)
+            p = record.payload
+            belief = Belief(float(p["alpha"]), float(p["beta"])).observe(request.helpful, FEEDBACK_WEIGHT)
+            self._store.set_fields(
+                COLLECTION,
+                record.id,
+                {
+                    "alpha": belief.alpha,
+                    "beta": belief.beta,
+                    "confidence": belief.confidence,
+                    counter: int(p[counter]) + 1,
+                    "updated_ts": self._now(),
+                },
+            )
+        return RemediationConfidence(
+            id=record.id, confidence=round(belief.confidence, 4), hidden_from_search=belief.confidence < HIDE_BELOW
+        )
+
+    def counts(self, scope: Scope | None = None) -> int:
+        return self._store.count(COLLECTION, scope.fields() if scope else {})
