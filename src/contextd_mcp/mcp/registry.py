@@ -29,6 +29,9 @@ class ToolDef:
     idempotent: bool = False
     example: dict[str, Any] = field(default_factory=dict)
     example_result: dict[str, Any] = field(default_factory=dict)
+    # A writing tool's text arguments are scrubbed of secrets before it runs (ToolRunner);
+    # False only for a tool that must see its input verbatim and stores none of it (bash).
+    scrub_input: bool = True
 
 
 def _strip_titles(node: Any) -> Any:

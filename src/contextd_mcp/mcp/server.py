@@ -176,6 +176,10 @@ class ToolRunner:
         event.update(_identity(caller))
         if caller.read_only and not tool.read_only:
             return _error_result(f"denied: {name} writes, and this identity is read-only"), 0
+        if tool.scrub_input and not tool.read_only:
+            # Whatever a writing tool may store is scrubbed here, once, for every tool present and
+            # future; services scrub what they store again (idempotent) as defence in depth.
+            arguments, _ = scrub_tree(arguments, self._scrubber)
         try:
             args = tool.input_model.model_validate(arguments)
         except ValidationError as exc:

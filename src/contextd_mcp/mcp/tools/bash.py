@@ -22,6 +22,9 @@ def bash_tools(service: ShellService) -> list[ToolDef]:
             BashResult,
             bash,
             example={"command": "pytest -q tests/test_upload.py", "timeout_seconds": 120},
+            # The command runs as written (a scrubbed one would fail obscurely); it is not stored,
+            # and its output is scrubbed like every result.
+            scrub_input=False,
             example_result={
                 "exit_code": 0,
                 "stdout": "3 passed in 0.41s\n",
