@@ -130,7 +130,9 @@ def build(
     agents = AgentService(store, embedder.dim, embedder.model_name, scrubber, skills, lambda: runner.tools)
     sessions, checkpoints, distill_runner = _session_parts(paths, store, embedder, scrubber, memory, limit_settings, session_settings)
     tools = memory_tools(memory) + skill_tools(skills) + agent_tools(agents)
-    tools += session_tools(sessions) + checkpoint_tools(checkpoints, sessions)
+    bindings = AgentBindings()  # session_start(agent=...) binds a connection; the guard enforces it
+    access_guard = AccessGuard(bindings, lambda caller, ref: agents.access(caller.scope, ref))
+    tools += session_tools(sessions, access_guard.bind) + checkpoint_tools(checkpoints, sessions)
     remediation = RemediationService(store, embedder, scrubber)
     tools += remediation_tools(remediation)
     if os.environ.get("CONTEXTD_BENCH_TOOLS") == "1":
@@ -146,8 +148,6 @@ def build(
         http_caller=http_caller,
         list_output_schemas=limit_settings.tools_output_schema,
     )
-    bindings = AgentBindings()
-    access_guard = AccessGuard(bindings, lambda caller, ref: agents.access(caller.scope, ref))
     runner.guards.append(access_guard)
     runner.prompts = SkillPrompts(skills, scrubber, access_guard.check)
     # Any call on a connection keeps the session it started alive (idle TTL).

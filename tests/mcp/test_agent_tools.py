@@ -197,25 +197,98 @@ async def test_prompts_follow_the_agents_skill_access(container: Container) -> N
             await blind.get_prompt("review", {"thing": "x"})
 
 
-async def test_binding_a_connection_to_an_agent(container: Container) -> None:
-    """What session_start(agent=...) does: the connection then acts as that agent, for good."""
+async def test_session_started_for_an_agent_is_confined_to_its_access(container: Container) -> None:
     async with acting_as(container) as admin:
-        reader = data(await admin.call_tool("agent_create", READER))
-        other = data(await admin.call_tool("agent_create", {**READER, "name": "other"}))
-    caller = Caller(scope=SCOPE_A, transport="memory", connection_id="c1")
-    container.agent_bindings.bind(caller, reader["id"], "reader")
-    with pytest.raises(Exception, match="already acts as agent 'reader'"):
-        container.agent_bindings.bind(caller, other["id"], "other")
-    async with acting_as(container, connection="c1") as bound:
-        assert error_text(await bound.call_tool("memory_store", {"title": "a", "content": "b"})) == (
+        await admin.call_tool("agent_create", {**READER, "collections_access": {
+            "memories": "read", "sessions": "write", "checkpoints": "read"}})
+        await admin.call_tool("agent_create", {**READER, "name": "other"})
+    async with acting_as(container, connection="c1") as client:
+        started = data(await client.call_tool("session_start", {"task": "review the PR", "agent": "reader"}))
+        assert started["session_id"]
+        assert error_text(await client.call_tool("memory_store", {"title": "a", "content": "b"})) == (
             "denied: agent 'reader' may not write memories"
         )
-    async with acting_as(container, connection="c2") as unbound:
-        assert data(await unbound.call_tool("memory_store", {"title": "a", "content": "b"}))["id"]
-    container.agent_bindings.release(caller)
+        assert error_text(await client.call_tool("checkpoint_save", {"summary": "half done"})) == (
+            "denied: agent 'reader' may not write checkpoints"
+        )
+        assert data(await client.call_tool("memory_search", {"query": "pull request review"}))["memories"] == []
+        # Neither another agent, nor ending the session, lifts the binding.
+        switch = error_text(await client.call_tool("session_start", {"agent": "other"}))
+        assert switch == "denied: this connection acts as agent 'reader'; it cannot start a session as 'other'"
+        assert error_text(await client.call_tool("session_end", {"outcome": "success"})) == (
+            "denied: agent 'reader' may not write memories"
+        )
+        assert data(await client.call_tool("session_start", {"task": "again"}))["session_id"]
+        assert error_text(await client.call_tool("memory_store", {"title": "a", "content": "b"})).startswith("denied:")
+    async with acting_as(container, connection="c2") as other_connection:  # bindings are per connection
+        assert data(await other_connection.call_tool("memory_store", {"title": "a", "content": "b"}))["id"]
+    assert len(container.agent_bindings) == 1
+
+
+async def test_session_start_refuses_unknown_foreign_and_unfit_agents(container: Container) -> None:
+    async with acting_as(container, Scope(tenant="globex", project="api")) as other:
+        foreign = data(await other.call_tool("agent_create", {**READER, "name": "spy"}))
+    async with acting_as(container) as admin:
+        await admin.call_tool("agent_create", {**READER, "name": "nosession"})  # no "sessions" access
+    async with acting_as(container, connection="c3") as client:
+        for ref in ("spy", foreign["id"], "missing"):
+            assert error_text(await client.call_tool("session_start", {"agent": ref})) == (
+                f"not_found: agent {ref!r} not found"
+            )
+        assert error_text(await client.call_tool("session_start", {"agent": "nosession"})) == (
+            "denied: agent 'nosession' may not write sessions"
+        )
+        # Nothing was bound by the refusals.
+        assert data(await client.call_tool("memory_store", {"title": "a", "content": "b"}))["id"]
     assert len(container.agent_bindings) == 0
+
+
+async def test_identity_agent_cannot_start_a_session_as_another(container: Container) -> None:
+    full = {k: v for k, v in READER.items() if k != "collections_access"}
+    async with acting_as(container) as admin:
+        await admin.call_tool("agent_create", full)
+        await admin.call_tool("agent_create", {**full, "name": "wider"})
+    async with acting_as(container, agent="reader", connection="c4") as client:
+        text = error_text(await client.call_tool("session_start", {"agent": "wider"}))
+        assert text == "denied: this connection acts as agent 'reader'; it cannot start a session as 'wider'"
+        assert data(await client.call_tool("session_start", {"agent": "reader"}))["session_id"]
+
+
+def test_bindings_are_sticky_and_released_per_connection() -> None:
+    from contextd_mcp.errors import Denied
+    from contextd_mcp.mcp.access import AgentBindings
+
+    bindings = AgentBindings()
+    caller = Caller(scope=SCOPE_A, transport="socket", connection_id="c1")
+    same_id_other_tenant = Caller(scope=Scope(tenant="globex", project="api"), transport="socket", connection_id="c1")
+    bindings.bind(caller, "id-1", "reader")
+    bindings.bind(caller, "id-1", "reader")  # idempotent
+    with pytest.raises(Denied, match="already acts as agent 'reader'"):
+        bindings.bind(caller, "id-2", "other")
+    assert bindings.agent_for(caller) == "id-1"
+    assert bindings.agent_for(same_id_other_tenant) is None
+    assert bindings.agent_for(Caller(scope=SCOPE_A, transport="socket", connection_id="c1", agent="x")) == "id-1"
+    assert bindings.agent_for(Caller(scope=SCOPE_A, transport="socket", connection_id="c2", agent="x")) == "x"
+    bindings.release(caller)
+    assert bindings.agent_for(caller) is None and len(bindings) == 0
 
 
 def test_every_registered_tool_has_an_access_rule(container: Container) -> None:
     missing = sorted(set(container.runner.tools) - set(TOOL_ACCESS))
     assert not missing, f"add these tools to mcp/access.py TOOL_ACCESS: {missing}"
+
+
+async def test_a_tool_without_a_rule_is_denied_to_agents(container: Container) -> None:
+    from contextd_mcp.mcp import access
+
+    async with acting_as(container) as admin:
+        await admin.call_tool("agent_create", {k: v for k, v in READER.items() if k != "collections_access"})
+    saved = access.TOOL_ACCESS.pop("memory_search")
+    try:
+        async with acting_as(container, agent="reader") as reader:
+            text = error_text(await reader.call_tool("memory_search", {"query": "x"}))
+            assert text == "denied: agent 'reader' may not call memory_search: the tool has no access rule for agents"
+        async with acting_as(container) as admin:  # a connection with no agent is not affected
+            assert data(await admin.call_tool("memory_search", {"query": "x"}))["memories"] == []
+    finally:
+        access.TOOL_ACCESS["memory_search"] = saved

@@ -6,9 +6,9 @@ the socket / stdio, a bearer token's agent over HTTP) or when it started a sessi
 agent's config as stored now (an update applies to the next call):
 
 - ``tools_enabled`` (when set) lists the only tools it may call;
-- ``collections_access`` lists the kinds of data it may read or write; each tool maps to one
-  (kind, read|write) pair in ``TOOL_ACCESS`` below. A tool missing from the table is denied
-  to every agent (a test keeps the table covering every registered tool).
+- ``collections_access`` lists the kinds of data it may read or write; each tool maps to the
+  (kind, read|write) pairs it needs in ``TOOL_ACCESS`` below. A tool missing from the table is
+  denied to every agent (a test keeps the table covering every registered tool).
 
 A connection with no agent is not restricted here (its scope still confines it).
 """
@@ -26,25 +26,63 @@ from contextd_mcp.mcp.registry import ToolDef
 from contextd_mcp.models.agent import FULL_ACCESS, Access, AgentAccess, CreateAgent, Kind, UpdateAgent
 
 R, W = Access.read, Access.write
+Need = tuple[Kind, Access]
 
-# tool name → (kind of data, mode). ``None``: the tool touches no agent-governed data.
-TOOL_ACCESS: dict[str, tuple[Kind, Access] | None] = {
-    "memory_store": (Kind.memories, W),
-    "memory_search": (Kind.memories, R),
-    "memory_get": (Kind.memories, R),
-    "memory_feedback": (Kind.memories, W),
-    "memory_outcome": (Kind.memories, W),
-    "skill_create": (Kind.skills, W),
-    "skill_get": (Kind.skills, R),
-    "skill_list": (Kind.skills, R),
-    "skill_update": (Kind.skills, W),
-    "skill_delete": (Kind.skills, W),
-    "agent_create": (Kind.agents, W),
-    "agent_get": (Kind.agents, R),
-    "agent_list": (Kind.agents, R),
-    "agent_update": (Kind.agents, W),
-    "agent_delete": (Kind.agents, W),
+# tool name → what it reads and writes. ``()``: the tool touches no agent-governed data.
+TOOL_ACCESS: dict[str, tuple[Need, ...]] = {
+    "memory_store": ((Kind.memories, W),),
+    "memory_search": ((Kind.memories, R),),
+    "memory_get": ((Kind.memories, R),),
+    "memory_feedback": ((Kind.memories, W),),
+    "memory_outcome": ((Kind.memories, W),),
+    "skill_create": ((Kind.skills, W),),
+    "skill_get": ((Kind.skills, R),),
+    "skill_list": ((Kind.skills, R),),
+    "skill_update": ((Kind.skills, W),),
+    "skill_delete": ((Kind.skills, W),),
+    "agent_create": ((Kind.agents, W),),
+    "agent_get": ((Kind.agents, R),),
+    "agent_list": ((Kind.agents, R),),
+    "agent_update": ((Kind.agents, W),),
+    "agent_delete": ((Kind.agents, W),),
+    # session_start injects lessons and the latest checkpoint; session_end distils memories.
+    "session_start": ((Kind.sessions, W), (Kind.memories, R), (Kind.checkpoints, R)),
+    "session_end": ((Kind.sessions, W), (Kind.memories, W)),
+    "distill_status": ((Kind.sessions, R),),
+    "checkpoint_save": ((Kind.checkpoints, W),),
+    "checkpoint_list": ((Kind.checkpoints, R),),
+    "checkpoint_resume": ((Kind.checkpoints, R),),
+    "branch_create": ((Kind.branches, W),),  # + memories read with with_memories (ARG_NEEDS)
+    "branch_return": ((Kind.branches, W),),
+    "branch_status": ((Kind.branches, R),),
+    "remediation_record": ((Kind.remediations, W),),
+    "remediation_search": ((Kind.remediations, R),),
+    "remediation_get": ((Kind.remediations, R),),
+    "remediation_feedback": ((Kind.remediations, W),),
+    "policy_set": ((Kind.policies, W),),
+    "policy_get": ((Kind.policies, R),),
+    "policy_list": ((Kind.policies, R),),
+    "policy_delete": ((Kind.policies, W),),
+    "policy_check": ((Kind.policies, R),),
+    "policy_pack_enable": ((Kind.policies, W),),
+    "bash": ((Kind.sandbox, W),),
+    "bench_noop": (),
 }
+
+# Needs that depend on the arguments of a call.
+ARG_NEEDS: dict[str, Callable[[BaseModel], tuple[Need, ...]]] = {
+    "branch_create": lambda args: ((Kind.memories, R),) if getattr(args, "with_memories", False) else (),
+}
+
+
+def needs_of(tool: str, args: BaseModel | None = None) -> tuple[Need, ...] | None:
+    """What a call needs; None for a tool the table does not know (denied to agents)."""
+    needs = TOOL_ACCESS.get(tool)
+    if needs is None:
+        return None
+    extra = ARG_NEEDS.get(tool)
+    return needs + (extra(args) if extra is not None and args is not None else ())
+
 
 ConnectionKey = tuple[str, str, str, str, str]
 
@@ -116,8 +154,8 @@ class AccessGuard:
     def check(self, caller: Caller, kind: Kind, mode: Access) -> None:
         """For callers outside the tool path (MCP prompts)."""
         agent = self.agent(caller)
-        if agent is not None and not agent.allows(kind, mode):
-            raise Denied(f"agent {agent.name!r} may not {mode.value} {kind.value}")
+        if agent is not None:
+            _require(agent, ((kind, mode),))
 
     def __call__(self, caller: Caller, tool: ToolDef, args: BaseModel) -> None:
         agent = self.agent(caller)
@@ -125,15 +163,33 @@ class AccessGuard:
             return
         if agent.tools_enabled is not None and tool.name not in agent.tools_enabled:
             raise Denied(f"agent {agent.name!r} has not enabled the tool {tool.name}")
-        if tool.name not in TOOL_ACCESS:
+        needs = needs_of(tool.name, args)
+        if needs is None:
             raise Denied(f"agent {agent.name!r} may not call {tool.name}: the tool has no access rule for agents")
-        rule = TOOL_ACCESS[tool.name]
-        if rule is not None:
-            kind, mode = rule
-            if not agent.allows(kind, mode):
-                raise Denied(f"agent {agent.name!r} may not {mode.value} {kind.value}")
+        _require(agent, needs)
         if isinstance(args, CreateAgent | UpdateAgent):
             _no_escalation(agent, args)
+
+    def bind(self, caller: Caller, ref: str) -> AgentAccess:
+        """``session_start(agent=...)``: from now on this connection acts as that agent.
+
+        The agent must apply to the caller (another tenant's is "not found", like a missing
+        one), must itself be allowed to start a session, and must be the identity's own agent
+        when the identity names one (a token for agent A cannot start a session as agent B).
+        """
+        agent = self._lookup(caller, ref)
+        identity = self.agent(caller)
+        if identity is not None and identity.id != agent.id:
+            raise Denied(f"this connection acts as agent {identity.name!r}; it cannot start a session as {agent.name!r}")
+        _require(agent, TOOL_ACCESS["session_start"])
+        self._bindings.bind(caller, agent.id, agent.name)
+        return agent
+
+
+def _require(agent: AgentAccess, needs: tuple[Need, ...]) -> None:
+    for kind, mode in needs:
+        if not agent.allows(kind, mode):
+            raise Denied(f"agent {agent.name!r} may not {mode.value} {kind.value}")
 
 
 def _no_escalation(agent: AgentAccess, args: CreateAgent | UpdateAgent) -> None:

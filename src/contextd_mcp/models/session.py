@@ -37,6 +37,10 @@ class StartSession(_Strict):
     task: Annotated[str, StringConstraints(strip_whitespace=True, max_length=limits.TASK_MAX)] | None = Field(
         default=None, description="What this session is about; picks the memories injected"
     )
+    agent: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=72)] | None = Field(
+        default=None,
+        description="Act as this agent config (name or id) for the rest of the connection: its access list applies",
+    )
 
 
 class Learning(_Strict):

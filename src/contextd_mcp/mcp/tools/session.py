@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.mcp.registry import ToolDef
 from contextd_mcp.models.session import (
@@ -20,8 +22,10 @@ _JOB = "a7c2e94f-1d3b-4e58-9f06-2b8d4c1e7a35"
 _MEMORY = "6f1c2b9e-3f7a-4c1d-9a57-0b8e2d4c1a10"
 
 
-def session_tools(service: SessionService) -> list[ToolDef]:
+def session_tools(service: SessionService, bind_agent: Callable[[Caller, str], object] | None = None) -> list[ToolDef]:
     def start(caller: Caller, req: StartSession) -> SessionStarted:
+        if req.agent is not None and bind_agent is not None:  # mcp/access.py: validates, then binds
+            bind_agent(caller, req.agent)
         # A Claude Code session fires SessionStart again on resume/compact: keep its session.
         return service.start(caller.scope, caller.connection_id, req, reuse=caller.transport == HOOK)
 
