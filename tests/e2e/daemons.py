@@ -39,8 +39,13 @@ class Daemon:
     def audit(self) -> Path:
         return self.data_dir / "audit.log"
 
+    @property
+    def log(self) -> Path:
+        # A file, not a pipe: a daemon logging into a pipe nobody reads would block once it fills.
+        return self.data_dir.parent / f"{self.data_dir.name}-serve-{self.process.pid}.out"
+
     def output(self) -> str:
-        return self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -58,19 +63,29 @@ def create_token(data_dir: Path, *args: str) -> str:
 def start_daemon(data_dir: Path, cwd: Path, *args: str, http: str | None = None, **env: str) -> Daemon:
     """``contextd-mcp serve`` in the foreground; returns once its socket (and HTTP) answer."""
     command = [*CLI, "serve", *(["--http", http] if http else []), *args]
-    process = subprocess.Popen(
-        command, env=env_for(data_dir, **env), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    out = data_dir.parent / f"{data_dir.name}-serve-starting.out"
+    with open(out, "wb") as sink:
+        process = subprocess.Popen(command, env=env_for(data_dir, **env), cwd=cwd, stdout=sink, stderr=subprocess.STDOUT)
     daemon = Daemon(process, data_dir, f"http://{http.replace('0.0.0.0', '127.0.0.1')}" if http else None)
+    out.replace(daemon.log)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"daemon exited {process.returncode}: {daemon.output()}")
-        if daemon.socket.exists() and (daemon.base is None or _healthy(daemon.base)):
+        if _announced(data_dir, process.pid) and (daemon.base is None or _healthy(daemon.base)):
             return daemon
         time.sleep(0.05)
     process.kill()
     raise AssertionError("daemon did not come up")
+
+
+def _announced(data_dir: Path, pid: int) -> bool:
+    """This process wrote daemon.json (a killed predecessor leaves its own, and its socket file)."""
+    try:
+        return json.loads((data_dir / "daemon.json").read_text()).get("pid") == pid
+    except (OSError, ValueError):
+        return False
 
 
 def _healthy(base: str) -> bool:
