@@ -1,5 +1,5 @@
 import sys
 
-from contextd_mcp.cli import main
+from contextd_mcp.entry import main
 
 sys.exit(main())

@@ -11,7 +11,6 @@ import fcntl
 import json
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -51,6 +50,8 @@ def start_daemon(paths: DataPaths) -> socket.socket:
         sock = connect(paths)
         if sock is not None:
             return sock
+        import subprocess  # only the first bridge pays for it
+
         env = {**os.environ, "CONTEXTD_DATA_DIR": str(paths.root)}
         with open(paths.log, "ab") as log:
             process = subprocess.Popen(

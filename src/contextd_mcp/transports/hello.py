@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 PROTOCOL = 1
 MAX_HELLO_BYTES = 64 * 1024
@@ -12,10 +11,10 @@ MAX_HELLO_BYTES = 64 * 1024
 SCOPE_ENV = ("CONTEXTD_TENANT", "CONTEXTD_TEAM", "CONTEXTD_PROJECT", "CONTEXTD_AGENT")
 
 
-def hello(op: str, **fields: Any) -> bytes:
+def hello(op: str, **fields: object) -> bytes:
     """``fields`` add to or override the defaults (the hook sends the tool, its arguments and
     the Claude Code session's cwd)."""
-    message: dict[str, Any] = {
+    message: dict[str, object] = {
         "contextd": PROTOCOL,
         "op": op,
         "cwd": os.getcwd(),
