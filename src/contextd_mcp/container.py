@@ -19,6 +19,7 @@ from contextd_mcp.mcp.skill_prompts import SkillPrompts
 from contextd_mcp.mcp.tools.agents import agent_tools
 from contextd_mcp.mcp.tools.checkpoint import checkpoint_tools
 from contextd_mcp.mcp.tools.memory import memory_tools
+from contextd_mcp.mcp.tools.policy import policy_tools
 from contextd_mcp.mcp.tools.remediation import remediation_tools
 from contextd_mcp.mcp.tools.session import session_tools
 from contextd_mcp.mcp.tools.skills import skill_tools
@@ -31,6 +32,7 @@ from contextd_mcp.services.checkpoints import CheckpointService
 from contextd_mcp.services.distill import Distiller, DistillRunner
 from contextd_mcp.services.injection import Injector
 from contextd_mcp.services.memory import MemoryService
+from contextd_mcp.services.policy import PolicyService
 from contextd_mcp.services.remediation import RemediationService
 from contextd_mcp.services.sessions import SessionPolicy, SessionService
 from contextd_mcp.services.skills import SkillService
@@ -84,6 +86,8 @@ class Container:
     folding: Any = None  # FoldingService, once wired
     shell: Any = None  # ShellService
     remediation: RemediationService | None = None
+    # PolicyService.check(scope, action, context) is what bash calls before running a command.
+    policies: PolicyService | None = None
 
     def tools(self) -> list[ToolDef]:
         return list(self.runner.tools.values())
@@ -135,6 +139,10 @@ def build(
     tools += session_tools(sessions, access_guard.bind) + checkpoint_tools(checkpoints, sessions)
     remediation = RemediationService(store, embedder, scrubber)
     tools += remediation_tools(remediation)
+    # CONTEXTD_POLICY_PACKS=security enables starter packs for every tenant (comma-separated).
+    packs = [p.strip() for p in os.environ.get("CONTEXTD_POLICY_PACKS", "").split(",") if p.strip()]
+    policies = PolicyService(store, embedder.dim, embedder.model_name, scrubber, config_packs=packs)
+    tools += policy_tools(policies)
     if os.environ.get("CONTEXTD_BENCH_TOOLS") == "1":
         from contextd_mcp.mcp.tools.diagnostics import diagnostic_tools
 
@@ -155,6 +163,7 @@ def build(
     container = Container(
         paths, store, embedder, scrubber, audit, memory, runner, skills=skills, agents=agents, agent_bindings=bindings,
         sessions=sessions, checkpoints=checkpoints, distill=distill_runner, remediation=remediation,
+        policies=policies,
     )
     _add_session_workers(container, session_settings or SessionSettings())
     _add_folding(container, sessions, memory)

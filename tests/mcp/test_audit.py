@@ -149,3 +149,34 @@ def test_audit_tail_prints_readable_lines(tmp_path: Path) -> None:
     assert len(both) == 2 and "redacted=2" in both[0] and "token=a1b2c3" in both[0] and "12.5ms" in both[0]
     raw = run_cli(data_dir, "audit", "tail", "--json", "-n", "5").stdout.splitlines()
     assert [json.loads(x)["tool"] for x in raw] == ["memory_store", "memory_get"]
+
+
+def test_audit_tail_follow_prints_new_calls_across_a_rotation(tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    from tests.helpers import CLI, env_for
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    log = JsonlAuditLog(data_dir / "audit.log", max_bytes=400, keep=2)
+    log.record({"tool": "memory_get", "outcome": "ok", "seq": 0})
+    follower = subprocess.Popen([*CLI, "audit", "tail", "-n", "0", "--follow", "--json"], env=env_for(data_dir),
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)  # let it open the file and seek to its end
+        for i in range(1, 13):  # ~60 bytes a line: rotates at least once
+            log.record({"tool": "memory_store", "outcome": "ok", "seq": i})
+            time.sleep(0.05)
+        seen: list[int] = []
+        deadline = time.monotonic() + 30
+        while len(seen) < 12 and time.monotonic() < deadline:
+            line = follower.stdout.readline()  # type: ignore[union-attr]
+            if line:
+                seen.append(json.loads(line)["seq"])
+        assert seen == list(range(1, 13))
+        assert (data_dir / "audit.log.1").exists()
+    finally:
+        follower.kill()
+        follower.wait(timeout=10)
+        log.close()
