@@ -9,7 +9,7 @@ from typing import Any
 
 from contextd_mcp import __version__, limits
 from contextd_mcp.mcp.registry import ToolDef, input_schema, output_schema
-from contextd_mcp.models import confidence
+from contextd_mcp.models import confidence, policy
 from contextd_mcp.settings import LimitSettings
 
 
@@ -103,6 +103,10 @@ def tool_markdown(tools: list[ToolDef]) -> str:
         "## Confidence model",
         "",
         *[line.strip() if not line.startswith("- ") else line for line in (confidence.__doc__ or "").strip().splitlines()],
+        "",
+        "## Policy rules",
+        "",
+        *[line.strip() if not line.startswith("- ") else line for line in (policy.__doc__ or "").strip().splitlines()],
         "",
     ]
     for t in tools:

@@ -1,0 +1,152 @@
+"""Policy tools: thin adapters over PolicyService (rule syntax: TOOL.md, 'Policy rules')."""
+
+from __future__ import annotations
+
+from contextd_mcp.mcp.caller import Caller
+from contextd_mcp.mcp.registry import ToolDef
+from contextd_mcp.models.policy import (
+    CheckPolicies,
+    EnablePack,
+    ListPolicies,
+    PackEnabled,
+    Policy,
+    PolicyById,
+    PolicyCheckResult,
+    PolicyDeleted,
+    PolicyList,
+    PolicySaved,
+    SetPolicy,
+)
+from contextd_mcp.services.policy import PolicyService
+
+_ID = "3c9e2f41-7b6d-4a8e-9f10-5d2c8b7a6e01"
+_OVERRIDE = "a41d07e3-2c5b-4f6e-8d9a-1b3c5e7f9a20"
+_RULE = {"kind": "command_regex", "pattern": r"\bgit\s+push\b.*--force"}
+
+
+def policy_tools(service: PolicyService) -> list[ToolDef]:
+    def set_(caller: Caller, req: SetPolicy) -> PolicySaved:
+        return service.set(caller.scope, req)
+
+    def get(caller: Caller, req: PolicyById) -> Policy:
+        return service.get(caller.scope, req)
+
+    def list_(caller: Caller, req: ListPolicies) -> PolicyList:
+        return service.list(caller.scope, req)
+
+    def delete(caller: Caller, req: PolicyById) -> PolicyDeleted:
+        return service.delete(caller.scope, req)
+
+    def check(caller: Caller, req: CheckPolicies) -> PolicyCheckResult:
+        return service.check_request(caller.scope, req)
+
+    def enable_pack(caller: Caller, req: EnablePack) -> PackEnabled:
+        return service.enable_pack(caller.scope, req)
+
+    return [
+        ToolDef(
+            "policy_set",
+            "Create a policy (a rule checked without an LLM; kinds in TOOL.md 'Policy rules') at org, team "
+            "or project scope, or override a wider-scope policy by id (change severity, disable). "
+            "Same title at the same scope replaces it.",
+            SetPolicy,
+            PolicySaved,
+            set_,
+            example={
+                "title": "No force-push",
+                "rule": _RULE,
+                "severity": "critical",
+                "scope": "org",
+                "category": "git",
+                "suggestion": "Push a branch and open a pull request.",
+            },
+            example_result={"id": _ID, "replaced_existing": False},
+        ),
+        ToolDef(
+            "policy_get",
+            "Fetch one policy that applies to you (yours, your team's, your org's, or a configured pack's).",
+            PolicyById,
+            Policy,
+            get,
+            read_only=True,
+            idempotent=True,
+            example={"policy_id": _ID},
+            example_result={
+                "id": _ID,
+                "title": "No force-push",
+                "rule": _RULE,
+                "severity": "critical",
+                "scope": "org",
+                "category": "git",
+                "suggestion": "Push a branch and open a pull request.",
+                "enabled": True,
+                "overrides": None,
+                "source": "stored",
+                "pack": None,
+            },
+        ),
+        ToolDef(
+            "policy_list",
+            "List the policies and overrides that apply to you, widest scope first.",
+            ListPolicies,
+            PolicyList,
+            list_,
+            read_only=True,
+            idempotent=True,
+            example={"category": "git"},
+            example_result={
+                "policies": [
+                    {"id": _ID, "title": "No force-push", "severity": "critical", "scope": "org", "category": "git",
+                     "enabled": True, "overrides": None, "source": "stored"},
+                    {"id": _OVERRIDE, "title": "No force-push", "severity": "warning", "scope": "project",
+                     "category": None, "enabled": None, "overrides": _ID, "source": "stored"},
+                ]
+            },
+        ),
+        ToolDef(
+            "policy_delete",
+            "Delete a policy (and every override of it).",
+            PolicyById,
+            PolicyDeleted,
+            delete,
+            example={"policy_id": _ID},
+            example_result={"id": _ID, "deleted_overrides": 1},
+        ),
+        ToolDef(
+            "policy_check",
+            "Check an action (a shell command, a write, a commit) against every policy of your org, "
+            "team and project. Returns violations with severity and reason, suggestions, and the "
+            "overrides applied. Run it before risky actions; bash does so itself.",
+            CheckPolicies,
+            PolicyCheckResult,
+            check,
+            read_only=True,
+            idempotent=True,
+            example={"action": "git push --force origin main", "context": {"project_dir": "/home/me/api"}},
+            example_result={
+                "compliant": False,
+                "blocking": False,
+                "violations": [
+                    {"policy_id": _ID, "title": "No force-push", "reason": "the command matches /\\bgit\\s+push\\b.*--force/ at 'git push --force'",
+                     "severity": "warning", "scope": "org", "category": "git"}
+                ],
+                "suggestions": ["Push a branch and open a pull request."],
+                "overridden": [
+                    {"policy_id": _ID, "title": "No force-push", "by": _OVERRIDE, "scope": "project",
+                     "change": "severity critical → warning"}
+                ],
+                "checked": 1,
+            },
+        ),
+        ToolDef(
+            "policy_pack_enable",
+            "Enable a starter policy pack at a scope in one call (security: no secrets in commands or "
+            "commits, no curl | sh, no force-push to main, no writes outside the project). Idempotent.",
+            EnablePack,
+            PackEnabled,
+            enable_pack,
+            idempotent=True,
+            example={"pack": "security", "scope": "org"},
+            example_result={"pack": "security", "scope": "org", "policy_ids": [_ID]},
+        ),
+    ]

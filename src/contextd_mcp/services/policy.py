@@ -1,0 +1,334 @@
+"""Policies at org, team and project scope, with overrides by id, checked without an LLM.
+
+``check`` is a plain method so that other services (the ``bash`` tool) call it before acting:
+``PolicyService.check(scope, action, context) -> PolicyCheckResult``; a result with
+``blocking`` (a critical violation) means the action must not run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+
+from contextd_mcp.errors import Conflict, Denied, InvalidInput, NotFound
+from contextd_mcp.models.policy import (
+    POLICIES_PER_SCOPE_MAX,
+    AppliedOverride,
+    CheckPolicies,
+    EnablePack,
+    ListPolicies,
+    PackEnabled,
+    Policy,
+    PolicyById,
+    PolicyCheckResult,
+    PolicyContext,
+    PolicyDeleted,
+    PolicyList,
+    PolicySaved,
+    PolicySummary,
+    Rule,
+    SetPolicy,
+    Severity,
+    Violation,
+)
+from contextd_mcp.models.scope import Scope, ScopeLevel
+from contextd_mcp.ports.scrubber import Scrubber
+from contextd_mcp.ports.vector_store import CollectionSpec, Record, VectorStore
+from contextd_mcp.services.policy_pack import PACKS, PackPolicy
+from contextd_mcp.services.policy_rules import Check, RuleCompiler, Subject
+
+COLLECTION = "policies"
+_RULE: TypeAdapter[Any] = TypeAdapter(Rule)
+# Packs enabled by configuration sit above every tenant's org: an org may override them too.
+_RANK = {ScopeLevel.project: 0, ScopeLevel.team: 1, ScopeLevel.org: 2}
+_CONFIG_RANK = 3
+_SEVERITY_ORDER = {Severity.critical: 0, Severity.warning: 1, Severity.info: 2}
+_PACK_NAMESPACE = uuid.UUID("8f0f5c2e-6a57-4f53-9a43-2b1c7c1f0e11")
+_COMPILED_CACHE_MAX = 4096
+
+
+@dataclass(frozen=True)
+class _Entry:
+    id: str
+    level: ScopeLevel
+    rank: int
+    payload: dict[str, Any]
+    source: str  # "stored" | "config"
+
+    @property
+    def overrides(self) -> str | None:
+        return self.payload.get("overrides")
+
+
+def _owner_filter(scope: Scope, level: ScopeLevel) -> dict[str, str]:
+    return {**scope.read_filter(level), "level": level.value}
+
+
+def _config_entry(pack: str, item: PackPolicy) -> _Entry:
+    payload = {
+        "title": item.title,
+        "rule": item.rule,
+        "severity": item.severity.value,
+        "category": item.category,
+        "suggestion": item.suggestion,
+        "enabled": True,
+        "overrides": None,
+        "pack": pack,
+        "pack_key": f"{pack}:{item.key}",
+        "updated_ts": 0.0,
+    }
+    ident = str(uuid.uuid5(_PACK_NAMESPACE, f"config:{pack}:{item.key}"))
+    return _Entry(ident, ScopeLevel.org, _CONFIG_RANK, payload, "config")
+
+
+class PolicyService:
+    def __init__(
+        self,
+        store: VectorStore,
+        dim: int,
+        model: str,
+        scrubber: Scrubber,
+        config_packs: Sequence[str] = (),
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        unknown = sorted(set(config_packs) - set(PACKS))
+        if unknown:
+            raise InvalidInput("CONTEXTD_POLICY_PACKS", f"unknown pack(s) {', '.join(unknown)}; known: {', '.join(PACKS)}")
+        self._store = store
+        self._scrubber = scrubber
+        self._compiler = RuleCompiler(scrubber)
+        self._now = now
+        self._lock = threading.Lock()  # set-by-title is read-then-write
+        self._compiled: dict[tuple[str, float], Check] = {}
+        self._config = [_config_entry(pack, item) for pack in dict.fromkeys(config_packs) for item in PACKS[pack]]
+        store.ensure(
+            CollectionSpec(
+                name=COLLECTION,
+                dim=dim,
+                model=model,
+                keyword_fields=("tenant", "team", "project", "level", "category", "overrides", "title_key", "pack_key"),
+                float_fields=("created_ts",),
+            )
+        )
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def _applicable(self, scope: Scope) -> list[_Entry]:
+        stored: list[_Entry] = []
+        for level in (ScopeLevel.org, ScopeLevel.team, ScopeLevel.project):
+            records = self._store.scan(COLLECTION, _owner_filter(scope, level), limit=POLICIES_PER_SCOPE_MAX)
+            stored += [_Entry(r.id, level, _RANK[level], r.payload, "stored") for r in records]
+        kept_keys = {e.payload.get("pack_key") for e in stored if e.payload.get("pack_key")}
+        return [e for e in self._config if e.payload["pack_key"] not in kept_keys] + stored
+
+    def _find(self, scope: Scope, policy_id: str) -> _Entry:
+        for entry in self._applicable(scope):
+            if entry.id == policy_id:
+                return entry
+        raise NotFound("policy", policy_id)
+
+    def _policy(self, entry: _Entry) -> Policy:
+        p = entry.payload
+        return Policy(
+            id=entry.id,
+            title=p["title"],
+            rule=p.get("rule"),
+            severity=p.get("severity"),
+            scope=entry.level,
+            category=p.get("category"),
+            suggestion=p.get("suggestion"),
+            enabled=p.get("enabled"),
+            overrides=entry.overrides,
+            source=entry.source,
+            pack=p.get("pack"),
+        )
+
+    def get(self, scope: Scope, request: PolicyById) -> Policy:
+        return self._policy(self._find(scope, request.policy_id))
+
+    def list(self, scope: Scope, request: ListPolicies) -> PolicyList:
+        entries = self._applicable(scope)
+        if request.scope is not None:
+            entries = [e for e in entries if e.level == request.scope]
+        if request.category is not None:
+            entries = [e for e in entries if e.payload.get("category") == request.category]
+        entries.sort(key=lambda e: (-e.rank, e.overrides is not None, e.payload["title"].lower()))
+        return PolicyList(
+            policies=[
+                PolicySummary(**self._policy(e).model_dump(include=set(PolicySummary.model_fields)))
+                for e in entries[: request.limit]
+            ]
+        )
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def _compile(self, rule: BaseModel | dict[str, Any], cache_key: tuple[str, float] | None = None) -> Check:
+        if cache_key is not None and cache_key in self._compiled:
+            return self._compiled[cache_key]
+        model = _RULE.validate_python(rule) if isinstance(rule, dict) else rule
+        compiled = self._compiler.compile(model)
+        if cache_key is not None:
+            if len(self._compiled) >= _COMPILED_CACHE_MAX:
+                self._compiled.clear()
+            self._compiled[cache_key] = compiled
+        return compiled
+
+    def set(self, scope: Scope, request: SetPolicy, pack: PackPolicy | None = None, pack_name: str = "") -> PolicySaved:
+        if request.rule is not None:
+            self._compile(request.rule)  # refuses bad patterns and oversize rules, naming the field
+        owner = _owner_filter(scope, request.scope)
+        scrub = lambda text: self._scrubber.scrub(text).text if text else text  # noqa: E731
+        with self._lock:
+            if request.overrides is not None:
+                parent = self._find(scope, request.overrides)
+                if parent.overrides is not None:
+                    raise InvalidInput("overrides", "names an override; name the policy it overrides")
+                if parent.rank <= _RANK[request.scope]:
+                    raise InvalidInput(
+                        "overrides",
+                        f"a {request.scope.value}-scope policy can only override one of a wider scope "
+                        f"(this one lives at {parent.level.value} scope)",
+                    )
+                key = {**owner, "overrides": parent.id}
+                title = request.title or parent.payload["title"]
+            else:
+                key = {**owner, "title_key": (request.title or "").lower()}
+                title = request.title or ""
+            existing = self._store.scan(COLLECTION, key, limit=1)
+            if not existing and self._store.count(COLLECTION, owner) >= POLICIES_PER_SCOPE_MAX:
+                raise Conflict(f"this {request.scope.value} scope already holds {POLICIES_PER_SCOPE_MAX} policies")
+            now = self._now()
+            payload: dict[str, Any] = {
+                **scope.fields(),
+                "level": request.scope.value,
+                "title": scrub(title),
+                "title_key": title.lower() if request.overrides is None else None,
+                "rule": request.rule.model_dump(mode="json", exclude_defaults=True) if request.rule is not None else None,
+                "severity": request.severity.value if request.severity else None,
+                "category": request.category,
+                "suggestion": scrub(request.suggestion),
+                "enabled": request.enabled if request.overrides is not None else request.enabled is not False,
+                "overrides": request.overrides,
+                "pack": pack_name or None,
+                "pack_key": f"{pack_name}:{pack.key}" if pack else None,
+                "created_ts": existing[0].payload.get("created_ts", now) if existing else now,
+                "updated_ts": now,
+            }
+            ident = existing[0].id if existing else str(uuid.uuid4())
+            self._store.upsert(COLLECTION, [Record(id=ident, payload=payload)])
+        return PolicySaved(id=ident, replaced_existing=bool(existing))
+
+    def delete(self, scope: Scope, request: PolicyById) -> PolicyDeleted:
+        entry = self._find(scope, request.policy_id)
+        if entry.source == "config":
+            raise Denied(
+                "this policy is enabled by the server's configuration (CONTEXTD_POLICY_PACKS); "
+                "disable it for your scope with policy_set(overrides=<id>, enabled=false)"
+            )
+        with self._lock:
+            # Overrides of a deleted policy would point at nothing: they go too, tenant-wide.
+            children = self._store.scan(COLLECTION, {"tenant": scope.tenant, "overrides": entry.id}, limit=10_000)
+            self._store.delete(COLLECTION, [entry.id, *(c.id for c in children)])
+        return PolicyDeleted(id=entry.id, deleted_overrides=len(children))
+
+    def enable_pack(self, scope: Scope, request: EnablePack) -> PackEnabled:
+        ids = []
+        for item in PACKS[request.pack.value]:
+            rule = _RULE.validate_python(item.rule)
+            policy = SetPolicy(
+                title=item.title, rule=rule, severity=item.severity, scope=request.scope,
+                category=item.category, suggestion=item.suggestion,
+            )
+            ids.append(self.set(scope, policy, pack=item, pack_name=request.pack.value).id)
+        return PackEnabled(pack=request.pack.value, scope=request.scope, policy_ids=ids)
+
+    # ---- checking ------------------------------------------------------------------------
+
+    def check(
+        self, scope: Scope, action: str, context: PolicyContext | Mapping[str, Any] | None = None
+    ) -> PolicyCheckResult:
+        """Evaluate every enabled policy that applies to ``scope`` against ``action``."""
+        if context is None:
+            context = PolicyContext()
+        elif not isinstance(context, PolicyContext):
+            known = {k: v for k, v in context.items() if k in PolicyContext.model_fields and v not in (None, "")}
+            context = PolicyContext.model_validate(known)
+        subject = Subject(action, context)
+        entries = self._applicable(scope)
+        overrides: dict[str, list[_Entry]] = {}
+        for entry in entries:
+            if entry.overrides is not None:
+                overrides.setdefault(entry.overrides, []).append(entry)
+        violations: list[Violation] = []
+        applied: list[AppliedOverride] = []
+        suggestions: list[str] = []
+        checked = 0
+        for base in (e for e in entries if e.overrides is None):
+            effective = dict(base.payload)
+            rule_key = (base.id, float(base.payload.get("updated_ts", 0.0)))
+            # Wider overrides first, so the narrowest scope has the last word.
+            for override in sorted(overrides.get(base.id, []), key=lambda e: -e.rank):
+                changes = self._apply(effective, override.payload)
+                if override.payload.get("rule") is not None:
+                    rule_key = (override.id, float(override.payload.get("updated_ts", 0.0)))
+                applied.append(
+                    AppliedOverride(
+                        policy_id=base.id, title=base.payload["title"], by=override.id, scope=override.level,
+                        change=", ".join(changes) or "no change",
+                    )
+                )
+            if effective.get("enabled") is False:
+                continue
+            checked += 1
+            reason = self._compile(effective["rule"], rule_key)(subject)
+            if reason is None:
+                continue
+            severity = Severity(effective["severity"])
+            violations.append(
+                Violation(
+                    policy_id=base.id, title=effective["title"], reason=reason, severity=severity,
+                    scope=base.level, category=effective.get("category"),
+                )
+            )
+            if effective.get("suggestion") and effective["suggestion"] not in suggestions:
+                suggestions.append(effective["suggestion"])
+        violations.sort(key=lambda v: _SEVERITY_ORDER[v.severity])
+        return PolicyCheckResult(
+            compliant=not violations,
+            blocking=any(v.severity is Severity.critical for v in violations),
+            violations=violations,
+            suggestions=suggestions,
+            overridden=applied,
+            checked=checked,
+        )
+
+    def check_request(self, scope: Scope, request: CheckPolicies) -> PolicyCheckResult:
+        return self.check(scope, request.action, request.context)
+
+    @staticmethod
+    def _apply(effective: dict[str, Any], override: Mapping[str, Any]) -> list[str]:
+        changes = []
+        enabled = override.get("enabled")
+        if enabled is not None and enabled != effective.get("enabled", True):
+            changes.append("disabled" if not enabled else "enabled")
+            effective["enabled"] = enabled
+        severity = override.get("severity")
+        if severity and severity != effective.get("severity"):
+            changes.append(f"severity {effective.get('severity')} → {severity}")
+            effective["severity"] = severity
+        if override.get("rule") is not None:
+            changes.append("rule replaced")
+            effective["rule"] = override["rule"]
+        if override.get("suggestion"):
+            changes.append("suggestion replaced")
+            effective["suggestion"] = override["suggestion"]
+        return changes
+
+    def counts(self, scope: Scope | None = None) -> int:
+        return self._store.count(COLLECTION, scope.fields() if scope else {})

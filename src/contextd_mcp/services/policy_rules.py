@@ -1,0 +1,345 @@
+"""Policy rules compiled once and evaluated without an LLM (syntax: models/policy.py).
+
+Regexes and globs run on RE2 (``google-re2``): matching is linear in the input, so a
+pathological pattern such as ``(a+)+$`` cannot stall the server, and features that would
+allow it (backreferences, lookaround) are refused when the policy is set.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import re2
+from pydantic import BaseModel
+
+from contextd_mcp.errors import InvalidInput
+from contextd_mcp.models.policy import (
+    RULE_BYTES_MAX,
+    RULE_DEPTH_MAX,
+    AllOf,
+    AnyOf,
+    CommandRegex,
+    ForbiddenContent,
+    PathGlob,
+    PolicyContext,
+    Requires,
+    WriteOutsideProject,
+)
+from contextd_mcp.ports.scrubber import Scrubber
+
+# RE2 refuses a pattern whose program would need more memory than this (huge repetitions).
+_RE2_MAX_MEM = 8 << 20
+
+
+def compile_regex(pattern: str, ignore_case: bool, where: str) -> Any:
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = _RE2_MAX_MEM
+    options.case_sensitive = not ignore_case
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        message = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise InvalidInput(where, f"invalid regex (RE2 syntax: no backreferences or lookaround): {message}") from None
+
+
+def glob_to_regex(glob: str) -> str:
+    """``*`` stays within a path segment, ``**`` crosses them; a glob without ``/`` matches a
+    file or directory name anywhere (as in .gitignore)."""
+    out: list[str] = []
+    i = 0
+    while i < len(glob):
+        c = glob[i]
+        if glob.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[" and "]" in glob[i + 2 :]:
+            end = glob.index("]", i + 2)
+            body = glob[i + 1 : end].replace("\\", "\\\\")
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end + 1
+            continue
+        else:
+            out.append(re.escape(c))
+        i += 1
+    body = "".join(out)
+    if "/" not in glob.rstrip("/"):
+        return f"(?:^|.*/){body}/?$"
+    return f"^{body.lstrip('/') if not glob.startswith('/') else body}/?$"
+
+
+@dataclass
+class Subject:
+    """One action under check, with what rules derive from it computed once."""
+
+    action: str
+    context: PolicyContext = field(default_factory=PolicyContext)
+
+    @cached_property
+    def words(self) -> list[str]:
+        try:
+            lexer = shlex.shlex(self.action, posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True
+            return list(lexer)
+        except ValueError:  # unbalanced quotes: fall back to blanks
+            return self.action.split()
+
+    @cached_property
+    def root(self) -> str | None:
+        root = self.context.project_dir or (self.context.working_dir if _is_abs(self.context.working_dir) else None)
+        return posixpath.normpath(root) if root else None
+
+    @cached_property
+    def cwd(self) -> str | None:
+        wd = self.context.working_dir
+        if wd and _is_abs(wd):
+            return posixpath.normpath(wd)
+        if self.root:
+            return posixpath.normpath(posixpath.join(self.root, wd or "."))
+        return None
+
+    @cached_property
+    def touched_paths(self) -> list[str]:
+        """Declared paths plus path-like words of the action, each also relative to the root."""
+        found = list(self.context.paths)
+        found += [w for w in self.words if not w.startswith("-") and w not in _OPERATORS and "=" not in w]
+        out: list[str] = []
+        for path in found:
+            out.append(path)
+            absolute = self.absolute(path)
+            if absolute and self.root and absolute.startswith(self.root.rstrip("/") + "/"):
+                out.append(absolute[len(self.root.rstrip("/")) + 1 :])
+        return list(dict.fromkeys(out))
+
+    @cached_property
+    def write_targets(self) -> list[str]:
+        return list(dict.fromkeys([*self.context.paths, *shell_write_targets(self.words)]))
+
+    def absolute(self, path: str) -> str | None:
+        if path.startswith("~") or path.startswith(("$HOME", "${HOME}")):
+            return "~"  # the user's home: never inside a project we can verify
+        if path.startswith("$"):
+            return None  # unknown variable: cannot tell
+        if _is_abs(path):
+            return posixpath.normpath(path)
+        if self.cwd:
+            return posixpath.normpath(posixpath.join(self.cwd, path))
+        return posixpath.normpath(path)
+
+
+def _is_abs(path: str | None) -> bool:
+    return bool(path) and posixpath.isabs(path or "")
+
+
+_SEPARATORS = {"|", "||", "&&", ";", "&", "(", ")", ";;", "|&"}
+_REDIRECTS = {">", ">>", ">|", "&>", "&>>", "<>"}
+_OPERATORS = _SEPARATORS | _REDIRECTS | {"<", "<<", "<<<", ">&"}
+_PREFIXES = {"sudo", "env", "nohup", "time", "command", "exec", "nice", "doas", "xargs"}
+_ALL_ARGS = {"tee", "touch", "mkdir", "rm", "rmdir", "truncate", "shred", "unlink"}
+_AFTER_FIRST = {"chmod", "chown", "chgrp"}
+_LAST_ARG = {"cp", "mv", "install", "ln", "rsync", "scp"}
+
+
+def shell_write_targets(words: list[str]) -> list[str]:
+    """Paths a shell command line writes, by the commands and redirections we know."""
+    targets: list[str] = []
+    command: list[str] = []
+
+    def flush() -> None:
+        while command and ("=" in command[0] and not command[0].startswith("=") or command[0] in _PREFIXES):
+            command.pop(0)
+        if not command:
+            return
+        name = posixpath.basename(command[0])
+        args = command[1:]
+        plain = [a for a in args if not a.startswith("-")]
+        if name in _ALL_ARGS:
+            targets.extend(plain)
+        elif name in _AFTER_FIRST:
+            targets.extend(plain[1:])
+        elif name in _LAST_ARG:
+            if "-t" in args and args.index("-t") + 1 < len(args):
+                targets.append(args[args.index("-t") + 1])
+            elif len(plain) >= 2:
+                targets.append(plain[-1])
+        elif name == "dd":
+            targets.extend(a[3:] for a in args if a.startswith("of="))
+        elif name == "sed" and any(a == "-i" or a.startswith(("-i", "--in-place")) for a in args):
+            targets.extend(plain[1:] if "-e" not in args else plain)
+        elif name in ("curl", "wget"):
+            for flag in ("-o", "--output", "-O", "--output-document"):
+                if flag in args and args.index(flag) + 1 < len(args):
+                    targets.append(args[args.index(flag) + 1])
+        command.clear()
+
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in _REDIRECTS or (word.endswith(">") and word[:-1].isdigit()):
+            if i + 1 < len(words) and not words[i + 1].startswith("&"):
+                targets.append(words[i + 1])
+            i += 2
+            continue
+        if word in ("<", "<<", "<<<", ">&"):
+            i += 2
+            continue
+        if word in _SEPARATORS:
+            flush()
+        else:
+            command.append(word)
+        i += 1
+    flush()
+    return [t for t in targets if t and not t.isdigit()]
+
+
+# A compiled rule returns the reason it is violated, or None.
+Check = Callable[[Subject], "str | None"]
+
+
+def _clip(text: str, size: int = 60) -> str:
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+class RuleCompiler:
+    def __init__(self, scrubber: Scrubber) -> None:
+        self._scrubber = scrubber
+
+    def compile(self, rule: BaseModel, where: str = "rule") -> Check:
+        size = len(json.dumps(rule.model_dump(mode="json", exclude_defaults=True)))
+        if size > RULE_BYTES_MAX:
+            raise InvalidInput(where, f"at most {RULE_BYTES_MAX} bytes of JSON (got {size})")
+        return self._compile(rule, where, 1)
+
+    def _compile(self, rule: BaseModel, where: str, depth: int) -> Check:
+        if depth > RULE_DEPTH_MAX:
+            raise InvalidInput(where, f"rules nest at most {RULE_DEPTH_MAX} levels deep")
+        if isinstance(rule, CommandRegex):
+            return self._command(rule, where)
+        if isinstance(rule, PathGlob):
+            return self._paths(rule, where)
+        if isinstance(rule, ForbiddenContent):
+            return self._content(rule, where)
+        if isinstance(rule, Requires):
+            return self._requires(rule, where)
+        if isinstance(rule, WriteOutsideProject):
+            return self._outside(rule, where)
+        if isinstance(rule, AllOf | AnyOf):
+            children = [self._compile(r, f"{where}.rules.{i}", depth + 1) for i, r in enumerate(rule.rules)]
+            return _all(children) if isinstance(rule, AllOf) else _any(children)
+        raise InvalidInput(where, f"unknown rule kind {getattr(rule, 'kind', '?')!r}")
+
+    def _command(self, rule: CommandRegex, where: str) -> Check:
+        regex = compile_regex(rule.pattern, rule.ignore_case, f"{where}.pattern")
+
+        def check(subject: Subject) -> str | None:
+            found = regex.search(subject.action)
+            return f"the command matches at {_clip(found.group(0))!r}" if found else None
+
+        return check
+
+    def _paths(self, rule: PathGlob, where: str) -> Check:
+        globs = [(g, compile_regex(glob_to_regex(g), False, f"{where}.globs.{i}")) for i, g in enumerate(rule.globs)]
+
+        def check(subject: Subject) -> str | None:
+            for path in subject.touched_paths:
+                for glob, regex in globs:
+                    if regex.search(path):
+                        return f"path {_clip(path)!r} matches {glob!r}"
+            return None
+
+        return check
+
+    def _content(self, rule: ForbiddenContent, where: str) -> Check:
+        if rule.detector == "secrets":
+            def secrets(subject: Subject) -> str | None:
+                for label, text in (("command", subject.action), ("content", subject.context.content or "")):
+                    if text:
+                        result = self._scrubber.scrub(text)
+                        if result.redactions:
+                            return f"the {label} holds a secret-like string ({', '.join(result.kinds) or 'secret'})"
+                return None
+
+            return secrets
+        regex = compile_regex(rule.pattern or "", rule.ignore_case, f"{where}.pattern")
+
+        def pattern(subject: Subject) -> str | None:
+            for label, text in (("command", subject.action), ("content", subject.context.content or "")):
+                if text and regex.search(text):
+                    return f"the {label} matches the forbidden pattern /{_clip(rule.pattern or '')}/"
+            return None
+
+        return pattern
+
+    def _requires(self, rule: Requires, where: str) -> Check:
+        when = compile_regex(rule.when, rule.ignore_case, f"{where}.when")
+        must = compile_regex(rule.must_include, rule.ignore_case, f"{where}.must_include")
+
+        def check(subject: Subject) -> str | None:
+            if not when.search(subject.action):
+                return None
+            if must.search(subject.action) or any(must.search(h) for h in subject.context.history):
+                return None
+            return f"the command matches /{_clip(rule.when)}/ but neither it nor the history matches /{_clip(rule.must_include)}/"
+
+        return check
+
+    def _outside(self, rule: WriteOutsideProject, where: str) -> Check:
+        allowed = [compile_regex(glob_to_regex(g), False, f"{where}.allow.{i}") for i, g in enumerate(rule.allow)]
+
+        def check(subject: Subject) -> str | None:
+            root = subject.root
+            for target in subject.write_targets:
+                absolute = subject.absolute(target)
+                if absolute is None:
+                    continue
+                if absolute != "~" and any(a.search(absolute) for a in allowed):
+                    continue
+                if root is None:
+                    outside = absolute == "~" or _is_abs(absolute) or absolute == ".." or absolute.startswith("../")
+                else:
+                    outside = absolute == "~" or not (absolute == root or absolute.startswith(root.rstrip("/") + "/"))
+                if outside:
+                    where_to = f"outside the project {root!r}" if root else "outside the project"
+                    return f"writes {_clip(target)!r} {where_to}"
+            return None
+
+        return check
+
+
+def _all(children: list[Check]) -> Check:
+    def check(subject: Subject) -> str | None:
+        reason = None
+        for child in children:
+            reason = child(subject)
+            if reason is None:
+                return None
+        return reason  # the last condition is usually the most specific one
+
+    return check
+
+
+def _any(children: list[Check]) -> Check:
+    def check(subject: Subject) -> str | None:
+        for child in children:
+            reason = child(subject)
+            if reason is not None:
+                return reason
+        return None
+
+    return check
