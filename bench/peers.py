@@ -24,7 +24,6 @@ from bench import corpus
 from bench.driver import (
     contextd_stdio,
     daemon_pid,
-    rss_mib,
     stdio_client,
     stop_contextd,
     summary,
@@ -171,13 +170,23 @@ def _child_pid(marker: str) -> int | None:
     return None
 
 
-def _peak_mib(pid: int | None) -> float:
+def _memory_mib(pid: int | None) -> dict[str, float]:
+    """Peak RSS (VmHWM) and the current RSS split into anonymous and file-backed (mmapped store
+    files count in RSS but are page cache the kernel can drop), in MiB."""
     if pid is None:
-        return float("nan")
+        return {}
     try:
-        return rss_mib(pid)[1]
-    except (OSError, KeyError):
-        return float("nan")
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+        return {key: round(int(fields[name].split()[0]) / 1024, 1)
+                for key, name in (("peak", "VmHWM"), ("anon", "RssAnon"), ("file", "RssFile"))}
+    except (OSError, KeyError, ValueError):
+        return {}
+
+
+def _max_of(samples: list[dict[str, float]]) -> dict[str, float]:
+    """The largest of each figure over a server's sessions."""
+    keys = {k for sample in samples for k in sample}
+    return {k: max(sample[k] for sample in samples if k in sample) for k in sorted(keys)}
 
 
 # ------------------------------------------------------------------------------------------- servers
@@ -195,7 +204,7 @@ class Peer:
         self.python = str(venv / "bin" / "python")
         self.env = env
         self.store_args: dict[str, Any] = {}
-        self.peak_rss: list[float] = []
+        self.memory: list[dict[str, float]] = []
 
     def session(self) -> Any:
         return stdio_client(self.command, self.env)
@@ -219,7 +228,7 @@ class Peer:
         return "qdrant-find", args
 
     def record_rss(self) -> None:
-        self.peak_rss.append(_peak_mib(_child_pid("mcp-server-qdrant")))
+        self.memory.append(_memory_mib(_child_pid("mcp-server-qdrant")))
 
 
 class Ours:
@@ -229,8 +238,8 @@ class Ours:
 
     def __init__(self, data_dir: Path, project_dir: Path) -> None:
         self.data_dir, self.project_dir = data_dir, project_dir
-        self.daemon_peak: list[float] = []
-        self.bridge_peak: list[float] = []
+        self.daemon_memory: list[dict[str, float]] = []
+        self.bridge_memory: list[dict[str, float]] = []
 
     def session(self) -> Any:
         return contextd_stdio(self.data_dir, self.project_dir)
@@ -250,8 +259,8 @@ class Ours:
         return "memory_search", {"query": query, "limit": SEARCH_LIMIT_DEFAULT}
 
     def record_rss(self) -> None:
-        self.daemon_peak.append(_peak_mib(daemon_pid(self.data_dir)))
-        self.bridge_peak.append(_peak_mib(_child_pid("contextd_mcp stdio")))
+        self.daemon_memory.append(_memory_mib(daemon_pid(self.data_dir)))
+        self.bridge_memory.append(_memory_mib(_child_pid("contextd_mcp stdio")))
 
 
 def _embedded_text(memory: Any) -> str:
@@ -277,43 +286,74 @@ from mcp_server_qdrant.qdrant import QdrantConnector
 from mcp_server_qdrant.settings import METADATA_PATH, EmbeddingProviderSettings, QdrantSettings
 
 async def main():
-    texts = json.load(open(sys.argv[1]))
+    batch = json.load(open(sys.argv[1]))
     q, e = QdrantSettings(), FastEmbedProvider(EmbeddingProviderSettings().model_name)
     c = QdrantConnector(q.location, q.api_key, q.collection_name, e, q.local_path)
     await c._ensure_collection_exists(q.collection_name)
     name = e.get_vector_name()
-    for i in range(0, len(texts), 256):
-        chunk = texts[i:i + 256]
-        vectors = await e.embed_documents(chunk)
+    for i in range(0, len(batch["texts"]), 256):
         points = [models.PointStruct(id=uuid.uuid4().hex, vector={name: v}, payload={"document": t, METADATA_PATH: None})
-                  for t, v in zip(chunk, vectors)]
+                  for t, v in zip(batch["texts"][i:i + 256], batch["vectors"][i:i + 256])]
         await c._client.upsert(collection_name=q.collection_name, points=points)
+    print((await c._client.count(q.collection_name)).count)
     await c._client.close()
-    print(len(texts))
 
 asyncio.run(main())
 """
 
 
-def bulk_fill_peer(peer: Peer, start: int, target: int, scratch: Path) -> float:
-    """Points start..target written the way qdrant-store writes them (same payload, vector name,
-    model), in batches and in-process, with the server stopped; returns seconds."""
-    texts = [_embedded_text(m) for i, m in enumerate(corpus.memories(target)) if i >= start]
-    scratch.write_text(json.dumps(texts))
-    began = time.perf_counter()
+class _Precomputed:
+    """An Embedder that answers from vectors computed once for both servers (falls back on a miss)."""
+
+    def __init__(self, inner: Any, vectors: dict[str, list[float]]) -> None:
+        self._inner, self._vectors, self.misses = inner, vectors, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        missing = [t for t in texts if t not in self._vectors]
+        self.misses += len(missing)
+        self._vectors.update(zip(missing, self._inner.embed_documents(missing), strict=True))
+        return [self._vectors[t] for t in texts]
+
+
+def bulk_fill(peer: Peer, ours: Ours, start: int, target: int, scratch: Path) -> dict[str, Any]:
+    """Memories start..target written into both stores with the servers stopped, each the way the
+    server writes them (the peer: qdrant-store's payload and vector name; ours: MemoryService.store_many),
+    from vectors embedded once with the shared model, so the fill costs one embedding pass, not two."""
+    from contextd_mcp.container import build
+    from contextd_mcp.paths import DataPaths
+    from contextd_mcp.scope_resolver import resolve_scope
+
+    memories = [m for i, m in enumerate(corpus.memories(target)) if i >= start]
+    texts = [_embedded_text(m) for m in memories]
+    stop_contextd(ours.data_dir)  # the embedded store admits one process
+    container = build(DataPaths(ours.data_dir))
+    try:
+        began = time.perf_counter()
+        service = container.memory
+        vectors = service._embedder.embed_documents(texts)
+        embed_s = time.perf_counter() - began
+        # Bench-only: the service re-embeds the texts it builds; answer those from the shared vectors.
+        service._embedder = _Precomputed(service._embedder, dict(zip(texts, vectors, strict=True)))
+        scope = resolve_scope(ours.project_dir, {})
+        for i in range(0, len(memories), 256):
+            service.store_many(scope, memories[i : i + 256])
+        ours_count = service.counts(scope)
+        misses = service._embedder.misses
+    finally:
+        container.close()
+    scratch.write_text(json.dumps({"texts": texts, "vectors": vectors}))
     done = subprocess.run(
         [peer.python, "-c", _PEER_FILL, str(scratch)], env=peer.env, capture_output=True, text=True, timeout=1800,
     )
-    if done.returncode != 0 or done.stdout.strip().splitlines()[-1:] != [str(len(texts))]:
+    scratch.unlink()
+    if done.returncode != 0:
         raise RuntimeError(f"peer bulk fill failed: {done.stderr[-2000:]}")
-    return time.perf_counter() - began
-
-
-def bulk_fill_ours(ours: Ours, target: int) -> float:
-    from bench.contextd import fill
-
-    stop_contextd(ours.data_dir)  # the embedded store admits one process
-    return fill(ours.data_dir, ours.project_dir, target)
+    peer_count = int(done.stdout.strip().splitlines()[-1])
+    return {"memories": len(memories), "embed_s": round(embed_s, 1), "total_s": round(time.perf_counter() - began, 1),
+            "peer_points_after": peer_count, "contextd_memories_after": ours_count, "re_embedded": misses}
 
 
 async def cold_spawn(server: Any) -> float:
@@ -363,8 +403,9 @@ async def _run(work_dir: Path, quick: bool, peer: Peer, ours: Ours) -> dict[str,
     timed_cap = 200 if quick else 1000
     queries = corpus.queries(40 if quick else 200)
     cold_reps, warm_reps = (2, 5) if quick else (3, 10)
-    peer_fig: dict[str, Any] = {"cold_start_ms": [], "store": {}, "search": {}, "bulk_fill_s": {}}
-    our_fig: dict[str, Any] = {"daemon_cold_ms": [], "bridge_warm_ms": [], "store": {}, "search": {}, "bulk_fill_s": {}}
+    peer_fig: dict[str, Any] = {"cold_start_ms": [], "store": {}, "search": {}}
+    our_fig: dict[str, Any] = {"daemon_cold_ms": [], "bridge_warm_ms": [], "store": {}, "search": {}}
+    fills: dict[str, Any] = {}
 
     for _ in range(cold_reps):  # empty stores; peer then ours in each repetition
         peer_fig["cold_start_ms"].append(await cold_spawn(peer))
@@ -380,9 +421,7 @@ async def _run(work_dir: Path, quick: bool, peer: Peer, ours: Ours) -> dict[str,
             peer_fig["store"][f"{stored}-{timed_to}"] = await store_session(peer, stored, timed_to)
             our_fig["store"][f"{stored}-{timed_to}"] = await store_session(ours, stored, timed_to)
         if size > timed_to:
-            peer_fig["bulk_fill_s"][f"{timed_to}-{size}"] = round(
-                bulk_fill_peer(peer, timed_to, size, work_dir / "peer-fill.json"), 1)
-            our_fig["bulk_fill_s"][f"{timed_to}-{size}"] = round(bulk_fill_ours(ours, size), 1)
+            fills[f"{timed_to}-{size}"] = bulk_fill(peer, ours, timed_to, size, work_dir / "fill.json")
         stored = size
         peer_fig["search"][str(size)] = await search_session(peer, queries)
         our_fig["search"][str(size)] = await search_session(ours, queries)
@@ -398,10 +437,15 @@ async def _run(work_dir: Path, quick: bool, peer: Peer, ours: Ours) -> dict[str,
         calls = sum(s["calls"] for s in fig["store"].values())
         fig["store_per_s"] = round(calls / sum(s["seconds"] for s in fig["store"].values()), 1)
         fig["store_calls"] = calls
-    peer_fig["peak_rss_mib"] = round(max(peer.peak_rss), 1)
-    our_fig["daemon_peak_rss_mib"] = round(max(ours.daemon_peak), 1)
-    our_fig["bridge_peak_rss_mib"] = round(max(ours.bridge_peak), 1)
-    return {"sizes": sizes, "stores_timed_one_call_at_a_time": timed_cap, "peer": peer_fig, "contextd": our_fig}
+    peer_fig["memory_mib"] = _max_of(peer.memory)
+    peer_fig["peak_rss_mib"] = peer_fig["memory_mib"]["peak"]
+    our_fig["daemon_memory_mib"] = _max_of(ours.daemon_memory)
+    our_fig["daemon_peak_rss_by_session_mib"] = [m.get("peak") for m in ours.daemon_memory]
+    our_fig["daemon_peak_rss_mib"] = our_fig["daemon_memory_mib"]["peak"]
+    our_fig["bridge_memory_mib"] = _max_of(ours.bridge_memory)
+    our_fig["bridge_peak_rss_mib"] = our_fig["bridge_memory_mib"]["peak"]
+    return {"sizes": sizes, "stores_timed_one_call_at_a_time": timed_cap, "bulk_fills": fills,
+            "peer": peer_fig, "contextd": our_fig}
 
 
 def _ratios(figures: dict[str, Any]) -> dict[str, float]:
@@ -425,6 +469,7 @@ def _ratios(figures: dict[str, Any]) -> dict[str, float]:
     ratio("cold_start_full_daemon_cold", ours["daemon_cold_full_ms"], peer["cold_start_full_ms"])
     ratio("peak_rss_daemon", ours["daemon_peak_rss_mib"], peer["peak_rss_mib"])
     ratio("peak_rss_daemon_plus_bridge", ours["daemon_peak_rss_mib"] + ours["bridge_peak_rss_mib"], peer["peak_rss_mib"])
+    ratio("anon_rss_daemon", ours["daemon_memory_mib"].get("anon"), peer["memory_mib"].get("anon"))
     return out
 
 
@@ -471,7 +516,7 @@ def run(work_dir: Path, quick: bool) -> dict[str, Any]:
         "quick": quick,
         "search_k": SEARCH_LIMIT_DEFAULT,
         **figures,
-        "ratios_ours_over_peer": ratios,
+        "ratios": ratios,  # ours / theirs
         "goals": _goals(figures, ratios),
         "seconds": round(time.perf_counter() - started, 1),
     }
