@@ -87,9 +87,9 @@ async def test_the_verifier_returns_the_token_claims(store: TokenStore) -> None:
     assert await verifier.verify_token("ctxd_" + "x" * 43) is None
 
 
-def _request(user: object, path: str = "/mcp", headers: dict[str, str] | None = None) -> Request:
+def _request(user: object, path: str = "/mcp", headers: dict[str, str] | None = None, query: bytes = b"") -> Request:
     raw = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    return Request({"type": "http", "method": "POST", "path": path, "headers": raw, "query_string": b"", "user": user})
+    return Request({"type": "http", "method": "POST", "path": path, "headers": raw, "query_string": query, "user": user})
 
 
 async def test_the_caller_comes_from_the_verified_token(store: TokenStore) -> None:
@@ -102,9 +102,9 @@ async def test_the_caller_comes_from_the_verified_token(store: TokenStore) -> No
 
     open_scope, _ = store.create("acme")
     user = AuthenticatedUser(await verifier.verify_token(open_scope))  # type: ignore[arg-type]
-    caller = caller_from_token(_request(user, "/messages/", {"X-Contextd-Project": "web"}))
+    caller = caller_from_token(_request(user, "/messages/", {"X-Contextd-Project": "web"}, b"session_id=abc123"))
     assert caller.scope.fields() == {"tenant": "acme", "team": "default", "project": "web"}
-    assert caller.transport == "sse" and not caller.read_only
+    assert caller.transport == "sse" and not caller.read_only and caller.connection_id == "abc123"
     with pytest.raises(Denied, match="x-contextd-project"):
         caller_from_token(_request(user, headers={"X-Contextd-Project": "../etc"}))
     with pytest.raises(Denied, match="no verified token"):

@@ -89,10 +89,13 @@ def caller_from_token(request: Any) -> Caller:
         raise Denied(
             f"{TEAM_HEADER} / {PROJECT_HEADER}: must be 1-64 characters of letters, digits, '.', '_' or '-'"
         ) from None
+    transport = _transport(request)
+    # The MCP session: a header on Streamable HTTP, the query string on SSE's /messages/.
+    session = request.query_params.get("session_id", "") if transport == "sse" else headers.get("mcp-session-id", "")
     return Caller(
         scope=scope,
-        transport=_transport(request),
-        connection_id=headers.get("mcp-session-id", "")[:32],
+        transport=transport,
+        connection_id=session[:32],
         read_only=bool(claims["read_only"]),
         agent=claims["agent"],
         extra={"token": claims["token_id"]},
