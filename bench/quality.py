@@ -81,9 +81,12 @@ class _QueryCache:
 REMEDIATION_VARIANTS: dict[str, tuple[float, float] | None] = {"dense": (1.0, 0.0), "sparse": (0.0, 1.0), "hybrid": None}
 
 
-def remediation_quality(container: Any, path: Path = DATA / "remediation_errors.json") -> dict[str, Quality]:
+def remediation_quality(
+    container: Any, path: Path = DATA / "remediation_errors.json", queries: list[dict[str, str]] | None = None
+) -> dict[str, Quality]:
     """Dense-only vs sparse-only vs hybrid on the labelled error set: the same stored records and
-    query vectors, only the fusion weights differ (dense = the dense list alone, on normalised text)."""
+    query vectors, only the fusion weights differ (dense = the dense list alone, on normalised text).
+    ``queries`` ({"error", "relevant"} items) replaces the set's own queries."""
     from contextd_mcp.models.remediation import RecordRemediation, SearchRemediations
     from contextd_mcp.services.remediation import WEIGHTS, RemediationService
 
@@ -102,7 +105,7 @@ def remediation_quality(container: Any, path: Path = DATA / "remediation_errors.
     results: dict[str, Quality] = {}
     for name, weights in REMEDIATION_VARIANTS.items():
         ranked, relevant = [], []
-        for query in dataset["queries"]:
+        for query in queries if queries is not None else dataset["queries"]:
             request = SearchRemediations(error=query["error"], limit=10)
             hits = service.search(SCOPE, request, weights=weights or WEIGHTS)
             ranked.append([h.id for h in hits])

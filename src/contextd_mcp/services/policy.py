@@ -51,6 +51,10 @@ _CONFIG_RANK = 3
 _SEVERITY_ORDER = {Severity.critical: 0, Severity.warning: 1, Severity.info: 2}
 _PACK_NAMESPACE = uuid.UUID("8f0f5c2e-6a57-4f53-9a43-2b1c7c1f0e11")
 _COMPILED_CACHE_MAX = 4096
+# This process is the store's only writer (DESIGN.md §1), so a write clears the cache of the
+# policies that apply to each scope; the TTL bounds staleness when several daemons share one
+# Qdrant server.
+_APPLICABLE_TTL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ class PolicyService:
         self._now = now
         self._lock = threading.Lock()  # set-by-title is read-then-write
         self._compiled: dict[tuple[str, float], Check] = {}
+        self._applicable_cache: dict[tuple[str, str, str], tuple[float, list[_Entry]]] = {}
         self._config = [_config_entry(pack, item) for pack in dict.fromkeys(config_packs) for item in PACKS[pack]]
         store.ensure(
             CollectionSpec(
@@ -120,6 +125,17 @@ class PolicyService:
     # ---- reading -------------------------------------------------------------------------
 
     def _applicable(self, scope: Scope) -> list[_Entry]:
+        key = (scope.tenant, scope.team, scope.project)
+        cached = self._applicable_cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < _APPLICABLE_TTL_S:
+            return list(cached[1])
+        entries = self._load_applicable(scope)
+        if len(self._applicable_cache) >= _COMPILED_CACHE_MAX:
+            self._applicable_cache.clear()
+        self._applicable_cache[key] = (time.monotonic(), entries)
+        return list(entries)
+
+    def _load_applicable(self, scope: Scope) -> list[_Entry]:
         stored: list[_Entry] = []
         for level in (ScopeLevel.org, ScopeLevel.team, ScopeLevel.project):
             records = self._store.scan(COLLECTION, _owner_filter(scope, level), limit=POLICIES_PER_SCOPE_MAX)
@@ -222,6 +238,7 @@ class PolicyService:
             }
             ident = existing[0].id if existing else str(uuid.uuid4())
             self._store.upsert(COLLECTION, [Record(id=ident, payload=payload)])
+            self._applicable_cache.clear()
         return PolicySaved(id=ident, replaced_existing=bool(existing))
 
     def delete(self, scope: Scope, request: PolicyById) -> PolicyDeleted:
@@ -235,6 +252,7 @@ class PolicyService:
             # Overrides of a deleted policy would point at nothing: they go too, tenant-wide.
             children = self._store.scan(COLLECTION, {"tenant": scope.tenant, "overrides": entry.id}, limit=10_000)
             self._store.delete(COLLECTION, [entry.id, *(c.id for c in children)])
+            self._applicable_cache.clear()
         return PolicyDeleted(id=entry.id, deleted_overrides=len(children))
 
     def enable_pack(self, scope: Scope, request: EnablePack) -> PackEnabled:

@@ -255,12 +255,14 @@ class RuleCompiler:
 
     def _paths(self, rule: PathGlob, where: str) -> Check:
         globs = [(g, compile_regex(glob_to_regex(g), False, f"{where}.globs.{i}")) for i, g in enumerate(rule.globs)]
+        # One pass per path over all globs; which glob matched is looked up only on a hit.
+        combined = compile_regex("|".join(f"(?:{glob_to_regex(g)})" for g in rule.globs), False, f"{where}.globs")
 
         def check(subject: Subject) -> str | None:
             for path in subject.touched_paths:
-                for glob, regex in globs:
-                    if regex.search(path):
-                        return f"path {_clip(path)!r} matches {glob!r}"
+                if combined.search(path):
+                    glob = next(g for g, regex in globs if regex.search(path))
+                    return f"path {_clip(path)!r} matches {glob!r}"
             return None
 
         return check

@@ -1,0 +1,186 @@
+"""remediation_search: retrieval quality on the labelled set, and latency at N records.
+
+    .venv/bin/python -m bench.bench_remediation [--records 10000] [--queries 200] [--skip-quality] [--json FILE]
+
+Quality (tests/data/remediation_errors.json: 258 fixes, 598 reworded occurrences of their errors),
+recall@1, recall@3, MRR over the top 10:
+  dense-raw   what plain semantic search does: raw title + error embedded, raw error as the query
+  dense       the dense list alone, on normalised text (remediation_search with sparse weight 0)
+  sparse      the sparse (lexical, IDF) list alone
+  hybrid      remediation_search as shipped: both lists fused by weighted reciprocal rank
+The same four on "described" queries: each fix's root-cause prose as the query (how well a
+description in words, not an error paste, finds the fix).
+
+Latency: N records in one project (the 258 fixes, then generated variants of them with other
+paths, names and services, each embedded for real), then the set's error queries timed through
+the service (normalise + embed + hybrid search + re-rank) and through the MCP tool in-process
+(adds validation, JSON, scrubbing, the token cap). Wall-clock on this machine, shared with
+other work: see the load average printed with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench.quality import DATA, SCOPE, Quality, remediation_quality, score  # noqa: E402
+from contextd_mcp.container import Container, build  # noqa: E402
+from contextd_mcp.models.remediation import RecordRemediation, SearchRemediations  # noqa: E402
+from contextd_mcp.paths import DataPaths  # noqa: E402
+from contextd_mcp.ports.vector_store import CollectionSpec, Record  # noqa: E402
+
+SERVICES = ["billing", "ledger", "orders", "search", "notifier", "gateway", "reports", "ingest", "auth", "crm"]
+DIRS = ["/srv", "/opt", "/home/dev/src", "/builds/acme", "/Users/sam/code", "/workspace"]
+
+
+def dense_raw_quality(container: Container, dataset: dict[str, Any], queries: list[dict[str, str]]) -> Quality:
+    """The baseline: a plain dense collection of raw text, searched with the raw query."""
+    name = f"bench_raw_{uuid.uuid4().hex[:8]}"  # a fresh collection per query set
+    spec = CollectionSpec(name=name, dim=container.embedder.dim, model=container.embedder.model_name)
+    container.store.ensure(spec)
+    items = dataset["remediations"]
+    vectors = container.embedder.embed_documents([f"{r['title']}\n{r['problem']}" for r in items])
+    ids = {r["key"]: str(uuid.uuid4()) for r in items}
+    container.store.upsert(spec.name, [Record(id=ids[r["key"]], payload={"tenant": "raw"}, vector=v) for r, v in zip(items, vectors, strict=True)])
+    ranked, relevant = [], []
+    for query in queries:
+        hits = container.store.search(spec.name, container.embedder.embed_query(query["error"]), {"tenant": "raw"}, 10)
+        ranked.append([h.id for h in hits])
+        relevant.append({ids[query["relevant"]]})
+    r1, r3, mrr = score(ranked, relevant)
+    return Quality(len(ranked), len(items), r1, r3, mrr)
+
+
+def variant(item: dict[str, Any], i: int, rng: random.Random) -> RecordRemediation:
+    service = f"{rng.choice(SERVICES)}-{i}"
+    root = f"{rng.choice(DIRS)}/{service}"
+    problem = item["problem"]
+    for old in ("/srv", "/opt", "/home", "/builds", "/Users", "/workspace", "/app", "/root"):
+        problem = problem.replace(old, root, 1)
+    problem = f"[{service}] {problem}\n(seen in {service}, run {rng.randint(1, 99999)})"
+    return RecordRemediation(
+        title=f"{item['title']} in {service}",
+        problem=problem[:8000],
+        solution=f"{item['solution']} (applied to {service})",
+        root_cause=item.get("root_cause"),
+        category=item.get("category"),
+        tags=item.get("tags", []),
+    )
+
+
+def fill(container: Container, dataset: dict[str, Any], records: int, batch: int = 256) -> float:
+    service = container.remediation
+    assert service is not None
+    items = dataset["remediations"]
+    rng = random.Random(7)
+    started = time.perf_counter()
+    base = [RecordRemediation(title=r["title"], problem=r["problem"], solution=r["solution"], category=r["category"],
+                              tags=r["tags"]) for r in items]
+    service.record_many(SCOPE, base[:records])
+    made = min(records, len(base))
+    while made < records:
+        chunk = [variant(items[(made + j) % len(items)], made + j, rng) for j in range(min(batch, records - made))]
+        service.record_many(SCOPE, chunk)
+        made += len(chunk)
+    return time.perf_counter() - started
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50_ms": round(statistics.median(ordered), 2),
+        "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 2),
+        "n": len(ordered),
+    }
+
+
+def service_latency(container: Container, queries: list[str]) -> dict[str, float]:
+    service = container.remediation
+    assert service is not None
+    samples = []
+    for error in queries:
+        started = time.perf_counter()
+        service.search(SCOPE, SearchRemediations(error=error))
+        samples.append((time.perf_counter() - started) * 1000)
+    return percentiles(samples)
+
+
+def tool_latency(container: Container, queries: list[str]) -> dict[str, float]:
+    import anyio
+    from mcp import Client
+
+    from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
+
+    samples: list[float] = []
+
+    async def run() -> None:
+        token = CURRENT_CALLER.set(Caller(scope=SCOPE, transport="memory"))
+        try:
+            async with Client(container.server()) as client:
+                for error in queries:
+                    started = time.perf_counter()
+                    result = await client.call_tool("remediation_search", {"error": error})
+                    samples.append((time.perf_counter() - started) * 1000)
+                    assert not result.is_error, result.content
+        finally:
+            CURRENT_CALLER.reset(token)
+
+    anyio.run(run)
+    return percentiles(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    dataset = json.loads((DATA / "remediation_errors.json").read_text())
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-remediation-") as tmp:
+        if not args.skip_quality:
+            container = build(DataPaths(Path(tmp) / "quality"))
+            try:
+                described = [{"error": r["root_cause"], "relevant": r["key"]} for r in dataset["remediations"]]
+                for name, queries in (("errors", dataset["queries"]), ("described", described)):
+                    table = {"dense-raw": dense_raw_quality(container, dataset, queries)}
+                    table.update(remediation_quality(container, queries=queries))
+                    results[f"quality_{name}"] = {k: q.__dict__ for k, q in table.items()}
+                    for key, quality in table.items():
+                        print(f"{name:9} {key:9} {quality.row()}", flush=True)
+            finally:
+                container.close()
+        container = build(DataPaths(Path(tmp) / "latency"))
+        try:
+            seconds = fill(container, dataset, args.records)
+            assert container.remediation is not None
+            count = container.remediation.counts()
+            print(f"filled {count} records in {seconds:.0f} s ({count / seconds:.0f}/s)", flush=True)
+            queries = [q["error"] for q in random.Random(3).sample(dataset["queries"], min(args.queries, len(dataset["queries"])))]
+            service_latency(container, queries[:10])  # warm-up
+            results["records"] = count
+            results["fill_per_s"] = round(count / seconds, 1)
+            results["search_service_ms"] = service_latency(container, queries)
+            results["search_tool_ms"] = tool_latency(container, queries)
+            results["load_average"] = os.getloadavg()
+            print(f"remediation_search at {count} records: service {results['search_service_ms']}, "
+                  f"MCP tool {results['search_tool_ms']} (load average {results['load_average']})", flush=True)
+        finally:
+            container.close()
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
