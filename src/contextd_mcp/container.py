@@ -159,7 +159,9 @@ def build(
     runner.guards.append(access_guard)
     runner.prompts = SkillPrompts(skills, scrubber, access_guard.check)
     # Any call on a connection keeps the session it started alive (idle TTL).
-    runner.response_hooks.append(lambda caller, tool, data, tokens: sessions.touch(caller.connection_id) or [])
+    runner.response_hooks.append(
+        lambda caller, tool, data, tokens: sessions.touch(caller.connection_id, caller.scope) or []
+    )
     container = Container(
         paths, store, embedder, scrubber, audit, memory, runner, skills=skills, agents=agents, agent_bindings=bindings,
         sessions=sessions, checkpoints=checkpoints, distill=distill_runner, remediation=remediation,

@@ -235,11 +235,16 @@ class SessionService:
 
     # -- activity and expiry --------------------------------------------------------------
 
-    def touch(self, connection_id: str) -> None:
+    def touch(self, connection_id: str, scope: Scope | None = None) -> None:
         """Any call on a connection keeps its session alive (a ToolRunner response hook)."""
         session_id = self.active_session(connection_id)
-        if session_id is not None:
-            self.touch_session(session_id)
+        if session_id is None:
+            return
+        # A connection id is unique per transport, not across tenants: only the caller's own
+        # session may be kept alive (the isolation suite caught another tenant's being touched).
+        if scope is not None and not self._store.get(COLLECTION, [session_id], scope.fields()):
+            return
+        self.touch_session(session_id)
 
     def touch_session(self, session_id: str) -> None:
         now = self._now()
