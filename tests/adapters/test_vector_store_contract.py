@@ -124,17 +124,18 @@ def hybrid_store(backend: tuple[str, Path]) -> Iterator[tuple[VectorStore, str]]
 def test_hybrid_search_fuses_dense_and_sparse_rankings(hybrid_store: tuple[VectorStore, str]) -> None:
     store, coll = hybrid_store
     dense_best = Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[1, 0, 0, 0], sparse={7: 1.0})
-    both = Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[0.95, 0.31, 0, 0], sparse={42: 1.0, 7: 1.0})
-    sparse_best = Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[0, 0, 1, 0], sparse={42: 2.0})
+    both = Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[0.95, 0.31, 0, 0], sparse={42: 2.0, 7: 1.0})
+    sparse_second = Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[0, 0, 1, 0], sparse={42: 1.0})
     no_sparse = Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[0.5, 0, 0.86, 0])
     foreign = Record(id=str(uuid.uuid4()), payload={"tenant": "b"}, vector=[1, 0, 0, 0], sparse={42: 5.0})
-    store.upsert(coll, [dense_best, both, sparse_best, no_sparse, foreign])
+    store.upsert(coll, [dense_best, both, sparse_second, no_sparse, foreign])
     hits = store.hybrid_search(coll, [1, 0, 0, 0], {42: 1.0}, {"tenant": "a"}, limit=4)
+    # Dense order: dense_best, both, no_sparse, sparse_second; sparse order: both, sparse_second.
+    # `both` is first in one list and second in the other: fusion puts it on top for any RRF k.
     ids = [h.id for h in hits]
-    # `both` is second by dense and second by sparse; each list's winner is first in one list only.
-    assert ids[0] == both.id and foreign.id not in ids
-    assert set(ids) == {dense_best.id, both.id, sparse_best.id, no_sparse.id}
-    assert hits[0].score > hits[-1].score > 0
+    assert ids[0] == both.id and ids[-1] == no_sparse.id and foreign.id not in ids
+    assert set(ids) == {both.id, dense_best.id, sparse_second.id, no_sparse.id}
+    assert hits[0].score > hits[1].score > hits[-1].score > 0
     assert hits[0].payload == {"tenant": "a"}
     # Weights tilt the fusion: all weight on the dense list gives the dense order.
     dense_only = store.hybrid_search(coll, [1, 0, 0, 0], {42: 1.0}, {"tenant": "a"}, limit=2, weights=(1.0, 0.0))
