@@ -29,7 +29,7 @@ from contextd_mcp.ports.scrubber import Scrubber
 from contextd_mcp.ports.vector_store import VectorStore
 from contextd_mcp.services.agents import AgentService
 from contextd_mcp.services.checkpoints import CheckpointService
-from contextd_mcp.services.distill import Distiller, DistillRunner
+from contextd_mcp.services.distill import Distiller, DistillRunner, remediation_sink
 from contextd_mcp.services.injection import Injector
 from contextd_mcp.services.memory import MemoryService
 from contextd_mcp.services.policy import PolicyService
@@ -143,6 +143,8 @@ def build(
     packs = [p.strip() for p in os.environ.get("CONTEXTD_POLICY_PACKS", "").split(",") if p.strip()]
     policies = PolicyService(store, embedder.dim, embedder.model_name, scrubber, config_packs=packs)
     tools += policy_tools(policies)
+    # Error → fix pairs found in Claude Code transcripts become remediation candidates.
+    distill_runner.distiller.remediation_sink = remediation_sink(remediation.record_many)
     if os.environ.get("CONTEXTD_BENCH_TOOLS") == "1":
         from contextd_mcp.mcp.tools.diagnostics import diagnostic_tools
 
@@ -241,8 +243,6 @@ def _session_parts(
     policy = SessionPolicy(settings.session_idle_ttl_s, settings.session_max_ttl_s, settings.session_retention_s)
     sessions = SessionService(store, embedder.dim, embedder.model_name, scrubber, queue, injector, policy)
     distiller = Distiller(memory, scrubber)
-    # TODO(remediation): once services/remediation.py can record candidates, set
-    # distiller.remediation_sink to it; until then they stay in each job's result.
     runner = DistillRunner(
         queue, distiller, scrubber, settings.distill_max_attempts, settings.distill_retry_base_s, settings.distill_delay_s
     )

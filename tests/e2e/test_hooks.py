@@ -81,6 +81,9 @@ async def test_a_claude_code_session_through_its_hooks(data_dir: Path, project_d
     assert time.perf_counter() - began < 10  # a process start; the bench measures it properly
     lesson = await wait_for_memory(data_dir, project_dir, "boto3 put_object ContentMD5 parameter validation error")
     assert "ContentMD5" in lesson["title"] or "ContentMD5" in lesson["description"]
+    async with stdio(data_dir, project_dir) as client:  # the error → fix pair became a remediation
+        error = 'botocore.exceptions.ParamValidationError: Unknown parameter in input: "ContentMD5"'
+        assert data(await client.call_tool("remediation_search", {"error": error}))["remediations"]
 
     # The next Claude Code session starts with that lesson (recent work = the checkpoint).
     again = hook(data_dir, "session-start", sample("session_start", project_dir, transcript, "9a8b7c6d-new"), project_dir)
@@ -115,3 +118,18 @@ def test_session_end_without_a_session_start_still_distils(
     ended = hook(data_dir, "session-end", sample("session_end", project_dir, transcript, "11111111-solo"), project_dir)
     assert ended.returncode == 0 and ended.stdout == b"", ended.stderr
     assert ended.stderr == b""
+
+
+def test_the_shipped_claude_code_settings_name_real_hook_events() -> None:
+    from contextd_mcp.hooks import EVENTS
+
+    examples = Path(__file__).parents[2] / "examples" / "claude-code"
+    settings = json.loads((examples / "settings.json").read_text())
+    wanted = {"SessionStart": "session-start", "PreCompact": "pre-compact", "SessionEnd": "session-end"}
+    assert set(settings["hooks"]) == set(wanted)
+    for claude_event, ours in wanted.items():
+        (command,) = [h["command"] for group in settings["hooks"][claude_event] for h in group["hooks"]]
+        assert command == f"contextd-mcp hook {ours}" and ours in EVENTS
+    servers = json.loads((examples / ".mcp.json").read_text())["mcpServers"]
+    assert settings["enabledMcpjsonServers"] == list(servers) == ["contextd"]
+    assert servers["contextd"]["args"] == ["stdio"]

@@ -16,7 +16,8 @@ from contextd_mcp.models.memory import Outcome
 from contextd_mcp.models.requests import GetMemory, StoreMemory
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.ports.job_queue import JobState
-from contextd_mcp.services.distill import NEAR_DUPLICATE, Distiller, DistillRunner, from_summary
+from contextd_mcp.models.remediation import GetRemediation, SearchRemediations
+from contextd_mcp.services.distill import NEAR_DUPLICATE, Distiller, DistillRunner, from_summary, remediation_sink
 from contextd_mcp.models.session import SessionOutcome
 from contextd_mcp.transcript import digest, read_events, sentences
 
@@ -138,6 +139,21 @@ def test_transcript_gives_a_fix_strategy_an_unresolved_anti_pattern_and_remediat
     (candidate,) = result["remediation_candidates"]
     assert "ParamValidationError" in candidate["error"] and "ChecksumAlgorithm" in candidate["fix"]
     assert candidate["command"] == "python -m pytest tests/test_upload.py -q"
+
+
+def test_transcript_fixes_become_remediations_once(container: Container, tmp_path: Path) -> None:
+    assert container.remediation is not None
+    path = tmp_path / "3f2b8c1e.jsonl"
+    shutil.copy(TRANSCRIPT, path)
+    distiller = Distiller(container.memory, container.scrubber)
+    distiller.remediation_sink = remediation_sink(container.remediation.record_many)
+    progress: dict[str, Any] = {}
+    distiller.run(job("partial", transcript=str(path)), progress, lambda: None)
+    distiller.run(job("partial", transcript=str(path)), progress, lambda: None)  # a retry: not recorded twice
+    assert container.remediation.counts(SCOPE) == 1
+    hits = container.remediation.search(SCOPE, SearchRemediations(
+        error="botocore.exceptions.ParamValidationError: Unknown parameter in input: \"ContentMD5\""))
+    assert hits and "ChecksumAlgorithm" in container.remediation.get(SCOPE, GetRemediation(remediation_id=hits[0].id)).solution
 
 
 def test_a_missing_transcript_is_noted_not_retried(container: Container) -> None:

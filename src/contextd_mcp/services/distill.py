@@ -30,6 +30,7 @@ from typing import Any
 from contextd_mcp import limits
 from contextd_mcp.models.confidence import Origin
 from contextd_mcp.models.memory import Outcome
+from contextd_mcp.models.remediation import RecordRemediation
 from contextd_mcp.models.requests import StoreMemory
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.models.session import SessionOutcome
@@ -172,6 +173,26 @@ def read_transcript(path: str) -> Digest:
     return digest(read_events(file))
 
 
+def remediation_sink(record_many: Callable[[Scope, list[RecordRemediation]], Any]) -> RemediationSink:
+    """Error → fix pairs from transcripts, recorded as remediations (``RemediationService.record_many``)."""
+
+    def record(scope: Scope, pairs: list[dict[str, str]]) -> None:
+        requests = [
+            RecordRemediation(
+                title=clip(p["error"], TITLE_CHARS) or clip(p["command"], TITLE_CHARS),
+                problem=f"`{p['command']}` failed with: {p['error']}",
+                solution=p["fix"],
+                tags=["transcript"],
+            )
+            for p in pairs
+            if p.get("error") and p.get("fix")
+        ]
+        if requests:
+            record_many(scope, requests)
+
+    return record
+
+
 class Distiller:
     def __init__(self, memory: MemoryService, scrubber: Scrubber) -> None:
         self._memory = memory
@@ -271,7 +292,7 @@ class DistillRunner:
         now: Callable[[], float] = time.time,
     ) -> None:
         self._queue = queue
-        self._distiller = distiller
+        self.distiller = distiller
         self._scrubber = scrubber
         self._max_attempts = max_attempts
         self._retry_base_s = retry_base_s
@@ -299,7 +320,7 @@ class DistillRunner:
                 return False
             started = time.perf_counter()
             try:
-                result = self._distiller.run(job.payload, job.progress, lambda: self._queue.save_progress(job))
+                result = self.distiller.run(job.payload, job.progress, lambda: self._queue.save_progress(job))
             except Exception as exc:
                 error = self._scrubber.scrub(f"{type(exc).__name__}: {exc}"[:500]).text
                 if job.attempts + 1 >= self._max_attempts:
