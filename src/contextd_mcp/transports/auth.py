@@ -109,10 +109,6 @@ class HttpAccess:
     verifier: StoreTokenVerifier | None
     local_caller: Callable[[Any], Caller | None] | None = None
 
-    @property
-    def authenticated(self) -> bool:
-        return self.verifier is not None
-
     def caller(self, request: Any) -> Caller | None:
         if self.verifier is not None:
             return caller_from_token(request)
