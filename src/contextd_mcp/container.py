@@ -199,9 +199,11 @@ def _add_folding(container: Container, sessions: SessionService, memory: MemoryS
     )
     container.runner.add_tools(branch_tools(folding, sessions))
 
-    def charge(caller: Caller, tool: ToolDef, data: dict[str, Any], tokens: int) -> list[str]:
+    def charge(caller: Caller, tool: ToolDef, data: dict[str, Any], tokens: Callable[[], int]) -> list[str]:
         session_id = sessions.active_session(caller.connection_id)
-        return folding.charge(caller.scope, session_id, tokens) if session_id else []
+        if not session_id or not folding.in_branch(caller.scope, session_id):
+            return []
+        return folding.charge(caller.scope, session_id, tokens())
 
     container.runner.response_hooks.append(charge)
     sessions.on_session_closed.append(folding.session_closed)

@@ -181,3 +181,19 @@ def test_sparse_collection_survives_reopen(backend: tuple[str, Path]) -> None:
     hits = second.hybrid_search(HYBRID.name, [1, 0, 0, 0], {99: 1.0}, {"tenant": "a"}, limit=1)
     assert [h.id for h in hits] == [kept.id]
     second.close()
+
+
+def test_edge_builds_keyword_indexes_once_a_collection_is_large(tmp_path: Path) -> None:
+    from contextd_mcp.adapters import qdrant_edge_store
+
+    store = EdgeStore(tmp_path / "edge")
+    store.ensure(SPEC)
+    shard = store._shards[SPEC.name]  # noqa: SLF001 - the index set is the adapter's own business
+    assert set(shard.info().payload_schema) == {"confidence", "ts"}
+    records = [rec("a" if i % 2 else "b", [1, i, 0, 0], tags=["x"], ts=float(i)) for i in range(qdrant_edge_store.KEYWORD_INDEX_AT)]
+    for start in range(0, len(records), 500):
+        store.upsert(SPEC.name, records[start : start + 500])
+    assert {"tenant", "tags"} <= set(shard.info().payload_schema)
+    assert store.count(SPEC.name, {"tenant": "a"}) == qdrant_edge_store.KEYWORD_INDEX_AT // 2
+    assert len(store.search(SPEC.name, [1, 0, 0, 0], {"tenant": "b", "tags": ["x"]}, 5)) == 5
+    store.close()

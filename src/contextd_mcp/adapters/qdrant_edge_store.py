@@ -21,6 +21,8 @@ from contextd_mcp.ports import vector_store as port
 from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, Sparse, Where, placeholder_vector
 
 _META = "contextd-collection.json"
+# Keyword payload indexes are built once a collection holds this many points (see _index_if_large).
+KEYWORD_INDEX_AT = 2000
 # The sparse vector's name; the dense one stays unnamed, so dense-only collections are unchanged.
 _SPARSE = "lexical"
 
@@ -75,6 +77,8 @@ class EdgeStore:
         self._root = root
         self._shards: dict[str, qe.EdgeShard] = {}
         self._dims: dict[str, int] = {}
+        self._unindexed: dict[str, tuple[str, ...]] = {}  # keyword indexes not built yet
+        self._writes: dict[str, int] = {}
         self._lock = threading.RLock()
         root.mkdir(parents=True, exist_ok=True)
 
@@ -100,14 +104,37 @@ class EdgeStore:
                     vectors=qe.EdgeVectorParams(size=spec.dim, distance=qe.Distance.Cosine), sparse_vectors=sparse
                 )
                 shard = qe.EdgeShard.create(str(path), config)
-                for name in spec.keyword_fields:
-                    shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+                # Range indexes are what order_by needs, so they exist from the start.
                 for name in spec.float_fields:
                     shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Float))
                 shard.flush()
                 meta_path.write_text(json.dumps({"model": spec.model, "dim": spec.dim}))
             self._shards[spec.name] = shard
             self._dims[spec.name] = spec.dim
+            self._unindexed[spec.name] = tuple(spec.keyword_fields)
+            self._index_if_large(spec.name)
+
+    def _index_if_large(self, collection: str) -> None:
+        """Build keyword indexes once a collection is big enough for them to pay.
+
+        Every payload index maps ~5 MiB that stays resident once the shard is loaded; below a
+        few thousand points a filtered exact search is just as fast without one, and most
+        collections (sessions, branches, policies, skills...) never get that big. Filters give
+        the same results either way: an index only changes the speed.
+        """
+        fields = self._unindexed.get(collection)
+        if not fields:
+            return
+        shard = self._shards[collection]
+        info = shard.info()
+        if int(info.points_count) < KEYWORD_INDEX_AT:
+            return
+        present = set(info.payload_schema)
+        for name in fields:
+            if name not in present:
+                shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+        shard.flush()
+        self._unindexed.pop(collection, None)
 
     def _vector(self, collection: str, record: Record) -> Any:
         dense = record.vector or placeholder_vector(self._dims[collection])
@@ -119,6 +146,11 @@ class EdgeStore:
         points = [qe.Point(id=r.id, vector=self._vector(collection, r), payload=r.payload) for r in records]
         with self._lock:
             self._shard(collection).update(qe.UpdateOperation.upsert_points(points))
+            if collection in self._unindexed:
+                self._writes[collection] = self._writes.get(collection, 0) + len(points)
+                if self._writes[collection] >= 256:  # look at the size now and then, not per write
+                    self._writes[collection] = 0
+                    self._index_if_large(collection)
 
     def get(self, collection: str, ids: Sequence[str], where: Where) -> list[Record]:
         wanted = [i for i in ids if _valid_id(i)]

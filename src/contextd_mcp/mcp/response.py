@@ -62,7 +62,12 @@ def cap_tree(data: Any, counter: TokenCounter, max_tokens: int, measure: Any) ->
     Tools keep their answers small by design (field caps, result limits); this is the
     guarantee behind that, so a response can never flood the agent's context.
     """
-    total = counter.count(measure(data))
+    text = measure(data)
+    # A WordPiece token spans at least one character: a text no longer than the cap fits,
+    # and the common small response skips the tokenizer altogether.
+    if len(text) <= max_tokens:
+        return data, False
+    total = counter.count(text)
     truncated = False
     for _ in range(64):
         if total <= max_tokens:

@@ -42,7 +42,7 @@ Guard = Callable[[Caller, ToolDef, BaseModel], None]
 # Sees every successful response (its JSON and token count) and may return notices for the
 # agent, e.g. a branch's budget warning. Notices go in an extra text block and in _meta,
 # so the structured result still matches the tool's output schema.
-ResponseHook = Callable[[Caller, ToolDef, dict[str, Any], int], list[str]]
+ResponseHook = Callable[[Caller, ToolDef, dict[str, Any], Callable[[], int]], list[str]]
 
 
 def format_validation_error(tool: str, exc: ValidationError) -> str:
@@ -176,14 +176,21 @@ class ToolRunner:
         event.update(_identity(caller))
         if caller.read_only and not tool.read_only:
             return _error_result(f"denied: {name} writes, and this identity is read-only"), 0
+        scrubbed = arguments
         if tool.scrub_input and not tool.read_only:
             # Whatever a writing tool may store is scrubbed here, once, for every tool present and
             # future; services scrub what they store again (idempotent) as defence in depth.
-            arguments, _ = scrub_tree(arguments, self._scrubber)
+            scrubbed, _ = scrub_tree(arguments, self._scrubber)
         try:
-            args = tool.input_model.model_validate(arguments)
-        except ValidationError as exc:
-            return _error_result(format_validation_error(name, exc)), 0
+            args = tool.input_model.model_validate(scrubbed)
+        except ValidationError:
+            try:
+                # A marker is longer than a short secret, so a text at its size cap can fail only
+                # once scrubbed: then the caller did nothing wrong, and the service's own scrub
+                # (it scrubs what it stores) takes over. Real mistakes are named from the raw input.
+                args = tool.input_model.model_validate(arguments)
+            except ValidationError as exc:
+                return _error_result(format_validation_error(name, exc)), 0
         session = caller.extra.get("session") or _session_of(args)
         if session:
             event["session"] = session
@@ -211,7 +218,13 @@ class ToolRunner:
         meta: dict[str, Any] = {"contextd/truncated": True} if truncated else {}
         content = [types.TextContent(type="text", text=text)]
         if self.response_hooks:
-            tokens = self._counter.count(text)
+            counted: list[int] = []
+
+            def tokens() -> int:  # counted once, and only if a hook needs it (e.g. an active branch)
+                if not counted:
+                    counted.append(self._counter.count(text))
+                return counted[0]
+
             notices = [n for hook in self.response_hooks for n in hook(caller, tool, data, tokens)]
             if notices:
                 meta["contextd/notices"] = notices

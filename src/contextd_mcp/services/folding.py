@@ -234,6 +234,11 @@ class FoldingService:
 
     # -- budgets and deadlines ------------------------------------------------------------
 
+    def in_branch(self, scope: Scope, session_id: str) -> bool:
+        """Whether the session has an open branch (cheap: the chain is cached)."""
+        with self._lock:
+            return bool(self._chain(scope, session_id))
+
     def charge(self, scope: Scope, session_id: str, tokens: int) -> list[str]:
         """Charge a response to the session's active branch; returns notices for the agent."""
         with self._lock:
