@@ -25,7 +25,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from contextd_mcp.daemon import AlreadyRunning, configure_logging, run_daemon
 
     configure_logging(Path(args.log_file) if args.log_file else None)
-    options: dict[str, object] = {"cwd": os.getcwd()}
+    options: dict[str, object] = {"cwd": os.getcwd(), "idle_exit_s": args.idle_exit}
     if args.http:
         try:
             options.update(_http_auth_options(args))
@@ -212,6 +212,10 @@ def parser() -> argparse.ArgumentParser:
     p = add("serve", "run the daemon that owns the data directory")
     p.add_argument("--http", type=_host_port, metavar="HOST:PORT", help="also serve Streamable HTTP (/mcp) and SSE (/sse)")
     p.add_argument("--log-file", help="append logs here instead of stderr")
+    p.add_argument(
+        "--idle-exit", type=float, default=0, metavar="SECONDS",
+        help="stop after this long with no connection (0 = never; bridges start daemons with 1800)",
+    )
     p.add_argument(
         "--allow-unauthenticated-loopback",
         action="store_true",

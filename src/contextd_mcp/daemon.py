@@ -105,6 +105,7 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
                         return
 
             tg.start_soon(watch_signals)
+            tg.start_soon(watch_liveness, paths, socket_server, float((http_options or {}).get("idle_exit_s") or 0), stop_event)
             for worker in container.workers:
                 tg.start_soon(worker)
             await stop_event.wait()
@@ -121,6 +122,28 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
         container.close()
         lock.close()
         log.info("stopped; store flushed")
+
+
+async def watch_liveness(paths: DataPaths, sockets: Any, idle_exit_s: float, stop_event: anyio.Event) -> None:
+    """Stop when the data directory is gone, or (daemons a bridge started) after an idle spell.
+
+    A deleted data directory (a removed checkout, a test's temp dir) would otherwise leave a
+    daemon serving a store nobody can reach; an auto-started daemon with no agent connected
+    for ``idle_exit_s`` gives its memory back.
+    """
+    idle_since = time.monotonic()
+    while not stop_event.is_set():
+        await anyio.sleep(2)
+        if not paths.socket.exists():
+            log.warning("socket %s is gone (data directory removed?): stopping", paths.socket)
+            stop_event.set()
+            return
+        if sockets.connections > 0:
+            idle_since = time.monotonic()
+        elif idle_exit_s and time.monotonic() - idle_since > idle_exit_s:
+            log.info("no connection for %.0fs: stopping (the next bridge starts a daemon again)", idle_exit_s)
+            stop_event.set()
+            return
 
 
 def configure_logging(log_file: Path | None) -> None:

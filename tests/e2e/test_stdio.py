@@ -80,3 +80,34 @@ def test_stop_and_status_without_a_daemon(data_dir: Path) -> None:
     assert stopped.returncode == 0 and "no daemon running" in stopped.stdout
     status = run_cli(data_dir, "status")
     assert status.returncode == 0 and "not running" in status.stdout
+
+
+def test_daemon_stops_when_its_data_directory_is_removed(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import time
+
+    from tests.helpers import env_for
+
+    data_dir = tmp_path / "doomed"
+    daemon = subprocess.Popen([*CLI, "serve"], env=env_for(data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (data_dir / "contextd.sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        shutil.rmtree(data_dir)
+        daemon.wait(timeout=20)  # it stops (its store is gone, so the exit status may say so)
+    finally:
+        daemon.kill()
+
+
+def test_idle_daemon_exits(data_dir: Path, project_dir: Path) -> None:
+    import subprocess
+
+    from tests.helpers import env_for
+
+    daemon = subprocess.Popen([*CLI, "serve", "--idle-exit", "1"], env=env_for(data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert daemon.wait(timeout=60) == 0
+    finally:
+        daemon.kill()

@@ -20,6 +20,8 @@ from contextd_mcp.paths import DataPaths
 from contextd_mcp.transports.hello import hello
 
 START_TIMEOUT_S = float(os.environ.get("CONTEXTD_START_TIMEOUT", "60"))
+# A daemon a bridge started stops after this long with no agent connected.
+IDLE_EXIT_S = os.environ.get("CONTEXTD_IDLE_EXIT_SECONDS", "1800")
 
 
 class BridgeError(RuntimeError):
@@ -55,7 +57,7 @@ def start_daemon(paths: DataPaths) -> socket.socket:
         env = {**os.environ, "CONTEXTD_DATA_DIR": str(paths.root)}
         with open(paths.log, "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "contextd_mcp", "serve", "--log-file", str(paths.log)],
+                [sys.executable, "-m", "contextd_mcp", "serve", "--log-file", str(paths.log), "--idle-exit", IDLE_EXIT_S],
                 cwd=str(paths.root),
                 env=env,
                 stdin=subprocess.DEVNULL,
