@@ -197,3 +197,11 @@ def test_edge_builds_keyword_indexes_once_a_collection_is_large(tmp_path: Path) 
     assert store.count(SPEC.name, {"tenant": "a"}) == qdrant_edge_store.KEYWORD_INDEX_AT // 2
     assert len(store.search(SPEC.name, [1, 0, 0, 0], {"tenant": "b", "tags": ["x"]}, 5)) == 5
     store.close()
+
+
+def test_hybrid_search_returns_only_the_fields_asked_for(hybrid_store: tuple[VectorStore, str]) -> None:
+    store, coll = hybrid_store
+    record = Record(id=str(uuid.uuid4()), payload={"tenant": "a", "title": "t", "body": "x" * 5000}, vector=[1, 0, 0, 0], sparse={3: 1.0})
+    store.upsert(coll, [record])
+    (hit,) = store.hybrid_search(coll, [1, 0, 0, 0], {3: 1.0}, {"tenant": "a"}, limit=1, fields=["tenant", "title"])
+    assert hit.id == record.id and hit.payload == {"tenant": "a", "title": "t"}

@@ -130,6 +130,7 @@ class QdrantClientStore:
         limit: int,
         candidates: int = 50,
         weights: tuple[float, float] = (1.0, 1.0),
+        fields: Sequence[str] | None = None,
     ) -> list[Hit]:
         flt = _filter(where)
         prefetch = [models.Prefetch(query=list(vector), filter=flt, limit=candidates)]
@@ -138,7 +139,8 @@ class QdrantClientStore:
         fusion = models.RrfQuery(rrf=models.Rrf(k=port.RRF_K, weights=list(weights[: len(prefetch)])))
         with self._lock:
             response = self._client.query_points(
-                _PREFIX + collection, prefetch=prefetch, query=fusion, query_filter=flt, limit=limit, with_payload=True
+                _PREFIX + collection, prefetch=prefetch, query=fusion, limit=limit,
+                with_payload=list(fields) if fields is not None else True,
             )
         return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
 

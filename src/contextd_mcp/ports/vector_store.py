@@ -83,9 +83,11 @@ class VectorStore(Protocol):
         limit: int,
         candidates: int = 50,
         weights: tuple[float, float] = (1.0, 1.0),
+        fields: Sequence[str] | None = None,
     ) -> list[Hit]:
         """Top ``candidates`` by dense and by sparse similarity, fused by reciprocal rank
-        (``weights`` = dense, sparse); ``Hit.score`` is the fused score."""
+        (``weights`` = dense, sparse); ``Hit.score`` is the fused score. ``fields`` limits the
+        payload returned (large payloads cost ~0.4 µs a byte to hand over)."""
         ...
 
     def scan(

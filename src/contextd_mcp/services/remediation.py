@@ -6,6 +6,11 @@ the store ranks by both and fuses the rankings (``VectorStore.hybrid_search``). 
 list weighs 1.5x the dense one: on the labelled set (tests/data/remediation_errors.json,
 BENCHMARKS.md) exact terms decide which of several look-alike errors a query is.
 
+The texts (title, error, fix, diff...) live in a second collection, by the same id: a search
+filters and ranks on a small payload (scope, category, confidence, signature), since filtering
+costs grow with payload size (measured: 4x from 0.3 to 1.5 KB, 15x to 12 KB, on an edge
+collection below its keyword-index threshold), then reads the texts of the top hits only.
+
 Confidence follows the memory model (models/confidence.py): helpful / unhelpful feedback moves
 a Beta posterior, and ranking weighs relevance by it. Records of the same error (same normalised
 signature) share their best relevance, so among alternative fixes for one error the one that
@@ -46,10 +51,13 @@ from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record, Vecto
 from contextd_mcp.services.error_text import dense_text, infer_category, normalise, sparse_vector
 
 COLLECTION = "remediations"
+TEXTS = "remediation_texts"
 # Fusion weights (dense, sparse) and candidates per list; measured in bench/bench_remediation.py.
 WEIGHTS = (1.0, 1.5)
 CANDIDATES = 50
 CONTEXT_TERM_WEIGHT = 0.5
+# What a search reads back for ranking (a payload costs ~0.4 µs a byte to fetch).
+HIT_FIELDS = ("tenant", "team", "project", "category", "confidence", "tags", "signature")
 
 
 def _iso(ts: float) -> str:
@@ -95,6 +103,7 @@ class RemediationService:
                 sparse=True,
             )
         )
+        store.ensure(CollectionSpec(name=TEXTS, dim=embedder.dim, model=embedder.model_name))
 
     def _scrub(self, text: str | None) -> str | None:
         return None if text is None else self._scrubber.scrub(text).text
@@ -106,6 +115,7 @@ class RemediationService:
         """Record several fixes with one batched embedding call (imports, benches)."""
         results: list[RecordedRemediation] = []
         fresh: list[tuple[Record, str]] = []
+        texts: list[Record] = []
         seen: dict[str, RecordedRemediation] = {}
         belief = Belief.prior(Origin.stored)
         now = self._now()
@@ -120,15 +130,21 @@ class RemediationService:
                 continue
             category = request.category or Category(infer_category(f"{title}\n{problem}\n{root_cause or ''}"))
             signature = normalise(problem)
-            payload: dict[str, Any] = {
-                **scope.fields(),
+            ident = str(uuid.uuid4())
+            full = {
                 "title": title,
+                "problem_preview": _preview(problem, PROBLEM_PREVIEW),
+                "solution_preview": _preview(solution, SOLUTION_PREVIEW),
                 "problem": problem,
                 "solution": solution,
                 "root_cause": root_cause,
                 "symptoms": symptoms,
                 "code_diff": self._scrub(request.code_diff),
                 "affected_files": [self._scrub(f) or "" for f in request.affected_files],
+            }
+            texts.append(Record(id=ident, payload={**scope.fields(), **full}))
+            payload: dict[str, Any] = {
+                **scope.fields(),
                 "category": category.value,
                 "category_inferred": request.category is None,
                 "tags": list(request.tags),
@@ -143,7 +159,7 @@ class RemediationService:
                 "updated_ts": now,
             }
             lexical = normalise("\n".join([title, problem, *symptoms]))
-            record = Record(id=str(uuid.uuid4()), payload=payload, sparse=sparse_vector(lexical, unit=True))
+            record = Record(id=ident, payload=payload, sparse=sparse_vector(lexical, unit=True))
             fresh.append((record, f"{title}\n{dense_text(signature)}"))
             recorded = RecordedRemediation(
                 id=record.id,
@@ -159,6 +175,8 @@ class RemediationService:
                 Record(id=r.id, payload=r.payload, vector=v, sparse=r.sparse)
                 for (r, _), v in zip(fresh, vectors, strict=True)
             ]
+            # Texts first: a record that search can find always has its texts.
+            self._store.upsert(TEXTS, texts)
             self._store.upsert(COLLECTION, records)
         return results
 
@@ -189,7 +207,7 @@ class RemediationService:
         vector = self._embedder.embed_query(query_text)
         candidates = self._store.hybrid_search(
             COLLECTION, vector, sparse, where, limit=request.limit * limits.RERANK_FACTOR,
-            candidates=CANDIDATES, weights=weights,
+            candidates=CANDIDATES, weights=weights, fields=HIT_FIELDS,
         )
         best = _best_fused_score(weights)
         # Alternative fixes of one error share its best relevance, so confidence orders them.
@@ -197,27 +215,34 @@ class RemediationService:
         for hit in candidates:
             sig = hit.payload.get("signature", hit.id)
             by_signature[sig] = max(by_signature.get(sig, 0.0), hit.score)
-        hits = []
+        ranked = []
         for hit in candidates:
-            p = hit.payload
-            relevance = min(1.0, by_signature[p.get("signature", hit.id)] / best)
-            confidence = float(p["confidence"])
+            relevance = min(1.0, by_signature[hit.payload.get("signature", hit.id)] / best)
+            confidence = float(hit.payload["confidence"])
+            ranked.append((rank_score(relevance, confidence), relevance, confidence, hit))
+        ranked.sort(key=lambda r: r[0], reverse=True)  # stable: equal scores keep the engine's order
+        top = ranked[: request.limit]
+        texts = {r.id: r.payload for r in self._store.get(TEXTS, [t[3].id for t in top], scope.read_filter(request.scope))}
+        hits = []
+        for score, relevance, confidence, hit in top:
+            text = texts.get(hit.id)
+            if text is None:  # written between the two reads, or half-deleted: skip it
+                continue
             hits.append(
                 RemediationHit(
                     id=hit.id,
-                    title=p["title"],
-                    category=Category(p["category"]),
-                    problem=_preview(p["problem"], PROBLEM_PREVIEW),
-                    solution=_preview(p["solution"], SOLUTION_PREVIEW),
+                    title=text["title"],
+                    category=Category(hit.payload["category"]),
+                    problem=text["problem_preview"],
+                    solution=text["solution_preview"],
                     confidence=round(confidence, 4),
                     relevance=round(relevance, 4),
-                    score=round(rank_score(relevance, confidence), 4),
-                    tags=list(p.get("tags", [])),
-                    scope=_relative_level(p, scope),
+                    score=round(score, 4),
+                    tags=list(hit.payload.get("tags", [])),
+                    scope=_relative_level(hit.payload, scope),
                 )
             )
-        hits.sort(key=lambda h: h.score, reverse=True)  # stable: equal scores keep the engine's order
-        return hits[: request.limit]
+        return hits
 
     def _load(self, scope: Scope, remediation_id: str, level: ScopeLevel) -> Record:
         found = self._store.get(COLLECTION, [remediation_id], scope.read_filter(level))
@@ -228,16 +253,18 @@ class RemediationService:
     def get(self, scope: Scope, request: GetRemediation) -> Remediation:
         record = self._load(scope, request.remediation_id, request.scope)
         p = record.payload
+        found = self._store.get(TEXTS, [record.id], scope.read_filter(request.scope))
+        full = found[0].payload if found else {}
         return Remediation(
             id=record.id,
-            title=p["title"],
+            title=full.get("title", ""),
             category=Category(p["category"]),
-            problem=p["problem"],
-            solution=p["solution"],
-            root_cause=p.get("root_cause"),
-            symptoms=list(p.get("symptoms", [])),
-            code_diff=p.get("code_diff"),
-            affected_files=list(p.get("affected_files", [])),
+            problem=full.get("problem", ""),
+            solution=full.get("solution", ""),
+            root_cause=full.get("root_cause"),
+            symptoms=list(full.get("symptoms", [])),
+            code_diff=full.get("code_diff"),
+            affected_files=list(full.get("affected_files", [])),
             tags=list(p.get("tags", [])),
             confidence=round(float(p["confidence"]), 4),
             helpful_count=int(p["helpful_count"]),
