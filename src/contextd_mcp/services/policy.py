@@ -74,6 +74,12 @@ def _owner_filter(scope: Scope, level: ScopeLevel) -> dict[str, str]:
     return {**scope.read_filter(level), "level": level.value}
 
 
+def _audience(scope: Scope, level: ScopeLevel) -> str:
+    """Who a policy living at ``level`` of ``scope`` applies to, as one key: the policies that
+    apply to a caller are then one scan (any of its three keys) instead of three."""
+    return f"{level.value}:" + "/".join(scope.read_filter(level).values())
+
+
 def _config_entry(pack: str, item: PackPolicy) -> _Entry:
     payload = {
         "title": item.title,
@@ -117,7 +123,9 @@ class PolicyService:
                 name=COLLECTION,
                 dim=dim,
                 model=model,
-                keyword_fields=("tenant", "team", "project", "level", "category", "overrides", "title_key", "pack_key"),
+                keyword_fields=(
+                    "tenant", "team", "project", "level", "audience", "category", "overrides", "title_key", "pack_key",
+                ),
                 float_fields=("created_ts",),
             )
         )
@@ -136,10 +144,14 @@ class PolicyService:
         return list(entries)
 
     def _load_applicable(self, scope: Scope) -> list[_Entry]:
-        stored: list[_Entry] = []
-        for level in (ScopeLevel.org, ScopeLevel.team, ScopeLevel.project):
-            records = self._store.scan(COLLECTION, _owner_filter(scope, level), limit=POLICIES_PER_SCOPE_MAX)
-            stored += [_Entry(r.id, level, _RANK[level], r.payload, "stored") for r in records]
+        levels = (ScopeLevel.org, ScopeLevel.team, ScopeLevel.project)
+        where = {"tenant": scope.tenant, "audience": [_audience(scope, level) for level in levels]}
+        records = self._store.scan(COLLECTION, where, limit=3 * POLICIES_PER_SCOPE_MAX)
+        stored = []
+        for record in records:
+            level = ScopeLevel(record.payload["level"])
+            stored.append(_Entry(record.id, level, _RANK[level], record.payload, "stored"))
+        stored.sort(key=lambda e: (-e.rank, float(e.payload.get("created_ts", 0.0)), e.id))  # widest, then oldest
         kept_keys = {e.payload.get("pack_key") for e in stored if e.payload.get("pack_key")}
         return [e for e in self._config if e.payload["pack_key"] not in kept_keys] + stored
 
@@ -223,6 +235,7 @@ class PolicyService:
             payload: dict[str, Any] = {
                 **scope.fields(),
                 "level": request.scope.value,
+                "audience": _audience(scope, request.scope),
                 "title": scrub(title),
                 "title_key": title.lower() if request.overrides is None else None,
                 "rule": request.rule.model_dump(mode="json", exclude_defaults=True) if request.rule is not None else None,
@@ -283,9 +296,8 @@ class PolicyService:
         for entry in entries:
             if entry.overrides is not None:
                 overrides.setdefault(entry.overrides, []).append(entry)
-        violations: list[Violation] = []
+        violations: list[tuple[Violation, str | None]] = []
         applied: list[AppliedOverride] = []
-        suggestions: list[str] = []
         checked = 0
         for base in (e for e in entries if e.overrides is None):
             effective = dict(base.payload)
@@ -308,20 +320,17 @@ class PolicyService:
             if reason is None:
                 continue
             severity = Severity(effective["severity"])
-            violations.append(
-                Violation(
-                    policy_id=base.id, title=effective["title"], reason=reason, severity=severity,
-                    scope=base.level, category=effective.get("category"),
-                )
+            violation = Violation(
+                policy_id=base.id, title=effective["title"], reason=reason, severity=severity,
+                scope=base.level, category=effective.get("category"),
             )
-            if effective.get("suggestion") and effective["suggestion"] not in suggestions:
-                suggestions.append(effective["suggestion"])
-        violations.sort(key=lambda v: _SEVERITY_ORDER[v.severity])
+            violations.append((violation, effective.get("suggestion")))
+        violations.sort(key=lambda pair: _SEVERITY_ORDER[pair[0].severity])  # stable: widest scope first within a severity
         return PolicyCheckResult(
             compliant=not violations,
-            blocking=any(v.severity is Severity.critical for v in violations),
-            violations=violations,
-            suggestions=suggestions,
+            blocking=any(v.severity is Severity.critical for v, _ in violations),
+            violations=[v for v, _ in violations],
+            suggestions=list(dict.fromkeys(s for _, s in violations if s)),
             overridden=applied,
             checked=checked,
         )
