@@ -67,22 +67,22 @@ async def test_omitted_access_means_every_kind(client: Any) -> None:
     assert set(made["collections_access"].values()) == {"write"}
 
 
-@pytest.mark.parametrize(
-    ("change", "expected"),
-    [
-        ({"skills": ["no-such-skill"]}, "invalid_input: skills.0: no skill 'no-such-skill' applies here"),
-        ({"temperature": 2.5}, "invalid_input: agent_create: temperature: Input should be less than or equal to 2"),
-        ({"temperature": -0.1}, "invalid_input: agent_create: temperature: Input should be greater than or equal to 0"),
-        ({"max_tokens": 0}, "invalid_input: agent_create: max_tokens: Input should be greater than or equal to 1"),
-        ({"max_tokens": 10**7}, "invalid_input: agent_create: max_tokens: Input should be less than or equal to 200000"),
-        ({"tools_enabled": ["memory_search", "rm_rf"]}, "invalid_input: tools_enabled.1: no tool named 'rm_rf'"),
-        ({"collections_access": {"secrets": "read"}}, "invalid_input: agent_create: collections_access.secrets"),
-        ({"collections_access": {"memories": "admin"}}, "invalid_input: agent_create: collections_access.memories"),
-        ({"name": "has space"}, "invalid_input: agent_create: name: Value error"),
-    ],
-)
-async def test_invalid_configs_are_refused(client: Any, change: dict[str, Any], expected: str) -> None:
-    assert error_text(await client.call_tool("agent_create", {**READER, **change})).startswith(expected)
+INVALID = [
+    ({"skills": ["no-such-skill"]}, "invalid_input: skills.0: no skill 'no-such-skill' applies here"),
+    ({"temperature": 2.5}, "invalid_input: agent_create: temperature: Input should be less than or equal to 2"),
+    ({"temperature": -0.1}, "invalid_input: agent_create: temperature: Input should be greater than or equal to 0"),
+    ({"max_tokens": 0}, "invalid_input: agent_create: max_tokens: Input should be greater than or equal to 1"),
+    ({"max_tokens": 10**7}, "invalid_input: agent_create: max_tokens: Input should be less than or equal to 200000"),
+    ({"tools_enabled": ["memory_search", "rm_rf"]}, "invalid_input: tools_enabled.1: no tool named 'rm_rf'"),
+    ({"collections_access": {"secrets": "read"}}, "invalid_input: agent_create: collections_access.secrets"),
+    ({"collections_access": {"memories": "admin"}}, "invalid_input: agent_create: collections_access.memories"),
+    ({"name": "has space"}, "invalid_input: agent_create: name: Value error"),
+]
+
+
+async def test_invalid_configs_are_refused(client: Any) -> None:
+    for change, expected in INVALID:
+        assert error_text(await client.call_tool("agent_create", {**READER, **change})).startswith(expected), change
     assert data(await client.call_tool("agent_list", {}))["agents"] == []
 
 

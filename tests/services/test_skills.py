@@ -141,3 +141,13 @@ def test_another_tenant_never_reaches_by_id_even_at_org_reach(skills: SkillServi
             skills.delete(GLOBEX, DeleteSkill(skill_id=sid, scope=reach))
         assert skills.find(GLOBEX, ListSkills(scope=reach)) == []
     assert skills.delete(API, DeleteSkill(skill_id=sid)).deleted is True
+
+
+def test_name_matches_are_whole_words(skills: SkillService) -> None:
+    make(skills, API, "ci")
+    make(skills, API, "fix-flaky-test")
+    by_name = {s.name: s.relevance for s in skills.find(API, ListSkills(query="flaky test"))}
+    assert by_name["fix-flaky-test"] == 1.0
+    cinema = {s.name: s.relevance for s in skills.find(API, ListSkills(query="cinema tickets"))}
+    assert cinema.get("ci") != 1.0 and cinema.get("fix-flaky-test") != 1.0
+    assert {s.name: s.relevance for s in skills.find(API, ListSkills(query="run CI"))}["ci"] == 1.0

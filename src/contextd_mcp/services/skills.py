@@ -138,11 +138,11 @@ class SkillService:
         if request.query is None:
             records.sort(key=lambda r: (levels.specificity(r.payload), r.payload["name_key"]))
             return [self._summary(r) for r in records[: request.limit]]
-        wanted = _words(request.query)
+        wanted = set(_words(request.query).split())
         ranked: dict[str, SkillSummary] = {}
-        for r in records:  # by name first: a user who types the name means that skill
-            name = _words(r.payload["name"])
-            if name and (wanted in name or name in wanted):
+        for r in records:  # by name first: a user who types the name (or part of it) means that skill
+            name = set(_words(r.payload["name"]).split())
+            if name and wanted and (name <= wanted or wanted <= name):
                 ranked[r.id] = self._summary(r, relevance=1.0)
         where: dict[str, Any] = levels.visible_where(scope, request.scope)
         if request.tags:
