@@ -17,6 +17,12 @@ def default_data_dir() -> Path:
     return (Path(base) / APP_NAME).resolve()
 
 
+def default_cache_dir() -> Path:
+    """Per-user cache for derived files (the int8-kernel model): shared by every data directory."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return (Path(base) / APP_NAME).resolve()
+
+
 class DataPaths:
     """The files of one data directory; the daemon owns them all."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contextd_mcp.paths import default_data_dir
+from contextd_mcp.paths import default_cache_dir, default_data_dir
 
 DEFAULT_MODEL = "contextd/all-MiniLM-L6-v2-int8"
 
@@ -37,7 +37,8 @@ class EmbeddingSettings(BaseSettings):
     # The default ships with the package; any fastembed model name or a local
     # directory holding model.onnx + tokenizer files can be configured instead.
     model: str = DEFAULT_MODEL
-    cache_dir: Path | None = None
+    # Model files and the derived int8-kernel model; per user, so every data directory shares them.
+    cache_dir: Path = Field(default_factory=lambda: default_cache_dir() / "models")
 
 
 class ScopeSettings(BaseSettings):

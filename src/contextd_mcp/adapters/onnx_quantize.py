@@ -1,0 +1,68 @@
+"""Re-quantizes the shipped model for onnxruntime's int8 kernels, once per machine.
+
+The shipped all-MiniLM-L6-v2 keeps its weights as int8 but casts them to float32 inside the
+graph, so at load onnxruntime folds them into ~90 MB of float32 (+160 MiB RSS) and runs float
+MatMuls. Dynamic quantization of the folded graph (per-channel int8 weights, the same values)
+keeps the weights int8 in memory: +41 MiB at load, a query in 2.0 ms instead of 3.3 ms, and
+vectors at cosine 0.994 (min 0.987) to the original's (measured in BENCHMARKS.md).
+
+The result is cached under a key of the source file and the onnxruntime version; a failure
+leaves the caller on the source model, slower and bigger but correct.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Bump when the conversion below changes, so caches rebuild.
+_CONVERTER = 1
+
+
+def _key(source: Path) -> str:
+    import onnxruntime
+
+    stat = source.stat()
+    return f"{stat.st_size}-{int(stat.st_mtime)}-ort{onnxruntime.__version__}-v{_CONVERTER}"
+
+
+def _convert(source: Path, target: Path) -> None:
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        folded = Path(tmp) / "folded.onnx"
+        options = ort.SessionOptions()
+        # Basic level = constant folding, which turns Cast(int8) * scale into float weights
+        # that quantize_dynamic can see; higher levels emit ops it does not know.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(folded)
+        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        out = Path(tmp) / "model.onnx"
+        # Per channel reproduces the source's per-channel int8 weights exactly.
+        quantize_dynamic(str(folded), str(out), weight_type=QuantType.QInt8, per_channel=True)
+        os.replace(out, target)  # atomic: a reader sees no file or a whole one
+
+
+def quantized_model(source: Path, cache_dir: Path) -> Path | None:
+    """The int8-kernel version of ``source`` (built on first use), or None if it cannot be built."""
+    try:
+        folder = cache_dir / "q8" / _key(source)
+        target = folder / "model.onnx"
+        if target.exists():
+            return target
+        folder.mkdir(parents=True, exist_ok=True)
+        # Two daemons starting together convert once: the second waits, then finds the file.
+        with open(folder / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not target.exists():
+                _convert(source, target)
+        return target
+    except Exception as exc:  # noqa: BLE001 - any failure degrades to the source model
+        log.warning("could not build the int8-kernel model (%s: %s); using the source model", type(exc).__name__, exc)
+        return None
