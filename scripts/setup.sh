@@ -22,3 +22,12 @@ python3 -m venv .venv
 extras="test"
 if [ "${CONTEXTD_SETUP_BENCH:-0}" = "1" ]; then extras="test,bench"; fi
 .venv/bin/python -m pip install -q -e ".[$extras]"
+
+# Build the int8-kernel copy of the shipped model now (a few seconds, once per user), so the
+# daemon's first start does not pay for it (adapters/onnx_quantize.py).
+HF_HUB_OFFLINE=1 .venv/bin/python -c "
+from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder
+from contextd_mcp.settings import EmbeddingSettings
+s = EmbeddingSettings()
+FastEmbedEmbedder(s.model, s.cache_dir)
+" 2>&1 | grep -v 'pre-processing before quantization' || true
