@@ -47,8 +47,57 @@ def _strip_titles(node: Any) -> Any:
     return node
 
 
+_NULL = {"type": "null"}
+
+
+def _optional(prop: Any) -> Any:
+    """An optional argument: ``anyOf: [X, null], default: null`` becomes X.
+
+    Leaving it out already means null (no model tells the two apart), so the listed schema
+    asks for X or nothing. The outer description wins over X's own, as pydantic does for a
+    field that is not nullable.
+    """
+    if not isinstance(prop, dict) or prop.get("default", 0) is not None:
+        return prop  # required, or with a real default: listed as it is
+    prop = {k: v for k, v in prop.items() if k != "default"}
+    options = prop.get("anyOf")
+    if not isinstance(options, list) or _NULL not in options:
+        return prop
+    rest = [o for o in options if o != _NULL]
+    outer = {k: v for k, v in prop.items() if k != "anyOf"}
+    if len(rest) != 1:
+        return {**outer, "anyOf": rest}
+    return {**rest[0], **outer}
+
+
+def _compact(node: Any, key: str = "") -> Any:
+    """What an input schema carries only for code generators, dropped; every rule an agent
+    must follow (types, enums, limits, required, descriptions) stays."""
+    if isinstance(node, list):
+        return [_compact(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for k, v in node.items():
+        if k == "discriminator":  # OpenAPI's hint; each branch already pins its "kind" with const
+            continue
+        if k == "type" and "const" in node:  # the const says it
+            continue
+        if k == "description" and key == "$def" and "enum" in node:  # an enum class's docstring
+            continue
+        if k == "properties" and isinstance(v, dict):
+            out[k] = {name: _compact(_optional(prop)) for name, prop in v.items()}
+        elif k == "$defs" and isinstance(v, dict):
+            out[k] = {name: _compact(d, "$def") for name, d in v.items()}
+        else:
+            out[k] = _compact(v)
+    return out
+
+
 def input_schema(tool: ToolDef) -> dict[str, Any]:
-    return _strip_titles(tool.input_model.model_json_schema())
+    """The schema listed to clients and documented; calls are validated by ``tool.input_model``
+    itself (ToolRunner), so compacting it changes no rule and no error message."""
+    return _compact(_strip_titles(tool.input_model.model_json_schema()))
 
 
 def output_schema(tool: ToolDef) -> dict[str, Any]:
