@@ -62,7 +62,7 @@ class SearchMemories(_Strict):
 
 _BY_ID_SCOPE = Field(
     default=ScopeLevel.project,
-    description="Where the id may live: your project (default), or your team / org for memories found by a wider search",
+    description="Where the memory lives: your project (default), or team / org if a wider search found it",
 )
 
 

@@ -34,8 +34,8 @@ def checkpoint_tools(service: CheckpointService, sessions: SessionService) -> li
     return [
         ToolDef(
             "checkpoint_save",
-            "Save where the work stands (summary, optional context and full state) to resume it later, "
-            "e.g. before the context is compacted. Returns its id and token counts per resume level.",
+            "Save where the work stands to resume it later (checkpoint_resume), e.g. before the context "
+            "is compacted. Returns its id and the token cost of each resume level.",
             SaveCheckpoint,
             SavedCheckpoint,
             save,

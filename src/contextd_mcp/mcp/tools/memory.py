@@ -37,8 +37,8 @@ def memory_tools(service: MemoryService) -> list[ToolDef]:
     return [
         ToolDef(
             "memory_store",
-            "Save a lesson learned (a strategy that worked, or with outcome=failure an anti-pattern) "
-            "for future sessions of this project. Secrets are redacted. Returns the id and starting confidence.",
+            "Save a lesson learned for future sessions of this project: a strategy that worked, or "
+            "with outcome=failure an anti-pattern. Secrets are redacted.",
             StoreMemory,
             StoredMemory,
             store,

@@ -115,8 +115,7 @@ def policy_tools(service: PolicyService) -> list[ToolDef]:
         ToolDef(
             "policy_check",
             "Check an action (a shell command, a write, a commit) against every policy of your org, "
-            "team and project. Returns violations with severity and reason, suggestions, and the "
-            "overrides applied. Run it before risky actions; bash does so itself.",
+            "team and project before doing it (bash does so itself). Returns violations and suggestions.",
             CheckPolicies,
             PolicyCheckResult,
             check,
@@ -140,8 +139,7 @@ def policy_tools(service: PolicyService) -> list[ToolDef]:
         ),
         ToolDef(
             "policy_pack_enable",
-            "Enable a starter policy pack at a scope in one call (security: no secrets in commands or "
-            "commits, no curl | sh, no force-push to main, no writes outside the project). Idempotent.",
+            "Enable a starter policy pack (see pack) at a scope in one call. Idempotent.",
             EnablePack,
             PackEnabled,
             enable_pack,

@@ -45,7 +45,7 @@ def remediation_tools(service: RemediationService) -> list[ToolDef]:
         ToolDef(
             "remediation_record",
             "Record how an error was fixed, so the fix is found the next time the error appears "
-            "(with other paths, line numbers, versions). Secrets are redacted. Returns the id and category.",
+            "(with other paths, line numbers, versions). Secrets are redacted.",
             RecordRemediation,
             RecordedRemediation,
             record,

@@ -63,8 +63,8 @@ def session_tools(service: SessionService, bind_agent: Callable[[Caller, str], o
         ),
         ToolDef(
             "session_end",
-            "End the session; returns at once with a job id. In the background, the outcome, summary "
-            "and learnings become up to 3 memories (success: strategies; failure: anti-patterns; partial: both).",
+            "End the session; returns at once with a job id (see distill_status). In the background, "
+            "the outcome, summary and learnings become up to 3 memories.",
             EndSession,
             SessionEnded,
             end,

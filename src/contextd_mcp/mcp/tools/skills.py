@@ -54,7 +54,7 @@ def skill_tools(service: SkillService) -> list[ToolDef]:
         ToolDef(
             "skill_create",
             "Save a reusable prompt (a skill) for this project, team or org; it also appears in the "
-            "client's prompt menu. Placeholders: {{arg}} required, {{arg?}} optional.",
+            "client's prompt menu.",
             CreateSkill,
             Skill,
             create,
