@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from contextd_mcp.errors import Conflict, InvalidInput, NotFound
+from contextd_mcp.errors import InvalidInput, NotFound
 from contextd_mcp.models.agent import (
     FULL_ACCESS,
     Access,
@@ -29,10 +28,10 @@ from contextd_mcp.models.skill import Deleted
 from contextd_mcp.ports.scrubber import Scrubber
 from contextd_mcp.ports.vector_store import CollectionSpec, Record, VectorStore
 from contextd_mcp.services import levels
+from contextd_mcp.services.named_records import NamedRecords, by_level_then_name
 from contextd_mcp.services.skills import SkillService
 
 COLLECTION = "agents"
-SCAN_MAX = 2000
 
 
 def _iso(ts: float) -> str:
@@ -59,57 +58,20 @@ class AgentService:
         now: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._dim = dim
-        self._scrubber = scrubber
         self._skills = skills
         # The tool registry is built after the services; asked lazily, at validation time.
         self._known_tools = known_tools
         self._now = now
-        self._lock = threading.Lock()
-        # Created on first use: most connections never touch this kind, and each
-        # collection costs its own files and about half a second to create.
-        self._ensured = False
-        self._spec = CollectionSpec(
+        spec = CollectionSpec(
             name=COLLECTION, dim=dim, model=model, keyword_fields=("tenant", "team", "project", "level", "name_key")
         )
-
-    def _col(self) -> str:
-        if not self._ensured:
-            self._store.ensure(self._spec)  # idempotent, and locked inside the store
-            self._ensured = True
-        return COLLECTION
+        self._records = NamedRecords(store, spec, scrubber, now, kind="agent", a_kind="an agent")
 
     # -- reads ---------------------------------------------------------------------------
 
-    def _load(self, scope: Scope, agent_id: str, reach: ScopeLevel) -> Record:
-        found = self._store.get(self._col(), [agent_id], levels.visible_where(scope, reach))
-        if not found:
-            raise NotFound("agent", agent_id)
-        return found[0]
-
     def resolve(self, scope: Scope, ref: str, reach: ScopeLevel = ScopeLevel.project) -> Record:
         """An agent by name ('reviewer' or 'reviewer@org') or id; the one closest to the caller wins."""
-        ref = ref.strip()
-        try:
-            uuid.UUID(ref)
-        except ValueError:
-            pass
-        else:
-            return self._load(scope, ref, reach)
-        name, level = levels.split_ref(ref)
-        where: dict[str, Any] = {**levels.visible_where(scope, reach), "name_key": name.lower()}
-        if level is not None:
-            where["level"] = level.value
-        candidates = self._store.scan(self._col(), where, limit=50)
-        if not candidates:
-            raise NotFound("agent", ref)
-        candidates.sort(key=lambda r: (not levels.applies_to(r.payload, scope), levels.specificity(r.payload)))
-        first = candidates[0]
-        if len(candidates) > 1 and not levels.applies_to(first.payload, scope):
-            same = [c for c in candidates if levels.specificity(c.payload) == levels.specificity(first.payload)]
-            if len(same) > 1:
-                raise InvalidInput("name", f"{len(same)} agents of your {reach.value} are named {name!r}; use agent_id")
-        return first
+        return self._records.resolve_id_or_name(scope, ref.strip(), reach)
 
     def access(self, scope: Scope, ref: str) -> AgentAccess:
         """What an agent that applies to the caller may do (for the access guard)."""
@@ -119,15 +81,15 @@ class AgentService:
 
     def get(self, scope: Scope, request: GetAgent) -> Agent:
         if request.agent_id is not None:
-            record = self._load(scope, request.agent_id, request.scope)
+            record = self._records.load(scope, request.agent_id, request.scope)
         else:
             assert request.name is not None
             record = self.resolve(scope, request.name, request.scope)
         return self._agent(record, scope)
 
     def find(self, scope: Scope, request: ListAgents) -> list[AgentSummary]:
-        records = self._store.scan(self._col(), levels.visible_where(scope, request.scope), limit=SCAN_MAX)
-        records.sort(key=lambda r: (levels.specificity(r.payload), r.payload["name_key"]))
+        records = self._records.visible(scope, request.scope)
+        records.sort(key=by_level_then_name)
         return [
             AgentSummary(
                 id=r.id,
@@ -141,9 +103,6 @@ class AgentService:
         ]
 
     # -- writes --------------------------------------------------------------------------
-
-    def _scrub(self, text: str) -> str:
-        return self._scrubber.scrub(text).text
 
     def _skill_ids(self, scope: Scope, refs: list[str]) -> list[str]:
         ids = []
@@ -163,51 +122,26 @@ class AgentService:
                 raise InvalidInput(f"tools_enabled.{i}", f"no tool named {name[:64]!r}")
         return tools
 
-    def _check_unique(self, owner: dict[str, str], name: str, except_id: str | None = None) -> None:
-        clash = self._store.scan(self._col(), {**owner, "name_key": name.lower()}, limit=2)
-        if any(r.id != except_id for r in clash):
-            raise Conflict(f"an agent named {name!r} already exists at this level; choose another name or update it")
-
     def create(self, scope: Scope, request: CreateAgent) -> Agent:
-        owner = levels.owner_fields(scope, request.scope)
-        now = self._now()
-        payload: dict[str, Any] = {
-            **owner,
-            "level": request.scope.value,
-            "origin_team": scope.team,
-            "origin_project": scope.project,
-            "name": request.name,
-            "name_key": request.name.lower(),
-            "description": self._scrub(request.description),
-            "system_prompt": self._scrub(request.system_prompt),
+        fields = {
+            "description": self._records.scrub(request.description),
+            "system_prompt": self._records.scrub(request.system_prompt),
             "skills": self._skill_ids(scope, request.skills),
             "collections_access": _access_payload(request.collections_access),
             "model_preference": request.model_preference,
             "temperature": request.temperature,
             "max_tokens": request.max_tokens,
             "tools_enabled": self._check_tools(request.tools_enabled),
-            "created_ts": now,
-            "updated_ts": now,
         }
-        record = Record(str(uuid.uuid4()), payload)
-        with self._lock:
-            self._check_unique(owner, request.name)
-            self._store.upsert(self._col(), [record])
+        record = Record(str(uuid.uuid4()), self._records.new_payload(scope, request.scope, request.name, fields))
+        self._records.insert(record)
         return self._agent(record, scope)
 
     def update(self, scope: Scope, request: UpdateAgent) -> Agent:
-        with self._lock:
-            record = self._load(scope, request.agent_id, request.scope)
+        with self._records.lock:
+            record = self._records.load(scope, request.agent_id, request.scope)
             p = dict(record.payload)
-            changes: dict[str, Any] = {}
-            if request.name is not None and request.name != p["name"]:
-                owner = {k: p[k] for k in ("tenant", "team", "project")}
-                self._check_unique(owner, request.name, except_id=record.id)
-                changes.update(name=request.name, name_key=request.name.lower())
-            if request.description is not None:
-                changes["description"] = self._scrub(request.description)
-            if request.system_prompt is not None:
-                changes["system_prompt"] = self._scrub(request.system_prompt)
+            changes = self._records.changes(record, request, "description", "system_prompt")
             if request.skills is not None:
                 changes["skills"] = self._skill_ids(scope, request.skills)
             if request.collections_access is not None:
@@ -220,15 +154,12 @@ class AgentService:
                     changes[key] = value
             if changes:
                 changes["updated_ts"] = self._now()
-                self._store.set_fields(self._col(), record.id, changes)
+                self._store.set_fields(self._records.collection(), record.id, changes)
                 p.update(changes)
         return self._agent(Record(record.id, p), scope)
 
     def delete(self, scope: Scope, request: DeleteAgent) -> Deleted:
-        with self._lock:
-            record = self._load(scope, request.agent_id, request.scope)
-            self._store.delete(self._col(), [record.id])
-        return Deleted(id=record.id)
+        return self._records.delete(scope, request.agent_id, request.scope)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -254,4 +185,4 @@ class AgentService:
         )
 
     def counts(self, scope: Scope | None = None) -> int:
-        return self._store.count(self._col(), {"tenant": scope.tenant} if scope else {})
+        return self._records.count(scope)
