@@ -205,3 +205,20 @@ def test_hybrid_search_returns_only_the_fields_asked_for(hybrid_store: tuple[Vec
     store.upsert(coll, [record])
     (hit,) = store.hybrid_search(coll, [1, 0, 0, 0], {3: 1.0}, {"tenant": "a"}, limit=1, fields=["tenant", "title"])
     assert hit.id == record.id and hit.payload == {"tenant": "a", "title": "t"}
+
+
+def test_edge_indexes_hot_fields_from_the_start_and_keeps_vectors_cold(tmp_path: Path) -> None:
+    import dataclasses
+    import json
+
+    spec = dataclasses.replace(SPEC, name="hot", hot_fields=("tenant",))
+    store = EdgeStore(tmp_path / "edge")
+    store.ensure(spec)
+    shard = store._shards[spec.name]  # noqa: SLF001 - the index set is the adapter's own business
+    assert set(shard.info().payload_schema) == {"confidence", "ts", "tenant"}
+    store.upsert(spec.name, [rec("a", [1, 0, 0, 0]), rec("b", [0, 1, 0, 0])])
+    assert [h.payload["tenant"] for h in store.search(spec.name, [1, 0, 0, 0], {"tenant": "b"}, 5)] == ["b"]
+    store.close()
+    # The shard's own config records where its vectors live: paged in on use, not pinned.
+    config = json.loads((tmp_path / "edge" / "hot" / "edge_config.json").read_text())
+    assert config["vectors"][""]["memory"] == "cold"

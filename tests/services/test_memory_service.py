@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextd_mcp.container import Container
-from contextd_mcp.models.requests import SearchMemories, StoreMemory
+from contextd_mcp.models.requests import GetMemory, MemoryFeedback, SearchMemories, StoreMemory
 from contextd_mcp.models.scope import Scope
 
 SCOPE = Scope(tenant="t", team="x", project="p")
@@ -20,3 +20,14 @@ def test_store_many_batches_and_dedupes(container: Container) -> None:
     assert container.memory.counts(SCOPE) == 5
     hits = container.memory.search(SCOPE, SearchMemories(query="fact number 3 about caching", limit=1))
     assert hits[0].id == stored[3].id
+
+
+def test_the_same_text_in_another_scope_is_another_memory(container: Container) -> None:
+    request = StoreMemory(title="Pin the base image", content="Use a digest, not a tag, for the base image.")
+    ours = container.memory.store(SCOPE, request)
+    other_scope = Scope(tenant="other", team="x", project="p")
+    theirs = container.memory.store(other_scope, request)
+    assert theirs.id != ours.id and not theirs.duplicate_of_existing
+    container.memory.feedback(other_scope, MemoryFeedback(memory_id=theirs.id, helpful=False))
+    mine = container.memory.get(SCOPE, GetMemory(memory_id=ours.id))
+    assert mine.unhelpful_count == 0 and container.memory.counts(SCOPE) == 1

@@ -100,9 +100,10 @@ class EdgeStore:
                 shard = qe.EdgeShard.load(str(path))
             else:
                 sparse = {_SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if spec.sparse else None
-                config = qe.EdgeConfig(
-                    vectors=qe.EdgeVectorParams(size=spec.dim, distance=qe.Distance.Cosine), sparse_vectors=sparse
-                )
+                # Cold: vectors are paged in as searches touch them. The default (Cached) keeps a
+                # 32 MiB preallocated chunk resident per collection, even for a handful of points.
+                vectors = qe.EdgeVectorParams(size=spec.dim, distance=qe.Distance.Cosine, memory=qe.Memory.Cold)
+                config = qe.EdgeConfig(vectors=vectors, sparse_vectors=sparse)
                 shard = qe.EdgeShard.create(str(path), config)
                 # Range indexes are what order_by needs, so they exist from the start.
                 for name in spec.float_fields:
@@ -111,29 +112,35 @@ class EdgeStore:
                 meta_path.write_text(json.dumps({"model": spec.model, "dim": spec.dim}))
             self._shards[spec.name] = shard
             self._dims[spec.name] = spec.dim
-            self._unindexed[spec.name] = tuple(spec.keyword_fields)
+            self._create_keyword_indexes(shard, spec.hot_fields)
+            self._unindexed[spec.name] = tuple(f for f in spec.keyword_fields if f not in spec.hot_fields)
             self._index_if_large(spec.name)
+
+    @staticmethod
+    def _create_keyword_indexes(shard: qe.EdgeShard, fields: Sequence[str]) -> None:
+        present = set(shard.info().payload_schema)
+        missing = [name for name in fields if name not in present]
+        for name in missing:
+            shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+        if missing:
+            shard.flush()
 
     def _index_if_large(self, collection: str) -> None:
         """Build keyword indexes once a collection is big enough for them to pay.
 
-        Every payload index maps ~5 MiB that stays resident once the shard is loaded; below a
-        few thousand points a filtered exact search is just as fast without one, and most
-        collections (sessions, branches, policies, skills...) never get that big. Filters give
-        the same results either way: an index only changes the speed.
+        Every payload index maps ~5 MiB that stays resident once the shard is loaded. Without
+        one a filter reads each candidate's stored payload (1,000 memories: 5.7 ms against
+        0.25 ms), which small collections (sessions, branches, policies, skills...) can afford;
+        a spec's hot_fields are indexed from the start instead. Filters give the same results
+        either way: an index only changes the speed.
         """
         fields = self._unindexed.get(collection)
         if not fields:
             return
         shard = self._shards[collection]
-        info = shard.info()
-        if int(info.points_count) < KEYWORD_INDEX_AT:
+        if int(shard.info().points_count) < KEYWORD_INDEX_AT:
             return
-        present = set(info.payload_schema)
-        for name in fields:
-            if name not in present:
-                shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
-        shard.flush()
+        self._create_keyword_indexes(shard, fields)
         self._unindexed.pop(collection, None)
 
     def _vector(self, collection: str, record: Record) -> Any:

@@ -63,6 +63,9 @@ class CollectionSpec:
     keyword_fields: tuple[str, ...] = ("tenant", "team", "project")
     float_fields: tuple[str, ...] = ()
     sparse: bool = False  # records may carry a sparse vector; enables hybrid_search
+    # Of keyword_fields, those every hot-path search filters on: an adapter that defers
+    # indexes to save memory (the embedded one) indexes these from the start anyway.
+    hot_fields: tuple[str, ...] = ()
 
 
 class VectorStore(Protocol):

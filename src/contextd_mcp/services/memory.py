@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +20,7 @@ from contextd_mcp.models.scope import Scope, ScopeLevel
 from contextd_mcp.ports.embedder import Embedder
 from contextd_mcp.ports.scrubber import Scrubber
 from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, VectorStore
+from contextd_mcp.services.content_ids import content_id, digest
 
 COLLECTION = "memories"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
@@ -73,8 +72,9 @@ class MemoryService:
                 name=COLLECTION,
                 dim=embedder.dim,
                 model=embedder.model_name,
-                keyword_fields=("tenant", "team", "project", "outcome", "tags", "content_hash"),
+                keyword_fields=("tenant", "team", "project", "outcome", "tags"),
                 float_fields=("confidence", "created_ts"),
+                hot_fields=("tenant", "team", "project"),
             )
         )
 
@@ -88,25 +88,29 @@ class MemoryService:
         self, scope: Scope, requests: list[StoreMemory], origin: Origin = Origin.stored, session_id: str = ""
     ) -> list[StoredMemory]:
         """Store several memories with one batched embedding call (imports, distillation, benches)."""
-        results: list[StoredMemory | None] = [None] * len(requests)
-        fresh: list[tuple[int, Record, str]] = []
-        seen: dict[str, int] = {}
         belief = Belief.prior(origin)
         now = self._now()
-        for index, request in enumerate(requests):
+        prepared = []
+        for request in requests:
             title = self._scrub(request.title)
             content = self._scrub(request.content)
             description = self._scrub(request.description) if request.description else first_sentence(content)
-            digest = hashlib.sha256(f"{title}\n{content}".encode()).hexdigest()[:32]
-            existing = self._store.scan(COLLECTION, {**scope.fields(), "content_hash": digest}, limit=1)
-            if existing:
-                confidence = round(float(existing[0].payload["confidence"]), 4)
-                results[index] = StoredMemory(id=existing[0].id, confidence=confidence, duplicate_of_existing=True)
+            content_digest = digest(title, content)
+            prepared.append((content_id("memory", scope, content_digest), content_digest, title, description, content, request))
+        # One read by id finds every memory this batch already has (services/content_ids.py).
+        existing = {r.id: r for r in self._store.get(COLLECTION, [p[0] for p in prepared], scope.fields())}
+        results: list[StoredMemory] = []
+        fresh: dict[str, tuple[Record, str]] = {}
+        for ident, content_digest, title, description, content, request in prepared:
+            if ident in existing:
+                confidence = round(float(existing[ident].payload["confidence"]), 4)
+                results.append(StoredMemory(id=ident, confidence=confidence, duplicate_of_existing=True))
                 continue
-            if digest in seen:  # the same memory twice in one batch
-                seen_index = seen[digest]
-                results[index] = None
-                fresh.append((index, fresh[seen_index][1], ""))
+            duplicate_in_batch = ident in fresh
+            results.append(
+                StoredMemory(id=ident, confidence=round(belief.confidence, 4), duplicate_of_existing=duplicate_in_batch)
+            )
+            if duplicate_in_batch:
                 continue
             payload: dict[str, Any] = {
                 **scope.fields(),
@@ -124,22 +128,16 @@ class MemoryService:
                 "uses_failed": 0,
                 "origin": origin.value,
                 "session_id": session_id,
-                "content_hash": digest,
+                "content_hash": content_digest,
                 "created_ts": now,
                 "updated_ts": now,
             }
-            seen[digest] = len(fresh)
-            fresh.append((index, Record(id=str(uuid.uuid4()), payload=payload), f"{title}. {description}\n{content}"))
-        to_embed = [(index, record, text) for index, record, text in fresh if text]
-        vectors = self._embedder.embed_documents([text for _, _, text in to_embed])
-        records = [Record(id=r.id, payload=r.payload, vector=v) for (_, r, _), v in zip(to_embed, vectors, strict=True)]
-        if records:
+            fresh[ident] = (Record(id=ident, payload=payload), f"{title}. {description}\n{content}")
+        if fresh:
+            vectors = self._embedder.embed_documents([text for _, text in fresh.values()])
+            records = [Record(id=r.id, payload=r.payload, vector=v) for (r, _), v in zip(fresh.values(), vectors, strict=True)]
             self._store.upsert(COLLECTION, records)
-        for index, record, text in fresh:
-            results[index] = StoredMemory(
-                id=record.id, confidence=round(belief.confidence, 4), duplicate_of_existing=not text
-            )
-        return [r for r in results if r is not None]
+        return results
 
     def search(self, scope: Scope, request: SearchMemories) -> list[MemoryHit]:
         where: dict[str, Any] = dict(scope.read_filter(request.scope))

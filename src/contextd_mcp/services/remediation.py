@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +47,7 @@ from contextd_mcp.ports import vector_store as port
 from contextd_mcp.ports.embedder import Embedder
 from contextd_mcp.ports.scrubber import Scrubber
 from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record, VectorStore
+from contextd_mcp.services.content_ids import content_id, digest
 from contextd_mcp.services.error_text import dense_text, infer_category, normalise, sparse_vector
 
 COLLECTION = "remediations"
@@ -98,8 +98,9 @@ class RemediationService:
                 name=COLLECTION,
                 dim=embedder.dim,
                 model=embedder.model_name,
-                keyword_fields=("tenant", "team", "project", "category", "tags", "content_hash", "signature"),
+                keyword_fields=("tenant", "team", "project", "category", "tags", "signature"),
                 float_fields=("confidence", "created_ts"),
+                hot_fields=("tenant", "team", "project"),
                 sparse=True,
             )
         )
@@ -123,14 +124,14 @@ class RemediationService:
             title, problem, solution = (self._scrub(t) or "" for t in (request.title, request.problem, request.solution))
             root_cause = self._scrub(request.root_cause)
             symptoms = [self._scrub(s) or "" for s in request.symptoms]
-            digest = hashlib.sha256(f"{title}\n{problem}\n{solution}".encode()).hexdigest()[:32]
-            existing = seen.get(digest) or self._existing(scope, digest)
+            content_digest = digest(title, problem, solution)
+            ident = content_id("remediation", scope, content_digest)
+            existing = seen.get(ident) or self._existing(scope, ident)
             if existing is not None:
                 results.append(existing.model_copy(update={"duplicate_of_existing": True}))
                 continue
             category = request.category or Category(infer_category(f"{title}\n{problem}\n{root_cause or ''}"))
             signature = normalise(problem)
-            ident = str(uuid.uuid4())
             full = {
                 "title": title,
                 "problem_preview": _preview(problem, PROBLEM_PREVIEW),
@@ -153,7 +154,7 @@ class RemediationService:
                 "confidence": belief.confidence,
                 "helpful_count": 0,
                 "unhelpful_count": 0,
-                "content_hash": digest,
+                "content_hash": content_digest,
                 "signature": hashlib.sha256(signature.encode()).hexdigest()[:32],
                 "created_ts": now,
                 "updated_ts": now,
@@ -167,7 +168,7 @@ class RemediationService:
                 category_inferred=request.category is None,
                 confidence=round(belief.confidence, 4),
             )
-            seen[digest] = recorded
+            seen[ident] = recorded
             results.append(recorded)
         if fresh:
             vectors = self._embedder.embed_documents([text for _, text in fresh])
@@ -180,8 +181,8 @@ class RemediationService:
             self._store.upsert(COLLECTION, records)
         return results
 
-    def _existing(self, scope: Scope, digest: str) -> RecordedRemediation | None:
-        found = self._store.scan(COLLECTION, {**scope.fields(), "content_hash": digest}, limit=1)
+    def _existing(self, scope: Scope, ident: str) -> RecordedRemediation | None:
+        found = self._store.get(COLLECTION, [ident], scope.fields())
         if not found:
             return None
         p = found[0].payload
