@@ -1,4 +1,8 @@
-"""Composition root: the only place that reads settings and wires adapters into services."""
+"""Composition root: the only place that reads settings and wires adapters into services.
+
+``build`` makes the adapters, the services and the tool registry; the functions after it,
+in the order it calls them, each wire one part (sessions, workers, folding, the shell).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contextd_mcp.adapters.audit_file import JsonlAuditLog
 from contextd_mcp.adapters.token_counter import WordPieceTokenCounter
@@ -37,6 +41,10 @@ from contextd_mcp.services.remediation import RemediationService
 from contextd_mcp.services.sessions import SessionPolicy, SessionService
 from contextd_mcp.services.skills import SkillService
 from contextd_mcp.settings import EmbeddingSettings, LimitSettings, SessionSettings, StoreSettings
+
+if TYPE_CHECKING:  # imported where they are wired, by the functions at the end
+    from contextd_mcp.services.folding import FoldingService
+    from contextd_mcp.services.shell import ShellService
 
 log = logging.getLogger("contextd_mcp")
 
@@ -83,8 +91,8 @@ class Container:
     sessions: SessionService | None = None
     checkpoints: CheckpointService | None = None
     distill: DistillRunner | None = None
-    folding: Any = None  # FoldingService, once wired
-    shell: Any = None  # ShellService
+    folding: FoldingService | None = None
+    shell: ShellService | None = None
     remediation: RemediationService | None = None
     # PolicyService.check(scope, action, context) is what bash calls before running a command.
     policies: PolicyService | None = None
@@ -123,6 +131,7 @@ def build(
     paths.ensure()
     store_settings = store_settings or StoreSettings(data_dir=paths.root)
     limit_settings = limit_settings or LimitSettings()
+    session_settings = session_settings or SessionSettings()
     embedder = embedder or make_embedder(embedding_settings or EmbeddingSettings(), paths)
     store = make_store(store_settings, paths)
     # Counting wrapper: the audit line reports what services scrubbed during each call.
@@ -133,22 +142,23 @@ def build(
     # Agent configs validate tools_enabled against the runner's registry (built just below).
     agents = AgentService(store, embedder.dim, embedder.model_name, scrubber, skills, lambda: runner.tools)
     sessions, checkpoints, distill_runner = _session_parts(paths, store, embedder, scrubber, memory, limit_settings, session_settings)
-    tools = memory_tools(memory) + skill_tools(skills) + agent_tools(agents)
     bindings = AgentBindings()  # session_start(agent=...) binds a connection; the guard enforces it
     access_guard = AccessGuard(bindings, lambda caller, ref: agents.access(caller.scope, ref))
-    tools += session_tools(sessions, access_guard.bind) + checkpoint_tools(checkpoints, sessions)
     remediation = RemediationService(store, embedder, scrubber)
-    tools += remediation_tools(remediation)
-    # CONTEXTD_POLICY_PACKS=security enables starter packs for every tenant (comma-separated).
-    packs = [p.strip() for p in os.environ.get("CONTEXTD_POLICY_PACKS", "").split(",") if p.strip()]
-    policies = PolicyService(store, embedder.dim, embedder.model_name, scrubber, config_packs=packs)
-    tools += policy_tools(policies)
     # Error → fix pairs found in Claude Code transcripts become remediation candidates.
     distill_runner.distiller.remediation_sink = remediation_sink(remediation.record_many)
-    if os.environ.get("CONTEXTD_BENCH_TOOLS") == "1":
-        from contextd_mcp.mcp.tools.diagnostics import diagnostic_tools
-
-        tools += diagnostic_tools()
+    policies = PolicyService(store, embedder.dim, embedder.model_name, scrubber, config_packs=_policy_packs())
+    # The order here is the order of tools/list (and of schema.json, TOOL.md); folding and bash come last.
+    tools = (
+        memory_tools(memory)
+        + skill_tools(skills)
+        + agent_tools(agents)
+        + session_tools(sessions, access_guard.bind)
+        + checkpoint_tools(checkpoints, sessions)
+        + remediation_tools(remediation)
+        + policy_tools(policies)
+        + _diagnostic_tools()
+    )
     runner = ToolRunner(
         tools,
         scrubber,
@@ -169,20 +179,58 @@ def build(
         sessions=sessions, checkpoints=checkpoints, distill=distill_runner, remediation=remediation,
         policies=policies,
     )
-    _add_session_workers(container, session_settings or SessionSettings())
+    _add_session_workers(container, session_settings)
     _add_folding(container, sessions, memory)
     _add_shell(container)
     return container
 
 
-def _add_shell(container: Container) -> None:
-    from contextd_mcp.mcp.tools.bash import bash_tools
-    from contextd_mcp.services.shell import ShellService, ShellSettings
+def _session_parts(
+    paths: DataPaths,
+    store: VectorStore,
+    embedder: Embedder,
+    scrubber: Scrubber,
+    memory: MemoryService,
+    limit_settings: LimitSettings,
+    settings: SessionSettings,
+) -> tuple[SessionService, CheckpointService, DistillRunner]:
+    from contextd_mcp.adapters.job_queue import FileJobQueue
 
-    settings = ShellSettings(allow_unsandboxed=os.environ.get("CONTEXTD_BASH_ALLOW_UNSANDBOXED") == "1")
-    policy = getattr(container, "policies", None)
-    container.shell = ShellService(settings, policy.check if policy is not None else None)
-    container.runner.add_tools(bash_tools(container.shell))
+    counter = WordPieceTokenCounter()
+    queue = FileJobQueue(paths.root / "queue")
+    checkpoints = CheckpointService(store, embedder, scrubber, counter, limit_settings.response_max_tokens)
+    injector = Injector(memory, checkpoints, store, counter)
+    policy = SessionPolicy(settings.session_idle_ttl_s, settings.session_max_ttl_s, settings.session_retention_s)
+    sessions = SessionService(store, embedder.dim, embedder.model_name, scrubber, queue, injector, policy)
+    distiller = Distiller(memory, scrubber)
+    runner = DistillRunner(
+        queue, distiller, scrubber, settings.distill_max_attempts, settings.distill_retry_base_s, settings.distill_delay_s
+    )
+    return sessions, checkpoints, runner
+
+
+def _policy_packs() -> list[str]:
+    """CONTEXTD_POLICY_PACKS=security enables starter packs for every tenant (comma-separated)."""
+    return [p.strip() for p in os.environ.get("CONTEXTD_POLICY_PACKS", "").split(",") if p.strip()]
+
+
+def _diagnostic_tools() -> list[ToolDef]:
+    """Tools for the benchmarks only, registered with CONTEXTD_BENCH_TOOLS=1."""
+    if os.environ.get("CONTEXTD_BENCH_TOOLS") != "1":
+        return []
+    from contextd_mcp.mcp.tools.diagnostics import diagnostic_tools
+
+    return diagnostic_tools()
+
+
+def _add_session_workers(container: Container, settings: SessionSettings) -> None:
+    from contextd_mcp.session_workers import distill_worker, session_sweeper
+
+    assert container.sessions is not None and container.distill is not None
+    container.workers.append(distill_worker(container.distill))
+    container.workers.append(session_sweeper(container.sessions, settings.session_sweep_interval_s))
+    # Before the store closes: let the job in hand finish (or go back to pending).
+    container.closers.append(container.distill.stop)
 
 
 def _add_folding(container: Container, sessions: SessionService, memory: MemoryService) -> None:
@@ -211,6 +259,16 @@ def _add_folding(container: Container, sessions: SessionService, memory: MemoryS
     container.folding = folding
 
 
+def _add_shell(container: Container) -> None:
+    from contextd_mcp.mcp.tools.bash import bash_tools
+    from contextd_mcp.services.shell import ShellService, ShellSettings
+
+    settings = ShellSettings(allow_unsandboxed=os.environ.get("CONTEXTD_BASH_ALLOW_UNSANDBOXED") == "1")
+    policies = container.policies
+    container.shell = ShellService(settings, policies.check if policies is not None else None)
+    container.runner.add_tools(bash_tools(container.shell))
+
+
 def periodic(job: Callable[[], object], interval_s: float) -> Callable[[], Awaitable[None]]:
     """An async worker running a blocking ``job`` every ``interval_s`` in a thread, forever."""
     import anyio
@@ -224,38 +282,3 @@ def periodic(job: Callable[[], object], interval_s: float) -> Callable[[], Await
                 log.exception("background job %s failed", getattr(job, "__qualname__", job))
 
     return loop
-
-
-def _session_parts(
-    paths: DataPaths,
-    store: VectorStore,
-    embedder: Embedder,
-    scrubber: Scrubber,
-    memory: MemoryService,
-    limit_settings: LimitSettings,
-    session_settings: SessionSettings | None,
-) -> tuple[SessionService, CheckpointService, DistillRunner]:
-    from contextd_mcp.adapters.job_queue import FileJobQueue
-
-    settings = session_settings or SessionSettings()
-    counter = WordPieceTokenCounter()
-    queue = FileJobQueue(paths.root / "queue")
-    checkpoints = CheckpointService(store, embedder, scrubber, counter, limit_settings.response_max_tokens)
-    injector = Injector(memory, checkpoints, store, counter)
-    policy = SessionPolicy(settings.session_idle_ttl_s, settings.session_max_ttl_s, settings.session_retention_s)
-    sessions = SessionService(store, embedder.dim, embedder.model_name, scrubber, queue, injector, policy)
-    distiller = Distiller(memory, scrubber)
-    runner = DistillRunner(
-        queue, distiller, scrubber, settings.distill_max_attempts, settings.distill_retry_base_s, settings.distill_delay_s
-    )
-    return sessions, checkpoints, runner
-
-
-def _add_session_workers(container: Container, settings: SessionSettings) -> None:
-    from contextd_mcp.session_workers import distill_worker, session_sweeper
-
-    assert container.sessions is not None and container.distill is not None
-    container.workers.append(distill_worker(container.distill))
-    container.workers.append(session_sweeper(container.sessions, settings.session_sweep_interval_s))
-    # Before the store closes: let the job in hand finish (or go back to pending).
-    container.closers.append(container.distill.stop)
