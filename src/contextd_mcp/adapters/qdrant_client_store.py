@@ -114,10 +114,13 @@ class QdrantClientStore:
             found, _ = self._client.scroll(_PREFIX + collection, scroll_filter=flt, limit=len(wanted), with_payload=True)
         return [Record(id=str(r.id), payload=dict(r.payload or {})) for r in found]
 
-    def search(self, collection: str, vector: Sequence[float], where: Where, limit: int) -> list[Hit]:
+    def search(
+        self, collection: str, vector: Sequence[float], where: Where, limit: int, fields: Sequence[str] | None = None
+    ) -> list[Hit]:
+        payload = list(fields) if fields is not None else True
         with self._lock:
             response = self._client.query_points(
-                _PREFIX + collection, query=list(vector), query_filter=_filter(where), limit=limit, with_payload=True
+                _PREFIX + collection, query=list(vector), query_filter=_filter(where), limit=limit, with_payload=payload
             )
         return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
 

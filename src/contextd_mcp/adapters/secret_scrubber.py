@@ -51,6 +51,12 @@ class RegexScrubber:
                 kinds.insert(i, kind)
         return list(zip(starts, ends, kinds, strict=True))
 
+    def has_secret(self, text: str) -> bool:
+        if not text:
+            return False
+        view = TextView(text)
+        return any(next(iter(detector.find(view)), None) is not None for detector in self._detectors)
+
     def scrub(self, text: str) -> ScrubResult:
         """``text`` with each secret replaced by its marker; ``redactions`` counts the
         markers, ``kinds`` lists their kinds once each, in order of first appearance."""

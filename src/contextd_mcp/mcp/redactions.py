@@ -33,6 +33,9 @@ class CountingScrubber:
                 counter[0] += result.redactions
         return result
 
+    def has_secret(self, text: str) -> bool:
+        return self.inner.has_secret(text)
+
 
 @contextmanager
 def counting() -> Iterator[list[int]]:

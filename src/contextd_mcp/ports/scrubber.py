@@ -19,3 +19,7 @@ class Scrubber(Protocol):
     def scrub(self, text: str) -> ScrubResult:
         """Return ``text`` with every secret replaced by ``[REDACTED:<kind>]``."""
         ...
+
+    def has_secret(self, text: str) -> bool:
+        """Whether ``scrub`` would change ``text``; cheaper, for the common clean case."""
+        ...

@@ -75,7 +75,9 @@ class VectorStore(Protocol):
 
     def get(self, collection: str, ids: Sequence[str], where: Where) -> list[Record]: ...
 
-    def search(self, collection: str, vector: Sequence[float], where: Where, limit: int) -> list[Hit]: ...
+    def search(
+        self, collection: str, vector: Sequence[float], where: Where, limit: int, fields: Sequence[str] | None = None
+    ) -> list[Hit]: ...
 
     def hybrid_search(
         self,

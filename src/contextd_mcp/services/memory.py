@@ -57,6 +57,10 @@ def relative_level(owner: dict[str, Any], caller: Scope) -> ScopeLevel:
     return ScopeLevel.org
 
 
+# What a hit shows; the content (the bulk of a memory) is read only by memory_get.
+HIT_FIELDS = ("tenant", "team", "project", "title", "description", "outcome", "confidence", "tags")
+
+
 class MemoryService:
     def __init__(
         self, store: VectorStore, embedder: Embedder, scrubber: Scrubber, now: Callable[[], float] = time.time
@@ -147,7 +151,9 @@ class MemoryService:
         if request.tags:
             where["tags"] = list(request.tags)
         vector = self._embedder.embed_query(request.query)
-        candidates = self._store.search(COLLECTION, vector, where, limit=request.limit * limits.RERANK_FACTOR)
+        candidates = self._store.search(
+            COLLECTION, vector, where, limit=request.limit * limits.RERANK_FACTOR, fields=HIT_FIELDS
+        )
         hits = []
         for hit in candidates:
             relevance = max(0.0, min(1.0, hit.score))
