@@ -61,6 +61,8 @@ def test_upsert_get_search_with_scope_filter(store: VectorStore) -> None:
     hits = store.search(name(store), [1, 0, 0, 0], {"tenant": "a"}, limit=10)
     assert [h.id for h in hits] == [a.id, b.id]
     assert hits[0].score == pytest.approx(1.0, abs=1e-3) and hits[0].payload["tags"] == ["x"]
+    narrow = store.search(name(store), [1, 0, 0, 0], {"tenant": "a"}, limit=1, fields=("tags",))
+    assert [(h.id, h.payload) for h in narrow] == [(a.id, {"tags": ["x"]})]
     assert [h.id for h in store.search(name(store), [1, 0, 0, 0], {"tenant": "a", "tags": ["y", "z"]}, 10)] == [b.id]
     assert [h.id for h in store.search(name(store), [1, 0, 0, 0], {"tenant": "a", "confidence": Range(gte=0.5)}, 10)] == [a.id]
     assert [r.id for r in store.get(name(store), [a.id, c.id], {"tenant": "a"})] == [a.id]
