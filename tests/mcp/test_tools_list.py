@@ -16,11 +16,12 @@ from tests.helpers import data
 
 pytestmark = pytest.mark.anyio
 
-# Just above the size once input schemas were compacted (37,309 chars, 14,810 WordPiece tokens
+# Just above the size once input schemas were compacted and only non-default annotation hints
+# were listed (35,672 chars, 14,138 WordPiece tokens
 # for 35 tools, measured as bench/contextd.py does). A new tool or field may need more: raise
 # these on purpose, after checking its schema and descriptions carry nothing an agent can do without.
-BUDGET_CHARS = 37_600
-BUDGET_TOKENS = 14_950
+BUDGET_CHARS = 35_900
+BUDGET_TOKENS = 14_300
 
 # Keys that are rules an agent must follow: each one in the model's schema must be listed.
 RULES = {
@@ -104,3 +105,15 @@ async def test_an_explicit_null_is_still_accepted(client: Any) -> None:
     pydantic models, so null still means 'left out'."""
     found = data(await client.call_tool("memory_search", {"query": "anything", "outcome": None}))
     assert found == {"memories": []}
+
+
+async def test_annotations_read_with_the_spec_defaults_give_each_tools_flags(client: Any, container: Container) -> None:
+    tools = container.runner.tools
+    listed = {t.name: t.annotations for t in (await client.list_tools()).tools}
+    for name, hints in listed.items():
+        read_only = bool(hints.read_only_hint)  # default false
+        assert hints.open_world_hint is False, name  # default true: every tool here is closed-world
+        if not read_only:
+            assert hints.destructive_hint is False, name  # default true: none of ours destroys
+        assert read_only == tools[name].read_only, name
+        assert (bool(hints.idempotent_hint) or read_only) == (tools[name].idempotent or read_only), name

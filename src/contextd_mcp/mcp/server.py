@@ -113,10 +113,13 @@ class ToolRunner:
             # Output schemas are ~40 % of tools/list and the model reads none of them;
             # results stay structured either way, and schema.json documents them.
             output_schema=output_schema(t) if self._list_output_schemas else None,
+            # Only hints that differ from the spec's defaults (read-only: false, destructive:
+            # true, idempotent: false, open-world: true); the last three mean nothing for a
+            # read-only tool. Every tool pays these in every agent's context.
             annotations=types.ToolAnnotations(
-                read_only_hint=t.read_only,
-                destructive_hint=False,
-                idempotent_hint=t.idempotent,
+                read_only_hint=True if t.read_only else None,
+                destructive_hint=None if t.read_only else False,
+                idempotent_hint=True if t.idempotent and not t.read_only else None,
                 open_world_hint=False,
             ),
         )
