@@ -107,6 +107,29 @@ async def session_figures(data_dir: Path, project_dir: Path, queries: int = 200,
     }
 
 
+async def many_agents(data_dir: Path, project_dir: Path, agents: int = 8, calls: int = 20) -> dict[str, Any]:
+    """Daemon RSS with ``agents`` bridges connected at once, each searching and storing."""
+    from contextlib import AsyncExitStack
+
+    texts = corpus.queries(calls)
+
+    async def agent(client: Any, index: int) -> None:
+        for i, text in enumerate(texts):
+            if i % 4 == 3:
+                await client.call_tool("memory_store", {"title": f"Agent {index} lesson {i} {time.time_ns()}", "content": text})
+            else:
+                await client.call_tool("memory_search", {"query": text})
+
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(contextd_stdio(data_dir, project_dir)) for _ in range(agents)]
+        async with anyio.create_task_group() as group:
+            for index, client in enumerate(clients):
+                group.start_soon(agent, client, index)
+        pid = daemon_pid(data_dir)
+        rss, peak = rss_mib(pid) if pid else (float("nan"), float("nan"))
+    return {"agents": agents, "calls_each": calls, "daemon_rss_mib": round(rss, 1), "daemon_peak_rss_mib": round(peak, 1)}
+
+
 def _tokens(text: str) -> int:
     from contextd_mcp.adapters.token_counter import WordPieceTokenCounter
 
@@ -143,6 +166,7 @@ def run_scale(root: Path, sizes: list[int]) -> dict[str, Any]:
         fill_s = fill(data_dir, project, n)
         figures = anyio.run(session_figures, data_dir, project)
         figures.pop("_tools_json", None)
+        figures["many_agents"] = anyio.run(many_agents, data_dir, project)
         figures["fill_seconds"] = round(fill_s, 1)
         figures["disk_mib"] = round(disk_bytes(data_dir) / 2**20, 1)
         results[str(n)] = figures

@@ -35,6 +35,11 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str]]:
             (f"[{size}] tools/list tokens (chars)", f"{fig['tools_list_tokens']} ({fig['tools_list_chars']})"),
             (f"[{size}] memory_search response tokens p50", str(fig["search_response_tokens_p50"])),
         ]
+    for size, fig in results.get("scale", {}).items():
+        many = fig.get("many_agents")
+        if many:
+            out.append((f"[{size}] daemon RSS / peak with {many['agents']} agents connected (MiB)",
+                        f"{_fmt(many['daemon_rss_mib'])} / {_fmt(many['daemon_peak_rss_mib'])}"))
     quality = results.get("quality", {})
     if "memory" in quality:
         q = quality["memory"]
@@ -48,6 +53,40 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str]]:
     peers = results.get("peers", {})
     for key, value in (peers.get("ratios") or {}).items():
         out.append((f"ours / mcp-server-qdrant: {key}", _fmt(value)))
+    for name, goal in goals(results).items():
+        out.append((f"goal: {name}", f"{'met' if goal['met'] else 'MISSED'} ({goal['figure']})"))
+    return out
+
+
+def goals(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The issue's targets, judged on this run's own figures (peers interleaved in the same run)."""
+    out: dict[str, dict[str, Any]] = {}
+    scale = results.get("scale", {})
+    emb = results.get("embedding_one_query_ms", {}).get("p50_ms")
+    if "10000" in scale and emb:
+        fig = scale["10000"]
+        floor = fig["noop_ping_ms"]["p50_ms"] + emb
+        search = fig["memory_search_ms"]["p50_ms"]
+        out["search p50 at 10k ≤ 1.5 × (no-op + one embedding)"] = {
+            "met": search <= 1.5 * floor, "figure": f"{search:.2f} ms = {search / floor:.2f} × {floor:.2f} ms"}
+    if "100000" in scale:
+        p95 = scale["100000"]["memory_search_ms"]["p95_ms"]
+        out["search p95 at 100k < 50 ms"] = {"met": p95 < 50, "figure": f"{p95:.1f} ms"}
+    warm = results.get("cold_start", {}).get("daemon_warm_ms", {}).get("p50_ms")
+    if warm is not None:
+        out["stdio cold start, daemon warm < 100 ms"] = {"met": warm < 100, "figure": f"{warm:.1f} ms p50"}
+    peaks = [f["daemon_peak_rss_mib"] for f in scale.values()]
+    peaks += [f["many_agents"]["daemon_peak_rss_mib"] for f in scale.values() if "many_agents" in f]
+    peer_goals = results.get("peers", {}).get("goals", {})
+    if "daemon_rss_under_400_mib" in peer_goals:
+        peaks.append(peer_goals["daemon_rss_under_400_mib"]["mib"])
+    if peaks:
+        out["daemon RSS < 400 MiB (every size, 8 agents, peer run)"] = {"met": max(peaks) < 400, "figure": f"max {max(peaks):.0f} MiB"}
+    for key, label in (("search_p50_at_5000_at_most_half_of_peer", "search p50 at 5k ≤ 0.5 × mcp-server-qdrant"),
+                       ("store_throughput_at_least_2x_peer", "store throughput ≥ 2 × mcp-server-qdrant")):
+        if key in peer_goals:
+            ratio = peer_goals[key]["ratio"]
+            out[label] = {"met": bool(peer_goals[key]["met"]), "figure": f"ratio {ratio:.2f}" if ratio is not None else "n/a"}
     return out
 
 
