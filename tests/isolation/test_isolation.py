@@ -68,10 +68,16 @@ def test_no_parameter_names_a_tenant_and_scope_only_widens_inside_it(container: 
             assert schema["$defs"][refs[0].rsplit("/", 1)[1]]["enum"] == ["project", "team", "org"], name
 
 
-async def test_seeded_ids_are_random_uuid4(world: World) -> None:
+async def test_seeded_ids_cannot_be_derived_by_another_scope(world: World) -> None:
+    """Ids are random (uuid4), or, for memories and remediations, derived from the owner's own
+    scope and content (uuid5, services/content_ids.py): another scope storing the same text gets
+    another id, so an id is never a way into, or an oracle on, someone else's records."""
     assert len(world.canaries) > 10
+    derived = {"memory", "remediation"}
     for canary in world.canaries:
-        assert uuid.UUID(canary.id).version == 4, canary
+        version = uuid.UUID(canary.id).version
+        assert version == (5 if canary.kind in derived else 4), canary
+    assert {c.kind for c in world.canaries} & derived
 
 
 def quick_sample(probes: list[Probe]) -> list[Probe]:
