@@ -59,10 +59,11 @@ def make_store(settings: StoreSettings, paths: DataPaths) -> VectorStore:
     return EdgeStore(paths.store)
 
 
-def make_embedder(settings: EmbeddingSettings, paths: DataPaths) -> Embedder:
+def make_embedder(settings: EmbeddingSettings) -> Embedder:
     from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder
 
-    return FastEmbedEmbedder(settings.model, settings.cache_dir or paths.models)
+    # Per user, not per data directory: the model files and their int8-kernel copy are shared.
+    return FastEmbedEmbedder(settings.model, settings.cache_dir)
 
 
 def make_scrubber() -> Scrubber:
@@ -132,7 +133,7 @@ def build(
     store_settings = store_settings or StoreSettings(data_dir=paths.root)
     limit_settings = limit_settings or LimitSettings()
     session_settings = session_settings or SessionSettings()
-    embedder = embedder or make_embedder(embedding_settings or EmbeddingSettings(), paths)
+    embedder = embedder or make_embedder(embedding_settings or EmbeddingSettings())
     store = make_store(store_settings, paths)
     # Counting wrapper: the audit line reports what services scrubbed during each call.
     scrubber = CountingScrubber(scrubber or make_scrubber())

@@ -54,10 +54,6 @@ class DataPaths:
         return self.root / "store"
 
     @property
-    def models(self) -> Path:
-        return self.root / "models"
-
-    @property
     def audit(self) -> Path:
         return self.root / "audit.log"
 
