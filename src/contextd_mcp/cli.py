@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from contextd_mcp import __version__
@@ -74,7 +75,10 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         return 2
     store = _token_store(args)
     try:
-        token, entry = store.create(args.tenant, args.team, args.project, args.agent, args.read_only, args.name)
+        expires_in = None if args.expires_in is None else parse_duration(args.expires_in)
+        token, entry = store.create(
+            args.tenant, args.team, args.project, args.agent, args.read_only, args.name, expires_in=expires_in
+        )
     except ValueError as exc:
         print(f"contextd-mcp: {exc}", file=sys.stderr)
         return 1
@@ -84,6 +88,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         + (f", team {entry.team}" if entry.team else "")
         + (f", project {entry.project}" if entry.project else "")
         + (", read-only" if entry.read_only else "")
+        + (f", expiring {_when(entry.expires_at)}" if entry.expires_at else "")
         + f" saved (hashed) in {store.path}. It is shown only now: send it as 'Authorization: Bearer <token>'.",
         file=sys.stderr,
     )
@@ -98,10 +103,34 @@ def cmd_token_list(args: argparse.Namespace) -> int:
     if not entries:
         print("no tokens (create one with `contextd-mcp token create --tenant NAME`)")
     for e in entries:
-        state = "revoked" if not e.active else ("read-only" if e.read_only else "read-write")
+        if e.revoked_at is not None:
+            state = "revoked"
+        elif e.expired:
+            state = "expired"
+        else:
+            state = ("read-only" if e.read_only else "read-write") + (f" until {_when(e.expires_at)}" if e.expires_at else "")
         scope = "/".join(x or "*" for x in (e.tenant, e.team, e.project))
         print(f"{e.id}  {e.name or '-':<16} {scope:<40} agent={e.agent or '-'}  {state}")
     return 0
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``90`` (seconds), ``45m``, ``12h``, ``30d``: a positive duration in seconds."""
+    value, unit = (text[:-1], text[-1]) if text and text[-1] in _UNITS else (text, "s")
+    try:
+        seconds = float(value) * _UNITS[unit]
+    except ValueError:
+        raise ValueError(f"--expires-in: {text!r} is not a duration like 3600, 45m, 12h or 30d") from None
+    if not 0 < seconds <= 3650 * 86400:
+        raise ValueError("--expires-in: must be more than 0 and at most 3650d")
+    return seconds
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts or 0))
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
@@ -244,9 +273,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", help="the agent name calls are attributed to")
     p.add_argument("--read-only", action="store_true", help="refuse every tool that writes")
     p.add_argument("--name", help="a label, unique among active tokens (usable with revoke)")
+    p.add_argument("--expires-in", metavar="DURATION", help="refuse the token after this long: 3600, 45m, 12h, 30d")
     p.set_defaults(func=cmd_token_create)
     p = add_token("list", "list tokens (never their values)")
-    p.add_argument("--all", action="store_true", help="include revoked tokens")
+    p.add_argument("--all", action="store_true", help="include revoked and expired tokens")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_token_list)
     p = add_token("revoke", "revoke a token by id or name (a running daemon stops accepting it at once)")

@@ -147,3 +147,33 @@ def test_file_mode_survives_rewrites_under_a_permissive_umask(store: TokenStore)
     finally:
         os.umask(previous)
     assert (store.path.stat().st_mode & 0o777) == 0o600
+
+
+async def test_a_token_stops_working_when_it_expires(store: TokenStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    token, entry = store.create("acme", expires_in=3600)
+    assert entry.expires_at == pytest.approx(time.time() + 3600, abs=5)
+    verified = await StoreTokenVerifier(store).verify_token(token)
+    assert verified is not None and verified.expires_at == int(entry.expires_at)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3601)
+    assert store.lookup(token) is None and await StoreTokenVerifier(store).verify_token(token) is None
+    assert store.active_count() == 0 and store.entries()[0].expired
+    with pytest.raises(ValueError, match="positive"):
+        store.create("acme", expires_in=0)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("45m", 2700), ("12h", 43200), ("30d", 2592000)])
+def test_expiry_durations_parse(text: str, seconds: float) -> None:
+    from contextd_mcp.cli import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "-5m", "0", "5000d", "1w"])
+def test_bad_expiry_durations_are_refused_by_name(text: str) -> None:
+    from contextd_mcp.cli import parse_duration
+
+    with pytest.raises(ValueError, match="--expires-in"):
+        parse_duration(text)

@@ -56,10 +56,16 @@ class TokenEntry:
     name: str | None = None
     created_at: float = field(default_factory=time.time)
     revoked_at: float | None = None
+    expires_at: float | None = None  # None: until revoked
 
     @property
     def active(self) -> bool:
-        return self.revoked_at is None
+        """Not revoked and not expired."""
+        return self.revoked_at is None and not self.expired
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and time.time() >= self.expires_at
 
     def public(self) -> dict[str, Any]:
         """Everything but the hash, for listings."""
@@ -96,7 +102,9 @@ class TokenStore:
             return None
         with self._lock:
             self._refresh()
-            return self._by_hash.get(token_hash(token))
+            entry = self._by_hash.get(token_hash(token))
+        # Expiry is checked per request: the file does not change when a token runs out.
+        return entry if entry is not None and not entry.expired else None
 
     def _refresh(self) -> None:
         try:
@@ -111,7 +119,7 @@ class TokenStore:
         except (OSError, ValueError, TypeError):
             # A half-edited file must not lock everyone out, nor let anyone in: keep the last good map.
             return
-        self._by_hash = {e.hash: e for e in entries if e.active}
+        self._by_hash = {e.hash: e for e in entries if e.revoked_at is None}
         self._stamp = stamp
 
     # --- writing (the CLI) ---------------------------------------------------------------
@@ -147,9 +155,13 @@ class TokenStore:
         agent: str | None = None,
         read_only: bool = False,
         name: str | None = None,
+        expires_in: float | None = None,
     ) -> tuple[str, TokenEntry]:
         """A new token; the plain value is returned here and never stored."""
+        if expires_in is not None and expires_in <= 0:
+            raise ValueError("expires_in must be positive")
         token = PREFIX + secrets.token_urlsafe(32)
+        now = time.time()
         entry = TokenEntry(
             id=uuid.uuid4().hex[:12],
             hash=token_hash(token),
@@ -159,6 +171,8 @@ class TokenStore:
             agent=agent,
             read_only=read_only,
             name=name,
+            created_at=now,
+            expires_at=None if expires_in is None else now + expires_in,
         )
         with self._locked() as entries:
             if name and any(e.name == name and e.active for e in entries):
@@ -169,8 +183,8 @@ class TokenStore:
     def revoke(self, id_or_name: str) -> TokenEntry:
         with self._locked() as entries:
             for index, entry in enumerate(entries):
-                if entry.active and id_or_name in (entry.id, entry.name):
+                if entry.revoked_at is None and id_or_name in (entry.id, entry.name):
                     revoked = TokenEntry(**{**asdict(entry), "revoked_at": time.time()})
                     entries[index] = revoked
                     return revoked
-        raise KeyError(f"no active token with id or name {id_or_name!r}")
+        raise KeyError(f"no unrevoked token with id or name {id_or_name!r}")

@@ -53,6 +53,8 @@ class StoreTokenVerifier:
             # one token cannot be driven with another.
             client_id=f"contextd-token-{entry.id}",
             scopes=[READ_SCOPE] if entry.read_only else [READ_SCOPE, WRITE_SCOPE],
+            # The SDK's middleware refuses an expired token by itself too (per request).
+            expires_at=None if entry.expires_at is None else int(entry.expires_at),
             claims=_claims(entry),
         )
 
