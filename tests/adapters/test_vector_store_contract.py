@@ -209,17 +209,25 @@ def test_hybrid_search_returns_only_the_fields_asked_for(hybrid_store: tuple[Vec
     assert hit.id == record.id and hit.payload == {"tenant": "a", "title": "t"}
 
 
-def test_edge_indexes_hot_fields_from_the_start_and_keeps_vectors_cold(tmp_path: Path) -> None:
+def test_edge_indexes_hot_fields_early_and_keeps_vectors_cold(tmp_path: Path) -> None:
     import dataclasses
     import json
+
+    from contextd_mcp.adapters import qdrant_edge_store
 
     spec = dataclasses.replace(SPEC, name="hot", hot_fields=("tenant",))
     store = EdgeStore(tmp_path / "edge")
     store.ensure(spec)
     shard = store._shards[spec.name]  # noqa: SLF001 - the index set is the adapter's own business
+    assert set(shard.info().payload_schema) == {"confidence", "ts"}  # an empty collection maps no index
+    records = [rec("a" if i % 2 else "b", [1, i, 0, 0]) for i in range(qdrant_edge_store.HOT_INDEX_AT + 63)]
+    store.upsert(spec.name, records[:-64])
+    assert "tenant" not in shard.info().payload_schema
+    for record in records[-64:]:  # one at a time, as tools write
+        store.upsert(spec.name, [record])
     assert set(shard.info().payload_schema) == {"confidence", "ts", "tenant"}
-    store.upsert(spec.name, [rec("a", [1, 0, 0, 0]), rec("b", [0, 1, 0, 0])])
-    assert [h.payload["tenant"] for h in store.search(spec.name, [1, 0, 0, 0], {"tenant": "b"}, 5)] == ["b"]
+    expected = sum(1 for r in records if r.payload["tenant"] == "b")
+    assert len(store.search(spec.name, [1, 0, 0, 0], {"tenant": "b"}, 500)) == expected
     store.close()
     # The shard's own config records where its vectors live: paged in on use, not pinned.
     config = json.loads((tmp_path / "edge" / "hot" / "edge_config.json").read_text())

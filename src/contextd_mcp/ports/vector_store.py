@@ -64,7 +64,7 @@ class CollectionSpec:
     float_fields: tuple[str, ...] = ()
     sparse: bool = False  # records may carry a sparse vector; enables hybrid_search
     # Of keyword_fields, those every hot-path search filters on: an adapter that defers
-    # indexes to save memory (the embedded one) indexes these from the start anyway.
+    # indexes to save memory (the embedded one) indexes these early (at a few hundred points).
     hot_fields: tuple[str, ...] = ()
 
 
