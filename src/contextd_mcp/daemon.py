@@ -64,7 +64,13 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
         stop_event.set()
 
     socket_server = SocketServer(
-        paths.socket, server, container.status, request_stop, limits.request_max_bytes, runner=container.runner
+        paths.socket,
+        server,
+        container.status,
+        request_stop,
+        limits.request_max_bytes,
+        runner=container.runner,
+        max_connections=limits.max_connections,
     )
     try:
         async with anyio.create_task_group() as tg:
@@ -80,7 +86,11 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
                             server,
                             http[0],
                             http[1],
-                            {**(http_options or {}), "max_body": limits.request_max_bytes},
+                            {
+                                **(http_options or {}),
+                                "max_body": limits.request_max_bytes,
+                                "max_connections": limits.max_connections,
+                            },
                             task_status=task_status,
                             access=access,
                         )

@@ -58,6 +58,9 @@ class LimitSettings(BaseSettings):
     # Include each tool's output schema in tools/list (costs tokens in every agent's context).
     tools_output_schema: bool = False
     request_max_bytes: int = Field(default=1 << 20, ge=4096, le=16 << 20)
+    # Open MCP sessions on the socket, and concurrent HTTP connections: a runaway client (an IDE
+    # spawning bridges in a loop) is refused with a clear error instead of exhausting the daemon.
+    max_connections: int = Field(default=64, ge=1, le=4096)
 
 
 class AuthSettings(BaseSettings):

@@ -114,7 +114,16 @@ async def serve_http(
     app = build_app(
         server, host, port, int(options.get("max_body") or 1 << 20), access, options.get("allowed_hosts") or ()
     )
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False)
+    # Past max_connections uvicorn answers 503 instead of taking more (SSE streams count too).
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        access_log=False,
+        limit_concurrency=int(options.get("max_connections") or 64),
+    )
     uv = _QuietServer(config)
 
     async def announce() -> None:

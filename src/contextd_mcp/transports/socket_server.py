@@ -50,6 +50,7 @@ class SocketServer:
         request_stop: Callable[[], Awaitable[None]],
         max_message_bytes: int,
         runner: Any = None,
+        max_connections: int = 64,
     ) -> None:
         self._path = path
         self._server = server
@@ -58,6 +59,7 @@ class SocketServer:
         self._status = status
         self._request_stop = request_stop
         self._max = max_message_bytes
+        self._max_connections = max_connections
         self.connections = 0
 
     async def serve(self, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -96,6 +98,11 @@ class SocketServer:
             pass
 
     async def _serve_mcp(self, stream: SocketStream, hello: dict[str, Any], rest: bytes) -> None:
+        if self.connections >= self._max_connections:
+            await self._safe_reply(stream, {"ok": False, "error": (
+                f"too many open sessions ({self.connections}, CONTEXTD_MAX_CONNECTIONS={self._max_connections}); "
+                "close some agents or raise the limit and restart the daemon")})
+            return
         try:
             env = {str(k): str(v) for k, v in (hello.get("env") or {}).items()}
             scope = resolve_scope(Path(str(hello.get("cwd") or "/")), env)
