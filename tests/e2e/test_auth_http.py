@@ -129,6 +129,19 @@ async def test_new_and_revoked_tokens_apply_without_restart(world: dict) -> None
     assert "temp" not in run_cli(data_dir, "token", "list").stdout
 
 
+async def test_an_expired_token_is_refused_without_restart(world: dict) -> None:
+    import time
+
+    data_dir, base = world["data_dir"], world["daemon"].base
+    short = create_token(data_dir, "--tenant", "acme", "--project", "api", "--name", "short", "--expires-in", "2")
+    assert post(base, INIT, short) == 200
+    time.sleep(2.2)
+    refused = post(base, INIT, short)
+    assert isinstance(refused, urllib.error.HTTPError) and refused.code == 401
+    listed = run_cli(data_dir, "token", "list", "--all").stdout
+    assert "short" in listed and "expired" in listed
+
+
 def test_dns_rebinding_is_refused_even_with_a_token(world: dict) -> None:
     refused = post(world["daemon"].base, INIT, world["tokens"]["acme"], host="evil.example:80")
     assert isinstance(refused, urllib.error.HTTPError) and refused.code in (403, 421)
