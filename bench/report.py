@@ -138,6 +138,28 @@ def _plots(results: dict[str, Any], out_dir: Path) -> list[str]:
         fig.savefig(out_dir / "bash_round_trip.png", dpi=120)
         plt.close(fig)
         made.append("bash_round_trip.png")
+    peers = results.get("peers", {})
+    if peers.get("contextd") and peers.get("peer"):
+        ours, theirs = peers["contextd"], peers["peer"]
+        labels, ours_v, theirs_v = [], [], []
+        for size in peers.get("sizes", []):
+            labels.append(f"search p50\n{size} stored (ms)")
+            ours_v.append(ours["search"][str(size)]["ms"]["p50_ms"])
+            theirs_v.append(theirs["search"][str(size)]["ms"]["p50_ms"])
+        labels += ["store, one at a\ntime (ms per call)", "peak RSS\n(MiB / 10)"]
+        ours_v += [1000 / ours["store_per_s"], ours["daemon_peak_rss_mib"] / 10]
+        theirs_v += [1000 / theirs["store_per_s"], theirs["peak_rss_mib"] / 10]
+        fig, ax = plt.subplots(figsize=(6.5, 3.2))
+        xs = range(len(labels))
+        ax.bar([x - 0.2 for x in xs], ours_v, width=0.4, label="contextd-mcp")
+        ax.bar([x + 0.2 for x in xs], theirs_v, width=0.4, label="mcp-server-qdrant 0.8.1")
+        ax.set_xticks(list(xs), labels, fontsize=7)
+        ax.set_title("Same model, same MCP client over stdio (lower is better)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "vs_mcp_server_qdrant.png", dpi=120)
+        plt.close(fig)
+        made.append("vs_mcp_server_qdrant.png")
     return made
 
 
