@@ -119,12 +119,7 @@ def _plots(results: dict[str, Any], out_dir: Path) -> list[str]:
         ax.set_xscale("log")
         ax.set_xlabel("memories stored")
         ax.set_ylabel("ms over stdio")
-        ax.set_title("contextd-mcp latency by store size")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out_dir / "latency_by_size.png", dpi=120)
-        plt.close(fig)
-        made.append("latency_by_size.png")
+        made.append(_save(plt, fig, ax, "contextd-mcp latency by store size", out_dir / "latency_by_size.png"))
     bash = {k: v for k, v in results.get("bash", {}).items() if isinstance(v, dict) and "p50_ms" in v}
     if bash:
         fig, ax = plt.subplots(figsize=(6, 3))
@@ -132,12 +127,7 @@ def _plots(results: dict[str, Any], out_dir: Path) -> list[str]:
         ax.barh(names, [bash[n]["p50_ms"] for n in names], label="p50")
         ax.barh(names, [bash[n]["p95_ms"] - bash[n]["p50_ms"] for n in names], left=[bash[n]["p50_ms"] for n in names], alpha=0.4, label="to p95")
         ax.set_xlabel("ms for `true`")
-        ax.set_title("Sandboxed bash round trip")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out_dir / "bash_round_trip.png", dpi=120)
-        plt.close(fig)
-        made.append("bash_round_trip.png")
+        made.append(_save(plt, fig, ax, "Sandboxed bash round trip", out_dir / "bash_round_trip.png"))
     peers = results.get("peers", {})
     if peers.get("contextd") and peers.get("peer"):
         ours, theirs = peers["contextd"], peers["peer"]
@@ -154,13 +144,19 @@ def _plots(results: dict[str, Any], out_dir: Path) -> list[str]:
         ax.bar([x - 0.2 for x in xs], ours_v, width=0.4, label="contextd-mcp")
         ax.bar([x + 0.2 for x in xs], theirs_v, width=0.4, label="mcp-server-qdrant 0.8.1")
         ax.set_xticks(list(xs), labels, fontsize=7)
-        ax.set_title("Same model, same MCP client over stdio (lower is better)")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out_dir / "vs_mcp_server_qdrant.png", dpi=120)
-        plt.close(fig)
-        made.append("vs_mcp_server_qdrant.png")
+        title = "Same model, same MCP client over stdio (lower is better)"
+        made.append(_save(plt, fig, ax, title, out_dir / "vs_mcp_server_qdrant.png"))
     return made
+
+
+def _save(plt: Any, fig: Any, ax: Any, title: str, path: Path) -> str:
+    """Title, legend, write the PNG, free the figure; the file's name for the markdown."""
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path.name
 
 
 def update_markdown(path: Path, results: dict[str, Any], plot_dir: Path) -> None:

@@ -19,7 +19,6 @@ has worked ranks first.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -155,7 +154,7 @@ class RemediationService:
                 "helpful_count": 0,
                 "unhelpful_count": 0,
                 "content_hash": content_digest,
-                "signature": hashlib.sha256(signature.encode()).hexdigest()[:32],
+                "signature": digest(signature),
                 "created_ts": now,
                 "updated_ts": now,
             }
