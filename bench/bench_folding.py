@@ -20,7 +20,7 @@ from mcp import Client
 from bench import corpus
 from contextd_mcp.adapters.token_counter import WordPieceTokenCounter
 from contextd_mcp.container import build
-from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
+from contextd_mcp.mcp.caller import Caller, acting_as
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.paths import DataPaths
 
@@ -87,13 +87,13 @@ async def main_async(calls: int, subtasks: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         container = build(DataPaths(Path(tmp)))
         stored = container.memory.store_many(SCOPE, list(corpus.memories(500)))
-        token = CURRENT_CALLER.set(Caller(scope=SCOPE, transport="memory", connection_id=uuid.uuid4().hex[:12]))
+        caller = Caller(scope=SCOPE, transport="memory", connection_id=uuid.uuid4().hex[:12])
         try:
-            async with Client(container.server()) as client:
-                figures = {"overhead": await overhead(client, stored[0].id, calls)}
-                figures["long_session"] = await long_session(client, subtasks, 8)
+            with acting_as(caller):
+                async with Client(container.server()) as client:
+                    figures = {"overhead": await overhead(client, stored[0].id, calls)}
+                    figures["long_session"] = await long_session(client, subtasks, 8)
         finally:
-            CURRENT_CALLER.reset(token)
             container.close()
     return figures
 

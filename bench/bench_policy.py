@@ -158,13 +158,13 @@ def tool_latency(container: Container, work: list[tuple[str, PolicyContext]]) ->
     import anyio
     from mcp import Client
 
-    from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
+    from contextd_mcp.mcp.caller import Caller, acting_as
 
     samples: list[float] = []
 
     async def run() -> None:
-        token = CURRENT_CALLER.set(Caller(scope=SCOPE, transport="memory", connection_id=uuid.uuid4().hex[:8]))
-        try:
+        caller = Caller(scope=SCOPE, transport="memory", connection_id=uuid.uuid4().hex[:8])
+        with acting_as(caller):
             async with Client(container.server()) as client:
                 for action, context in work:
                     arguments = {"action": action, "context": context.model_dump(exclude_none=True)}
@@ -172,8 +172,6 @@ def tool_latency(container: Container, work: list[tuple[str, PolicyContext]]) ->
                     result = await client.call_tool("policy_check", arguments)
                     samples.append((time.perf_counter() - started) * 1000)
                     assert not result.is_error, result.content
-        finally:
-            CURRENT_CALLER.reset(token)
 
     anyio.run(run)
     return percentiles(samples)

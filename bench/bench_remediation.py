@@ -138,21 +138,18 @@ def tool_latency(container: Container, queries: list[str]) -> dict[str, float]:
     import anyio
     from mcp import Client
 
-    from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
+    from contextd_mcp.mcp.caller import Caller, acting_as
 
     samples: list[float] = []
 
     async def run() -> None:
-        token = CURRENT_CALLER.set(Caller(scope=SCOPE, transport="memory"))
-        try:
+        with acting_as(Caller(scope=SCOPE, transport="memory")):
             async with Client(container.server()) as client:
                 for error in queries:
                     started = time.perf_counter()
                     result = await client.call_tool("remediation_search", {"error": error})
                     samples.append((time.perf_counter() - started) * 1000)
                     assert not result.is_error, result.content
-        finally:
-            CURRENT_CALLER.reset(token)
 
     anyio.run(run)
     return percentiles(samples)

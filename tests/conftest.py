@@ -12,8 +12,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder  # noqa: E402
 from contextd_mcp.container import Container, build  # noqa: E402
-from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller  # noqa: E402
+from contextd_mcp.mcp.caller import Caller  # noqa: E402
 from contextd_mcp.models.scope import Scope  # noqa: E402
+from tests.helpers import connected  # noqa: E402
 from contextd_mcp.paths import DataPaths  # noqa: E402
 from contextd_mcp.settings import DEFAULT_MODEL  # noqa: E402
 
@@ -47,11 +48,6 @@ SCOPE_A = Scope(tenant="acme", team="core", project="api")
 @pytest.fixture
 async def client(container: Container) -> AsyncIterator[object]:
     """An MCP SDK client connected in-process, acting as a caller in SCOPE_A."""
-    from mcp import Client
-
-    token = CURRENT_CALLER.set(Caller(scope=SCOPE_A, transport="memory"))
-    try:
-        async with Client(container.server()) as connected:
-            yield connected
-    finally:
-        CURRENT_CALLER.reset(token)
+    
+    async with connected(container, Caller(scope=SCOPE_A, transport="memory")) as client:
+        yield client

@@ -1,4 +1,4 @@
-"""Helpers for tests that drive the real command."""
+"""Helpers for tests that drive the real command, or the real server in-process."""
 
 from __future__ import annotations
 
@@ -7,12 +7,25 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import mcp_types as types
+from mcp import Client
+
+from contextd_mcp.mcp.caller import Caller, acting_as
 
 CLI = [sys.executable, "-m", "contextd_mcp"]
+
+
+@asynccontextmanager
+async def connected(container: Any, caller: Caller) -> AsyncIterator[Any]:
+    """A real MCP client on the container's server, in-process, every call made as ``caller``."""
+    with acting_as(caller):
+        async with Client(container.server()) as client:
+            yield client
 
 
 def env_for(data_dir: Path, **extra: str) -> dict[str, str]:

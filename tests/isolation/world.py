@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcp import Client
 
 from contextd_mcp.container import Container
-from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
+from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.models.scope import Scope
-from tests.helpers import data
+from tests.helpers import connected, data
 
 HOME = Scope(tenant="acme", team="core", project="api")
 SIBLING = Scope(tenant="acme", team="core", project="web")
@@ -91,12 +90,8 @@ async def connect(
     container: Container, scope: Scope, agent: str | None = None, project_dir: str | None = None
 ) -> AsyncIterator[Any]:
     caller = Caller(scope=scope, transport="memory", connection_id=CONNECTION, agent=agent, project_dir=project_dir)
-    token = CURRENT_CALLER.set(caller)
-    try:
-        async with Client(container.server()) as client:
-            yield client
-    finally:
-        CURRENT_CALLER.reset(token)
+    async with connected(container, caller) as client:
+        yield client
 
 
 _counter = itertools.count(1)

@@ -7,15 +7,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from contextd_mcp.container import Container
 from contextd_mcp.mcp.access import TOOL_ACCESS
-from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
+from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.models.scope import Scope
 from tests.conftest import SCOPE_A
-from tests.helpers import data, error_text
+from tests.helpers import connected, data, error_text
 
 pytestmark = pytest.mark.anyio
 
@@ -32,12 +31,8 @@ async def acting_as(
     container: Container, scope: Scope = SCOPE_A, agent: str | None = None, connection: str = ""
 ) -> AsyncIterator[Any]:
     caller = Caller(scope=scope, transport="memory", connection_id=connection, agent=agent)
-    token = CURRENT_CALLER.set(caller)
-    try:
-        async with Client(container.server()) as client:
-            yield client
-    finally:
-        CURRENT_CALLER.reset(token)
+    async with connected(container, caller) as client:
+        yield client
 
 
 async def skill(client: Any, name: str) -> dict[str, Any]:

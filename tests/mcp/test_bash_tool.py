@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp import Client
 
 from contextd_mcp.container import Container
-from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
+from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.models.scope import Scope
-from tests.helpers import data, error_text
+from tests.helpers import connected, data, error_text
 
 pytestmark = pytest.mark.anyio
 
@@ -32,12 +31,8 @@ def project(tmp_path: Path) -> Path:
 async def agent(container: Container, project: Path) -> AsyncIterator[Any]:
     caller = Caller(scope=Scope(tenant="acme", project="repo"), transport="memory",
                     connection_id=uuid.uuid4().hex[:12], project_dir=str(project))
-    token = CURRENT_CALLER.set(caller)
-    try:
-        async with Client(container.server()) as client:
-            yield client
-    finally:
-        CURRENT_CALLER.reset(token)
+    async with connected(container, caller) as client:
+        yield client
 
 
 async def bash(client: Any, command: str, **args: Any) -> dict[str, Any]:
@@ -97,12 +92,8 @@ async def test_bad_input(agent: Any) -> None:
 
 async def test_remote_callers_have_no_project_to_run_in(container: Container) -> None:
     caller = Caller(scope=Scope(tenant="acme", project="repo"), transport="http")
-    token = CURRENT_CALLER.set(caller)
-    try:
-        async with Client(container.server()) as client:
-            assert "denied: bash runs only for local agents" in error_text(await client.call_tool("bash", {"command": "true"}))
-    finally:
-        CURRENT_CALLER.reset(token)
+    async with connected(container, caller) as client:
+        assert "denied: bash runs only for local agents" in error_text(await client.call_tool("bash", {"command": "true"}))
 
 
 async def test_policies_are_checked_before_the_command_runs(agent: Any, project: Path) -> None:

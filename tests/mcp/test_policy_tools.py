@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp import Client
 
 from contextd_mcp.container import Container
-from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
+from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.models.scope import Scope
-from tests.helpers import data, error_text
+from tests.helpers import connected, data, error_text
 
 pytestmark = pytest.mark.anyio
 
@@ -28,12 +27,8 @@ NO_DROP = {"kind": "command_regex", "pattern": r"\bdrop\s+table\b", "ignore_case
 @asynccontextmanager
 async def acting_as(container: Container, scope: Scope, project_dir: str | None = None) -> AsyncIterator[Any]:
     caller = Caller(scope=scope, transport="memory", connection_id=uuid.uuid4().hex[:12], project_dir=project_dir)
-    token = CURRENT_CALLER.set(caller)
-    try:
-        async with Client(container.server()) as client:
-            yield client
-    finally:
-        CURRENT_CALLER.reset(token)
+    async with connected(container, caller) as client:
+        yield client
 
 
 async def put(client: Any, **args: Any) -> str:

@@ -7,13 +7,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from contextd_mcp.container import Container
-from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
+from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.models.scope import Scope
-from tests.helpers import data, error_text
+from tests.helpers import connected, data, error_text
 
 pytestmark = pytest.mark.anyio
 
@@ -29,12 +28,8 @@ REVIEW = {
 
 @asynccontextmanager
 async def acting_as(container: Container, scope: Scope, connection: str = "") -> AsyncIterator[Any]:
-    token = CURRENT_CALLER.set(Caller(scope=scope, transport="memory", connection_id=connection))
-    try:
-        async with Client(container.server()) as client:
-            yield client
-    finally:
-        CURRENT_CALLER.reset(token)
+    async with connected(container, Caller(scope=scope, transport="memory", connection_id=connection)) as client:
+        yield client
 
 
 async def create(client: Any, **fields: Any) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -24,3 +26,13 @@ class Caller:
 # Set by a transport for the lifetime of one connection (unix socket, in-process
 # stdio); HTTP requests carry their caller on the request instead.
 CURRENT_CALLER: ContextVar[Caller | None] = ContextVar("contextd_caller", default=None)
+
+
+@contextmanager
+def acting_as(caller: Caller) -> Iterator[Caller]:
+    """``caller`` is the current caller inside the block, and no longer after it."""
+    token = CURRENT_CALLER.set(caller)
+    try:
+        yield caller
+    finally:
+        CURRENT_CALLER.reset(token)

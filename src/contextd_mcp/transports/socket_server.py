@@ -14,7 +14,7 @@ import anyio
 from anyio.abc import SocketStream
 
 from contextd_mcp import __version__
-from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
+from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller, acting_as
 from contextd_mcp.scope_resolver import project_root, resolve_scope
 from contextd_mcp.transports.framing import jsonrpc_streams
 from contextd_mcp.transports.hello import MAX_HELLO_BYTES, PROTOCOL
@@ -153,11 +153,8 @@ class SocketServer:
             project_dir=str(project_root(Path(str(hello.get("cwd") or "/")))),
         )
         arguments = hello.get("arguments") if isinstance(hello.get("arguments"), dict) else {}
-        token = CURRENT_CALLER.set(caller)
-        try:
+        with acting_as(caller):
             result = await self._runner.call(str(hello.get("tool") or ""), arguments)
-        finally:
-            CURRENT_CALLER.reset(token)
         text = result.content[0].text if result.content else ""  # type: ignore[union-attr]
         await self._safe_reply(
             stream, {"ok": True, "is_error": bool(result.is_error), "result": result.structured_content, "text": text}
