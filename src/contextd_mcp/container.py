@@ -29,12 +29,14 @@ from contextd_mcp.mcp.tools.session import session_tools
 from contextd_mcp.mcp.tools.skills import skill_tools
 from contextd_mcp.paths import DataPaths
 from contextd_mcp.ports.embedder import Embedder
+from contextd_mcp.ports.scoped_store import AcrossScopes, Stores
 from contextd_mcp.ports.scrubber import Scrubber
 from contextd_mcp.ports.vector_store import VectorStore
 from contextd_mcp.services.agents import AgentService
 from contextd_mcp.services.checkpoints import CheckpointService
 from contextd_mcp.services.distill import Distiller, DistillRunner, remediation_sink
 from contextd_mcp.services.injection import Injector
+from contextd_mcp.services.memory import COLLECTION as MEMORIES
 from contextd_mcp.services.memory import MemoryService
 from contextd_mcp.services.policy import PolicyService
 from contextd_mcp.services.remediation import RemediationService
@@ -75,6 +77,8 @@ def make_scrubber() -> Scrubber:
 @dataclass
 class Container:
     paths: DataPaths
+    # The raw store: the admin path only (status, flush, close; tests that plant records).
+    # Services hold scope-bound handles (ports/scoped_store.py), never this.
     store: VectorStore
     embedder: Embedder
     scrubber: Scrubber
@@ -109,7 +113,7 @@ class Container:
             "store": self.store.describe(),
             "embedding_model": self.embedder.model_name,
             "embedding_dim": self.embedder.dim,
-            "memories": self.memory.counts(),
+            "memories": AcrossScopes(self.store).count(MEMORIES),
         }
 
     def close(self) -> None:
@@ -135,20 +139,23 @@ def build(
     session_settings = session_settings or SessionSettings()
     embedder = embedder or make_embedder(embedding_settings or EmbeddingSettings())
     store = make_store(store_settings, paths)
+    # Services reach the store only through handles bound to a caller's scope; the background
+    # sweeps also read across scopes (AcrossScopes), then act through each record's own handle.
+    stores, sweeps = Stores(store), AcrossScopes(store)
     # Counting wrapper: the audit line reports what services scrubbed during each call.
     scrubber = CountingScrubber(scrubber or make_scrubber())
     audit = JsonlAuditLog(paths.audit)
-    memory = MemoryService(store, embedder, scrubber)
-    skills = SkillService(store, embedder, scrubber)
+    memory = MemoryService(stores, embedder, scrubber)
+    skills = SkillService(stores, embedder, scrubber)
     # Agent configs validate tools_enabled against the runner's registry (built just below).
-    agents = AgentService(store, embedder.dim, embedder.model_name, scrubber, skills, lambda: runner.tools)
-    sessions, checkpoints, distill_runner = _session_parts(paths, store, embedder, scrubber, memory, limit_settings, session_settings)
+    agents = AgentService(stores, embedder.dim, embedder.model_name, scrubber, skills, lambda: runner.tools)
+    sessions, checkpoints, distill_runner = _session_parts(paths, stores, sweeps, embedder, scrubber, memory, limit_settings, session_settings)
     bindings = AgentBindings()  # session_start(agent=...) binds a connection; the guard enforces it
     access_guard = AccessGuard(bindings, lambda caller, ref: agents.access(caller.scope, ref))
-    remediation = RemediationService(store, embedder, scrubber)
+    remediation = RemediationService(stores, embedder, scrubber)
     # Error → fix pairs found in Claude Code transcripts become remediation candidates.
     distill_runner.distiller.remediation_sink = remediation_sink(remediation.record_many)
-    policies = PolicyService(store, embedder.dim, embedder.model_name, scrubber, config_packs=_policy_packs())
+    policies = PolicyService(stores, embedder.dim, embedder.model_name, scrubber, config_packs=_policy_packs())
     # The order here is the order of tools/list (and of schema.json, TOOL.md); folding and bash come last.
     tools = (
         memory_tools(memory)
@@ -181,14 +188,15 @@ def build(
         policies=policies,
     )
     _add_session_workers(container, session_settings)
-    _add_folding(container, sessions, memory)
+    _add_folding(container, stores, sweeps, sessions, memory)
     _add_shell(container)
     return container
 
 
 def _session_parts(
     paths: DataPaths,
-    store: VectorStore,
+    stores: Stores,
+    sweeps: AcrossScopes,
     embedder: Embedder,
     scrubber: Scrubber,
     memory: MemoryService,
@@ -199,10 +207,10 @@ def _session_parts(
 
     counter = WordPieceTokenCounter()
     queue = FileJobQueue(paths.root / "queue")
-    checkpoints = CheckpointService(store, embedder, scrubber, counter, limit_settings.response_max_tokens)
-    injector = Injector(memory, checkpoints, store, counter)
+    checkpoints = CheckpointService(stores, embedder, scrubber, counter, limit_settings.response_max_tokens)
+    injector = Injector(memory, checkpoints, stores, counter)
     policy = SessionPolicy(settings.session_idle_ttl_s, settings.session_max_ttl_s, settings.session_retention_s)
-    sessions = SessionService(store, embedder.dim, embedder.model_name, scrubber, queue, injector, policy)
+    sessions = SessionService(stores, sweeps, embedder.dim, embedder.model_name, scrubber, queue, injector, policy)
     distiller = Distiller(memory, scrubber)
     runner = DistillRunner(
         queue, distiller, scrubber, settings.distill_max_attempts, settings.distill_retry_base_s, settings.distill_delay_s
@@ -234,12 +242,15 @@ def _add_session_workers(container: Container, settings: SessionSettings) -> Non
     container.closers.append(container.distill.stop)
 
 
-def _add_folding(container: Container, sessions: SessionService, memory: MemoryService) -> None:
+def _add_folding(
+    container: Container, stores: Stores, sweeps: AcrossScopes, sessions: SessionService, memory: MemoryService
+) -> None:
     from contextd_mcp.mcp.tools.branch import branch_tools
     from contextd_mcp.services.folding import FoldingService
 
     folding = FoldingService(
-        container.store,
+        stores,
+        sweeps,
         container.embedder.dim,
         container.embedder.model_name,
         container.scrubber,

@@ -77,11 +77,25 @@ def test_scan_orders_and_set_fields_and_delete(store: VectorStore) -> None:
     store.upsert(name(store), records)
     newest = store.scan(name(store), {"tenant": "a"}, limit=3, order_by="ts")
     assert [r.payload["ts"] for r in newest] == [4.0, 3.0, 2.0]
-    store.set_fields(name(store), records[0].id, {"confidence": 0.99, "note": "n"})
+    store.set_fields(name(store), records[0].id, {"confidence": 0.99, "note": "n"}, {"tenant": "a"})
     (updated,) = store.get(name(store), [records[0].id], {"tenant": "a"})
     assert updated.payload["confidence"] == 0.99 and updated.payload["note"] == "n" and updated.payload["ts"] == 0.0
-    store.delete(name(store), [records[1].id, "garbage"])
+    store.delete(name(store), [records[1].id, "garbage"], {"tenant": "a"})
     assert store.count(name(store), {"tenant": "a"}) == 4
+    store.set_fields(name(store), "garbage", {"note": "x"}, {"tenant": "a"})  # not an id: nothing, no error
+
+
+def test_by_id_writes_apply_only_to_records_matching_the_filter(store: VectorStore) -> None:
+    """set_fields and delete take the scope filter into the engine: an id outside it is left alone."""
+    mine, theirs = rec("a", [1, 0, 0, 0], note="mine"), rec("b", [1, 0, 0, 0], note="theirs")
+    store.upsert(name(store), [mine, theirs])
+    store.set_fields(name(store), theirs.id, {"note": "changed"}, {"tenant": "a"})
+    store.delete(name(store), [theirs.id], {"tenant": "a"})
+    assert [r.payload["note"] for r in store.get(name(store), [theirs.id], {"tenant": "b"})] == ["theirs"]
+    store.set_fields(name(store), mine.id, {"note": "changed"}, {"tenant": ["a", "c"]})
+    assert store.get(name(store), [mine.id], {})[0].payload["note"] == "changed"
+    store.delete(name(store), [mine.id, theirs.id], {"tenant": "a"})
+    assert store.get(name(store), [mine.id], {}) == [] and store.count(name(store), {}) == 1
 
 
 def test_reopen_keeps_data_and_refuses_another_model(backend: tuple[str, Path]) -> None:

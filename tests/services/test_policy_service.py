@@ -12,6 +12,7 @@ from contextd_mcp.adapters.secret_scrubber import RegexScrubber
 from contextd_mcp.errors import Conflict, InvalidInput
 from contextd_mcp.models.policy import EnablePack, ListPolicies, SetPolicy
 from contextd_mcp.models.scope import Scope
+from contextd_mcp.ports.scoped_store import Stores
 from contextd_mcp.services import policy as policy_module
 from contextd_mcp.services.policy import PolicyService
 
@@ -26,7 +27,7 @@ def store(tmp_path: Path) -> Iterator[EdgeStore]:
 
 
 def service(store: EdgeStore, packs: tuple[str, ...] = ()) -> PolicyService:
-    return PolicyService(store, 8, "test-model", RegexScrubber(), config_packs=packs)
+    return PolicyService(Stores(store), 8, "test-model", RegexScrubber(), config_packs=packs)
 
 
 def test_check_takes_the_bash_tools_plain_context(store: EdgeStore) -> None:

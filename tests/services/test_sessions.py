@@ -14,6 +14,7 @@ from contextd_mcp.models.checkpoint import ListCheckpoints, SaveCheckpoint
 from contextd_mcp.models.requests import StoreMemory
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.models.session import EndSession, StartSession
+from contextd_mcp.ports.scoped_store import AcrossScopes, Stores
 from contextd_mcp.services.injection import Injector
 from contextd_mcp.services.sessions import SessionPolicy, SessionService
 
@@ -37,9 +38,10 @@ def clock() -> Clock:
 @pytest.fixture
 def sessions(container: Container, tmp_path: Path, clock: Clock) -> SessionService:
     assert container.checkpoints is not None
-    injector = Injector(container.memory, container.checkpoints, container.store, WordPieceTokenCounter())
+    injector = Injector(container.memory, container.checkpoints, Stores(container.store), WordPieceTokenCounter())
     return SessionService(
-        container.store,
+        Stores(container.store),
+        AcrossScopes(container.store),
         container.embedder.dim,
         container.embedder.model_name,
         container.scrubber,
@@ -80,11 +82,11 @@ def test_activity_keeps_a_session_alive_until_the_maximum(sessions: SessionServi
     started = sessions.start(SCOPE, "c", StartSession())
     for _ in range(9):  # 9 x 90 s: never idle for 100 s, but 810 s old
         clock.t += 90
-        sessions.touch("c")
+        sessions.touch("c", SCOPE)
         assert sessions.sweep() == 0
     assert sessions.resolve(SCOPE, "c", None, required=True) == started.session_id
     clock.t += 200  # now 1010 s old: over the 1000 s maximum, however busy
-    sessions.touch("c")
+    sessions.touch("c", SCOPE)
     assert sessions.sweep() == 1
     with pytest.raises(Conflict, match="expired"):
         sessions.resolve(SCOPE, "c", started.session_id, required=True)
@@ -102,7 +104,7 @@ def test_sweep_expires_idle_sessions_runs_callbacks_and_keeps_memories_and_check
     container.memory.store(SCOPE, StoreMemory(title="Kept lesson", content="Memories outlive sessions."))
     container.checkpoints.save(SCOPE, SaveCheckpoint(summary="Kept checkpoint"), idle.session_id)
     clock.t += 60
-    sessions.touch("busy")
+    sessions.touch("busy", SCOPE)
     clock.t += 60  # idle: 120 s without a call; busy: 60 s
     assert sessions.sweep() == 1
     assert closed == [("acme", idle.session_id, "expired")]
@@ -127,9 +129,9 @@ def test_the_binding_survives_a_restart_through_the_store(
     started = sessions.start(SCOPE, "claude-code:abc", StartSession())
     assert container.checkpoints is not None
     fresh = SessionService(  # a new daemon process: empty connection map, same store
-        container.store, container.embedder.dim, container.embedder.model_name, container.scrubber,
-        FileJobQueue(tmp_path / "queue", now=clock),
-        Injector(container.memory, container.checkpoints, container.store, WordPieceTokenCounter()),
+        Stores(container.store), AcrossScopes(container.store), container.embedder.dim, container.embedder.model_name,
+        container.scrubber, FileJobQueue(tmp_path / "queue", now=clock),
+        Injector(container.memory, container.checkpoints, Stores(container.store), WordPieceTokenCounter()),
         SessionPolicy(idle_ttl_s=100, max_ttl_s=1000), now=clock,
     )
     assert fresh.active_session("claude-code:abc") is None

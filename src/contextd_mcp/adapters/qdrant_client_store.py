@@ -37,6 +37,12 @@ def _filter(where: Where) -> models.Filter | None:
     return models.Filter(must=[_condition(k, v) for k, v in where.items()])
 
 
+def _by_ids(ids: Sequence[str], where: Where) -> models.Filter:
+    """These ids, if they match ``where``: by-id reads and writes go through the filter in the engine."""
+    conditions: list[Any] = [models.HasIdCondition(has_id=list(ids))]
+    return models.Filter(must=conditions + [_condition(k, v) for k, v in where.items()])
+
+
 def _sparse(values: Sparse) -> models.SparseVector:
     indices = sorted(values)
     return models.SparseVector(indices=indices, values=[float(values[i]) for i in indices])
@@ -107,9 +113,7 @@ class QdrantClientStore:
         if not wanted:
             return []
         # A filtered scroll, not retrieve(): the scope filter must apply to by-id reads too.
-        conditions: list[Any] = [models.HasIdCondition(has_id=wanted)]
-        conditions += [_condition(k, v) for k, v in where.items()]
-        flt = models.Filter(must=conditions)
+        flt = _by_ids(wanted, where)
         with self._lock:
             found, _ = self._client.scroll(_PREFIX + collection, scroll_filter=flt, limit=len(wanted), with_payload=True)
         return [Record(id=str(r.id), payload=dict(r.payload or {})) for r in found]
@@ -160,15 +164,20 @@ class QdrantClientStore:
             )
         return [Record(id=str(r.id), payload=dict(r.payload or {})) for r in found]
 
-    def set_fields(self, collection: str, record_id: str, fields: Mapping[str, Any]) -> None:
+    def set_fields(self, collection: str, record_id: str, fields: Mapping[str, Any], where: Where) -> None:
+        if not _valid_id(record_id):
+            return
         with self._lock:
-            self._client.set_payload(_PREFIX + collection, payload=dict(fields), points=[record_id], wait=True)
+            self._client.set_payload(
+                _PREFIX + collection, payload=dict(fields), points=_by_ids([record_id], where), wait=True
+            )
 
-    def delete(self, collection: str, ids: Sequence[str]) -> None:
+    def delete(self, collection: str, ids: Sequence[str], where: Where) -> None:
         wanted = [i for i in ids if _valid_id(i)]
         if wanted:
+            selector = models.FilterSelector(filter=_by_ids(wanted, where))
             with self._lock:
-                self._client.delete(_PREFIX + collection, points_selector=models.PointIdsList(points=wanted), wait=True)
+                self._client.delete(_PREFIX + collection, points_selector=selector, wait=True)
 
     def count(self, collection: str, where: Where) -> int:
         with self._lock:

@@ -43,6 +43,11 @@ def _filter(where: Where) -> qe.Filter | None:
     return qe.Filter(must=[_condition(k, v) for k, v in where.items()])
 
 
+def _by_ids(ids: Sequence[str], where: Where) -> qe.Filter:
+    """These ids, if they match ``where``: what by-id writes apply to, checked by the engine."""
+    return qe.Filter(must=[qe.HasIdCondition(set(ids)), *(_condition(k, v) for k, v in where.items())])
+
+
 def _matches(payload: Mapping[str, Any], where: Where) -> bool:
     """Re-checks a by-id read against the scope filter (retrieve takes no filter)."""
     for key, cond in where.items():
@@ -228,15 +233,18 @@ class EdgeStore:
             records, _ = self._shard(collection).scroll(request)
         return [Record(id=str(r.id), payload=dict(r.payload or {})) for r in records]
 
-    def set_fields(self, collection: str, record_id: str, fields: Mapping[str, Any]) -> None:
+    def set_fields(self, collection: str, record_id: str, fields: Mapping[str, Any], where: Where) -> None:
+        if not _valid_id(record_id):
+            return
+        flt = _by_ids([record_id], where)
         with self._lock:
-            self._shard(collection).update(qe.UpdateOperation.set_payload([record_id], dict(fields)))
+            self._shard(collection).update(qe.UpdateOperation.set_payload_by_filter(flt, dict(fields)))
 
-    def delete(self, collection: str, ids: Sequence[str]) -> None:
+    def delete(self, collection: str, ids: Sequence[str], where: Where) -> None:
         wanted = [i for i in ids if _valid_id(i)]
         if wanted:
             with self._lock:
-                self._shard(collection).update(qe.UpdateOperation.delete_points(wanted))
+                self._shard(collection).update(qe.UpdateOperation.delete_points_by_filter(_by_ids(wanted, where)))
 
     def count(self, collection: str, where: Where) -> int:
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -42,3 +43,27 @@ class Scope(BaseModel):
         if level is ScopeLevel.team:
             return {"tenant": self.tenant, "team": self.team}
         return self.fields()
+
+
+# Ownership by level, for kinds shared across a team or org (skills, agents): a record owned by
+# a level keeps the tenant and replaces the parts below its level with ANY, which no scope name
+# can be (services/levels.py says what the levels mean; these two live here because the
+# scope-bound store handle filters by them too).
+ANY = "*"
+
+
+def owner_fields(scope: Scope, level: ScopeLevel) -> dict[str, str]:
+    if level is ScopeLevel.org:
+        return {"tenant": scope.tenant, "team": ANY, "project": ANY}
+    if level is ScopeLevel.team:
+        return {"tenant": scope.tenant, "team": scope.team, "project": ANY}
+    return scope.fields()
+
+
+def visible_where(scope: Scope, reach: ScopeLevel) -> dict[str, Any]:
+    """What a caller sees: at ``project`` reach, what applies to it; wider, its team's / org's too."""
+    if reach is ScopeLevel.org:
+        return {"tenant": scope.tenant}
+    if reach is ScopeLevel.team:
+        return {"tenant": scope.tenant, "team": [scope.team, ANY]}
+    return {"tenant": scope.tenant, "team": [scope.team, ANY], "project": [scope.project, ANY]}

@@ -26,7 +26,8 @@ from contextd_mcp.models.agent import (
 from contextd_mcp.models.scope import Scope, ScopeLevel
 from contextd_mcp.models.skill import Deleted
 from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.vector_store import CollectionSpec, Record, VectorStore
+from contextd_mcp.ports.scoped_store import Stores
+from contextd_mcp.ports.vector_store import CollectionSpec, Record
 from contextd_mcp.services import levels
 from contextd_mcp.services.named_records import NamedRecords, by_level_then_name
 from contextd_mcp.services.skills import SkillService
@@ -49,7 +50,7 @@ def _access_of(payload: dict[str, Any]) -> dict[Kind, Access]:
 class AgentService:
     def __init__(
         self,
-        store: VectorStore,
+        stores: Stores,
         dim: int,
         model: str,
         scrubber: Scrubber,
@@ -57,7 +58,6 @@ class AgentService:
         known_tools: Callable[[], Iterable[str]],
         now: Callable[[], float] = time.time,
     ) -> None:
-        self._store = store
         self._skills = skills
         # The tool registry is built after the services; asked lazily, at validation time.
         self._known_tools = known_tools
@@ -65,7 +65,7 @@ class AgentService:
         spec = CollectionSpec(
             name=COLLECTION, dim=dim, model=model, keyword_fields=("tenant", "team", "project", "level", "name_key")
         )
-        self._records = NamedRecords(store, spec, scrubber, now, kind="agent", a_kind="an agent")
+        self._records = NamedRecords(stores, spec, scrubber, now, kind="agent", a_kind="an agent")
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -134,14 +134,14 @@ class AgentService:
             "tools_enabled": self._check_tools(request.tools_enabled),
         }
         record = Record(str(uuid.uuid4()), self._records.new_payload(scope, request.scope, request.name, fields))
-        self._records.insert(record)
+        self._records.insert(scope, record)
         return self._agent(record, scope)
 
     def update(self, scope: Scope, request: UpdateAgent) -> Agent:
         with self._records.lock:
             record = self._records.load(scope, request.agent_id, request.scope)
             p = dict(record.payload)
-            changes = self._records.changes(record, request, "description", "system_prompt")
+            changes = self._records.changes(scope, record, request, "description", "system_prompt")
             if request.skills is not None:
                 changes["skills"] = self._skill_ids(scope, request.skills)
             if request.collections_access is not None:
@@ -154,7 +154,7 @@ class AgentService:
                     changes[key] = value
             if changes:
                 changes["updated_ts"] = self._now()
-                self._store.set_fields(self._records.collection(), record.id, changes)
+                self._records.store(scope).set_fields(self._records.collection(), record.id, changes, request.scope)
                 p.update(changes)
         return self._agent(Record(record.id, p), scope)
 
@@ -165,7 +165,7 @@ class AgentService:
 
     def _agent(self, record: Record, scope: Scope) -> Agent:
         p = record.payload
-        found = self._skills.names_by_id(p["tenant"], p["skills"])
+        found = self._skills.names_by_id(scope, p["skills"])
         return Agent(
             id=record.id,
             name=p["name"],
@@ -184,5 +184,5 @@ class AgentService:
             updated_at=_iso(p["updated_ts"]),
         )
 
-    def counts(self, scope: Scope | None = None) -> int:
+    def counts(self, scope: Scope) -> int:
         return self._records.count(scope)

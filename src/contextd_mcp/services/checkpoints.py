@@ -24,7 +24,8 @@ from contextd_mcp.models.checkpoint import (
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.ports.embedder import Embedder, TokenCounter
 from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.vector_store import CollectionSpec, Record, VectorStore
+from contextd_mcp.ports.scoped_store import Stores
+from contextd_mcp.ports.vector_store import CollectionSpec, Record
 from contextd_mcp.transcript import clip
 
 COLLECTION = "checkpoints"
@@ -41,20 +42,20 @@ def iso(ts: float) -> str:
 class CheckpointService:
     def __init__(
         self,
-        store: VectorStore,
+        stores: Stores,
         embedder: Embedder,
         scrubber: Scrubber,
         counter: TokenCounter,
         max_response_tokens: int,
         now: Callable[[], float] = time.time,
     ) -> None:
-        self._store = store
+        self._stores = stores
         self._embedder = embedder
         self._scrubber = scrubber
         self._counter = counter
         self._budget = max(64, max_response_tokens - ENVELOPE_TOKENS)
         self._now = now
-        store.ensure(
+        stores.ensure(
             CollectionSpec(
                 name=COLLECTION,
                 dim=embedder.dim,
@@ -87,7 +88,7 @@ class CheckpointService:
         # The summary's embedding lets a later feature find checkpoints by meaning.
         vector = self._embedder.embed_documents([summary])[0]
         record = Record(id=str(uuid.uuid4()), payload=payload, vector=vector)
-        self._store.upsert(COLLECTION, [record])
+        self._stores.of(scope).upsert(COLLECTION, [record])
         return SavedCheckpoint(checkpoint_id=record.id, tokens=tokens)
 
     @staticmethod
@@ -103,18 +104,16 @@ class CheckpointService:
         )
 
     def list(self, scope: Scope, request: ListCheckpoints) -> CheckpointList:
-        where: dict[str, Any] = dict(scope.fields())
-        if request.session_id:
-            where["session_id"] = request.session_id
-        records = self._store.scan(COLLECTION, where, limit=request.limit, order_by="created_ts", descending=True)
+        where: dict[str, Any] = {"session_id": request.session_id} if request.session_id else {}
+        records = self._stores.of(scope).scan(COLLECTION, request.limit, match=where, order_by="created_ts")
         return CheckpointList(checkpoints=[self._info(r) for r in records])
 
     def latest(self, scope: Scope) -> CheckpointInfo | None:
-        records = self._store.scan(COLLECTION, scope.fields(), limit=1, order_by="created_ts", descending=True)
+        records = self._stores.of(scope).scan(COLLECTION, 1, order_by="created_ts")
         return self._info(records[0]) if records else None
 
     def resume(self, scope: Scope, request: ResumeCheckpoint) -> ResumedCheckpoint:
-        found = self._store.get(COLLECTION, [request.checkpoint_id], scope.fields())
+        found = self._stores.of(scope).get(COLLECTION, [request.checkpoint_id])
         if not found:
             raise NotFound("checkpoint", request.checkpoint_id)
         p = found[0].payload

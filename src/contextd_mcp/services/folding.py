@@ -39,7 +39,8 @@ from contextd_mcp.models.requests import SearchMemories
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.ports.embedder import TokenCounter
 from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record, VectorStore
+from contextd_mcp.ports.scoped_store import AcrossScopes, Stores, scope_of
+from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record
 
 log = logging.getLogger("contextd_mcp")
 
@@ -55,7 +56,8 @@ def _iso(ts: float) -> str:
 class FoldingService:
     def __init__(
         self,
-        store: VectorStore,
+        stores: Stores,
+        sweeps: AcrossScopes,
         dim: int,
         model: str,
         scrubber: Scrubber,
@@ -63,7 +65,8 @@ class FoldingService:
         search_memories: MemorySearch | None = None,
         now: Callable[[], float] = time.time,
     ) -> None:
-        self._store = store
+        self._stores = stores
+        self._sweeps = sweeps  # the admin path: overdue branches in every scope
         self._scrubber = scrubber
         self._counter = counter
         self._search = search_memories
@@ -71,7 +74,7 @@ class FoldingService:
         self._lock = threading.RLock()
         # session id → its open branches, outermost first (a cache of the store, rebuilt on demand)
         self._chains: dict[str, list[Record]] = {}
-        store.ensure(
+        stores.ensure(
             CollectionSpec(
                 name=COLLECTION,
                 dim=dim,
@@ -86,13 +89,14 @@ class FoldingService:
     def _chain(self, scope: Scope, session_id: str) -> list[Record]:
         chain = self._chains.get(session_id)
         if chain is None:
-            where = {**scope.fields(), "session_id": session_id, "status": BranchState.active.value}
-            chain = sorted(self._store.scan(COLLECTION, where, limit=MAX_DEPTH + 1), key=lambda r: r.payload["depth"])
+            where = {"session_id": session_id, "status": BranchState.active.value}
+            found = self._stores.of(scope).scan(COLLECTION, MAX_DEPTH + 1, match=where)
+            chain = sorted(found, key=lambda r: r.payload["depth"])
             self._chains[session_id] = chain
         return chain
 
     def _load(self, scope: Scope, session_id: str, branch_id: str) -> Record:
-        found = self._store.get(COLLECTION, [branch_id], {**scope.fields(), "session_id": session_id})
+        found = self._stores.of(scope).get(COLLECTION, [branch_id], match={"session_id": session_id})
         if not found:  # unknown, another session's, another project's or tenant's: all alike
             raise NotFound("branch", branch_id)
         for open_branch in self._chains.get(session_id, []):
@@ -119,9 +123,9 @@ class FoldingService:
 
     # -- writing ------------------------------------------------------------------------
 
-    def _save(self, record: Record, fields: dict[str, Any]) -> None:
+    def _save(self, scope: Scope, record: Record, fields: dict[str, Any]) -> None:
         record.payload.update(fields)
-        self._store.set_fields(COLLECTION, record.id, fields)
+        self._stores.of(scope).set_fields(COLLECTION, record.id, fields)
 
     def _close(self, scope: Scope, session_id: str, record: Record, state: BranchState, reason: str, message: str = "") -> list[str]:
         """Close ``record`` and, first, every open branch nested in it (deepest first)."""
@@ -130,11 +134,11 @@ class FoldingService:
         closed_children: list[str] = []
         if index is not None:
             for child in reversed(chain[index + 1 :]):
-                self._save(child, {"status": BranchState.failed.value, "closed_ts": self._now(),
+                self._save(scope, child, {"status": BranchState.failed.value, "closed_ts": self._now(),
                                    "reason": f"parent {record.id} closed before this branch returned"})
                 closed_children.append(child.id)
             del chain[index:]
-        self._save(record, {"status": state.value, "closed_ts": self._now(), "reason": reason, "message": message})
+        self._save(scope, record, {"status": state.value, "closed_ts": self._now(), "reason": reason, "message": message})
         return closed_children
 
     @staticmethod
@@ -150,7 +154,7 @@ class FoldingService:
                     f"depth limit: {MAX_DEPTH} nested branches are open ({chain[-1].id} is the deepest); "
                     "return one before opening another"
                 )
-            total = self._store.count(COLLECTION, {**scope.fields(), "session_id": session_id})
+            total = self._stores.of(scope).count(COLLECTION, match={"session_id": session_id})
             if total >= MAX_BRANCHES_PER_SESSION:
                 raise Conflict(f"this session already created {MAX_BRANCHES_PER_SESSION} branches (the limit)")
             now = self._now()
@@ -177,9 +181,9 @@ class FoldingService:
                     "closed_ts": 0.0,
                 },
             )
-            self._store.upsert(COLLECTION, [record])
+            self._stores.of(scope).upsert(COLLECTION, [record])
             if chain:
-                self._save(chain[-1], {"children": [*chain[-1].payload["children"], record.id]})
+                self._save(scope, chain[-1], {"children": [*chain[-1].payload["children"], record.id]})
             chain.append(record)
         memories = self._memories(scope, request) if request.with_memories else ""
         return BranchCreated(
@@ -249,7 +253,7 @@ class FoldingService:
             branch = chain[-1]
             used = int(branch.payload["used"]) + tokens
             budget = int(branch.payload["budget"])
-            self._save(branch, {"used": used})
+            self._save(scope, branch, {"used": used})
             if used >= budget:
                 reason = f"budget exhausted: {used} of {budget} tokens"
                 closed = self._close(scope, session_id, branch, BranchState.failed, reason)
@@ -280,13 +284,13 @@ class FoldingService:
 
     def sweep(self) -> int:
         """Time out overdue branches even when their session is silent (a background worker)."""
-        overdue = self._store.scan(
+        overdue = self._sweeps.scan(
             COLLECTION, {"status": BranchState.active.value, "deadline_ts": Range(lte=self._now())}, limit=256
         )
         expired = 0
         with self._lock:
             for record in sorted(overdue, key=lambda r: r.payload["depth"]):
-                scope = Scope(tenant=record.payload["tenant"], team=record.payload["team"], project=record.payload["project"])
+                scope = scope_of(record.payload)
                 expired += len(self._expire_due(scope, record.payload["session_id"]))
         return expired
 

@@ -28,7 +28,8 @@ from contextd_mcp.models.requests import GetMemory, SearchMemories
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.models.session import CheckpointRef, InjectedMemory
 from contextd_mcp.ports.embedder import TokenCounter
-from contextd_mcp.ports.vector_store import Range, VectorStore
+from contextd_mcp.ports.scoped_store import Stores
+from contextd_mcp.ports.vector_store import Range
 from contextd_mcp.services.checkpoints import CheckpointService
 from contextd_mcp.services.memory import COLLECTION as MEMORIES
 from contextd_mcp.services.memory import MemoryService
@@ -52,11 +53,11 @@ class Injection:
 
 class Injector:
     def __init__(
-        self, memory: MemoryService, checkpoints: CheckpointService, store: VectorStore, counter: TokenCounter
+        self, memory: MemoryService, checkpoints: CheckpointService, stores: Stores, counter: TokenCounter
     ) -> None:
         self._memory = memory
         self._checkpoints = checkpoints
-        self._store = store
+        self._stores = stores
         self._counter = counter
 
     def _cut(self, text: str, max_tokens: int) -> str:
@@ -76,11 +77,8 @@ class Injector:
                 hits = [h for h in hits if h.relevance >= RELEVANCE_FLOOR]
             if hits or needs_relevance:
                 return [(self._memory.get(scope, GetMemory(memory_id=h.id)), h.relevance) for h in hits]
-        recent = self._store.scan(
-            MEMORIES,
-            {**scope.fields(), "confidence": Range(gte=CONFIDENCE_FLOOR)},
-            limit=RECENT_CANDIDATES,
-            order_by="created_ts",
+        recent = self._stores.of(scope).scan(
+            MEMORIES, RECENT_CANDIDATES, match={"confidence": Range(gte=CONFIDENCE_FLOOR)}, order_by="created_ts"
         )
         recent.sort(key=lambda r: (float(r.payload["confidence"]), float(r.payload["created_ts"])), reverse=True)
         chosen = recent[: limits.INJECTED_MEMORIES_MAX]

@@ -11,27 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from contextd_mcp.models.scope import Scope, ScopeLevel
+from contextd_mcp.models.scope import ANY, Scope, ScopeLevel
+from contextd_mcp.models.scope import owner_fields as owner_fields  # re-exported: services name them here
+from contextd_mcp.models.scope import visible_where as visible_where
 
-ANY = "*"
 _SPECIFICITY = {ScopeLevel.project: 0, ScopeLevel.team: 1, ScopeLevel.org: 2}
-
-
-def owner_fields(scope: Scope, level: ScopeLevel) -> dict[str, str]:
-    if level is ScopeLevel.org:
-        return {"tenant": scope.tenant, "team": ANY, "project": ANY}
-    if level is ScopeLevel.team:
-        return {"tenant": scope.tenant, "team": scope.team, "project": ANY}
-    return scope.fields()
-
-
-def visible_where(scope: Scope, reach: ScopeLevel) -> dict[str, Any]:
-    """What a caller sees: at ``project`` reach, what applies to it; wider, its team's / org's too."""
-    if reach is ScopeLevel.org:
-        return {"tenant": scope.tenant}
-    if reach is ScopeLevel.team:
-        return {"tenant": scope.tenant, "team": [scope.team, ANY]}
-    return {"tenant": scope.tenant, "team": [scope.team, ANY], "project": [scope.project, ANY]}
 
 
 def level_of(payload: dict[str, Any]) -> ScopeLevel:

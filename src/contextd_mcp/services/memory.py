@@ -19,7 +19,8 @@ from contextd_mcp.models.requests import GetMemory, MemoryFeedback, MemoryOutcom
 from contextd_mcp.models.scope import Scope, ScopeLevel
 from contextd_mcp.ports.embedder import Embedder
 from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, VectorStore
+from contextd_mcp.ports.scoped_store import Stores
+from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record
 from contextd_mcp.services.content_ids import content_id, digest
 
 COLLECTION = "memories"
@@ -63,15 +64,15 @@ HIT_FIELDS = ("tenant", "team", "project", "title", "description", "outcome", "c
 
 class MemoryService:
     def __init__(
-        self, store: VectorStore, embedder: Embedder, scrubber: Scrubber, now: Callable[[], float] = time.time
+        self, stores: Stores, embedder: Embedder, scrubber: Scrubber, now: Callable[[], float] = time.time
     ) -> None:
-        self._store = store
+        self._stores = stores
         self._embedder = embedder
         self._scrubber = scrubber
         self._now = now
         # Feedback is read-modify-write on counters; serialise it per process.
         self._lock = threading.Lock()
-        store.ensure(
+        stores.ensure(
             CollectionSpec(
                 name=COLLECTION,
                 dim=embedder.dim,
@@ -102,7 +103,8 @@ class MemoryService:
             content_digest = digest(title, content)
             prepared.append((content_id("memory", scope, content_digest), content_digest, title, description, content, request))
         # One read by id finds every memory this batch already has (services/content_ids.py).
-        existing = {r.id: r for r in self._store.get(COLLECTION, [p[0] for p in prepared], scope.fields())}
+        store = self._stores.of(scope)
+        existing = {r.id: r for r in store.get(COLLECTION, [p[0] for p in prepared])}
         results: list[StoredMemory] = []
         fresh: dict[str, tuple[Record, str]] = {}
         for ident, content_digest, title, description, content, request in prepared:
@@ -140,19 +142,18 @@ class MemoryService:
         if fresh:
             vectors = self._embedder.embed_documents([text for _, text in fresh.values()])
             records = [Record(id=r.id, payload=r.payload, vector=v) for (r, _), v in zip(fresh.values(), vectors, strict=True)]
-            self._store.upsert(COLLECTION, records)
+            store.upsert(COLLECTION, records)
         return results
 
     def search(self, scope: Scope, request: SearchMemories) -> list[MemoryHit]:
-        where: dict[str, Any] = dict(scope.read_filter(request.scope))
-        where["confidence"] = Range(gte=request.min_confidence)
+        where: dict[str, Any] = {"confidence": Range(gte=request.min_confidence)}
         if request.outcome is not None:
             where["outcome"] = request.outcome.value
         if request.tags:
             where["tags"] = list(request.tags)
         vector = self._embedder.embed_query(request.query)
-        candidates = self._store.search(
-            COLLECTION, vector, where, limit=request.limit * limits.RERANK_FACTOR, fields=HIT_FIELDS
+        candidates = self._stores.of(scope).search(
+            COLLECTION, vector, request.limit * limits.RERANK_FACTOR, request.scope, where, fields=HIT_FIELDS
         )
         hits = []
         for hit in candidates:
@@ -178,7 +179,7 @@ class MemoryService:
     def _load(self, scope: Scope, memory_id: str, level: ScopeLevel) -> Record:
         # By-id reads obey the same scope filter as searches: another project's id is
         # "not found" unless the caller widens on purpose, another tenant's always is.
-        found = self._store.get(COLLECTION, [memory_id], scope.read_filter(level))
+        found = self._stores.of(scope).get(COLLECTION, [memory_id], level)
         if not found:
             raise NotFound("memory", memory_id)
         return found[0]
@@ -218,7 +219,7 @@ class MemoryService:
                 counter: int(p[counter]) + 1,
                 "updated_ts": self._now(),
             }
-            self._store.set_fields(COLLECTION, record.id, fields)
+            self._stores.of(scope).set_fields(COLLECTION, record.id, fields, level)
         return NewConfidence(
             id=record.id, confidence=round(belief.confidence, 4), hidden_from_search=belief.confidence < HIDE_BELOW
         )
@@ -243,8 +244,9 @@ class MemoryService:
             return []
         vectors = self._embedder.embed_documents([f"{t}. {d}\n{c}" for t, d, c, _ in items])
         found: list[Hit | None] = []
+        store = self._stores.of(scope)
         for (_, _, _, outcome), vector in zip(items, vectors, strict=True):
-            hits = self._store.search(COLLECTION, vector, {**scope.fields(), "outcome": outcome.value}, limit=1)
+            hits = store.search(COLLECTION, vector, 1, match={"outcome": outcome.value})
             found.append(hits[0] if hits else None)
         return found
 
@@ -261,10 +263,10 @@ class MemoryService:
                 "reinforced_count": int(p.get("reinforced_count", 0)) + 1,
                 "updated_ts": self._now(),
             }
-            self._store.set_fields(COLLECTION, record.id, fields)
+            self._stores.of(scope).set_fields(COLLECTION, record.id, fields)
         return NewConfidence(
             id=record.id, confidence=round(belief.confidence, 4), hidden_from_search=belief.confidence < HIDE_BELOW
         )
 
-    def counts(self, scope: Scope | None = None) -> int:
-        return self._store.count(COLLECTION, scope.fields() if scope else {})
+    def counts(self, scope: Scope) -> int:
+        return self._stores.of(scope).count(COLLECTION)

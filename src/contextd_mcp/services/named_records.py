@@ -17,7 +17,8 @@ from contextd_mcp.errors import Conflict, InvalidInput, NotFound
 from contextd_mcp.models.scope import Scope, ScopeLevel
 from contextd_mcp.models.skill import Deleted
 from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.vector_store import CollectionSpec, Record, VectorStore
+from contextd_mcp.ports.scoped_store import ScopedStore, Stores
+from contextd_mcp.ports.vector_store import CollectionSpec, Record
 from contextd_mcp.services import levels
 
 # A tenant's records of one kind are few (tens to hundreds); listing scans up to this many.
@@ -36,14 +37,14 @@ def by_level_then_name(record: Record) -> tuple[int, str]:
 class NamedRecords:
     def __init__(
         self,
-        store: VectorStore,
+        stores: Stores,
         spec: CollectionSpec,
         scrubber: Scrubber,
         now: Callable[[], float],
         kind: str,
         a_kind: str,
     ) -> None:
-        self._store = store
+        self._stores = stores
         self._spec = spec
         self._scrubber = scrubber
         self._now = now
@@ -57,29 +58,32 @@ class NamedRecords:
 
     def collection(self) -> str:
         if not self._ensured:
-            self._store.ensure(self._spec)  # idempotent, and locked inside the store
+            self._stores.ensure(self._spec)  # idempotent, and locked inside the store
             self._ensured = True
         return self._spec.name
+
+    def store(self, scope: Scope) -> ScopedStore:
+        """The caller's handle on this kind (levelled: what applies to it, then wider)."""
+        return self._stores.levelled(scope)
 
     # -- reads ---------------------------------------------------------------------------
 
     def load(self, scope: Scope, record_id: str, reach: ScopeLevel) -> Record:
-        found = self._store.get(self.collection(), [record_id], levels.visible_where(scope, reach))
+        found = self.store(scope).get(self.collection(), [record_id], reach)
         if not found:
             raise NotFound(self._kind, record_id)
         return found[0]
 
     def visible(self, scope: Scope, reach: ScopeLevel, match: Mapping[str, Any] | None = None) -> list[Record]:
-        where = {**levels.visible_where(scope, reach), **(match or {})}
-        return self._store.scan(self.collection(), where, limit=SCAN_MAX)
+        return self.store(scope).scan(self.collection(), SCAN_MAX, reach, match)
 
     def resolve(self, scope: Scope, ref: str, reach: ScopeLevel) -> Record:
         """A record by name ('review', or 'review@team'): the one closest to the caller wins."""
         name, level = levels.split_ref(ref.strip())
-        where: dict[str, Any] = {**levels.visible_where(scope, reach), "name_key": name.lower()}
+        where: dict[str, Any] = {"name_key": name.lower()}
         if level is not None:
             where["level"] = level.value
-        candidates = self._store.scan(self.collection(), where, limit=50)
+        candidates = self.store(scope).scan(self.collection(), 50, reach, where)
         if not candidates:
             raise NotFound(self._kind, ref)
         candidates.sort(key=lambda r: (not levels.applies_to(r.payload, scope), levels.specificity(r.payload)))
@@ -98,8 +102,9 @@ class NamedRecords:
             return self.resolve(scope, ref, reach)
         return self.load(scope, ref, reach)
 
-    def count(self, scope: Scope | None = None) -> int:
-        return self._store.count(self.collection(), {"tenant": scope.tenant} if scope else {})
+    def count(self, scope: Scope) -> int:
+        """Records of the caller's tenant (every level)."""
+        return self.store(scope).count(self.collection(), ScopeLevel.org)
 
     # -- writes --------------------------------------------------------------------------
 
@@ -121,19 +126,19 @@ class NamedRecords:
             "updated_ts": now,
         }
 
-    def insert(self, record: Record) -> None:
+    def insert(self, scope: Scope, record: Record) -> None:
         """Stores a new record, unless its owner already has one of that name."""
         with self.lock:
-            self._check_unique(_owner(record.payload), record.payload["name"])
-            self._store.upsert(self.collection(), [record])
+            self._check_unique(scope, _owner(record.payload), record.payload["name"])
+            self.store(scope).upsert(self.collection(), [record])
 
-    def changes(self, record: Record, request: Any, *texts: str) -> dict[str, Any]:
+    def changes(self, scope: Scope, record: Record, request: Any, *texts: str) -> dict[str, Any]:
         """What an update ``request`` changes alike in every kind: the name (still unique among its
         owner's records) and the ``texts`` it sets, scrubbed (a list item by item). Hold ``lock``."""
         changes: dict[str, Any] = {}
         name = request.name
         if name is not None and name != record.payload["name"]:
-            self._check_unique(_owner(record.payload), name, except_id=record.id)
+            self._check_unique(scope, _owner(record.payload), name, except_id=record.id)
             changes.update(name=name, name_key=name.lower())
         for field in texts:
             value = getattr(request, field)
@@ -146,10 +151,11 @@ class NamedRecords:
     def delete(self, scope: Scope, record_id: str, reach: ScopeLevel) -> Deleted:
         with self.lock:
             record = self.load(scope, record_id, reach)
-            self._store.delete(self.collection(), [record.id])
+            self.store(scope).delete(self.collection(), [record.id], reach)
         return Deleted(id=record.id)
 
-    def _check_unique(self, owner: dict[str, str], name: str, except_id: str | None = None) -> None:
-        clash = self._store.scan(self.collection(), {**owner, "name_key": name.lower()}, limit=2)
+    def _check_unique(self, scope: Scope, owner: dict[str, str], name: str, except_id: str | None = None) -> None:
+        # Among the owner's records: the owner is the caller's or one it sees (org reach covers both).
+        clash = self.store(scope).scan(self.collection(), 2, ScopeLevel.org, {**owner, "name_key": name.lower()})
         if any(r.id != except_id for r in clash):
             raise Conflict(f"{self._a_kind} named {name!r} already exists at this level; choose another name or update it")

@@ -39,7 +39,8 @@ from contextd_mcp.models.policy import (
 )
 from contextd_mcp.models.scope import Scope, ScopeLevel
 from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.vector_store import CollectionSpec, Record, VectorStore
+from contextd_mcp.ports.scoped_store import Stores
+from contextd_mcp.ports.vector_store import CollectionSpec, Record
 from contextd_mcp.services.policy_pack import PACKS, PackPolicy
 from contextd_mcp.services.policy_rules import Check, RuleCompiler, Subject
 
@@ -70,10 +71,6 @@ class _Entry:
         return self.payload.get("overrides")
 
 
-def _owner_filter(scope: Scope, level: ScopeLevel) -> dict[str, str]:
-    return {**scope.read_filter(level), "level": level.value}
-
-
 def _audience(scope: Scope, level: ScopeLevel) -> str:
     """Who a policy living at ``level`` of ``scope`` applies to, as one key: the policies that
     apply to a caller are then one scan (any of its three keys) instead of three."""
@@ -100,7 +97,7 @@ def _config_entry(pack: str, item: PackPolicy) -> _Entry:
 class PolicyService:
     def __init__(
         self,
-        store: VectorStore,
+        stores: Stores,
         dim: int,
         model: str,
         scrubber: Scrubber,
@@ -110,7 +107,7 @@ class PolicyService:
         unknown = sorted(set(config_packs) - set(PACKS))
         if unknown:
             raise InvalidInput("CONTEXTD_POLICY_PACKS", f"unknown pack(s) {', '.join(unknown)}; known: {', '.join(PACKS)}")
-        self._store = store
+        self._stores = stores
         self._scrubber = scrubber
         self._compiler = RuleCompiler(scrubber)
         self._now = now
@@ -118,7 +115,7 @@ class PolicyService:
         self._compiled: dict[tuple[str, float], Check] = {}
         self._applicable_cache: dict[tuple[str, str, str], tuple[float, list[_Entry]]] = {}
         self._config = [_config_entry(pack, item) for pack in dict.fromkeys(config_packs) for item in PACKS[pack]]
-        store.ensure(
+        stores.ensure(
             CollectionSpec(
                 name=COLLECTION,
                 dim=dim,
@@ -145,8 +142,8 @@ class PolicyService:
 
     def _load_applicable(self, scope: Scope) -> list[_Entry]:
         levels = (ScopeLevel.org, ScopeLevel.team, ScopeLevel.project)
-        where = {"tenant": scope.tenant, "audience": [_audience(scope, level) for level in levels]}
-        records = self._store.scan(COLLECTION, where, limit=3 * POLICIES_PER_SCOPE_MAX)
+        where = {"audience": [_audience(scope, level) for level in levels]}
+        records = self._stores.of(scope).scan(COLLECTION, 3 * POLICIES_PER_SCOPE_MAX, ScopeLevel.org, where)
         stored = []
         for record in records:
             level = ScopeLevel(record.payload["level"])
@@ -210,7 +207,8 @@ class PolicyService:
     def set(self, scope: Scope, request: SetPolicy, pack: PackPolicy | None = None, pack_name: str = "") -> PolicySaved:
         if request.rule is not None:
             self._compile(request.rule)  # refuses bad patterns and oversize rules, naming the field
-        owner = _owner_filter(scope, request.scope)
+        # The policies living at the request's level of the caller's scope.
+        store, reach, owner = self._stores.of(scope), request.scope, {"level": request.scope.value}
         scrub = lambda text: self._scrubber.scrub(text).text if text else text  # noqa: E731
         with self._lock:
             if request.overrides is not None:
@@ -228,8 +226,8 @@ class PolicyService:
             else:
                 key = {**owner, "title_key": (request.title or "").lower()}
                 title = request.title or ""
-            existing = self._store.scan(COLLECTION, key, limit=1)
-            if not existing and self._store.count(COLLECTION, owner) >= POLICIES_PER_SCOPE_MAX:
+            existing = store.scan(COLLECTION, 1, reach, key)
+            if not existing and store.count(COLLECTION, reach, owner) >= POLICIES_PER_SCOPE_MAX:
                 raise Conflict(f"this {request.scope.value} scope already holds {POLICIES_PER_SCOPE_MAX} policies")
             now = self._now()
             payload: dict[str, Any] = {
@@ -250,7 +248,7 @@ class PolicyService:
                 "updated_ts": now,
             }
             ident = existing[0].id if existing else str(uuid.uuid4())
-            self._store.upsert(COLLECTION, [Record(id=ident, payload=payload)])
+            store.upsert(COLLECTION, [Record(id=ident, payload=payload)])
             self._applicable_cache.clear()
         return PolicySaved(id=ident, replaced_existing=bool(existing))
 
@@ -263,8 +261,9 @@ class PolicyService:
             )
         with self._lock:
             # Overrides of a deleted policy would point at nothing: they go too, tenant-wide.
-            children = self._store.scan(COLLECTION, {"tenant": scope.tenant, "overrides": entry.id}, limit=10_000)
-            self._store.delete(COLLECTION, [entry.id, *(c.id for c in children)])
+            store = self._stores.of(scope)
+            children = store.scan(COLLECTION, 10_000, ScopeLevel.org, {"overrides": entry.id})
+            store.delete(COLLECTION, [entry.id, *(c.id for c in children)], ScopeLevel.org)
             self._applicable_cache.clear()
         return PolicyDeleted(id=entry.id, deleted_overrides=len(children))
 
@@ -357,5 +356,5 @@ class PolicyService:
             effective["suggestion"] = override["suggestion"]
         return changes
 
-    def counts(self, scope: Scope | None = None) -> int:
-        return self._store.count(COLLECTION, scope.fields() if scope else {})
+    def counts(self, scope: Scope) -> int:
+        return self._stores.of(scope).count(COLLECTION)

@@ -2,7 +2,7 @@
 
 Retrieval is hybrid. Each record keeps a dense vector of its title and normalised error and a
 sparse vector of the normalised error's exact terms (error classes, codes, package names);
-the store ranks by both and fuses the rankings (``VectorStore.hybrid_search``). The sparse
+the store ranks by both and fuses the rankings (``ScopedStore.hybrid_search``). The sparse
 list weighs 1.5x the dense one: on the labelled set (tests/data/remediation_errors.json,
 BENCHMARKS.md) exact terms decide which of several look-alike errors a query is.
 
@@ -45,7 +45,8 @@ from contextd_mcp.models.scope import Scope, ScopeLevel
 from contextd_mcp.ports import vector_store as port
 from contextd_mcp.ports.embedder import Embedder
 from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record, VectorStore
+from contextd_mcp.ports.scoped_store import Stores
+from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record
 from contextd_mcp.services.content_ids import content_id, digest
 from contextd_mcp.services.error_text import dense_text, infer_category, normalise, sparse_vector
 
@@ -85,14 +86,14 @@ def _best_fused_score(weights: tuple[float, float]) -> float:
 
 class RemediationService:
     def __init__(
-        self, store: VectorStore, embedder: Embedder, scrubber: Scrubber, now: Callable[[], float] = time.time
+        self, stores: Stores, embedder: Embedder, scrubber: Scrubber, now: Callable[[], float] = time.time
     ) -> None:
-        self._store = store
+        self._stores = stores
         self._embedder = embedder
         self._scrubber = scrubber
         self._now = now
         self._lock = threading.Lock()  # feedback is read-modify-write
-        store.ensure(
+        stores.ensure(
             CollectionSpec(
                 name=COLLECTION,
                 dim=embedder.dim,
@@ -103,7 +104,7 @@ class RemediationService:
                 sparse=True,
             )
         )
-        store.ensure(CollectionSpec(name=TEXTS, dim=embedder.dim, model=embedder.model_name))
+        stores.ensure(CollectionSpec(name=TEXTS, dim=embedder.dim, model=embedder.model_name))
 
     def _scrub(self, text: str | None) -> str | None:
         return None if text is None else self._scrubber.scrub(text).text
@@ -176,12 +177,13 @@ class RemediationService:
                 for (r, _), v in zip(fresh, vectors, strict=True)
             ]
             # Texts first: a record that search can find always has its texts.
-            self._store.upsert(TEXTS, texts)
-            self._store.upsert(COLLECTION, records)
+            store = self._stores.of(scope)
+            store.upsert(TEXTS, texts)
+            store.upsert(COLLECTION, records)
         return results
 
     def _existing(self, scope: Scope, ident: str) -> RecordedRemediation | None:
-        found = self._store.get(COLLECTION, [ident], scope.fields())
+        found = self._stores.of(scope).get(COLLECTION, [ident])
         if not found:
             return None
         p = found[0].payload
@@ -193,8 +195,7 @@ class RemediationService:
         )
 
     def search(self, scope: Scope, request: SearchRemediations, weights: tuple[float, float] = WEIGHTS) -> list[RemediationHit]:
-        where: dict[str, Any] = dict(scope.read_filter(request.scope))
-        where["confidence"] = Range(gte=HIDE_BELOW)
+        where: dict[str, Any] = {"confidence": Range(gte=HIDE_BELOW)}
         if request.category is not None:
             where["category"] = request.category.value
         signature = normalise(request.error)
@@ -205,8 +206,9 @@ class RemediationService:
             for index, value in sparse_vector(normalise(request.context)).items():
                 sparse[index] = sparse.get(index, 0.0) + CONTEXT_TERM_WEIGHT * value
         vector = self._embedder.embed_query(query_text)
-        candidates = self._store.hybrid_search(
-            COLLECTION, vector, sparse, where, limit=request.limit * limits.RERANK_FACTOR,
+        store = self._stores.of(scope)
+        candidates = store.hybrid_search(
+            COLLECTION, vector, sparse, request.limit * limits.RERANK_FACTOR, request.scope, where,
             candidates=CANDIDATES, weights=weights, fields=HIT_FIELDS,
         )
         best = _best_fused_score(weights)
@@ -222,7 +224,7 @@ class RemediationService:
             ranked.append((rank_score(relevance, confidence), relevance, confidence, hit))
         ranked.sort(key=lambda r: r[0], reverse=True)  # stable: equal scores keep the engine's order
         top = ranked[: request.limit]
-        texts = {r.id: r.payload for r in self._store.get(TEXTS, [t[3].id for t in top], scope.read_filter(request.scope))}
+        texts = {r.id: r.payload for r in store.get(TEXTS, [t[3].id for t in top], request.scope)}
         hits = []
         for score, relevance, confidence, hit in top:
             text = texts.get(hit.id)
@@ -245,7 +247,7 @@ class RemediationService:
         return hits
 
     def _load(self, scope: Scope, remediation_id: str, level: ScopeLevel) -> Record:
-        found = self._store.get(COLLECTION, [remediation_id], scope.read_filter(level))
+        found = self._stores.of(scope).get(COLLECTION, [remediation_id], level)
         if not found:
             raise NotFound("remediation", remediation_id)
         return found[0]
@@ -253,7 +255,7 @@ class RemediationService:
     def get(self, scope: Scope, request: GetRemediation) -> Remediation:
         record = self._load(scope, request.remediation_id, request.scope)
         p = record.payload
-        found = self._store.get(TEXTS, [record.id], scope.read_filter(request.scope))
+        found = self._stores.of(scope).get(TEXTS, [record.id], request.scope)
         full = found[0].payload if found else {}
         return Remediation(
             id=record.id,
@@ -280,7 +282,7 @@ class RemediationService:
             record = self._load(scope, request.remediation_id, request.scope)
             p = record.payload
             belief = Belief(float(p["alpha"]), float(p["beta"])).observe(request.helpful, FEEDBACK_WEIGHT)
-            self._store.set_fields(
+            self._stores.of(scope).set_fields(
                 COLLECTION,
                 record.id,
                 {
@@ -290,10 +292,11 @@ class RemediationService:
                     counter: int(p[counter]) + 1,
                     "updated_ts": self._now(),
                 },
+                request.scope,
             )
         return RemediationConfidence(
             id=record.id, confidence=round(belief.confidence, 4), hidden_from_search=belief.confidence < HIDE_BELOW
         )
 
-    def counts(self, scope: Scope | None = None) -> int:
-        return self._store.count(COLLECTION, scope.fields() if scope else {})
+    def counts(self, scope: Scope) -> int:
+        return self._stores.of(scope).count(COLLECTION)

@@ -30,7 +30,8 @@ from contextd_mcp.models.session import (
 )
 from contextd_mcp.ports.job_queue import JobQueue
 from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record, VectorStore
+from contextd_mcp.ports.scoped_store import AcrossScopes, Stores, scope_of
+from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record
 from contextd_mcp.services.checkpoints import iso
 from contextd_mcp.services.injection import Injector
 
@@ -56,14 +57,11 @@ class SessionPolicy:
     retention_s: float = 30 * 86400
 
 
-def _scope_of(payload: dict[str, Any]) -> Scope:
-    return Scope(tenant=payload["tenant"], team=payload["team"], project=payload["project"])
-
-
 class SessionService:
     def __init__(
         self,
-        store: VectorStore,
+        stores: Stores,
+        sweeps: AcrossScopes,
         dim: int,
         model: str,
         scrubber: Scrubber,
@@ -72,7 +70,8 @@ class SessionService:
         policy: SessionPolicy = SessionPolicy(),
         now: Callable[[], float] = time.time,
     ) -> None:
-        self._store = store
+        self._stores = stores
+        self._sweeps = sweeps  # the admin path: expiry and retention look across every scope
         self._scrubber = scrubber
         self._queue = queue
         self._injector = injector
@@ -81,8 +80,9 @@ class SessionService:
         self._lock = threading.Lock()
         self._by_connection: dict[str, str] = {}
         self._seen: dict[str, tuple[float, float]] = {}  # session id → (last seen, last written)
+        self._owners: dict[str, Scope] = {}  # session id → its scope, for writing last_seen back
         self.on_session_closed: list[SessionClosed] = []
-        store.ensure(
+        stores.ensure(
             CollectionSpec(
                 name=COLLECTION,
                 dim=dim,
@@ -101,10 +101,11 @@ class SessionService:
         SessionStart again under the same id and should keep its contextd session.
         """
         now = self._now()
+        store = self._stores.of(scope)
         current = self._active_record(scope, connection_id) if reuse and connection_id else None
         if current is not None:
             session_id = current.id
-            self._store.set_fields(COLLECTION, session_id, {"last_seen_ts": now})
+            store.set_fields(COLLECTION, session_id, {"last_seen_ts": now})
         else:
             session_id = str(uuid.uuid4())
             payload: dict[str, Any] = {
@@ -117,11 +118,12 @@ class SessionService:
                 "last_seen_ts": now,
                 "closed_ts": 0.0,
             }
-            self._store.upsert(COLLECTION, [Record(id=session_id, payload=payload)])
+            store.upsert(COLLECTION, [Record(id=session_id, payload=payload)])
         with self._lock:
             if connection_id:
                 self._by_connection[connection_id] = session_id
             self._seen[session_id] = (now, now)
+            self._owners[session_id] = scope
         injection = self._injector.build(scope, session_id, request.task, self._recent_work(scope))
         return SessionStarted(
             session_id=session_id,
@@ -159,7 +161,7 @@ class SessionService:
             "transcript_path": transcript_path,
         }
         job_id = self._queue.enqueue(DISTILL, payload)
-        self._store.set_fields(
+        self._stores.of(scope).set_fields(
             COLLECTION,
             record.id,
             {
@@ -185,12 +187,12 @@ class SessionService:
     def _active_record(self, scope: Scope, connection_id: str) -> Record | None:
         session_id = self.active_session(connection_id)
         if session_id is not None:
-            found = self._store.get(COLLECTION, [session_id], scope.fields())
+            found = self._stores.of(scope).get(COLLECTION, [session_id])
             if found and found[0].payload["status"] == SessionStatus.active.value and not self._expired(found[0]):
                 return found[0]
         # Not in memory (e.g. the daemon restarted since): the store remembers the binding.
-        where = {**scope.fields(), "connection_id": connection_id, "status": SessionStatus.active.value}
-        candidates = [r for r in self._store.scan(COLLECTION, where, limit=8) if not self._expired(r)]
+        where = {"connection_id": connection_id, "status": SessionStatus.active.value}
+        candidates = [r for r in self._stores.of(scope).scan(COLLECTION, 8, match=where) if not self._expired(r)]
         if not candidates:
             return None
         newest = max(candidates, key=lambda r: float(r.payload["created_ts"]))
@@ -215,7 +217,7 @@ class SessionService:
         return ""
 
     def _require(self, scope: Scope, session_id: str) -> Record:
-        found = self._store.get(COLLECTION, [session_id], scope.fields())
+        found = self._stores.of(scope).get(COLLECTION, [session_id])
         if not found:
             raise NotFound("session", session_id)
         record = found[0]
@@ -230,30 +232,31 @@ class SessionService:
             )
         if status == SessionStatus.ended.value:
             raise Conflict(f"session {session_id!r} already ended (distillation job {record.payload.get('job_id')})")
-        self.touch_session(session_id)
+        self.touch_session(scope, session_id)
         return record
 
     # -- activity and expiry --------------------------------------------------------------
 
-    def touch(self, connection_id: str, scope: Scope | None = None) -> None:
+    def touch(self, connection_id: str, scope: Scope) -> None:
         """Any call on a connection keeps its session alive (a ToolRunner response hook)."""
         session_id = self.active_session(connection_id)
         if session_id is None:
             return
         # A connection id is unique per transport, not across tenants: only the caller's own
         # session may be kept alive (the isolation suite caught another tenant's being touched).
-        if scope is not None and not self._store.get(COLLECTION, [session_id], scope.fields()):
+        if not self._stores.of(scope).get(COLLECTION, [session_id]):
             return
-        self.touch_session(session_id)
+        self.touch_session(scope, session_id)
 
-    def touch_session(self, session_id: str) -> None:
+    def touch_session(self, scope: Scope, session_id: str) -> None:
         now = self._now()
         with self._lock:
             _, written = self._seen.get(session_id, (now, 0.0))
             write = now - written >= TOUCH_WRITE_EVERY_S
             self._seen[session_id] = (now, now if write else written)
+            self._owners[session_id] = scope
         if write:
-            self._store.set_fields(COLLECTION, session_id, {"last_seen_ts": now})
+            self._stores.of(scope).set_fields(COLLECTION, session_id, {"last_seen_ts": now})
 
     def _last_seen(self, record: Record) -> float:
         with self._lock:
@@ -268,11 +271,12 @@ class SessionService:
         )
 
     def _expire(self, record: Record) -> None:
-        self._store.set_fields(
+        scope = scope_of(record.payload)
+        self._stores.of(scope).set_fields(
             COLLECTION, record.id, {"status": SessionStatus.expired.value, "closed_ts": self._now()}
         )
         self._forget(record.id)
-        self._closed(_scope_of(record.payload), record.id, "expired")
+        self._closed(scope, record.id, "expired")
         log.info("session %s expired", record.id)
 
     def sweep(self) -> int:
@@ -285,9 +289,12 @@ class SessionService:
         active = {"status": SessionStatus.active.value}
         # Whatever touch() kept in memory first: a busy session must not expire on a stale record.
         with self._lock:
-            pending = [(sid, seen) for sid, (seen, written) in self._seen.items() if seen > written]
-        for session_id, seen in pending:
-            self._store.set_fields(COLLECTION, session_id, {"last_seen_ts": seen})
+            pending = [
+                (sid, seen, self._owners[sid]) for sid, (seen, written) in self._seen.items()
+                if seen > written and sid in self._owners
+            ]
+        for session_id, seen, owner in pending:
+            self._stores.of(owner).set_fields(COLLECTION, session_id, {"last_seen_ts": seen})
             with self._lock:
                 if session_id in self._seen:
                     self._seen[session_id] = (self._seen[session_id][0], seen)
@@ -296,26 +303,30 @@ class SessionService:
             {**active, "last_seen_ts": Range(lte=now - self.policy.idle_ttl_s)},
             {**active, "created_ts": Range(lte=now - self.policy.max_ttl_s)},
         ):
-            for record in self._store.scan(COLLECTION, where, limit=SWEEP_PAGE):
+            for record in self._sweeps.scan(COLLECTION, where, limit=SWEEP_PAGE):
                 candidates[record.id] = record
         expired = 0
         for record in candidates.values():
             if self._expired(record):
                 self._expire(record)
                 expired += 1
-        old = self._store.scan(
+        old = self._sweeps.scan(
             COLLECTION,
             {"status": [SessionStatus.ended.value, SessionStatus.expired.value],
              "closed_ts": Range(lte=now - self.policy.retention_s)},
             limit=SWEEP_PAGE,
         )
-        if old:
-            self._store.delete(COLLECTION, [r.id for r in old])
+        by_scope: dict[Scope, list[str]] = {}
+        for record in old:
+            by_scope.setdefault(scope_of(record.payload), []).append(record.id)
+        for scope, ids in by_scope.items():  # each through its own scope's handle
+            self._stores.of(scope).delete(COLLECTION, ids)
         return expired
 
     def _forget(self, session_id: str) -> None:
         with self._lock:
             self._seen.pop(session_id, None)
+            self._owners.pop(session_id, None)
             for connection, bound in list(self._by_connection.items()):
                 if bound == session_id:
                     del self._by_connection[connection]
@@ -347,8 +358,8 @@ class SessionService:
         )
 
     def _recent_work(self, scope: Scope) -> str | None:
-        where = {**scope.fields(), "status": SessionStatus.ended.value}
-        last = self._store.scan(COLLECTION, where, limit=1, order_by="closed_ts", descending=True)
+        where = {"status": SessionStatus.ended.value}
+        last = self._stores.of(scope).scan(COLLECTION, 1, match=where, order_by="closed_ts")
         if not last:
             return None
         text = " ".join(filter(None, (last[0].payload.get("task"), last[0].payload.get("summary"))))
@@ -358,5 +369,6 @@ class SessionService:
         return self._scrubber.scrub(text).text if text else ""
 
     def counts(self) -> dict[str, int]:
-        return {s.value: self._store.count(COLLECTION, {"status": s.value}) for s in SessionStatus}
+        """Sessions in every scope, by status (for status and tests: the admin path)."""
+        return {s.value: self._sweeps.count(COLLECTION, {"status": s.value}) for s in SessionStatus}
 

@@ -30,7 +30,8 @@ from contextd_mcp.models.skill import (
 )
 from contextd_mcp.ports.embedder import Embedder
 from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.vector_store import CollectionSpec, Record, VectorStore
+from contextd_mcp.ports.scoped_store import Stores
+from contextd_mcp.ports.vector_store import CollectionSpec, Record
 from contextd_mcp.services import levels, templates
 from contextd_mcp.services.named_records import NamedRecords, by_level_then_name
 
@@ -56,9 +57,8 @@ def _tagged(tags: list[str] | None) -> dict[str, Any]:
 
 class SkillService:
     def __init__(
-        self, store: VectorStore, embedder: Embedder, scrubber: Scrubber, now: Callable[[], float] = time.time
+        self, stores: Stores, embedder: Embedder, scrubber: Scrubber, now: Callable[[], float] = time.time
     ) -> None:
-        self._store = store
         self._embedder = embedder
         self._now = now
         spec = CollectionSpec(
@@ -68,7 +68,7 @@ class SkillService:
             keyword_fields=("tenant", "team", "project", "level", "name_key", "tags"),
             float_fields=("created_ts",),
         )
-        self._records = NamedRecords(store, spec, scrubber, now, kind="skill", a_kind="a skill")
+        self._records = NamedRecords(stores, spec, scrubber, now, kind="skill", a_kind="a skill")
 
     def _col(self) -> str:
         return self._records.collection()
@@ -86,11 +86,11 @@ class SkillService:
         """For references from agent configs: an id or a name, among the skills that apply here."""
         return self._records.resolve_id_or_name(scope, ref, ScopeLevel.project)
 
-    def names_by_id(self, tenant: str, ids: list[str]) -> dict[str, str]:
-        """Current names of skills an agent references (still confined to the agent's tenant)."""
+    def names_by_id(self, scope: Scope, ids: list[str]) -> dict[str, str]:
+        """Current names of skills an agent references (confined to the caller's tenant)."""
         if not ids:
             return {}
-        return {r.id: r.payload["name"] for r in self._store.get(self._col(), ids, {"tenant": tenant})}
+        return {r.id: r.payload["name"] for r in self._records.store(scope).get(self._col(), ids, ScopeLevel.org)}
 
     def get(self, scope: Scope, request: GetSkill) -> Skill:
         if request.skill_id is not None:
@@ -98,7 +98,7 @@ class SkillService:
         else:
             assert request.name is not None
             record = self.resolve(scope, request.name, request.scope)
-        self._count_use(record.id)
+        self._count_use(scope, record.id, request.scope)
         return self._skill(record, scope, extra_use=1)
 
     def find(self, scope: Scope, request: ListSkills) -> list[SkillSummary]:
@@ -112,9 +112,9 @@ class SkillService:
             name = set(_words(r.payload["name"]).split())
             if name and wanted and (name <= wanted or wanted <= name):
                 ranked[r.id] = self._summary(r, relevance=1.0)
-        where = {**levels.visible_where(scope, request.scope), **_tagged(request.tags)}
         vector = self._embedder.embed_query(request.query)
-        for hit in self._store.search(self._col(), vector, where, limit=request.limit):
+        store = self._records.store(scope)
+        for hit in store.search(self._col(), vector, request.limit, request.scope, _tagged(request.tags)):
             if hit.id not in ranked:
                 ranked[hit.id] = self._summary(Record(hit.id, hit.payload), relevance=round(max(0.0, hit.score), 4))
         ordered = sorted(ranked.values(), key=lambda s: s.relevance or 0.0, reverse=True)
@@ -135,14 +135,14 @@ class SkillService:
             scope, request.scope, request.name, {**fields, "tags": list(request.tags), "arguments": arguments, "use_count": 0}
         )
         record = Record(str(uuid.uuid4()), payload, self._embedder.embed_documents([_embed_text(payload)])[0])
-        self._records.insert(record)
+        self._records.insert(scope, record)
         return self._skill(record, scope)
 
     def update(self, scope: Scope, request: UpdateSkill) -> Skill:
         with self._records.lock:
             record = self._records.load(scope, request.skill_id, request.scope)
             p = dict(record.payload)
-            changes = self._records.changes(record, request, "description", "prompt_template", "trigger", "steps")
+            changes = self._records.changes(scope, record, request, "description", "prompt_template", "trigger", "steps")
             if "trigger" in changes:
                 changes["trigger"] = changes["trigger"] or None  # an empty trigger clears it
             if request.tags is not None:
@@ -155,10 +155,12 @@ class SkillService:
             vector = None
             if {"name", "description", "trigger"} & set(changes):
                 vector = self._embedder.embed_documents([_embed_text(p)])[0]
+            store = self._records.store(scope)
             if vector is None:
-                self._store.set_fields(self._col(), record.id, {**changes, "arguments": p["arguments"], "updated_ts": p["updated_ts"]})
+                fields = {**changes, "arguments": p["arguments"], "updated_ts": p["updated_ts"]}
+                store.set_fields(self._col(), record.id, fields, request.scope)
             else:
-                self._store.upsert(self._col(), [Record(record.id, p, vector)])
+                store.upsert(self._col(), [Record(record.id, p, vector)], request.scope)
         return self._skill(Record(record.id, p), scope)
 
     def delete(self, scope: Scope, request: DeleteSkill) -> Deleted:
@@ -181,7 +183,7 @@ class SkillService:
         if p["steps"]:
             numbered = [f"{i}. {templates.render(s, arguments, 'steps')}" for i, s in enumerate(p["steps"], 1)]
             text += "\n\nSteps:\n" + "\n".join(numbered)
-        self._count_use(record.id)
+        self._count_use(scope, record.id, ScopeLevel.project)
         return record, text
 
     # -- helpers -------------------------------------------------------------------------
@@ -191,12 +193,13 @@ class SkillService:
         texts = {"prompt_template": template, **{f"steps.{i}": s for i, s in enumerate(steps)}}
         return [{"name": p.name, "required": p.required} for p in templates.placeholders(texts)]
 
-    def _count_use(self, skill_id: str) -> None:
+    def _count_use(self, scope: Scope, skill_id: str, reach: ScopeLevel) -> None:
+        store = self._records.store(scope)
         with self._records.lock:
-            found = self._store.get(self._col(), [skill_id], {})
+            found = store.get(self._col(), [skill_id], reach)
             if found:
                 count = int(found[0].payload.get("use_count", 0)) + 1
-                self._store.set_fields(self._col(), skill_id, {"use_count": count, "last_used_ts": self._now()})
+                store.set_fields(self._col(), skill_id, {"use_count": count, "last_used_ts": self._now()}, reach)
 
     def _skill(self, record: Record, scope: Scope, extra_use: int = 0) -> Skill:
         p = record.payload
@@ -230,5 +233,5 @@ class SkillService:
             relevance=relevance,
         )
 
-    def counts(self, scope: Scope | None = None) -> int:
+    def counts(self, scope: Scope) -> int:
         return self._records.count(scope)
