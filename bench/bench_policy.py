@@ -87,7 +87,7 @@ def populate(container: Container, policies: int) -> int:
     # Overrides of a tenth of the wider policies, from the project.
     for parent in rng.sample(ids, max(1, policies // 10)):
         service.set(SCOPE, SetPolicy(overrides=parent, scope=ScopeLevel.project, severity="info"))
-    return service.counts()
+    return service.counts(SCOPE)
 
 
 def workload(calls: int) -> list[tuple[str, PolicyContext]]:

@@ -181,7 +181,7 @@ def main() -> None:
         try:
             seconds = fill(container, dataset, args.records)
             assert container.remediation is not None
-            count = container.remediation.counts()
+            count = container.remediation.counts(SCOPE)
             print(f"filled {count} records in {seconds:.0f} s ({count / seconds:.0f}/s)", flush=True)
             queries = [q["error"] for q in random.Random(3).sample(dataset["queries"], min(args.queries, len(dataset["queries"])))]
             service_latency(container, queries[:10])  # warm-up

@@ -1,5 +1,5 @@
 """Does the scope-bound store handle cost the hot path anything? memory_search / memory_store
-latency before → after, in the same run.
+(and memory_feedback, a by-id field update) latency before → after, in the same run.
 
     python -m bench.bench_scope --before /path/to/old/tree/src [--runs 300] [--memories 2000]
 
@@ -60,7 +60,7 @@ def worker(data_dir: Path, runs: int, round_no: int) -> dict[str, list[float]]:
     """Runs in a child process with one tree's src first on sys.path."""
     from bench import corpus
     from contextd_mcp.container import build
-    from contextd_mcp.models.requests import SearchMemories, StoreMemory
+    from contextd_mcp.models.requests import MemoryFeedback, SearchMemories, StoreMemory
     from contextd_mcp.models.scope import Scope
     from contextd_mcp.paths import DataPaths
 
@@ -75,15 +75,21 @@ def worker(data_dir: Path, runs: int, round_no: int) -> dict[str, list[float]]:
             started = time.perf_counter()
             container.memory.search(scope, SearchMemories(query=text))
             search.append((time.perf_counter() - started) * 1000)
-        store = []
+        store, ids = [], []
         for index in range(runs):
             request = StoreMemory(title=f"round {round_no} lesson {index}", content=f"{queries[index]} (r{round_no}/{index})")
             started = time.perf_counter()
-            container.memory.store(scope, request)
+            ids.append(container.memory.store(scope, request).id)
             store.append((time.perf_counter() - started) * 1000)
+        # A by-id field update (set_fields), now filtered by the scope in the engine.
+        feedback = []
+        for index, memory_id in enumerate(ids):
+            started = time.perf_counter()
+            container.memory.feedback(scope, MemoryFeedback(memory_id=memory_id, helpful=index % 2 == 0))
+            feedback.append((time.perf_counter() - started) * 1000)
     finally:
         container.close()
-    return {"search": search, "store": store}
+    return {"search": search, "store": store, "feedback": feedback}
 
 
 def store_layer(data_dir: Path, runs: int) -> dict[str, Any]:
@@ -151,13 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-scope-") as tmp:
         data = Path(tmp) / "data"
         _child(trees["after"], ["--fill", str(data), str(args.memories)])
-        samples: dict[str, dict[str, list[float]]] = {t: {"search": [], "store": []} for t in trees}
+        kinds = ("search", "store", "feedback")
+        samples: dict[str, dict[str, list[float]]] = {t: {kind: [] for kind in kinds} for t in trees}
         per_round = max(1, args.runs // args.rounds)
         for round_no in range(args.rounds):
             order = list(trees) if round_no % 2 == 0 else list(reversed(trees))
             for tree in order:
                 got = _child(trees[tree], ["--worker", str(data), str(per_round), str(round_no * 2 + (tree == "after"))])
-                for kind in ("search", "store"):
+                for kind in kinds:
                     samples[tree][kind] += got[kind]
         layer = _child(trees["after"], ["--layer", str(data), str(args.runs)])
     result = {

@@ -88,10 +88,11 @@ def remediation_quality(
     query vectors, only the fusion weights differ (dense = the dense list alone, on normalised text).
     ``queries`` ({"error", "relevant"} items) replaces the set's own queries."""
     from contextd_mcp.models.remediation import RecordRemediation, SearchRemediations
+    from contextd_mcp.ports.scoped_store import Stores
     from contextd_mcp.services.remediation import WEIGHTS, RemediationService
 
     # The variants embed the same queries: embed each once.
-    service = RemediationService(container.store, _QueryCache(container.embedder), container.scrubber)
+    service = RemediationService(Stores(container.store), _QueryCache(container.embedder), container.scrubber)
     dataset = json.loads(path.read_text())
     requests = [
         RecordRemediation(

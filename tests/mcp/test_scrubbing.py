@@ -241,7 +241,7 @@ def _poison(container: Container, secret: str) -> int:
         for record in container.store.scan(collection, {}, limit=1000):
             fields = {k: f"{v} {secret}" for k, v in record.payload.items() if isinstance(v, str) and " " in v}
             if fields:
-                container.store.set_fields(collection, record.id, fields)
+                container.store.set_fields(collection, record.id, fields, {})
                 poisoned += 1
     return poisoned
 
@@ -273,7 +273,7 @@ async def test_a_secret_planted_in_the_store_is_redacted_on_the_way_out(client: 
     rng = random.Random(3)
     secret = "ghp_" + "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(36))
     # Bypass the service: as if an old version, an import or another writer stored it raw.
-    container.store.set_fields(COLLECTION, mid, {"content": f"The deploy key is {secret} (rotate monthly)."})
+    container.store.set_fields(COLLECTION, mid, {"content": f"The deploy key is {secret} (rotate monthly)."}, {})
     memory = data(await client.call_tool("memory_get", {"memory_id": mid}))
     assert secret not in json.dumps(memory) and "[REDACTED:github-token]" in memory["content"]
     hits = data(await client.call_tool("memory_search", {"query": "where is the deploy key"}))
