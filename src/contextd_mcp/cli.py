@@ -170,6 +170,22 @@ def cmd_stdio(args: argparse.Namespace) -> int:
     return run_bridge(paths)
 
 
+def _scope_status(cwd: Path) -> dict[str, object]:
+    """The scope a client started here gets (the bridge sends this directory and environment)."""
+    from contextd_mcp.scope_resolver import resolve
+
+    resolved = resolve(cwd, os.environ)
+    return {"directory": str(cwd), **resolved.scope.fields(), "sources": resolved.sources}
+
+
+def _print_scope(scope: dict[str, object]) -> None:
+    print(f"scope here ({scope['directory']}):")
+    sources = scope["sources"]
+    assert isinstance(sources, dict)
+    for part in ("tenant", "team", "project"):
+        print(f"  {part}: {scope[part]}  ← {sources[part]}")
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from contextd_mcp.transports.bridge import request
 
@@ -181,9 +197,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         reply.pop("ok", None)
         status = {"running": True, "data_dir": str(paths.root), **reply}
+    status["scope"] = _scope_status(Path(args.path or os.getcwd()).resolve())
     if args.json:
         print(json.dumps(status, indent=2, default=str))
-    elif not status["running"]:
+        return 0
+    _print_scope(status["scope"])
+    if not status["running"]:
         print(f"contextd-mcp daemon: not running\ndata dir: {paths.root}\nstore on disk: {status['store_disk_bytes']} bytes")
     else:
         store = status.get("store", {})
@@ -296,8 +315,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true", help="hold the store in this process instead (single agent)")
     p.set_defaults(func=cmd_stdio)
 
-    p = add("status", "show whether the daemon runs, and what it holds")
+    p = add("status", "show the scope of this directory, whether the daemon runs, and what it holds")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--path", help="show the scope of this directory instead of the current one")
     p.set_defaults(func=cmd_status)
 
     p = add("stop", "stop the daemon cleanly (exits 0 when none runs)")
