@@ -76,8 +76,14 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     store = _token_store(args)
     try:
         expires_in = None if args.expires_in is None else parse_duration(args.expires_in)
+        agent = None
+        if args.agent:  # bound by identity now, never looked up by name per request
+            from contextd_mcp.token_agent import resolve_token_agent
+
+            agent = resolve_token_agent(data_paths(args.data_dir), args.tenant, args.team, args.project, args.agent)
         token, entry = store.create(
-            args.tenant, args.team, args.project, args.agent, args.read_only, args.name, expires_in=expires_in
+            args.tenant, args.team, args.project, agent.name if agent else None, args.read_only, args.name,
+            expires_in=expires_in, agent_id=agent.id if agent else None, agent_owner=agent.owner if agent else None,
         )
     except ValueError as exc:
         print(f"contextd-mcp: {exc}", file=sys.stderr)
@@ -87,6 +93,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         f"token {entry.id} for tenant {entry.tenant}"
         + (f", team {entry.team}" if entry.team else "")
         + (f", project {entry.project}" if entry.project else "")
+        + (f", agent {entry.agent} (id {entry.agent_id}, of {entry.agent_owner})" if entry.agent else "")
         + (", read-only" if entry.read_only else "")
         + (f", expiring {_when(entry.expires_at)}" if entry.expires_at else "")
         + f" saved (hashed) in {store.path}. It is shown only now: send it as 'Authorization: Bearer <token>'.",
@@ -110,7 +117,8 @@ def cmd_token_list(args: argparse.Namespace) -> int:
         else:
             state = ("read-only" if e.read_only else "read-write") + (f" until {_when(e.expires_at)}" if e.expires_at else "")
         scope = "/".join(x or "*" for x in (e.tenant, e.team, e.project))
-        print(f"{e.id}  {e.name or '-':<16} {scope:<40} agent={e.agent or '-'}  {state}")
+        agent = "-" if not e.agent else e.agent + (" (made by an older contextd: recreate)" if e.needs_agent_rebind else "")
+        print(f"{e.id}  {e.name or '-':<16} {scope:<40} agent={agent}  {state}")
     return 0
 
 
@@ -289,7 +297,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", required=True)
     p.add_argument("--team", help="pin the team (default: the caller may choose, else 'default')")
     p.add_argument("--project", help="pin the project (default: the caller may choose, else 'default')")
-    p.add_argument("--agent", help="the agent name calls are attributed to")
+    p.add_argument(
+        "--agent",
+        help="bind the token to this agent (name, name@org or id), resolved now in the token's tenant/team/project "
+        "(default/default when unpinned; starts the daemon if needed); its calls are limited to that agent's access",
+    )
     p.add_argument("--read-only", action="store_true", help="refuse every tool that writes")
     p.add_argument("--name", help="a label, unique among active tokens (usable with revoke)")
     p.add_argument("--expires-in", metavar="DURATION", help="refuse the token after this long: 3600, 45m, 12h, 30d")

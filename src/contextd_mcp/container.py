@@ -144,7 +144,7 @@ def build(
     agents = AgentService(store, embedder.dim, embedder.model_name, scrubber, skills, lambda: runner.tools)
     sessions, checkpoints, distill_runner = _session_parts(paths, store, embedder, scrubber, memory, limit_settings, session_settings)
     bindings = AgentBindings()  # session_start(agent=...) binds a connection; the guard enforces it
-    access_guard = AccessGuard(bindings, lambda caller, ref: agents.access(caller.scope, ref))
+    access_guard = AccessGuard(bindings, lambda caller, ref, reach: agents.access(caller.scope, ref, reach))
     remediation = RemediationService(store, embedder, scrubber)
     # Error → fix pairs found in Claude Code transcripts become remediation candidates.
     distill_runner.distiller.remediation_sink = remediation_sink(remediation.record_many)

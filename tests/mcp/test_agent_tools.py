@@ -260,12 +260,12 @@ def test_bindings_are_sticky_and_released_per_connection() -> None:
     bindings.bind(caller, "id-1", "reader")  # idempotent
     with pytest.raises(Denied, match="already acts as agent 'reader'"):
         bindings.bind(caller, "id-2", "other")
-    assert bindings.agent_for(caller) == "id-1"
-    assert bindings.agent_for(same_id_other_tenant) is None
-    assert bindings.agent_for(Caller(scope=SCOPE_A, transport="socket", connection_id="c1", agent="x")) == "id-1"
-    assert bindings.agent_for(Caller(scope=SCOPE_A, transport="socket", connection_id="c2", agent="x")) == "x"
+    assert bindings.bound(caller) == "id-1"
+    assert bindings.bound(same_id_other_tenant) is None
+    assert bindings.bound(Caller(scope=SCOPE_A, transport="socket", connection_id="c1", agent="x")) == "id-1"
+    assert bindings.bound(Caller(scope=SCOPE_A, transport="socket", connection_id="c2", agent="x")) is None
     bindings.release(caller)
-    assert bindings.agent_for(caller) is None and len(bindings) == 0
+    assert bindings.bound(caller) is None and len(bindings) == 0
 
 
 def test_every_registered_tool_has_an_access_rule(container: Container) -> None:
