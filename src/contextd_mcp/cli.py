@@ -223,6 +223,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate_tenant(args: argparse.Namespace) -> int:
+    """Moves a checkout's records from the first tenant derivation's scope to the current one."""
+    from contextd_mcp.transports.bridge import request
+
+    paths = data_paths(args.data_dir)
+    if request(paths, "status") is not None:
+        print("contextd-mcp: the daemon is running; stop it first (`contextd-mcp stop`): it owns the store",
+              file=sys.stderr)
+        return 1
+    from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
+    from contextd_mcp.settings import StoreSettings
+    from contextd_mcp.tenant_migration import migrate
+
+    settings = StoreSettings(data_dir=paths.root)
+    if settings.qdrant_url or settings.qdrant_path:
+        print("contextd-mcp: migrate-tenant works on the embedded store only", file=sys.stderr)
+        return 2
+    store = EdgeStore(paths.store)
+    try:
+        lines = migrate(paths.store, store, Path(args.path or os.getcwd()), os.environ, args.apply, args.include_shared)
+    finally:
+        store.close()
+    print("\n".join(lines))
+    return 0
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     from contextd_mcp.transports.bridge import request, wait_for_exit
 
@@ -331,6 +357,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--path", help="show the scope of this directory instead of the current one")
     p.set_defaults(func=cmd_status)
+
+    p = add("migrate-tenant", "move this checkout's records from the old tenant derivation to the current one")
+    p.add_argument("--path", help="the checkout (default: the current directory)")
+    p.add_argument("--apply", action="store_true", help="move (default: a dry run that only reports)")
+    p.add_argument("--include-shared", action="store_true",
+                   help="also move the old tenant's team- and org-level records (shared by its other projects)")
+    p.set_defaults(func=cmd_migrate_tenant)
 
     p = add("stop", "stop the daemon cleanly (exits 0 when none runs)")
     p.add_argument("--timeout", type=float, default=30.0)
