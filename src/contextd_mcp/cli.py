@@ -76,8 +76,14 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     store = _token_store(args)
     try:
         expires_in = None if args.expires_in is None else parse_duration(args.expires_in)
+        agent = None
+        if args.agent:  # bound by identity now, never looked up by name per request
+            from contextd_mcp.token_agent import resolve_token_agent
+
+            agent = resolve_token_agent(data_paths(args.data_dir), args.tenant, args.team, args.project, args.agent)
         token, entry = store.create(
-            args.tenant, args.team, args.project, args.agent, args.read_only, args.name, expires_in=expires_in
+            args.tenant, args.team, args.project, agent.name if agent else None, args.read_only, args.name,
+            expires_in=expires_in, agent_id=agent.id if agent else None, agent_owner=agent.owner if agent else None,
         )
     except ValueError as exc:
         print(f"contextd-mcp: {exc}", file=sys.stderr)
@@ -87,6 +93,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         f"token {entry.id} for tenant {entry.tenant}"
         + (f", team {entry.team}" if entry.team else "")
         + (f", project {entry.project}" if entry.project else "")
+        + (f", agent {entry.agent} (id {entry.agent_id}, of {entry.agent_owner})" if entry.agent else "")
         + (", read-only" if entry.read_only else "")
         + (f", expiring {_when(entry.expires_at)}" if entry.expires_at else "")
         + f" saved (hashed) in {store.path}. It is shown only now: send it as 'Authorization: Bearer <token>'.",
@@ -110,7 +117,8 @@ def cmd_token_list(args: argparse.Namespace) -> int:
         else:
             state = ("read-only" if e.read_only else "read-write") + (f" until {_when(e.expires_at)}" if e.expires_at else "")
         scope = "/".join(x or "*" for x in (e.tenant, e.team, e.project))
-        print(f"{e.id}  {e.name or '-':<16} {scope:<40} agent={e.agent or '-'}  {state}")
+        agent = "-" if not e.agent else e.agent + (" (made by an older contextd: recreate)" if e.needs_agent_rebind else "")
+        print(f"{e.id}  {e.name or '-':<16} {scope:<40} agent={agent}  {state}")
     return 0
 
 
@@ -170,6 +178,22 @@ def cmd_stdio(args: argparse.Namespace) -> int:
     return run_bridge(paths)
 
 
+def _scope_status(cwd: Path) -> dict[str, object]:
+    """The scope a client started here gets (the bridge sends this directory and environment)."""
+    from contextd_mcp.scope_resolver import resolve
+
+    resolved = resolve(cwd, os.environ)
+    return {"directory": str(cwd), **resolved.scope.fields(), "sources": resolved.sources}
+
+
+def _print_scope(scope: dict[str, object]) -> None:
+    print(f"scope here ({scope['directory']}):")
+    sources = scope["sources"]
+    assert isinstance(sources, dict)
+    for part in ("tenant", "team", "project"):
+        print(f"  {part}: {scope[part]}  ← {sources[part]}")
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from contextd_mcp.transports.bridge import request
 
@@ -181,9 +205,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         reply.pop("ok", None)
         status = {"running": True, "data_dir": str(paths.root), **reply}
+    status["scope"] = _scope_status(Path(args.path or os.getcwd()).resolve())
     if args.json:
         print(json.dumps(status, indent=2, default=str))
-    elif not status["running"]:
+        return 0
+    _print_scope(status["scope"])
+    if not status["running"]:
         print(f"contextd-mcp daemon: not running\ndata dir: {paths.root}\nstore on disk: {status['store_disk_bytes']} bytes")
     else:
         store = status.get("store", {})
@@ -193,6 +220,32 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"embedding model: {status.get('embedding_model')} ({status.get('embedding_dim')}-d)")
         print(f"memories: {status.get('memories')}")
         print(f"connections: {status.get('connections')}")
+    return 0
+
+
+def cmd_migrate_tenant(args: argparse.Namespace) -> int:
+    """Moves a checkout's records from the first tenant derivation's scope to the current one."""
+    from contextd_mcp.transports.bridge import request
+
+    paths = data_paths(args.data_dir)
+    if request(paths, "status") is not None:
+        print("contextd-mcp: the daemon is running; stop it first (`contextd-mcp stop`): it owns the store",
+              file=sys.stderr)
+        return 1
+    from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
+    from contextd_mcp.settings import StoreSettings
+    from contextd_mcp.tenant_migration import migrate
+
+    settings = StoreSettings(data_dir=paths.root)
+    if settings.qdrant_url or settings.qdrant_path:
+        print("contextd-mcp: migrate-tenant works on the embedded store only", file=sys.stderr)
+        return 2
+    store = EdgeStore(paths.store)
+    try:
+        lines = migrate(paths.store, store, Path(args.path or os.getcwd()), os.environ, args.apply, args.include_shared)
+    finally:
+        store.close()
+    print("\n".join(lines))
     return 0
 
 
@@ -270,7 +323,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", required=True)
     p.add_argument("--team", help="pin the team (default: the caller may choose, else 'default')")
     p.add_argument("--project", help="pin the project (default: the caller may choose, else 'default')")
-    p.add_argument("--agent", help="the agent name calls are attributed to")
+    p.add_argument(
+        "--agent",
+        help="bind the token to this agent (name, name@org or id), resolved now in the token's tenant/team/project "
+        "(default/default when unpinned; starts the daemon if needed); its calls are limited to that agent's access",
+    )
     p.add_argument("--read-only", action="store_true", help="refuse every tool that writes")
     p.add_argument("--name", help="a label, unique among active tokens (usable with revoke)")
     p.add_argument("--expires-in", metavar="DURATION", help="refuse the token after this long: 3600, 45m, 12h, 30d")
@@ -296,9 +353,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true", help="hold the store in this process instead (single agent)")
     p.set_defaults(func=cmd_stdio)
 
-    p = add("status", "show whether the daemon runs, and what it holds")
+    p = add("status", "show the scope of this directory, whether the daemon runs, and what it holds")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--path", help="show the scope of this directory instead of the current one")
     p.set_defaults(func=cmd_status)
+
+    p = add("migrate-tenant", "move this checkout's records from the old tenant derivation to the current one")
+    p.add_argument("--path", help="the checkout (default: the current directory)")
+    p.add_argument("--apply", action="store_true", help="move (default: a dry run that only reports)")
+    p.add_argument("--include-shared", action="store_true",
+                   help="also move the old tenant's team- and org-level records (shared by its other projects)")
+    p.set_defaults(func=cmd_migrate_tenant)
 
     p = add("stop", "stop the daemon cleanly (exits 0 when none runs)")
     p.add_argument("--timeout", type=float, default=30.0)

@@ -151,7 +151,7 @@ def build(
     agents = AgentService(stores, embedder.dim, embedder.model_name, scrubber, skills, lambda: runner.tools)
     sessions, checkpoints, distill_runner = _session_parts(paths, stores, sweeps, embedder, scrubber, memory, limit_settings, session_settings)
     bindings = AgentBindings()  # session_start(agent=...) binds a connection; the guard enforces it
-    access_guard = AccessGuard(bindings, lambda caller, ref: agents.access(caller.scope, ref))
+    access_guard = AccessGuard(bindings, lambda caller, ref, reach: agents.access(caller.scope, ref, reach))
     remediation = RemediationService(stores, embedder, scrubber)
     # Error → fix pairs found in Claude Code transcripts become remediation candidates.
     distill_runner.distiller.remediation_sink = remediation_sink(remediation.record_many)
@@ -178,9 +178,10 @@ def build(
     )
     runner.guards.append(access_guard)
     runner.prompts = SkillPrompts(skills, scrubber, access_guard.check)
-    # Any call on a connection keeps the session it started alive (idle TTL).
+    # Any call on a connection keeps the session it started alive (idle TTL); a read-only
+    # identity writes nothing (it cannot start a session, and touches none).
     runner.response_hooks.append(
-        lambda caller, tool, data, tokens: sessions.touch(caller.connection_id, caller.scope) or []
+        lambda caller, tool, data, tokens: [] if caller.read_only else sessions.touch(caller.connection_id, caller.scope) or []
     )
     container = Container(
         paths, store, embedder, scrubber, audit, memory, runner, skills=skills, agents=agents, agent_bindings=bindings,
@@ -260,7 +261,7 @@ def _add_folding(
     container.runner.add_tools(branch_tools(folding, sessions))
 
     def charge(caller: Caller, tool: ToolDef, data: dict[str, Any], tokens: Callable[[], int]) -> list[str]:
-        session_id = sessions.active_session(caller.connection_id)
+        session_id = None if caller.read_only else sessions.active_session(caller.connection_id)
         if not session_id or not folding.in_branch(caller.scope, session_id):
             return []
         return folding.charge(caller.scope, session_id, tokens())

@@ -8,6 +8,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from tests.e2e.daemons import Daemon, audit_events, create_token, http_client, sse, start_daemon
@@ -30,11 +31,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
     cwd.mkdir()
     tokens = {
         "acme": create_token(data_dir, "--tenant", "acme", "--project", "api", "--name", "acme"),
-        "agent": create_token(data_dir, "--tenant", "acme", "--project", "api", "--agent", "builder"),
         "globex": create_token(data_dir, "--tenant", "globex", "--project", "api"),
         "reader": create_token(data_dir, "--tenant", "acme", "--project", "api", "--read-only"),
     }
     daemon = start_daemon(data_dir, cwd, http=f"127.0.0.1:{free_port()}")
+
+    async def make_builder() -> None:
+        async with http_client(daemon.base, tokens["acme"]) as acme:
+            data(await acme.call_tool("agent_create", {"name": "builder", "description": "Builds.", "system_prompt": "Build."}))
+
+    anyio.run(make_builder)
+    # The agent exists first: a token's agent is resolved (by the running daemon) when it is made.
+    tokens["agent"] = create_token(data_dir, "--tenant", "acme", "--project", "api", "--agent", "builder")
     yield {"daemon": daemon, "tokens": tokens, "data_dir": data_dir, "cwd": cwd}
     daemon.stop()
     assert "Traceback" not in daemon.output()

@@ -260,12 +260,12 @@ def test_bindings_are_sticky_and_released_per_connection() -> None:
     bindings.bind(caller, "id-1", "reader")  # idempotent
     with pytest.raises(Denied, match="already acts as agent 'reader'"):
         bindings.bind(caller, "id-2", "other")
-    assert bindings.agent_for(caller) == "id-1"
-    assert bindings.agent_for(same_id_other_tenant) is None
-    assert bindings.agent_for(Caller(scope=SCOPE_A, transport="socket", connection_id="c1", agent="x")) == "id-1"
-    assert bindings.agent_for(Caller(scope=SCOPE_A, transport="socket", connection_id="c2", agent="x")) == "x"
+    assert bindings.bound(caller) == "id-1"
+    assert bindings.bound(same_id_other_tenant) is None
+    assert bindings.bound(Caller(scope=SCOPE_A, transport="socket", connection_id="c1", agent="x")) == "id-1"
+    assert bindings.bound(Caller(scope=SCOPE_A, transport="socket", connection_id="c2", agent="x")) is None
     bindings.release(caller)
-    assert bindings.agent_for(caller) is None and len(bindings) == 0
+    assert bindings.bound(caller) is None and len(bindings) == 0
 
 
 def test_every_registered_tool_has_an_access_rule(container: Container) -> None:
@@ -287,3 +287,23 @@ async def test_a_tool_without_a_rule_is_denied_to_agents(container: Container) -
             assert data(await admin.call_tool("memory_search", {"query": "x"}))["memories"] == []
     finally:
         access.TOOL_ACCESS["memory_search"] = saved
+
+
+async def test_an_agent_held_by_id_is_that_agent_in_any_project_of_its_tenant(container: Container) -> None:
+    """A token's agent (``Caller.agent_id``): a same-named agent where the request points is not it."""
+    async with acting_as(container) as admin:
+        held = data(await admin.call_tool("agent_create", READER))
+    other = Scope(tenant=SCOPE_A.tenant, team=SCOPE_A.team, project="open")
+    async with acting_as(container, scope=other) as admin:
+        data(await admin.call_tool("agent_create", {**READER, "collections_access": None}))  # full access, same name
+    for scope in (SCOPE_A, other):
+        as_token = Caller(scope=scope, transport="http", agent="reader", agent_id=held["id"])
+        async with connected(container, as_token) as client:
+            refused = error_text(await client.call_tool("memory_store", {"title": "t", "content": "c"}))
+            assert refused == "denied: agent 'reader' may not write memories"
+            # Nor can it become the full-access 'reader' of "open" by starting a session as it.
+            refused = error_text(await client.call_tool("session_start", {"agent": "reader"}))
+            assert refused == "denied: agent 'reader' may not write sessions"
+    foreign = Caller(scope=Scope(tenant="globex", project="api"), transport="http", agent="reader", agent_id=held["id"])
+    async with connected(container, foreign) as client:  # the id, in another tenant, is nobody
+        assert "no longer exists" in error_text(await client.call_tool("memory_search", {"query": "x"}))

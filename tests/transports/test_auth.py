@@ -24,6 +24,9 @@ from contextd_mcp.transports.auth import (
 pytestmark = pytest.mark.anyio
 
 
+BUILDER_ID = "5f0c2a9e-1b7d-4c3e-9a8f-2d6b4e1c7a90"
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> TokenStore:
     return TokenStore(tmp_path / "tokens.json")
@@ -75,14 +78,14 @@ def test_tokens_file_location(tmp_path: Path) -> None:
 
 
 async def test_the_verifier_returns_the_token_claims(store: TokenStore) -> None:
-    writer, entry = store.create("acme", project="api", agent="builder")
+    writer, entry = store.create("acme", project="api", agent="builder", agent_id=BUILDER_ID, agent_owner="acme/*/*")
     reader, _ = store.create("acme", read_only=True)
     verifier = StoreTokenVerifier(store)
     access = await verifier.verify_token(writer)
     assert access is not None and access.client_id == f"contextd-token-{entry.id}"
     assert access.scopes == [READ_SCOPE, WRITE_SCOPE]
     assert access.claims == {"token_id": entry.id, "tenant": "acme", "team": None, "project": "api",
-                             "agent": "builder", "read_only": False}
+                             "agent": "builder", "agent_id": BUILDER_ID, "read_only": False}
     assert (await verifier.verify_token(reader)).scopes == [READ_SCOPE]  # type: ignore[union-attr]
     assert await verifier.verify_token("ctxd_" + "x" * 43) is None
 
@@ -177,3 +180,29 @@ def test_bad_expiry_durations_are_refused_by_name(text: str) -> None:
 
     with pytest.raises(ValueError, match="--expires-in"):
         parse_duration(text)
+
+
+async def test_a_token_carries_its_agent_by_id_whatever_project_the_client_names(store: TokenStore) -> None:
+    token, _ = store.create("acme", agent="builder", agent_id=BUILDER_ID, agent_owner="acme/*/*")
+    user = AuthenticatedUser(await StoreTokenVerifier(store).verify_token(token))  # type: ignore[arg-type]
+    caller = caller_from_token(_request(user, headers={"X-Contextd-Project": "open"}))
+    assert (caller.agent, caller.agent_id, caller.scope.project) == ("builder", BUILDER_ID, "open")
+    with pytest.raises(ValueError, match="its name and its id"):
+        store.create("acme", agent="builder")  # a name alone is never stored again
+
+
+async def test_a_token_file_from_before_agent_ids_is_read_and_its_agent_token_refused(store: TokenStore) -> None:
+    plain, _ = store.create("acme", name="plain")
+    legacy_token = "ctxd_" + "L" * 43
+    raw = json.loads(store.path.read_text())
+    raw["tokens"].append({"id": "0123456789ab", "hash": token_hash(legacy_token), "tenant": "acme", "team": None,
+                          "project": None, "agent": "reviewer", "read_only": False, "name": "old", "created_at": 1.0,
+                          "revoked_at": None, "expires_at": None})
+    store.path.write_text(json.dumps(raw))
+    verifier = StoreTokenVerifier(store)
+    assert (await verifier.verify_token(plain)) is not None  # the old file format still reads
+    entry = store.lookup(legacy_token)
+    assert entry is not None and entry.needs_agent_rebind and entry.agent_id is None
+    user = AuthenticatedUser(await verifier.verify_token(legacy_token))  # type: ignore[arg-type]
+    with pytest.raises(Denied, match="by name only.*token create --agent reviewer"):
+        caller_from_token(_request(user, headers={"X-Contextd-Project": "open"}))

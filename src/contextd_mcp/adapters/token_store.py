@@ -6,6 +6,12 @@ salted hash (bcrypt, argon2) protects *guessable* passwords from offline guessin
 and no dictionary or brute force reaches a 2^256 space. It keeps verification a
 dictionary lookup, cheap on every HTTP request.
 
+A token's agent is bound by identity: ``token create --agent NAME`` resolves NAME where the
+token is made and stores the agent's id (``agent_id``) and owner (``agent_owner``) beside its
+name; requests load that id within the token's tenant. Files written before this hold only
+``agent`` (a name): they are still read, and such a token is refused with a message to recreate
+it (``needs_agent_rebind``), never resolved by name in a project the client picks.
+
 The daemon re-reads the file when it changes (its mtime, size or inode), so a token
 created or revoked by the CLI takes effect without a restart. Writers replace the
 file atomically under a lock. Standard library only: the CLI imports it.
@@ -51,12 +57,19 @@ class TokenEntry:
     tenant: str
     team: str | None = None
     project: str | None = None
-    agent: str | None = None
+    agent: str | None = None  # the agent's name when the token was made: for listings and the audit log
     read_only: bool = False
     name: str | None = None
     created_at: float = field(default_factory=time.time)
     revoked_at: float | None = None
     expires_at: float | None = None  # None: until revoked
+    agent_id: str | None = None  # the agent's record id, loaded within ``tenant`` on every request
+    agent_owner: str | None = None  # "tenant/team/project" of the agent ("*": any), for listings
+
+    @property
+    def needs_agent_rebind(self) -> bool:
+        """Made before agents were bound by id: it names an agent but holds no id."""
+        return self.agent is not None and self.agent_id is None
 
     @property
     def active(self) -> bool:
@@ -156,10 +169,14 @@ class TokenStore:
         read_only: bool = False,
         name: str | None = None,
         expires_in: float | None = None,
+        agent_id: str | None = None,
+        agent_owner: str | None = None,
     ) -> tuple[str, TokenEntry]:
         """A new token; the plain value is returned here and never stored."""
         if expires_in is not None and expires_in <= 0:
             raise ValueError("expires_in must be positive")
+        if (agent is None) != (agent_id is None):
+            raise ValueError("an agent is bound by its name and its id, resolved when the token is made")
         token = PREFIX + secrets.token_urlsafe(32)
         now = time.time()
         entry = TokenEntry(
@@ -173,6 +190,8 @@ class TokenStore:
             name=name,
             created_at=now,
             expires_at=None if expires_in is None else now + expires_in,
+            agent_id=agent_id,
+            agent_owner=agent_owner,
         )
         with self._locked() as entries:
             if name and any(e.name == name and e.active for e in entries):

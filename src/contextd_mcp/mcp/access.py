@@ -1,8 +1,14 @@
 """Agent access control: what a connection acting as an agent may call.
 
-A connection acts as an agent when its identity says so (``Caller.agent``: CONTEXTD_AGENT on
-the socket / stdio, a bearer token's agent over HTTP) or when it started a session with
-``session_start(agent=...)``. Then every tool call is checked, before it runs, against the
+A connection acts as an agent when its identity says so or when it started a session with
+``session_start(agent=...)``. An identity names its agent in one of two ways:
+
+- a bearer token holds the agent's id (``Caller.agent_id``), fixed when the token was made; it
+  is loaded by that id within the token's tenant, never looked up by name in the team or
+  project a request names (a header would then choose which agent it is). A deleted agent
+  makes the token's calls fail, and a new agent of the same name is not it;
+- a local identity (CONTEXTD_AGENT on the socket / stdio) names it (``Caller.agent``) and it
+  is resolved in the caller's own scope, which that same local caller chose anyway. Then every tool call is checked, before it runs, against the
 agent's config as stored now (an update applies to the next call):
 
 - ``tools_enabled`` (when set) lists the only tools it may call;
@@ -24,6 +30,7 @@ from contextd_mcp.errors import Denied, NotFound
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.mcp.registry import ToolDef
 from contextd_mcp.models.agent import FULL_ACCESS, Access, AgentAccess, CreateAgent, Kind, UpdateAgent
+from contextd_mcp.models.scope import ScopeLevel
 
 R, W = Access.read, Access.write
 Need = tuple[Kind, Access]
@@ -113,11 +120,11 @@ class AgentBindings:
                 raise Denied(f"this connection already acts as agent {current[1]!r}; open a new connection for another agent")
             self._bound[key] = (agent_id, agent_name)
 
-    def agent_for(self, caller: Caller) -> str | None:
-        """The agent id bound to the caller's connection, else the identity's agent name."""
+    def bound(self, caller: Caller) -> str | None:
+        """The agent id ``session_start(agent=...)`` bound to the caller's connection, if any."""
         with self._lock:
             bound = self._bound.get(connection_key(caller))
-        return bound[0] if bound is not None else caller.agent
+        return bound[0] if bound is not None else None
 
     def release(self, caller: Caller) -> None:
         """Called by a transport when a connection closes."""
@@ -128,27 +135,40 @@ class AgentBindings:
         return len(self._bound)
 
 
-AccessLookup = Callable[[Caller, str], AgentAccess]
+# (caller, id or name, reach): the agent of that id or name the caller sees at that reach.
+AccessLookup = Callable[[Caller, str, ScopeLevel], AgentAccess]
 
 
 class AccessGuard:
-    """A ``ToolRunner`` guard. ``lookup(caller, ref)`` loads an agent that applies to the caller."""
+    """A ``ToolRunner`` guard. ``lookup(caller, ref, reach)`` loads an agent the caller sees."""
 
     def __init__(self, bindings: AgentBindings, lookup: AccessLookup) -> None:
         self._bindings = bindings
         self._lookup = lookup
 
     def agent(self, caller: Caller) -> AgentAccess | None:
-        ref = self._bindings.agent_for(caller)
+        if caller.agent_id is not None:  # a session can only bind this same agent (``bind``)
+            return self._token_agent(caller, caller.agent_id)
+        ref = self._bindings.bound(caller) or caller.agent
         if ref is None:
             return None
         try:
-            return self._lookup(caller, ref)
+            return self._lookup(caller, ref, ScopeLevel.project)
         except NotFound:
             # Fail closed: an identity that names an agent with no config may do nothing.
             raise Denied(
                 f"this connection acts as agent {ref!r}, which is not configured in this project; "
                 "create it with agent_create from a connection without an agent"
+            ) from None
+
+    def _token_agent(self, caller: Caller, agent_id: str) -> AgentAccess:
+        try:
+            # Org reach: the whole tenant, and nothing beyond it (another tenant's id is not found).
+            return self._lookup(caller, agent_id, ScopeLevel.org)
+        except NotFound:
+            raise Denied(
+                f"this token's agent {caller.agent or agent_id!r} (id {agent_id}) no longer exists; "
+                "the token can do nothing until the operator creates a new one for an existing agent"
             ) from None
 
     def check(self, caller: Caller, kind: Kind, mode: Access) -> None:
@@ -177,7 +197,7 @@ class AccessGuard:
         one), must itself be allowed to start a session, and must be the identity's own agent
         when the identity names one (a token for agent A cannot start a session as agent B).
         """
-        agent = self._lookup(caller, ref)
+        agent = self._lookup(caller, ref, ScopeLevel.project)
         identity = self.agent(caller)
         if identity is not None and identity.id != agent.id:
             raise Denied(f"this connection acts as agent {identity.name!r}; it cannot start a session as {agent.name!r}")

@@ -16,7 +16,10 @@ class Caller:
     transport: str  # "socket", "stdio", "http", "sse", "memory"
     connection_id: str = ""
     read_only: bool = False
-    agent: str | None = None
+    agent: str | None = None  # by name: a local identity's CONTEXTD_AGENT, in its own scope
+    # By identity: a bearer token's agent, fixed when the token was made; loaded by this id
+    # within the caller's tenant, whatever team / project the request names.
+    agent_id: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
     # The local project directory (repository root) the caller works in; only local
     # transports know one, and only they may run bash there.

@@ -1,5 +1,5 @@
 """Skills as MCP prompts: prompts/list shows the skills that apply to the caller,
-prompts/get renders one with its arguments (and counts a use).
+prompts/get renders one with its arguments (and counts a use, unless the caller is read-only).
 
 Prompt names are unique in a listing: when two levels hold a skill of the same name, the one
 closest to the caller keeps the bare name and the others are qualified ("review@org").
@@ -52,7 +52,8 @@ class SkillPrompts:
 
     def get_prompt(self, caller: Caller, name: str, arguments: dict[str, str]) -> types.GetPromptResult:
         self._check(caller, Kind.skills, Access.read)
-        record, text = self._skills.render(caller.scope, name, arguments)
+        # A read-only identity writes nothing at all, the use counter included.
+        record, text = self._skills.render(caller.scope, name, arguments, count_use=not caller.read_only)
         return types.GetPromptResult(
             description=record.payload["description"],
             messages=[

@@ -73,9 +73,9 @@ class AgentService:
         """An agent by name ('reviewer' or 'reviewer@org') or id; the one closest to the caller wins."""
         return self._records.resolve_id_or_name(scope, ref.strip(), reach)
 
-    def access(self, scope: Scope, ref: str) -> AgentAccess:
-        """What an agent that applies to the caller may do (for the access guard)."""
-        record = self.resolve(scope, ref)
+    def access(self, scope: Scope, ref: str, reach: ScopeLevel = ScopeLevel.project) -> AgentAccess:
+        """What an agent the caller sees at ``reach`` may do (for the access guard)."""
+        record = self.resolve(scope, ref, reach)
         p = record.payload
         return AgentAccess(id=record.id, name=p["name"], access=_access_of(p), tools_enabled=p.get("tools_enabled"))
 

@@ -1,7 +1,8 @@
 """Skills: create, find (by name and by meaning), render, count uses.
 
 Usage counts: a use is a skill pulled in order to apply it, i.e. ``skill_get`` and an MCP
-``prompts/get``. Listing and searching are not uses.
+``prompts/get``. Listing and searching are not uses. A caller that may not write (a read-only
+token) still reads, but is not counted: ``count_use=False`` leaves the store untouched.
 """
 
 from __future__ import annotations
@@ -92,14 +93,15 @@ class SkillService:
             return {}
         return {r.id: r.payload["name"] for r in self._records.store(scope).get(self._col(), ids, ScopeLevel.org)}
 
-    def get(self, scope: Scope, request: GetSkill) -> Skill:
+    def get(self, scope: Scope, request: GetSkill, count_use: bool = True) -> Skill:
         if request.skill_id is not None:
             record = self._records.load(scope, request.skill_id, request.scope)
         else:
             assert request.name is not None
             record = self.resolve(scope, request.name, request.scope)
-        self._count_use(scope, record.id, request.scope)
-        return self._skill(record, scope, extra_use=1)
+        if count_use:
+            self._count_use(scope, record.id, request.scope)
+        return self._skill(record, scope, extra_use=int(count_use))
 
     def find(self, scope: Scope, request: ListSkills) -> list[SkillSummary]:
         records = self.visible(scope, request.scope, request.tags)
@@ -168,8 +170,10 @@ class SkillService:
 
     # -- prompts -------------------------------------------------------------------------
 
-    def render(self, scope: Scope, ref: str, arguments: Mapping[str, str]) -> tuple[Record, str]:
-        """Renders a skill that applies to the caller (prompts/get) and counts the use."""
+    def render(
+        self, scope: Scope, ref: str, arguments: Mapping[str, str], count_use: bool = True
+    ) -> tuple[Record, str]:
+        """Renders a skill that applies to the caller (prompts/get) and counts the use (``count_use``)."""
         if len(ref) > NAME_MAX + 8:  # prompts/get names are not schema-checked; never echo a long one
             raise NotFound("skill", ref[:40] + "…")
         record = self.resolve(scope, ref)
@@ -183,7 +187,8 @@ class SkillService:
         if p["steps"]:
             numbered = [f"{i}. {templates.render(s, arguments, 'steps')}" for i, s in enumerate(p["steps"], 1)]
             text += "\n\nSteps:\n" + "\n".join(numbered)
-        self._count_use(scope, record.id, ScopeLevel.project)
+        if count_use:
+            self._count_use(scope, record.id, ScopeLevel.project)
         return record, text
 
     # -- helpers -------------------------------------------------------------------------

@@ -4,7 +4,8 @@ The SDK's ``BearerAuthBackend`` asks our ``TokenVerifier`` about the ``Authoriza
 header of every request and ``RequireAuthMiddleware`` answers 401 before any MCP
 message is read, so no tool can run without a valid token. The verified token's
 claims (tenant, team, project, agent, read-only) become the call's ``Caller``:
-an HTTP client never names its own tenant.
+an HTTP client never names its own tenant, nor which agent it is (the token holds the
+agent's id, fixed when the token was made).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def _claims(entry: TokenEntry) -> dict[str, Any]:
         "team": entry.team,
         "project": entry.project,
         "agent": entry.agent,
+        "agent_id": entry.agent_id,
         "read_only": entry.read_only,
     }
 
@@ -80,6 +82,13 @@ def caller_from_token(request: Any) -> Caller:
     if not isinstance(user, AuthenticatedUser) or not user.access_token.claims:
         raise Denied("this request carries no verified token; no tool can run")
     claims = user.access_token.claims
+    if claims["agent"] and not claims.get("agent_id"):
+        # Made before agents were bound by id: resolving its name now would let the client's
+        # project header pick which agent of that name it is. Refused until recreated.
+        raise Denied(
+            f"this token names agent {claims['agent']!r} by name only (made by an older contextd); "
+            f"create a new one with `contextd-mcp token create --agent {claims['agent']}` and revoke this one"
+        )
     headers = request.headers
     try:
         scope = Scope(
@@ -100,6 +109,7 @@ def caller_from_token(request: Any) -> Caller:
         connection_id=session[:32],
         read_only=bool(claims["read_only"]),
         agent=claims["agent"],
+        agent_id=claims.get("agent_id"),
         extra={"token": claims["token_id"]},
     )
 

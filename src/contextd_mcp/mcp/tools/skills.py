@@ -39,7 +39,8 @@ def skill_tools(service: SkillService) -> list[ToolDef]:
         return service.create(caller.scope, req)
 
     def get(caller: Caller, req: GetSkill) -> Skill:
-        return service.get(caller.scope, req)
+        # A read-only identity writes nothing at all, the use counter included.
+        return service.get(caller.scope, req, count_use=not caller.read_only)
 
     def list_(caller: Caller, req: ListSkills) -> SkillList:
         return SkillList(skills=service.find(caller.scope, req))
@@ -64,7 +65,7 @@ def skill_tools(service: SkillService) -> list[ToolDef]:
         ),
         ToolDef(
             "skill_get",
-            "Fetch a skill by id or name (counts as a use).",
+            "Fetch a skill by id or name (counts as a use, except for a read-only caller).",
             GetSkill,
             Skill,
             get,

@@ -1,0 +1,70 @@
+"""Tenants are who they are: checkouts of different hosts or groups never share memories.
+
+Issue 14 part 4, on the real daemon through its socket (what every bridge uses): the tenant
+was the owner part of the remote without its host, so ``gitlab.com/orgA/backend/api`` and
+``gitlab.com/orgB/backend/api`` were one tenant, and orgB's ``session_start`` injected orgA's
+memory.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.daemons import socket_client, start_daemon
+from tests.helpers import data, run_cli
+
+pytestmark = pytest.mark.anyio
+
+LESSON = {
+    "title": "Run the payment migrations with lock_timeout 5s",
+    "content": "The payments table is hot; a migration without lock_timeout stalls every checkout.",
+}
+TASK = "write a migration for the payments table"
+
+
+def checkout(path: Path, remote: str) -> Path:
+    path.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    subprocess.run(["git", "-C", str(path), "remote", "add", "origin", remote], check=True)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("owner", "intruder"),
+    [
+        ("https://gitlab.com/orgA/backend/api.git", "git@gitlab.com:orgB/backend/api.git"),
+        ("git@github.com:acme/app.git", "https://git.client-corp.example.net/acme/app"),
+    ],
+)
+async def test_another_host_or_group_never_gets_the_memories(tmp_path: Path, owner: str, intruder: str) -> None:
+    data_dir = tmp_path / "data"
+    mine, theirs = checkout(tmp_path / "mine", owner), checkout(tmp_path / "theirs", intruder)
+    daemon = start_daemon(data_dir, tmp_path)
+    try:
+        async with socket_client(daemon.socket, mine) as client:
+            stored = data(await client.call_tool("memory_store", LESSON))
+            again = data(await client.call_tool("session_start", {"task": TASK}))
+            assert stored["id"] in [m["id"] for m in again["memories"]]  # the lesson is injectable
+        async with socket_client(daemon.socket, theirs) as client:
+            started = data(await client.call_tool("session_start", {"task": TASK}))
+            assert started["memories"] == [] and "lock_timeout" not in started["injected_context"]
+            found = data(await client.call_tool("memory_search", {"query": TASK, "scope": "org"}))
+            assert found["memories"] == []
+    finally:
+        daemon.stop()
+
+
+def test_status_shows_the_scope_and_where_each_part_came_from(tmp_path: Path) -> None:
+    repo = checkout(tmp_path / "r", "https://ci:glpat-secret@gitlab.com/orgA/backend/api.git")
+    shown = run_cli(tmp_path / "data", "status", "--json", "--path", str(repo), CONTEXTD_TEAM="payments")
+    scope = json.loads(shown.stdout)["scope"]
+    assert scope["tenant"].startswith("gitlab.com_orga_backend-") and scope["project"] == "api"
+    assert scope["team"] == "payments" and scope["sources"]["team"] == "CONTEXTD_TEAM"
+    assert "owner gitlab.com/orga/backend" in scope["sources"]["tenant"]
+    assert "glpat-secret" not in shown.stdout
+    text = run_cli(tmp_path / "data", "status", "--path", str(repo)).stdout
+    assert f"tenant: {scope['tenant']}" in text and "not running" in text
