@@ -141,7 +141,7 @@ def _move_where(store: VectorStore, collection: str, where: dict[str, Any], move
                 move.conflicts.append(f"{collection}/{record.payload.get('name', record.id)}")
                 skipped.add(record.id)
                 continue
-            store.set_fields(collection, record.id, target)
+            store.set_fields(collection, record.id, target, where)
             moved += 1
 
 
