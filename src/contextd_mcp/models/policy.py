@@ -49,6 +49,7 @@ from pydantic import BaseModel, Field, StringConstraints, model_validator
 from contextd_mcp import limits
 from contextd_mcp.models.requests import MemoryId, Tag, _Strict
 from contextd_mcp.models.scope import ScopeLevel
+from contextd_mcp.models.shell import ENV_MAX_ITEMS, ENV_VALUE_MAX
 
 PATTERN_MAX = 500
 GLOB_MAX = 300
@@ -63,6 +64,7 @@ PATH_MAX = 1000
 PATHS_MAX = 200
 HISTORY_MAX = 50
 HISTORY_ITEM_MAX = 2000
+ENV_NAME_MAX = 64
 POLICIES_PER_SCOPE_MAX = 500
 LIST_LIMIT_MAX = 200
 class PackName(StrEnum):
@@ -183,6 +185,11 @@ class PolicyContext(_Strict):
     )
     history: list[Annotated[str, StringConstraints(max_length=HISTORY_ITEM_MAX)]] = Field(
         default_factory=list, max_length=HISTORY_MAX, description="Earlier commands of this task, for requires rules"
+    )
+    env: dict[Annotated[str, StringConstraints(max_length=ENV_NAME_MAX)], Annotated[str, StringConstraints(max_length=ENV_VALUE_MAX)]] = Field(
+        default_factory=dict, max_length=ENV_MAX_ITEMS,
+        description="Variables the command runs with (bash's env): substituted where it uses them; "
+        "values of ones programs run (PAGER, EDITOR, GIT_SSH_COMMAND, ...) are checked as commands",
     )
 
 

@@ -1,0 +1,420 @@
+"""What a shell command line will really run, as variants that policy rules are checked on.
+
+A rule that reads only the text as written is sidestepped by ``g""it``, ``$'\\x67it'``,
+``a=git; $a``, ``eval …``, ``sh -c '…'``, ``echo … | base64 -d | sh`` or ``git -c x=y push``.
+``command_variants`` returns the command as written plus, for it and for every piece of shell
+it will run (``eval`` and ``bash/sh/zsh -c`` arguments, command substitutions, text piped or
+here-string'd into a shell, decoded base64, the values of ``env`` variables that programs
+execute), three normal forms:
+
+- ``unquoted``: quotes and escapes removed, ``$'…'`` decoded, known variables substituted;
+- ``canonical``: also without wrappers (``sudo``, ``env``, ``command``, ``exec``, ``nohup``,
+  ``time``, ``nice``, ``timeout``, ``xargs`` with what is piped to it), path prefixes
+  (``/bin/rm`` → ``rm``), git's global options (``-c``, ``-C``, ``--git-dir``, …; a
+  ``-c alias.x=…`` is expanded), and ``cd`` kept so that relative paths resolve;
+- ``flags``: the canonical form with the flags of ``rm``, ``cp``, ``chmod``, ``chown`` and
+  ``git push`` merged into one cluster, long names as short ones (``--recursive --force`` →
+  ``-rf``, ``--force`` → ``-f``).
+
+Work is bounded: at most ``VARIANTS_MAX`` variants, pieces unfolded ``UNFOLD_DEPTH_MAX`` levels
+deep, every text cut at ``shell_words.TEXT_MAX`` characters. It catches common obfuscations of a
+cooperative agent; it is no parser of every shell program (the sandbox is the boundary).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import posixpath
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from contextd_mcp.services.shell_words import TEXT_MAX, Token, decode_ansi_c, expand, lex
+
+VARIANTS_MAX = 32
+UNFOLD_DEPTH_MAX = 3
+_STATIC_DEPTH_MAX = 4  # nested $( … ) evaluated for a static output
+
+# Programs that run the value of these variables as a command line (git, less, man, editors).
+EXECUTED_ENV = frozenset({
+    "PAGER", "GIT_PAGER", "MANPAGER", "SYSTEMD_PAGER", "EDITOR", "VISUAL", "GIT_EDITOR", "GIT_SEQUENCE_EDITOR",
+    "FCEDIT", "GIT_SSH_COMMAND", "GIT_SSH", "GIT_ASKPASS", "SSH_ASKPASS", "SUDO_ASKPASS", "GIT_EXTERNAL_DIFF",
+    "GIT_PROXY_COMMAND", "LESSOPEN", "LESSCLOSE", "BROWSER",
+})
+SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "mksh", "ash", "busybox"})
+_SEPARATORS = frozenset({"|", "|&", "||", "&&", ";", "&", ";;", "(", ")"})
+_WRAPPERS = {  # wrapper -> its options that take a value
+    "sudo": {"-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U", "-T"},
+    "doas": {"-u", "-C"},
+    "env": {"-u", "-C", "-S", "--unset", "--chdir", "--split-string"},
+    "command": set(), "exec": {"-a"}, "builtin": set(), "nohup": set(), "time": {"-f", "-o"},
+    "nice": {"-n", "--adjustment"}, "ionice": {"-c", "-n", "-p"}, "stdbuf": {"-i", "-o", "-e"},
+    "timeout": {"-s", "-k", "--signal", "--kill-after"}, "setsid": set(), "chronic": set(), "unbuffer": set(),
+}
+_XARGS_VALUED = {"-n", "-I", "-L", "-P", "-d", "-s", "-a", "-E", "--max-args", "--replace", "--max-procs",
+                 "--delimiter", "--arg-file", "--max-chars", "-i"}
+_GIT_VALUED = {"-c", "-C", "--git-dir", "--work-tree", "--namespace", "--config-env", "--super-prefix", "--exec-path"}
+_GIT_FLAGS = {"--no-pager", "-p", "--paginate", "-P", "--bare", "--no-replace-objects", "--literal-pathspecs",
+              "--glob-pathspecs", "--noglob-pathspecs", "--icase-pathspecs", "--no-optional-locks", "--no-advice",
+              "--html-path", "--man-path", "--info-path", "--no-lazy-fetch"}
+# Commands whose flags are merged: long name -> short letter, and the usual order of a cluster.
+_FLAGS = {
+    "rm": ({"--recursive": "r", "-R": "r", "--force": "f", "--dir": "d", "--verbose": "v"}, "rf"),
+    "cp": ({"--recursive": "r", "-R": "r", "--force": "f"}, "rf"),
+    "chmod": ({"--recursive": "R"}, "R"),
+    "chown": ({"--recursive": "R"}, "R"),
+    "git push": ({"--force": "f", "--set-upstream": "u", "--delete": "d", "--quiet": "q", "--verbose": "v"}, "f"),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    text: str
+    words: tuple[str, ...]  # operators are words of their own, as shlex splits them
+    how: str  # "as written", "unquoted", "canonical", "flags", prefixed by where the piece came from
+
+
+@dataclass
+class _Command:
+    words: list[str] = field(default_factory=list)
+    redirects: list[tuple[str, str]] = field(default_factory=list)
+    separator: str = ""
+
+
+def command_variants(command: str, env: Mapping[str, str] | None = None) -> list[Variant]:
+    """The command as written first, then its normal forms and those of every piece it runs."""
+    return _Unfolder(dict(env or {})).run(command)
+
+
+class _Unfolder:
+    def __init__(self, env: dict[str, str]) -> None:
+        self._env = env
+        self._variants: list[Variant] = []
+        self._texts: set[str] = set()
+        self._queue: deque[tuple[str, int, str]] = deque()
+
+    def run(self, command: str) -> list[Variant]:
+        self._queue.append((command, 0, ""))
+        for name in sorted(EXECUTED_ENV & set(self._env)):
+            self._queue.append((self._env[name], 1, f"env.{name}"))
+        while self._queue and len(self._variants) < VARIANTS_MAX:
+            text, depth, origin = self._queue.popleft()
+            self._unfold(text[:TEXT_MAX], depth, origin)
+        return self._variants
+
+    def _add(self, text: str, words: list[str] | tuple[str, ...], how: str) -> None:
+        if text in self._texts or len(self._variants) >= VARIANTS_MAX:
+            return
+        self._texts.add(text)
+        self._variants.append(Variant(text, tuple(words), how))
+
+    def _enqueue(self, text: str, depth: int, origin: str) -> None:
+        if depth <= UNFOLD_DEPTH_MAX and text.strip():
+            self._queue.append((text, depth, origin))
+
+    def _unfold(self, text: str, depth: int, origin: str) -> None:
+        variables = dict(self._env)
+        commands = self._commands(lex(text), variables, depth, origin)
+        label = f"{origin}, " if origin else ""
+        self._add(text, _raw_words(text), origin or "as written")
+        unquoted = _render(commands)
+        self._add(" ".join(unquoted), unquoted, f"{label}unquoted")
+        canonical = [self._canonical(c, depth, origin) for c in _with_stdin(commands)]
+        words = _render(canonical)
+        self._add(" ".join(words), words, f"{label}canonical")
+        flagged = _render([_merge_flags(c) for c in canonical])
+        self._add(" ".join(flagged), flagged, f"{label}flags")
+        self._pipes_into_shells(canonical, depth)
+
+    def _commands(self, tokens: list[Token], variables: dict[str, str], depth: int, origin: str) -> list[_Command]:
+        commands = [_Command()]
+        static = _Static(variables)
+        i = 0
+        while i < len(tokens):
+            token = tokens[i]
+            current = commands[-1]
+            if token.kind == "op" and token.text in _SEPARATORS:
+                current.separator = token.text
+                commands.append(_Command())
+            elif token.kind == "op":
+                target = tokens[i + 1].text if i + 1 < len(tokens) and tokens[i + 1].kind == "word" else ""
+                expanded = expand(target, variables, static) if target else None
+                current.redirects.append((token.text, " ".join(expanded.fields) if expanded else ""))
+                i += 1 if target else 0
+            else:
+                expansion = expand(token.text, variables, static)
+                for body in expansion.substitutions:
+                    self._enqueue(body, depth + 1, _join(origin, "command substitution"))
+                if not current.words and "=" in token.text and _is_assignment(token.text):
+                    name, _, _ = token.text.partition("=")
+                    variables[name] = " ".join(expansion.fields)[len(name) + 1 :]
+                if len(current.words) == 1 and current.words[0] in ("export", "declare", "local", "readonly", "typeset"):
+                    for f in expansion.fields:
+                        if _is_assignment(f):
+                            name, _, value = f.partition("=")
+                            variables[name] = value
+                current.words.extend(expansion.fields)
+            i += 1
+        return [c for c in commands if c.words or c.redirects]
+
+    def _canonical(self, command: _Command, depth: int, origin: str) -> _Command:
+        words = list(command.words)
+        words = _strip_wrappers(words)
+        if not words:
+            return _Command(words, command.redirects, command.separator)
+        words[0] = posixpath.basename(words[0]) if "/" in words[0] and not words[0].endswith("/") else words[0]
+        if words[0] == "git":
+            words, alias_shell = _git_canonical(words)
+            if alias_shell is not None:
+                self._enqueue(alias_shell, depth + 1, _join(origin, "git alias"))
+        name = words[0]
+        if name == "eval" and len(words) > 1:
+            self._enqueue(" ".join(words[1:]), depth + 1, _join(origin, "eval argument"))
+        elif name in SHELLS:
+            script = _shell_script(words)
+            if script is not None:
+                self._enqueue(script, depth + 1, _join(origin, f"{name} -c argument"))
+        return _Command(words, command.redirects, command.separator)
+
+    def _pipes_into_shells(self, commands: list[_Command], depth: int) -> None:
+        """Text that reaches a shell's standard input (a pipe, a here-string) is run by it."""
+        stdin: str | None = None
+        for command in commands:
+            here = next((t for op, t in command.redirects if op == "<<<"), None)
+            feed = here if here is not None else stdin
+            words = command.words
+            if feed is not None and words and words[0] in SHELLS and _shell_script(words) is None and _reads_stdin(words):
+                self._enqueue(feed, depth + 1, f"piped into {command.words[0]}")
+            stdin = _Static({}).stage(command.words, feed) if command.separator in ("|", "|&") else None
+
+
+def _join(origin: str, how: str) -> str:
+    return f"{origin} → {how}" if origin else how
+
+
+def _raw_words(text: str) -> list[str]:
+    """The words the rules always had (shlex), so a rule reads the text as written as before."""
+    import shlex
+
+    try:
+        lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        return list(lexer)
+    except ValueError:  # unbalanced quotes: fall back to blanks
+        return text.split()
+
+
+def _is_assignment(word: str) -> bool:
+    name, eq, _ = word.partition("=")
+    return bool(eq) and name.isidentifier() and name.isascii()
+
+
+def _render(commands: list[_Command]) -> list[str]:
+    out: list[str] = []
+    for command in commands:
+        out.extend(command.words)
+        for op, target in command.redirects:
+            out.extend([op, target] if target else [op])
+        if command.separator:
+            out.append(command.separator)
+    return out
+
+
+def _with_stdin(commands: list[_Command]) -> list[_Command]:
+    """``echo a b | xargs cmd`` and ``xargs cmd <<< 'a b'`` run ``cmd a b``."""
+    out: list[_Command] = []
+    stdin: str | None = None
+    for command in commands:
+        here = next((t for op, t in command.redirects if op == "<<<"), None)
+        feed = here if here is not None else stdin
+        words = _strip_wrappers(list(command.words))
+        if words[:1] == ["xargs"]:
+            args = _skip_options(words[1:], _XARGS_VALUED)
+            command = _Command([*args, *(feed.split() if feed else [])], command.redirects, command.separator)
+        out.append(command)
+        stdin = _Static({}).stage(words, feed) if command.separator in ("|", "|&") else None
+    return out
+
+
+def _skip_options(words: list[str], valued: set[str]) -> list[str]:
+    i = 0
+    while i < len(words) and words[i].startswith("-") and words[i] != "-":
+        if words[i] == "--":
+            return words[i + 1 :]
+        i += 2 if words[i] in valued else 1
+    return words[i:]
+
+
+def _strip_wrappers(words: list[str]) -> list[str]:
+    for _ in range(8):  # sudo env nice command … stacked: a few levels are enough
+        while words and _is_assignment(words[0]):
+            words = words[1:]
+        if not words or posixpath.basename(words[0]) not in _WRAPPERS:
+            return words
+        name = posixpath.basename(words[0])
+        rest = _skip_options(words[1:], _WRAPPERS[name])
+        if name == "timeout" and rest:
+            rest = rest[1:]  # the duration
+        words = rest
+    return words
+
+
+def _git_canonical(words: list[str]) -> tuple[list[str], str | None]:
+    """``git`` without its global options; a ``-c alias.NAME=…`` used as the subcommand is expanded
+    (a ``!`` alias is shell, returned to be unfolded)."""
+    aliases: dict[str, str] = {}
+    i = 1
+    while i < len(words) and words[i].startswith("-"):
+        word = words[i]
+        option, eq, value = word.partition("=")
+        if option in _GIT_VALUED:
+            if not eq:
+                value = words[i + 1] if i + 1 < len(words) else ""
+                i += 1
+            if option == "-c" and value.lower().startswith("alias."):
+                key, _, body = value[len("alias.") :].partition("=")
+                aliases[key.lower()] = body
+        elif word.startswith("-c") and len(word) > 2:
+            value = word[2:]
+        elif word not in _GIT_FLAGS:
+            break
+        i += 1
+    rest = words[i:]
+    if rest and rest[0].lower() in aliases:
+        body = aliases[rest[0].lower()]
+        if body.startswith("!"):
+            return ["git", *rest], " ".join([body[1:], *rest[1:]])
+        return ["git", *body.split(), *rest[1:]], None
+    return ["git", *rest], None
+
+
+def _shell_script(words: list[str]) -> str | None:
+    """The script of ``sh -c SCRIPT`` (``-c`` may sit in a cluster: ``-lc``, ``-ec``)."""
+    i = 1
+    while i < len(words) and words[i][:1] in ("-", "+") and words[i] != "--":
+        word = words[i]
+        if word in ("-o", "+o", "-O", "+O"):
+            i += 2
+            continue
+        if not word.startswith("--") and "c" in word[1:]:
+            return words[i + 1] if i + 1 < len(words) else None
+        i += 1
+    return None
+
+
+def _reads_stdin(words: list[str]) -> bool:
+    """A shell without ``-c`` runs its standard input unless it is given a script file."""
+    i = 1
+    while i < len(words) and words[i][:1] in ("-", "+"):
+        if words[i] in ("-s", "-", "--"):
+            return True
+        i += 2 if words[i] in ("-o", "+o", "-O", "+O") else 1
+    return i >= len(words)
+
+
+def _merge_flags(command: _Command) -> _Command:
+    words = command.words
+    key = " ".join(words[:2]) if words[:2] == ["git", "push"] else (words[0] if words else "")
+    if key not in _FLAGS:
+        return command
+    longs, order = _FLAGS[key]
+    start = 2 if key == "git push" else 1
+    letters: list[str] = []
+    others: list[str] = []
+    position = None
+    for word in words[start:]:
+        letter = longs.get(word)
+        if letter is None and word.startswith("-") and not word.startswith("--") and word[1:].isalpha():
+            letters.extend(longs.get(f"-{c}", c) for c in word[1:])
+        elif letter is not None:
+            letters.append(letter)
+        else:
+            others.append(word)
+            continue
+        position = len(others) if position is None else position
+    if not letters:
+        return command
+    unique = list(dict.fromkeys(letters))
+    cluster = "-" + "".join(sorted(unique, key=lambda c: (order.find(c) if c in order else len(order), unique.index(c))))
+    others.insert(position or 0, cluster)
+    return _Command([*words[:start], *others], command.redirects, command.separator)
+
+
+class _Static:
+    """Output of a command whose output does not depend on the world: ``echo``, ``printf``, and
+    ``base64 -d``/``xxd -r -p``/``rev``/``cat``/``tee`` of a known input."""
+
+    def __init__(self, variables: Mapping[str, str], depth: int = 0) -> None:
+        self._variables = variables
+        self._depth = depth
+
+    def __call__(self, body: str) -> str | None:
+        if self._depth >= _STATIC_DEPTH_MAX:
+            return None
+        inner = _Static(self._variables, self._depth + 1)
+        stdin: str | None = None
+        out: str | None = None
+        stage: list[str] = []
+        here: str | None = None
+        for token in [*lex(body), Token("op", "|")]:
+            if token.kind == "op" and token.text in ("|", "|&"):
+                out = self.stage(stage, here if here is not None else stdin)
+                stdin, stage, here = out, [], None
+                if out is None:
+                    return None
+            elif token.kind == "op" and token.text == "<<<":
+                here = ""
+            elif token.kind == "op":
+                return None  # ;, &&, redirections: not a plain pipeline
+            elif here == "" and stage:
+                here = " ".join(expand(token.text, self._variables, inner).fields)
+            else:
+                stage.extend(expand(token.text, self._variables, inner).fields)
+        return out
+
+    def stage(self, words: list[str], stdin: str | None) -> str | None:
+        if not words:
+            return None
+        name, args = posixpath.basename(words[0]), words[1:]
+        if name == "echo":
+            flags = [a for a in args[:2] if a in ("-n", "-e", "-ne", "-en", "-E")]
+            text = " ".join(args[len(flags):])
+            text = decode_ansi_c(text) if any("e" in f for f in flags) else text
+            return text if any("n" in f for f in flags) else text + "\n"
+        if name == "printf" and args:
+            return _printf(args[0], args[1:])
+        if stdin is None:
+            return None
+        if name == "base64" and any(a in ("-d", "--decode", "-D", "-di", "-id") for a in args):
+            return _b64decode(stdin)
+        if name == "xxd" and "-r" in args and "-p" in args:
+            try:
+                return bytes.fromhex("".join(stdin.split())).decode()[:TEXT_MAX]
+            except (ValueError, UnicodeDecodeError):
+                return None
+        if name == "rev":
+            return "\n".join(line[::-1] for line in stdin.split("\n"))
+        if name in ("cat", "tee") and not [a for a in args if a != "-" and name == "cat"]:
+            return stdin
+        return None
+
+
+def _printf(fmt: str, args: list[str]) -> str:
+    if not args:
+        return decode_ansi_c(fmt.replace("%%", "%"))
+    if fmt.replace("\\n", "") in ("%s", "%b"):
+        return "".join(decode_ansi_c(a) if fmt.startswith("%b") else a for a in args) + ("\n" if "\\n" in fmt else "")
+    out = decode_ansi_c(fmt)
+    for arg in args:
+        out = out.replace("%s", arg, 1)
+    return out
+
+
+def _b64decode(text: str) -> str | None:
+    data = "".join(text.split())
+    try:
+        raw = base64.b64decode(data + "=" * (-len(data) % 4), validate=False)
+        return raw.decode()[:TEXT_MAX]
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
