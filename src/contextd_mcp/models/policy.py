@@ -21,11 +21,24 @@ Rules (``rule`` is one JSON object, at most 4096 bytes, nested at most 3 levels)
   ``context.project_dir``: targets of ``>``/``>>``, ``tee``, ``touch``, ``mkdir``, ``rm``,
   ``rmdir``, ``truncate``, ``shred``, ``unlink``, ``chmod``/``chown`` files, the destination of
   ``cp``/``mv``/``install``/``ln``/``rsync``/``scp``, ``dd of=``, ``sed -i`` files,
-  ``curl -o``/``wget -O``, and ``context.paths``. Paths resolve against ``context.working_dir``;
-  ``~`` and ``$HOME`` are outside; symlinks are not followed.
+  ``curl -o``/``wget -O``, the start paths of ``find … -delete``/``-exec``, and ``context.paths``.
+  Paths resolve against ``context.working_dir`` and the ``cd``s earlier on the line; ``~`` and
+  ``$HOME`` are outside; symlinks are not followed.
 - ``{"kind": "all", "rules": [...]}`` / ``{"kind": "any", "rules": [...]}`` — every / some rule matches.
 
-A policy is violated when its rule matches. Regexes use RE2 syntax (no backreferences or
+A policy is violated when its rule matches. Rules on the action read it as written *and* as it
+will really run: quotes and backslashes removed, ``$'…'`` decoded, variables assigned on the line
+or given in ``context.env`` substituted, ``$(echo x)`` replaced by its output; without wrappers
+(``sudo``, ``env``, ``command``, ``exec``, ``nohup``, ``nice``, ``timeout``, ``xargs`` with what is piped to
+it), path prefixes (``/bin/rm``), git's global options (``-c``, ``-C``, ``--git-dir``; ``-c alias.x=…``
+expanded); with the flags of ``rm``/``cp``/``chmod``/``chown``/``git push`` merged (``--recursive --force``
+→ ``-rf``); and the same for every piece of shell the action runs: ``eval`` and ``sh``/``bash``/``zsh -c``
+arguments, command substitutions, text piped or here-string'd into a shell (``echo … | base64 -d | sh``),
+and values in ``context.env`` that programs run (``PAGER``, ``EDITOR``, ``GIT_SSH_COMMAND``, …). A rule
+matches if it matches any of these variants (at most 32, unfolded 3 levels deep), and the reason
+names the variant when it is not the text as written. This catches common obfuscations of a
+cooperative agent; it is not a shell, and the sandbox, not a policy, is the security boundary.
+Regexes use RE2 syntax (no backreferences or
 lookaround) and run in linear time, so no pattern can hang the server; ``"ignore_case": true``
 makes a regex rule case-insensitive. A bad pattern is refused when the policy is set, naming
 the field (e.g. ``rule.pattern``).

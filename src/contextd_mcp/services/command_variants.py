@@ -35,6 +35,7 @@ from contextd_mcp.services.shell_words import TEXT_MAX, Token, decode_ansi_c, ex
 VARIANTS_MAX = 32
 UNFOLD_DEPTH_MAX = 3
 _STATIC_DEPTH_MAX = 4  # nested $( … ) evaluated for a static output
+_EXPANDED_MAX = 4 * TEXT_MAX  # characters of expanded words per piece, then words stay as written
 
 # Programs that run the value of these variables as a command line (git, less, man, editors).
 EXECUTED_ENV = frozenset({
@@ -130,6 +131,7 @@ class _Unfolder:
     def _commands(self, tokens: list[Token], variables: dict[str, str], depth: int, origin: str) -> list[_Command]:
         commands = [_Command()]
         static = _Static(variables)
+        expanded_chars = 0
         i = 0
         while i < len(tokens):
             token = tokens[i]
@@ -143,17 +145,20 @@ class _Unfolder:
                 current.redirects.append((token.text, " ".join(expanded.fields) if expanded else ""))
                 i += 1 if target else 0
             else:
+                if expanded_chars > _EXPANDED_MAX:  # past the budget, words are read as written
+                    variables, static = {}, _Static({}, _STATIC_DEPTH_MAX)
                 expansion = expand(token.text, variables, static)
+                expanded_chars += sum(len(f) for f in expansion.fields)
                 for body in expansion.substitutions:
                     self._enqueue(body, depth + 1, _join(origin, "command substitution"))
                 if not current.words and "=" in token.text and _is_assignment(token.text):
                     name, _, _ = token.text.partition("=")
-                    variables[name] = " ".join(expansion.fields)[len(name) + 1 :]
+                    variables[name] = " ".join(expansion.fields)[len(name) + 1 : TEXT_MAX]
                 if len(current.words) == 1 and current.words[0] in ("export", "declare", "local", "readonly", "typeset"):
                     for f in expansion.fields:
                         if _is_assignment(f):
                             name, _, value = f.partition("=")
-                            variables[name] = value
+                            variables[name] = value[:TEXT_MAX]
                 current.words.extend(expansion.fields)
             i += 1
         return [c for c in commands if c.words or c.redirects]

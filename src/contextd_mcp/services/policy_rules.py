@@ -222,7 +222,8 @@ def shell_write_targets(words: list[str]) -> list[str]:
 def _moved(cwd: str, to: str) -> str:
     if to.startswith(("~", "$HOME", "${HOME}")) or to == "-":
         return "~"
-    return posixpath.normpath(posixpath.join(cwd, to)) if cwd or to.startswith("/") else to
+    moved = posixpath.normpath(posixpath.join(cwd, to))
+    return "" if moved == "." else moved
 
 
 def _under(cwd: str, target: str) -> str:

@@ -232,7 +232,11 @@ def expand(word: str, variables: Mapping[str, str], static: StaticOutput) -> Exp
     quoted_any = False
     substitutions: list[str] = []
 
+    budget = [TEXT_MAX]  # one word expands to at most this many characters, however many $x it holds
+
     def add(text: str, split: bool) -> None:
+        text = text[: budget[0]]
+        budget[0] -= len(text)
         if not split:
             fields[-1] = (fields[-1] + text)[:TEXT_MAX]
             return
