@@ -106,9 +106,13 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
         "false_denial_rate": round(len(denials) / len(ordinary), 3),
         "per_policy": {k: f"{v[0]}/{v[1]}" for k, v in sorted(per_policy.items())},
         "check_ms": raw["check_ms"],
-        "bypasses": [f"[{e['policy']}] {e['technique']}: {e['command']}" for e in bypasses],
-        "false_denials": [f"{e['command']} -> {e['reason']}" for e in denials],
+        "bypasses": [f"[{e['policy']}] {e['technique']}: {_line(e['command'])}" for e in bypasses],
+        "false_denials": [f"{_line(e['command'])} -> {e['reason']}" for e in denials],
     }
+
+
+def _line(command: str) -> str:
+    return command.replace("\n", "\\n")
 
 
 def _run_tree(src: Path) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The security pack against the obfuscation corpus (tests/data/policy/obfuscations.json):
 forbidden commands written the ways an agent might sidestep a rule, and ordinary developer
 commands that must stay allowed. bench/bench_policy_bypass.py reports the same figures before →
-after; on main before this work 93 of 117 got through."""
+after; on main before this work 109 of 154 got through."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ COMPILER = RuleCompiler(RegexScrubber())
 PACK = [(p.title, COMPILER.compile(RULE.validate_python(p.rule))) for p in PACKS["security"]]
 # Only the entries marked out_of_reach may get through (another language, state kept across
 # commands or in the file system: what no reading of one command line can see, and what the
-# sandbox contains). 3 of 117 today; the bound leaves no room for anything else.
+# sandbox contains). 4 of 154 today; the bound leaves no room for anything else.
 BYPASS_RATE_MAX = sum(1 for e in CORPUS["forbidden"] if e.get("out_of_reach")) / len(CORPUS["forbidden"])
 
 

@@ -43,7 +43,7 @@ EXECUTED_ENV = frozenset({
     "FCEDIT", "GIT_SSH_COMMAND", "GIT_SSH", "GIT_ASKPASS", "SSH_ASKPASS", "SUDO_ASKPASS", "GIT_EXTERNAL_DIFF",
     "GIT_PROXY_COMMAND", "LESSOPEN", "LESSCLOSE", "BROWSER",
 })
-SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "mksh", "ash", "busybox"})
+SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "mksh", "ash"})
 _SEPARATORS = frozenset({"|", "|&", "||", "&&", ";", "&", ";;", "(", ")"})
 _WRAPPERS = {  # wrapper -> its options that take a value
     "sudo": {"-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U", "-T"},
@@ -52,6 +52,7 @@ _WRAPPERS = {  # wrapper -> its options that take a value
     "command": set(), "exec": {"-a"}, "builtin": set(), "nohup": set(), "time": {"-f", "-o"},
     "nice": {"-n", "--adjustment"}, "ionice": {"-c", "-n", "-p"}, "stdbuf": {"-i", "-o", "-e"},
     "timeout": {"-s", "-k", "--signal", "--kill-after"}, "setsid": set(), "chronic": set(), "unbuffer": set(),
+    "busybox": set(), "toybox": set(),
 }
 _XARGS_VALUED = {"-n", "-I", "-L", "-P", "-d", "-s", "-a", "-E", "--max-args", "--replace", "--max-procs",
                  "--delimiter", "--arg-file", "--max-chars", "-i"}
@@ -137,6 +138,7 @@ class _Unfolder:
             token = tokens[i]
             current = commands[-1]
             if token.kind == "op" and token.text in _SEPARATORS:
+                _read_builtin(current, variables)
                 current.separator = token.text
                 commands.append(_Command())
             elif token.kind == "op":
@@ -161,6 +163,7 @@ class _Unfolder:
                             variables[name] = value[:TEXT_MAX]
                 current.words.extend(expansion.fields)
             i += 1
+        _read_builtin(commands[-1], variables)
         return [c for c in commands if c.words or c.redirects]
 
     def _canonical(self, command: _Command, depth: int, origin: str) -> _Command:
@@ -192,6 +195,15 @@ class _Unfolder:
             if feed is not None and words and words[0] in SHELLS and _shell_script(words) is None and _reads_stdin(words):
                 self._enqueue(feed, depth + 1, f"piped into {command.words[0]}")
             stdin = _Static({}).stage(command.words, feed) if command.separator in ("|", "|&") else None
+
+
+def _read_builtin(command: _Command, variables: dict[str, str]) -> None:
+    """``read -r c <<< 'rm -rf /'`` assigns like ``c='rm -rf /'``."""
+    here = next((t for op, t in command.redirects if op == "<<<"), None)
+    if command.words[:1] == ["read"] and here is not None:
+        names = [w for w in command.words[1:] if _is_assignment(w + "=")]
+        if names:
+            variables[names[-1]] = here[:TEXT_MAX]
 
 
 def _join(origin: str, how: str) -> str:

@@ -19,6 +19,7 @@ TEXT_MAX = 16_000  # an expanded word or a decoded payload is cut here (the comm
 
 _OPERATORS = ("&>>", "<<<", "<<-", ";;", "||", "&&", "|&", "&>", "<<", "<>", ">>", ">|", ">&", "<&", "|", "&", ";", "<", ">", "(", ")")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_POSITIONAL = frozenset("@*123456789")
 _SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "n": "\n", "r": "\r", "t": "\t",
                    "v": "\v", "\\": "\\", "'": "'", '"': '"', "?": "?"}
 
@@ -234,12 +235,16 @@ def expand(word: str, variables: Mapping[str, str], static: StaticOutput) -> Exp
 
     budget = [TEXT_MAX]  # one word expands to at most this many characters, however many $x it holds
 
+    separators = variables.get("IFS")
+
     def add(text: str, split: bool) -> None:
         text = text[: budget[0]]
         budget[0] -= len(text)
         if not split:
             fields[-1] = (fields[-1] + text)[:TEXT_MAX]
             return
+        if separators:  # IFS=, set on the line: x=push,-f splits at the commas
+            text = text.translate({ord(c): " " for c in separators[:8]})
         parts = text.split()
         if not parts:
             return
@@ -263,8 +268,12 @@ def expand(word: str, variables: Mapping[str, str], static: StaticOutput) -> Exp
             end = _closing(word, i + 2, "{", "}")
             name = word[i + 2 : end - 1]
             known = variables.get(name) if _NAME.fullmatch(name) else None
+            if known is None and (name in _POSITIONAL or _inside_a_name(word, i, end)):
+                known = ""
             add(word[i:end] if known is None else known, split=known is not None and not in_quotes)
             return end
+        if word[i + 1 : i + 2] in _POSITIONAL:  # `bash -c command` has no arguments: these are empty
+            return i + 2
         match = _NAME.match(word, i + 1)
         if match:
             known = variables.get(match.group(0))
@@ -314,6 +323,12 @@ def expand(word: str, variables: Mapping[str, str], static: StaticOutput) -> Exp
             i += 1
     kept = [f for f in fields if f] or ([""] if quoted_any else [])
     return Expansion(kept, substitutions)
+
+
+def _inside_a_name(word: str, start: int, end: int) -> bool:
+    """``ma${x}in``: an unset variable between letters is an empty string hiding a word; one
+    that starts or ends a path (``$DIR/x``) may well be set, so it stays as written."""
+    return start > 0 and word[start - 1].isalnum() and end < len(word) and word[end].isalnum()
 
 
 def _expand_double(body: str, add: Callable[[str, bool], None], dollar_in: Callable[[int], int]) -> None:
