@@ -100,6 +100,10 @@ def test_env_values_are_substituted_and_executed_ones_unfolded() -> None:
     assert not any("LANG" in how for how in found)
 
 
+def test_eval_sees_the_variables_of_its_line() -> None:
+    assert texts("a=rm; eval '$a -rf /'")["eval argument, unquoted"] == "rm -rf /"
+
+
 def test_unfolding_stops_at_its_depth() -> None:
     nested = "ls /"
     for _ in range(UNFOLD_DEPTH_MAX + 2):
@@ -119,6 +123,8 @@ def test_unfolding_stops_at_its_depth() -> None:
         "$(echo $(echo $(echo $(echo $(echo $(echo $(echo x)))))))",
         " ".join(f"sh -c 'eval \"bash -c {i}\"'" for i in range(500)),
         "`" * 16000,
+        "a='$(ls) $(ls) $(id) '" + "x" * 3000 + "; " + "eval $a $a $a; " * 800,
+        "$(" * 3 + "eval $(eval $(ls))" * 500,
         "x" * 16000,
     ],
 )

@@ -17,7 +17,7 @@ execute), three normal forms:
   ``-rf``, ``--force`` → ``-f``).
 
 Work is bounded: at most ``VARIANTS_MAX`` variants, pieces unfolded ``UNFOLD_DEPTH_MAX`` levels
-deep, every text cut at ``shell_words.TEXT_MAX`` characters. It catches common obfuscations of a
+deep, every text cut at ``shell_words.TEXT_MAX`` characters and ``_READ_MAX`` read in all. It catches common obfuscations of a
 cooperative agent; it is no parser of every shell program (the sandbox is the boundary).
 """
 
@@ -35,7 +35,10 @@ from contextd_mcp.services.shell_words import TEXT_MAX, Token, decode_ansi_c, ex
 VARIANTS_MAX = 32
 UNFOLD_DEPTH_MAX = 3
 _STATIC_DEPTH_MAX = 4  # nested $( … ) evaluated for a static output
+_STATIC_CALLS_MAX = 64  # command substitutions evaluated per piece; later ones stay as written
+_STATIC_COMMANDS = frozenset({"echo", "printf", "cat", "base64", "xxd", "rev", "tee"})
 _EXPANDED_MAX = 4 * TEXT_MAX  # characters of expanded words per piece, then words stay as written
+_READ_MAX = 8 * TEXT_MAX  # characters of pieces unfolded per command, all levels together
 
 # Programs that run the value of these variables as a command line (git, less, man, editors).
 EXECUTED_ENV = frozenset({
@@ -94,15 +97,18 @@ class _Unfolder:
         self._env = env
         self._variants: list[Variant] = []
         self._texts: set[str] = set()
-        self._queue: deque[tuple[str, int, str]] = deque()
+        self._queue: deque[tuple[str, int, str, dict[str, str]]] = deque()
+        self._budget = _READ_MAX
 
     def run(self, command: str) -> list[Variant]:
-        self._queue.append((command, 0, ""))
+        self._queue.append((command, 0, "", self._env))
         for name in sorted(EXECUTED_ENV & set(self._env)):
-            self._queue.append((self._env[name], 1, f"env.{name}"))
-        while self._queue and len(self._variants) < VARIANTS_MAX:
-            text, depth, origin = self._queue.popleft()
-            self._unfold(text[:TEXT_MAX], depth, origin)
+            self._queue.append((self._env[name], 1, f"env.{name}", self._env))
+        while self._queue and len(self._variants) < VARIANTS_MAX and self._budget > 0:
+            text, depth, origin, variables = self._queue.popleft()
+            text = text[: min(TEXT_MAX, self._budget)]
+            self._budget -= len(text)
+            self._unfold(text, depth, origin, dict(variables))
         return self._variants
 
     def _add(self, text: str, words: list[str] | tuple[str, ...], how: str) -> None:
@@ -111,23 +117,26 @@ class _Unfolder:
         self._texts.add(text)
         self._variants.append(Variant(text, tuple(words), how))
 
-    def _enqueue(self, text: str, depth: int, origin: str) -> None:
-        if depth <= UNFOLD_DEPTH_MAX and text.strip():
-            self._queue.append((text, depth, origin))
+    def _enqueue(self, text: str, depth: int, origin: str, variables: Mapping[str, str]) -> None:
+        """A piece to unfold later, with the variables it sees (eval shares them; for ``sh -c``
+        only exported ones would reach it, so this errs towards seeing more)."""
+        if depth <= UNFOLD_DEPTH_MAX and text.strip() and len(self._queue) < VARIANTS_MAX:
+            self._queue.append((text, depth, origin, dict(variables)))
 
-    def _unfold(self, text: str, depth: int, origin: str) -> None:
-        variables = dict(self._env)
+    def _unfold(self, text: str, depth: int, origin: str, variables: dict[str, str]) -> None:
         commands = self._commands(lex(text), variables, depth, origin)
         label = f"{origin}, " if origin else ""
-        self._add(text, _raw_words(text), origin or "as written")
         unquoted = _render(commands)
+        # The command as written keeps shlex's words, as rules always read them; a piece it runs
+        # is read through bash's rules only (shlex is slow and no rule was written against it).
+        self._add(text, _raw_words(text) if not origin else unquoted, origin or "as written")
         self._add(" ".join(unquoted), unquoted, f"{label}unquoted")
-        canonical = [self._canonical(c, depth, origin) for c in _with_stdin(commands)]
+        canonical = [self._canonical(c, depth, origin, variables) for c in _with_stdin(commands)]
         words = _render(canonical)
         self._add(" ".join(words), words, f"{label}canonical")
         flagged = _render([_merge_flags(c) for c in canonical])
         self._add(" ".join(flagged), flagged, f"{label}flags")
-        self._pipes_into_shells(canonical, depth)
+        self._pipes_into_shells(canonical, depth, variables)
 
     def _commands(self, tokens: list[Token], variables: dict[str, str], depth: int, origin: str) -> list[_Command]:
         commands = [_Command()]
@@ -152,11 +161,11 @@ class _Unfolder:
                 expansion = expand(token.text, variables, static)
                 expanded_chars += sum(len(f) for f in expansion.fields)
                 for body in expansion.substitutions:
-                    self._enqueue(body, depth + 1, _join(origin, "command substitution"))
+                    self._enqueue(body, depth + 1, _join(origin, "command substitution"), variables)
                 if not current.words and "=" in token.text and _is_assignment(token.text):
                     name, _, _ = token.text.partition("=")
                     variables[name] = " ".join(expansion.fields)[len(name) + 1 : TEXT_MAX]
-                if len(current.words) == 1 and current.words[0] in ("export", "declare", "local", "readonly", "typeset"):
+                if current.words[:1] in (["export"], ["declare"], ["local"], ["readonly"], ["typeset"]):
                     for f in expansion.fields:
                         if _is_assignment(f):
                             name, _, value = f.partition("=")
@@ -166,7 +175,7 @@ class _Unfolder:
         _read_builtin(commands[-1], variables)
         return [c for c in commands if c.words or c.redirects]
 
-    def _canonical(self, command: _Command, depth: int, origin: str) -> _Command:
+    def _canonical(self, command: _Command, depth: int, origin: str, variables: dict[str, str]) -> _Command:
         words = list(command.words)
         words = _strip_wrappers(words)
         if not words:
@@ -175,17 +184,17 @@ class _Unfolder:
         if words[0] == "git":
             words, alias_shell = _git_canonical(words)
             if alias_shell is not None:
-                self._enqueue(alias_shell, depth + 1, _join(origin, "git alias"))
+                self._enqueue(alias_shell, depth + 1, _join(origin, "git alias"), variables)
         name = words[0]
         if name == "eval" and len(words) > 1:
-            self._enqueue(" ".join(words[1:]), depth + 1, _join(origin, "eval argument"))
+            self._enqueue(" ".join(words[1:]), depth + 1, _join(origin, "eval argument"), variables)
         elif name in SHELLS:
             script = _shell_script(words)
             if script is not None:
-                self._enqueue(script, depth + 1, _join(origin, f"{name} -c argument"))
+                self._enqueue(script, depth + 1, _join(origin, f"{name} -c argument"), variables)
         return _Command(words, command.redirects, command.separator)
 
-    def _pipes_into_shells(self, commands: list[_Command], depth: int) -> None:
+    def _pipes_into_shells(self, commands: list[_Command], depth: int, variables: dict[str, str]) -> None:
         """Text that reaches a shell's standard input (a pipe, a here-string) is run by it."""
         stdin: str | None = None
         for command in commands:
@@ -193,7 +202,7 @@ class _Unfolder:
             feed = here if here is not None else stdin
             words = command.words
             if feed is not None and words and words[0] in SHELLS and _shell_script(words) is None and _reads_stdin(words):
-                self._enqueue(feed, depth + 1, f"piped into {command.words[0]}")
+                self._enqueue(feed, depth + 1, f"piped into {command.words[0]}", variables)
             stdin = _Static({}).stage(command.words, feed) if command.separator in ("|", "|&") else None
 
 
@@ -365,9 +374,12 @@ class _Static:
     def __init__(self, variables: Mapping[str, str], depth: int = 0) -> None:
         self._variables = variables
         self._depth = depth
+        self._calls = 0
 
     def __call__(self, body: str) -> str | None:
-        if self._depth >= _STATIC_DEPTH_MAX:
+        self._calls += 1
+        first = body.lstrip().split(" ", 1)[0]
+        if self._depth >= _STATIC_DEPTH_MAX or self._calls > _STATIC_CALLS_MAX or first not in _STATIC_COMMANDS:
             return None
         inner = _Static(self._variables, self._depth + 1)
         stdin: str | None = None

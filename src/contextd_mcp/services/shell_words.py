@@ -119,7 +119,7 @@ def lex(text: str) -> list[Token]:
             start = i
             i = _closing(text, i + 2, "(", ")")
             continue
-        op = next((o for o in _OPERATORS if text.startswith(o, i)), None)
+        op = next((o for o in _OPERATORS if text.startswith(o, i)), None) if c in "|&;<>()" else None
         if op is not None:
             end_word(i)  # "2>" stays the word "2" and ">", as shlex splits it
             tokens.append(Token("op", op))
