@@ -82,6 +82,7 @@ def test_xargs_runs_what_is_piped_to_it() -> None:
         (f"echo {base64.b64encode(b'rm -rf /').decode()} | base64 -d | bash", "piped into bash", "rm -rf /"),
         ("echo 6c73202f | xxd -r -p | sh", "piped into sh", "ls /"),
         ("git -c alias.x='!rm -rf ~' x", "git alias", "rm -rf ~"),
+        ("find . -maxdepth 0 -exec rm -rf ~ \\;", "find -exec", "rm -rf '~'"),
     ],
 )
 def test_pieces_that_run_are_unfolded(command: str, how: str, text: str) -> None:
@@ -102,6 +103,12 @@ def test_env_values_are_substituted_and_executed_ones_unfolded() -> None:
 
 def test_eval_sees_the_variables_of_its_line() -> None:
     assert texts("a=rm; eval '$a -rf /'")["eval argument, unquoted"] == "rm -rf /"
+
+
+def test_positional_parameters_are_empty_unless_sh_c_is_given_them() -> None:
+    assert texts("git push -f origin mai$@n")["unquoted"] == "git push -f origin main"
+    found = texts("""find . -name x -exec sh -c 'rm -rf "$1"/tmp' _ {} \\;""")
+    assert found["find -exec → sh -c argument, unquoted"] == "rm -rf {}/tmp"
 
 
 def test_unfolding_stops_at_its_depth() -> None:

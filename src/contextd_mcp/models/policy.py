@@ -33,7 +33,7 @@ or given in ``context.env`` substituted, ``$(echo x)`` replaced by its output; w
 it), path prefixes (``/bin/rm``), git's global options (``-c``, ``-C``, ``--git-dir``; ``-c alias.x=…``
 expanded); with the flags of ``rm``/``cp``/``chmod``/``chown``/``git push`` merged (``--recursive --force``
 → ``-rf``); and the same for every piece of shell the action runs: ``eval`` and ``sh``/``bash``/``zsh -c``
-arguments, command substitutions, text piped or here-string'd into a shell (``echo … | base64 -d | sh``),
+arguments, ``find -exec`` commands, command substitutions, text piped or here-string'd into a shell (``echo … | base64 -d | sh``),
 and values in ``context.env`` that programs run (``PAGER``, ``EDITOR``, ``GIT_SSH_COMMAND``, …). A rule
 matches if it matches any of these variants (at most 32, unfolded 3 levels deep), and the reason
 names the variant when it is not the text as written. This catches common obfuscations of a

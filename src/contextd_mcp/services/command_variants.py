@@ -3,7 +3,7 @@
 A rule that reads only the text as written is sidestepped by ``g""it``, ``$'\\x67it'``,
 ``a=git; $a``, ``eval …``, ``sh -c '…'``, ``echo … | base64 -d | sh`` or ``git -c x=y push``.
 ``command_variants`` returns the command as written plus, for it and for every piece of shell
-it will run (``eval`` and ``bash/sh/zsh -c`` arguments, command substitutions, text piped or
+it will run (``eval`` and ``bash/sh/zsh -c`` arguments, ``find -exec`` commands, command substitutions, text piped or
 here-string'd into a shell, decoded base64, the values of ``env`` variables that programs
 execute), three normal forms:
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import posixpath
+import shlex
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -186,12 +187,15 @@ class _Unfolder:
             if alias_shell is not None:
                 self._enqueue(alias_shell, depth + 1, _join(origin, "git alias"), variables)
         name = words[0]
+        if name == "find":
+            for run in _find_exec(words):  # exec'd as words, not re-read: quote them to keep them whole
+                self._enqueue(" ".join(shlex.quote(w) for w in run), depth + 1, _join(origin, "find -exec"), variables)
         if name == "eval" and len(words) > 1:
             self._enqueue(" ".join(words[1:]), depth + 1, _join(origin, "eval argument"), variables)
         elif name in SHELLS:
             script = _shell_script(words)
             if script is not None:
-                self._enqueue(script, depth + 1, _join(origin, f"{name} -c argument"), variables)
+                self._enqueue(script, depth + 1, _join(origin, f"{name} -c argument"), {**variables, **_positional(words, script)})
         return _Command(words, command.redirects, command.separator)
 
     def _pipes_into_shells(self, commands: list[_Command], depth: int, variables: dict[str, str]) -> None:
@@ -221,8 +225,6 @@ def _join(origin: str, how: str) -> str:
 
 def _raw_words(text: str) -> list[str]:
     """The words the rules always had (shlex), so a rule reads the text as written as before."""
-    import shlex
-
     try:
         lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
         lexer.whitespace_split = True
@@ -327,6 +329,29 @@ def _shell_script(words: list[str]) -> str | None:
             return words[i + 1] if i + 1 < len(words) else None
         i += 1
     return None
+
+
+def _find_exec(words: list[str]) -> list[list[str]]:
+    """The commands of ``find … -exec CMD ARGS ;`` (also ``-execdir``, ``-ok``, ``-okdir``, ``+``)."""
+    runs: list[list[str]] = []
+    current: list[str] | None = None
+    for word in words[1:]:
+        if current is None:
+            if word in ("-exec", "-execdir", "-ok", "-okdir"):
+                current = []
+        elif word in (";", "+"):
+            runs.append(current)
+            current = None
+        else:
+            current.append(word)
+    return [r for r in [*runs, *([current] if current else [])] if r]
+
+
+def _positional(words: list[str], script: str) -> dict[str, str]:
+    """``sh -c SCRIPT NAME A B`` runs SCRIPT with ``$1``=A, ``$2``=B, ``$@``=A B."""
+    args = words[words.index(script) + 2 :]
+    found = {str(n): a for n, a in enumerate(args[:9], start=1)}
+    return {**found, "@": " ".join(args), "*": " ".join(args)}
 
 
 def _reads_stdin(words: list[str]) -> bool:

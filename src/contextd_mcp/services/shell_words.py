@@ -267,12 +267,14 @@ def expand(word: str, variables: Mapping[str, str], static: StaticOutput) -> Exp
         if word.startswith("${", i):
             end = _closing(word, i + 2, "{", "}")
             name = word[i + 2 : end - 1]
-            known = variables.get(name) if _NAME.fullmatch(name) else None
+            known = variables.get(name) if _NAME.fullmatch(name) or name in _POSITIONAL else None
             if known is None and (name in _POSITIONAL or _inside_a_name(word, i, end)):
                 known = ""
             add(word[i:end] if known is None else known, split=known is not None and not in_quotes)
             return end
-        if word[i + 1 : i + 2] in _POSITIONAL:  # `bash -c command` has no arguments: these are empty
+        if word[i + 1 : i + 2] in _POSITIONAL:  # `bash -c command` has no arguments: unset ones are empty
+            known = variables.get(word[i + 1], "")
+            add(known, split=not in_quotes)
             return i + 2
         match = _NAME.match(word, i + 1)
         if match:
