@@ -23,21 +23,17 @@ cooperative agent; it is no parser of every shell program (the sandbox is the bo
 
 from __future__ import annotations
 
-import base64
-import binascii
 import posixpath
 import shlex
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from contextd_mcp.services.shell_words import TEXT_MAX, Token, decode_ansi_c, expand, lex
+from contextd_mcp.services.shell_output import StaticOutput
+from contextd_mcp.services.shell_words import TEXT_MAX, Token, expand, lex
 
 VARIANTS_MAX = 32
 UNFOLD_DEPTH_MAX = 3
-_STATIC_DEPTH_MAX = 4  # nested $( … ) evaluated for a static output
-_STATIC_CALLS_MAX = 64  # command substitutions evaluated per piece; later ones stay as written
-_STATIC_COMMANDS = frozenset({"echo", "printf", "cat", "base64", "xxd", "rev", "tee"})
 _EXPANDED_MAX = 4 * TEXT_MAX  # characters of expanded words per piece, then words stay as written
 _READ_MAX = 8 * TEXT_MAX  # characters of pieces unfolded per command, all levels together
 
@@ -141,7 +137,7 @@ class _Unfolder:
 
     def _commands(self, tokens: list[Token], variables: dict[str, str], depth: int, origin: str) -> list[_Command]:
         commands = [_Command()]
-        static = _Static(variables)
+        static = StaticOutput(variables)
         expanded_chars = 0
         i = 0
         while i < len(tokens):
@@ -158,7 +154,7 @@ class _Unfolder:
                 i += 1 if target else 0
             else:
                 if expanded_chars > _EXPANDED_MAX:  # past the budget, words are read as written
-                    variables, static = {}, _Static({}, _STATIC_DEPTH_MAX)
+                    variables, static = {}, StaticOutput({}, enabled=False)
                 expansion = expand(token.text, variables, static)
                 expanded_chars += sum(len(f) for f in expansion.fields)
                 for body in expansion.substitutions:
@@ -207,7 +203,7 @@ class _Unfolder:
             words = command.words
             if feed is not None and words and words[0] in SHELLS and _shell_script(words) is None and _reads_stdin(words):
                 self._enqueue(feed, depth + 1, f"piped into {command.words[0]}", variables)
-            stdin = _Static({}).stage(command.words, feed) if command.separator in ("|", "|&") else None
+            stdin = StaticOutput({}).stage(command.words, feed) if command.separator in ("|", "|&") else None
 
 
 def _read_builtin(command: _Command, variables: dict[str, str]) -> None:
@@ -261,7 +257,7 @@ def _with_stdin(commands: list[_Command]) -> list[_Command]:
             args = _skip_options(words[1:], _XARGS_VALUED)
             command = _Command([*args, *(feed.split() if feed else [])], command.redirects, command.separator)
         out.append(command)
-        stdin = _Static({}).stage(words, feed) if command.separator in ("|", "|&") else None
+        stdin = StaticOutput({}).stage(words, feed) if command.separator in ("|", "|&") else None
     return out
 
 
@@ -390,85 +386,3 @@ def _merge_flags(command: _Command) -> _Command:
     cluster = "-" + "".join(sorted(unique, key=lambda c: (order.find(c) if c in order else len(order), unique.index(c))))
     others.insert(position or 0, cluster)
     return _Command([*words[:start], *others], command.redirects, command.separator)
-
-
-class _Static:
-    """Output of a command whose output does not depend on the world: ``echo``, ``printf``, and
-    ``base64 -d``/``xxd -r -p``/``rev``/``cat``/``tee`` of a known input."""
-
-    def __init__(self, variables: Mapping[str, str], depth: int = 0) -> None:
-        self._variables = variables
-        self._depth = depth
-        self._calls = 0
-
-    def __call__(self, body: str) -> str | None:
-        self._calls += 1
-        first = body.lstrip().split(" ", 1)[0]
-        if self._depth >= _STATIC_DEPTH_MAX or self._calls > _STATIC_CALLS_MAX or first not in _STATIC_COMMANDS:
-            return None
-        inner = _Static(self._variables, self._depth + 1)
-        stdin: str | None = None
-        out: str | None = None
-        stage: list[str] = []
-        here: str | None = None
-        for token in [*lex(body), Token("op", "|")]:
-            if token.kind == "op" and token.text in ("|", "|&"):
-                out = self.stage(stage, here if here is not None else stdin)
-                stdin, stage, here = out, [], None
-                if out is None:
-                    return None
-            elif token.kind == "op" and token.text == "<<<":
-                here = ""
-            elif token.kind == "op":
-                return None  # ;, &&, redirections: not a plain pipeline
-            elif here == "" and stage:
-                here = " ".join(expand(token.text, self._variables, inner).fields)
-            else:
-                stage.extend(expand(token.text, self._variables, inner).fields)
-        return out
-
-    def stage(self, words: list[str], stdin: str | None) -> str | None:
-        if not words:
-            return None
-        name, args = posixpath.basename(words[0]), words[1:]
-        if name == "echo":
-            flags = [a for a in args[:2] if a in ("-n", "-e", "-ne", "-en", "-E")]
-            text = " ".join(args[len(flags):])
-            text = decode_ansi_c(text) if any("e" in f for f in flags) else text
-            return text if any("n" in f for f in flags) else text + "\n"
-        if name == "printf" and args:
-            return _printf(args[0], args[1:])
-        if stdin is None:
-            return None
-        if name == "base64" and any(a in ("-d", "--decode", "-D", "-di", "-id") for a in args):
-            return _b64decode(stdin)
-        if name == "xxd" and "-r" in args and "-p" in args:
-            try:
-                return bytes.fromhex("".join(stdin.split())).decode()[:TEXT_MAX]
-            except (ValueError, UnicodeDecodeError):
-                return None
-        if name == "rev":
-            return "\n".join(line[::-1] for line in stdin.split("\n"))
-        if name in ("cat", "tee") and not [a for a in args if a != "-" and name == "cat"]:
-            return stdin
-        return None
-
-
-def _printf(fmt: str, args: list[str]) -> str:
-    if not args:
-        return decode_ansi_c(fmt.replace("%%", "%"))
-    if fmt.replace("\\n", "") in ("%s", "%b"):
-        return "".join(decode_ansi_c(a) if fmt.startswith("%b") else a for a in args) + ("\n" if "\\n" in fmt else "")
-    out = decode_ansi_c(fmt)
-    for arg in args:
-        out = out.replace("%s", arg, 1)
-    return out
-
-
-def _b64decode(text: str) -> str | None:
-    data = "".join(text.split())
-    try:
-        raw = base64.b64decode(data + "=" * (-len(data) % 4), validate=False)
-        return raw.decode()[:TEXT_MAX]
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        return None

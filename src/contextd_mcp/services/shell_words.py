@@ -218,7 +218,7 @@ def decode_ansi_c(body: str) -> str:
 
 
 # Output of a command substitution's body, when it is static; None when it is not.
-StaticOutput = Callable[[str], "str | None"]
+OutputOf = Callable[[str], "str | None"]
 
 
 @dataclass
@@ -227,7 +227,7 @@ class Expansion:
     substitutions: list[str] = field(default_factory=list)  # bodies of $(…), `…`, <(…): they run too
 
 
-def expand(word: str, variables: Mapping[str, str], static: StaticOutput) -> Expansion:
+def expand(word: str, variables: Mapping[str, str], static: OutputOf) -> Expansion:
     """One word as bash would pass it on, as far as it can be known without running anything."""
     fields: list[str] = [""]
     quoted_any = False
