@@ -27,8 +27,8 @@ REFUSED_PREFIXES = ("BASH_FUNC_", "LD_", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")
 def refuse_dangerous_env(env: Mapping[str, str]) -> None:
     """Raises ``InvalidInput`` naming ``env.NAME`` for the first variable bash must not be given."""
     for name in env:
-        upper = name.upper()  # the loader and bash match exact case; refuse look-alikes as well
-        if upper in REFUSED_NAMES or upper.startswith(REFUSED_PREFIXES):
+        # Exact case, as bash, the loader and git read them: `env=dev` or `ifs` are plain names.
+        if name in REFUSED_NAMES or name.startswith(REFUSED_PREFIXES):
             raise InvalidInput(
                 f"env.{name}",
                 "refused: it makes bash, the loader or git run code the command does not show "
