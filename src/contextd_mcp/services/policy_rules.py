@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -220,7 +219,9 @@ def shell_write_targets(words: list[str]) -> list[str]:
 
 
 def _moved(cwd: str, to: str) -> str:
-    if to.startswith(("~", "$HOME", "${HOME}")) or to == "-":
+    if to == "-":
+        return "$OLDPWD"  # unknown: later relative writes are not judged
+    if to.startswith(("~", "$HOME", "${HOME}")):
         return "~"
     moved = posixpath.normpath(posixpath.join(cwd, to))
     return "" if moved == "." else moved
