@@ -203,3 +203,18 @@ def test_pathological_regex_runs_in_linear_time() -> None:
     assert check({"kind": "command_regex", "pattern": "(a|aa)*c"}, "a" * 16_000) is None
     assert check(rule, "x", context) is None
     assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("words", "targets"),
+    [
+        ("cd /etc && echo x > motd", ["/etc/motd"]),
+        ("cd src && rm -rf build ; cd .. && touch a", ["src/build", "a"]),
+        ("cd && touch .bashrc", ["~"]),
+        ("cd $D && rm -rf *", ["$D/*"]),
+        ("find / -name '*.conf' -delete", ["/"]),
+        ("find . -name '*.log' -print", []),
+    ],
+)
+def test_write_targets_follow_cd_and_find(words: str, targets: list[str]) -> None:
+    assert shell_write_targets(Subject(words).words) == targets

@@ -21,11 +21,24 @@ Rules (``rule`` is one JSON object, at most 4096 bytes, nested at most 3 levels)
   ``context.project_dir``: targets of ``>``/``>>``, ``tee``, ``touch``, ``mkdir``, ``rm``,
   ``rmdir``, ``truncate``, ``shred``, ``unlink``, ``chmod``/``chown`` files, the destination of
   ``cp``/``mv``/``install``/``ln``/``rsync``/``scp``, ``dd of=``, ``sed -i`` files,
-  ``curl -o``/``wget -O``, and ``context.paths``. Paths resolve against ``context.working_dir``;
-  ``~`` and ``$HOME`` are outside; symlinks are not followed.
+  ``curl -o``/``wget -O``, the start paths of ``find … -delete``/``-exec``, and ``context.paths``.
+  Paths resolve against ``context.working_dir`` and the ``cd``s earlier on the line; ``~`` and
+  ``$HOME`` are outside; symlinks are not followed.
 - ``{"kind": "all", "rules": [...]}`` / ``{"kind": "any", "rules": [...]}`` — every / some rule matches.
 
-A policy is violated when its rule matches. Regexes use RE2 syntax (no backreferences or
+A policy is violated when its rule matches. Rules on the action read it as written *and* as it
+will really run: quotes and backslashes removed, ``$'…'`` decoded, variables assigned on the line
+or given in ``context.env`` substituted, ``$(echo x)`` replaced by its output; without wrappers
+(``sudo``, ``env``, ``command``, ``exec``, ``nohup``, ``nice``, ``timeout``, ``xargs`` with what is piped to
+it), path prefixes (``/bin/rm``), git's global options (``-c``, ``-C``, ``--git-dir``; ``-c alias.x=…``
+expanded); with the flags of ``rm``/``cp``/``chmod``/``chown``/``git push`` merged (``--recursive --force``
+→ ``-rf``); and the same for every piece of shell the action runs: ``eval`` and ``sh``/``bash``/``zsh -c``
+arguments, ``find -exec`` commands, command substitutions, text piped or here-string'd into a shell (``echo … | base64 -d | sh``),
+and values in ``context.env`` that programs run (``PAGER``, ``EDITOR``, ``GIT_SSH_COMMAND``, …). A rule
+matches if it matches any of these variants (at most 32, unfolded 3 levels deep), and the reason
+names the variant when it is not the text as written. This catches common obfuscations of a
+cooperative agent; it is not a shell, and the sandbox, not a policy, is the security boundary.
+Regexes use RE2 syntax (no backreferences or
 lookaround) and run in linear time, so no pattern can hang the server; ``"ignore_case": true``
 makes a regex rule case-insensitive. A bad pattern is refused when the policy is set, naming
 the field (e.g. ``rule.pattern``).
@@ -49,6 +62,7 @@ from pydantic import BaseModel, Field, StringConstraints, model_validator
 from contextd_mcp import limits
 from contextd_mcp.models.requests import MemoryId, Tag, _Strict
 from contextd_mcp.models.scope import ScopeLevel
+from contextd_mcp.models.shell import ENV_MAX_ITEMS, ENV_VALUE_MAX
 
 PATTERN_MAX = 500
 GLOB_MAX = 300
@@ -63,6 +77,7 @@ PATH_MAX = 1000
 PATHS_MAX = 200
 HISTORY_MAX = 50
 HISTORY_ITEM_MAX = 2000
+ENV_NAME_MAX = 64
 POLICIES_PER_SCOPE_MAX = 500
 LIST_LIMIT_MAX = 200
 class PackName(StrEnum):
@@ -183,6 +198,11 @@ class PolicyContext(_Strict):
     )
     history: list[Annotated[str, StringConstraints(max_length=HISTORY_ITEM_MAX)]] = Field(
         default_factory=list, max_length=HISTORY_MAX, description="Earlier commands of this task, for requires rules"
+    )
+    env: dict[Annotated[str, StringConstraints(max_length=ENV_NAME_MAX)], Annotated[str, StringConstraints(max_length=ENV_VALUE_MAX)]] = Field(
+        default_factory=dict, max_length=ENV_MAX_ITEMS,
+        description="Variables the command runs with (bash's env): substituted where it uses them; "
+        "values of ones programs run (PAGER, EDITOR, GIT_SSH_COMMAND, ...) are checked as commands",
     )
 
 

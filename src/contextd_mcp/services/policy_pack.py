@@ -54,8 +54,9 @@ SECURITY = (
         {
             "kind": "any",
             "rules": [
-                {"kind": "command_regex", "pattern": rf"\b(?:curl|wget|fetch)\b[^|;&]*\|\s*(?:{_SHELLS})(?:\s|$)"},
-                {"kind": "command_regex", "pattern": rf"(?:{_SHELLS})\s+(?:-\S+\s+)*[\"']?(?:\$\(|<\(|`)\s*(?:curl|wget)\b"},
+                # Filters in between (| base64 -d | sh, | tee f | sh) still end in a shell.
+                {"kind": "command_regex", "pattern": rf"\b(?:curl|wget|fetch)\b[^;&]*\|\s*(?:{_SHELLS})(?:\s|$)"},
+                {"kind": "command_regex", "pattern": rf"(?:{_SHELLS}|eval|source|\.)\s+(?:-\S+\s+)*[\"']?(?:\$\(|<\(|`)\s*(?:curl|wget)\b"},
             ],
         },
         Severity.critical,

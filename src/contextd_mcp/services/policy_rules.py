@@ -1,5 +1,9 @@
 """Policy rules compiled once and evaluated without an LLM (syntax: models/policy.py).
 
+Rules on a command are checked on every variant of it (services/command_variants.py): the text
+as written and its normal forms, and those of every piece of shell it runs; a rule matches if
+it matches any variant, and the reason names the variant when it is not the text as written.
+
 Regexes and globs run on RE2 (``google-re2``): matching is linear in the input, so a
 pathological pattern such as ``(a+)+$`` cannot stall the server, and features that would
 allow it (backreferences, lookaround) are refused when the policy is set.
@@ -10,7 +14,6 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -33,6 +36,7 @@ from contextd_mcp.models.policy import (
     WriteOutsideProject,
 )
 from contextd_mcp.ports.scrubber import Scrubber
+from contextd_mcp.services.command_variants import Variant, command_variants
 
 # RE2 refuses a pattern whose program would need more memory than this (huge repetitions).
 _RE2_MAX_MEM = 8 << 20
@@ -92,13 +96,12 @@ class Subject:
     context: PolicyContext = field(default_factory=PolicyContext)
 
     @cached_property
+    def variants(self) -> list[Variant]:
+        return command_variants(self.action, self.context.env)
+
+    @cached_property
     def words(self) -> list[str]:
-        try:
-            lexer = shlex.shlex(self.action, posix=True, punctuation_chars=True)
-            lexer.whitespace_split = True
-            return list(lexer)
-        except ValueError:  # unbalanced quotes: fall back to blanks
-            return self.action.split()
+        return list(self.variants[0].words)
 
     @cached_property
     def root(self) -> str | None:
@@ -114,11 +117,10 @@ class Subject:
             return posixpath.normpath(posixpath.join(self.root, wd or "."))
         return None
 
-    @cached_property
-    def touched_paths(self) -> list[str]:
-        """Declared paths plus path-like words of the action, each also relative to the root."""
+    def touched_paths(self, variant: Variant) -> list[str]:
+        """Declared paths plus path-like words of a variant, each also relative to the root."""
         found = list(self.context.paths)
-        found += [w for w in self.words if not w.startswith("-") and w not in _OPERATORS and "=" not in w]
+        found += [w for w in variant.words if not w.startswith("-") and w not in _OPERATORS and "=" not in w]
         out: list[str] = []
         for path in found:
             out.append(path)
@@ -127,9 +129,8 @@ class Subject:
                 out.append(absolute[len(self.root.rstrip("/")) + 1 :])
         return list(dict.fromkeys(out))
 
-    @cached_property
-    def write_targets(self) -> list[str]:
-        return list(dict.fromkeys([*self.context.paths, *shell_write_targets(self.words)]))
+    def write_targets(self, variant: Variant) -> list[str]:
+        return list(dict.fromkeys([*self.context.paths, *shell_write_targets(list(variant.words))]))
 
     def absolute(self, path: str) -> str | None:
         if path.startswith("~") or path.startswith(("$HOME", "${HOME}")):
@@ -160,8 +161,10 @@ def shell_write_targets(words: list[str]) -> list[str]:
     """Paths a shell command line writes, by the commands and redirections we know."""
     targets: list[str] = []
     command: list[str] = []
+    cwd = ""  # where earlier `cd`s of the line went, relative paths resolve there
 
     def flush() -> None:
+        nonlocal cwd
         while command and ("=" in command[0] and not command[0].startswith("=") or command[0] in _PREFIXES):
             command.pop(0)
         if not command:
@@ -169,6 +172,11 @@ def shell_write_targets(words: list[str]) -> list[str]:
         name = posixpath.basename(command[0])
         args = command[1:]
         plain = [a for a in args if not a.startswith("-")]
+        first = len(targets)
+        if name in ("cd", "pushd"):
+            cwd = _moved(cwd, plain[0] if plain else "~")
+        elif name == "find" and any(a in ("-delete", "-exec", "-execdir", "-ok", "-okdir") for a in args):
+            targets.extend(_find_roots(args))
         if name in _ALL_ARGS:
             targets.extend(plain)
         elif name in _AFTER_FIRST:
@@ -186,6 +194,8 @@ def shell_write_targets(words: list[str]) -> list[str]:
             for flag in ("-o", "--output", "-O", "--output-document"):
                 if flag in args and args.index(flag) + 1 < len(args):
                     targets.append(args[args.index(flag) + 1])
+        if cwd:
+            targets[first:] = [_under(cwd, t) for t in targets[first:]]
         command.clear()
 
     i = 0
@@ -193,7 +203,7 @@ def shell_write_targets(words: list[str]) -> list[str]:
         word = words[i]
         if word in _REDIRECTS or (word.endswith(">") and word[:-1].isdigit()):
             if i + 1 < len(words) and not words[i + 1].startswith("&"):
-                targets.append(words[i + 1])
+                targets.append(_under(cwd, words[i + 1]) if cwd else words[i + 1])
             i += 2
             continue
         if word in ("<", "<<", "<<<", ">&"):
@@ -206,6 +216,31 @@ def shell_write_targets(words: list[str]) -> list[str]:
         i += 1
     flush()
     return [t for t in targets if t and not t.isdigit()]
+
+
+def _moved(cwd: str, to: str) -> str:
+    if to == "-":
+        return "$OLDPWD"  # unknown: later relative writes are not judged
+    if to.startswith(("~", "$HOME", "${HOME}")):
+        return "~"
+    moved = posixpath.normpath(posixpath.join(cwd, to))
+    return "" if moved == "." else moved
+
+
+def _under(cwd: str, target: str) -> str:
+    if not target or target.startswith(("/", "~", "$")) or target.isdigit():
+        return target
+    return "~" if cwd == "~" else posixpath.join(cwd, target)
+
+
+def _find_roots(args: list[str]) -> list[str]:
+    """`find` starts from the paths before its first expression (-name, !, ( …)."""
+    roots = []
+    for arg in args:
+        if arg.startswith(("-", "!", "(")):
+            break
+        roots.append(arg)
+    return roots or ["."]
 
 
 # A compiled rule returns the reason it is violated, or None.
@@ -248,8 +283,11 @@ class RuleCompiler:
         regex = compile_regex(rule.pattern, rule.ignore_case, f"{where}.pattern")
 
         def check(subject: Subject) -> str | None:
-            found = regex.search(subject.action)
-            return f"the command matches at {_clip(found.group(0))!r}" if found else None
+            for variant in subject.variants:
+                found = regex.search(variant.text)
+                if found:
+                    return f"the command matches at {_clip(found.group(0))!r}{self._in(variant, subject)}"
+            return None
 
         return check
 
@@ -259,45 +297,66 @@ class RuleCompiler:
         combined = compile_regex("|".join(f"(?:{glob_to_regex(g)})" for g in rule.globs), False, f"{where}.globs")
 
         def check(subject: Subject) -> str | None:
-            for path in subject.touched_paths:
-                if combined.search(path):
-                    glob = next(g for g, regex in globs if regex.search(path))
-                    return f"path {_clip(path)!r} matches {glob!r}"
+            for variant in subject.variants:
+                for path in subject.touched_paths(variant):
+                    if combined.search(path):
+                        glob = next(g for g, regex in globs if regex.search(path))
+                        return f"path {_clip(path)!r} matches {glob!r}{self._in(variant, subject)}"
             return None
 
         return check
 
     def _content(self, rule: ForbiddenContent, where: str) -> Check:
+        def texts(subject: Subject) -> list[tuple[Variant | None, str]]:
+            return [*((v, v.text) for v in subject.variants), (None, subject.context.content or "")]
+
+        def label(variant: Variant | None, subject: Subject, show: bool = True) -> str:
+            if variant is None:
+                return "content"
+            if variant is subject.variants[0] or show:
+                return "command" + self._in(variant, subject)
+            return f"command in its {variant.how} form"  # a decoded secret is not repeated, even cut
+
         if rule.detector == "secrets":
             def secrets(subject: Subject) -> str | None:
-                for label, text in (("command", subject.action), ("content", subject.context.content or "")):
+                for variant, text in texts(subject):
                     if text:
                         result = self._scrubber.scrub(text)
                         if result.redactions:
-                            return f"the {label} holds a secret-like string ({', '.join(result.kinds) or 'secret'})"
+                            kinds = ", ".join(result.kinds) or "secret"
+                            return f"the {label(variant, subject, show=False)} holds a secret-like string ({kinds})"
                 return None
 
             return secrets
         regex = compile_regex(rule.pattern or "", rule.ignore_case, f"{where}.pattern")
 
         def pattern(subject: Subject) -> str | None:
-            for label, text in (("command", subject.action), ("content", subject.context.content or "")):
+            for variant, text in texts(subject):
                 if text and regex.search(text):
-                    return f"the {label} matches the forbidden pattern /{_clip(rule.pattern or '')}/"
+                    return f"the {label(variant, subject)} matches the forbidden pattern /{_clip(rule.pattern or '')}/"
             return None
 
         return pattern
+
+    def _in(self, variant: Variant, subject: Subject) -> str:
+        """Where a match was found, when not in the text as written (scrubbed before it is cut,
+        so a decoded secret is not shown in part)."""
+        if variant is subject.variants[0]:
+            return ""
+        return f" in its {variant.how} form {_clip(self._scrubber.scrub(variant.text).text, 80)!r}"
 
     def _requires(self, rule: Requires, where: str) -> Check:
         when = compile_regex(rule.when, rule.ignore_case, f"{where}.when")
         must = compile_regex(rule.must_include, rule.ignore_case, f"{where}.must_include")
 
         def check(subject: Subject) -> str | None:
-            if not when.search(subject.action):
+            hit = next((v for v in subject.variants if when.search(v.text)), None)
+            if hit is None:
                 return None
-            if must.search(subject.action) or any(must.search(h) for h in subject.context.history):
+            if any(must.search(v.text) for v in subject.variants) or any(must.search(h) for h in subject.context.history):
                 return None
-            return f"the command matches /{_clip(rule.when)}/ but neither it nor the history matches /{_clip(rule.must_include)}/"
+            return (f"the command matches /{_clip(rule.when)}/{self._in(hit, subject)} "
+                    f"but neither it nor the history matches /{_clip(rule.must_include)}/")
 
         return check
 
@@ -306,19 +365,20 @@ class RuleCompiler:
 
         def check(subject: Subject) -> str | None:
             root = subject.root
-            for target in subject.write_targets:
-                absolute = subject.absolute(target)
-                if absolute is None:
-                    continue
-                if absolute != "~" and any(a.search(absolute) for a in allowed):
-                    continue
-                if root is None:
-                    outside = absolute == "~" or _is_abs(absolute) or absolute == ".." or absolute.startswith("../")
-                else:
-                    outside = absolute == "~" or not (absolute == root or absolute.startswith(root.rstrip("/") + "/"))
-                if outside:
-                    where_to = f"outside the project {root!r}" if root else "outside the project"
-                    return f"writes {_clip(target)!r} {where_to}"
+            for variant in subject.variants:
+                for target in subject.write_targets(variant):
+                    absolute = subject.absolute(target)
+                    if absolute is None:
+                        continue
+                    if absolute != "~" and any(a.search(absolute) for a in allowed):
+                        continue
+                    if root is None:
+                        outside = absolute == "~" or _is_abs(absolute) or absolute == ".." or absolute.startswith("../")
+                    else:
+                        outside = absolute == "~" or not (absolute == root or absolute.startswith(root.rstrip("/") + "/"))
+                    if outside:
+                        where_to = f"outside the project {root!r}" if root else "outside the project"
+                        return f"writes {_clip(target)!r} {where_to}{self._in(variant, subject)}"
             return None
 
         return check

@@ -10,6 +10,7 @@ from typing import Any
 from contextd_mcp.errors import Denied, InvalidInput, Unavailable
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.models.shell import AppliedLimits, BashResult, RunCommand
+from contextd_mcp.services.shell_env import refuse_dangerous_env
 
 # (scope, action, context) -> object with .violations (each: policy_id, title, reason, severity)
 PolicyCheck = Callable[[Scope, str, dict[str, Any]], Any]
@@ -35,7 +36,7 @@ class ShellService:
     def _policies(self, scope: Scope, request: RunCommand, project_dir: Path) -> list[str]:
         if self.policy_check is None:
             return []
-        context = {"kind": "bash", "project_dir": str(project_dir), "working_dir": request.working_dir or ""}
+        context = {"kind": "bash", "project_dir": str(project_dir), "working_dir": request.working_dir or "", "env": request.env}
         verdict = self.policy_check(scope, request.command, context)
         critical = [v for v in verdict.violations if str(getattr(v, "severity", "")) in ("critical", "Severity.critical")]
         if critical:
@@ -46,6 +47,7 @@ class ShellService:
     async def run(self, scope: Scope, project_dir: str | None, request: RunCommand) -> BashResult:
         from contextd_mcp.sandbox import SandboxLimits, SandboxUnavailable, run_sandboxed
 
+        refuse_dangerous_env(request.env)
         if not project_dir:
             raise Denied("bash runs only for local agents (stdio or the daemon socket), in their project directory")
         root = Path(project_dir)
