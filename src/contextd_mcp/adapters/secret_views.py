@@ -1,0 +1,275 @@
+"""Decoded views of a text, each with the map back to the original's offsets.
+
+Agents store tool output, and tool output hides secrets in encodings: JSON string
+escapes (``"loaded:\\nghp_…"``), URL-encoding (``token%3Dghp_…``), base64 and hex blobs,
+lines wrapped by a terminal or joined by ``\\`` or ``"…" +``. The scrubber runs its
+detectors on each view and maps what they find back to a span of the original, so
+the encoded span is redacted where it sits and the text around it still reads.
+
+A view is a list of pieces: stretches copied as they are (offsets shift by a constant)
+and escapes (``\\n`` → newline, ``%3D`` → ``=``, a removed line break → nothing). A
+decoded character inside an escape maps to the whole escape. Pieces are built only
+where the original has something to decode, so a clean text costs a few C-level
+searches (see ``bench/bench_scrubber_encodings.py`` for the figures).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import re
+from collections.abc import Callable, Iterator
+
+Span = tuple[int, int]
+
+
+class View:
+    """``text``, decoded from ``parent`` (None for the original), with its offset map."""
+
+    __slots__ = ("_build", "_dec", "_lit", "_ostart", "_oend", "parent", "text")
+
+    def __init__(self, text: str, parent: View | None, build: Callable[[], list[tuple[int, int, int, bool]]]) -> None:
+        self.text = text
+        self.parent = parent
+        self._build = build  # pieces are only needed to map a finding back: rare, so built lazily
+        self._dec: list[int] | None = None
+
+    def _pieces(self) -> None:
+        pieces = self._build()
+        self._dec = [p[0] for p in pieces]
+        self._ostart = [p[1] for p in pieces]
+        self._oend = [p[2] for p in pieces]
+        self._lit = [p[3] for p in pieces]
+
+    def to_parent(self, start: int, end: int) -> Span:
+        if self._dec is None:
+            self._pieces()
+        assert self._dec is not None
+        i = bisect.bisect_right(self._dec, start) - 1
+        out_start = self._ostart[i] + (start - self._dec[i]) if self._lit[i] else self._ostart[i]
+        j = bisect.bisect_right(self._dec, end - 1) - 1
+        out_end = self._ostart[j] + (end - self._dec[j]) if self._lit[j] else self._oend[j]
+        return out_start, out_end
+
+    def to_root(self, start: int, end: int) -> Span:
+        view: View | None = self
+        while view is not None and view.parent is not None:
+            start, end = view.to_parent(start, end)
+            view = view.parent
+        return start, end
+
+
+def root(text: str) -> View:
+    return View(text, None, list)
+
+
+def _substituted(parent: View, pattern: re.Pattern[str], decode: Callable[[re.Match[str]], str]) -> View | None:
+    """``parent`` with every match of ``pattern`` replaced by ``decode(match)``; None if no match."""
+    text = parent.text
+    if pattern.search(text) is None:
+        return None
+    decoded = pattern.sub(decode, text)
+
+    def build() -> list[tuple[int, int, int, bool]]:
+        pieces: list[tuple[int, int, int, bool]] = []
+        pos = dec = 0
+        for m in pattern.finditer(text):
+            if m.start() > pos:
+                pieces.append((dec, pos, m.start(), True))
+                dec += m.start() - pos
+            pieces.append((dec, m.start(), m.end(), False))
+            dec += len(decode(m))
+            pos = m.end()
+        pieces.append((dec, pos, len(text), True))
+        return pieces
+
+    return View(decoded, parent, build)
+
+
+WINDOW = 512  # characters kept on each side of an escape: a secret and the label before it fit
+_GAP = "\n\n"  # between windows: no detector reads across a blank line (see mcp/response.py)
+
+
+def _windowed(
+    parent: View, pattern: re.Pattern[str], decode: Callable[[re.Match[str]], str], near: re.Pattern[str] | None = None
+) -> View | None:
+    """Like ``_substituted``, but only the text within ``WINDOW`` of an escape, windows
+    joined by a blank line. What lies farther from every escape reads the same decoded
+    or not, and the original's own scan has judged it: code with a ``\\n`` per 2 KB
+    would otherwise be scanned twice over."""
+    text = parent.text
+    windows: list[list[int]] = []
+    for m in (near or pattern).finditer(text):  # ``near``: the escapes worth a window, if not all
+        lo, hi = max(0, m.start() - WINDOW), min(len(text), m.end() + WINDOW)
+        if windows and lo <= windows[-1][1]:
+            windows[-1][1] = hi
+        else:
+            windows.append([lo, hi])
+    if not windows:
+        return None
+    if windows[0] == [0, len(text)]:
+        return _substituted(parent, pattern, decode)
+    parts = [pattern.sub(decode, text[lo:hi]) for lo, hi in windows]
+
+    def build() -> list[tuple[int, int, int, bool]]:
+        pieces: list[tuple[int, int, int, bool]] = []
+        dec = 0
+        for lo, hi in windows:
+            pos = lo
+            for m in pattern.finditer(text, lo, hi):
+                if m.start() > pos:
+                    pieces.append((dec, pos, m.start(), True))
+                    dec += m.start() - pos
+                pieces.append((dec, m.start(), m.end(), False))
+                dec += len(decode(m))
+                pos = m.end()
+            pieces.append((dec, pos, hi, True))
+            dec += hi - pos
+            pieces.append((dec, hi, hi, False))  # the gap maps to the window's end
+            dec += len(_GAP)
+        return pieces
+
+    return View(_GAP.join(parts), parent, build)
+
+
+# ----------------------------------------------------------------- JSON string escapes
+
+_JSON_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|[\"\\/bfnrt])")
+_SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _json_char(m: re.Match[str]) -> str:
+    s = m.group()
+    return chr(int(s[2:], 16)) if s[1] == "u" else _SIMPLE[s[1]]
+
+
+def json_unescaped(parent: View) -> View | None:
+    """``\\n``, ``\\"``, ``\\/``, ``\\uXXXX`` … decoded: JSON (or a JSON string inside JSON) read as text."""
+    if "\\" not in parent.text:
+        return None
+    return _windowed(parent, _JSON_ESCAPE, _json_char)
+
+
+# ----------------------------------------------------------------------- URL-encoding
+
+_URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_URL_ANY = re.compile(r"%[0-9A-Fa-f]{2}|\+")
+
+
+def _url_char(m: re.Match[str]) -> str:
+    s = m.group()
+    return " " if s == "+" else chr(int(s[1:], 16))
+
+
+def url_decoded(parent: View) -> View | None:
+    """``%XX`` and ``+`` decoded, byte by byte (secrets are ASCII: a multi-byte UTF-8
+    character decodes to several stand-ins, which is all a scan needs)."""
+    if "%" not in parent.text or _URL_ESCAPE.search(parent.text) is None:
+        return None
+    return _windowed(parent, _URL_ANY, _url_char, near=_URL_ESCAPE)  # a '+' alone is no URL
+
+
+# ------------------------------------------------------------------ lines joined again
+
+# A break counts when a token character is on both sides of it: a wrapped token, not prose
+# or code that happens to end a line. Each form is its own pattern with a literal first
+# character (one alternation of them scans 10x slower, measured).
+_TOKEN_CHARS = r"[\w+/=.-]"
+_BREAKS = (  # (a character every match holds, the pattern)
+    ("\\", re.compile(r"\\\r?\n[ \t]*")),  # shell / C line continuation
+    ("\n", re.compile(r"""["'][ \t]*\+?[ \t]*\r?\n[ \t]*["']""")),  # "abc" +\n "def", Python's implicit form
+    # Six token characters on each side: half a wrapped secret. Code and prose lines rarely
+    # end and begin so (a space comes sooner), which keeps the joined view to a few windows.
+    # (A key's last line may be shorter: a short whole line counts too.)
+    ("\n", re.compile(rf"\n(?<={_TOKEN_CHARS}{{6}}\n)[ \t]*(?={_TOKEN_CHARS}{{6}}|{_TOKEN_CHARS}{{1,5}}(?:\r?\n|$))")),
+    ("\r", re.compile(rf"\r\n(?<={_TOKEN_CHARS}{{6}}\r\n)[ \t]*(?={_TOKEN_CHARS}{{6}}|{_TOKEN_CHARS}{{1,5}}\r?\n)")),
+)
+
+
+def joined(parent: View) -> View | None:
+    """``parent`` with wrapped lines joined: each break (and the indentation after it) removed."""
+    view: View | None = parent
+    changed = False
+    for needle, pattern in _BREAKS:
+        assert view is not None
+        if needle not in view.text:
+            continue
+        nxt = _windowed(view, pattern, lambda m: "")
+        if nxt is not None:
+            view, changed = nxt, True
+    return view if changed else None
+
+
+# ------------------------------------------------------------------ base64 / hex blobs
+
+BLOB_MIN = 24  # base64 chars: 18 bytes, shorter than the shortest secret line in base64 (AKIA…: 28)
+HEX_MIN = 32  # hex chars: 16 bytes
+_B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
+# Blob candidates are found on a translated copy (base64 characters → 'a', others → ' '),
+# where a run is a literal 'a' * BLOB_MIN that re finds at C speed: 3x faster than a
+# character-class pattern, which tries a match at every letter.
+_TO_RUNS = bytes(ord("a") if i in _B64_CHARS else ord(" ") for i in range(256))
+_RUN = re.compile(b"a" * BLOB_MIN + b"a*")
+_PRINTABLE = bytes([9, 10, 13, *range(32, 127)])
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _decode_blob(blob: str) -> str | None:
+    """The text a base64, base64url or hex blob holds; None if it holds bytes, not text."""
+    data: bytes | None = None
+    if len(blob) >= HEX_MIN and len(blob) % 2 == 0 and _HEX.issuperset(blob):
+        data = bytes.fromhex(blob)
+    else:
+        altchars = b"-_" if ("-" in blob or "_" in blob) else None
+        if altchars and ("+" in blob or "/" in blob):
+            return None
+        try:
+            data = base64.b64decode(blob + "=" * (-len(blob) % 4), altchars=altchars, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    # Text, not an image, a hash or a key's binary: nearly every byte printable ASCII.
+    if len(data) < 16 or len(data.translate(None, _PRINTABLE)) > 0.05 * len(data):  # counted in C
+        return None
+    return data.decode("ascii", errors="replace")
+
+
+def blobs(parent: View) -> Iterator[View]:
+    """A view per base64/hex blob of ``parent`` that decodes to text. Any finding in it maps
+    to the whole blob: a secret's bytes are spread over the blob's characters."""
+    text = parent.text
+    runs = text.encode("ascii", "replace").translate(_TO_RUNS)  # one byte per character: same offsets
+    for m in _RUN.finditer(runs):
+        start, end = m.span()
+        while end < len(text) and end - m.end() < 2 and text[end] == "=":
+            end += 1
+        blob = text[start:end].rstrip("=")
+        # Glued to a word before it ('data=abcQUtJ…', 'nQUtJ…' after a JSON '\\n'), the blob
+        # may start one to three characters late: try each alignment.
+        for skip in range(4 if len(blob) - 3 >= BLOB_MIN else 1):
+            decoded = _decode_blob(blob[skip:])
+            if decoded is not None:
+                start += skip
+                break
+        if decoded is not None:
+            yield View(decoded, parent, lambda s=start, e=end, n=len(decoded): [(0, s, e, False), (n, e, e, True)])
+
+
+_INDENT = re.compile(r"[ \t]*")
+
+
+def wrapped(text: str, start: int, end: int) -> bool:
+    """Whether every line break in ``text[start:end]`` continues the line: a ``\\`` or a
+    quoted concatenation, or a next line indented deeper than the one it breaks (a
+    wrap). ``KEY=a`` over ``NEXT=b`` at one indentation are two lines, not one value."""
+    pos = text.find("\n", start, end)
+    while pos >= 0:
+        before = text[:pos].rstrip("\r")
+        if not before.endswith("\\") and not before.rstrip(" \t+").endswith(("\"", "'")):
+            line_start = text.rfind("\n", 0, pos) + 1
+            this = _INDENT.match(text, line_start)
+            nxt = _INDENT.match(text, pos + 1)
+            if this is None or nxt is None or nxt.end() - nxt.start() <= this.end() - this.start():
+                return False
+        pos = text.find("\n", pos + 1, end)
+    return True
