@@ -164,9 +164,9 @@ TOKEN_RULES: tuple[TokenRule, ...] = (
     _rule("databricks-token", r"dapi[a-f0-9]{32}(?:-\d)?"),
     _rule("age-secret-key", r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
     # JWTs: header and payload are base64 JSON objects, so both start 'eyJ' ('{"'). The
-    # lookbehind skips an 'eyJ' inside a longer [\w-] run up front: 'eyJ-eyJ-...' would
+    # lookbehind skips an 'eyJ' after 4+ [\w-] up front (a shorter glue, 'x9eyJ', is a token): 'eyJ-eyJ-...' would
     # otherwise cost a scan of the whole run per 'eyJ'.
-    _rule("jwt", r"eyJ(?<![\w-]eyJ)[\w-]{10,2048}+\.eyJ[\w-]{10,8192}+\.[\w-]{0,2048}+", min_entropy=3.5),
+    _rule("jwt", r"eyJ(?<![\w-]{4}eyJ)[\w-]{10,2048}+\.eyJ[\w-]{10,8192}+\.[\w-]{0,2048}+", min_entropy=3.5),
 )
 
 

@@ -17,7 +17,10 @@ from contextd_mcp.adapters import secret_views
 from contextd_mcp.adapters.secret_rules import CONTEXT_DETECTORS, DETECTORS, KINDS, MARKER_PREFIX, Detector, Finding, TextView
 from contextd_mcp.ports.scrubber import ScrubResult
 
-__all__ = ["KINDS", "RegexScrubber", "marker"]
+__all__ = ["KINDS", "VIEWS", "RegexScrubber", "marker"]
+
+VIEWS = frozenset({"json", "url", "joined", "blobs"})
+"""The decoded views scanned besides the text as given (see ``secret_views``)."""
 
 
 def marker(kind: str) -> str:
@@ -33,9 +36,12 @@ class RegexScrubber:
     blobs). A finding in a view is redacted at the span of the original it decodes from.
     """
 
-    def __init__(self, detectors: Iterable[Detector] = DETECTORS, *, views: bool = True, max_depth: int = 2) -> None:
+    def __init__(
+        self, detectors: Iterable[Detector] = DETECTORS, *, views: Iterable[str] = VIEWS, max_depth: int = 2
+    ) -> None:
         self._detectors = tuple(detectors)
-        self._views = views
+        self._views = frozenset(views)  # a subset of VIEWS: the tests measure what each one is worth
+        assert self._views <= VIEWS, self._views - VIEWS
         self._max_depth = max_depth
 
     def findings(self, text: str) -> list[Finding]:
@@ -98,18 +104,21 @@ class RegexScrubber:
         # Decoded views hold only windows around their escapes, so lines are joined and
         # blobs looked for in the original as well as in the most decoded view.
         current = view
-        for decode in (secret_views.json_unescaped, secret_views.url_decoded):
-            decoded = decode(current)
+        for name, decode in (("json", secret_views.json_unescaped), ("url", secret_views.url_decoded)):
+            decoded = decode(current) if name in self._views else None
             if decoded is not None:
                 yield decoded, False
                 current = decoded
         sources = [view] if current is view else [view, current]
-        for source in list(sources):
-            joined = secret_views.joined(source)
-            if joined is not None:
+        for source in list(sources) if "joined" in self._views else ():
+            for parity in (None, 0, 1):
+                joined = secret_views.joined(source, parity)
+                if joined is None:
+                    break
                 yield joined, True
-                sources.append(joined)
-        if depth >= self._max_depth:
+                if parity is None:
+                    sources.append(joined)
+        if depth >= self._max_depth or "blobs" not in self._views:
             return
         seen: set[str] = set()
         for source in sources:

@@ -187,15 +187,29 @@ _BREAKS = (  # (a character every match holds, the pattern)
 )
 
 
-def joined(parent: View) -> View | None:
-    """``parent`` with wrapped lines joined: each break (and the indentation after it) removed."""
+def joined(parent: View, parity: int | None = None) -> View | None:
+    """``parent`` with wrapped lines joined: each break (and the indentation after it) removed.
+
+    With ``parity`` 0 or 1 only every other break of a kind is removed: a token wrapped once
+    must not run on into the line after it (``…Xe4`` + ``next_step:`` is no token), and with
+    both parities scanned each break is joined once with its neighbours left apart. Without
+    it all are joined: a key body runs over many lines."""
     view: View | None = parent
     changed = False
     for needle, pattern in _BREAKS:
         assert view is not None
         if needle not in view.text:
             continue
-        nxt = _windowed(view, pattern, lambda m: "")
+        keep: dict[int, bool] = {}
+
+        def decode(m: re.Match[str], keep: dict[int, bool] = keep) -> str:
+            if parity is None:
+                return ""
+            if m.start() not in keep:  # first seen in sub(), in text order; build() reuses it
+                keep[m.start()] = len(keep) % 2 != parity
+            return m.group() if keep[m.start()] else ""
+
+        nxt = _windowed(view, pattern, decode)
         if nxt is not None:
             view, changed = nxt, True
     return view if changed else None
