@@ -64,66 +64,61 @@ def root(text: str) -> View:
     return View(text, None, list)
 
 
-def _substituted(parent: View, pattern: re.Pattern[str], decode: Callable[[re.Match[str]], str]) -> View | None:
-    """``parent`` with every match of ``pattern`` replaced by ``decode(match)``; None if no match."""
-    text = parent.text
-    if pattern.search(text) is None:
-        return None
-    decoded = pattern.sub(decode, text)
+Decode = Callable[[re.Match[str], int], str]
+"""The text an escape stands for; the int is where the matched slice starts in the parent."""
 
-    def build() -> list[tuple[int, int, int, bool]]:
-        pieces: list[tuple[int, int, int, bool]] = []
-        pos = dec = 0
-        for m in pattern.finditer(text):
-            if m.start() > pos:
-                pieces.append((dec, pos, m.start(), True))
-                dec += m.start() - pos
-            pieces.append((dec, m.start(), m.end(), False))
-            dec += len(decode(m))
-            pos = m.end()
-        pieces.append((dec, pos, len(text), True))
-        return pieces
-
-    return View(decoded, parent, build)
-
-
-WINDOW = 512  # characters kept on each side of an escape: a secret and the label before it fit
+WINDOW = 256  # characters kept on each side of an escape: a token (<= 250) or a label and its value fit
 _GAP = "\n\n"  # between windows: no detector reads across a blank line (see mcp/response.py)
 
 
-def _windowed(
-    parent: View, pattern: re.Pattern[str], decode: Callable[[re.Match[str]], str], near: re.Pattern[str] | None = None
-) -> View | None:
-    """Like ``_substituted``, but only the text within ``WINDOW`` of an escape, windows
-    joined by a blank line. What lies farther from every escape reads the same decoded
-    or not, and the original's own scan has judged it: code with a ``\\n`` per 2 KB
-    would otherwise be scanned twice over."""
-    text = parent.text
-    windows: list[list[int]] = []
-    for m in (near or pattern).finditer(text):  # ``near``: the escapes worth a window, if not all
-        lo, hi = max(0, m.start() - WINDOW), min(len(text), m.end() + WINDOW)
+def _windows(text: str, near: re.Pattern[str]) -> list[tuple[int, int]]:
+    """Spans covering at least ``WINDOW`` characters around every match of ``near``.
+
+    The text is cut in blocks of ``WINDOW``; a block with a match brings its neighbours in.
+    One search per such block, however many matches it holds: log lines with a ``%2C`` or
+    a ``\\n`` each would otherwise cost a Python step per match."""
+    blocks: list[int] = []
+    pos = 0
+    while (m := near.search(text, pos)) is not None:
+        block = m.start() // WINDOW
+        blocks.append(block)
+        pos = max(m.end(), (block + 1) * WINDOW)
+    windows: list[tuple[int, int]] = []
+    for block in blocks:
+        lo, hi = max(0, (block - 1) * WINDOW), min(len(text), (block + 2) * WINDOW + WINDOW // 2)
         if windows and lo <= windows[-1][1]:
-            windows[-1][1] = hi
+            windows[-1] = (windows[-1][0], hi)
         else:
-            windows.append([lo, hi])
+            windows.append((lo, hi))
+    return windows
+
+
+def _decoded_view(parent: View, pattern: re.Pattern[str], decode: Decode, near: re.Pattern[str] | None = None) -> View | None:
+    """``parent`` with every match of ``pattern`` replaced by its decoding, within windows
+    around the matches of ``near`` (the escapes worth decoding; all of them by default),
+    windows joined by a blank line; None if there is nothing to decode. What lies farther
+    from every escape reads the same decoded or not, and the original's own scan has
+    judged it: code with a ``\\n`` per 2 KB would otherwise be scanned twice over."""
+    text = parent.text
+    windows = _windows(text, near or pattern)
     if not windows:
         return None
-    if windows[0] == [0, len(text)]:
-        return _substituted(parent, pattern, decode)
-    parts = [pattern.sub(decode, text[lo:hi]) for lo, hi in windows]
+    # Matched on slices, in both passes, so a lookbehind never sees past a window's edge.
+    parts = [pattern.sub(lambda m, lo=lo: decode(m, lo), text[lo:hi]) for lo, hi in windows]
 
     def build() -> list[tuple[int, int, int, bool]]:
         pieces: list[tuple[int, int, int, bool]] = []
         dec = 0
         for lo, hi in windows:
             pos = lo
-            for m in pattern.finditer(text, lo, hi):
-                if m.start() > pos:
-                    pieces.append((dec, pos, m.start(), True))
-                    dec += m.start() - pos
-                pieces.append((dec, m.start(), m.end(), False))
-                dec += len(decode(m))
-                pos = m.end()
+            for m in pattern.finditer(text[lo:hi]):
+                start, end = lo + m.start(), lo + m.end()
+                if start > pos:
+                    pieces.append((dec, pos, start, True))
+                    dec += start - pos
+                pieces.append((dec, start, end, False))
+                dec += len(decode(m, lo))
+                pos = end
             pieces.append((dec, pos, hi, True))
             dec += hi - pos
             pieces.append((dec, hi, hi, False))  # the gap maps to the window's end
@@ -139,16 +134,23 @@ _JSON_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|[\"\\/bfnrt])")
 _SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 
-def _json_char(m: re.Match[str]) -> str:
+def _json_char(m: re.Match[str], _base: int = 0) -> str:
     s = m.group()
     return chr(int(s[2:], 16)) if s[1] == "u" else _SIMPLE[s[1]]
+
+
+# The escapes worth a window. Around most '\\n', '\\t' and '\\"' the original reads the same to
+# every detector (a token glued to '\\n' is found as it is, `\\"password\\": \\"…\\"` too), so
+# only these: '\\uXXXX', '\\/', '\\\\', and a '\\n', '\\r' or '\\t' after a run of token characters
+# (the end of a value, which read raw runs on into 'n…'; a wrapped token; a key body).
+_JSON_NEAR = re.compile(r"\\(?:u[0-9a-fA-F]{4}|/|\\)|\\[nrt](?<=[\w+/=.-]{6}\\[nrt])")
 
 
 def json_unescaped(parent: View) -> View | None:
     """``\\n``, ``\\"``, ``\\/``, ``\\uXXXX`` … decoded: JSON (or a JSON string inside JSON) read as text."""
     if "\\" not in parent.text:
         return None
-    return _windowed(parent, _JSON_ESCAPE, _json_char)
+    return _decoded_view(parent, _JSON_ESCAPE, _json_char, near=_JSON_NEAR)
 
 
 # ----------------------------------------------------------------------- URL-encoding
@@ -157,7 +159,7 @@ _URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _URL_ANY = re.compile(r"%[0-9A-Fa-f]{2}|\+")
 
 
-def _url_char(m: re.Match[str]) -> str:
+def _url_char(m: re.Match[str], _base: int = 0) -> str:
     s = m.group()
     return " " if s == "+" else chr(int(s[1:], 16))
 
@@ -167,23 +169,30 @@ def url_decoded(parent: View) -> View | None:
     character decodes to several stand-ins, which is all a scan needs)."""
     if "%" not in parent.text or _URL_ESCAPE.search(parent.text) is None:
         return None
-    return _windowed(parent, _URL_ANY, _url_char, near=_URL_ESCAPE)  # a '+' alone is no URL
+    return _decoded_view(parent, _URL_ANY, _url_char, near=_URL_ESCAPE)  # a '+' alone is no URL
 
 
 # ------------------------------------------------------------------ lines joined again
 
-# A break counts when a token character is on both sides of it: a wrapped token, not prose
-# or code that happens to end a line. Each form is its own pattern with a literal first
-# character (one alternation of them scans 10x slower, measured).
+# A break counts when token characters run up to it and on after it: a wrapped token, not
+# prose or code that happens to end a line. Each form is its own pattern with a literal
+# first character (one alternation of them scans 10x slower, measured).
 _TOKEN_CHARS = r"[\w+/=.-]"
+# Ten before a plain line break, eight after (or a short last line, as a key body ends):
+# half of the shortest wrapped secret. Fewer would join every log line ('... ms=123' then
+# '2026-12-04T...'): on log text (6, 6) joins 2,500 breaks per MB, (10, 8) none; a secret
+# cut with fewer than eight characters on its second line is missed (its first part
+# alone is still redacted when a label or prefix names it).
+def _line_break(newline: str) -> re.Pattern[str]:
+    after = rf"[ \t]*(?={_TOKEN_CHARS}{{8}}|{_TOKEN_CHARS}{{1,7}}(?:\r?\n|$))"
+    return re.compile(rf"{newline}(?<={_TOKEN_CHARS}{{10}}{newline}){after}")
+
+
 _BREAKS = (  # (a character every match holds, the pattern)
-    ("\\", re.compile(r"\\\r?\n[ \t]*")),  # shell / C line continuation
-    ("\n", re.compile(r"""["'][ \t]*\+?[ \t]*\r?\n[ \t]*["']""")),  # "abc" +\n "def", Python's implicit form
-    # Six token characters on each side: half a wrapped secret. Code and prose lines rarely
-    # end and begin so (a space comes sooner), which keeps the joined view to a few windows.
-    # (A key's last line may be shorter: a short whole line counts too.)
-    ("\n", re.compile(rf"\n(?<={_TOKEN_CHARS}{{6}}\n)[ \t]*(?={_TOKEN_CHARS}{{6}}|{_TOKEN_CHARS}{{1,5}}(?:\r?\n|$))")),
-    ("\r", re.compile(rf"\r\n(?<={_TOKEN_CHARS}{{6}}\r\n)[ \t]*(?={_TOKEN_CHARS}{{6}}|{_TOKEN_CHARS}{{1,5}}\r?\n)")),
+    ("\\", re.compile(rf"\\\r?\n[ \t]*(?={_TOKEN_CHARS})")),  # shell / C line continuation
+    ("\n", re.compile(rf"""["'][ \t]*\+?[ \t]*\r?\n[ \t]*["'](?={_TOKEN_CHARS}{{4}})""")),  # "abc" +\n "def"
+    ("\n", _line_break(r"\n")),
+    ("\r", _line_break(r"\r\n")),
 )
 
 
@@ -202,14 +211,15 @@ def joined(parent: View, parity: int | None = None) -> View | None:
             continue
         keep: dict[int, bool] = {}
 
-        def decode(m: re.Match[str], keep: dict[int, bool] = keep) -> str:
+        def decode(m: re.Match[str], base: int, keep: dict[int, bool] = keep) -> str:
             if parity is None:
                 return ""
-            if m.start() not in keep:  # first seen in sub(), in text order; build() reuses it
-                keep[m.start()] = len(keep) % 2 != parity
-            return m.group() if keep[m.start()] else ""
+            at = base + m.start()
+            if at not in keep:  # first seen in sub(), in text order; build() reuses it
+                keep[at] = len(keep) % 2 != parity
+            return m.group() if keep[at] else ""
 
-        nxt = _windowed(view, pattern, decode)
+        nxt = _decoded_view(view, pattern, decode)
         if nxt is not None:
             view, changed = nxt, True
     return view if changed else None
@@ -229,12 +239,23 @@ _PRINTABLE = bytes([9, 10, 13, *range(32, 127)])
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
+# ASCII text has its top bit clear, so in its base64 the first character of every 4 (the top
+# six bits of a byte) is one of 'A'-'f' (0-31), and in its hex every other digit is 0-7.
+# Checked in C on a slice, this turns away hashes, ids and identifiers before any decoding.
+_NOT_B64_TEXT_LEAD = str.maketrans("", "", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef")
+_NOT_HEX_TEXT_LEAD = str.maketrans("", "", "0234567")
+
+
 def _decode_blob(blob: str) -> str | None:
     """The text a base64, base64url or hex blob holds; None if it holds bytes, not text."""
     data: bytes | None = None
     if len(blob) >= HEX_MIN and len(blob) % 2 == 0 and _HEX.issuperset(blob):
+        if blob[::2].translate(_NOT_HEX_TEXT_LEAD):
+            return None
         data = bytes.fromhex(blob)
     else:
+        if blob[::4].translate(_NOT_B64_TEXT_LEAD):
+            return None
         altchars = b"-_" if ("-" in blob or "_" in blob) else None
         if altchars and ("+" in blob or "/" in blob):
             return None
