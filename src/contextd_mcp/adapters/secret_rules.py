@@ -629,7 +629,8 @@ _DENY_WORDS = frozenset(
 # `token: str = "..."`: a type annotation, then the literal.
 _ANNOTATION = re.compile(r"[A-Za-z_][\w\[\], |.]*?[ \t]*=(?!=)[ \t]*(?=[rbuRBU]?[\"'])")
 _CODE_FOLLOWS = re.compile(r"[,()\[\]{}]|[ \t]*[|=]")
-_BARE_VALUE = re.compile(r"[^\s\"'`,;&<>()\[\]{}]{1,512}")
+# An unquoted value ends at a JSON escape too: 'db_password=x\\ndone' in escaped tool output is 'x'.
+_BARE_VALUE = re.compile(r"(?:[^\s\"'`,;&<>()\[\]{}\\]|\\(?![nrt]))(?:[^\s\"'`,;&<>()\[\]{}\\]|\\(?![nrt])){0,511}")
 _VALUE_MAX = 512
 
 # Identifier mentions a vendor: use its kind, and accept a value of its exact shape

@@ -93,14 +93,21 @@ def _windows(text: str, near: re.Pattern[str]) -> list[tuple[int, int]]:
     return windows
 
 
-def _decoded_view(parent: View, pattern: re.Pattern[str], decode: Decode, near: re.Pattern[str] | None = None) -> View | None:
+def _decoded_view(
+    parent: View,
+    pattern: re.Pattern[str],
+    decode: Decode,
+    near: re.Pattern[str] | None = None,
+    windows: list[tuple[int, int]] | None = None,
+) -> View | None:
     """``parent`` with every match of ``pattern`` replaced by its decoding, within windows
     around the matches of ``near`` (the escapes worth decoding; all of them by default),
     windows joined by a blank line; None if there is nothing to decode. What lies farther
     from every escape reads the same decoded or not, and the original's own scan has
     judged it: code with a ``\\n`` per 2 KB would otherwise be scanned twice over."""
     text = parent.text
-    windows = _windows(text, near or pattern)
+    if windows is None:
+        windows = _windows(text, near or pattern)
     if not windows:
         return None
     # Matched on slices, in both passes, so a lookbehind never sees past a window's edge.
@@ -141,9 +148,11 @@ def _json_char(m: re.Match[str], _base: int = 0) -> str:
 
 # The escapes worth a window. Around most '\\n', '\\t' and '\\"' the original reads the same to
 # every detector (a token glued to '\\n' is found as it is, `\\"password\\": \\"…\\"` too), so
-# only these: '\\uXXXX', '\\/', '\\\\', and a '\\n', '\\r' or '\\t' after a run of token characters
-# (the end of a value, which read raw runs on into 'n…'; a wrapped token; a key body).
-_JSON_NEAR = re.compile(r"\\(?:u[0-9a-fA-F]{4}|/|\\)|\\[nrt](?<=[\w+/=.-]{6}\\[nrt])")
+# only these: '\\uXXXX', '\\/', '\\\\', and a '\\n' or '\\r' between runs of token characters as
+# long as ``_line_break`` asks for (a wrapped token or a key body inside a JSON string).
+_JSON_NEAR = re.compile(
+    r"\\(?:u[0-9a-fA-F]{4}|/|\\)|\\[nr](?<=[\w+/=.-]{10}\\[nr])(?:\\[nrt]|[ \t])*(?=[\w+/=.-]{8})"
+)
 
 
 def json_unescaped(parent: View) -> View | None:
@@ -164,12 +173,36 @@ def _url_char(m: re.Match[str], _base: int = 0) -> str:
     return " " if s == "+" else chr(int(s[1:], 16))
 
 
+URL_RUN_MAX = 4096  # characters kept on each side of an escape within its run
+
+
+def _url_windows(text: str) -> list[tuple[int, int]]:
+    """The whitespace-free run around each %XX escape (a URL, a query, a form body): what
+    decodes together. Tighter than ``_windows``: a log with a URL every few lines would
+    otherwise be decoded and scanned twice over."""
+    windows: list[tuple[int, int]] = []
+    pos = 0
+    while (m := _URL_ESCAPE.search(text, pos)) is not None:
+        lo = max(0, m.start() - URL_RUN_MAX, *(text.rfind(c, 0, m.start()) + 1 for c in " \t\n\r"))
+        after = _SPACE.search(text, m.end(), m.end() + URL_RUN_MAX)
+        hi = after.start() if after else min(len(text), m.end() + URL_RUN_MAX)
+        if windows and lo <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], hi)
+        else:
+            windows.append((lo, hi))
+        pos = hi
+    return windows
+
+
+_SPACE = re.compile(r"\s")
+
+
 def url_decoded(parent: View) -> View | None:
     """``%XX`` and ``+`` decoded, byte by byte (secrets are ASCII: a multi-byte UTF-8
     character decodes to several stand-ins, which is all a scan needs)."""
     if "%" not in parent.text or _URL_ESCAPE.search(parent.text) is None:
         return None
-    return _decoded_view(parent, _URL_ANY, _url_char, near=_URL_ESCAPE)  # a '+' alone is no URL
+    return _decoded_view(parent, _URL_ANY, _url_char, windows=_url_windows(parent.text))
 
 
 # ------------------------------------------------------------------ lines joined again
@@ -188,11 +221,14 @@ def _line_break(newline: str) -> re.Pattern[str]:
     return re.compile(rf"{newline}(?<={_TOKEN_CHARS}{{10}}{newline}){after}")
 
 
-_BREAKS = (  # (a character every match holds, the pattern)
-    ("\\", re.compile(rf"\\\r?\n[ \t]*(?={_TOKEN_CHARS})")),  # shell / C line continuation
-    ("\n", re.compile(rf"""["'][ \t]*\+?[ \t]*\r?\n[ \t]*["'](?={_TOKEN_CHARS}{{4}})""")),  # "abc" +\n "def"
-    ("\n", _line_break(r"\n")),
-    ("\r", _line_break(r"\r\n")),
+_BREAKS = (  # (strings one of which every match holds: a C-speed check before the scan, the pattern)
+    (("\\\n", "\\\r"), re.compile(rf"\\\r?\n[ \t]*(?={_TOKEN_CHARS})")),  # shell / C line continuation
+    (  # "abc" +\n "def", and Python's implicit "abc"\n "def"
+        ('"\n', "'\n", '" +\n', "' +\n", '"+\n', "'+\n", '"\r', "'\r", " +\r"),
+        re.compile(rf"""["'][ \t]*\+?[ \t]*\r?\n[ \t]*["'](?={_TOKEN_CHARS}{{4}})"""),
+    ),
+    (("\n",), _line_break(r"\n")),
+    (("\r",), _line_break(r"\r\n")),
 )
 
 
@@ -205,9 +241,9 @@ def joined(parent: View, parity: int | None = None) -> View | None:
     it all are joined: a key body runs over many lines."""
     view: View | None = parent
     changed = False
-    for needle, pattern in _BREAKS:
+    for needles, pattern in _BREAKS:
         assert view is not None
-        if needle not in view.text:
+        if not any(map(view.text.__contains__, needles)):
             continue
         keep: dict[int, bool] = {}
 
@@ -279,9 +315,10 @@ def blobs(parent: View) -> Iterator[View]:
         while end < len(text) and end - m.end() < 2 and text[end] == "=":
             end += 1
         blob = text[start:end].rstrip("=")
-        # Glued to a word before it ('data=abcQUtJ…', 'nQUtJ…' after a JSON '\\n'), the blob
-        # may start one to three characters late: try each alignment.
-        for skip in range(4 if len(blob) - 3 >= BLOB_MIN else 1):
+        # After a JSON escape ('\\nQUtJ…') the run starts with the escape's letter: skip it.
+        # (Other glue, 'data=abcQUtJ…', is left: trying every alignment of every run halves
+        # the speed on log text, for a form nobody writes.)
+        for skip in (0, 1) if start and text[start - 1] == "\\" else (0,):
             decoded = _decode_blob(blob[skip:])
             if decoded is not None:
                 start += skip
