@@ -74,6 +74,23 @@ def test_each_decoded_view_is_what_catches_its_encoding(corpus: list[ec.Sample],
     assert all(recall.encoding(e) < RECALL_FLOOR[e] for e in encodings), recall.by_encoding
 
 
+@pytest.mark.parametrize("size", [4000, 16000])
+def test_samples_sharing_one_text_are_each_caught(scrubber: RegexScrubber, corpus: list[ec.Sample], size: int) -> None:
+    """Tools store many outputs in one field: decoded views hold windows of the text, and a
+    window of one view must not hide another's (a URL outside the JSON windows, a wrapped
+    line outside the continuation's windows, two blobs that decode to the same text)."""
+    leaked = []
+    batch: list[ec.Sample] = []
+    for sample in [*corpus, None]:
+        if sample is None or sum(len(s.text) + 2 for s in batch) + len(sample.text) > size:
+            out = scrubber.scrub("\n\n".join(s.text for s in batch)).text
+            leaked += [(s.kind, s.encoding) for s in batch if any(n in out for n in (s.secret, *s.needles) if "\n" not in n)]
+            batch = []
+        if sample is not None:
+            batch.append(sample)
+    assert not leaked, leaked
+
+
 def test_a_secret_is_redacted_where_it_sits_and_the_rest_still_reads(scrubber: RegexScrubber) -> None:
     token = "ghp_" + "Q7rT2xLm9Vb4Nc8Kp3Wd6Fh1Js5Gy0Az7Xe4"
     escaped = '{"stdout": "loaded:\\n' + token + '\\ndone"}'

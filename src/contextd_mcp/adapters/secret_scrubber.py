@@ -101,15 +101,18 @@ class RegexScrubber:
         only findings across a joined line break are new in it."""
         if not self._views:
             return
-        # Decoded views hold only windows around their escapes, so lines are joined and
-        # blobs looked for in the original as well as in the most decoded view.
-        current = view
-        for name, decode in (("json", secret_views.json_unescaped), ("url", secret_views.url_decoded)):
-            decoded = decode(current) if name in self._views else None
-            if decoded is not None:
-                yield decoded, False
-                current = decoded
-        sources = [view] if current is view else [view, current]
+        # A decoded view holds only windows around its escapes, so each decoding runs on the
+        # original too, not only on the view before it (a URL outside the JSON windows is
+        # decoded from the original, a URL inside a JSON string from the JSON view), and
+        # lines are joined and blobs looked for in every one of them.
+        sources = [view]
+        json_view = secret_views.json_unescaped(view) if "json" in self._views else None
+        if json_view is not None:
+            sources.append(json_view)
+        if "url" in self._views:
+            sources += [u for u in map(secret_views.url_decoded, list(sources)) if u is not None]
+        for decoded in sources[1:]:
+            yield decoded, False
         for source in list(sources) if "joined" in self._views else ():
             for parity in (None, 0, 1):
                 joined = secret_views.joined(source, parity)
@@ -120,12 +123,13 @@ class RegexScrubber:
                     sources.append(joined)
         if depth >= self._max_depth or "blobs" not in self._views:
             return
-        seen: set[str] = set()
+        seen: set[tuple[int, int]] = set()  # where in the original: two blobs may hold one text
         for source in sources:
             for blob in secret_views.blobs(source):
-                if blob.text in seen:
+                where = blob.to_root(0, len(blob.text))
+                if where in seen:
                     continue  # the joined and decoded views hold the original's blobs again
-                seen.add(blob.text)
+                seen.add(where)
                 yield blob, False
                 yield from self._decoded(blob, depth + 1)
 

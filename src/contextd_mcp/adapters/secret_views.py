@@ -232,33 +232,39 @@ _BREAKS = (  # (strings one of which every match holds: a C-speed check before t
 )
 
 
+# Within the windows the separate patterns found, one pass of them all: applied one after
+# another, each pattern's windows would drop the regions of the others.
+_ANY_BREAK = re.compile("|".join(f"(?:{pattern.pattern})" for _, pattern in _BREAKS))
+
+
 def joined(parent: View, parity: int | None = None) -> View | None:
     """``parent`` with wrapped lines joined: each break (and the indentation after it) removed.
 
-    With ``parity`` 0 or 1 only every other break of a kind is removed: a token wrapped once
-    must not run on into the line after it (``…Xe4`` + ``next_step:`` is no token), and with
-    both parities scanned each break is joined once with its neighbours left apart. Without
-    it all are joined: a key body runs over many lines."""
-    view: View | None = parent
-    changed = False
-    for needles, pattern in _BREAKS:
-        assert view is not None
-        if not any(map(view.text.__contains__, needles)):
-            continue
-        keep: dict[int, bool] = {}
+    With ``parity`` 0 or 1 only every other break is removed: a token wrapped once must not
+    run on into the line after it (``…Xe4`` + ``next_step:`` is no token), and with both
+    parities scanned each break is joined once with its neighbours left apart. Without it
+    all are joined: a key body runs over many lines."""
+    text = parent.text
+    spans = sorted(w for needles, pattern in _BREAKS if any(map(text.__contains__, needles)) for w in _windows(text, pattern))
+    windows: list[tuple[int, int]] = []
+    for lo, hi in spans:
+        if windows and lo <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], max(hi, windows[-1][1]))
+        else:
+            windows.append((lo, hi))
+    if not windows:
+        return None
+    keep: dict[int, bool] = {}
 
-        def decode(m: re.Match[str], base: int, keep: dict[int, bool] = keep) -> str:
-            if parity is None:
-                return ""
-            at = base + m.start()
-            if at not in keep:  # first seen in sub(), in text order; build() reuses it
-                keep[at] = len(keep) % 2 != parity
-            return m.group() if keep[at] else ""
+    def decode(m: re.Match[str], base: int) -> str:
+        if parity is None:
+            return ""
+        at = base + m.start()
+        if at not in keep:  # first seen in sub(), in text order; build() reuses it
+            keep[at] = len(keep) % 2 != parity
+        return m.group() if keep[at] else ""
 
-        nxt = _decoded_view(view, pattern, decode)
-        if nxt is not None:
-            view, changed = nxt, True
-    return view if changed else None
+    return _decoded_view(parent, _ANY_BREAK, decode, windows=windows)
 
 
 # ------------------------------------------------------------------ base64 / hex blobs
