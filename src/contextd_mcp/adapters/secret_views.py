@@ -232,6 +232,8 @@ _BREAKS = (  # (strings one of which every match holds: a C-speed check before t
 )
 
 
+JOIN_REACH = 512  # characters looked at on each side of a break, at most
+
 # Within the windows the separate patterns found, one pass of them all: applied one after
 # another, each pattern's windows would drop the regions of the others.
 _ANY_BREAK = re.compile("|".join(f"(?:{pattern.pattern})" for _, pattern in _BREAKS))
@@ -245,13 +247,26 @@ def joined(parent: View, parity: int | None = None) -> View | None:
     parities scanned each break is joined once with its neighbours left apart. Without it
     all are joined: a key body runs over many lines."""
     text = parent.text
-    spans = sorted(w for needles, pattern in _BREAKS if any(map(text.__contains__, needles)) for w in _windows(text, pattern))
+    # A token or a label and its value that a break cuts lies within the line the break ends
+    # and the line it starts: those two lines are the window (a key body's lines chain up).
+    spans: list[tuple[int, int]] = []
+    for needles, pattern in _BREAKS:
+        if any(map(text.__contains__, needles)):
+            for m in pattern.finditer(text):
+                reach_lo, reach_hi = max(0, m.start() - JOIN_REACH), min(len(text), m.end() + JOIN_REACH)
+                lo = text.rfind("\n", reach_lo, m.start())  # -1: no line start within reach
+                hi = text.find("\n", m.end(), reach_hi)
+                spans.append((lo + 1 if lo >= 0 else reach_lo, hi if hi >= 0 else reach_hi))
     windows: list[tuple[int, int]] = []
-    for lo, hi in spans:
+    chained = False  # a break on the line another one starts: only then can a token run on
+    for lo, hi in sorted(spans):
         if windows and lo <= windows[-1][1]:
             windows[-1] = (windows[-1][0], max(hi, windows[-1][1]))
+            chained = True
         else:
             windows.append((lo, hi))
+    if parity is not None and not chained:
+        return None  # every break stands alone: the view with all joined says all there is
     if not windows:
         return None
     keep: dict[int, bool] = {}

@@ -192,8 +192,9 @@ def samples(seed: int = 20261204) -> list[Sample]:
     without its BEGIN line); for the other kinds it has no natural form and is skipped."""
     g = Gen(seed)
     out: list[Sample] = []
-    for kind, (secret, line) in _kinds(g).items():
-        for encoding, encode in ENCODERS.items():
+    # A fresh secret for every kind in every encoding: on disk, a leak is then one sample's own.
+    for encoding, encode in ENCODERS.items():
+        for kind, (secret, line) in _kinds(g).items():
             if kind == "private-key":
                 secret, line = _private_key(g)
                 if encoding in ("embedded", "wrapped"):
