@@ -197,4 +197,5 @@ def test_clean_text_throughput(scrubber: RegexScrubber) -> None:
     redactions = sum(scrubber.scrub(d).redactions for d in docs)
     mb_per_s = sum(map(len, docs)) / 1e6 / (time.process_time() - started)
     assert redactions == 0
-    assert mb_per_s >= 5, mb_per_s  # a floor against regressions; the bench measures properly
+    # A floor against regressions (decoded views cost ~2.5x on clean text: bench/bench_scrubber_encodings.py).
+    assert mb_per_s >= 2, mb_per_s

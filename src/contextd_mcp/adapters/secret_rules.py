@@ -94,6 +94,9 @@ class TokenRule:
     patterns: tuple[str, ...]
     min_entropy: float = 3.0
     end: str = r"(?![\w+/=-])"  # no run-on: 'ghp_' + 36 inside a longer base64 blob is chance
+    # A distinctive prefix is a token wherever it starts: after a JSON '\\n', '%3D', 'id=abc'.
+    # Only prefixes that also end ordinary words ('...SK', 'production_') need a word boundary.
+    glued: bool = True
 
 
 def _rule(kind: str, *patterns: str, **options: Any) -> TokenRule:
@@ -138,14 +141,13 @@ TOKEN_RULES: tuple[TokenRule, ...] = (
         r"access_token\$(?:production|sandbox)\$[a-z0-9]{16}\$[a-f0-9]{32}",
         r"production_[a-z0-9]{8}_[a-z0-9]{16}",
         r"sandbox_[a-z0-9]{8}_[a-z0-9]{16}",
+        glued=False,
     ),
     _rule("shopify-token", r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}"),
     # AI providers (Anthropic before OpenAI: both start 'sk-')
     _rule("anthropic-api-key", r"sk-ant-(?:api|admin|sid|oat)\d{2}-[\w-]{80,120}+"),
-    _rule(
-        "openai-api-key",
-        r"sk-(?:(?:proj|svcacct|admin)-[\w-]{40,250}+|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|[A-Za-z0-9]{48})",
-    ),
+    _rule("openai-api-key", r"sk-(?:(?:proj|svcacct|admin)-[\w-]{40,250}+|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})"),
+    _rule("openai-api-key", r"sk-[A-Za-z0-9]{48}", glued=False),  # legacy: 'task-' + 48 is a test id too
     _rule("huggingface-token", r"hf_[A-Za-z]{34}", r"api_org_[A-Za-z]{34}"),
     _rule("groq-api-key", r"gsk_[A-Za-z0-9]{52}"),
     _rule("xai-api-key", r"xai-[A-Za-z0-9]{80}"),
@@ -155,16 +157,16 @@ TOKEN_RULES: tuple[TokenRule, ...] = (
     _rule("pypi-token", r"pypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)[\w-]{50,300}+"),
     # Messaging / email
     _rule("sendgrid-api-key", r"SG\.[\w-]{22}\.[\w-]{43}"),
-    _rule("twilio-api-key", r"SK[0-9a-f]{32}"),
+    _rule("twilio-api-key", r"SK[0-9a-f]{32}", glued=False),
     _rule("mailgun-api-key", r"key-[0-9a-f]{32}"),
     # Infrastructure
     _rule("vault-token", r"hv[sbr]\.[\w-]{24,200}+"),
     _rule("databricks-token", r"dapi[a-f0-9]{32}(?:-\d)?"),
     _rule("age-secret-key", r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
     # JWTs: header and payload are base64 JSON objects, so both start 'eyJ' ('{"'). The
-    # lookbehind skips an 'eyJ' inside a longer [\w-] run up front: 'eyJ-eyJ-...' would
+    # lookbehind skips an 'eyJ' after 4+ [\w-] up front (a shorter glue, 'x9eyJ', is a token): 'eyJ-eyJ-...' would
     # otherwise cost a scan of the whole run per 'eyJ'.
-    _rule("jwt", r"eyJ(?<![\w-]eyJ)[\w-]{10,2048}+\.eyJ[\w-]{10,8192}+\.[\w-]{0,2048}+", min_entropy=3.5),
+    _rule("jwt", r"eyJ(?<![\w-]{4}eyJ)[\w-]{10,2048}+\.eyJ[\w-]{10,8192}+\.[\w-]{0,2048}+", min_entropy=3.5),
 )
 
 
@@ -203,12 +205,13 @@ class TokenScanner:
         for scan in self._combined if len(text) < self.SHORT else self._per_group:
             for m in scan.finditer(text):
                 at = m.start()
-                if _after_word_char(text, at):
-                    continue
+                glued = _after_word_char(text, at)
                 for ri, pattern in self._members[text[at]]:
                     exact = pattern.match(text, at)
                     if exact is None:
                         continue
+                    if glued and not self._rules[ri].glued:
+                        break
                     start, end = exact.span("s") if "s" in pattern.groupindex else exact.span()
                     secret = text[start:end]
                     if not _FAKE_TOKEN.search(secret) and entropy(secret) >= self._rules[ri].min_entropy:
@@ -360,6 +363,51 @@ class PrivateKeyBlock:
             # Documentation shows '...' or '<key>' in place of a body: not a secret.
             if MARKER_PREFIX not in body and len(_NOT_BASE64.sub("", body)) >= 32:
                 yield start, end, self.kind
+
+
+# The DER a private key's base64 starts with: RSA (PKCS#1), PKCS#8 and EC keys open with
+# SEQUENCE then INTEGER version 0 or 1 ('MII…AgEA', 'MHcCAQEE'); an encrypted PKCS#8 key
+# with SEQUENCE, SEQUENCE, then a PKCS#5/#12 algorithm OID; OpenSSH keys with
+# 'openssh-key-v1'. Certificates and public keys open with SEQUENCE, SEQUENCE (and a
+# different OID), so a pasted certificate is not taken for a key.
+_DER_BODY = re.compile(r"(?:MI|MH|MG|MC|b3BlbnNzaC1rZXktdjE)[A-Za-z0-9+/]{62,}+={0,2}")
+_PBE_OIDS = (bytes.fromhex("2a864886f70d0105"), bytes.fromhex("2a864886f70d010c01"))
+
+
+def _der_private_key(head: bytes) -> bool:
+    if head.startswith(b"openssh-key-v1"):
+        return True
+    if len(head) < 12 or head[0] != 0x30:
+        return False
+    at = 2 + (head[1] & 0x7F if head[1] & 0x80 else 0)  # past SEQUENCE and its length
+    if head[at : at + 3] in (b"\x02\x01\x00", b"\x02\x01\x01"):
+        return True
+    if head[at] == 0x30:  # EncryptedPrivateKeyInfo: SEQUENCE { SEQUENCE { OID pbe ...
+        inner = at + 2 + (head[at + 1] & 0x7F if head[at + 1] & 0x80 else 0)
+        return head[inner] == 0x06 and head[inner + 2 :].startswith(_PBE_OIDS)
+    return False
+
+
+class PemBody:
+    """A private key's base64 body without its BEGIN line: pasted from the middle of a file,
+    a secret manager or a CI variable. Found by its DER start (see ``_der_private_key``),
+    in one line or, through the joined-lines view, in many."""
+
+    kind = "private-key"
+
+    def find(self, view: TextView) -> Iterator[Finding]:
+        text = view.text
+        if "M" not in text and "b3Blbn" not in text:
+            return
+        for m in _DER_BODY.finditer(text):
+            if _after_word_char(text, m.start()):
+                continue
+            try:
+                head = base64.b64decode(m.group()[:48], validate=True)
+            except (binascii.Error, ValueError):
+                continue
+            if _der_private_key(head) and entropy(m.group()) >= 4.5:
+                yield *m.span(), self.kind
 
 
 class GcpServiceAccount:
@@ -581,7 +629,8 @@ _DENY_WORDS = frozenset(
 # `token: str = "..."`: a type annotation, then the literal.
 _ANNOTATION = re.compile(r"[A-Za-z_][\w\[\], |.]*?[ \t]*=(?!=)[ \t]*(?=[rbuRBU]?[\"'])")
 _CODE_FOLLOWS = re.compile(r"[,()\[\]{}]|[ \t]*[|=]")
-_BARE_VALUE = re.compile(r"[^\s\"'`,;&<>()\[\]{}]{1,512}")
+# An unquoted value ends at a JSON escape too: 'db_password=x\\ndone' in escaped tool output is 'x'.
+_BARE_VALUE = re.compile(r"(?:[^\s\"'`,;&<>()\[\]{}\\]|\\(?![nrt]))(?:[^\s\"'`,;&<>()\[\]{}\\]|\\(?![nrt])){0,511}")
 _VALUE_MAX = 512
 
 # Identifier mentions a vendor: use its kind, and accept a value of its exact shape
@@ -720,15 +769,16 @@ class KeywordAssignment:
         return None, skip
 
 
+# Detectors that know a secret by a label or a setting around it, not by its own shape.
+CONTEXT_DETECTORS: tuple[Detector, ...] = (UrlPassword(), *HEADER_RULES, KeywordAssignment())
 DETECTORS: tuple[Detector, ...] = (
     GcpServiceAccount(),
     PrivateKeyBlock(),
+    PemBody(),
     TokenScanner(TOKEN_RULES),
     *ANCHORED_RULES,
     DiscordBotToken(),
-    UrlPassword(),
-    *HEADER_RULES,
-    KeywordAssignment(),
+    *CONTEXT_DETECTORS,
 )
 
 KINDS: frozenset[str] = frozenset(
