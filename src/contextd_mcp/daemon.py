@@ -71,6 +71,7 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
         limits.request_max_bytes,
         runner=container.runner,
         max_connections=limits.max_connections,
+        audit=container.audit,
     )
     try:
         async with anyio.create_task_group() as tg:

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import SocketStream
+from anyio.abc import SocketAttribute, SocketStream
 
 from contextd_mcp import __version__
 from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller, acting_as
 from contextd_mcp.scope_resolver import project_root, resolve_scope
 from contextd_mcp.transports.framing import jsonrpc_streams
 from contextd_mcp.transports.hello import MAX_HELLO_BYTES, PROTOCOL
+from contextd_mcp.transports.peer import PeerRefused, check_peer, peer_of
 
 log = logging.getLogger("contextd_mcp")
 
@@ -34,6 +35,8 @@ async def _read_hello(stream: SocketStream) -> tuple[dict[str, Any], bytes]:
     message = json.loads(line)
     if not isinstance(message, dict) or message.get("contextd") != PROTOCOL:
         raise ValueError("not a contextd hello (protocol mismatch: restart the daemon with `contextd-mcp stop`)")
+    if not isinstance(message.get("cwd", ""), str) or not isinstance(message.get("env") or {}, dict):
+        raise ValueError("hello: cwd must be a string and env an object")
     return message, rest
 
 
@@ -51,6 +54,7 @@ class SocketServer:
         max_message_bytes: int,
         runner: Any = None,
         max_connections: int = 64,
+        audit: Any = None,
     ) -> None:
         self._path = path
         self._server = server
@@ -60,6 +64,8 @@ class SocketServer:
         self._request_stop = request_stop
         self._max = max_message_bytes
         self._max_connections = max_connections
+        # The AuditLog port: refused peers are recorded there (who and why, never what they sent).
+        self._audit = audit
         self.connections = 0
 
     async def serve(self, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -73,23 +79,52 @@ class SocketServer:
     async def _handle(self, stream: SocketStream) -> None:
         async with stream:
             try:
-                hello, rest = await _read_hello(stream)
-            except (ValueError, TimeoutError, anyio.EndOfStream, json.JSONDecodeError, OSError) as exc:
-                await self._safe_reply(stream, {"ok": False, "error": f"bad hello: {exc}"})
-                return
-            op = hello.get("op")
-            if op == "status":
-                await _reply(stream, {"ok": True, "pid": os.getpid(), "version": __version__, **self._status(),
-                                      "connections": self.connections})
-            elif op == "stop":
-                await _reply(stream, {"ok": True, "pid": os.getpid()})
-                await self._request_stop()
-            elif op == "mcp":
-                await self._serve_mcp(stream, hello, rest)
-            elif op == "call" and self._runner is not None:
-                await self._serve_call(stream, hello)
-            else:
-                await _reply(stream, {"ok": False, "error": f"unknown op {op!r}"})
+                if await self._refused(stream):
+                    return
+                await self._handle_hello(stream)
+            except Exception as exc:  # one connection's failure ends that connection, never the daemon
+                log.warning("socket connection ended by %s", type(exc).__name__)
+                log.debug("socket connection failure", exc_info=True)
+
+    async def _refused(self, stream: SocketStream) -> bool:
+        raw = stream.extra(SocketAttribute.raw_socket)
+        try:
+            peer = peer_of(raw)
+            check_peer(peer)
+        except PeerRefused as exc:
+            reason = str(exc)
+        except OSError as exc:
+            peer, reason = None, f"cannot identify the connecting process: {exc.strerror}"
+        else:
+            return False
+        fields = {"peer_pid": peer.pid, "peer_uid": peer.uid} if peer else {}
+        log.warning("socket peer refused (%s): %s", fields, reason)
+        if self._audit is not None:
+            self._audit.record({"event": "socket_peer_refused", "outcome": "refused", "transport": "socket",
+                                "reason": reason, **fields})
+        with anyio.move_on_after(1):
+            await self._safe_reply(stream, {"ok": False, "error": f"refused: {reason}"})
+        return True
+
+    async def _handle_hello(self, stream: SocketStream) -> None:
+        try:
+            hello, rest = await _read_hello(stream)
+        except (ValueError, TimeoutError, anyio.EndOfStream, json.JSONDecodeError, OSError) as exc:
+            await self._safe_reply(stream, {"ok": False, "error": f"bad hello: {exc}"})
+            return
+        op = hello.get("op")
+        if op == "status":
+            await _reply(stream, {"ok": True, "pid": os.getpid(), "version": __version__, **self._status(),
+                                  "connections": self.connections})
+        elif op == "stop":
+            await _reply(stream, {"ok": True, "pid": os.getpid()})
+            await self._request_stop()
+        elif op == "mcp":
+            await self._serve_mcp(stream, hello, rest)
+        elif op == "call" and self._runner is not None:
+            await self._serve_call(stream, hello)
+        else:
+            await _reply(stream, {"ok": False, "error": f"unknown op {op!r}"})
 
     async def _safe_reply(self, stream: SocketStream, body: dict[str, Any]) -> None:
         try:
