@@ -90,7 +90,7 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
                             {
                                 **(http_options or {}),
                                 "max_body": limits.request_max_bytes,
-                                "max_connections": limits.max_connections,
+                                "http_limits": http_limits(limits.max_connections),
                             },
                             task_status=task_status,
                             access=access,
@@ -155,6 +155,13 @@ async def watch_liveness(paths: DataPaths, sockets: Any, idle_exit_s: float, sto
             log.info("no connection for %.0fs: stopping (the next bridge starts a daemon again)", idle_exit_s)
             stop_event.set()
             return
+
+
+def http_limits(max_per_client: int) -> Any:
+    from contextd_mcp.settings import HttpSettings
+    from contextd_mcp.transports.http_guard import HttpLimits
+
+    return HttpLimits(**HttpSettings().model_dump(), max_per_client=max_per_client)
 
 
 def configure_logging(log_file: Path | None) -> None:
