@@ -134,14 +134,13 @@ async def serve_http(
     task_status: Any = anyio.TASK_STATUS_IGNORED,
     access: HttpAccess | None = None,
 ) -> None:
-    app = build_app(
-        server, host, port, int(options.get("max_body") or 1 << 20), access, options.get("allowed_hosts") or ()
-    )
+    max_body = int(options.get("max_body") or 1 << 20)
+    app = build_app(server, host, port, max_body, access, options.get("allowed_hosts") or ())
     limits: HttpLimits = options.get("http_limits") or HttpLimits(max_per_client=int(options.get("max_connections") or 64))
     budget = ConnectionBudget(limits, _identify(access))
     # No global limit_concurrency: it counted idle, unauthenticated connections against everyone.
     config = uvicorn.Config(
-        PerClientLimit(app, budget),
+        PerClientLimit(app, budget, max_body),
         host=host,
         port=port,
         log_level="warning",

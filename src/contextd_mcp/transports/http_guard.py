@@ -28,6 +28,9 @@ import h11
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from contextd_mcp.limits import ID_SCAN_BYTES
+from contextd_mcp.transports.framing import OversizeMessage, id_in_prefix
+
 log = logging.getLogger("contextd_mcp")
 
 # The Authorization header's value -> the client it authenticates (a token id), or None.
@@ -152,11 +155,17 @@ def guarded_protocol(budget: ConnectionBudget) -> type[GuardedH11]:
 
 
 class PerClientLimit:
-    """ASGI: at most ``max_per_client`` concurrent requests per token; others are not counted."""
+    """ASGI: at most ``max_per_client`` concurrent requests per token; others are not counted.
 
-    def __init__(self, app: ASGIApp, budget: ConnectionBudget) -> None:
+    An authenticated request's body is read whole here, up to ``max_body``: a client that
+    disconnects mid-body is dropped quietly, and one over the cap gets the JSON-RPC error
+    with its own id (413), before the MCP layer sees a partial message.
+    """
+
+    def __init__(self, app: ASGIApp, budget: ConnectionBudget, max_body: int) -> None:
         self._app = app
         self._budget = budget
+        self._max_body = max_body
         self.in_flight = Counter[str | None]()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -171,9 +180,54 @@ class PerClientLimit:
             return
         self.in_flight[client] += 1
         try:
+            if client is not None and scope["method"] in ("POST", "PUT", "PATCH"):
+                body = await self._read_body(receive, send)
+                if body is None:
+                    return
+                receive = _replay(body, receive)
             await self._app(scope, receive, send)
         finally:
             self.in_flight[client] -= 1
+
+    async def _read_body(self, receive: Receive, send: Send) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None  # gone mid-body: there is nobody to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > self._max_body:
+                await _too_large(send, self._max_body, id_in_prefix(b"".join(chunks)[:ID_SCAN_BYTES]))
+                return None
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # then only http.disconnect, when it comes
+
+    return replay
+
+
+async def _respond(send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] = []) -> None:  # noqa: B006
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), *extra]})
+    await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+
+async def _too_large(send: Send, max_body: int, request_id: int | str | None) -> None:
+    message = str(OversizeMessage(max_body, request_id))
+    await _respond(send, 413, {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32600, "message": message}})
 
 
 async def _busy(send: Send, authenticated: bool, cap: int) -> None:
@@ -182,7 +236,4 @@ async def _busy(send: Send, authenticated: bool, cap: int) -> None:
         if authenticated
         else f"{cap} unauthenticated requests are already open (CONTEXTD_HTTP_MAX_UNAUTHENTICATED_REQUESTS)"
     )
-    body = json.dumps({"error": f"too busy: {what}; retry shortly"}).encode()
-    await send({"type": "http.response.start", "status": 503,
-                "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1")]})
-    await send({"type": "http.response.body", "body": body})
+    await _respond(send, 503, {"error": f"too busy: {what}; retry shortly"}, [(b"retry-after", b"1")])
