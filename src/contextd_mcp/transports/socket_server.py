@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -44,6 +45,32 @@ async def _reply(stream: SocketStream, body: dict[str, Any]) -> None:
     await stream.send((json.dumps(body, default=str) + "\n").encode())
 
 
+_PEER_GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, ConnectionError)
+
+
+def _peer_gone(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_peer_gone(e) for e in exc.exceptions)
+    return isinstance(exc, _PEER_GONE)
+
+
+def _quiet_cancelled_reads(loop: asyncio.AbstractEventLoop) -> None:
+    """anyio's unix-socket read waits on a future that a cancelled ``receive`` may have settled
+    just as data arrived; the event loop then logs a harmless InvalidStateError traceback for
+    every such peer. Those are logged at debug level; everything else as before."""
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), asyncio.InvalidStateError) and "Future.set_result" in repr(
+            context.get("handle")
+        ):
+            log.debug("a cancelled socket read settled late (harmless)")
+            return
+        loop.default_exception_handler(context)
+
+    if loop.get_exception_handler() is None:
+        loop.set_exception_handler(handler)
+
+
 class SocketServer:
     def __init__(
         self,
@@ -69,6 +96,7 @@ class SocketServer:
         self.connections = 0
 
     async def serve(self, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        _quiet_cancelled_reads(asyncio.get_running_loop())
         self._path.unlink(missing_ok=True)
         listener = await anyio.create_unix_listener(self._path)
         os.chmod(self._path, 0o600)
@@ -83,7 +111,9 @@ class SocketServer:
                     return
                 await self._handle_hello(stream)
             except Exception as exc:  # one connection's failure ends that connection, never the daemon
-                log.warning("socket connection ended by %s", type(exc).__name__)
+                # A peer that hangs up is ordinary; anything else is worth a line (never the content).
+                level = logging.DEBUG if _peer_gone(exc) else logging.WARNING
+                log.log(level, "socket connection ended by %s", type(exc).__name__)
                 log.debug("socket connection failure", exc_info=True)
 
     async def _refused(self, stream: SocketStream) -> bool:
