@@ -22,7 +22,7 @@ pytestmark = pytest.mark.anyio
 CAP = 65536
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("fuzz")
     data_dir, cwd = root / "data", root / "cwd"
@@ -90,3 +90,19 @@ async def test_an_oversize_http_call_through_the_real_client_fails_at_once_namin
         assert anyio.current_time() - started < 1.0
         assert f"larger than {CAP} bytes" in str(raised.value) and "CONTEXTD_REQUEST_MAX_BYTES" in str(raised.value)
         assert data(await client.call_tool("memory_store", {"title": "Small", "content": "Fits."}))["id"]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected_id"),
+    [(b'{"jsonrpc":"2.0","id":5,"method":7}', 5), (b'{"jsonrpc":"1.0","id":"abc","method":"tools/list"}', "abc"),
+     (b'{"jsonrpc":"2.0","id":{"a":1},"method":"tools/list"}', None), (b"garbage", None)],
+    ids=["bad-method", "bad-version", "object-id", "not-json"],
+)
+def test_a_bad_http_request_is_answered_like_on_the_socket(world: dict, body: bytes, expected_id: object) -> None:
+    base, token = world["daemon"].base, world["token"]
+    session = open_http_session(base, token)
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream",
+               "Content-Type": "application/json", "Mcp-Session-Id": session, "Mcp-Protocol-Version": "2025-06-18"}
+    response = httpx.post(base + "/mcp", content=body, headers=headers, timeout=30)
+    assert response.status_code == 400
+    assert response.json()["id"] == expected_id and response.json()["error"]["code"] == -32700

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from contextd_mcp.limits import ID_SCAN_BYTES
-from contextd_mcp.transports.framing import OversizeMessage, id_in_prefix
+from contextd_mcp.transports.framing import OversizeMessage, id_in_prefix, parse_line
 
 log = logging.getLogger("contextd_mcp")
 
@@ -158,8 +158,9 @@ class PerClientLimit:
     """ASGI: at most ``max_per_client`` concurrent requests per token; others are not counted.
 
     An authenticated request's body is read whole here, up to ``max_body``: a client that
-    disconnects mid-body is dropped quietly, and one over the cap gets the JSON-RPC error
-    with its own id (413), before the MCP layer sees a partial message.
+    disconnects mid-body is dropped quietly, one over the cap gets the JSON-RPC error with its
+    own id (413), and a malformed message gets the socket's parse error with its id (400),
+    before the MCP layer sees any of them.
     """
 
     def __init__(self, app: ASGIApp, budget: ConnectionBudget, max_body: int) -> None:
@@ -184,6 +185,11 @@ class PerClientLimit:
                 body = await self._read_body(receive, send)
                 if body is None:
                     return
+                if scope["path"] == "/mcp" or scope["path"].startswith("/messages"):
+                    rejected = parse_line(body)  # the socket's rules, so a bad request's id comes back
+                    if isinstance(rejected, bytes):
+                        await _respond(send, 400, json.loads(rejected))
+                        return
                 receive = _replay(body, receive)
             await self._app(scope, receive, send)
         finally:
