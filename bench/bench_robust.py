@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,13 +70,14 @@ def _session(base: str, token: str) -> str:
 
 async def fuzz(args: argparse.Namespace, root: Path) -> dict:
     daemon, token = _start(root)
-    pid, restarts, sent = daemon.process.pid, 0, {"socket": 0, "http": 0, "connections": 0}
+    restarts, sent = 0, {"socket": 0, "http": 0, "connections": 0}
     unanswered = 0
     started = time.perf_counter()
     try:
         seed = args.seed
         while sent["socket"] < args.socket or sent["http"] < args.http:
             session = _session(daemon.base, token)  # type: ignore[arg-type]
+            print(f"  batch from seed {seed}", flush=True)
             s_batch = min(BATCH, max(0, args.socket - sent["socket"]))
             h_batch = min(BATCH // 2, max(0, args.http - sent["http"]))
             reports: dict = {}
@@ -94,16 +96,19 @@ async def fuzz(args: argparse.Namespace, root: Path) -> dict:
                     sent[name] += reports[name].frames
                     sent["connections"] += reports[name].connections
             seed += 2
-            if daemon.process.poll() is not None or daemon.process.pid != pid:
+            if not await _answers(daemon, token):
+                try:  # a daemon that is dying takes a moment to exit
+                    daemon.process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    unanswered += 1
+            if daemon.process.poll() is not None:
                 restarts += 1
-                daemon, _ = _start(root, token=False)
-                pid = daemon.process.pid
-            elif not await _answers(daemon, token):
-                unanswered += 1
+                daemon, _ = _start(root, token=False)  # the same tokens file: the token still works
             print(f"  sent socket {sent['socket']}, http {sent['http']}; restarts {restarts}", flush=True)
     finally:
-        daemon.stop()
-    tracebacks = daemon.output().count("Traceback")
+        if daemon.process.poll() is None:
+            daemon.stop()
+    tracebacks = daemon.output().count("Traceback")  # of the last daemon
     return {"socket_frames": sent["socket"], "http_requests": sent["http"], "connections": sent["connections"],
             "daemon_restarts": restarts, "probes_unanswered": unanswered, "tracebacks_in_log": tracebacks,
             "seconds": round(time.perf_counter() - started, 1)}

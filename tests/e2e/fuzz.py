@@ -35,6 +35,7 @@ class FuzzReport:
     frames: int = 0
     connections: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
+    unreachable: bool = False  # the daemon stopped answering connections during the run
 
     def count(self, kind: str) -> None:
         self.frames += 1
@@ -150,7 +151,12 @@ async def fuzz_socket(socket_path: Path, cwd: Path, frames: int, seed: int, cap:
     while report.frames < frames:
         report.connections += 1
         try:
-            async with await anyio.connect_unix(str(socket_path)) as stream:
+            stream = await anyio.connect_unix(str(socket_path))
+        except OSError:
+            report.unreachable = True  # the daemon is gone: nothing left to send to
+            return report
+        try:
+            async with stream:
                 with anyio.fail_after(60):
                     await _socket_session(stream, gen, report, cwd, frames)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError):
@@ -236,7 +242,12 @@ async def fuzz_http(base: str, token: str, frames: int, seed: int, cap: int, ses
         report.connections += 1
         report.count(kind)
         try:
-            async with await anyio.connect_tcp(host, int(port)) as stream:
+            stream = await anyio.connect_tcp(host, int(port))
+        except OSError:
+            report.unreachable = True
+            return report
+        try:
+            async with stream:
                 await stream.send(raw)
                 if gen.rng.random() < 0.1:  # a reset instead of a close
                     linger = struct.pack("ii", 1, 0)
