@@ -9,12 +9,15 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 
 from contextd_mcp import __version__
 from contextd_mcp.paths import DataPaths
+
+if TYPE_CHECKING:
+    from contextd_mcp.transports.http_guard import HttpLimits
 
 log = logging.getLogger("contextd_mcp")
 
@@ -157,7 +160,8 @@ async def watch_liveness(paths: DataPaths, sockets: Any, idle_exit_s: float, sto
             return
 
 
-def http_limits(max_per_client: int) -> Any:
+def http_limits(max_per_client: int) -> HttpLimits:
+    """HTTP deadlines and budgets from ``CONTEXTD_HTTP_*``; requests per token from max_connections."""
     from contextd_mcp.settings import HttpSettings
     from contextd_mcp.transports.http_guard import HttpLimits
 

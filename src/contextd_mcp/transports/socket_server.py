@@ -60,8 +60,11 @@ def _quiet_cancelled_reads(loop: asyncio.AbstractEventLoop) -> None:
     every such peer. Those are logged at debug level; everything else as before."""
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if isinstance(context.get("exception"), asyncio.InvalidStateError) and "Future.set_result" in repr(
-            context.get("handle")
+        callback = getattr(context.get("handle"), "_callback", None)
+        if (
+            isinstance(context.get("exception"), asyncio.InvalidStateError)
+            and isinstance(getattr(callback, "__self__", None), asyncio.Future)
+            and getattr(callback, "__name__", "") == "set_result"
         ):
             log.debug("a cancelled socket read settled late (harmless)")
             return
