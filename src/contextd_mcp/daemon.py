@@ -9,12 +9,15 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 
 from contextd_mcp import __version__
 from contextd_mcp.paths import DataPaths
+
+if TYPE_CHECKING:
+    from contextd_mcp.transports.http_guard import HttpLimits
 
 log = logging.getLogger("contextd_mcp")
 
@@ -71,6 +74,7 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
         limits.request_max_bytes,
         runner=container.runner,
         max_connections=limits.max_connections,
+        audit=container.audit,
     )
     try:
         async with anyio.create_task_group() as tg:
@@ -89,7 +93,7 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
                             {
                                 **(http_options or {}),
                                 "max_body": limits.request_max_bytes,
-                                "max_connections": limits.max_connections,
+                                "http_limits": http_limits(limits.max_connections),
                             },
                             task_status=task_status,
                             access=access,
@@ -154,6 +158,14 @@ async def watch_liveness(paths: DataPaths, sockets: Any, idle_exit_s: float, sto
             log.info("no connection for %.0fs: stopping (the next bridge starts a daemon again)", idle_exit_s)
             stop_event.set()
             return
+
+
+def http_limits(max_per_client: int) -> HttpLimits:
+    """HTTP deadlines and budgets from ``CONTEXTD_HTTP_*``; requests per token from max_connections."""
+    from contextd_mcp.settings import HttpSettings
+    from contextd_mcp.transports.http_guard import HttpLimits
+
+    return HttpLimits(**HttpSettings().model_dump(), max_per_client=max_per_client)
 
 
 def configure_logging(log_file: Path | None) -> None:

@@ -39,7 +39,11 @@ def schema_document(tools: list[ToolDef]) -> dict[str, Any]:
             "request_max_bytes": {
                 "default": defaults.request_max_bytes,
                 "env": "CONTEXTD_REQUEST_MAX_BYTES",
-                "rule": "a JSON-RPC message larger than this is refused with -32600 (socket) or 413 (HTTP)",
+                "rule": (
+                    "a JSON-RPC message larger than this (socket, stdio or HTTP) is refused at once with "
+                    "-32600 carrying the request's own id (HTTP: status 413), so the call fails instead of "
+                    "timing out"
+                ),
             },
             "search_candidates_per_result": limits.RERANK_FACTOR,
             "confidence_hide_below": confidence.HIDE_BELOW,

@@ -3,31 +3,57 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 
 import anyio
+from anyio.abc import ByteStream
 
 from contextd_mcp.paths import DataPaths
 
 
-def run_in_process(paths: DataPaths) -> int:
-    from mcp.server.stdio import stdio_server
+class _Stdio(ByteStream):
+    """File descriptors 0 and 1 as one byte stream, so stdio speaks the socket's framing and caps."""
 
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        data = await anyio.to_thread.run_sync(os.read, 0, max_bytes, abandon_on_cancel=True)
+        if not data:
+            raise anyio.EndOfStream
+        return data
+
+    async def send(self, item: bytes) -> None:
+        await anyio.to_thread.run_sync(_write_all, item)
+
+    async def send_eof(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _write_all(data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(1, view):]
+
+
+def run_in_process(paths: DataPaths) -> int:
     from contextd_mcp.container import build
     from contextd_mcp.daemon import AlreadyRunning, acquire_owner_lock
     from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
     from contextd_mcp.scope_resolver import project_root, resolve_scope
+    from contextd_mcp.settings import LimitSettings
+    from contextd_mcp.transports.framing import jsonrpc_streams
 
     paths.ensure()
     try:
         lock = acquire_owner_lock(paths)
     except AlreadyRunning as exc:
-        import sys
-
         print(f"contextd-mcp: {exc}; use the default bridge mode to share it", file=sys.stderr)
         return 1
-    container = build(paths)
+    limits = LimitSettings()
+    container = build(paths, limit_settings=limits)
     server = container.server()
     caller = Caller(
         scope=resolve_scope(Path.cwd(), os.environ),
@@ -42,7 +68,7 @@ def run_in_process(paths: DataPaths) -> int:
         async with anyio.create_task_group() as tg:
             for worker in container.workers:
                 tg.start_soon(worker)
-            async with stdio_server() as (read, write):
+            async with jsonrpc_streams(_Stdio(), limits.request_max_bytes) as (read, write):
                 await server.run(read, write, server.create_initialization_options())
             tg.cancel_scope.cancel()
 

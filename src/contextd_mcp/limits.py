@@ -28,3 +28,11 @@ CHECKPOINT_LIST_MAX = 50
 # Everything session_start injects stays under this many tokens (WordPiece, the caps' counter).
 INJECTION_MAX_TOKENS = 490
 INJECTED_MEMORIES_MAX = 3
+
+# Transports (the socket, in-process stdio; HTTP has its own in settings.HttpSettings).
+# A bad line's error reply echoes its id when the id is at most this long (else null).
+ECHOED_ID_MAX = 256
+# How much of an oversize line is scanned for its "id" (it is never parsed whole).
+ID_SCAN_BYTES = 4096
+# A peer that does not take a reply within this many seconds loses its connection.
+WRITE_TIMEOUT_S = 30

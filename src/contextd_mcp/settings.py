@@ -58,9 +58,27 @@ class LimitSettings(BaseSettings):
     # Include each tool's output schema in tools/list (costs tokens in every agent's context).
     tools_output_schema: bool = False
     request_max_bytes: int = Field(default=1 << 20, ge=4096, le=16 << 20)
-    # Open MCP sessions on the socket, and concurrent HTTP connections: a runaway client (an IDE
-    # spawning bridges in a loop) is refused with a clear error instead of exhausting the daemon.
+    # Open MCP sessions on the socket, and concurrent HTTP requests per token (SSE streams
+    # included): a runaway client (an IDE spawning bridges in a loop) is refused with a clear
+    # error instead of exhausting the daemon; on HTTP it never counts against other clients.
     max_connections: int = Field(default=64, ge=1, le=4096)
+
+
+class HttpSettings(BaseSettings):
+    """Deadlines and budgets for HTTP connections (``CONTEXTD_HTTP_*``; transports/http_guard.py)."""
+
+    model_config = SettingsConfigDict(env_prefix="CONTEXTD_HTTP_")
+
+    # Seconds from connecting (or from a request's first byte) until its headers are complete.
+    header_timeout_s: float = Field(default=5, ge=0.5, le=300)
+    # Seconds to receive a request's body once its headers are in.
+    body_timeout_s: float = Field(default=30, ge=1, le=3600)
+    # Seconds an idle keep-alive connection stays open between two requests.
+    idle_timeout_s: float = Field(default=5, ge=0.5, le=300)
+    # Open connections that have not yet made an authenticated request; past it the oldest close.
+    max_unauthenticated: int = Field(default=512, ge=4, le=65536)
+    # Concurrent unauthenticated requests (a 401, /healthz); past it they get 503.
+    max_unauthenticated_requests: int = Field(default=32, ge=1, le=4096)
 
 
 class AuthSettings(BaseSettings):

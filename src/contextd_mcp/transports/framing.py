@@ -1,9 +1,16 @@
-"""Newline-delimited JSON-RPC over any anyio byte stream (the unix socket, stdio)."""
+"""Newline-delimited JSON-RPC over any anyio byte stream (the unix socket, in-process stdio).
+
+Whatever a peer sends or does (bad lines, oversize lines, bad ids, invalid UTF-8, closing
+mid-reply, never reading), the damage stays inside its own connection: a bad line gets a
+JSON-RPC error carrying the request's id whenever one can be read, and a peer that cannot
+be written to ends its connection, never the daemon.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,11 +20,46 @@ import mcp_types as types
 from anyio.abc import ByteStream
 from mcp.shared.message import SessionMessage
 
+from contextd_mcp.limits import ECHOED_ID_MAX, ID_SCAN_BYTES, WRITE_TIMEOUT_S
+
 log = logging.getLogger("contextd_mcp")
+
+# The request id near the start of a line too big to parse: SDK clients write "id" before
+# "params", so the first match in the prefix is the top-level one. A nested "id" that comes
+# first only misdirects an error the request would have got anyway.
+_ID_IN_PREFIX = re.compile(rb'"id"\s*:\s*(-?\d{1,18}(?![\d.eE])|"(?:[^"\\\r\n]|\\.){0,%d}")' % ECHOED_ID_MAX)
+_PEER_GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, ConnectionError, TimeoutError)
 
 
 class OversizeMessage(ValueError):
-    pass
+    def __init__(self, max_bytes: int, request_id: int | str | None) -> None:
+        super().__init__(
+            f"message larger than {max_bytes} bytes (CONTEXTD_REQUEST_MAX_BYTES); send less, "
+            "e.g. shorter content or fewer items per call"
+        )
+        self.request_id = request_id
+
+
+def id_in_prefix(prefix: bytes) -> int | str | None:
+    """The request id a line starts with, without parsing the (possibly huge) line."""
+    match = _ID_IN_PREFIX.search(prefix[:ID_SCAN_BYTES])
+    if match is None:
+        return None
+    try:
+        value = json.loads(match.group(1))
+    except ValueError:
+        return None
+    return value if isinstance(value, int | str) else None
+
+
+def echoable_id(message: Any) -> int | str | None:
+    """The id of a parsed but invalid message, if JSON-RPC allows echoing it (else null)."""
+    value = message.get("id") if isinstance(message, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    if isinstance(value, int) and abs(value) >= 1 << 63:
+        return None
+    return value if not isinstance(value, str) or len(value) <= ECHOED_ID_MAX else None
 
 
 async def read_lines(stream: ByteStream, max_bytes: int, first: bytes = b"") -> AsyncIterator[bytes | OversizeMessage]:
@@ -31,22 +73,56 @@ async def read_lines(stream: ByteStream, max_bytes: int, first: bytes = b"") -> 
             del buffer[: newline + 1]
             if skipping:
                 skipping = False
+            elif len(line) > max_bytes:
+                yield OversizeMessage(max_bytes, id_in_prefix(line))
             elif line.strip():
                 yield line
             newline = buffer.find(b"\n")
         if len(buffer) > max_bytes:
             if not skipping:
-                yield OversizeMessage(f"message larger than {max_bytes} bytes")
+                yield OversizeMessage(max_bytes, id_in_prefix(bytes(buffer[:ID_SCAN_BYTES])))
             skipping = True
             buffer.clear()
         try:
             chunk = await stream.receive(65536)
-        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError, ConnectionError):
+        except _PEER_GONE:
             return
         buffer.extend(chunk)
 
 
-def _error_reply(request_id: Any, code: int, message: str) -> bytes:
+def parse_line(line: bytes) -> SessionMessage | bytes:
+    """The message on ``line``, or the error reply to send back for it."""
+    try:
+        message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+    except Exception:  # pydantic's ValidationError, or anything a hostile line provokes in it
+        message = None
+    # A request whose id is an object or array validates as a notification (the id dropped),
+    # which gets no reply; its client would wait forever.
+    if message is not None and not (isinstance(message, types.JSONRPCNotification) and _has_id(line)):
+        return SessionMessage(message)
+    try:
+        loose = json.loads(line)
+    except (ValueError, RecursionError):
+        return error_reply(None, types.PARSE_ERROR, "parse error: not valid JSON (one JSON-RPC message per line)")
+    return error_reply(
+        echoable_id(loose),
+        types.PARSE_ERROR,
+        "parse error: not a JSON-RPC 2.0 message (needs jsonrpc \"2.0\", a string \"method\", "
+        "and an \"id\" that is a string or an integer)",
+    )
+
+
+def _has_id(line: bytes) -> bool:
+    if b'"id"' not in line:
+        return False
+    try:
+        loose = json.loads(line)
+    except (ValueError, RecursionError):
+        return True
+    return isinstance(loose, dict) and "id" in loose
+
+
+def error_reply(request_id: int | str | None, code: int, message: str) -> bytes:
     body = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
     return (json.dumps(body) + "\n").encode()
 
@@ -55,41 +131,48 @@ def _error_reply(request_id: Any, code: int, message: str) -> bytes:
 async def jsonrpc_streams(stream: ByteStream, max_bytes: int, first: bytes = b"") -> AsyncIterator[tuple[Any, Any]]:
     """The (read, write) stream pair the MCP server runs on, over a byte stream.
 
-    Malformed or oversize input is answered with a JSON-RPC error right here, so the
-    session stays up and the client learns what was wrong.
+    Malformed or oversize input is answered with a JSON-RPC error right here, so the session
+    stays up and the client learns what was wrong. A write that fails or stalls for
+    ``WRITE_TIMEOUT_S`` ends the reading side, so the session ends; later replies are dropped.
     """
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](16)
     write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](16)
     send_lock = anyio.Lock()
+    reader_scope = anyio.CancelScope()
+    peer_gone = False
 
     async def send_raw(data: bytes) -> None:
-        async with send_lock:
-            await stream.send(data)
+        nonlocal peer_gone
+        if peer_gone:
+            return
+        try:
+            async with send_lock:
+                with anyio.fail_after(WRITE_TIMEOUT_S):
+                    await stream.send(data)
+        except _PEER_GONE:
+            peer_gone = True
+            reader_scope.cancel()
 
     async def reader() -> None:
         async with read_send:
             async for line in read_lines(stream, max_bytes, first):
                 if isinstance(line, OversizeMessage):
-                    await send_raw(_error_reply(None, types.INVALID_REQUEST, str(line)))
+                    await send_raw(error_reply(line.request_id, types.INVALID_REQUEST, str(line)))
                     continue
-                try:
-                    message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-                except Exception:
-                    await send_raw(_error_reply(None, types.PARSE_ERROR, "parse error: not a JSON-RPC message"))
-                    continue
-                await read_send.send(SessionMessage(message))
+                parsed = parse_line(line)
+                if isinstance(parsed, bytes):
+                    await send_raw(parsed)
+                else:
+                    await read_send.send(parsed)
 
     async def writer() -> None:
         async with write_recv:
             async for session_message in write_recv:
+                # Keep draining after the peer is gone, so the server never blocks on a reply.
                 data = session_message.message.model_dump_json(by_alias=True, exclude_unset=True)
-                try:
-                    await send_raw(data.encode() + b"\n")
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError, ConnectionError):
-                    return
+                await send_raw(data.encode() + b"\n")
 
     async with anyio.create_task_group() as tg:
-        reader_scope = anyio.CancelScope()
 
         async def run_reader() -> None:
             with reader_scope:

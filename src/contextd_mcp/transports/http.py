@@ -20,6 +20,14 @@ from starlette.routing import Mount, Route
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.scope_resolver import resolve_scope
 from contextd_mcp.transports.auth import HttpAccess, is_loopback
+from contextd_mcp.transports.http_guard import (
+    HEADER_BYTES_MAX,
+    ConnectionBudget,
+    HttpLimits,
+    Identify,
+    PerClientLimit,
+    guarded_protocol,
+)
 
 __all__ = ["build_app", "is_loopback", "local_http_caller", "serve_http"]
 
@@ -95,6 +103,21 @@ def build_app(
     return Starlette(routes=routes, middleware=access.middleware(), lifespan=streamable.router.lifespan_context)
 
 
+def _identify(access: HttpAccess | None) -> Identify:
+    """Which client a request's Authorization header authenticates: a token id, or None."""
+    if access is None or access.verifier is None:
+        return lambda _: "local"  # open loopback: every caller is the operator
+    store = access.verifier.store
+
+    def identify(authorization: bytes | None) -> str | None:
+        if not authorization or not authorization[:7].lower() == b"bearer ":
+            return None
+        entry = store.lookup(authorization[7:].strip().decode("latin-1"))
+        return None if entry is None else entry.id
+
+    return identify
+
+
 class _QuietServer(uvicorn.Server):
     """The daemon owns signal handling; uvicorn must not replace it."""
 
@@ -111,18 +134,21 @@ async def serve_http(
     task_status: Any = anyio.TASK_STATUS_IGNORED,
     access: HttpAccess | None = None,
 ) -> None:
-    app = build_app(
-        server, host, port, int(options.get("max_body") or 1 << 20), access, options.get("allowed_hosts") or ()
-    )
-    # Past max_connections uvicorn answers 503 instead of taking more (SSE streams count too).
+    max_body = int(options.get("max_body") or 1 << 20)
+    app = build_app(server, host, port, max_body, access, options.get("allowed_hosts") or ())
+    limits: HttpLimits = options.get("http_limits") or HttpLimits(max_per_client=int(options.get("max_connections") or 64))
+    budget = ConnectionBudget(limits, _identify(access))
+    # No global limit_concurrency: it counted idle, unauthenticated connections against everyone.
     config = uvicorn.Config(
-        app,
+        PerClientLimit(app, budget, max_body),
         host=host,
         port=port,
         log_level="warning",
         lifespan="on",
         access_log=False,
-        limit_concurrency=int(options.get("max_connections") or 64),
+        http=guarded_protocol(budget),
+        timeout_keep_alive=limits.idle_timeout_s,  # type: ignore[arg-type]  # a float works
+        h11_max_incomplete_event_size=HEADER_BYTES_MAX,
     )
     uv = _QuietServer(config)
 

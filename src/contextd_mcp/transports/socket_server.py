@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -11,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import SocketStream
+from anyio.abc import SocketAttribute, SocketStream
 
 from contextd_mcp import __version__
 from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller, acting_as
 from contextd_mcp.scope_resolver import project_root, resolve_scope
 from contextd_mcp.transports.framing import jsonrpc_streams
 from contextd_mcp.transports.hello import MAX_HELLO_BYTES, PROTOCOL
+from contextd_mcp.transports.peer import PeerRefused, check_peer, peer_of
 
 log = logging.getLogger("contextd_mcp")
 
@@ -34,11 +36,42 @@ async def _read_hello(stream: SocketStream) -> tuple[dict[str, Any], bytes]:
     message = json.loads(line)
     if not isinstance(message, dict) or message.get("contextd") != PROTOCOL:
         raise ValueError("not a contextd hello (protocol mismatch: restart the daemon with `contextd-mcp stop`)")
+    if not isinstance(message.get("cwd", ""), str) or not isinstance(message.get("env") or {}, dict):
+        raise ValueError("hello: cwd must be a string and env an object")
     return message, rest
 
 
 async def _reply(stream: SocketStream, body: dict[str, Any]) -> None:
     await stream.send((json.dumps(body, default=str) + "\n").encode())
+
+
+_PEER_GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, ConnectionError)
+
+
+def _peer_gone(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_peer_gone(e) for e in exc.exceptions)
+    return isinstance(exc, _PEER_GONE)
+
+
+def _quiet_cancelled_reads(loop: asyncio.AbstractEventLoop) -> None:
+    """anyio's unix-socket read waits on a future that a cancelled ``receive`` may have settled
+    just as data arrived; the event loop then logs a harmless InvalidStateError traceback for
+    every such peer. Those are logged at debug level; everything else as before."""
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        callback = getattr(context.get("handle"), "_callback", None)
+        if (
+            isinstance(context.get("exception"), asyncio.InvalidStateError)
+            and isinstance(getattr(callback, "__self__", None), asyncio.Future)
+            and getattr(callback, "__name__", "") == "set_result"
+        ):
+            log.debug("a cancelled socket read settled late (harmless)")
+            return
+        loop.default_exception_handler(context)
+
+    if loop.get_exception_handler() is None:
+        loop.set_exception_handler(handler)
 
 
 class SocketServer:
@@ -51,6 +84,7 @@ class SocketServer:
         max_message_bytes: int,
         runner: Any = None,
         max_connections: int = 64,
+        audit: Any = None,
     ) -> None:
         self._path = path
         self._server = server
@@ -60,9 +94,12 @@ class SocketServer:
         self._request_stop = request_stop
         self._max = max_message_bytes
         self._max_connections = max_connections
+        # The AuditLog port: refused peers are recorded there (who and why, never what they sent).
+        self._audit = audit
         self.connections = 0
 
     async def serve(self, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        _quiet_cancelled_reads(asyncio.get_running_loop())
         self._path.unlink(missing_ok=True)
         listener = await anyio.create_unix_listener(self._path)
         os.chmod(self._path, 0o600)
@@ -73,23 +110,54 @@ class SocketServer:
     async def _handle(self, stream: SocketStream) -> None:
         async with stream:
             try:
-                hello, rest = await _read_hello(stream)
-            except (ValueError, TimeoutError, anyio.EndOfStream, json.JSONDecodeError, OSError) as exc:
-                await self._safe_reply(stream, {"ok": False, "error": f"bad hello: {exc}"})
-                return
-            op = hello.get("op")
-            if op == "status":
-                await _reply(stream, {"ok": True, "pid": os.getpid(), "version": __version__, **self._status(),
-                                      "connections": self.connections})
-            elif op == "stop":
-                await _reply(stream, {"ok": True, "pid": os.getpid()})
-                await self._request_stop()
-            elif op == "mcp":
-                await self._serve_mcp(stream, hello, rest)
-            elif op == "call" and self._runner is not None:
-                await self._serve_call(stream, hello)
-            else:
-                await _reply(stream, {"ok": False, "error": f"unknown op {op!r}"})
+                if await self._refused(stream):
+                    return
+                await self._handle_hello(stream)
+            except Exception as exc:  # one connection's failure ends that connection, never the daemon
+                # A peer that hangs up is ordinary; anything else is worth a line (never the content).
+                level = logging.DEBUG if _peer_gone(exc) else logging.WARNING
+                log.log(level, "socket connection ended by %s", type(exc).__name__)
+                log.debug("socket connection failure", exc_info=True)
+
+    async def _refused(self, stream: SocketStream) -> bool:
+        raw = stream.extra(SocketAttribute.raw_socket)
+        try:
+            peer = peer_of(raw)
+            check_peer(peer)
+        except PeerRefused as exc:
+            reason = str(exc)
+        except OSError as exc:
+            peer, reason = None, f"cannot identify the connecting process: {exc.strerror}"
+        else:
+            return False
+        fields = {"peer_pid": peer.pid, "peer_uid": peer.uid} if peer else {}
+        log.warning("socket peer refused (%s): %s", fields, reason)
+        if self._audit is not None:
+            self._audit.record({"event": "socket_peer_refused", "outcome": "refused", "transport": "socket",
+                                "reason": reason, **fields})
+        with anyio.move_on_after(1):
+            await self._safe_reply(stream, {"ok": False, "error": f"refused: {reason}"})
+        return True
+
+    async def _handle_hello(self, stream: SocketStream) -> None:
+        try:
+            hello, rest = await _read_hello(stream)
+        except (ValueError, TimeoutError, anyio.EndOfStream, json.JSONDecodeError, OSError) as exc:
+            await self._safe_reply(stream, {"ok": False, "error": f"bad hello: {exc}"})
+            return
+        op = hello.get("op")
+        if op == "status":
+            await _reply(stream, {"ok": True, "pid": os.getpid(), "version": __version__, **self._status(),
+                                  "connections": self.connections})
+        elif op == "stop":
+            await _reply(stream, {"ok": True, "pid": os.getpid()})
+            await self._request_stop()
+        elif op == "mcp":
+            await self._serve_mcp(stream, hello, rest)
+        elif op == "call" and self._runner is not None:
+            await self._serve_call(stream, hello)
+        else:
+            await _reply(stream, {"ok": False, "error": f"unknown op {op!r}"})
 
     async def _safe_reply(self, stream: SocketStream, body: dict[str, Any]) -> None:
         try:
