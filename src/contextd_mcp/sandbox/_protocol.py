@@ -6,6 +6,8 @@ descriptors by SCM_RIGHTS, in this order:
     status  the helper's end of a per-request SEQPACKET socketpair
     stdout  write end of the command's stdout pipe
     stderr  write end of the command's stderr pipe
+    cgroup  0 to MAX_CGROUP_FDS fds of the call's cgroup.procs files, opened by the server
+            (see `_cgroup`): init writes itself into them before it spawns the command
 
 On `status` the helper sends JSON messages, the last one final:
     {"error": reason}  set-up failed; the server raises SandboxUnavailable
@@ -28,6 +30,8 @@ HELPER_MODULE = "contextd_mcp.sandbox.helper"
 MAX_REQUEST_BYTES = 200 * 1024  # under the default unix socket buffer, so one send suffices
 MAX_COMMAND_BYTES = 128 * 1024 - 1  # execve refuses a single argument longer (MAX_ARG_STRLEN)
 FDS_PER_REQUEST = 3
+MAX_CGROUP_FDS = 3  # one per v1 hierarchy (memory, pids, cpu); v2 needs one
+MAX_FDS_PER_REQUEST = FDS_PER_REQUEST + MAX_CGROUP_FDS
 
 
 @dataclass(frozen=True)

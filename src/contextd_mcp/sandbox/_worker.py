@@ -27,7 +27,8 @@ import subprocess
 from typing import NoReturn
 
 from . import _libc as c
-from ._protocol import FDS_PER_REQUEST, MAX_REQUEST_BYTES, Request, status_message
+from ._cgroup import join as join_cgroup
+from ._protocol import FDS_PER_REQUEST, MAX_FDS_PER_REQUEST, MAX_REQUEST_BYTES, Request, status_message
 from ._rootfs import SetupError, StaleView, finish, prepare
 
 NAMESPACES = (
@@ -100,8 +101,8 @@ def _enter_namespaces() -> None:
 
 def receive(ws: socket.socket) -> tuple[bytes, list[int]] | None:
     """The next request from the zygote, or None when it has gone away."""
-    payload, fds, _, _ = socket.recv_fds(ws, MAX_REQUEST_BYTES, FDS_PER_REQUEST, socket.MSG_CMSG_CLOEXEC)
-    if len(fds) != FDS_PER_REQUEST:
+    payload, fds, _, _ = socket.recv_fds(ws, MAX_REQUEST_BYTES, MAX_FDS_PER_REQUEST, socket.MSG_CMSG_CLOEXEC)
+    if len(fds) < FDS_PER_REQUEST:
         for fd in fds:
             os.close(fd)
         return None
@@ -145,9 +146,10 @@ def _init(ws: socket.socket, seccomp: bytes) -> NoReturn:
         os._exit(0)  # the zygote is gone
     # `ws` stays open (close-on-exec keeps it from the command): its EOF when we exit tells the
     # zygote that this sandbox is done and a replacement may be warmed up without competing.
-    payload, (status_fd, out_fd, err_fd) = got
+    payload, (status_fd, out_fd, err_fd, *cgroup_fds) = got
     status = socket.socket(fileno=status_fd)
     try:
+        join_cgroup(cgroup_fds)  # before anything of the request runs: all of it is charged there
         req = Request.decode(payload)
         _confine(req, seccomp)
         started = None if req.command is None else _spawn(req.command, req.env, out_fd, err_fd)

@@ -28,7 +28,7 @@ from typing import NoReturn
 
 from . import _libc as c
 from . import _unsafe, _worker
-from ._protocol import FDS_PER_REQUEST, MAX_REQUEST_BYTES
+from ._protocol import FDS_PER_REQUEST, MAX_FDS_PER_REQUEST, MAX_REQUEST_BYTES
 
 POOL_SIZE = 2  # enough for back-to-back commands on 2 cores; more only holds more namespaces
 # A warm worker holds a copy of the host's mounts as they were when it warmed up. Where the host's
@@ -142,10 +142,10 @@ class Zygote:
 
 def _receive(ctl: socket.socket) -> tuple[bytes, list[int]] | None:
     while True:
-        payload, fds, _, _ = socket.recv_fds(ctl, MAX_REQUEST_BYTES, FDS_PER_REQUEST, socket.MSG_CMSG_CLOEXEC)
+        payload, fds, _, _ = socket.recv_fds(ctl, MAX_REQUEST_BYTES, MAX_FDS_PER_REQUEST, socket.MSG_CMSG_CLOEXEC)
         if not payload and not fds:
             return None  # the server closed its end, or died
-        if len(fds) == FDS_PER_REQUEST:
+        if len(fds) >= FDS_PER_REQUEST:
             return payload, fds
         for fd in fds:  # malformed: drop it (its status socket closes, so the sender notices)
             os.close(fd)
