@@ -25,12 +25,14 @@ Standard library (and `_libc`) only: the zygote imports it, through the worker.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,6 +191,30 @@ def join(fds: list[int], new_namespace: bool = True) -> None:
         os.close(fd)
     if new_namespace:
         c.unshare(c.CLONE_NEWCGROUP)
+
+
+@contextlib.contextmanager
+def command_dies_first() -> Iterator[None]:
+    """Processes started inside inherit oom_score_adj 1000; ours is restored after.
+
+    At the memory limit the kernel kills the task with the most memory, and /tmp's pages belong
+    to no task: without this, init (a Python process, the largest one) would die first, and with
+    it the call's status. Raising is always allowed, and lowering back to our own value too.
+    """
+    path = "/proc/self/oom_score_adj"
+    try:
+        with open(path) as f:
+            own = f.read().strip()
+        with open(path, "w") as f:
+            f.write("1000")
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with open(path, "w") as f:
+            f.write(own)
 
 
 # --- v1 -----------------------------------------------------------------------------------------

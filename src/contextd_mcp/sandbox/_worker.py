@@ -27,6 +27,7 @@ import subprocess
 from typing import NoReturn
 
 from . import _libc as c
+from ._cgroup import command_dies_first
 from ._cgroup import join as join_cgroup
 from ._protocol import FDS_PER_REQUEST, MAX_FDS_PER_REQUEST, MAX_REQUEST_BYTES, Request, status_message
 from ._rootfs import SetupError, StaleView, finish, prepare
@@ -152,7 +153,8 @@ def _init(ws: socket.socket, seccomp: bytes) -> NoReturn:
         join_cgroup(cgroup_fds)  # before anything of the request runs: all of it is charged there
         req = Request.decode(payload)
         _confine(req, seccomp)
-        started = None if req.command is None else _spawn(req.command, req.env, out_fd, err_fd)
+        with command_dies_first():
+            started = None if req.command is None else _spawn(req.command, req.env, out_fd, err_fd)
     except StaleView:
         send(status, stale=True)
         os._exit(1)
