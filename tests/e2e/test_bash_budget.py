@@ -121,7 +121,8 @@ async def test_memory_and_tasks_of_parallel_calls_stay_under_the_ceiling(data_di
             sampler.join()
         outs = [data(r) for r in results]
         drop = start - low[0]
-        assert drop < 768 * MiB + 384 * MiB, f"host available memory fell by {drop >> 20} MiB"
+        # The host's figure moves with everything else on the machine: a coarse cross-check.
+        assert drop < 768 * MiB + 768 * MiB, f"host available memory fell by {drop >> 20} MiB"
         assert outs[0]["killed"] and "memory limit" in outs[0]["killed"], outs[0]
         assert all(o["stdout"].strip().endswith("done") for o in outs)
 

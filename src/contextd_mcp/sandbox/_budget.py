@@ -23,18 +23,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import itertools
 import logging
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import asdict
+from typing import Any
 
 import anyio
 
 from ._budgetspec import SandboxBudget
-from ._cgroup import CallGroup, Cgroups, setup
-from ._types import SandboxResult, SandboxUnavailable
+from ._cgroup import Cgroups, call_limits, plan_env, setup
+from ._types import SandboxUnavailable
 
 log = logging.getLogger("contextd_mcp.sandbox")
 QUEUE_POLL_SECONDS = 0.01
@@ -92,15 +92,13 @@ class _Budget:
         )
 
     @contextlib.asynccontextmanager
-    async def call(self) -> AsyncIterator[CallGroup]:
+    async def call(self) -> AsyncIterator[dict[str, float] | None]:
+        """A slot; yields the call's cgroup limits for the request (None: no cgroups). The
+        zygote makes the call's cgroup (see `_cgroup`), so it is set up before the zygote starts."""
         await self._acquire()
         try:
             cgroups = self.cgroups()
-            group = cgroups.call(self.budget.cgroup_limits())
-            try:
-                yield group
-            finally:
-                group.remove()
+            yield None if cgroups.version == "none" else call_limits(self.budget.cgroup_limits())
         finally:
             self.running -= 1
 
@@ -109,15 +107,14 @@ class _Budget:
         return {"cgroup": groups.describe(), "running": self.running, "limits": asdict(self.budget)}
 
 
-def explain_kill(result: SandboxResult, group: CallGroup, budget: SandboxBudget) -> SandboxResult:
-    """Say so in the result when the kernel killed processes of the call for its memory limit."""
-    kills = group.oom_kills()
-    if result.killed is not None or not kills:
-        return result
-    return dataclasses.replace(
-        result,
-        killed=f"killed: the call reached its memory limit of {budget.call_memory_bytes} bytes "
-        f"(memory and /tmp together; {kills} process(es) killed by the kernel)",
+def memory_kill(messages: list[dict[str, Any]], budget: SandboxBudget) -> str | None:
+    """Why the call was cut short, when the kernel killed processes at its memory limit."""
+    kills = max((int(m.get("oom_kills", 0)) for m in messages), default=0)
+    if not kills:
+        return None
+    return (
+        f"killed: the call reached its memory limit of {budget.call_memory_bytes} bytes "
+        f"(memory and /tmp together; {kills} process(es) killed by the kernel)"
     )
 
 
@@ -141,6 +138,12 @@ def configure(budget: SandboxBudget) -> None:
             _current = _Budget(budget)
         else:
             _current.reconfigure(budget)
+
+
+def helper_env() -> dict[str, str]:
+    """For the helper's environment: the cgroup plan, set up first if it is not yet."""
+    current().cgroups()
+    return plan_env()
 
 
 def status() -> dict[str, object]:

@@ -6,14 +6,13 @@ descriptors by SCM_RIGHTS, in this order:
     status  the helper's end of a per-request SEQPACKET socketpair
     stdout  write end of the command's stdout pipe
     stderr  write end of the command's stderr pipe
-    cgroup  0 to MAX_CGROUP_FDS fds of the call's cgroup.procs files, opened by the server
-            (see `_cgroup`): init writes itself into them before it spawns the command
 
 On `status` the helper sends JSON messages, the last one final:
     {"error": reason}  set-up failed; the server raises SandboxUnavailable
     {"stale": true}    a warm worker's view of the host's mounts predates the project's mount;
                        nothing ran, and the server retries once with `fresh`
-    {"exit": code}     the command's status, shell convention (128 + N after signal N)
+    {"exit": code}     the command's status, shell convention (128 + N after signal N); with
+                       "oom_kills": n when the kernel killed n processes at the call's memory limit
     {"killed": true}   after a kill request
 The namespace's init sends "exit" or "killed" only once every other process of the namespace is
 dead. The server asks for a kill by shutting down its sending side, or simply by closing the
@@ -30,8 +29,6 @@ HELPER_MODULE = "contextd_mcp.sandbox.helper"
 MAX_REQUEST_BYTES = 200 * 1024  # under the default unix socket buffer, so one send suffices
 MAX_COMMAND_BYTES = 128 * 1024 - 1  # execve refuses a single argument longer (MAX_ARG_STRLEN)
 FDS_PER_REQUEST = 3
-MAX_CGROUP_FDS = 3  # one per v1 hierarchy (memory, pids, cpu); v2 needs one
-MAX_FDS_PER_REQUEST = FDS_PER_REQUEST + MAX_CGROUP_FDS
 
 
 @dataclass(frozen=True)
@@ -50,6 +47,9 @@ class Request:
     # mounts is older than the project's mount answers {"stale": true} instead of running.
     project_id: tuple[int, int] | None = None
     fresh: bool = False  # skip the warm pool (and drop it): the retry after a stale answer
+    # The call's cgroup limits (see `_cgroup`): the zygote applies them if they changed since the
+    # worker's cgroup was made. None: no cgroups.
+    cgroup_limits: dict[str, float] | None = None
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False).encode()

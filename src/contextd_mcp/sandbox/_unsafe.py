@@ -15,7 +15,6 @@ import socket
 from typing import NoReturn
 
 from . import _libc as c
-from ._cgroup import join as join_cgroup
 from ._protocol import Request
 from ._worker import describe, send
 
@@ -24,10 +23,9 @@ _RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGCHLD)
 
 def run(payload: bytes, fds: list[int]) -> NoReturn:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    status_fd, out_fd, err_fd, *cgroup_fds = fds
+    status_fd, out_fd, err_fd = fds
     status = socket.socket(fileno=status_fd)
     try:
-        join_cgroup(cgroup_fds, new_namespace=False)  # best effort, as everything here
         req = Request.decode(payload)
         c.prctl(c.PR_SET_CHILD_SUBREAPER, 1)
         pid = os.fork()

@@ -27,9 +27,8 @@ import subprocess
 from typing import NoReturn
 
 from . import _libc as c
-from ._cgroup import command_dies_first
-from ._cgroup import join as join_cgroup
-from ._protocol import FDS_PER_REQUEST, MAX_FDS_PER_REQUEST, MAX_REQUEST_BYTES, Request, status_message
+from ._cgroup import command_dies_first, oom_kills
+from ._protocol import FDS_PER_REQUEST, MAX_REQUEST_BYTES, Request, status_message
 from ._rootfs import SetupError, StaleView, finish, prepare
 
 NAMESPACES = (
@@ -102,8 +101,8 @@ def _enter_namespaces() -> None:
 
 def receive(ws: socket.socket) -> tuple[bytes, list[int]] | None:
     """The next request from the zygote, or None when it has gone away."""
-    payload, fds, _, _ = socket.recv_fds(ws, MAX_REQUEST_BYTES, MAX_FDS_PER_REQUEST, socket.MSG_CMSG_CLOEXEC)
-    if len(fds) < FDS_PER_REQUEST:
+    payload, fds, _, _ = socket.recv_fds(ws, MAX_REQUEST_BYTES, FDS_PER_REQUEST, socket.MSG_CMSG_CLOEXEC)
+    if len(fds) != FDS_PER_REQUEST:
         for fd in fds:
             os.close(fd)
         return None
@@ -118,21 +117,22 @@ def _answer_with_error(ws: socket.socket, reason: str) -> NoReturn:
     os._exit(1)
 
 
-def run(ws: socket.socket, seccomp: bytes | None, seccomp_error: str | None) -> NoReturn:
-    """Entry point in the freshly forked worker; `ws` is its socket with the zygote."""
+def run(ws: socket.socket, seccomp: bytes | None, seccomp_error: str | None, events_fd: int | None = None) -> NoReturn:
+    """Entry point in the freshly forked worker; `ws` is its socket with the zygote; `events_fd`
+    reads its cgroup's memory events (the zygote has already put it in the call's cgroup)."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the zygote auto-reaps; init needs waitpid
     try:
         if seccomp is None:
             raise SetupError(seccomp_error or "no seccomp filter")
         _enter_namespaces()
         if os.fork() == 0:
-            _init(ws, seccomp)
+            _init(ws, seccomp, events_fd)
     except BaseException as exc:  # noqa: BLE001 - whatever failed is the reason to report
         _answer_with_error(ws, describe(exc))
     os._exit(0)  # init is adopted by the zygote
 
 
-def _init(ws: socket.socket, seccomp: bytes) -> NoReturn:
+def _init(ws: socket.socket, seccomp: bytes, events_fd: int | None) -> NoReturn:
     try:
         # Not dumpable: the command (same uid) may not read our memory, environ or fds via /proc.
         c.prctl(c.PR_SET_DUMPABLE, 0)
@@ -147,10 +147,9 @@ def _init(ws: socket.socket, seccomp: bytes) -> NoReturn:
         os._exit(0)  # the zygote is gone
     # `ws` stays open (close-on-exec keeps it from the command): its EOF when we exit tells the
     # zygote that this sandbox is done and a replacement may be warmed up without competing.
-    payload, (status_fd, out_fd, err_fd, *cgroup_fds) = got
+    payload, (status_fd, out_fd, err_fd) = got
     status = socket.socket(fileno=status_fd)
     try:
-        join_cgroup(cgroup_fds)  # before anything of the request runs: all of it is charged there
         req = Request.decode(payload)
         _confine(req, seccomp)
         with command_dies_first():
@@ -167,7 +166,7 @@ def _init(ws: socket.socket, seccomp: bytes) -> NoReturn:
     if started is None:
         send(status, exit=0)  # a probe: everything was set up, nothing to run
         os._exit(0)
-    os._exit(_supervise(*started, status))  # init exits with the command's status
+    os._exit(_supervise(*started, status, events_fd))  # init exits with the command's status
 
 
 def _confine(req: Request, seccomp: bytes) -> None:
@@ -216,7 +215,7 @@ def _spawn(command: str, env: dict[str, str], out_fd: int, err_fd: int) -> tuple
     return child, wake_r
 
 
-def _supervise(command: subprocess.Popen[bytes], wake_fd: int, status: socket.socket) -> int:
+def _supervise(command: subprocess.Popen[bytes], wake_fd: int, status: socket.socket, events_fd: int | None) -> int:
     """Reap until the command exits, or kill everything on request; report; return the status."""
     watching = [wake_fd, status.fileno()]
     exit_code: int | None = None
@@ -250,8 +249,9 @@ def _supervise(command: subprocess.Popen[bytes], wake_fd: int, status: socket.so
             os.waitpid(-1, 0)
         except ChildProcessError:
             break
+    memory = {"oom_kills": oom_kills(events_fd)} if events_fd is not None else {}
     if killed:
-        send(status, killed=True)
+        send(status, killed=True, **memory)
         return 128 + signal.SIGKILL
-    send(status, exit=exit_code)
+    send(status, exit=exit_code, **memory)
     return exit_code

@@ -18,7 +18,6 @@ import anyio.abc
 import anyio.lowlevel
 
 from . import _budget, _probe
-from ._cgroup import CallGroup
 from ._diskwatch import DiskWatch
 from ._launcher import Launcher, default_launcher
 from ._output import HeadTail
@@ -153,9 +152,9 @@ async def run(
         raise ValueError(f"command and environment together exceed {MAX_REQUEST_BYTES} bytes")
     launcher = launcher or default_launcher()
     budget = _budget.current()
-    async with budget.call() as group:
-        result = await _execute_fresh_if_stale(request, limits, sandboxed, launcher, group, budget.budget)
-        return _budget.explain_kill(result, group, budget.budget)
+    async with budget.call() as cgroup_limits:
+        request = dataclasses.replace(request, cgroup_limits=cgroup_limits)
+        return await _execute_fresh_if_stale(request, limits, sandboxed, launcher, budget.budget)
 
 
 async def _execute_fresh_if_stale(
@@ -163,19 +162,18 @@ async def _execute_fresh_if_stale(
     limits: SandboxLimits,
     sandboxed: bool,
     launcher: Launcher,
-    group: CallGroup,
     budget: _budget.SandboxBudget,
 ) -> SandboxResult:
     watch = DiskWatch(Path(request.project), budget.project_write_bytes)
     try:
-        return await _execute(request.encode(), limits, sandboxed, launcher, group.fds, watch)
+        return await _execute(request.encode(), limits, sandboxed, launcher, watch, budget)
     except _StaleView:
         # A warm worker's copy of the host's mounts predates the project's mount: once more,
         # with a worker forked now (the helper drops its other warm workers too).
         pass
     try:
         payload = dataclasses.replace(request, fresh=True).encode()
-        return await _execute(payload, limits, sandboxed, launcher, group.fds, watch)
+        return await _execute(payload, limits, sandboxed, launcher, watch, budget)
     except _StaleView:
         raise SandboxUnavailable(f"the sandbox cannot see the current mount of {request.project}") from None
 
@@ -185,8 +183,8 @@ async def _execute(
     limits: SandboxLimits,
     sandboxed: bool,
     launcher: Launcher,
-    cgroup_fds: list[int],
     watch: DiskWatch,
+    budget: _budget.SandboxBudget,
 ) -> SandboxResult:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -198,7 +196,7 @@ async def _execute(
         status.setblocking(False)
         started = time.perf_counter()
         try:
-            launcher.launch(payload, [theirs.fileno(), out_w, err_w, *cgroup_fds])
+            launcher.launch(payload, [theirs.fileno(), out_w, err_w])
         finally:
             theirs.close()
             os.close(out_w)
@@ -241,7 +239,7 @@ async def _execute(
         timed_out=timed_out,
         truncated=stdout.truncated or stderr.truncated,
         sandboxed=sandboxed,
-        killed=watch.reason() if watch.exceeded else None,
+        killed=watch.reason() if watch.exceeded else _budget.memory_kill(messages, budget),
     )
 
 
