@@ -36,8 +36,9 @@ machine saturated (load ~12) and commands strictly back to back, the zygote meas
 median against bwrap's 12 ms; 50 ms apart, 19 ms.
 
 One budget bounds all sandboxed work of the process (`_budget`, `_cgroup`, `_diskwatch`): each
-call runs in its own cgroup (memory.max counting its /tmp, pids.max, cpu.max) under a parent
-whose ceiling bounds all calls together; at most max_concurrent calls run, the others wait up to
+call runs in its own cgroup (memory.max counting its /tmp, pids.max, cpu.max; made by the
+zygote and joined by the worker while it warms up) under a parent whose ceiling bounds all calls
+together; at most max_concurrent calls run, the others wait up to
 queue_seconds and then get SandboxBusy; a watcher kills a call that grew the project's
 filesystem by more than project_write_bytes (result.killed says why). Without cgroups (not
 root on cgroup v1, no delegated v2 subtree) budget_status() says why, and the per-process

@@ -2,7 +2,9 @@
 
     configure(SandboxBudget(...))   the server, at start (else the defaults apply on first use)
     status() -> dict                cgroup mode (v2/v1/none), why none, the limits
-    async with call_budget() as b:  a slot among max_concurrent, then the call's cgroup
+    async with current().call() as cgroup_limits:   a slot among max_concurrent; the limits the
+                                    zygote applies to the worker's cgroup (None: no cgroups)
+    helper_env() -> dict            the cgroup plan, for the helper's environment
 
 What it bounds, beside the per-process rlimits of `SandboxLimits`:
 
