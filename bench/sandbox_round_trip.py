@@ -1,56 +1,155 @@
-"""`bash("true")` round trip through the MCP tool, beside the helper alone, bubblewrap and plain bash."""
+"""`bash("true")` round trip through the MCP tool, beside the helper alone, bubblewrap and plain bash.
+
+    python -m bench.sandbox_round_trip [--runs 200] [--baseline-src DIR] [--budget]
+
+`--baseline-src` (or CONTEXTD_BENCH_BASELINE_SRC in the full bench) adds a row for another
+checkout's code, e.g. the commit before a change (`git worktree add /tmp/base <commit>`, then
+`--baseline-src /tmp/base/src`): its daemon runs from that tree with this venv, interleaved with
+the rest, so both see the same load. `--budget` also measures the sandbox's budget here: the
+daemon's `sandbox` status (cgroup mode and limits) and how far the host's available memory falls
+while one call holds 6 x 800 MB, for this tree and the baseline.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import shutil
+import subprocess
+import tempfile
+import threading
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from bench.driver import contextd_stdio, stop_contextd, summary
+from bench.driver import CLI, contextd_env, stdio_client, stop_contextd, summary
+
+BASELINE_ENV = "CONTEXTD_BENCH_BASELINE_SRC"
+HOLD = (
+    "for i in 1 2 3 4 5 6; do python3 -c 'import time; b=bytearray(800<<20); "
+    "[b.__setitem__(i,1) for i in range(0,len(b),4096)]; time.sleep(3)' & done; wait"
+)
 
 
-def run(work_dir: Path, quick: bool) -> dict[str, Any]:
+def run(work_dir: Path, quick: bool, baseline_src: Path | None = None, runs: int | None = None) -> dict[str, Any]:
     try:
-        from bench.bench_sandbox import rows
         from contextd_mcp.sandbox import SandboxUnavailable, probe
 
         probe()
     except (ImportError, SandboxUnavailable) as exc:  # a host that cannot sandbox still gets the other figures
         return {"skipped": f"{type(exc).__name__}: {exc}"}
-    runs = 30 if quick else 200
+    runs = runs or (30 if quick else 200)
+    if baseline_src is None and os.environ.get(BASELINE_ENV):
+        baseline_src = Path(os.environ[BASELINE_ENV])
     project = work_dir / "project"
     project.mkdir(parents=True)
     try:
-        return anyio.run(_measure, work_dir / "data", project, runs)
+        return anyio.run(_measure, work_dir, project, runs, baseline_src)
     except Exception as exc:  # noqa: BLE001 - one broken row must not sink the whole bench
-        stop_contextd(work_dir / "data")
         return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    finally:
+        for name in ("data", "data-baseline"):
+            stop_contextd(work_dir / name)
 
 
-async def _measure(data_dir: Path, project: Path, runs: int) -> dict[str, Any]:
+def _clients(work_dir: Path, project: Path, baseline_src: Path | None) -> dict[str, tuple[Path, dict[str, str]]]:
+    """Row name -> (data dir, environment) of each daemon to time."""
+    found = {"mcp bash tool": (work_dir / "data", contextd_env(work_dir / "data"))}
+    if baseline_src is not None:
+        data = work_dir / "data-baseline"
+        found["mcp bash tool (baseline)"] = (data, contextd_env(data, PYTHONPATH=str(baseline_src)))
+    return found
+
+
+async def _measure(work_dir: Path, project: Path, runs: int, baseline_src: Path | None) -> dict[str, Any]:
     from bench.bench_sandbox import rows
 
     table = rows(project)
     samples: dict[str, list[float]] = {name: [] for name in table}
-    async with contextd_stdio(data_dir, project) as client:
-        names = {t.name for t in (await client.list_tools()).tools}
-        if "bash" in names:
-            samples["mcp bash tool"] = []
+    async with AsyncExitStack() as stack:
+        clients = {}
+        for name, (_, env) in _clients(work_dir, project, baseline_src).items():
+            client = await stack.enter_async_context(stdio_client([*CLI, "stdio"], env, project))
+            if "bash" not in {t.name for t in (await client.list_tools()).tools}:
+                continue
             await client.call_tool("bash", {"command": "true"})  # start the helper once
+            clients[name] = client
+            samples[name] = []
+        for row in table.values():
+            await row()
         for _ in range(runs):  # interleaved, so background load hits every row alike
             for name, row in table.items():
                 started = time.perf_counter()
                 await row()
                 samples[name].append((time.perf_counter() - started) * 1000)
-            if "bash" in names:
+            for name, client in clients.items():
                 started = time.perf_counter()
                 result = await client.call_tool("bash", {"command": "true"})
-                samples["mcp bash tool"].append((time.perf_counter() - started) * 1000)
+                samples[name].append((time.perf_counter() - started) * 1000)
                 assert not result.is_error, result.content
-    stop_contextd(data_dir)
-    out = {name: summary(values) for name, values in samples.items()}
+    out: dict[str, Any] = {name: summary(values) for name, values in samples.items()}
     out["bwrap_installed"] = shutil.which("bwrap") is not None
     return out
+
+
+def _mem_available() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+async def _budget_figure(work_dir: Path, project: Path, baseline_src: Path | None) -> dict[str, Any]:
+    """Per daemon: its sandbox status, and the host's MemAvailable drop under 6 x 800 MB in one call."""
+    out: dict[str, Any] = {}
+    for name, (data, env) in _clients(work_dir, project, baseline_src).items():
+        async with stdio_client([*CLI, "stdio"], env, project) as client:
+            await client.call_tool("bash", {"command": "true"})
+            status = subprocess.run([*CLI, "status", "--json"], env=env, capture_output=True, text=True, timeout=60)
+            sandbox = json.loads(status.stdout).get("sandbox") if status.returncode == 0 else None
+            start, low, stop = _mem_available(), [0], threading.Event()
+            low[0] = start
+
+            def sample() -> None:
+                while not stop.wait(0.02):
+                    low[0] = min(low[0], _mem_available())
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            try:
+                result = await client.call_tool("bash", {"command": HOLD, "timeout_seconds": 60})
+            finally:
+                stop.set()
+                sampler.join()
+            content = result.structured_content or {}
+            out[name] = {
+                "sandbox_status": sandbox,
+                "memavailable_drop_mib_6x800MB_one_call": round((start - low[0]) / 2**20),
+                "killed": content.get("killed"),
+            }
+        stop_contextd(data)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--baseline-src", type=Path, default=None)
+    parser.add_argument("--budget", action="store_true", help="also measure the cgroup budget (allocates ~5 GB)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="contextd-bash-bench-") as tmp:
+        report: dict[str, Any] = {"round_trip_ms": run(Path(tmp) / "rt", False, args.baseline_src, args.runs)}
+        if args.budget:
+            work = Path(tmp) / "budget"
+            (work / "project").mkdir(parents=True)
+            report["budget"] = anyio.run(_budget_figure, work, work / "project", args.baseline_src)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from contextd_mcp import __version__
 from contextd_mcp.transports.bridge import data_paths
@@ -220,6 +221,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"embedding model: {status.get('embedding_model')} ({status.get('embedding_dim')}-d)")
         print(f"memories: {status.get('memories')}")
         print(f"connections: {status.get('connections')}")
+        print(sandbox_line(status.get("sandbox")))
     return 0
 
 
@@ -247,6 +249,21 @@ def cmd_migrate_tenant(args: argparse.Namespace) -> int:
         store.close()
     print("\n".join(lines))
     return 0
+
+
+def sandbox_line(sandbox: dict[str, Any] | None) -> str:
+    """The bash sandbox's budget: cgroup mode and limits, or why cgroups are not used."""
+    if not sandbox:
+        return "sandbox: bash tool not enabled"
+    cgroup, limits = sandbox["cgroup"], sandbox["limits"]
+    mode = cgroup["mode"] if cgroup["mode"] != "none" else f"none — {cgroup['reason']}; per-process rlimits only"
+    return (
+        f"sandbox: cgroup {mode}\n"
+        f"  per call: {limits['call_memory_bytes']} bytes memory (incl. /tmp), {limits['call_max_tasks']} tasks, "
+        f"{limits['call_cpus']} CPUs, {limits['project_write_bytes']} bytes of project growth\n"
+        f"  all calls: {limits['total_memory_bytes']} bytes memory, {limits['total_max_tasks']} tasks, "
+        f"{limits['max_concurrent']} at once (wait {limits['queue_seconds']} s); {sandbox['running']} running"
+    )
 
 
 def cmd_stop(args: argparse.Namespace) -> int:

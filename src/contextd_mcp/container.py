@@ -114,6 +114,7 @@ class Container:
             "embedding_model": self.embedder.model_name,
             "embedding_dim": self.embedder.dim,
             "memories": AcrossScopes(self.store).count(MEMORIES),
+            "sandbox": self.shell.status() if self.shell is not None else None,
         }
 
     def close(self) -> None:
@@ -276,9 +277,16 @@ def _add_shell(container: Container) -> None:
     from contextd_mcp.mcp.tools.bash import bash_tools
     from contextd_mcp.services.shell import ShellService, ShellSettings
 
-    settings = ShellSettings(allow_unsandboxed=os.environ.get("CONTEXTD_BASH_ALLOW_UNSANDBOXED") == "1")
+    from contextd_mcp.sandbox import SandboxBudget
+    from contextd_mcp.settings import SandboxSettings
+
+    settings = ShellSettings(
+        allow_unsandboxed=os.environ.get("CONTEXTD_BASH_ALLOW_UNSANDBOXED") == "1",
+        budget=SandboxBudget(**SandboxSettings().model_dump()),
+    )
     policies = container.policies
     container.shell = ShellService(settings, policies.check if policies is not None else None)
+    container.shell.status()  # sets the cgroups up now, so a fallback is logged at start
     container.runner.add_tools(bash_tools(container.shell))
 
 

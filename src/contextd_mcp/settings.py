@@ -112,3 +112,22 @@ class SessionSettings(BaseSettings):
     # Test-only: the worker holds each claimed job this long before distilling it, so a test
     # can kill the daemon while a job is queued. Leave 0 in production.
     distill_delay_s: float = Field(default=0.0, ge=0.0, le=600)
+
+
+class SandboxSettings(BaseSettings):
+    """The bash sandbox's budget (``CONTEXTD_SANDBOX_*``): per call and for all calls together.
+
+    Memory and tasks are cgroup limits (v2, or v1 as root); without cgroups only the per-process
+    rlimits apply and ``contextd-mcp status`` says why. See sandbox/_budget.py.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CONTEXTD_SANDBOX_")
+
+    call_memory_bytes: int = Field(default=2 << 30, ge=64 << 20)  # processes and /tmp of one call
+    call_max_tasks: int = Field(default=512, ge=16)  # processes and threads of one call
+    call_cpus: float = Field(default=2.0, gt=0, le=1024)  # cores one call may use (cpu.max)
+    total_memory_bytes: int = Field(default=4 << 30, ge=64 << 20)  # all calls together
+    total_max_tasks: int = Field(default=2048, ge=16)  # all calls together
+    max_concurrent: int = Field(default=4, ge=1, le=256)  # bash calls running at once
+    queue_seconds: float = Field(default=30.0, gt=0, le=600)  # wait for a free slot, then fail
+    project_write_bytes: int = Field(default=1 << 30, ge=1 << 20)  # one call's growth of the project

@@ -14,28 +14,59 @@ import os
 import resource
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 
-from contextd_mcp.sandbox import SandboxLimits, SandboxUnavailable, run_sandboxed
+from contextd_mcp.sandbox import (
+    SandboxBudget,
+    SandboxLimits,
+    SandboxUnavailable,
+    budget_status,
+    configure_budget,
+    run_sandboxed,
+)
+
+
+async def _one(req: dict[str, Any]) -> dict[str, object]:
+    try:
+        result = await run_sandboxed(
+            req["command"],
+            Path(req["project_dir"]),
+            Path(req["working_dir"]) if req.get("working_dir") else None,
+            req.get("env"),
+            SandboxLimits(**req.get("limits", {})),
+            req.get("allow_unsandboxed", False),
+        )
+        return {"result": dataclasses.asdict(result)}
+    except (ValueError, SandboxUnavailable) as exc:
+        return {"error": type(exc).__name__, "message": str(exc)}
+
+
+async def _parallel(requests: list[dict[str, Any]]) -> dict[str, object]:
+    answers: list[dict[str, object]] = [{} for _ in requests]
+
+    async def one(i: int) -> None:
+        answers[i] = await _one(requests[i])
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(requests)):
+            tg.start_soon(one, i)
+    return {"results": answers}
 
 
 async def _serve() -> None:
     for line in sys.stdin:
         req = json.loads(line)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        try:
-            result = await run_sandboxed(
-                req["command"],
-                Path(req["project_dir"]),
-                Path(req["working_dir"]) if req.get("working_dir") else None,
-                req.get("env"),
-                SandboxLimits(**req.get("limits", {})),
-                req.get("allow_unsandboxed", False),
-            )
-            answer: dict[str, object] = {"result": dataclasses.asdict(result)}
-        except (ValueError, SandboxUnavailable) as exc:
-            answer = {"error": type(exc).__name__, "message": str(exc)}
+        answer: dict[str, object]
+        if "budget" in req:  # set this "server's" budget; answer with its status
+            configure_budget(SandboxBudget(**req["budget"]))
+            answer = {"status": budget_status()}
+        elif "parallel" in req:
+            answer = await _parallel(req["parallel"])
+        else:
+            answer = await _one(req)
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         answer.update(pid=os.getpid(), maxrss_growth_kb=after - before)
         sys.stdout.write(json.dumps(answer) + "\n")

@@ -34,7 +34,10 @@ def run(command: str, project: Path, **kwargs: object) -> SandboxResult:
 
 
 def test_public_surface() -> None:
-    assert sorted(sandbox_pkg.__all__) == ["SandboxLimits", "SandboxResult", "SandboxUnavailable", "probe", "run_sandboxed"]
+    assert sorted(sandbox_pkg.__all__) == [
+        "SandboxBudget", "SandboxLimits", "SandboxResult", "SandboxUnavailable",
+        "budget_status", "configure_budget", "probe", "run_sandboxed",
+    ]  # fmt: skip
 
 
 def test_result_fields(tmp_path: Path) -> None:

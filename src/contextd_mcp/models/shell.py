@@ -50,6 +50,14 @@ class AppliedLimits(BaseModel):
     max_file_bytes: int
     max_open_files: int
     network: str = "none"
+    # The budget (cgroups; see README "bash sandbox budget"), shared by all calls of the server.
+    call_memory_bytes: int = Field(default=0, description="memory.max of this call: its processes and its /tmp")
+    call_max_tasks: int = Field(default=0, description="pids.max of this call (processes + threads)")
+    call_cpus: float = Field(default=0, description="cpu.max of this call, in cores")
+    total_memory_bytes: int = Field(default=0, description="memory.max of all bash calls together")
+    max_concurrent_calls: int = Field(default=0, description="more calls wait, then fail with a clear error")
+    project_write_bytes: int = Field(default=0, description="a call growing the project by more is killed")
+    cgroup: str = Field(default="", description="v2 or v1 when the kernel enforces the budget; none (why) if not")
 
 
 class BashResult(BaseModel):
@@ -60,5 +68,6 @@ class BashResult(BaseModel):
     timed_out: bool
     truncated: bool = Field(description="Output lost its middle to the cap (head and tail kept)")
     sandboxed: bool = Field(description="False only when the operator allowed unsandboxed runs")
+    killed: str | None = Field(default=None, description="Why the budget stopped the call (project writes, memory)")
     limits: AppliedLimits
     policy_warnings: list[str] = Field(default_factory=list, description="Non-blocking policy findings")

@@ -1,6 +1,8 @@
 """Run a shell command so that it can touch nothing but its project. Knows nothing of MCP.
 
     probe()                      raises SandboxUnavailable (cached) if the host cannot sandbox
+    configure_budget(SandboxBudget(...))   the budget of all calls of this process (see below)
+    budget_status() -> dict      cgroup mode v2/v1/none (and why none), the budget, calls running
     await run_sandboxed(cmd, project_dir, working_dir=None, env=None,
                         limits=SandboxLimits(), allow_unsandboxed=False) -> SandboxResult
 
@@ -33,6 +35,15 @@ The warm-up (~8 ms of CPU per command, in Python) is only hidden while a core is
 machine saturated (load ~12) and commands strictly back to back, the zygote measured 39 ms
 median against bwrap's 12 ms; 50 ms apart, 19 ms.
 
+One budget bounds all sandboxed work of the process (`_budget`, `_cgroup`, `_diskwatch`): each
+call runs in its own cgroup (memory.max counting its /tmp, pids.max, cpu.max; made by the
+zygote and joined by the worker while it warms up) under a parent whose ceiling bounds all calls
+together; at most max_concurrent calls run, the others wait up to
+queue_seconds and then get SandboxBusy; a watcher kills a call that grew the project's
+filesystem by more than project_write_bytes (result.killed says why). Without cgroups (not
+root on cgroup v1, no delegated v2 subtree) budget_status() says why, and the per-process
+rlimits of SandboxLimits remain.
+
 If the host cannot sandbox, run_sandboxed raises SandboxUnavailable before running anything,
 unless the operator allowed unsandboxed runs (allow_unsandboxed=True): then the command runs as
 the server's user with rlimits and the timeout only, best-effort clean-up of what it leaves, and
@@ -44,12 +55,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._budgetspec import SandboxBudget
 from ._types import SandboxLimits, SandboxResult, SandboxUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["SandboxLimits", "SandboxResult", "SandboxUnavailable", "probe", "run_sandboxed"]
+__all__ = [
+    "SandboxBudget",
+    "SandboxLimits",
+    "SandboxResult",
+    "SandboxUnavailable",
+    "budget_status",
+    "configure_budget",
+    "probe",
+    "run_sandboxed",
+]
 
 # The runner (and anyio) is imported on first use: the helper process is started as
 # `-m contextd_mcp.sandbox.helper`, which imports this package, and needs none of it.
@@ -60,6 +81,20 @@ def probe() -> None:
     from ._probe import probe as _probe
 
     _probe()
+
+
+def configure_budget(budget: SandboxBudget) -> None:
+    """Set the budget of every later call of this process; a new ceiling applies at once."""
+    from ._budget import configure
+
+    configure(budget)
+
+
+def budget_status() -> dict[str, object]:
+    """Sets the cgroups up if not yet done (logging once why not, if they cannot be used)."""
+    from ._budget import status
+
+    return status()
 
 
 async def run_sandboxed(
@@ -74,7 +109,8 @@ async def run_sandboxed(
 
     Raises ValueError for a bad request (working_dir outside the project after symlinks, an
     invalid environment variable name, ...) and SandboxUnavailable when the host cannot sandbox
-    and `allow_unsandboxed` is False. The command's own failure is a result, never an exception.
+    and `allow_unsandboxed` is False (SandboxBusy, a subclass, when every slot stayed taken).
+    The command's own failure is a result, never an exception.
     """
     from .runner import run
 

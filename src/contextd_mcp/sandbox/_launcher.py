@@ -20,6 +20,7 @@ import threading
 from collections.abc import Sequence
 from typing import Protocol
 
+from ._budget import helper_env
 from ._protocol import HELPER_MODULE
 from ._types import SandboxUnavailable
 
@@ -33,6 +34,7 @@ class Launcher(Protocol):
 
 def _spawn(mode: str, fd: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k in _ENV_PASSED}
+    env.update(helper_env())  # where the zygote makes each call's cgroup (see _cgroup)
     # -P: never import from the current directory, which may be an untrusted project.
     argv = [sys.executable, "-P", "-m", HELPER_MODULE, mode, str(fd)]
     return subprocess.Popen(  # fixed argv

@@ -11,7 +11,8 @@ On `status` the helper sends JSON messages, the last one final:
     {"error": reason}  set-up failed; the server raises SandboxUnavailable
     {"stale": true}    a warm worker's view of the host's mounts predates the project's mount;
                        nothing ran, and the server retries once with `fresh`
-    {"exit": code}     the command's status, shell convention (128 + N after signal N)
+    {"exit": code}     the command's status, shell convention (128 + N after signal N); with
+                       "oom_kills": n when the kernel killed n processes at the call's memory limit
     {"killed": true}   after a kill request
 The namespace's init sends "exit" or "killed" only once every other process of the namespace is
 dead. The server asks for a kill by shutting down its sending side, or simply by closing the
@@ -46,6 +47,9 @@ class Request:
     # mounts is older than the project's mount answers {"stale": true} instead of running.
     project_id: tuple[int, int] | None = None
     fresh: bool = False  # skip the warm pool (and drop it): the retry after a stale answer
+    # The call's cgroup limits (see `_cgroup`): the zygote applies them if they changed since the
+    # worker's cgroup was made. None: no cgroups.
+    cgroup_limits: dict[str, float] | None = None
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False).encode()

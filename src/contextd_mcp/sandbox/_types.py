@@ -49,3 +49,4 @@ class SandboxResult:
     timed_out: bool
     truncated: bool  # stdout or stderr lost its middle to max_output_bytes
     sandboxed: bool  # False only when the operator allowed unsandboxed runs and the host can't sandbox
+    killed: str | None = None  # why the budget stopped the call (project write cap, memory limit)

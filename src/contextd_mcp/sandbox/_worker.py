@@ -27,6 +27,7 @@ import subprocess
 from typing import NoReturn
 
 from . import _libc as c
+from ._cgroup import command_dies_first, oom_kills
 from ._protocol import FDS_PER_REQUEST, MAX_REQUEST_BYTES, Request, status_message
 from ._rootfs import SetupError, StaleView, finish, prepare
 
@@ -116,21 +117,22 @@ def _answer_with_error(ws: socket.socket, reason: str) -> NoReturn:
     os._exit(1)
 
 
-def run(ws: socket.socket, seccomp: bytes | None, seccomp_error: str | None) -> NoReturn:
-    """Entry point in the freshly forked worker; `ws` is its socket with the zygote."""
+def run(ws: socket.socket, seccomp: bytes | None, seccomp_error: str | None, events_fd: int | None = None) -> NoReturn:
+    """Entry point in the freshly forked worker; `ws` is its socket with the zygote; `events_fd`
+    reads its cgroup's memory events (the zygote has already put it in the call's cgroup)."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the zygote auto-reaps; init needs waitpid
     try:
         if seccomp is None:
             raise SetupError(seccomp_error or "no seccomp filter")
         _enter_namespaces()
         if os.fork() == 0:
-            _init(ws, seccomp)
+            _init(ws, seccomp, events_fd)
     except BaseException as exc:  # noqa: BLE001 - whatever failed is the reason to report
         _answer_with_error(ws, describe(exc))
     os._exit(0)  # init is adopted by the zygote
 
 
-def _init(ws: socket.socket, seccomp: bytes) -> NoReturn:
+def _init(ws: socket.socket, seccomp: bytes, events_fd: int | None) -> NoReturn:
     try:
         # Not dumpable: the command (same uid) may not read our memory, environ or fds via /proc.
         c.prctl(c.PR_SET_DUMPABLE, 0)
@@ -150,7 +152,8 @@ def _init(ws: socket.socket, seccomp: bytes) -> NoReturn:
     try:
         req = Request.decode(payload)
         _confine(req, seccomp)
-        started = None if req.command is None else _spawn(req.command, req.env, out_fd, err_fd)
+        with command_dies_first():
+            started = None if req.command is None else _spawn(req.command, req.env, out_fd, err_fd)
     except StaleView:
         send(status, stale=True)
         os._exit(1)
@@ -163,7 +166,7 @@ def _init(ws: socket.socket, seccomp: bytes) -> NoReturn:
     if started is None:
         send(status, exit=0)  # a probe: everything was set up, nothing to run
         os._exit(0)
-    os._exit(_supervise(*started, status))  # init exits with the command's status
+    os._exit(_supervise(*started, status, events_fd))  # init exits with the command's status
 
 
 def _confine(req: Request, seccomp: bytes) -> None:
@@ -212,7 +215,7 @@ def _spawn(command: str, env: dict[str, str], out_fd: int, err_fd: int) -> tuple
     return child, wake_r
 
 
-def _supervise(command: subprocess.Popen[bytes], wake_fd: int, status: socket.socket) -> int:
+def _supervise(command: subprocess.Popen[bytes], wake_fd: int, status: socket.socket, events_fd: int | None) -> int:
     """Reap until the command exits, or kill everything on request; report; return the status."""
     watching = [wake_fd, status.fileno()]
     exit_code: int | None = None
@@ -246,8 +249,9 @@ def _supervise(command: subprocess.Popen[bytes], wake_fd: int, status: socket.so
             os.waitpid(-1, 0)
         except ChildProcessError:
             break
+    memory = {"oom_kills": oom_kills(events_fd)} if events_fd is not None else {}
     if killed:
-        send(status, killed=True)
+        send(status, killed=True, **memory)
         return 128 + signal.SIGKILL
-    send(status, exit=exit_code)
+    send(status, exit=exit_code, **memory)
     return exit_code

@@ -28,6 +28,7 @@ from typing import NoReturn
 
 from . import _libc as c
 from . import _unsafe, _worker
+from ._cgroup import WorkerGroup, ZygoteCgroups, join
 from ._protocol import FDS_PER_REQUEST, MAX_REQUEST_BYTES
 
 POOL_SIZE = 2  # enough for back-to-back commands on 2 cores; more only holds more namespaces
@@ -81,12 +82,43 @@ class Zygote:
         self._pool: deque[tuple[float, socket.socket]] = deque()  # (warmed since, socket)
         self._busy: list[socket.socket] = []
         self._seccomp, self._seccomp_error = _compile_seccomp()
+        # Each worker's own cgroup (see `_cgroup`), joined while it warms up; None: no cgroups.
+        self._cgroups = ZygoteCgroups.from_env()
+        self._groups: dict[socket.socket, WorkerGroup] = {}
+
+    def _new_group(self) -> tuple[WorkerGroup | None, str | None]:
+        if self._cgroups is None:
+            return None, None
+        try:
+            return self._cgroups.create(), None
+        except OSError as exc:
+            return None, f"cannot create the call's cgroup ({exc}); the budget cannot be enforced"
 
     def _new_worker(self) -> socket.socket:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        group, error = self._new_group()
+        seccomp, seccomp_error = (None, error) if error else (self._seccomp, self._seccomp_error)
+
+        def worker() -> NoReturn:
+            events_fd = None
+            if group is not None:
+                join(group.procs_fds, new_namespace=False)  # _worker unshares the cgroup namespace
+                events_fd = group.events_fd
+            _worker.run(theirs, seccomp, seccomp_error, events_fd)
+
         with theirs:
-            _fork(lambda: _worker.run(theirs, self._seccomp, self._seccomp_error), theirs.fileno())
+            _fork(worker, theirs.fileno(), *(group.inherited() if group else []))
+        if group is not None:
+            group.close_fds()
+            self._groups[ours] = group
         return ours
+
+    def _retire(self, ws: socket.socket) -> None:
+        """Close a worker's socket (it exits, or has); its cgroup goes once empty."""
+        ws.close()
+        group = self._groups.pop(ws, None)
+        if group is not None and self._cgroups is not None:
+            self._cgroups.retire(group)
 
     def refill(self) -> None:
         target = self._pool_size if not self._busy else min(1, self._pool_size)
@@ -96,7 +128,7 @@ class Zygote:
     def _drop(self, older_than: float) -> None:
         """Close pooled workers warmed before `older_than`; each sees EOF and exits."""
         while self._pool and self._pool[0][0] < older_than:
-            self._pool.popleft()[1].close()
+            self._retire(self._pool.popleft()[1])
 
     def wait(self, ctl: socket.socket) -> None:
         """Block until a request is ready on `ctl`; meanwhile retire finished workers, replace
@@ -105,11 +137,14 @@ class Zygote:
             timeout = None
             if self._pool:
                 timeout = max(0.0, self._pool[0][0] + MAX_WARM_SECONDS - time.monotonic())
+            retry = self._cgroups.sweep() if self._cgroups is not None else None
+            if retry is not None:
+                timeout = retry if timeout is None else min(timeout, retry)
             ready = select.select([ctl, *self._busy], [], [], timeout)[0]
             for ws in ready:
                 if ws is not ctl:  # only EOF ever arrives here: that sandbox is finished
                     self._busy.remove(ws)
-                    ws.close()
+                    self._retire(ws)
             if ctl in ready:
                 return
             self._drop(older_than=time.monotonic() - MAX_WARM_SECONDS)
@@ -121,20 +156,23 @@ class Zygote:
             if request.get("fresh"):
                 self._drop(older_than=time.monotonic())  # they all share the stale view
             if request.get("sandbox", True):
-                self._dispatch(payload, fds)
+                self._dispatch(payload, fds, request.get("cgroup_limits"))
             else:
-                _fork(lambda: _unsafe.run(payload, fds), *fds)
+                _fork(lambda: _unsafe.run(payload, fds), *fds)  # operator's opt-in: rlimits only
         finally:
             for fd in fds:
                 os.close(fd)
 
-    def _dispatch(self, payload: bytes, fds: list[int]) -> None:
+    def _dispatch(self, payload: bytes, fds: list[int], limits: dict[str, float] | None) -> None:
         for _ in range(3):  # a pooled worker may have died while it waited
             ws = self._pool.popleft()[1] if self._pool else self._new_worker()
+            group = self._groups.get(ws)
             try:
+                if group is not None and self._cgroups is not None:
+                    self._cgroups.dispatching(group, limits)
                 socket.send_fds(ws, [payload], fds)
             except OSError:
-                ws.close()
+                self._retire(ws)
                 continue
             self._busy.append(ws)
             return

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 
-from . import _probe
+from . import _budget, _probe
+from ._diskwatch import DiskWatch
 from ._launcher import Launcher, default_launcher
 from ._output import HeadTail
 from ._protocol import MAX_COMMAND_BYTES, MAX_REQUEST_BYTES, Request
@@ -149,19 +151,41 @@ async def run(
     if len(request.encode()) > MAX_REQUEST_BYTES:
         raise ValueError(f"command and environment together exceed {MAX_REQUEST_BYTES} bytes")
     launcher = launcher or default_launcher()
+    budget = _budget.current()
+    async with budget.call() as cgroup_limits:
+        request = dataclasses.replace(request, cgroup_limits=cgroup_limits)
+        return await _execute_fresh_if_stale(request, limits, sandboxed, launcher, budget.budget)
+
+
+async def _execute_fresh_if_stale(
+    request: Request,
+    limits: SandboxLimits,
+    sandboxed: bool,
+    launcher: Launcher,
+    budget: _budget.SandboxBudget,
+) -> SandboxResult:
+    watch = DiskWatch(Path(request.project), budget.project_write_bytes)
     try:
-        return await _execute(request.encode(), limits, sandboxed, launcher)
+        return await _execute(request.encode(), limits, sandboxed, launcher, watch, budget)
     except _StaleView:
         # A warm worker's copy of the host's mounts predates the project's mount: once more,
         # with a worker forked now (the helper drops its other warm workers too).
         pass
     try:
-        return await _execute(dataclasses.replace(request, fresh=True).encode(), limits, sandboxed, launcher)
+        payload = dataclasses.replace(request, fresh=True).encode()
+        return await _execute(payload, limits, sandboxed, launcher, watch, budget)
     except _StaleView:
-        raise SandboxUnavailable(f"the sandbox cannot see the current mount of {project}") from None
+        raise SandboxUnavailable(f"the sandbox cannot see the current mount of {request.project}") from None
 
 
-async def _execute(payload: bytes, limits: SandboxLimits, sandboxed: bool, launcher: Launcher) -> SandboxResult:
+async def _execute(
+    payload: bytes,
+    limits: SandboxLimits,
+    sandboxed: bool,
+    launcher: Launcher,
+    watch: DiskWatch,
+    budget: _budget.SandboxBudget,
+) -> SandboxResult:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     status, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -183,8 +207,11 @@ async def _execute(payload: bytes, limits: SandboxLimits, sandboxed: bool, launc
         async with anyio.create_task_group() as tg:
             tg.start_soon(_pump, out_r, stdout)
             tg.start_soon(_pump, err_r, stderr)
-            with anyio.move_on_after(limits.timeout_seconds) as deadline:
+            # Ends at the timeout, or when the project watcher finds the call over its cap.
+            with anyio.CancelScope(deadline=anyio.current_time() + limits.timeout_seconds) as deadline:
+                watching = _start_watch(tg, watch, deadline)
                 await _read_status(status, messages)
+            watching.cancel()
             if deadline.cancelled_caught:
                 kill_requested = True
                 status.shutdown(socket.SHUT_WR)  # init kills the namespace, then says "killed"
@@ -201,7 +228,9 @@ async def _execute(payload: bytes, limits: SandboxLimits, sandboxed: bool, launc
         raise _StaleView
     # Killed and silent past the grace: still a timeout. Otherwise the helper's word decides.
     exit_code = None if kill_requested and not messages else _interpret(messages)[0]
-    timed_out = exit_code is None
+    timed_out = exit_code is None and not watch.exceeded
+    if watch.exceeded:
+        exit_code = 128 + 9  # SIGKILL, as init killed it
     return SandboxResult(
         exit_code=TIMEOUT_EXIT_CODE if exit_code is None else exit_code,
         stdout=stdout.text(),
@@ -210,7 +239,19 @@ async def _execute(payload: bytes, limits: SandboxLimits, sandboxed: bool, launc
         timed_out=timed_out,
         truncated=stdout.truncated or stderr.truncated,
         sandboxed=sandboxed,
+        killed=watch.reason() if watch.exceeded else _budget.memory_kill(messages, budget),
     )
+
+
+def _start_watch(tg: anyio.abc.TaskGroup, watch: DiskWatch, kill: anyio.CancelScope) -> anyio.CancelScope:
+    scope = anyio.CancelScope()
+
+    async def run() -> None:
+        with scope:
+            await watch.watch(kill)
+
+    tg.start_soon(run)
+    return scope
 
 
 def _grow_pipe(fd: int) -> None:

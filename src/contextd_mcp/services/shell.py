@@ -11,6 +11,7 @@ from contextd_mcp.errors import Denied, InvalidInput, Unavailable
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.models.shell import AppliedLimits, BashResult, RunCommand
 from contextd_mcp.services.shell_env import refuse_dangerous_env
+from contextd_mcp.sandbox import SandboxBudget
 
 # (scope, action, context) -> object with .violations (each: policy_id, title, reason, severity)
 PolicyCheck = Callable[[Scope, str, dict[str, Any]], Any]
@@ -26,12 +27,23 @@ class ShellSettings:
     max_open_files: int = 256
     # Only an operator sets this, for hosts that cannot sandbox; every result then says so.
     allow_unsandboxed: bool = False
+    # Cgroup limits per call and for all calls, concurrency, project growth (CONTEXTD_SANDBOX_*).
+    budget: SandboxBudget = SandboxBudget()
 
 
 class ShellService:
     def __init__(self, settings: ShellSettings = ShellSettings(), policy_check: PolicyCheck | None = None) -> None:
+        from contextd_mcp.sandbox import configure_budget
+
         self._settings = settings
         self.policy_check = policy_check
+        configure_budget(settings.budget)  # one budget per process: the last service configures it
+
+    def status(self) -> dict[str, Any]:
+        """The sandbox's budget and whether cgroups enforce it (sets them up on first call)."""
+        from contextd_mcp.sandbox import budget_status
+
+        return budget_status()
 
     def _policies(self, scope: Scope, request: RunCommand, project_dir: Path) -> list[str]:
         if self.policy_check is None:
@@ -46,6 +58,7 @@ class ShellService:
 
     async def run(self, scope: Scope, project_dir: str | None, request: RunCommand) -> BashResult:
         from contextd_mcp.sandbox import SandboxLimits, SandboxUnavailable, run_sandboxed
+        from contextd_mcp.sandbox._budget import SandboxBusy
 
         refuse_dangerous_env(request.env)
         if not project_dir:
@@ -71,6 +84,8 @@ class ShellService:
             result = await run_sandboxed(request.command, root, working_dir, request.env, limits, s.allow_unsandboxed)
         except ValueError as exc:
             raise InvalidInput("working_dir" if "working" in str(exc) or "project" in str(exc) else "command", str(exc)) from exc
+        except SandboxBusy as exc:
+            raise Unavailable(str(exc)) from exc
         except SandboxUnavailable as exc:
             raise Unavailable(f"the sandbox cannot run here: {exc}") from exc
         return BashResult(
@@ -81,6 +96,7 @@ class ShellService:
             timed_out=result.timed_out,
             truncated=result.truncated,
             sandboxed=result.sandboxed,
+            killed=result.killed,
             limits=AppliedLimits(
                 timeout_seconds=request.timeout_seconds,
                 max_output_bytes_per_stream=s.max_output_bytes,
@@ -90,6 +106,23 @@ class ShellService:
                 max_file_bytes=s.max_file_bytes,
                 max_open_files=s.max_open_files,
                 network="none" if result.sandboxed else "host (UNSANDBOXED)",
+                **budget_limits(s.budget),
             ),
             policy_warnings=warnings,
         )
+
+
+def budget_limits(budget: SandboxBudget) -> dict[str, Any]:
+    """The budget's part of AppliedLimits; `cgroup` says whether the kernel enforces it."""
+    from contextd_mcp.sandbox import budget_status
+
+    cgroup: Any = budget_status()["cgroup"]
+    return {
+        "call_memory_bytes": budget.call_memory_bytes,
+        "call_max_tasks": budget.call_max_tasks,
+        "call_cpus": budget.call_cpus,
+        "total_memory_bytes": budget.total_memory_bytes,
+        "max_concurrent_calls": budget.max_concurrent,
+        "project_write_bytes": budget.project_write_bytes,
+        "cgroup": cgroup["mode"] if cgroup["mode"] != "none" else f"none ({cgroup['reason']})",
+    }

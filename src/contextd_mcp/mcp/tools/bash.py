@@ -18,7 +18,10 @@ def bash_tools(service: ShellService) -> list[ToolDef]:
             "Run a shell command in the project directory, sandboxed: no network, nothing outside the project "
             "writable or (but system dirs) readable, bounded time/memory/processes/output (head+tail kept). "
             "Policies are checked first (on the command and the env values programs run); env variables that run "
-            "hidden code (BASH_ENV, LD_PRELOAD, ...) are refused; secrets in output are redacted.",
+            "hidden code (BASH_ENV, LD_PRELOAD, ...) are refused; secrets in output are redacted. "
+            "One budget bounds all calls together (cgroups: memory incl. /tmp, tasks, CPU per call and in total; "
+            "a few calls at once, more wait then fail; a call growing the project too much is killed, see "
+            "`killed`); `limits` shows it.",
             RunCommand,
             BashResult,
             bash,
@@ -34,9 +37,12 @@ def bash_tools(service: ShellService) -> list[ToolDef]:
                 "timed_out": False,
                 "truncated": False,
                 "sandboxed": True,
+                "killed": None,
                 "limits": {"timeout_seconds": 120, "max_output_bytes_per_stream": 65536, "memory_bytes": 1073741824,
                            "cpu_seconds": 120, "max_processes": 256, "max_file_bytes": 268435456,
-                           "max_open_files": 256, "network": "none"},
+                           "max_open_files": 256, "network": "none", "call_memory_bytes": 2147483648,
+                           "call_max_tasks": 512, "call_cpus": 2.0, "total_memory_bytes": 4294967296,
+                           "max_concurrent_calls": 4, "project_write_bytes": 1073741824, "cgroup": "v2"},
                 "policy_warnings": [],
             },
         )
