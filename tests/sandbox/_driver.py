@@ -32,6 +32,9 @@ async def _serve() -> None:
                 req.get("env"),
                 SandboxLimits(**req.get("limits", {})),
                 req.get("allow_unsandboxed", False),
+                hidden=[Path(p) for p in req.get("hidden", [])],
+                protect=req.get("protect", []),
+                state_dir=Path(req["state_dir"]) if req.get("state_dir") else None,
             )
             answer: dict[str, object] = {"result": dataclasses.asdict(result)}
         except (ValueError, SandboxUnavailable) as exc:

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 from ._types import SandboxLimits, SandboxResult, SandboxUnavailable
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 __all__ = ["SandboxLimits", "SandboxResult", "SandboxUnavailable", "probe", "run_sandboxed"]
 
@@ -69,8 +69,17 @@ async def run_sandboxed(
     env: Mapping[str, str] | None = None,
     limits: SandboxLimits = SandboxLimits(),  # noqa: B008 - frozen, so sharing it is safe
     allow_unsandboxed: bool = False,
+    *,
+    hidden: Sequence[Path] = (),
+    protect: Sequence[str] = (),
+    state_dir: Path | None = None,
 ) -> SandboxResult:
     """Run `bash -c command` in the sandbox, cwd `working_dir` (default: the project).
+
+    `hidden`: the caller's own files (data directory, socket, tokens, audit log, model cache),
+    masked wherever they would be visible inside. `protect`: relative paths read-only in
+    addition to PROTECTED_PATHS (a trailing "/" for a directory). `state_dir`: where
+    placeholders are journaled, so that a crash's leftovers are removed by the next run.
 
     Raises ValueError for a bad request (working_dir outside the project after symlinks, an
     invalid environment variable name, ...) and SandboxUnavailable when the host cannot sandbox
@@ -78,4 +87,6 @@ async def run_sandboxed(
     """
     from .runner import run
 
-    return await run(command, project_dir, working_dir, env, limits, allow_unsandboxed)
+    return await run(
+        command, project_dir, working_dir, env, limits, allow_unsandboxed, hidden=hidden, protect=protect, state_dir=state_dir
+    )

@@ -46,6 +46,9 @@ class Request:
     # mounts is older than the project's mount answers {"stale": true} instead of running.
     project_id: tuple[int, int] | None = None
     fresh: bool = False  # skip the warm pool (and drop it): the retry after a stale answer
+    # [path, "pin" | "ro"] for init to bind in the project (see _protect), parents first.
+    protected: list[list[str]] = field(default_factory=list)
+    masked: list[str] = field(default_factory=list)  # the daemon's own files: hidden if visible
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False).encode()

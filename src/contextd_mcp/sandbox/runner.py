@@ -9,14 +9,14 @@ import os
 import re
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 
-from . import _probe
+from . import _probe, _protect
 from ._launcher import Launcher, default_launcher
 from ._output import HeadTail
 from ._protocol import MAX_COMMAND_BYTES, MAX_REQUEST_BYTES, Request
@@ -121,10 +121,14 @@ async def run(
     limits: SandboxLimits = SandboxLimits(),  # noqa: B008 - frozen, so sharing it is safe
     allow_unsandboxed: bool = False,
     *,
+    hidden: Sequence[Path] = (),
+    protect: Sequence[str] = (),
+    state_dir: Path | None = None,
     launcher: Launcher | None = None,
 ) -> SandboxResult:
     _check_command(command)
     project, workdir = resolve_dirs(project_dir, working_dir)
+    extra = _protect.check_extra(protect)
     full_env = build_env(env)
     sandboxed = True
     try:
@@ -149,6 +153,29 @@ async def run(
     if len(request.encode()) > MAX_REQUEST_BYTES:
         raise ValueError(f"command and environment together exceed {MAX_REQUEST_BYTES} bytes")
     launcher = launcher or default_launcher()
+    if not sandboxed:
+        return await _run_request(request, limits, sandboxed, launcher)
+    plan = _protect.prepare(project, extra, state_dir)
+    try:
+        request = dataclasses.replace(
+            request, protected=[list(m) for m in plan.mounts], masked=_existing(hidden)
+        )
+        return await _run_request(request, limits, sandboxed, launcher)
+    finally:
+        _protect.release(plan, state_dir)
+
+
+def _existing(paths: Sequence[Path]) -> list[str]:
+    """The daemon's files as real paths; init hides those that lie under one of its binds."""
+    found = []
+    for path in paths:
+        real = os.path.realpath(path)
+        if os.path.lexists(real):
+            found.append(real)
+    return found
+
+
+async def _run_request(request: Request, limits: SandboxLimits, sandboxed: bool, launcher: Launcher) -> SandboxResult:
     try:
         return await _execute(request.encode(), limits, sandboxed, launcher)
     except _StaleView:
@@ -158,7 +185,7 @@ async def run(
     try:
         return await _execute(dataclasses.replace(request, fresh=True).encode(), limits, sandboxed, launcher)
     except _StaleView:
-        raise SandboxUnavailable(f"the sandbox cannot see the current mount of {project}") from None
+        raise SandboxUnavailable(f"the sandbox cannot see the current mount of {request.project}") from None
 
 
 async def _execute(payload: bytes, limits: SandboxLimits, sandboxed: bool, launcher: Launcher) -> SandboxResult:

@@ -1,0 +1,238 @@
+"""Paths inside the project that programs on the host execute or trust: read-only in the sandbox.
+
+Server side: `prepare(project, extra, state_dir)` decides what init mounts, and creates a
+placeholder for every protected path that does not exist; `release` removes the placeholders
+again. Init side: `_rootfs.protect` binds each path read-only ("ro") and pins its parent
+directories ("pin", a read-write bind of a directory onto itself), so that within the sandbox no
+protected path, nor any directory above one, can be removed, renamed or replaced: a mount point
+is busy in its own mount namespace, and every sandbox on the project mounts the same paths.
+
+Why placeholders. A bind needs something to mount on, and a missing path left missing could be
+created by the command (a `.vscode/tasks.json` that the host's editor then runs). Refusing the
+write by other means needs a name-level rule no kernel interface offers (seccomp sees no paths,
+Landlock grants per directory). Codex meets the same problem the same way: bubblewrap creates
+the mount point, and Codex removes it after the run if it is still empty, counting concurrent
+users (codex-rs/linux-sandbox/src/bwrap_mount_cleanup.rs). Here:
+
+- a placeholder is an empty directory, even for a file name: git shows no empty directory, so
+  `git status` and `git add -A` inside the sandbox see nothing new (an empty `.bashrc` file would
+  be committed by `git add -A`). Inside `.git` (which git never lists) a file name gets an empty
+  file, what git expects there. A project that is no repository gets an empty `.git` directory,
+  read-only, so `git init` inside fails clearly instead of creating a repository the host trusts.
+- it exists on the host only while a command runs on the project: reference-counted across
+  concurrent calls of this process, removed after the last one iff it is still the same, empty
+  inode that was created (a file the host put there meanwhile keeps it), and journaled in
+  `state_dir` so that a crash's leftovers are swept by the next run.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import stat
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# A trailing "/" marks a directory (read-only with everything under it).
+PROTECTED_PATHS: tuple[str, ...] = (
+    ".git/config", ".git/config.worktree", ".git/hooks/", ".git/info/",
+    ".gitmodules", ".gitconfig",
+    ".bashrc", ".bash_profile", ".bash_login", ".zshrc", ".zprofile", ".zshenv", ".profile",
+    ".ripgreprc", ".mcp.json", ".claude.json",
+    ".claude/", ".vscode/", ".idea/",
+)  # fmt: skip
+# In each submodule's git directory (.git/modules/<name>/, names may hold slashes).
+MODULE_PROTECTED_PATHS = ("config", "hooks/")
+MAX_MODULE_DEPTH = 4  # .git/modules/a/modules/b/... deeper than this is not looked at
+MAX_MODULES = 64
+MAX_EXTRA_PATHS = 64
+JOURNAL_DIR = "sandbox-placeholders"
+
+
+@dataclass
+class Plan:
+    """What init mounts (path, "pin" | "ro"), parents first; the placeholders this call holds."""
+
+    mounts: list[tuple[str, str]] = field(default_factory=list)
+    placeholders: list[str] = field(default_factory=list)
+
+
+def check_extra(extra: Sequence[str]) -> tuple[str, ...]:
+    """The operator's additional protected paths: relative, inside the project, no `..`."""
+    if len(extra) > MAX_EXTRA_PATHS:
+        raise ValueError(f"at most {MAX_EXTRA_PATHS} extra protected paths, got {len(extra)}")
+    for rel in extra:
+        parts = rel.rstrip("/").split("/")
+        if not rel or rel.startswith("/") or "\0" in rel or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"protected path {rel!r} must be relative to the project, without '.' or '..'")
+    return tuple(extra)
+
+
+def _targets(project: Path, extra: Sequence[str]) -> list[str]:
+    """Every protected relative path for this project (".git" itself decides the .git/* part)."""
+    names = [p for p in PROTECTED_PATHS if not p.startswith(".git/")] + list(extra)
+    try:
+        git = os.lstat(project / ".git")
+    except FileNotFoundError:
+        return [".git/", *names]  # no repository: a read-only empty .git keeps it so
+    if stat.S_ISLNK(git.st_mode):
+        raise ValueError(f"{project}/.git is a symbolic link; the sandbox protects only a real .git")
+    if not stat.S_ISDIR(git.st_mode):
+        return [".git", *names]  # a worktree or submodule pointer: the file itself
+    names += [p for p in PROTECTED_PATHS if p.startswith(".git/")]
+    names += [f"{module}/{p}" for module in _module_git_dirs(project) for p in MODULE_PROTECTED_PATHS]
+    return names
+
+
+def _module_git_dirs(project: Path) -> list[str]:
+    found: list[str] = []
+    pending = [(".git/modules", 0)]
+    while pending and len(found) < MAX_MODULES:
+        rel, depth = pending.pop()
+        try:
+            entries = list(os.scandir(project / rel))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False) and depth < MAX_MODULE_DEPTH:
+                sub = f"{rel}/{entry.name}"
+                if os.path.isfile(project / sub / "HEAD"):
+                    found.append(sub)
+                    pending.append((f"{sub}/modules", depth + 1))
+                else:
+                    pending.append((sub, depth + 1))  # a module name with a slash
+    return found[:MAX_MODULES]
+
+
+def prepare(project: Path, extra: Sequence[str], state_dir: Path | None) -> Plan:
+    """Mounts for every protected path; placeholders for the missing ones. Raises ValueError."""
+    plan = Plan()
+    pins: set[str] = set()
+    try:
+        for rel in _targets(project, extra):
+            _plan_one(project, rel, plan, pins, state_dir)
+    except BaseException:
+        release(plan)
+        raise
+    plan.mounts.sort(key=lambda m: (m[0].count("/"), m[1] != "pin"))
+    return plan
+
+
+def _plan_one(project: Path, rel: str, plan: Plan, pins: set[str], state_dir: Path | None) -> None:
+    parts = rel.rstrip("/").split("/")
+    for depth in range(1, len(parts) + 1):
+        sub = "/".join(parts[:depth])
+        path = project / sub
+        last = depth == len(parts)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            # Inside .git, git expects a file where a file name is; elsewhere a directory hides it.
+            as_file = last and not rel.endswith("/") and parts[0] == ".git" and depth > 1
+            _hold_placeholder(path, as_file, state_dir)
+            plan.placeholders.append(str(path))
+            plan.mounts.append((str(path), "ro"))
+            return
+        if stat.S_ISLNK(st.st_mode):
+            raise ValueError(f"{path} is a symbolic link; the sandbox cannot protect it (replace it with the real file)")
+        if last:
+            plan.mounts.append((str(path), "ro"))
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            return  # a file where a directory would be: nothing can live under it
+        if str(path) not in pins:
+            pins.add(str(path))
+            plan.mounts.append((str(path), "pin"))
+
+
+# --- placeholders ----------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_held: dict[str, list[int]] = {}  # path -> [users, st_dev, st_ino]
+_swept: set[str] = set()
+
+
+def _journal(state_dir: Path | None, path: str) -> Path | None:
+    if state_dir is None:
+        return None
+    return state_dir / JOURNAL_DIR / (hashlib.sha256(path.encode()).hexdigest()[:32] + ".json")
+
+
+def _hold_placeholder(path: Path, as_file: bool, state_dir: Path | None) -> None:
+    key = str(path)
+    with _lock:
+        _sweep_once(state_dir)
+        if key in _held:
+            _held[key][0] += 1
+            return
+        if as_file:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
+        else:
+            os.mkdir(path, 0o755)
+        st = os.lstat(path)
+        _held[key] = [1, st.st_dev, st.st_ino]
+        journal = _journal(state_dir, key)
+        if journal is not None:
+            journal.parent.mkdir(mode=0o700, exist_ok=True)
+            journal.write_text(json.dumps({"path": key, "dev": st.st_dev, "ino": st.st_ino, "pid": os.getpid()}))
+
+
+def release(plan: Plan, state_dir: Path | None = None) -> None:
+    """Drop this call's hold on its placeholders; remove those nobody holds any more."""
+    with _lock:
+        for key in plan.placeholders:
+            held = _held.get(key)
+            if held is None:
+                continue
+            held[0] -= 1
+            if held[0] == 0:
+                del _held[key]
+                _remove_if_untouched(key, held[1], held[2])
+                journal = _journal(state_dir, key)
+                if journal is not None:
+                    journal.unlink(missing_ok=True)
+        plan.placeholders.clear()
+
+
+def _remove_if_untouched(path: str, dev: int, ino: int) -> None:
+    try:
+        st = os.lstat(path)
+        if (st.st_dev, st.st_ino) != (dev, ino):
+            return  # replaced by the host meanwhile: not ours any more
+        if stat.S_ISDIR(st.st_mode):
+            os.rmdir(path)  # fails, and keeps it, if the host put something in it
+        elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+            os.unlink(path)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST, errno.EBUSY):
+            raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep_once(state_dir: Path | None) -> None:
+    """Remove the placeholders a crashed process left (its journal entries name a dead pid)."""
+    if state_dir is None or str(state_dir) in _swept:
+        return
+    _swept.add(str(state_dir))
+    for journal in (state_dir / JOURNAL_DIR).glob("*.json") if (state_dir / JOURNAL_DIR).is_dir() else ():
+        try:
+            entry = json.loads(journal.read_text())
+            if entry["pid"] == os.getpid() or _alive(entry["pid"]):
+                continue
+            _remove_if_untouched(entry["path"], entry["dev"], entry["ino"])
+            journal.unlink(missing_ok=True)
+        except (OSError, ValueError, KeyError):
+            continue
