@@ -266,8 +266,28 @@ def _add_shell(container: Container) -> None:
 
     settings = ShellSettings(allow_unsandboxed=os.environ.get("CONTEXTD_BASH_ALLOW_UNSANDBOXED") == "1")
     policies = container.policies
-    container.shell = ShellService(settings, policies.check if policies is not None else None)
+    container.shell = ShellService(settings, policies.check if policies is not None else None, _shell_roots(container))
     container.runner.add_tools(bash_tools(container.shell))
+
+
+def _shell_roots(container: Container) -> Any:
+    """The daemon's own files, which bash refuses to expose, and the operator's extra protection."""
+    import pwd
+    from pathlib import Path
+
+    from contextd_mcp.adapters.token_store import tokens_path
+    from contextd_mcp.services.shell_roots import ShellRoots, extra_protected
+    from contextd_mcp.settings import AuthSettings, EmbeddingSettings
+
+    paths = container.paths
+    tokens = AuthSettings().tokens_file or tokens_path(paths.root)
+    hidden = (paths.root, paths.socket, Path(tokens), paths.audit, EmbeddingSettings().cache_dir)
+    return ShellRoots(
+        data_dir=paths.root,
+        home_dir=Path(pwd.getpwuid(os.getuid()).pw_dir),
+        hidden=hidden,
+        extra_protected=extra_protected(os.environ.get("CONTEXTD_SANDBOX_PROTECT")),
+    )
 
 
 def periodic(job: Callable[[], object], interval_s: float) -> Callable[[], Awaitable[None]]:
