@@ -15,6 +15,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -240,3 +241,96 @@ async def test_a_daemon_under_nohup_gives_commands_a_clean_process_state(data_di
     lines = result["stdout"].splitlines()
     assert lines[:3] == ["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000", "0022"], result
     assert lines[3].split() == ["0", "1", "2"], result
+
+
+# --- the same, with the daemon running as an unprivileged user -------------------------------
+
+TEST_USER = "contextd-test"
+RUNUSER = shutil.which("runuser") or "/usr/sbin/runuser"
+
+
+def _user_env(base: Path) -> dict[str, str] | str:
+    """Environment for the bridge and daemon as TEST_USER, or why they cannot run here.
+
+    The repository's venv interpreter may live under a directory that user cannot enter (/root
+    is 0700 here and in CI), so the system's Python of the same minor version runs the package
+    and the venv's site-packages (pure Python plus cp311 extension modules)."""
+    import pwd
+
+    if os.geteuid() != 0 or not Path(RUNUSER).exists():
+        return "needs root and runuser to run a daemon as the unprivileged user"
+    try:
+        pwd.getpwnam(TEST_USER)
+    except KeyError:
+        created = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER], check=False)
+        if created.returncode != 0:
+            return f"cannot create {TEST_USER}"
+    python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    src = Path(__file__).resolve().parents[2] / "src"
+    pythonpath = f"{src}:{SITE}"
+    probe = subprocess.run(
+        [RUNUSER, "-u", TEST_USER, "--", python, "-c", "import contextd_mcp.cli, onnxruntime, mcp"],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": pythonpath}, capture_output=True, cwd="/", check=False,
+    )  # fmt: skip
+    if not Path(python).exists() or probe.returncode != 0:
+        return f"{TEST_USER} cannot import the package with {python}: {probe.stderr.decode()[-300:]}"
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": pythonpath, "HF_HUB_OFFLINE": "1",
+        "CONTEXTD_DATA_DIR": str(base / "data"), "CONTEXTD_EMBEDDING_CACHE_DIR": str(base / "cache"),
+        "PYTHON": python,
+    }  # fmt: skip
+
+
+@pytest.fixture
+def user_base() -> Any:
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="ctxd-user-", dir="/tmp"))
+    base.chmod(0o755)
+    yield base
+    env = _user_env(base)
+    if isinstance(env, dict):
+        subprocess.run(
+            [RUNUSER, "-u", TEST_USER, "--", env["PYTHON"], "-m", "contextd_mcp", "stop", "--timeout", "30"],
+            env=env, capture_output=True, timeout=60, cwd="/", check=False,
+        )  # fmt: skip
+    shutil.rmtree(base, ignore_errors=True)
+
+
+async def test_attacks_on_an_unprivileged_daemon_leave_nothing_on_the_host(user_base: Path) -> None:
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    env = _user_env(user_base)
+    if isinstance(env, str):
+        pytest.skip(env)
+    project = user_base / "project"
+    project.mkdir()
+    make_repo(project)
+    dev_fixtures(project)
+    (user_base / "cache").mkdir()
+    subprocess.run(["chown", "-R", f"{TEST_USER}:", str(user_base)], check=True)
+    tenant_before = resolve_scope(project, {})
+    marker = user_base / "ran"
+    bridge = StdioServerParameters(
+        command=RUNUSER, args=["-u", TEST_USER, "--", env["PYTHON"], "-m", "contextd_mcp", "stdio"], env=env, cwd=str(project)
+    )
+    async with Client(bridge, read_timeout_seconds=120) as client:
+        result = data(await bash(client, ATTACKS.format(marker=marker) + DEV_FLOW))
+        escape = error_text(await client.call_tool("bash", {"command": "id", "working_dir": "/"}))
+    attacks, _, flow = result["stdout"].partition("---")
+    steps = attacks.split()
+    for step in REFUSED:
+        assert f"{step}=0" not in steps, (step, attacks, result["stderr"])
+    assert "plainchmod=0" in steps, attacks
+    assert_dev_flow(flow + result["stderr"])
+    assert "outside the project" in escape
+    _git(project, "status")
+    (project / "tracked.txt").write_text("host\n")
+    _git(project, "commit", "-qam", "host")
+    assert sorted(p.name for p in user_base.iterdir() if p.name.startswith("ran")) == []
+    assert _git(project, "remote", "get-url", "origin").stdout.strip() == "https://github.com/acme/app.git"
+    assert resolve_scope(project, {}) == tenant_before
+    assert special_bits(project) == []
+    for name in (".vscode", ".claude", ".mcp.json", ".bashrc", ".git-moved"):
+        assert not (project / name).exists(), f"{name} was left on the host"
