@@ -14,6 +14,14 @@ and reaped every other process of the namespace, so nothing outlives a run; on t
 cancellation (the server shuts down its side of the status socket, or dies) it does the same at
 once.
 
+What a command leaves behind must not act on the host later (DESIGN.md §6). Init, before it
+spawns the command: binds the paths that host programs execute or trust (`_protect.PROTECTED_PATHS`:
+`.git/config`, hooks, `.vscode/`, `.mcp.json`, shell rc files, ...) read-only, with an empty
+read-only placeholder for each missing one (created and removed by the server, see `_protect`);
+masks the caller's own files (`hidden`) wherever a bind would show them; resets every signal
+disposition and the signal mask, sets umask 022 and passes no fd but 0-2. The seccomp filter
+refuses any mode with a setuid/setgid bit (`_seccomp`), so nothing on disk can carry one.
+
 Launch strategy, chosen by measurement. A cold helper per command pays a Python start-up plus
 the pyseccomp import on every call (~90 ms); a Python fork costs ~1 ms here and a namespace's
 mounts ~3-6 ms. So the server starts one helper (the zygote, `helper`) on first use; it keeps two

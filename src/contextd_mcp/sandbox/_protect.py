@@ -80,7 +80,7 @@ def _targets(project: Path, extra: Sequence[str]) -> list[str]:
     except FileNotFoundError:
         return [".git/", *names]  # no repository: a read-only empty .git keeps it so
     if stat.S_ISLNK(git.st_mode):
-        raise ValueError(f"{project}/.git is a symbolic link; the sandbox protects only a real .git")
+        raise ValueError("the project's .git is a symbolic link; the sandbox protects only a real .git")
     if not stat.S_ISDIR(git.st_mode):
         return [".git", *names]  # a worktree or submodule pointer: the file itself
     names += [p for p in PROTECTED_PATHS if p.startswith(".git/")]
@@ -116,7 +116,7 @@ def prepare(project: Path, extra: Sequence[str], state_dir: Path | None) -> Plan
         for rel in _targets(project, extra):
             _plan_one(project, rel, plan, pins, state_dir)
     except BaseException:
-        release(plan)
+        release(plan, state_dir)
         raise
     plan.mounts.sort(key=lambda m: (m[0].count("/"), m[1] != "pin"))
     return plan
@@ -138,7 +138,10 @@ def _plan_one(project: Path, rel: str, plan: Plan, pins: set[str], state_dir: Pa
             plan.mounts.append((str(path), "ro"))
             return
         if stat.S_ISLNK(st.st_mode):
-            raise ValueError(f"{path} is a symbolic link; the sandbox cannot protect it (replace it with the real file)")
+            raise ValueError(
+                f"the project's {sub} is a symbolic link, which the sandbox cannot keep read-only; "
+                "replace it with the real file or directory"
+            )
         if last:
             plan.mounts.append((str(path), "ro"))
             return

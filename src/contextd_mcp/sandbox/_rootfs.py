@@ -9,6 +9,8 @@ Layout (every path not listed here simply does not exist inside):
     /proc             a fresh procfs of the new pid namespace; /proc/sys & co read-only
     /tmp              private tmpfs, size-limited
     <project>         the project, read-write, at its real path (mounted last, so it wins)
+      .git/config ...  read-only binds of the protected paths (see `_protect`), parents pinned
+    <daemon files>    an empty read-only tmpfs (directory) or /dev/null (file) over each one
 
 `prepare` builds everything but the request's parts while a pre-forked worker waits (off the
 critical path); `finish` adds /tmp, the project and the limits once the request is known. A bind

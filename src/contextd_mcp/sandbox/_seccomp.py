@@ -6,6 +6,10 @@ AF_UNIX) or attack the kernel itself (modules, bpf, io_uring, userfaultfd, keyri
 namespaces and the dropped capabilities already make most of these fail; the filter is the second
 wall, and it makes them fail the same way (EPERM) everywhere.
 
+It also refuses to make a setuid or setgid file or directory (`_restrict_suid_sgid`): the bit is
+harmless inside (nosuid, no_new_privs) but stays on disk, where any host user could run the file
+as its owner.
+
 pyseccomp (libseccomp) builds the filter and compiles it to classic BPF once per helper process
 (`compile_program`, ~20 ms); each sandbox then installs those bytes with one prctl (what
 seccomp_load does after compiling every time, ~0.6 ms). Other ABIs of the machine (32-bit x86,
