@@ -112,6 +112,8 @@ def prepare(project: Path, extra: Sequence[str], state_dir: Path | None) -> Plan
     """Mounts for every protected path; placeholders for the missing ones. Raises ValueError."""
     plan = Plan()
     pins: set[str] = set()
+    with _lock:
+        _sweep_once(state_dir)
     try:
         for rel in _targets(project, extra):
             _plan_one(project, rel, plan, pins, state_dir)
@@ -168,7 +170,6 @@ def _journal(state_dir: Path | None, path: str) -> Path | None:
 def _hold_placeholder(path: Path, as_file: bool, state_dir: Path | None) -> None:
     key = str(path)
     with _lock:
-        _sweep_once(state_dir)
         if key in _held:
             _held[key][0] += 1
             return

@@ -1,0 +1,68 @@
+"""Placeholders for missing protected paths: shared by concurrent calls, gone after the last one,
+and swept after a crash. In-process, as the server's user (root here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import anyio
+
+from contextd_mcp.sandbox import SandboxLimits, SandboxResult, run_sandboxed
+from contextd_mcp.sandbox._protect import JOURNAL_DIR
+
+QUICK = SandboxLimits(timeout_seconds=30)
+
+
+async def _run(command: str, project: Path, state: Path) -> SandboxResult:
+    return await run_sandboxed(command, project, limits=QUICK, state_dir=state)
+
+
+def test_a_placeholder_outlives_a_call_while_another_still_runs(tmp_path: Path) -> None:
+    project, state = tmp_path / "p", tmp_path / "state"
+    project.mkdir()
+    state.mkdir()
+    results: dict[str, SandboxResult] = {}
+
+    async def both() -> None:
+        async def short() -> None:
+            results["short"] = await _run("true", project, state)
+
+        async def long() -> None:
+            # Written after the short call has ended and released its hold.
+            results["long"] = await _run("sleep 2; mkdir -p .vscode/x; echo mk=$?; touch .mcp.json/y; echo t=$?", project, state)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(long)
+            await anyio.sleep(0.3)
+            tg.start_soon(short)
+            await anyio.sleep(1.0)
+            assert (project / ".vscode").is_dir(), "the long call still holds the placeholder"
+
+    anyio.run(both)
+    assert results["short"].exit_code == 0
+    assert "mk=0" not in results["long"].stdout and "t=0" not in results["long"].stdout, results["long"].stdout
+    assert sorted(os.listdir(project)) == [], "placeholders left behind"
+    assert sorted(os.listdir(state / JOURNAL_DIR)) == []
+
+
+def test_leftovers_of_a_crashed_server_are_swept_by_the_next_run(tmp_path: Path) -> None:
+    project, state = tmp_path / "p", tmp_path / "state"
+    project.mkdir()
+    (state / JOURNAL_DIR).mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (project / ".idea").mkdir()  # what a crashed server left: an empty placeholder and its journal
+    (project / ".claude").mkdir()  # ... and one the host has filled since: kept
+    (project / ".claude" / "settings.json").write_text("{}")
+    for name in (".idea", ".claude"):
+        st = (project / name).stat()
+        entry = {"path": str(project / name), "dev": st.st_dev, "ino": st.st_ino, "pid": dead.pid}
+        (state / JOURNAL_DIR / f"{name}.json").write_text(json.dumps(entry))
+    result = anyio.run(_run, "ls -A .claude", project, state)
+    assert result.stdout == "settings.json\n"
+    assert sorted(os.listdir(project)) == [".claude"]
+    assert (project / ".claude" / "settings.json").read_text() == "{}"
+    assert sorted(os.listdir(state / JOURNAL_DIR)) == []
