@@ -334,3 +334,13 @@ async def test_attacks_on_an_unprivileged_daemon_leave_nothing_on_the_host(user_
     assert special_bits(project) == []
     for name in (".vscode", ".claude", ".mcp.json", ".bashrc", ".git-moved"):
         assert not (project / name).exists(), f"{name} was left on the host"
+
+
+async def test_contextd_project_dir_names_the_project_for_an_agent_run_elsewhere(data_dir: Path, project_dir: Path, tmp_path: Path) -> None:
+    from tests.e2e.test_stdio import stdio
+
+    make_repo(project_dir)
+    async with stdio(data_dir, Path.home(), CONTEXTD_PROJECT_DIR=str(project_dir)) as client:
+        assert data(await bash(client, "pwd"))["stdout"] == f"{project_dir}\n"
+    async with stdio(data_dir, Path.home()) as client:  # without it: $HOME, refused with the fix
+        assert "CONTEXTD_PROJECT_DIR" in error_text(await bash(client, "pwd"))

@@ -319,3 +319,35 @@ def socket_at(path: Path) -> "socket.socket":
         os.chdir(cwd)
     s.listen(1)
     return s
+
+
+def test_a_submodules_git_files_and_checkout_are_protected(sandbox: Sandbox, host_dirs: HostDirs) -> None:
+    upstream = host_dirs.base / f"upstream-{uuid.uuid4().hex[:8]}"
+    upstream.mkdir()
+    _host_git(upstream, "init", "-q", "-b", "main")
+    (upstream / "lib.txt").write_text("lib\n")
+    _host_git(upstream, "add", "lib.txt")
+    _host_git(upstream, "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qm", "lib")
+    project = make_repo(sandbox)
+    added = _host_git(project, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(upstream), "sub")
+    assert added.returncode == 0, added.stderr
+    _host_git(project, "commit", "-qm", "add sub")
+    (project / "sub" / ".vscode").mkdir()
+    (project / "sub" / ".vscode" / "settings.json").write_text("{}")
+    _own(sandbox, project)
+    module_config = (project / ".git" / "modules" / "sub" / "config").read_bytes()
+    pointer = (project / "sub" / ".git").read_text()
+    run = sandbox.run(
+        "cd sub && git config core.fsmonitor 'touch /tmp/x'; echo modconfig=$?;"
+        " echo x > ../.git/modules/sub/hooks/pre-commit; echo modhook=$?;"
+        " echo 'gitdir: /elsewhere' > .git; echo pointer=$?; echo '{}' > .vscode/tasks.json; echo vscode=$?;"
+        " echo more >> lib.txt && git add lib.txt && git -c user.name=a -c user.email=a@x commit -qm in-sub && echo SUB-OK",
+        limits=FAST,
+    ).result
+    for step in ("modconfig", "modhook", "pointer", "vscode"):
+        assert f"{step}=0" not in run.stdout, (step, run.stdout)
+    assert "SUB-OK" in run.stdout, (run.stdout, run.stderr)
+    assert (project / ".git" / "modules" / "sub" / "config").read_bytes() == module_config
+    assert (project / "sub" / ".git").read_text() == pointer
+    assert not (project / ".git" / "modules" / "sub" / "hooks" / "pre-commit").exists()
+    assert sorted(os.listdir(project / "sub" / ".vscode")) == ["settings.json"]

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import anyio
+import pytest
 
 from contextd_mcp.sandbox import SandboxLimits, SandboxResult, run_sandboxed
 from contextd_mcp.sandbox._protect import JOURNAL_DIR
@@ -66,3 +67,19 @@ def test_leftovers_of_a_crashed_server_are_swept_by_the_next_run(tmp_path: Path)
     assert sorted(os.listdir(project)) == [".claude"]
     assert (project / ".claude" / "settings.json").read_text() == "{}"
     assert sorted(os.listdir(state / JOURNAL_DIR)) == []
+
+
+def test_extra_protected_paths_must_stay_inside_the_project(tmp_path: Path) -> None:
+    for bad in ("../outside", "/etc/passwd", "a/../../b", ""):
+        with pytest.raises(ValueError, match="relative to the project"):
+            anyio.run(lambda: run_sandboxed("true", tmp_path, limits=QUICK, protect=[bad]))
+
+
+def test_a_protected_name_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    project.mkdir()
+    (tmp_path / "real").mkdir()
+    (project / ".vscode").symlink_to(tmp_path / "real")
+    with pytest.raises(ValueError, match=r"\.vscode is a symbolic link"):
+        anyio.run(_run, "true", project, tmp_path)
+    assert sorted(os.listdir(project)) == [".vscode"], "no placeholder left by the refused call"

@@ -50,6 +50,7 @@ MODULE_PROTECTED_PATHS = ("config", "hooks/")
 MAX_MODULE_DEPTH = 4  # .git/modules/a/modules/b/... deeper than this is not looked at
 MAX_MODULES = 64
 MAX_EXTRA_PATHS = 64
+MAX_GITMODULES_BYTES = 64 * 1024
 JOURNAL_DIR = "sandbox-placeholders"
 
 
@@ -85,7 +86,30 @@ def _targets(project: Path, extra: Sequence[str]) -> list[str]:
         return [".git", *names]  # a worktree or submodule pointer: the file itself
     names += [p for p in PROTECTED_PATHS if p.startswith(".git/")]
     names += [f"{module}/{p}" for module in _module_git_dirs(project) for p in MODULE_PROTECTED_PATHS]
+    for checkout in _submodule_checkouts(project):
+        # A checked-out submodule is a project of its own to the host's tools: the same names,
+        # its `.git` pointer file included; only where the checkout exists (no placeholders).
+        names += [f"{checkout}/{p}" for p in (".git", *PROTECTED_PATHS) if not p.startswith(".git/")
+                  and os.path.lexists(project / checkout / p.rstrip("/"))]  # fmt: skip
     return names
+
+
+def _submodule_checkouts(project: Path) -> list[str]:
+    """`path = ...` entries of .gitmodules that are directories inside the project."""
+    try:
+        with open(project / ".gitmodules", encoding="utf-8", errors="replace") as f:
+            text = f.read(MAX_GITMODULES_BYTES)
+    except OSError:
+        return []  # missing, or a placeholder directory
+    found = []
+    for line in text.splitlines():
+        key, _, value = line.strip().partition("=")
+        rel = value.strip().strip('"').rstrip("/")
+        if key.strip() != "path" or not rel or rel.startswith("/") or ".." in rel.split("/"):
+            continue
+        if os.path.isdir(project / rel) and not os.path.islink(project / rel):
+            found.append(rel)
+    return found[:MAX_MODULES]
 
 
 def _module_git_dirs(project: Path) -> list[str]:
@@ -120,7 +144,7 @@ def prepare(project: Path, extra: Sequence[str], state_dir: Path | None) -> Plan
     except BaseException:
         release(plan, state_dir)
         raise
-    plan.mounts.sort(key=lambda m: (m[0].count("/"), m[1] != "pin"))
+    plan.mounts = sorted(set(plan.mounts), key=lambda m: (m[0].count("/"), m[1] != "pin", m[0]))
     return plan
 
 
