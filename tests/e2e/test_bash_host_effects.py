@@ -163,6 +163,8 @@ async def test_roots_that_expose_the_host_are_refused(data_dir: Path, project_di
                 assert "CONTEXTD_PROJECT_DIR" in message and "repository" in message, message
         async with socket_client(daemon.socket, data_dir.parent) as client:  # contains the data directory
             assert "contains contextd's data directory" in error_text(await bash(client, "id"))
+        async with socket_client(daemon.socket, data_dir / "store") as client:  # inside it
+            assert "inside contextd's data directory" in error_text(await bash(client, "id"))
         async with socket_client(daemon.socket, project_dir) as client:  # the server keeps serving
             assert data(await bash(client, "echo fine"))["stdout"] == "fine\n"
     finally:

@@ -129,6 +129,8 @@ async def run(
     _check_command(command)
     project, workdir = resolve_dirs(project_dir, working_dir)
     extra = _protect.check_extra(protect)
+    # A mask over the project or one of its parents would hide the project itself.
+    hidden = [h for h in hidden if not project.is_relative_to(os.path.realpath(h))]
     full_env = build_env(env)
     sandboxed = True
     try:

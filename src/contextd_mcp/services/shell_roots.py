@@ -44,6 +44,8 @@ class ShellRoots:
             raise InvalidInput(
                 "cwd", f"bash cannot use {real} as its project: it contains contextd's data directory {self.data_dir}; {FIX}"
             )
+        if self.data_dir is not None and real.is_relative_to(self.data_dir.resolve()):
+            raise InvalidInput("cwd", f"bash cannot use {real} as its project: it is inside contextd's data directory; {FIX}")
         return real
 
 
