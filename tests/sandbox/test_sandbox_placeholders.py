@@ -46,7 +46,19 @@ def test_a_placeholder_outlives_a_call_while_another_still_runs(tmp_path: Path) 
     assert results["short"].exit_code == 0
     assert "mk=0" not in results["long"].stdout and "t=0" not in results["long"].stdout, results["long"].stdout
     assert sorted(os.listdir(project)) == [], "placeholders left behind"
-    assert sorted(os.listdir(state / JOURNAL_DIR)) == []
+    assert _live_in_journal(state) == set()
+
+
+def _live_in_journal(state: Path) -> set[str]:
+    """What this process's journal still lists as created and not yet removed."""
+    live: set[str] = set()
+    for line in (state / JOURNAL_DIR / f"{os.getpid()}.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        if "add" in entry:
+            live.add(entry["add"])
+        else:
+            live.discard(entry["del"])
+    return live
 
 
 def test_leftovers_of_a_crashed_server_are_swept_by_the_next_run(tmp_path: Path) -> None:
@@ -58,15 +70,19 @@ def test_leftovers_of_a_crashed_server_are_swept_by_the_next_run(tmp_path: Path)
     (project / ".idea").mkdir()  # what a crashed server left: an empty placeholder and its journal
     (project / ".claude").mkdir()  # ... and one the host has filled since: kept
     (project / ".claude" / "settings.json").write_text("{}")
-    for name in (".idea", ".claude"):
+    (project / ".vscode").mkdir()  # created, then removed before the crash: must not be touched
+    lines = []
+    for name in (".idea", ".claude", ".vscode"):
         st = (project / name).stat()
-        entry = {"path": str(project / name), "dev": st.st_dev, "ino": st.st_ino, "pid": dead.pid}
-        (state / JOURNAL_DIR / f"{name}.json").write_text(json.dumps(entry))
+        lines.append(json.dumps({"add": str(project / name), "dev": st.st_dev, "ino": st.st_ino}))
+    lines.append(json.dumps({"del": str(project / ".vscode")}))
+    (state / JOURNAL_DIR / f"{dead.pid}.jsonl").write_text("\n".join(lines) + "\n")
     result = anyio.run(_run, "ls -A .claude", project, state)
     assert result.stdout == "settings.json\n"
-    assert sorted(os.listdir(project)) == [".claude"]
+    assert sorted(os.listdir(project)) == [".claude", ".vscode"]
     assert (project / ".claude" / "settings.json").read_text() == "{}"
-    assert sorted(os.listdir(state / JOURNAL_DIR)) == []
+    assert sorted(os.listdir(state / JOURNAL_DIR)) == [f"{os.getpid()}.jsonl"], "the dead one's journal is gone"
+    assert _live_in_journal(state) == set()
 
 
 def test_extra_protected_paths_must_stay_inside_the_project(tmp_path: Path) -> None:

@@ -22,13 +22,13 @@ users (codex-rs/linux-sandbox/src/bwrap_mount_cleanup.rs). Here:
 - it exists on the host only while a command runs on the project: reference-counted across
   concurrent calls of this process, removed after the last one iff it is still the same, empty
   inode that was created (a file the host put there meanwhile keeps it), and journaled in
-  `state_dir` so that a crash's leftovers are swept by the next run.
+  `state_dir` (one append-only file per process) so that a crash's leftovers are swept by the
+  next run.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import stat
@@ -136,19 +136,27 @@ def prepare(project: Path, extra: Sequence[str], state_dir: Path | None) -> Plan
     """Mounts for every protected path; placeholders for the missing ones. Raises ValueError."""
     plan = Plan()
     pins: set[str] = set()
+    created: list[dict[str, object]] = []
     with _lock:
         _sweep_once(state_dir)
     try:
         for rel in _targets(project, extra):
-            _plan_one(project, rel, plan, pins, state_dir)
+            _plan_one(project, rel, plan, pins, created)
     except BaseException:
+        _log_created(state_dir, created)
         release(plan, state_dir)
         raise
+    _log_created(state_dir, created)
     plan.mounts = sorted(set(plan.mounts), key=lambda m: (m[0].count("/"), m[1] != "pin", m[0]))
     return plan
 
 
-def _plan_one(project: Path, rel: str, plan: Plan, pins: set[str], state_dir: Path | None) -> None:
+def _log_created(state_dir: Path | None, created: list[dict[str, object]]) -> None:
+    with _lock:
+        _log(state_dir, created)
+
+
+def _plan_one(project: Path, rel: str, plan: Plan, pins: set[str], created: list[dict[str, object]]) -> None:
     parts = rel.rstrip("/").split("/")
     for depth in range(1, len(parts) + 1):
         sub = "/".join(parts[:depth])
@@ -159,7 +167,7 @@ def _plan_one(project: Path, rel: str, plan: Plan, pins: set[str], state_dir: Pa
         except FileNotFoundError:
             # Inside .git, git expects a file where a file name is; elsewhere a directory hides it.
             as_file = last and not rel.endswith("/") and parts[0] == ".git" and depth > 1
-            _hold_placeholder(path, as_file, state_dir)
+            _hold_placeholder(path, as_file, created)
             plan.placeholders.append(str(path))
             plan.mounts.append((str(path), "ro"))
             return
@@ -183,15 +191,24 @@ def _plan_one(project: Path, rel: str, plan: Plan, pins: set[str], state_dir: Pa
 _lock = threading.Lock()
 _held: dict[str, list[int]] = {}  # path -> [users, st_dev, st_ino]
 _swept: set[str] = set()
+_journals: dict[str, int] = {}  # state_dir -> fd of this process's append-only journal
 
 
-def _journal(state_dir: Path | None, path: str) -> Path | None:
-    if state_dir is None:
-        return None
-    return state_dir / JOURNAL_DIR / (hashlib.sha256(path.encode()).hexdigest()[:32] + ".json")
+def _log(state_dir: Path | None, entries: list[dict[str, object]]) -> None:
+    """Append to this process's journal, `<state_dir>/sandbox-placeholders/<pid>.jsonl`: one
+    write per call (a file per placeholder cost a create and an unlink each, on every call)."""
+    if state_dir is None or not entries:
+        return
+    fd = _journals.get(str(state_dir))
+    if fd is None:
+        directory = state_dir / JOURNAL_DIR
+        directory.mkdir(mode=0o700, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = _journals[str(state_dir)] = os.open(directory / f"{os.getpid()}.jsonl", flags, 0o600)
+    os.write(fd, "".join(json.dumps(e) + "\n" for e in entries).encode())
 
 
-def _hold_placeholder(path: Path, as_file: bool, state_dir: Path | None) -> None:
+def _hold_placeholder(path: Path, as_file: bool, created: list[dict[str, object]]) -> None:
     key = str(path)
     with _lock:
         if key in _held:
@@ -203,14 +220,12 @@ def _hold_placeholder(path: Path, as_file: bool, state_dir: Path | None) -> None
             os.mkdir(path, 0o755)
         st = os.lstat(path)
         _held[key] = [1, st.st_dev, st.st_ino]
-        journal = _journal(state_dir, key)
-        if journal is not None:
-            journal.parent.mkdir(mode=0o700, exist_ok=True)
-            journal.write_text(json.dumps({"path": key, "dev": st.st_dev, "ino": st.st_ino, "pid": os.getpid()}))
+        created.append({"add": key, "dev": st.st_dev, "ino": st.st_ino})
 
 
 def release(plan: Plan, state_dir: Path | None = None) -> None:
     """Drop this call's hold on its placeholders; remove those nobody holds any more."""
+    removed: list[dict[str, object]] = []
     with _lock:
         for key in plan.placeholders:
             held = _held.get(key)
@@ -220,10 +235,9 @@ def release(plan: Plan, state_dir: Path | None = None) -> None:
             if held[0] == 0:
                 del _held[key]
                 _remove_if_untouched(key, held[1], held[2])
-                journal = _journal(state_dir, key)
-                if journal is not None:
-                    journal.unlink(missing_ok=True)
+                removed.append({"del": key})
         plan.placeholders.clear()
+        _log(state_dir, removed)
 
 
 def _remove_if_untouched(path: str, dev: int, ino: int) -> None:
@@ -251,16 +265,26 @@ def _alive(pid: int) -> bool:
 
 
 def _sweep_once(state_dir: Path | None) -> None:
-    """Remove the placeholders a crashed process left (its journal entries name a dead pid)."""
+    """Remove the placeholders a crashed process left: replay each journal of a dead pid (or of
+    our own pid, before we wrote ours: a predecessor's, pid reused) and delete it."""
     if state_dir is None or str(state_dir) in _swept:
         return
     _swept.add(str(state_dir))
-    for journal in (state_dir / JOURNAL_DIR).glob("*.json") if (state_dir / JOURNAL_DIR).is_dir() else ():
+    directory = state_dir / JOURNAL_DIR
+    for journal in directory.glob("*.jsonl") if directory.is_dir() else ():
         try:
-            entry = json.loads(journal.read_text())
-            if entry["pid"] == os.getpid() or _alive(entry["pid"]):
+            pid = int(journal.stem)
+            if pid != os.getpid() and _alive(pid):
                 continue
-            _remove_if_untouched(entry["path"], entry["dev"], entry["ino"])
-            journal.unlink(missing_ok=True)
-        except (OSError, ValueError, KeyError):
+            live: dict[str, tuple[int, int]] = {}
+            for line in journal.read_text().splitlines():
+                entry = json.loads(line)
+                if "add" in entry:
+                    live[entry["add"]] = (entry["dev"], entry["ino"])
+                else:
+                    live.pop(entry.get("del"), None)
+            for path, (dev, ino) in live.items():
+                _remove_if_untouched(path, dev, ino)
+            journal.unlink()
+        except (OSError, ValueError, KeyError, TypeError):
             continue
