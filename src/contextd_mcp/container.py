@@ -284,7 +284,7 @@ def _shell_roots(container: Container) -> Any:
     hidden = (paths.root, paths.socket, Path(tokens), paths.audit, EmbeddingSettings().cache_dir)
     return ShellRoots(
         data_dir=paths.root,
-        home_dir=Path(pwd.getpwuid(os.getuid()).pw_dir),
+        home_dirs=(Path(pwd.getpwuid(os.getuid()).pw_dir), Path.home()),
         hidden=hidden,
         extra_protected=extra_protected(os.environ.get("CONTEXTD_SANDBOX_PROTECT")),
     )

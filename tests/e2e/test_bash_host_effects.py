@@ -156,7 +156,10 @@ async def test_attacks_leave_nothing_that_acts_on_the_host(data_dir: Path, proje
 async def test_roots_that_expose_the_host_are_refused(data_dir: Path, project_dir: Path, tmp_path: Path) -> None:
     daemon = start_daemon(data_dir, tmp_path)
     try:
-        for root in (Path("/"), Path.home(), Path("/etc"), Path("/usr/lib")):
+        import pwd
+
+        home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+        for root in (Path("/"), home, Path.home(), Path("/etc"), Path("/usr/lib")):
             async with socket_client(daemon.socket, root) as client:
                 message = error_text(await bash(client, "id"))
                 assert "cwd" in message and str(root.resolve()) in message, message

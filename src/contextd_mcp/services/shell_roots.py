@@ -26,7 +26,7 @@ class ShellRoots:
     """The daemon's own paths, given by the composition root (nothing here reads the environment)."""
 
     data_dir: Path | None = None
-    home_dir: Path | None = None  # the daemon user's home directory
+    home_dirs: tuple[Path, ...] = ()  # the daemon user's home directory (passwd and $HOME)
     hidden: tuple[Path, ...] = ()  # data dir, socket, tokens file, audit log, model cache
     extra_protected: tuple[str, ...] = ()  # CONTEXTD_SANDBOX_PROTECT: more, never fewer
 
@@ -38,7 +38,7 @@ class ShellRoots:
         for system in SYSTEM_DIRS:
             if real == Path(system) or real.is_relative_to(system):
                 raise InvalidInput("cwd", f"bash cannot use {real} as its project: it is under the system directory {system}; {FIX}")
-        if self.home_dir is not None and real == self.home_dir.resolve():
+        if any(real == home.resolve() for home in self.home_dirs):
             raise InvalidInput("cwd", f"bash cannot use {real} as its project: it is the daemon user's home directory; {FIX}")
         if self.data_dir is not None and self.data_dir.resolve().is_relative_to(real):
             raise InvalidInput(
