@@ -285,9 +285,29 @@ def _add_shell(container: Container) -> None:
         budget=SandboxBudget(**SandboxSettings().model_dump()),
     )
     policies = container.policies
-    container.shell = ShellService(settings, policies.check if policies is not None else None)
+    container.shell = ShellService(settings, policies.check if policies is not None else None, _shell_roots(container))
     container.shell.status()  # sets the cgroups up now, so a fallback is logged at start
     container.runner.add_tools(bash_tools(container.shell))
+
+
+def _shell_roots(container: Container) -> Any:
+    """The daemon's own files, which bash refuses to expose, and the operator's extra protection."""
+    import pwd
+    from pathlib import Path
+
+    from contextd_mcp.adapters.token_store import tokens_path
+    from contextd_mcp.services.shell_roots import ShellRoots, extra_protected
+    from contextd_mcp.settings import AuthSettings, EmbeddingSettings
+
+    paths = container.paths
+    tokens = AuthSettings().tokens_file or tokens_path(paths.root)
+    hidden = (paths.root, paths.socket, Path(tokens), paths.audit, EmbeddingSettings().cache_dir)
+    return ShellRoots(
+        data_dir=paths.root,
+        home_dirs=(Path(pwd.getpwuid(os.getuid()).pw_dir), Path.home()),
+        hidden=hidden,
+        extra_protected=extra_protected(os.environ.get("CONTEXTD_SANDBOX_PROTECT")),
+    )
 
 
 def periodic(job: Callable[[], object], interval_s: float) -> Callable[[], Awaitable[None]]:

@@ -55,12 +55,13 @@ def run_in_process(paths: DataPaths) -> int:
     limits = LimitSettings()
     container = build(paths, limit_settings=limits)
     server = container.server()
+    cwd = Path(os.environ.get("CONTEXTD_PROJECT_DIR") or Path.cwd())  # as transports/hello.py
     caller = Caller(
-        scope=resolve_scope(Path.cwd(), os.environ),
+        scope=resolve_scope(cwd, os.environ),
         transport="stdio",
         connection_id=uuid.uuid4().hex[:12],
         agent=os.environ.get("CONTEXTD_AGENT"),
-        project_dir=str(project_root(Path.cwd())),
+        project_dir=str(project_root(cwd)),
     )
 
     async def main() -> None:

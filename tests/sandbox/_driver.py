@@ -37,6 +37,9 @@ async def _one(req: dict[str, Any]) -> dict[str, object]:
             req.get("env"),
             SandboxLimits(**req.get("limits", {})),
             req.get("allow_unsandboxed", False),
+            hidden=[Path(p) for p in req.get("hidden", [])],
+            protect=req.get("protect", []),
+            state_dir=Path(req["state_dir"]) if req.get("state_dir") else None,
         )
         return {"result": dataclasses.asdict(result)}
     except (ValueError, SandboxUnavailable) as exc:

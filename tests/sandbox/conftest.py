@@ -86,6 +86,7 @@ class Sandbox:
     uid: int
     project: Path
     driver: Driver
+    state_dir: Path  # where the sandbox journals its placeholders (the daemon uses its data dir)
 
     def run(
         self,
@@ -95,8 +96,13 @@ class Sandbox:
         env: dict[str, str] | None = None,
         working_dir: Path | None = None,
         allow_unsandboxed: bool = False,
+        hidden: list[str] | None = None,
+        protect: list[str] | None = None,
     ) -> Run:
         answer = self.driver.request(
+            hidden=hidden or [],
+            protect=protect or [],
+            state_dir=str(self.state_dir),
             command=command,
             project_dir=str(self.project),
             working_dir=str(working_dir) if working_dir else None,
@@ -233,11 +239,14 @@ def sandbox(request: pytest.FixtureRequest, drivers: dict[str, Driver | str], ho
     project = host_dirs.projects / f"{request.node.name.split('[')[0]}-{uuid.uuid4().hex[:8]}"
     project.mkdir()
     uid = os.geteuid()
+    state_dir = host_dirs.base / f"state-{request.param}"
+    state_dir.mkdir(mode=0o700, exist_ok=True)
     if request.param == "user":
         entry = pwd.getpwnam(TEST_USER)
         os.chown(project, entry.pw_uid, entry.pw_gid)
+        os.chown(state_dir, entry.pw_uid, entry.pw_gid)
         uid = entry.pw_uid
-    return Sandbox(kind=request.param, uid=uid, project=project, driver=driver)
+    return Sandbox(kind=request.param, uid=uid, project=project, driver=driver, state_dir=state_dir)
 
 
 HAS_PYTHON_INSIDE = Path("/usr/bin/python3").exists()

@@ -16,6 +16,14 @@ and reaped every other process of the namespace, so nothing outlives a run; on t
 cancellation (the server shuts down its side of the status socket, or dies) it does the same at
 once.
 
+What a command leaves behind must not act on the host later (DESIGN.md §6). Init, before it
+spawns the command: binds the paths that host programs execute or trust (`_protect.PROTECTED_PATHS`:
+`.git/config`, hooks, `.vscode/`, `.mcp.json`, shell rc files, ...) read-only, with an empty
+read-only placeholder for each missing one (created and removed by the server, see `_protect`);
+masks the caller's own files (`hidden`) wherever a bind would show them; resets every signal
+disposition and the signal mask, sets umask 022 and passes no fd but 0-2. The seccomp filter
+refuses any mode with a setuid/setgid bit (`_seccomp`), so nothing on disk can carry one.
+
 Launch strategy, chosen by measurement. A cold helper per command pays a Python start-up plus
 the pyseccomp import on every call (~90 ms); a Python fork costs ~1 ms here and a namespace's
 mounts ~3-6 ms. So the server starts one helper (the zygote, `helper`) on first use; it keeps two
@@ -59,7 +67,7 @@ from ._budgetspec import SandboxBudget
 from ._types import SandboxLimits, SandboxResult, SandboxUnavailable
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 __all__ = [
     "SandboxBudget",
@@ -104,8 +112,17 @@ async def run_sandboxed(
     env: Mapping[str, str] | None = None,
     limits: SandboxLimits = SandboxLimits(),  # noqa: B008 - frozen, so sharing it is safe
     allow_unsandboxed: bool = False,
+    *,
+    hidden: Sequence[Path] = (),
+    protect: Sequence[str] = (),
+    state_dir: Path | None = None,
 ) -> SandboxResult:
     """Run `bash -c command` in the sandbox, cwd `working_dir` (default: the project).
+
+    `hidden`: the caller's own files (data directory, socket, tokens, audit log, model cache),
+    masked wherever they would be visible inside. `protect`: relative paths read-only in
+    addition to PROTECTED_PATHS (a trailing "/" for a directory). `state_dir`: where
+    placeholders are journaled, so that a crash's leftovers are removed by the next run.
 
     Raises ValueError for a bad request (working_dir outside the project after symlinks, an
     invalid environment variable name, ...) and SandboxUnavailable when the host cannot sandbox
@@ -114,4 +131,6 @@ async def run_sandboxed(
     """
     from .runner import run
 
-    return await run(command, project_dir, working_dir, env, limits, allow_unsandboxed)
+    return await run(
+        command, project_dir, working_dir, env, limits, allow_unsandboxed, hidden=hidden, protect=protect, state_dir=state_dir
+    )

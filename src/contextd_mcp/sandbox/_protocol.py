@@ -50,6 +50,9 @@ class Request:
     # The call's cgroup limits (see `_cgroup`): the zygote applies them if they changed since the
     # worker's cgroup was made. None: no cgroups.
     cgroup_limits: dict[str, float] | None = None
+    # [path, "pin" | "ro"] for init to bind in the project (see _protect), parents first.
+    protected: list[list[str]] = field(default_factory=list)
+    masked: list[str] = field(default_factory=list)  # the daemon's own files: hidden if visible
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False).encode()

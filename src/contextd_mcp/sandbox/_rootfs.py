@@ -9,6 +9,8 @@ Layout (every path not listed here simply does not exist inside):
     /proc             a fresh procfs of the new pid namespace; /proc/sys & co read-only
     /tmp              private tmpfs, size-limited
     <project>         the project, read-write, at its real path (mounted last, so it wins)
+      .git/config ...  read-only binds of the protected paths (see `_protect`), parents pinned
+    <daemon files>    an empty read-only tmpfs (directory) or /dev/null (file) over each one
 
 `prepare` builds everything but the request's parts while a pre-forked worker waits (off the
 critical path); `finish` adds /tmp, the project and the limits once the request is known. A bind
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 from . import _libc as c
 
@@ -154,8 +157,16 @@ def prepare() -> None:
     os.chdir("/")
 
 
-def finish(project: str, project_id: tuple[int, int] | None, tmp_bytes: int, pid_max: int) -> None:
-    """The request's part: /tmp, pid_max, the project; then cut the way back to the host."""
+def finish(
+    project: str,
+    project_id: tuple[int, int] | None,
+    tmp_bytes: int,
+    pid_max: int,
+    protected: list[tuple[str, str]] = [],  # noqa: B006 - never mutated
+    masked: list[str] = [],  # noqa: B006 - never mutated
+) -> None:
+    """The request's part: /tmp, pid_max, the project; then cut the way back to the host, and
+    make the protected paths read-only and the daemon's own files invisible."""
     _tmpfs("/tmp", f"mode=1777,size={tmp_bytes},nr_inodes=65536")
     try:
         with open("/proc/sys/kernel/pid_max", "w") as f:
@@ -179,4 +190,41 @@ def finish(project: str, project_id: tuple[int, int] | None, tmp_bytes: int, pid
     _setattr(project, c.MOUNT_ATTR_NOSUID | c.MOUNT_ATTR_NODEV, recursive=True)
     c.umount2(OLD_ROOT, c.MNT_DETACH)
     os.rmdir(OLD_ROOT)
+    protect(protected)
+    mask(masked)
     _setattr("/", RO, recursive=False)
+
+
+def protect(mounts: list[tuple[str, str]]) -> None:
+    """Bind each path onto itself: "pin" keeps it writable, "ro" makes it read-only throughout.
+
+    After the way back to the host is cut, so a path swapped for a symlink can reach nothing but
+    the sandbox's own tree; and the bind goes through an O_PATH descriptor opened without
+    following symlinks, so it lands on what was checked, never on a link's target.
+    """
+    for path, how in mounts:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise SetupError(f"protected path {path} is a symbolic link")
+            c.mount(f"/proc/self/fd/{fd}", f"/proc/self/fd/{fd}", None, c.MS_BIND | c.MS_REC)
+        finally:
+            os.close(fd)
+        attrs = RO if how == "ro" else c.MOUNT_ATTR_NOSUID | c.MOUNT_ATTR_NODEV
+        _setattr(path, attrs, recursive=how == "ro")
+
+
+def mask(paths: list[str]) -> None:
+    """Hide each path that exists in the sandbox: an empty read-only tmpfs over a directory,
+    /dev/null (read-only) over anything else. A path outside every bind does not exist here."""
+    for path in paths:
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            continue
+        if stat.S_ISDIR(mode):
+            flags = c.MS_NOSUID | c.MS_NODEV | c.MS_NOEXEC | c.MS_RDONLY
+            c.mount("tmpfs", path, "tmpfs", flags, "size=4k,nr_inodes=1,mode=0500")
+        elif not stat.S_ISLNK(mode):
+            c.mount("/dev/null", path, None, c.MS_BIND)
+            _setattr(path, RO | c.MOUNT_ATTR_NOEXEC, recursive=False)

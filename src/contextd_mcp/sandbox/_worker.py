@@ -35,6 +35,7 @@ NAMESPACES = (
     c.CLONE_NEWUSER | c.CLONE_NEWNS | c.CLONE_NEWPID | c.CLONE_NEWNET | c.CLONE_NEWIPC | c.CLONE_NEWUTS
 )
 BASH = "/bin/bash"
+COMMAND_UMASK = 0o022
 MIN_PID_MAX = 301  # the kernel refuses a smaller per-namespace pid_max (RESERVED_PIDS + 1)
 
 
@@ -171,7 +172,8 @@ def _init(ws: socket.socket, seccomp: bytes, events_fd: int | None) -> NoReturn:
 
 def _confine(req: Request, seccomp: bytes) -> None:
     pid_max = max(MIN_PID_MAX, req.max_processes + 2)
-    finish(req.project, req.project_id, tmp_bytes=req.max_file_bytes, pid_max=pid_max)
+    protected = [(path, how) for path, how in req.protected]
+    finish(req.project, req.project_id, req.max_file_bytes, pid_max, protected, req.masked)
     os.chdir(req.workdir)
     for which, value in (
         (resource.RLIMIT_AS, req.memory_bytes),
@@ -195,6 +197,7 @@ def _spawn(command: str, env: dict[str, str], out_fd: int, err_fd: int) -> tuple
     The caller must hold on to the Popen object (init leaves by os._exit): Popen.__del__ polls,
     and would reap a command that already exited, stealing its status from `_supervise`.
     """
+    _clean_process_state()
     # Installed before the spawn so that no exit is missed; the wake-up fd lets select see it.
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -213,6 +216,22 @@ def _spawn(command: str, env: dict[str, str], out_fd: int, err_fd: int) -> tuple
         start_new_session=True,  # setsid: no controlling terminal, its own process group
     )
     return child, wake_r
+
+
+def _clean_process_state() -> None:
+    """What the command inherits from init besides its fds: nothing the daemon's parent chose.
+
+    A daemon started under `nohup` ignores SIGHUP, a service manager may block signals or set
+    umask 077; exec keeps ignored dispositions and the blocked mask, so reset them here. SIGPIPE
+    and SIGXFSZ stay ignored in init (it writes to a socket whose reader may be gone): Popen's
+    restore_signals gives the command their defaults. SIGCHLD gets init's handler just after;
+    exec resets a handler to the default. Fds: Popen closes all but 0-2 (close_fds).
+    """
+    keep = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ}
+    for sig in signal.valid_signals() - keep:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    os.umask(COMMAND_UMASK)
 
 
 def _supervise(command: subprocess.Popen[bytes], wake_fd: int, status: socket.socket, events_fd: int | None) -> int:

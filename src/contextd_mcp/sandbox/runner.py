@@ -9,7 +9,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from . import _budget, _probe
+from . import _budget, _probe, _protect
 from ._diskwatch import DiskWatch
 from ._launcher import Launcher, default_launcher
 from ._output import HeadTail
@@ -123,10 +123,16 @@ async def run(
     limits: SandboxLimits = SandboxLimits(),  # noqa: B008 - frozen, so sharing it is safe
     allow_unsandboxed: bool = False,
     *,
+    hidden: Sequence[Path] = (),
+    protect: Sequence[str] = (),
+    state_dir: Path | None = None,
     launcher: Launcher | None = None,
 ) -> SandboxResult:
     _check_command(command)
     project, workdir = resolve_dirs(project_dir, working_dir)
+    extra = _protect.check_extra(protect)
+    # A mask over the project or one of its parents would hide the project itself.
+    hidden = [h for h in hidden if not project.is_relative_to(os.path.realpath(h))]
     full_env = build_env(env)
     sandboxed = True
     try:
@@ -154,7 +160,28 @@ async def run(
     budget = _budget.current()
     async with budget.call() as cgroup_limits:
         request = dataclasses.replace(request, cgroup_limits=cgroup_limits)
-        return await _execute_fresh_if_stale(request, limits, sandboxed, launcher, budget.budget)
+        if not sandboxed:
+            return await _execute_fresh_if_stale(request, limits, sandboxed, launcher, budget.budget)
+        # In a thread: a dozen mkdir/rmdir on a busy disk took 20-40 ms here, and must not stall
+        # the server's other calls. Shielded: a cancelled call still gets (and later drops) its hold.
+        with anyio.CancelScope(shield=True):
+            plan = await anyio.to_thread.run_sync(_protect.prepare, project, extra, state_dir)
+        try:
+            request = dataclasses.replace(request, protected=[list(m) for m in plan.mounts], masked=_existing(hidden))
+            return await _execute_fresh_if_stale(request, limits, sandboxed, launcher, budget.budget)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_protect.release, plan, state_dir)
+
+
+def _existing(paths: Sequence[Path]) -> list[str]:
+    """The daemon's files as real paths; init hides those that lie under one of its binds."""
+    found = []
+    for path in paths:
+        real = os.path.realpath(path)
+        if os.path.lexists(real):
+            found.append(real)
+    return found
 
 
 async def _execute_fresh_if_stale(

@@ -12,6 +12,7 @@ from contextd_mcp.models.scope import Scope
 from contextd_mcp.models.shell import AppliedLimits, BashResult, RunCommand
 from contextd_mcp.services.shell_env import refuse_dangerous_env
 from contextd_mcp.sandbox import SandboxBudget
+from contextd_mcp.services.shell_roots import ShellRoots
 
 # (scope, action, context) -> object with .violations (each: policy_id, title, reason, severity)
 PolicyCheck = Callable[[Scope, str, dict[str, Any]], Any]
@@ -32,11 +33,17 @@ class ShellSettings:
 
 
 class ShellService:
-    def __init__(self, settings: ShellSettings = ShellSettings(), policy_check: PolicyCheck | None = None) -> None:
+    def __init__(
+        self,
+        settings: ShellSettings = ShellSettings(),
+        policy_check: PolicyCheck | None = None,
+        roots: ShellRoots = ShellRoots(),
+    ) -> None:
         from contextd_mcp.sandbox import configure_budget
 
         self._settings = settings
         self.policy_check = policy_check
+        self._roots = roots
         configure_budget(settings.budget)  # one budget per process: the last service configures it
 
     def status(self) -> dict[str, Any]:
@@ -63,7 +70,7 @@ class ShellService:
         refuse_dangerous_env(request.env)
         if not project_dir:
             raise Denied("bash runs only for local agents (stdio or the daemon socket), in their project directory")
-        root = Path(project_dir)
+        root = self._roots.check(Path(project_dir))
         working_dir = None
         if request.working_dir:
             working_dir = Path(request.working_dir)
@@ -81,7 +88,9 @@ class ShellService:
             max_open_files=s.max_open_files,
         )
         try:
-            result = await run_sandboxed(request.command, root, working_dir, request.env, limits, s.allow_unsandboxed)
+            result = await run_sandboxed(
+                request.command, root, working_dir, request.env, limits, s.allow_unsandboxed, **self._sandbox_paths()
+            )
         except ValueError as exc:
             raise InvalidInput("working_dir" if "working" in str(exc) or "project" in str(exc) else "command", str(exc)) from exc
         except SandboxBusy as exc:
@@ -111,6 +120,10 @@ class ShellService:
             policy_warnings=warnings,
         )
 
+    def _sandbox_paths(self) -> dict[str, Any]:
+        """What the sandbox hides, protects in addition, and where it journals placeholders."""
+        r = self._roots
+        return {"hidden": r.hidden, "protect": r.extra_protected, "state_dir": r.data_dir}
 
 def budget_limits(budget: SandboxBudget) -> dict[str, Any]:
     """The budget's part of AppliedLimits; `cgroup` says whether the kernel enforces it."""

@@ -17,7 +17,8 @@ def hello(op: str, **fields: object) -> bytes:
     message: dict[str, object] = {
         "contextd": PROTOCOL,
         "op": op,
-        "cwd": os.getcwd(),
+        # The agent's project: CONTEXTD_PROJECT_DIR when the agent runs outside it (e.g. in $HOME).
+        "cwd": os.environ.get("CONTEXTD_PROJECT_DIR") or os.getcwd(),
         "env": {k: os.environ[k] for k in SCOPE_ENV if os.environ.get(k)},
         "pid": os.getpid(),
         **fields,

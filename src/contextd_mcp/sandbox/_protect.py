@@ -1,0 +1,290 @@
+"""Paths inside the project that programs on the host execute or trust: read-only in the sandbox.
+
+Server side: `prepare(project, extra, state_dir)` decides what init mounts, and creates a
+placeholder for every protected path that does not exist; `release` removes the placeholders
+again. Init side: `_rootfs.protect` binds each path read-only ("ro") and pins its parent
+directories ("pin", a read-write bind of a directory onto itself), so that within the sandbox no
+protected path, nor any directory above one, can be removed, renamed or replaced: a mount point
+is busy in its own mount namespace, and every sandbox on the project mounts the same paths.
+
+Why placeholders. A bind needs something to mount on, and a missing path left missing could be
+created by the command (a `.vscode/tasks.json` that the host's editor then runs). Refusing the
+write by other means needs a name-level rule no kernel interface offers (seccomp sees no paths,
+Landlock grants per directory). Codex meets the same problem the same way: bubblewrap creates
+the mount point, and Codex removes it after the run if it is still empty, counting concurrent
+users (codex-rs/linux-sandbox/src/bwrap_mount_cleanup.rs). Here:
+
+- a placeholder is an empty directory, even for a file name: git shows no empty directory, so
+  `git status` and `git add -A` inside the sandbox see nothing new (an empty `.bashrc` file would
+  be committed by `git add -A`). Inside `.git` (which git never lists) a file name gets an empty
+  file, what git expects there. A project that is no repository gets an empty `.git` directory,
+  read-only, so `git init` inside fails clearly instead of creating a repository the host trusts.
+- it exists on the host only while a command runs on the project: reference-counted across
+  concurrent calls of this process, removed after the last one iff it is still the same, empty
+  inode that was created (a file the host put there meanwhile keeps it), and journaled in
+  `state_dir` (one append-only file per process) so that a crash's leftovers are swept by the
+  next run.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# A trailing "/" marks a directory (read-only with everything under it).
+PROTECTED_PATHS: tuple[str, ...] = (
+    ".git/config", ".git/config.worktree", ".git/hooks/", ".git/info/",
+    ".gitmodules", ".gitconfig",
+    ".bashrc", ".bash_profile", ".bash_login", ".zshrc", ".zprofile", ".zshenv", ".profile",
+    ".ripgreprc", ".mcp.json", ".claude.json",
+    ".claude/", ".vscode/", ".idea/",
+)  # fmt: skip
+# In each submodule's git directory (.git/modules/<name>/, names may hold slashes).
+MODULE_PROTECTED_PATHS = ("config", "hooks/")
+MAX_MODULE_DEPTH = 4  # .git/modules/a/modules/b/... deeper than this is not looked at
+MAX_MODULES = 64
+MAX_EXTRA_PATHS = 64
+MAX_GITMODULES_BYTES = 64 * 1024
+JOURNAL_DIR = "sandbox-placeholders"
+
+
+@dataclass
+class Plan:
+    """What init mounts (path, "pin" | "ro"), parents first; the placeholders this call holds."""
+
+    mounts: list[tuple[str, str]] = field(default_factory=list)
+    placeholders: list[str] = field(default_factory=list)
+
+
+def check_extra(extra: Sequence[str]) -> tuple[str, ...]:
+    """The operator's additional protected paths: relative, inside the project, no `..`."""
+    if len(extra) > MAX_EXTRA_PATHS:
+        raise ValueError(f"at most {MAX_EXTRA_PATHS} extra protected paths, got {len(extra)}")
+    for rel in extra:
+        parts = rel.rstrip("/").split("/")
+        if not rel or rel.startswith("/") or "\0" in rel or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"protected path {rel!r} must be relative to the project, without '.' or '..'")
+    return tuple(extra)
+
+
+def _targets(project: Path, extra: Sequence[str]) -> list[str]:
+    """Every protected relative path for this project (".git" itself decides the .git/* part)."""
+    names = [p for p in PROTECTED_PATHS if not p.startswith(".git/")] + list(extra)
+    try:
+        git = os.lstat(project / ".git")
+    except FileNotFoundError:
+        return [".git/", *names]  # no repository: a read-only empty .git keeps it so
+    if stat.S_ISLNK(git.st_mode):
+        raise ValueError("the project's .git is a symbolic link; the sandbox protects only a real .git")
+    if not stat.S_ISDIR(git.st_mode):
+        return [".git", *names]  # a worktree or submodule pointer: the file itself
+    names += [p for p in PROTECTED_PATHS if p.startswith(".git/")]
+    names += [f"{module}/{p}" for module in _module_git_dirs(project) for p in MODULE_PROTECTED_PATHS]
+    for checkout in _submodule_checkouts(project):
+        # A checked-out submodule is a project of its own to the host's tools: the same names,
+        # its `.git` pointer file included; only where the checkout exists (no placeholders).
+        names += [f"{checkout}/{p}" for p in (".git", *PROTECTED_PATHS) if not p.startswith(".git/")
+                  and os.path.lexists(project / checkout / p.rstrip("/"))]  # fmt: skip
+    return names
+
+
+def _submodule_checkouts(project: Path) -> list[str]:
+    """`path = ...` entries of .gitmodules that are directories inside the project."""
+    try:
+        with open(project / ".gitmodules", encoding="utf-8", errors="replace") as f:
+            text = f.read(MAX_GITMODULES_BYTES)
+    except OSError:
+        return []  # missing, or a placeholder directory
+    found = []
+    for line in text.splitlines():
+        key, _, value = line.strip().partition("=")
+        rel = value.strip().strip('"').rstrip("/")
+        if key.strip() != "path" or not rel or rel.startswith("/") or ".." in rel.split("/"):
+            continue
+        if os.path.isdir(project / rel) and not os.path.islink(project / rel):
+            found.append(rel)
+    return found[:MAX_MODULES]
+
+
+def _module_git_dirs(project: Path) -> list[str]:
+    found: list[str] = []
+    pending = [(".git/modules", 0)]
+    while pending and len(found) < MAX_MODULES:
+        rel, depth = pending.pop()
+        try:
+            entries = list(os.scandir(project / rel))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False) and depth < MAX_MODULE_DEPTH:
+                sub = f"{rel}/{entry.name}"
+                if os.path.isfile(project / sub / "HEAD"):
+                    found.append(sub)
+                    pending.append((f"{sub}/modules", depth + 1))
+                else:
+                    pending.append((sub, depth + 1))  # a module name with a slash
+    return found[:MAX_MODULES]
+
+
+def prepare(project: Path, extra: Sequence[str], state_dir: Path | None) -> Plan:
+    """Mounts for every protected path; placeholders for the missing ones. Raises ValueError."""
+    plan = Plan()
+    pins: set[str] = set()
+    created: list[dict[str, object]] = []
+    with _lock:
+        _sweep_once(state_dir)
+    try:
+        for rel in _targets(project, extra):
+            _plan_one(project, rel, plan, pins, created)
+    except BaseException:
+        _log_created(state_dir, created)
+        release(plan, state_dir)
+        raise
+    _log_created(state_dir, created)
+    plan.mounts = sorted(set(plan.mounts), key=lambda m: (m[0].count("/"), m[1] != "pin", m[0]))
+    return plan
+
+
+def _log_created(state_dir: Path | None, created: list[dict[str, object]]) -> None:
+    with _lock:
+        _log(state_dir, created)
+
+
+def _plan_one(project: Path, rel: str, plan: Plan, pins: set[str], created: list[dict[str, object]]) -> None:
+    parts = rel.rstrip("/").split("/")
+    for depth in range(1, len(parts) + 1):
+        sub = "/".join(parts[:depth])
+        path = project / sub
+        last = depth == len(parts)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            # Inside .git, git expects a file where a file name is; elsewhere a directory hides it.
+            as_file = last and not rel.endswith("/") and parts[0] == ".git" and depth > 1
+            _hold_placeholder(path, as_file, created)
+            plan.placeholders.append(str(path))
+            plan.mounts.append((str(path), "ro"))
+            return
+        if stat.S_ISLNK(st.st_mode):
+            raise ValueError(
+                f"the project's {sub} is a symbolic link, which the sandbox cannot keep read-only; "
+                "replace it with the real file or directory"
+            )
+        if last:
+            plan.mounts.append((str(path), "ro"))
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            return  # a file where a directory would be: nothing can live under it
+        if str(path) not in pins:
+            pins.add(str(path))
+            plan.mounts.append((str(path), "pin"))
+
+
+# --- placeholders ----------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_held: dict[str, list[int]] = {}  # path -> [users, st_dev, st_ino]
+_swept: set[str] = set()
+_journals: dict[str, int] = {}  # state_dir -> fd of this process's append-only journal
+
+
+def _log(state_dir: Path | None, entries: list[dict[str, object]]) -> None:
+    """Append to this process's journal, `<state_dir>/sandbox-placeholders/<pid>.jsonl`: one
+    write per call (a file per placeholder cost a create and an unlink each, on every call)."""
+    if state_dir is None or not entries:
+        return
+    fd = _journals.get(str(state_dir))
+    if fd is None:
+        directory = state_dir / JOURNAL_DIR
+        directory.mkdir(mode=0o700, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = _journals[str(state_dir)] = os.open(directory / f"{os.getpid()}.jsonl", flags, 0o600)
+    os.write(fd, "".join(json.dumps(e) + "\n" for e in entries).encode())
+
+
+def _hold_placeholder(path: Path, as_file: bool, created: list[dict[str, object]]) -> None:
+    key = str(path)
+    with _lock:
+        if key in _held:
+            _held[key][0] += 1
+            return
+        if as_file:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
+        else:
+            os.mkdir(path, 0o755)
+        st = os.lstat(path)
+        _held[key] = [1, st.st_dev, st.st_ino]
+        created.append({"add": key, "dev": st.st_dev, "ino": st.st_ino})
+
+
+def release(plan: Plan, state_dir: Path | None = None) -> None:
+    """Drop this call's hold on its placeholders; remove those nobody holds any more."""
+    removed: list[dict[str, object]] = []
+    with _lock:
+        for key in plan.placeholders:
+            held = _held.get(key)
+            if held is None:
+                continue
+            held[0] -= 1
+            if held[0] == 0:
+                del _held[key]
+                _remove_if_untouched(key, held[1], held[2])
+                removed.append({"del": key})
+        plan.placeholders.clear()
+        _log(state_dir, removed)
+
+
+def _remove_if_untouched(path: str, dev: int, ino: int) -> None:
+    try:
+        st = os.lstat(path)
+        if (st.st_dev, st.st_ino) != (dev, ino):
+            return  # replaced by the host meanwhile: not ours any more
+        if stat.S_ISDIR(st.st_mode):
+            os.rmdir(path)  # fails, and keeps it, if the host put something in it
+        elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+            os.unlink(path)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST, errno.EBUSY):
+            raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep_once(state_dir: Path | None) -> None:
+    """Remove the placeholders a crashed process left: replay each journal of a dead pid (or of
+    our own pid, before we wrote ours: a predecessor's, pid reused) and delete it."""
+    if state_dir is None or str(state_dir) in _swept:
+        return
+    _swept.add(str(state_dir))
+    directory = state_dir / JOURNAL_DIR
+    for journal in directory.glob("*.jsonl") if directory.is_dir() else ():
+        try:
+            pid = int(journal.stem)
+            if pid != os.getpid() and _alive(pid):
+                continue
+            live: dict[str, tuple[int, int]] = {}
+            for line in journal.read_text().splitlines():
+                entry = json.loads(line)
+                if "add" in entry:
+                    live[entry["add"]] = (entry["dev"], entry["ino"])
+                else:
+                    live.pop(entry.get("del"), None)
+            for path, (dev, ino) in live.items():
+                _remove_if_untouched(path, dev, ino)
+            journal.unlink()
+        except (OSError, ValueError, KeyError, TypeError):
+            continue

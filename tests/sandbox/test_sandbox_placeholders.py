@@ -1,0 +1,101 @@
+"""Placeholders for missing protected paths: shared by concurrent calls, gone after the last one,
+and swept after a crash. In-process, as the server's user (root here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import anyio
+import pytest
+
+from contextd_mcp.sandbox import SandboxLimits, SandboxResult, run_sandboxed
+from contextd_mcp.sandbox._protect import JOURNAL_DIR
+
+QUICK = SandboxLimits(timeout_seconds=30)
+
+
+async def _run(command: str, project: Path, state: Path) -> SandboxResult:
+    return await run_sandboxed(command, project, limits=QUICK, state_dir=state)
+
+
+def test_a_placeholder_outlives_a_call_while_another_still_runs(tmp_path: Path) -> None:
+    project, state = tmp_path / "p", tmp_path / "state"
+    project.mkdir()
+    state.mkdir()
+    results: dict[str, SandboxResult] = {}
+
+    async def both() -> None:
+        async def short() -> None:
+            results["short"] = await _run("true", project, state)
+
+        async def long() -> None:
+            # Written after the short call has ended and released its hold.
+            results["long"] = await _run("sleep 2; mkdir -p .vscode/x; echo mk=$?; touch .mcp.json/y; echo t=$?", project, state)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(long)
+            await anyio.sleep(0.3)
+            tg.start_soon(short)
+            await anyio.sleep(1.0)
+            assert (project / ".vscode").is_dir(), "the long call still holds the placeholder"
+
+    anyio.run(both)
+    assert results["short"].exit_code == 0
+    assert "mk=0" not in results["long"].stdout and "t=0" not in results["long"].stdout, results["long"].stdout
+    assert sorted(os.listdir(project)) == [], "placeholders left behind"
+    assert _live_in_journal(state) == set()
+
+
+def _live_in_journal(state: Path) -> set[str]:
+    """What this process's journal still lists as created and not yet removed."""
+    live: set[str] = set()
+    for line in (state / JOURNAL_DIR / f"{os.getpid()}.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        if "add" in entry:
+            live.add(entry["add"])
+        else:
+            live.discard(entry["del"])
+    return live
+
+
+def test_leftovers_of_a_crashed_server_are_swept_by_the_next_run(tmp_path: Path) -> None:
+    project, state = tmp_path / "p", tmp_path / "state"
+    project.mkdir()
+    (state / JOURNAL_DIR).mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (project / ".idea").mkdir()  # what a crashed server left: an empty placeholder and its journal
+    (project / ".claude").mkdir()  # ... and one the host has filled since: kept
+    (project / ".claude" / "settings.json").write_text("{}")
+    (project / ".vscode").mkdir()  # created, then removed before the crash: must not be touched
+    lines = []
+    for name in (".idea", ".claude", ".vscode"):
+        st = (project / name).stat()
+        lines.append(json.dumps({"add": str(project / name), "dev": st.st_dev, "ino": st.st_ino}))
+    lines.append(json.dumps({"del": str(project / ".vscode")}))
+    (state / JOURNAL_DIR / f"{dead.pid}.jsonl").write_text("\n".join(lines) + "\n")
+    result = anyio.run(_run, "ls -A .claude", project, state)
+    assert result.stdout == "settings.json\n"
+    assert sorted(os.listdir(project)) == [".claude", ".vscode"]
+    assert (project / ".claude" / "settings.json").read_text() == "{}"
+    assert sorted(os.listdir(state / JOURNAL_DIR)) == [f"{os.getpid()}.jsonl"], "the dead one's journal is gone"
+    assert _live_in_journal(state) == set()
+
+
+def test_extra_protected_paths_must_stay_inside_the_project(tmp_path: Path) -> None:
+    for bad in ("../outside", "/etc/passwd", "a/../../b", ""):
+        with pytest.raises(ValueError, match="relative to the project"):
+            anyio.run(lambda: run_sandboxed("true", tmp_path, limits=QUICK, protect=[bad]))
+
+
+def test_a_protected_name_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    project.mkdir()
+    (tmp_path / "real").mkdir()
+    (project / ".vscode").symlink_to(tmp_path / "real")
+    with pytest.raises(ValueError, match=r"\.vscode is a symbolic link"):
+        anyio.run(_run, "true", project, tmp_path)
+    assert sorted(os.listdir(project)) == [".vscode"], "no placeholder left by the refused call"
