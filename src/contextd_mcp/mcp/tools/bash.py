@@ -17,8 +17,7 @@ def bash_tools(service: ShellService) -> list[ToolDef]:
             "bash",
             "Run a shell command in the project directory, sandboxed: no network, nothing outside the project "
             "writable or (but system dirs) readable, bounded time/memory/processes/output (head+tail kept). "
-            "Policies are checked first (on the command and the env values programs run); env variables that run "
-            "hidden code (BASH_ENV, LD_PRELOAD, ...) are refused; secrets in output are redacted.",
+            "Policies are checked first; secrets in output are redacted.",
             RunCommand,
             BashResult,
             bash,
