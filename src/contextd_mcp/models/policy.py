@@ -200,9 +200,7 @@ class PolicyContext(_Strict):
         default_factory=list, max_length=HISTORY_MAX, description="Earlier commands of this task, for requires rules"
     )
     env: dict[Annotated[str, StringConstraints(max_length=ENV_NAME_MAX)], Annotated[str, StringConstraints(max_length=ENV_VALUE_MAX)]] = Field(
-        default_factory=dict, max_length=ENV_MAX_ITEMS,
-        description="Variables the command runs with (bash's env): substituted where it uses them; "
-        "values of ones programs run (PAGER, EDITOR, GIT_SSH_COMMAND, ...) are checked as commands",
+        default_factory=dict, max_length=ENV_MAX_ITEMS,  # bash's env; described in the rules' docs (TOOL.md)
     )
 
 

@@ -28,8 +28,7 @@ class RunCommand(BaseModel):
     )
     env: dict[str, Annotated[str, StringConstraints(max_length=ENV_VALUE_MAX)]] = Field(
         default_factory=dict, max_length=ENV_MAX_ITEMS,
-        description="Extra environment variables; ones that run code the command does not show (BASH_ENV, ENV, "
-        "LD_*, PROMPT_COMMAND, PS4, SHELLOPTS, BASHOPTS, GLOBIGNORE, IFS, CDPATH, BASH_FUNC_*, GIT_CONFIG_*) are refused",
+        description="Extra environment variables (BASH_ENV, LD_* and such are refused)",
     )
 
     @field_validator("env")

@@ -17,11 +17,9 @@ def bash_tools(service: ShellService) -> list[ToolDef]:
             "bash",
             "Run a shell command in the project directory, sandboxed: no network, nothing outside the project "
             "writable or (but system dirs) readable, bounded time/memory/processes/output (head+tail kept). "
-            "Policies are checked first (on the command and the env values programs run); env variables that run "
-            "hidden code (BASH_ENV, LD_PRELOAD, ...) are refused; secrets in output are redacted. "
-            "One budget bounds all calls together (cgroups: memory incl. /tmp, tasks, CPU per call and in total; "
-            "a few calls at once, more wait then fail; a call growing the project too much is killed, see "
-            "`killed`); `limits` shows it.",
+            "Policies are checked first; env variables that run hidden code (BASH_ENV, LD_*, ...) are refused; "
+            "secrets in output are redacted. One budget bounds all calls together (memory incl. /tmp, tasks, CPU, "
+            "calls at once, project growth): see `limits`; a call over it is `killed`.",
             RunCommand,
             BashResult,
             bash,
