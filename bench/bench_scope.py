@@ -8,7 +8,9 @@ filled once: each round starts a fresh process per tree that times ``MemoryServi
 ``.store`` (the service calls behind the tools, with the real model and store; no transport, so
 the store layer is not lost in framing noise) over the same queries. Rounds alternate the order,
 so drift on a shared machine falls on both alike. A micro-benchmark then times the store layer
-alone in this tree: a filtered search through the handle against the same call on the raw store.
+alone in this tree: a filtered search through the handle against the same call on the raw store,
+and ``set_fields`` through the handle (id + scope filter, in the engine) against the unfiltered
+by-id update every adapter made before.
 """
 
 from __future__ import annotations
@@ -106,20 +108,43 @@ def store_layer(data_dir: Path, runs: int) -> dict[str, Any]:
     vectors = container.embedder.embed_documents([f"query {i}" for i in range(50)])
     stores, raw = Stores(container.store), container.store
     match = {"confidence": Range(gte=0.3)}
-    timings: dict[str, list[float]] = {"raw": [], "handle": []}
+    ids = [r.id for r in raw.scan(COLLECTION, scope.fields(), limit=50)]
+    # set_fields: by id with no filter (what every adapter did before) against the filtered one.
+    unfiltered = _unfiltered_set_fields(raw)
+    calls = {
+        "search_raw": lambda i: raw.search(COLLECTION, vectors[i % 50], {**scope.fields(), **match}, 50, HIT_FIELDS),
+        "search_handle": lambda i: stores.of(scope).search(COLLECTION, vectors[i % 50], 50, match=match, fields=HIT_FIELDS),
+        "set_fields_by_id_unfiltered": lambda i: unfiltered(COLLECTION, ids[i % 50], {"bench_n": i}),
+        "set_fields_handle": lambda i: stores.of(scope).set_fields(COLLECTION, ids[i % 50], {"bench_n": i}),
+    }
+    timings: dict[str, list[float]] = {name: [] for name in calls}
     try:
         for i in range(runs * 2):
-            vector = vectors[i % len(vectors)]
-            for kind in ("raw", "handle") if i % 2 else ("handle", "raw"):
+            for name in calls if i % 2 else reversed(list(calls)):
                 started = time.perf_counter()
-                if kind == "raw":
-                    raw.search(COLLECTION, vector, {**scope.fields(), **match}, 50, HIT_FIELDS)
-                else:
-                    stores.of(scope).search(COLLECTION, vector, 50, match=match, fields=HIT_FIELDS)
-                timings[kind].append((time.perf_counter() - started) * 1000)
+                calls[name](i)
+                timings[name].append((time.perf_counter() - started) * 1000)
     finally:
         container.close()
-    return {kind: _summary(samples[runs // 5 :]) for kind, samples in timings.items()}
+    return {name: _summary(samples[runs // 5 :]) for name, samples in timings.items()}
+
+
+def _unfiltered_set_fields(raw: Any) -> Any:
+    """The engine call set_fields made before it took a filter (embedded or qdrant-client)."""
+    if hasattr(raw, "_shard"):
+        import qdrant_edge as qe
+
+        def edge(collection: str, record_id: str, fields: dict[str, Any]) -> None:
+            with raw._lock:
+                raw._shard(collection).update(qe.UpdateOperation.set_payload([record_id], fields))
+
+        return edge
+
+    def client(collection: str, record_id: str, fields: dict[str, Any]) -> None:
+        with raw._lock:
+            raw._client.set_payload("contextd_" + collection, payload=fields, points=[record_id], wait=True)
+
+    return client
 
 
 def _child(src: Path, args: list[str]) -> Any:
