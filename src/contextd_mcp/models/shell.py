@@ -28,7 +28,7 @@ class RunCommand(BaseModel):
     )
     env: dict[str, Annotated[str, StringConstraints(max_length=ENV_VALUE_MAX)]] = Field(
         default_factory=dict, max_length=ENV_MAX_ITEMS,
-        description="Extra environment variables (BASH_ENV, LD_* and such are refused)",
+        description="Extra env variables (BASH_ENV, LD_*, ... refused)",
     )
 
     @field_validator("env")

@@ -15,11 +15,10 @@ def bash_tools(service: ShellService) -> list[ToolDef]:
     return [
         ToolDef(
             "bash",
-            "Run a shell command in the project directory, sandboxed: no network, nothing outside the project "
-            "writable or (but system dirs) readable, bounded time/memory/processes/output (head+tail kept). "
-            "Policies are checked first; env variables that run hidden code (BASH_ENV, LD_*, ...) are refused; "
-            "secrets in output are redacted. One budget bounds all calls together (memory incl. /tmp, tasks, CPU, "
-            "calls at once, project growth): see `limits`; a call over it is `killed`.",
+            "Run a shell command in the project, sandboxed: no network, nothing outside the project "
+            "writable or (but system dirs) readable, bounded time/memory/processes/output. "
+            "Policies are checked first; secrets in output are redacted. Calls share one budget "
+            "(`limits`); a call over it is `killed`.",
             RunCommand,
             BashResult,
             bash,

@@ -65,7 +65,7 @@ def skill_tools(service: SkillService) -> list[ToolDef]:
         ),
         ToolDef(
             "skill_get",
-            "Fetch a skill by id or name (counts as a use, except for a read-only caller).",
+            "Fetch a skill by id or name (counted as a use unless read-only).",
             GetSkill,
             Skill,
             get,
