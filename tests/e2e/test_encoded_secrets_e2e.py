@@ -46,8 +46,7 @@ def batches(samples: list[ec.Sample], cap: int) -> Iterator[list[ec.Sample]]:
     batch: list[ec.Sample] = []
     size = 0
     for sample in samples:
-        length = len(SEP) + len(tagged(sample))
-        assert length <= cap, (sample.kind, sample.encoding, length)
+        length = len(SEP) + len(tagged(sample))  # one longer than ``cap`` goes alone
         if batch and size + length > cap:
             yield batch
             batch, size = [], 0
@@ -87,15 +86,17 @@ async def _store(client: Any, tool: str, text: str, n: int, project_dir: Path) -
     return json.dumps(body)
 
 
-TOOLS = {  # tool -> cap of the field the text goes in (schema.json)
+TOOLS = {  # tool -> characters per call: the cap of the field the text goes in (schema.json),
+    # or less where the tool keeps less: branch_return keeps 1,000 tokens of its message, and
+    # bash's answer is capped in tokens like every response (a sample cut off is not judged).
     "memory_store": 8000,
     "checkpoint_save": 16000,
     "remediation_record": 8000,
     "skill_create": 8000,
     "agent_create": 16000,
     "session_end": 4000,
-    "branch_return": 8000,
-    "bash": 16000,
+    "branch_return": 1500,
+    "bash": 3000,
 }
 
 
@@ -167,7 +168,7 @@ async def test_no_encoded_secret_reaches_disk_through_any_storing_tool(tmp_path:
         f"{tool}: " + " ".join(f"{e}={c}/{t}" for e, (c, t) in enc.items()) for tool, enc in report.items()
     ))
     for tool, enc in report.items():
-        assert sum(t for _, t in enc.values()) >= 0.8 * len(corpus), (tool, "too few samples arrived to judge")
+        assert sum(t for _, t in enc.values()) >= 0.9 * len(corpus), (tool, "too few samples arrived to judge")
         for encoding, (caught, total) in enc.items():
             assert caught >= RECALL_FLOOR.get(encoding, 1.0) * total, (tool, encoding, caught, total)
 
