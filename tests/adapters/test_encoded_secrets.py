@@ -122,3 +122,15 @@ def test_scrubbing_stays_idempotent_on_encoded_text(scrubber: RegexScrubber, cor
         once = scrubber.scrub(sample.text)
         twice = scrubber.scrub(once.text)
         assert (twice.text, twice.redactions) == (once.text, 0), sample.text[:200]
+
+
+def test_a_certificate_or_public_key_pasted_without_armour_is_not_taken_for_a_key(scrubber: RegexScrubber) -> None:
+    """PEM bodies are told apart by their DER start: certificates are public (certifi's bundle)."""
+    import certifi
+
+    bundle = open(certifi.where(), encoding="ascii").read()
+    bodies = [b.split("-----END")[0].strip() for b in bundle.split("-----BEGIN CERTIFICATE-----")[1:40]]
+    assert len(bodies) >= 30
+    for body in bodies:
+        text = f"key material follows:\n{body}\nend\n"
+        assert scrubber.scrub(text).redactions == 0, body[:80]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,22 +32,32 @@ RECALL_FLOOR = {"wrapped": 0.95, "embedded": 0.95}
 SEP = "\n\n"  # no detector or joined view reads across a blank line: samples stay apart
 
 
+def tag(sample: ec.Sample) -> str:
+    """A line before each sample: whether it arrived (a tool may cap what it keeps) is checked by it."""
+    return f"[sample {sample.kind} {sample.encoding} {zlib.crc32(sample.text.encode()):08x}]"
+
+
+def tagged(sample: ec.Sample) -> str:
+    return f"{tag(sample)}\n{sample.text}"
+
+
 def batches(samples: list[ec.Sample], cap: int) -> Iterator[list[ec.Sample]]:
+    """Samples in order, as many to a call as the field's cap takes."""
     batch: list[ec.Sample] = []
     size = 0
     for sample in samples:
-        assert len(sample.text) <= cap, (sample.kind, sample.encoding, len(sample.text))
-        if batch and size + len(SEP) + len(sample.text) > cap:
+        length = len(SEP) + len(tagged(sample))  # one longer than ``cap`` goes alone
+        if batch and size + length > cap:
             yield batch
             batch, size = [], 0
         batch.append(sample)
-        size += len(SEP) + len(sample.text)
+        size += length
     if batch:
         yield batch
 
 
 def text_of(batch: list[ec.Sample]) -> str:
-    return SEP.join(s.text for s in batch)
+    return SEP.join(map(tagged, batch))
 
 
 async def _store(client: Any, tool: str, text: str, n: int, project_dir: Path) -> str:
@@ -75,15 +86,17 @@ async def _store(client: Any, tool: str, text: str, n: int, project_dir: Path) -
     return json.dumps(body)
 
 
-TOOLS = {  # tool -> cap of the field the text goes in (schema.json)
+TOOLS = {  # tool -> characters per call: the cap of the field the text goes in (schema.json),
+    # or less where the tool keeps less: branch_return keeps 1,000 tokens of its message, and
+    # bash's answer is capped in tokens like every response (a sample cut off is not judged).
     "memory_store": 8000,
     "checkpoint_save": 16000,
     "remediation_record": 8000,
     "skill_create": 8000,
     "agent_create": 16000,
     "session_end": 4000,
-    "branch_return": 8000,
-    "bash": 16000,
+    "branch_return": 1500,
+    "bash": 3000,
 }
 
 
@@ -92,10 +105,10 @@ def _needles(sample: ec.Sample) -> list[str]:
 
 
 def _on_disk(root: Path, corpus: list[ec.Sample], tmp: Path) -> set[str]:
-    """The needles found in any file under ``root``, by grep -F (Aho-Corasick over the store's
+    """The needles (and tags) found in any file under ``root``, by grep -F (Aho-Corasick over the store's
     segments, WAL and payload storage: Python's ``in`` over them takes minutes)."""
     patterns = tmp / "needles.txt"
-    patterns.write_text("\n".join(sorted({n for s in corpus for n in _needles(s)})) + "\n")
+    patterns.write_text("\n".join(sorted({n for s in corpus for n in (*_needles(s), tag(s))})) + "\n")
     found = subprocess.run(
         ["grep", "-rFaoh", "--exclude=*.sock", "-f", str(patterns), str(root)],
         capture_output=True, text=True, errors="replace", timeout=600,
@@ -141,6 +154,8 @@ async def test_no_encoded_secret_reaches_disk_through_any_storing_tool(tmp_path:
         per_encoding = report.setdefault(tool, {})
         for batch, answer in answers:
             for sample in batch:
+                if tag(sample) not in (answer if tool == "bash" else disk):
+                    continue  # cut by the tool's own cap (branch_return keeps 1000 tokens): nothing to judge
                 cell = per_encoding.setdefault(sample.encoding, [0, 0])
                 cell[1] += 1
                 # On disk, and in what the tool answered (bash: the output, read back through its encoding).
@@ -153,6 +168,7 @@ async def test_no_encoded_secret_reaches_disk_through_any_storing_tool(tmp_path:
         f"{tool}: " + " ".join(f"{e}={c}/{t}" for e, (c, t) in enc.items()) for tool, enc in report.items()
     ))
     for tool, enc in report.items():
+        assert sum(t for _, t in enc.values()) >= 0.9 * len(corpus), (tool, "too few samples arrived to judge")
         for encoding, (caught, total) in enc.items():
             assert caught >= RECALL_FLOOR.get(encoding, 1.0) * total, (tool, encoding, caught, total)
 

@@ -25,3 +25,17 @@ def test_a_secret_in_any_string_is_found_in_the_joined_text() -> None:
 def test_a_clean_tree_comes_back_unchanged_with_no_redactions() -> None:
     tree = {"hits": [{"title": n.text, "tags": ["a", "b"], "score": 0.5} for n in corpus.negatives()[:50]]}
     assert scrub_tree(tree, RegexScrubber()) == (tree, 0)
+
+
+def test_an_encoded_secret_in_any_string_is_found_in_the_joined_text() -> None:
+    """The decoded views (JSON, URL, joined lines, blobs) hold across the strings' separator too."""
+    from tests.data.secrets import encoded_corpus
+
+    scrubber = RegexScrubber()
+    rng = random.Random(6)
+    clean = [n.text for n in corpus.negatives()] + ["", "x", "\\", "%", "abcdefghijklmnop", "-----"]
+    for sample in encoded_corpus.samples():
+        before, after = rng.sample(clean, 2)
+        tree = {"items": [{"title": before, "text": sample.text}, after]}
+        scrubbed, redactions = scrub_tree(tree, scrubber)
+        assert redactions >= 1 and not sample.leaks(scrubbed["items"][0]["text"]), (sample.kind, sample.encoding)

@@ -164,8 +164,8 @@ TOKEN_RULES: tuple[TokenRule, ...] = (
     _rule("databricks-token", r"dapi[a-f0-9]{32}(?:-\d)?"),
     _rule("age-secret-key", r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
     # JWTs: header and payload are base64 JSON objects, so both start 'eyJ' ('{"'). The
-    # lookbehind skips an 'eyJ' after 4+ [\w-] up front (a shorter glue, 'x9eyJ', is a token): 'eyJ-eyJ-...' would
-    # otherwise cost a scan of the whole run per 'eyJ'.
+    # lookbehind skips an 'eyJ' after four or more [\w-] up front: 'eyJ-eyJ-...' would otherwise
+    # cost a scan of the whole run per 'eyJ' (a shorter glue, 'x9eyJ…', is still a token).
     _rule("jwt", r"eyJ(?<![\w-]{4}eyJ)[\w-]{10,2048}+\.eyJ[\w-]{10,8192}+\.[\w-]{0,2048}+", min_entropy=3.5),
 )
 
@@ -382,9 +382,9 @@ def _der_private_key(head: bytes) -> bool:
     at = 2 + (head[1] & 0x7F if head[1] & 0x80 else 0)  # past SEQUENCE and its length
     if head[at : at + 3] in (b"\x02\x01\x00", b"\x02\x01\x01"):
         return True
-    if head[at] == 0x30:  # EncryptedPrivateKeyInfo: SEQUENCE { SEQUENCE { OID pbe ...
+    if head[at : at + 1] == b"\x30" and at + 1 < len(head):  # EncryptedPrivateKeyInfo: SEQUENCE { SEQUENCE { OID
         inner = at + 2 + (head[at + 1] & 0x7F if head[at + 1] & 0x80 else 0)
-        return head[inner] == 0x06 and head[inner + 2 :].startswith(_PBE_OIDS)
+        return head[inner : inner + 1] == b"\x06" and head[inner + 2 :].startswith(_PBE_OIDS)
     return False
 
 

@@ -208,8 +208,8 @@ def url_decoded(parent: View) -> View | None:
 # ------------------------------------------------------------------ lines joined again
 
 # A break counts when token characters run up to it and on after it: a wrapped token, not
-# prose or code that happens to end a line. Each form is its own pattern with a literal
-# first character (one alternation of them scans 10x slower, measured).
+# prose or code that happens to end a line. Each form is found by its own pattern, run only
+# when a C-level check finds what it needs (one alternation of them scans 10x slower).
 _TOKEN_CHARS = r"[\w+/=.-]"
 # Ten before a plain line break, eight after (or a short last line, as a key body ends):
 # half of the shortest wrapped secret. Fewer would join every log line ('... ms=123' then
@@ -221,15 +221,18 @@ def _line_break(newline: str) -> re.Pattern[str]:
     return re.compile(rf"{newline}(?<={_TOKEN_CHARS}{{10}}{newline}){after}")
 
 
+# "abc" +\n "def", and Python's implicit "abc"\n "def". The match starts at a quote, and a
+# pattern that starts with a character class tries every quote of a source file: windows
+# are found from the newline instead (``_CONCAT_NEAR``), the match made only inside them.
+_CONCAT = re.compile(rf"""["'][ \t]*\+?[ \t]*\r?\n[ \t]*["'](?={_TOKEN_CHARS}{{4}})""")
+_CONCAT_NEAR = re.compile(rf"""\n(?:(?<=["'+]\n)|(?<=["'+]\r\n))[ \t]*["'](?={_TOKEN_CHARS}{{4}})""")
 _BREAKS = (  # (strings one of which every match holds: a C-speed check before the scan, the pattern)
     (("\\\n", "\\\r"), re.compile(rf"\\\r?\n[ \t]*(?={_TOKEN_CHARS})")),  # shell / C line continuation
-    (  # "abc" +\n "def", and Python's implicit "abc"\n "def"
-        ('"\n', "'\n", '" +\n', "' +\n", '"+\n', "'+\n", '"\r', "'\r", " +\r"),
-        re.compile(rf"""["'][ \t]*\+?[ \t]*\r?\n[ \t]*["'](?={_TOKEN_CHARS}{{4}})"""),
-    ),
+    (('"\n', "'\n", "+\n", '"\r', "'\r", "+\r"), _CONCAT),
     (("\n",), _line_break(r"\n")),
     (("\r",), _line_break(r"\r\n")),
 )
+_FINDERS = {_CONCAT: _CONCAT_NEAR}  # where the windows come from, if not the pattern itself
 
 
 JOIN_REACH = 512  # characters looked at on each side of a break, at most
@@ -252,7 +255,7 @@ def joined(parent: View, parity: int | None = None) -> View | None:
     spans: list[tuple[int, int]] = []
     for needles, pattern in _BREAKS:
         if any(map(text.__contains__, needles)):
-            for m in pattern.finditer(text):
+            for m in _FINDERS.get(pattern, pattern).finditer(text):
                 reach_lo, reach_hi = max(0, m.start() - JOIN_REACH), min(len(text), m.end() + JOIN_REACH)
                 lo = text.rfind("\n", reach_lo, m.start())  # -1: no line start within reach
                 hi = text.find("\n", m.end(), reach_hi)
@@ -267,8 +270,8 @@ def joined(parent: View, parity: int | None = None) -> View | None:
             windows.append((lo, hi))
     if parity is not None and not chained:
         return None  # every break stands alone: the view with all joined says all there is
-    if not windows:
-        return None
+    if not any(_ANY_BREAK.search(text, lo, hi) for lo, hi in windows):
+        return None  # a finder's candidate that is no break after all
     keep: dict[int, bool] = {}
 
     def decode(m: re.Match[str], base: int) -> str:
@@ -357,7 +360,7 @@ def wrapped(text: str, start: int, end: int) -> bool:
     wrap). ``KEY=a`` over ``NEXT=b`` at one indentation are two lines, not one value."""
     pos = text.find("\n", start, end)
     while pos >= 0:
-        before = text[:pos].rstrip("\r")
+        before = text[max(0, pos - 8) : pos].rstrip("\r")
         if not before.endswith("\\") and not before.rstrip(" \t+").endswith(("\"", "'")):
             line_start = text.rfind("\n", 0, pos) + 1
             this = _INDENT.match(text, line_start)
