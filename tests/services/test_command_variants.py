@@ -138,6 +138,7 @@ def test_unfolding_stops_at_its_depth() -> None:
 def test_work_is_bounded_whatever_the_input(command: str) -> None:
     started = time.perf_counter()
     variants = command_variants(command[:16000])
-    assert time.perf_counter() - started < 2.0
+    # ~0.05 s each on a quiet machine; the bound catches a blow-up, not a few ms (CI may be loaded).
+    assert time.perf_counter() - started < 5.0
     assert 1 <= len(variants) <= VARIANTS_MAX
     assert all(len(v.text) <= 6 * TEXT_MAX for v in variants)
