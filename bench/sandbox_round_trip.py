@@ -7,7 +7,10 @@ checkout's code, e.g. the commit before a change (`git worktree add /tmp/base <c
 `--baseline-src /tmp/base/src`): its daemon runs from that tree with this venv, interleaved with
 the rest, so both see the same load. `--budget` also measures the sandbox's budget here: the
 daemon's `sandbox` status (cgroup mode and limits) and how far the host's available memory falls
-while one call holds 6 x 800 MB, for this tree and the baseline.
+while one call holds 6 x 800 MB, for this tree and the baseline. `--project git` times a `git init`
+checkout instead of an empty directory: an empty directory lacks every protected path, so each
+call makes and removes a read-only placeholder for each (the sandbox's worst case); a fresh
+repository already has `.git/config`, `hooks/` and `info/`.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ HOLD = (
 )
 
 
-def run(work_dir: Path, quick: bool, baseline_src: Path | None = None, runs: int | None = None) -> dict[str, Any]:
+def run(
+    work_dir: Path, quick: bool, baseline_src: Path | None = None, runs: int | None = None, project_kind: str = "empty"
+) -> dict[str, Any]:
     try:
         from contextd_mcp.sandbox import SandboxUnavailable, probe
 
@@ -47,6 +52,8 @@ def run(work_dir: Path, quick: bool, baseline_src: Path | None = None, runs: int
         baseline_src = Path(os.environ[BASELINE_ENV])
     project = work_dir / "project"
     project.mkdir(parents=True)
+    if project_kind == "git":
+        subprocess.run(["git", "init", "-q", str(project)], check=True, timeout=30)
     try:
         return anyio.run(_measure, work_dir, project, runs, baseline_src)
     except Exception as exc:  # noqa: BLE001 - one broken row must not sink the whole bench
@@ -141,9 +148,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--baseline-src", type=Path, default=None)
     parser.add_argument("--budget", action="store_true", help="also measure the cgroup budget (allocates ~5 GB)")
+    parser.add_argument("--project", choices=("empty", "git"), default="empty", help="what the timed project is")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="contextd-bash-bench-") as tmp:
-        report: dict[str, Any] = {"round_trip_ms": run(Path(tmp) / "rt", False, args.baseline_src, args.runs)}
+        rt = run(Path(tmp) / "rt", False, args.baseline_src, args.runs, args.project)
+        report: dict[str, Any] = {"project": args.project, "round_trip_ms": rt}
         if args.budget:
             work = Path(tmp) / "budget"
             (work / "project").mkdir(parents=True)
