@@ -8,8 +8,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 from contextd_mcp.transports.framing import jsonrpc_streams
 from contextd_mcp.transports.hello import PROTOCOL
-from tests.helpers import CLI, env_for, run_cli
+from tests.helpers import CLI, env_for, free_port, run_cli
 
 
 @dataclass
@@ -78,6 +78,21 @@ def start_daemon(data_dir: Path, cwd: Path, *args: str, http: str | None = None,
         time.sleep(0.05)
     process.kill()
     raise AssertionError("daemon did not come up")
+
+
+@contextmanager
+def serving_http(root: Path, *token_args: str, **env: str) -> Iterator[tuple[Daemon, str, Path]]:
+    """A daemon on a free loopback HTTP port, a token made by ``token create *token_args``, and the
+    daemon's working directory; stopped afterwards, and its log must then hold no traceback."""
+    data_dir, cwd = root / "data", root / "cwd"
+    cwd.mkdir()
+    token = create_token(data_dir, *token_args)
+    daemon = start_daemon(data_dir, cwd, http=f"127.0.0.1:{free_port()}", **env)
+    try:
+        yield daemon, token, cwd
+    finally:
+        daemon.stop()
+    assert "Traceback" not in daemon.output()
 
 
 def _announced(data_dir: Path, pid: int) -> bool:

@@ -13,9 +13,9 @@ import anyio
 import httpx
 import pytest
 
-from tests.e2e.daemons import create_token, http_client, socket_client, start_daemon
+from tests.e2e.daemons import http_client, serving_http, socket_client
 from tests.e2e.fuzz import INIT_PARAMS, fuzz_http, fuzz_socket
-from tests.helpers import data, free_port
+from tests.helpers import data
 
 pytestmark = pytest.mark.anyio
 
@@ -25,13 +25,8 @@ CAP = 65536
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("fuzz")
-    data_dir, cwd = root / "data", root / "cwd"
-    cwd.mkdir()
-    token = create_token(data_dir, "--tenant", "acme", "--project", "api")
-    daemon = start_daemon(data_dir, cwd, http=f"127.0.0.1:{free_port()}", CONTEXTD_REQUEST_MAX_BYTES=str(CAP))
-    yield {"daemon": daemon, "token": token, "cwd": cwd}
-    daemon.stop()
-    assert "Traceback" not in daemon.output()
+    with serving_http(root, "--tenant", "acme", "--project", "api", CONTEXTD_REQUEST_MAX_BYTES=str(CAP)) as (daemon, token, cwd):
+        yield {"daemon": daemon, "token": token, "cwd": cwd}
 
 
 def open_http_session(base: str, token: str) -> str:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.e2e.abuse import run_abuse
-from tests.e2e.daemons import create_token, http_client, start_daemon
+from tests.e2e.daemons import create_token, http_client, serving_http, start_daemon
 from tests.helpers import data, free_port
 
 pytestmark = pytest.mark.anyio
@@ -24,14 +24,8 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    root = tmp_path_factory.mktemp("abuse")
-    data_dir, cwd = root / "data", root / "cwd"
-    cwd.mkdir()
-    token = create_token(data_dir, "--tenant", "acme", "--project", "api")
-    daemon = start_daemon(data_dir, cwd, http=f"127.0.0.1:{free_port()}")
-    yield {"daemon": daemon, "token": token}
-    daemon.stop()
-    assert "Traceback" not in daemon.output()
+    with serving_http(tmp_path_factory.mktemp("abuse"), "--tenant", "acme", "--project", "api") as (daemon, token, _):
+        yield {"daemon": daemon, "token": token}
 
 
 @pytest.mark.slow

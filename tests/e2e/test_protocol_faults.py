@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from contextd_mcp.transports.hello import PROTOCOL
-from tests.e2e.daemons import Daemon, create_token, http_client, socket_client, start_daemon
-from tests.helpers import data, free_port
+from tests.e2e.daemons import Daemon, http_client, serving_http, socket_client
+from tests.helpers import data
 
 pytestmark = pytest.mark.anyio
 
@@ -37,13 +37,8 @@ INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("faults")
-    data_dir, cwd = root / "data", root / "cwd"
-    cwd.mkdir()
-    token = create_token(data_dir, "--tenant", "acme", "--project", "api")
-    daemon = start_daemon(data_dir, cwd, http=f"127.0.0.1:{free_port()}", CONTEXTD_REQUEST_MAX_BYTES=str(CAP))
-    yield {"daemon": daemon, "token": token, "cwd": cwd}
-    daemon.stop()
-    assert "Traceback" not in daemon.output()
+    with serving_http(root, "--tenant", "acme", "--project", "api", CONTEXTD_REQUEST_MAX_BYTES=str(CAP)) as (daemon, token, cwd):
+        yield {"daemon": daemon, "token": token, "cwd": cwd}
 
 
 class Raw:

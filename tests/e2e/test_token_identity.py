@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.daemons import Daemon, create_token, http_client, start_daemon
+from tests.e2e.daemons import Daemon, create_token, http_client, serving_http, start_daemon
 from tests.helpers import data, error_text, free_port, run_cli
 
 pytestmark = pytest.mark.anyio
@@ -24,14 +24,8 @@ RESTRICTED = {"memories": "read", "skills": "read", "sessions": "read", "checkpo
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    root = tmp_path_factory.mktemp("identity")
-    data_dir, cwd = root / "data", root / "cwd"
-    cwd.mkdir()
-    admin = create_token(data_dir, "--tenant", "acme", "--name", "admin")
-    daemon = start_daemon(data_dir, cwd, http=f"127.0.0.1:{free_port()}")
-    yield {"daemon": daemon, "data_dir": data_dir, "cwd": cwd, "admin": admin}
-    daemon.stop()
-    assert "Traceback" not in daemon.output()
+    with serving_http(tmp_path_factory.mktemp("identity"), "--tenant", "acme", "--name", "admin") as (daemon, admin, cwd):
+        yield {"daemon": daemon, "data_dir": daemon.data_dir, "cwd": cwd, "admin": admin}
 
 
 async def _agent(base: str, admin: str, project: str, **fields: Any) -> str:
