@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from contextd_mcp.sandbox import SandboxLimits, SandboxResult, run_sandboxed
+from contextd_mcp.sandbox import _protect
 from contextd_mcp.sandbox._protect import JOURNAL_DIR
 
 QUICK = SandboxLimits(timeout_seconds=30)
@@ -59,6 +60,24 @@ def _live_in_journal(state: Path) -> set[str]:
         else:
             live.discard(entry["del"])
     return live
+
+
+def test_a_call_planned_while_another_holds_a_placeholder_holds_it_too(tmp_path: Path) -> None:
+    """The race the concurrency queue exposed: a queued call planned while the last running one
+    released; it took the other call's placeholder for a real path, which that release then
+    removed under it (init: "No such file or directory: .../.bashrc")."""
+    project, state = tmp_path / "p", tmp_path / "state"
+    project.mkdir()
+    state.mkdir()
+    first = _protect.prepare(project, [], state)
+    second = _protect.prepare(project, [], state)
+    assert str(project / ".bashrc") in first.placeholders
+    assert set(second.placeholders) == set(first.placeholders)  # .git once per target it covers
+    _protect.release(first, state)
+    assert (project / ".bashrc").is_dir(), "released while the second call still holds it"
+    _protect.release(second, state)
+    assert not (project / ".bashrc").exists()
+    assert sorted(os.listdir(project)) == []
 
 
 def test_leftovers_of_a_crashed_server_are_swept_by_the_next_run(tmp_path: Path) -> None:

@@ -162,12 +162,10 @@ def _plan_one(project: Path, rel: str, plan: Plan, pins: set[str], created: list
         sub = "/".join(parts[:depth])
         path = project / sub
         last = depth == len(parts)
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            # Inside .git, git expects a file where a file name is; elsewhere a directory hides it.
-            as_file = last and not rel.endswith("/") and parts[0] == ".git" and depth > 1
-            _hold_placeholder(path, as_file, created)
+        # Inside .git, git expects a file where a file name is; elsewhere a directory hides it.
+        as_file = last and not rel.endswith("/") and parts[0] == ".git" and depth > 1
+        st = _lstat_or_hold(path, as_file, created)
+        if st is None:
             plan.placeholders.append(str(path))
             plan.mounts.append((str(path), "ro"))
             return
@@ -208,19 +206,41 @@ def _log(state_dir: Path | None, entries: list[dict[str, object]]) -> None:
     os.write(fd, "".join(json.dumps(e) + "\n" for e in entries).encode())
 
 
-def _hold_placeholder(path: Path, as_file: bool, created: list[dict[str, object]]) -> None:
+def _lstat_or_hold(path: Path, as_file: bool, created: list[dict[str, object]]) -> os.stat_result | None:
+    """The path's lstat if something real is there; None once this call holds a placeholder there.
+
+    A placeholder another call holds is held again under the same lock that `release` removes it
+    under: looked at outside the lock, it could be taken for a real path and then removed by that
+    call's release before this call's init binds it.
+    """
+    for _ in range(3):  # a real path the host removes meanwhile: look again
+        if _hold_placeholder(path, as_file, created):
+            return None
+        try:
+            return os.lstat(path)
+        except FileNotFoundError:
+            continue
+    raise ValueError(f"{path} keeps appearing and disappearing; try again")
+
+
+def _hold_placeholder(path: Path, as_file: bool, created: list[dict[str, object]]) -> bool:
+    """Hold the placeholder at ``path``, ours already or made now; False if a real path is there."""
     key = str(path)
     with _lock:
         if key in _held:
             _held[key][0] += 1
-            return
-        if as_file:
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
-        else:
-            os.mkdir(path, 0o755)
+            return True
+        try:
+            if as_file:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
+            else:
+                os.mkdir(path, 0o755)
+        except FileExistsError:
+            return False
         st = os.lstat(path)
         _held[key] = [1, st.st_dev, st.st_ino]
         created.append({"add": key, "dev": st.st_dev, "ino": st.st_ino})
+        return True
 
 
 def release(plan: Plan, state_dir: Path | None = None) -> None:
