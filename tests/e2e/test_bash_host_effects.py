@@ -124,6 +124,26 @@ async def bash(client: Any, command: str, timeout: int = 120) -> Any:
     return await client.call_tool("bash", {"command": command, "timeout_seconds": timeout})
 
 
+def assert_contained(result: dict[str, Any], project: Path, marker_dir: Path, tenant_before: Any) -> None:
+    """Every attack refused inside, the developer flow worked, and from the host git runs nothing
+    planted, the remote and the tenant are unchanged, no special bit or protected path is left."""
+    attacks, _, flow = result["stdout"].partition("---")
+    steps = attacks.split()
+    for step in REFUSED:
+        assert f"{step}=0" not in steps, (step, attacks, result["stderr"])
+    assert "plainchmod=0" in steps, attacks
+    assert_dev_flow(flow + result["stderr"])
+    _git(project, "status")
+    (project / "tracked.txt").write_text("host\n")
+    _git(project, "commit", "-qam", "host")
+    assert sorted(p.name for p in marker_dir.iterdir() if p.name.startswith("ran")) == []
+    assert _git(project, "remote", "get-url", "origin").stdout.strip() == "https://github.com/acme/app.git"
+    assert resolve_scope(project, {}) == tenant_before
+    assert special_bits(project) == []
+    for name in (".vscode", ".claude", ".mcp.json", ".bashrc", ".git-moved"):
+        assert not (project / name).exists(), f"{name} was left on the host"
+
+
 async def test_attacks_leave_nothing_that_acts_on_the_host(data_dir: Path, project_dir: Path, tmp_path: Path) -> None:
     make_repo(project_dir)
     dev_fixtures(project_dir)
@@ -135,22 +155,7 @@ async def test_attacks_leave_nothing_that_acts_on_the_host(data_dir: Path, proje
             result = data(await bash(client, ATTACKS.format(marker=marker) + DEV_FLOW))
     finally:
         daemon.stop()
-    attacks, _, flow = result["stdout"].partition("---")
-    steps = attacks.split()
-    for step in REFUSED:
-        assert f"{step}=0" not in steps, (step, attacks, result["stderr"])
-    assert "plainchmod=0" in steps, attacks
-    assert_dev_flow(flow + result["stderr"])
-    # From the host: git runs nothing planted, the remote and the tenant are unchanged.
-    _git(project_dir, "status")
-    (project_dir / "tracked.txt").write_text("host\n")
-    _git(project_dir, "commit", "-qam", "host")
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ran")) == []
-    assert _git(project_dir, "remote", "get-url", "origin").stdout.strip() == "https://github.com/acme/app.git"
-    assert resolve_scope(project_dir, {}) == tenant_before
-    assert special_bits(project_dir) == []
-    for name in (".vscode", ".claude", ".mcp.json", ".bashrc", ".git-moved"):
-        assert not (project_dir / name).exists(), f"{name} was left on the host"
+    assert_contained(result, project_dir, tmp_path, tenant_before)
 
 
 async def test_roots_that_expose_the_host_are_refused(data_dir: Path, project_dir: Path, tmp_path: Path) -> None:
@@ -323,22 +328,8 @@ async def test_attacks_on_an_unprivileged_daemon_leave_nothing_on_the_host(user_
     async with Client(bridge, read_timeout_seconds=120) as client:
         result = data(await bash(client, ATTACKS.format(marker=marker) + DEV_FLOW))
         escape = error_text(await client.call_tool("bash", {"command": "id", "working_dir": "/"}))
-    attacks, _, flow = result["stdout"].partition("---")
-    steps = attacks.split()
-    for step in REFUSED:
-        assert f"{step}=0" not in steps, (step, attacks, result["stderr"])
-    assert "plainchmod=0" in steps, attacks
-    assert_dev_flow(flow + result["stderr"])
     assert "outside the project" in escape
-    _git(project, "status")
-    (project / "tracked.txt").write_text("host\n")
-    _git(project, "commit", "-qam", "host")
-    assert sorted(p.name for p in user_base.iterdir() if p.name.startswith("ran")) == []
-    assert _git(project, "remote", "get-url", "origin").stdout.strip() == "https://github.com/acme/app.git"
-    assert resolve_scope(project, {}) == tenant_before
-    assert special_bits(project) == []
-    for name in (".vscode", ".claude", ".mcp.json", ".bashrc", ".git-moved"):
-        assert not (project / name).exists(), f"{name} was left on the host"
+    assert_contained(result, project, user_base, tenant_before)
 
 
 async def test_contextd_project_dir_names_the_project_for_an_agent_run_elsewhere(data_dir: Path, project_dir: Path, tmp_path: Path) -> None:
