@@ -280,13 +280,16 @@ def _add_shell(container: Container) -> None:
     from contextd_mcp.sandbox import SandboxBudget
     from contextd_mcp.settings import SandboxSettings
 
+    sandbox = SandboxSettings()
     settings = ShellSettings(
         allow_unsandboxed=os.environ.get("CONTEXTD_BASH_ALLOW_UNSANDBOXED") == "1",
-        budget=SandboxBudget(**SandboxSettings().model_dump()),
+        budget=SandboxBudget(**sandbox.model_dump(exclude={"placeholder_linger_s"})),
+        placeholder_linger_s=sandbox.placeholder_linger_s,
     )
     policies = container.policies
     container.shell = ShellService(settings, policies.check if policies is not None else None, _shell_roots(container))
     container.shell.status()  # sets the cgroups up now, so a fallback is logged at start
+    container.closers.append(container.shell.close)
     container.runner.add_tools(bash_tools(container.shell))
 
 

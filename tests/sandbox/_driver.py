@@ -40,6 +40,7 @@ async def _one(req: dict[str, Any]) -> dict[str, object]:
             hidden=[Path(p) for p in req.get("hidden", [])],
             protect=req.get("protect", []),
             state_dir=Path(req["state_dir"]) if req.get("state_dir") else None,
+            placeholder_linger_seconds=req.get("linger", 0.0),
         )
         return {"result": dataclasses.asdict(result)}
     except (ValueError, SandboxUnavailable) as exc:

@@ -98,8 +98,10 @@ class Sandbox:
         allow_unsandboxed: bool = False,
         hidden: list[str] | None = None,
         protect: list[str] | None = None,
+        linger: float = 0.0,
     ) -> Run:
         answer = self.driver.request(
+            linger=linger,
             hidden=hidden or [],
             protect=protect or [],
             state_dir=str(self.state_dir),

@@ -83,6 +83,7 @@ __all__ = [
     "budget_status",
     "configure_budget",
     "probe",
+    "release_placeholders",
     "run_sandboxed",
 ]
 
@@ -122,6 +123,7 @@ async def run_sandboxed(
     hidden: Sequence[Path] = (),
     protect: Sequence[str] = (),
     state_dir: Path | None = None,
+    placeholder_linger_seconds: float = 0.0,
 ) -> SandboxResult:
     """Run `bash -c command` in the sandbox, cwd `working_dir` (default: the project).
 
@@ -129,6 +131,8 @@ async def run_sandboxed(
     masked wherever they would be visible inside. `protect`: relative paths read-only in
     addition to PROTECTED_PATHS (a trailing "/" for a directory). `state_dir`: where
     placeholders are journaled, so that a crash's leftovers are removed by the next run.
+    `placeholder_linger_seconds`: how long an unused placeholder stays for the next call on the
+    project to hold again (0: removed when the last call using it ends; see `_protect`).
 
     Raises ValueError for a bad request (working_dir outside the project after symlinks, an
     invalid environment variable name, ...) and SandboxUnavailable when the host cannot sandbox
@@ -138,5 +142,21 @@ async def run_sandboxed(
     from .runner import run
 
     return await run(
-        command, project_dir, working_dir, env, limits, allow_unsandboxed, hidden=hidden, protect=protect, state_dir=state_dir
+        command,
+        project_dir,
+        working_dir,
+        env,
+        limits,
+        allow_unsandboxed,
+        hidden=hidden,
+        protect=protect,
+        state_dir=state_dir,
+        placeholder_linger_seconds=placeholder_linger_seconds,
     )
+
+
+def release_placeholders() -> None:
+    """Remove the lingering placeholders now (the server's shutdown; also run at exit)."""
+    from ._protect import release_all
+
+    release_all()

@@ -19,20 +19,31 @@ users (codex-rs/linux-sandbox/src/bwrap_mount_cleanup.rs). Here:
   be committed by `git add -A`). Inside `.git` (which git never lists) a file name gets an empty
   file, what git expects there. A project that is no repository gets an empty `.git` directory,
   read-only, so `git init` inside fails clearly instead of creating a repository the host trusts.
-- it exists on the host only while a command runs on the project: reference-counted across
-  concurrent calls of this process, removed after the last one iff it is still the same, empty
-  inode that was created (a file the host put there meanwhile keeps it), and journaled in
-  `state_dir` (one append-only file per process) so that a crash's leftovers are swept by the
-  next run.
+- it exists on the host while a command runs on the project, and for `linger` seconds after
+  the last one (`release(plan, state_dir, linger)`): reference-counted across concurrent calls
+  of this process; a call that starts while it lingers holds it again iff it is still the same,
+  empty inode that was made (one lstat and one getdents instead of a mkdir + rmdir, which cost
+  0.28 ms each here: 14 of them are 4.8 ms of a call on a fresh repository). Once nobody has
+  held it for `linger` seconds (a reaper thread), at `release_all()` (the server's shutdown, and
+  at exit), or at once with linger 0, it is removed iff still that same empty inode (a file the
+  host put there meanwhile keeps it). Journaled in `state_dir` (one append-only file per process)
+  so that a crash's leftovers, lingering ones included, are swept by the next run.
+
+While it lingers no sandbox is running on the project, so only the host can change it: a host
+process sees an empty directory (or empty file inside `.git`); one that fills or replaces it
+makes it the host's own path, which the next call mounts read-only like any real one and which
+is never removed.
 """
 
 from __future__ import annotations
 
+import atexit
 import errno
 import json
 import os
 import stat
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +63,7 @@ MAX_MODULES = 64
 MAX_EXTRA_PATHS = 64
 MAX_GITMODULES_BYTES = 64 * 1024
 JOURNAL_DIR = "sandbox-placeholders"
+MAX_LINGER_SECONDS = 3600.0  # an unused placeholder is removed after at most this long
 
 
 @dataclass
@@ -71,6 +83,13 @@ def check_extra(extra: Sequence[str]) -> tuple[str, ...]:
         if not rel or rel.startswith("/") or "\0" in rel or any(p in ("", ".", "..") for p in parts):
             raise ValueError(f"protected path {rel!r} must be relative to the project, without '.' or '..'")
     return tuple(extra)
+
+
+def check_linger(seconds: float) -> float:
+    """How long an unused placeholder may stay: 0 (removed at once) to MAX_LINGER_SECONDS."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= MAX_LINGER_SECONDS:
+        raise ValueError(f"placeholder linger must be between 0 and {MAX_LINGER_SECONDS:g} seconds, got {seconds!r}")
+    return float(seconds)
 
 
 def _targets(project: Path, extra: Sequence[str]) -> list[str]:
@@ -186,8 +205,21 @@ def _plan_one(project: Path, rel: str, plan: Plan, pins: set[str], created: list
 
 # --- placeholders ----------------------------------------------------------------------------
 
+@dataclass
+class _Hold:
+    """A placeholder this process made: its inode, its users, and once unused, until when it stays."""
+
+    users: int
+    dev: int
+    ino: int
+    state_dir: Path | None  # where its removal is journaled
+    idle_until: float = 0.0  # time.monotonic() deadline while users == 0
+
+
 _lock = threading.Lock()
-_held: dict[str, list[int]] = {}  # path -> [users, st_dev, st_ino]
+_reaped = threading.Condition(_lock)  # notified when a placeholder starts to linger
+_reaper: threading.Thread | None = None
+_held: dict[str, _Hold] = {}
 _swept: set[str] = set()
 _journals: dict[str, int] = {}  # state_dir -> fd of this process's append-only journal
 
@@ -227,9 +259,13 @@ def _hold_placeholder(path: Path, as_file: bool, created: list[dict[str, object]
     """Hold the placeholder at ``path``, ours already or made now; False if a real path is there."""
     key = str(path)
     with _lock:
-        if key in _held:
-            _held[key][0] += 1
+        hold = _held.get(key)
+        if hold is not None and (hold.users > 0 or _still_placeholder(key, hold)):
+            hold.users += 1
             return True
+        if hold is not None:  # lingered, and the host changed it meanwhile: the host's now
+            del _held[key]
+            _log(hold.state_dir, [{"del": key}])
         try:
             if as_file:
                 os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
@@ -238,26 +274,95 @@ def _hold_placeholder(path: Path, as_file: bool, created: list[dict[str, object]
         except FileExistsError:
             return False
         st = os.lstat(path)
-        _held[key] = [1, st.st_dev, st.st_ino]
+        _held[key] = _Hold(1, st.st_dev, st.st_ino, None)
         created.append({"add": key, "dev": st.st_dev, "ino": st.st_ino})
         return True
 
 
-def release(plan: Plan, state_dir: Path | None = None) -> None:
-    """Drop this call's hold on its placeholders; remove those nobody holds any more."""
+def release(plan: Plan, state_dir: Path | None = None, linger: float = 0.0) -> None:
+    """Drop this call's hold on its placeholders. Those nobody holds any more are removed at
+    once (linger 0), or stay for `linger` seconds for the next call on the project to hold again."""
+    linger = min(max(linger, 0.0), MAX_LINGER_SECONDS)  # checked by `check_linger` before the call
     removed: list[dict[str, object]] = []
     with _lock:
+        until = time.monotonic() + linger
         for key in plan.placeholders:
-            held = _held.get(key)
-            if held is None:
+            hold = _held.get(key)
+            if hold is None or hold.users == 0:
                 continue
-            held[0] -= 1
-            if held[0] == 0:
-                del _held[key]
-                _remove_if_untouched(key, held[1], held[2])
-                removed.append({"del": key})
+            hold.users -= 1
+            if hold.users > 0:
+                continue
+            hold.state_dir = state_dir
+            if linger > 0:
+                hold.idle_until = until
+                continue
+            del _held[key]
+            _remove_if_untouched(key, hold.dev, hold.ino)
+            removed.append({"del": key})
         plan.placeholders.clear()
         _log(state_dir, removed)
+        if linger > 0:
+            _start_reaper()
+
+
+def release_all() -> None:
+    """Remove every placeholder no call holds, lingering or not: the server is shutting down."""
+    with _lock:
+        _reap(float("inf"))
+
+
+def _still_placeholder(path: str, hold: _Hold) -> bool:
+    """The lingering placeholder is as made: same inode, and empty (the host may have filled it)."""
+    try:
+        st = os.lstat(path)
+        if (st.st_dev, st.st_ino) != (hold.dev, hold.ino):
+            return False
+        if stat.S_ISDIR(st.st_mode):
+            with os.scandir(path) as entries:
+                return next(entries, None) is None
+        return stat.S_ISREG(st.st_mode) and st.st_size == 0
+    except OSError:
+        return False
+
+
+def _reap(now: float) -> float | None:
+    """Under _lock: remove the unused placeholders due by `now`; when the next one is due."""
+    removed: dict[Path | None, list[dict[str, object]]] = {}
+    for key, hold in list(_held.items()):
+        if hold.users == 0 and hold.idle_until <= now:
+            del _held[key]
+            try:
+                _remove_if_untouched(key, hold.dev, hold.ino)
+            except OSError:
+                continue  # left in the journal: the next run's sweep tries again
+            removed.setdefault(hold.state_dir, []).append({"del": key})
+    for state_dir, entries in removed.items():
+        _log(state_dir, entries)
+    return min((h.idle_until for h in _held.values() if h.users == 0), default=None)
+
+
+def _start_reaper() -> None:
+    """Under _lock: make sure a thread removes lingering placeholders when they are due."""
+    global _reaper
+    _reaped.notify()
+    if _reaper is None:
+        _reaper = threading.Thread(target=_reap_forever, name="contextd-placeholder-reaper", daemon=True)
+        _reaper.start()
+
+
+def _reap_forever() -> None:
+    global _reaper
+    with _lock:
+        while True:
+            due = _reap(time.monotonic())
+            if due is None:
+                _reaper = None  # the next lingering placeholder starts a new one
+                return
+            _reaped.wait(max(0.0, due - time.monotonic()))
+
+
+atexit.register(release_all)
 
 
 def _remove_if_untouched(path: str, dev: int, ino: int) -> None:

@@ -126,11 +126,13 @@ async def run(
     hidden: Sequence[Path] = (),
     protect: Sequence[str] = (),
     state_dir: Path | None = None,
+    placeholder_linger_seconds: float = 0.0,
     launcher: Launcher | None = None,
 ) -> SandboxResult:
     _check_command(command)
     project, workdir = resolve_dirs(project_dir, working_dir)
     extra = _protect.check_extra(protect)
+    linger = _protect.check_linger(placeholder_linger_seconds)
     # A mask over the project or one of its parents would hide the project itself.
     hidden = [h for h in hidden if not project.is_relative_to(os.path.realpath(h))]
     full_env = build_env(env)
@@ -171,7 +173,7 @@ async def run(
             return await _execute_fresh_if_stale(request, limits, sandboxed, launcher, budget.budget)
         finally:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(_protect.release, plan, state_dir)
+                await anyio.to_thread.run_sync(_protect.release, plan, state_dir, linger)
 
 
 def _existing(paths: Sequence[Path]) -> list[str]:

@@ -30,6 +30,8 @@ class ShellSettings:
     allow_unsandboxed: bool = False
     # Cgroup limits per call and for all calls, concurrency, project growth (CONTEXTD_SANDBOX_*).
     budget: SandboxBudget = SandboxBudget()
+    # How long an unused placeholder of a missing protected path stays for the next call (0: not).
+    placeholder_linger_s: float = 0.0
 
 
 class ShellService:
@@ -51,6 +53,12 @@ class ShellService:
         from contextd_mcp.sandbox import budget_status
 
         return budget_status()
+
+    def close(self) -> None:
+        """At shutdown: remove the placeholders that linger for a next call."""
+        from contextd_mcp.sandbox import release_placeholders
+
+        release_placeholders()
 
     def _policies(self, scope: Scope, request: RunCommand, project_dir: Path) -> list[str]:
         if self.policy_check is None:
@@ -123,7 +131,12 @@ class ShellService:
     def _sandbox_paths(self) -> dict[str, Any]:
         """What the sandbox hides, protects in addition, and where it journals placeholders."""
         r = self._roots
-        return {"hidden": r.hidden, "protect": r.extra_protected, "state_dir": r.data_dir}
+        return {
+            "hidden": r.hidden,
+            "protect": r.extra_protected,
+            "state_dir": r.data_dir,
+            "placeholder_linger_seconds": self._settings.placeholder_linger_s,
+        }
 
 def budget_limits(budget: SandboxBudget) -> dict[str, Any]:
     """The budget's part of AppliedLimits; `cgroup` says whether the kernel enforces it."""
