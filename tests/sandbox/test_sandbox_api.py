@@ -36,7 +36,7 @@ def run(command: str, project: Path, **kwargs: object) -> SandboxResult:
 def test_public_surface() -> None:
     assert sorted(sandbox_pkg.__all__) == [
         "SandboxBudget", "SandboxLimits", "SandboxResult", "SandboxUnavailable",
-        "budget_status", "configure_budget", "probe", "run_sandboxed",
+        "budget_status", "configure_budget", "probe", "release_placeholders", "run_sandboxed",
     ]  # fmt: skip
 
 

@@ -120,6 +120,21 @@ def test_proc_shows_only_the_sandbox(sandbox: Sandbox) -> None:
     assert SERVER_SECRET not in out
 
 
+def test_the_host_tree_init_keeps_is_out_of_reach(sandbox: Sandbox, host_dirs: HostDirs) -> None:
+    """Init holds a detached copy of the host's mounts (see _rootfs._clone_host): neither its fds
+    nor its root, cwd or any process's fd lead a command to a host file."""
+    secret = str(host_dirs.secret)
+    run = sandbox.run(
+        f"for n in $(ls /proc/1/fd); do readlink /proc/1/fd/$n && echo READ $n; done; for p in /proc/[0-9]*; do for f in $p/fd/* $p/root $p/cwd; do"
+        f" cat $f{secret} 2>/dev/null && echo LEAK $f; done; done;"
+        f" for n in $(seq 0 64); do cat /proc/1/fd/$n{secret} 2>/dev/null; done; echo done",
+        limits=FAST,
+    ).result
+    assert "READ" not in run.stdout and "LEAK" not in run.stdout, run.stdout
+    assert run.stdout.endswith("done\n"), (run.stdout, run.stderr)
+    assert host_dirs.secret.read_text() not in run.stdout + run.stderr
+
+
 def test_server_environment_does_not_leak(sandbox: Sandbox) -> None:
     run = sandbox.run("env; cat /proc/self/environ", env={"GIVEN": "yes"}, limits=FAST)
     assert SERVER_SECRET not in run.result.stdout

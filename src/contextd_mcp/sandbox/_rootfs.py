@@ -128,15 +128,20 @@ def _mount_proc(root: str) -> None:
         ) from exc
 
 
-def prepare() -> None:
+def prepare() -> int | None:
     """Everything that does not depend on the request: done while a warm worker waits.
 
-    Leaves the process in the new root with the host's tree still reachable at OLD_ROOT (for
-    the project bind) until `finish` detaches it; nothing untrusted runs in between.
+    Leaves the process in the new root, with the host's tree reachable for the project bind
+    either through the returned fd (a detached copy, see `_clone_host`) or, where the kernel
+    cannot clone from one, at OLD_ROOT until `finish` detaches it. Nothing untrusted runs in
+    between. The caller keeps the fd until it exits (see `_clone_host`).
     """
     # Slave, not private: nothing of ours reaches the host, but the host's later mounts reach
     # OLD_ROOT, so a project on a filesystem mounted after this worker warmed up is still seen.
+    # (The detached copy gets no such events: then StaleView has the call retried on a fresh
+    # worker.)
     c.mount(None, "/", None, c.MS_REC | c.MS_SLAVE)
+    host = _clone_host()
     root = STAGING
     c.mount("tmpfs", root, "tmpfs", c.MS_NOSUID | c.MS_NODEV, "mode=0755,size=1m")
     for name in SYSTEM_DIRS:
@@ -155,6 +160,50 @@ def prepare() -> None:
     os.chdir(root)
     c.pivot_root(".", OLD_ROOT.lstrip("/"))
     os.chdir("/")
+    if host is not None:
+        _detach_old_root()
+    return host
+
+
+def _clone_host() -> int | None:
+    """A detached copy of the host's mount tree, or None where the kernel cannot clone from one.
+
+    Unmounting the old root waits for an RCU grace period (1.5-5 ms here, more under load): with
+    the copy, `finish` clones the project out of it and the old root goes in `prepare`, off the
+    request's path. Closing the copy's fd would pay the same wait, so init keeps it until it
+    exits. It cannot reach the command: it is close-on-exec and the spawn closes every fd but
+    0-2; /proc/1/fd of init (not dumpable) needs CAP_SYS_PTRACE, which the command never has;
+    and the seccomp filter refuses open_tree, move_mount, mount and pidfd_getfd. Cloning from a
+    detached copy needs Linux 6.15 or so; before, the probe below fails and OLD_ROOT is used.
+    """
+    flags = c.OPEN_TREE_CLONE | c.OPEN_TREE_CLOEXEC
+    try:
+        host = c.open_tree(c.AT_FDCWD, "/", flags | c.AT_RECURSIVE)
+    except OSError:
+        return None
+    try:
+        os.close(c.open_tree(host, "", flags | c.AT_EMPTY_PATH))
+    except OSError:
+        os.close(host)
+        return None
+    return host
+
+
+def _detach_old_root() -> None:
+    c.umount2(OLD_ROOT, c.MNT_DETACH)
+    os.rmdir(OLD_ROOT)
+
+
+def _bind_project(host: int | None, project: str) -> None:
+    """The host's project (with its submounts) at the same path inside."""
+    if host is None:
+        c.mount(OLD_ROOT + project, project, None, c.MS_BIND | c.MS_REC)
+        return
+    tree = c.open_tree(host, project.lstrip("/"), c.OPEN_TREE_CLONE | c.OPEN_TREE_CLOEXEC | c.AT_RECURSIVE)
+    try:
+        c.move_mount_fd(tree, project)
+    finally:
+        os.close(tree)  # attached now: closing unmounts nothing
 
 
 def finish(
@@ -164,6 +213,7 @@ def finish(
     pid_max: int,
     protected: list[tuple[str, str]] = [],  # noqa: B006 - never mutated
     masked: list[str] = [],  # noqa: B006 - never mutated
+    host: int | None = None,
 ) -> None:
     """The request's part: /tmp, pid_max, the project; then cut the way back to the host, and
     make the protected paths read-only and the daemon's own files invisible."""
@@ -180,7 +230,7 @@ def finish(
             _setattr(path, RO | c.MOUNT_ATTR_NOEXEC, recursive=True)
     # The project last, so it shows through whatever is mounted on its parents (/tmp, /usr).
     os.makedirs(project, mode=0o755, exist_ok=True)
-    c.mount(OLD_ROOT + project, project, None, c.MS_BIND | c.MS_REC)
+    _bind_project(host, project)
     if project_id is not None:
         # Checked on what was bound, not before: also defeats a path swapped in between.
         st = os.stat(project)
@@ -188,8 +238,8 @@ def finish(
             raise StaleView(project)
     c.mount(None, project, None, c.MS_REC | c.MS_PRIVATE)
     _setattr(project, c.MOUNT_ATTR_NOSUID | c.MOUNT_ATTR_NODEV, recursive=True)
-    c.umount2(OLD_ROOT, c.MNT_DETACH)
-    os.rmdir(OLD_ROOT)
+    if host is None:
+        _detach_old_root()
     protect(protected)
     mask(masked)
     _setattr("/", RO, recursive=False)

@@ -139,7 +139,7 @@ def _init(ws: socket.socket, seccomp: bytes, events_fd: int | None) -> NoReturn:
         c.prctl(c.PR_SET_DUMPABLE, 0)
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # pid 1 ignores signals it has no handler for
         socket.sethostname("sandbox")
-        prepare()
+        host = prepare()  # kept open until we exit: see _rootfs._clone_host
         c.lock_out_capabilities()
     except BaseException as exc:  # noqa: BLE001 - any failure here is reported, not raised
         _answer_with_error(ws, f"building the sandbox: {describe(exc)}")
@@ -152,7 +152,7 @@ def _init(ws: socket.socket, seccomp: bytes, events_fd: int | None) -> NoReturn:
     status = socket.socket(fileno=status_fd)
     try:
         req = Request.decode(payload)
-        _confine(req, seccomp)
+        _confine(req, seccomp, host)
         with command_dies_first():
             started = None if req.command is None else _spawn(req.command, req.env, out_fd, err_fd)
     except StaleView:
@@ -170,10 +170,10 @@ def _init(ws: socket.socket, seccomp: bytes, events_fd: int | None) -> NoReturn:
     os._exit(_supervise(*started, status, events_fd))  # init exits with the command's status
 
 
-def _confine(req: Request, seccomp: bytes) -> None:
+def _confine(req: Request, seccomp: bytes, host: int | None) -> None:
     pid_max = max(MIN_PID_MAX, req.max_processes + 2)
     protected = [(path, how) for path, how in req.protected]
-    finish(req.project, req.project_id, req.max_file_bytes, pid_max, protected, req.masked)
+    finish(req.project, req.project_id, req.max_file_bytes, pid_max, protected, req.masked, host)
     os.chdir(req.workdir)
     for which, value in (
         (resource.RLIMIT_AS, req.memory_bytes),
