@@ -43,15 +43,17 @@ def _subprocess_row(argv: list[str]) -> Row:
     return row
 
 
-def rows(project: Path) -> dict[str, Row]:
-    once = OnceLauncher()
+def rows(project: Path, *, once: bool = True, linger: float = 0.0, state_dir: Path | None = None) -> dict[str, Row]:
+    """`once`: include the cold-helper row. `linger`: the sandbox row's placeholder linger (the
+    daemon's default is CONTEXTD_SANDBOX_PLACEHOLDER_LINGER_S=5), journaled in `state_dir`."""
+    launcher = OnceLauncher()
 
     async def sandbox() -> None:
-        result = await run_sandboxed("true", project)
+        result = await run_sandboxed("true", project, state_dir=state_dir, placeholder_linger_seconds=linger)
         assert result.exit_code == 0, result
 
     async def sandbox_once() -> None:
-        result = await run_with_launcher("true", project, launcher=once)
+        result = await run_with_launcher("true", project, launcher=launcher)
         assert result.exit_code == 0, result
 
     table: dict[str, Row] = {"plain": _subprocess_row(["bash", "-c", "true"])}
@@ -59,7 +61,8 @@ def rows(project: Path) -> dict[str, Row]:
         table["bwrap"] = _subprocess_row([*BWRAP, "true"])
         table["bwrap+bash"] = _subprocess_row([*BWRAP, "bash", "-c", "true"])
     table["sandbox"] = sandbox
-    table["sandbox-once"] = sandbox_once
+    if once:
+        table["sandbox-once"] = sandbox_once
     return table
 
 

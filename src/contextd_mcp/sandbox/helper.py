@@ -37,6 +37,10 @@ POOL_SIZE = 2  # enough for back-to-back commands on 2 cores; more only holds mo
 # project root is still checked exactly (see _rootfs.StaleView), and this bounds how old a view
 # of mounts *inside* the project can be.
 MAX_WARM_SECONDS = 60.0
+# After a sandbox ends, wait this long for the next request before warming a replacement, as
+# long as a warm worker is left: a caller running commands back to back sends the next one
+# within a few ms, and it should not wait behind the zygote's fork and cgroup set-up.
+REFILL_QUIET_SECONDS = 0.05
 
 
 def _compile_seccomp() -> tuple[bytes | None, str | None]:
@@ -132,23 +136,31 @@ class Zygote:
 
     def wait(self, ctl: socket.socket) -> None:
         """Block until a request is ready on `ctl`; meanwhile retire finished workers, replace
-        workers warmed too long ago, and refill the pool."""
+        workers warmed too long ago, and refill the pool (once REFILL_QUIET_SECONDS passed
+        without a request since the last sandbox ended, or at once if no warm worker is left)."""
+        quiet_until = 0.0
         while True:
-            timeout = None
+            now = time.monotonic()
+            deadlines = []
             if self._pool:
-                timeout = max(0.0, self._pool[0][0] + MAX_WARM_SECONDS - time.monotonic())
+                deadlines.append(self._pool[0][0] + MAX_WARM_SECONDS)
+                if quiet_until > now:
+                    deadlines.append(quiet_until)
             retry = self._cgroups.sweep() if self._cgroups is not None else None
             if retry is not None:
-                timeout = retry if timeout is None else min(timeout, retry)
+                deadlines.append(now + retry)
+            timeout = max(0.0, min(deadlines) - now) if deadlines else None
             ready = select.select([ctl, *self._busy], [], [], timeout)[0]
             for ws in ready:
                 if ws is not ctl:  # only EOF ever arrives here: that sandbox is finished
                     self._busy.remove(ws)
                     self._retire(ws)
+                    quiet_until = time.monotonic() + REFILL_QUIET_SECONDS
             if ctl in ready:
                 return
             self._drop(older_than=time.monotonic() - MAX_WARM_SECONDS)
-            self.refill()
+            if not self._pool or time.monotonic() >= quiet_until:
+                self.refill()
 
     def handle(self, payload: bytes, fds: list[int]) -> None:
         try:
