@@ -10,6 +10,7 @@ tests/sandbox/test_sandbox_host_effects.py.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from contextd_mcp.sandbox._libc import GLIBC_INTERNAL_SIGNALS, _KernelSigaction, _syscall_nr
 from contextd_mcp.scope_resolver import resolve_scope
 from tests.e2e.daemons import _announced, socket_client, start_daemon
 from tests.helpers import CLI, data, env_for, error_text
@@ -219,6 +221,9 @@ def _start_under_nohup(data_dir: Path, cwd: Path, extra_fd: int) -> subprocess.P
         signal.signal(signal.SIGQUIT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
         os.umask(0o077)
+        ignore = _KernelSigaction(1, 0, None, 0)  # glibc's own 32/33: only the raw syscall reaches them
+        for sig in GLIBC_INTERNAL_SIGNALS:
+            ctypes.CDLL(None).syscall(ctypes.c_long(_syscall_nr("rt_sigaction")), sig, ctypes.byref(ignore), None, 8)
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     log = open(data_dir.parent / "nohup-daemon.out", "wb")  # noqa: SIM115 - closed by the test
@@ -241,6 +246,7 @@ async def test_a_daemon_under_nohup_gives_commands_a_clean_process_state(data_di
     try:
         ignored = next(line for line in Path(f"/proc/{process.pid}/status").read_text().splitlines() if line.startswith("SigIgn"))
         assert int(ignored.split()[1], 16) & (1 << (signal.SIGQUIT - 1)), ignored  # the parent really is hostile
+        assert int(ignored.split()[1], 16) & (1 << 31), ignored  # signal 32 too
         async with socket_client(data_dir / "contextd.sock", project_dir) as client:
             result = data(await bash(client, "grep -E '^Sig(Ign|Blk)' /proc/self/status; umask; ls /proc/$$/fd | tr '\\n' ' '"))
     finally:

@@ -59,6 +59,37 @@ def test_command_sees_defaults_not_pythons_signal_dispositions(tmp_path: Path) -
     assert result.stdout.splitlines() == ["y", "y", "", "SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"]
 
 
+_IGNORING_SERVER = textwrap.dedent(
+    """
+    import ctypes, sys
+    from pathlib import Path
+    import anyio
+    from contextd_mcp.sandbox import run_sandboxed
+    from contextd_mcp.sandbox._libc import _KernelSigaction, _syscall_nr
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    ignore = _KernelSigaction(1, 0, None, 0)  # SIG_IGN, with the raw syscall: glibc refuses these
+    for sig in (32, 33):
+        assert libc.syscall(ctypes.c_long(_syscall_nr("rt_sigaction")), sig, ctypes.byref(ignore), None, 8) == 0
+    mine = next(line for line in open("/proc/self/status") if line.startswith("SigIgn"))
+    result = anyio.run(lambda: run_sandboxed("grep -E '^SigIgn' /proc/self/status", Path(sys.argv[1])))
+    print(mine.split()[1], result.stdout.split()[1])
+    """
+)
+
+
+def test_glibcs_internal_signals_ignored_by_the_server_are_not_passed_on(tmp_path: Path) -> None:
+    """A parent may ignore signals 32/33 (SIGCANCEL, SIGSETXID) with the raw syscall; exec keeps
+    that, and Python's signal module cannot reset them (glibc refuses): the command saw 32 ignored."""
+    script = tmp_path / "server.py"
+    script.write_text(_IGNORING_SERVER)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    server, command = (int(x, 16) for x in done.stdout.split())
+    assert server & (1 << 31), "the server really ignores signal 32"
+    assert command == 0, f"the command inherited ignored signals {command:#x}"
+
+
 def test_working_dir_defaults_to_the_project_and_may_be_inside_it(tmp_path: Path) -> None:
     (tmp_path / "a" / "b").mkdir(parents=True)
     assert run("pwd", tmp_path).stdout == f"{tmp_path}\n"

@@ -23,8 +23,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 # Syscall numbers glibc 2.36 has no wrapper for. Numbers >= 424 are shared by all architectures.
 _SYSCALLS: dict[str, dict[str, int]] = {
-    "x86_64": {"pivot_root": 155, "mount_setattr": 442, "open_tree": 428, "move_mount": 429},
-    "aarch64": {"pivot_root": 41, "mount_setattr": 442, "open_tree": 428, "move_mount": 429},
+    "x86_64": {"pivot_root": 155, "mount_setattr": 442, "open_tree": 428, "move_mount": 429, "rt_sigaction": 13},
+    "aarch64": {"pivot_root": 41, "mount_setattr": 442, "open_tree": 428, "move_mount": 429, "rt_sigaction": 134},
 }
 
 CLONE_NEWNS = 0x00020000
@@ -107,6 +107,17 @@ class _MountAttr(ctypes.Structure):
         ("attr_clr", ctypes.c_uint64),
         ("propagation", ctypes.c_uint64),
         ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+class _KernelSigaction(ctypes.Structure):
+    """struct sigaction as the rt_sigaction syscall takes it (x86_64 and arm64 alike)."""
+
+    _fields_ = [
+        ("handler", ctypes.c_void_p),
+        ("flags", ctypes.c_ulong),
+        ("restorer", ctypes.c_void_p),
+        ("mask", ctypes.c_uint64),
     ]
 
 
@@ -195,6 +206,27 @@ def move_mount_fd(fd: int, target: str) -> None:
         ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH),
     )
     _check(result, "move_mount", target)
+
+
+GLIBC_INTERNAL_SIGNALS = (32, 33)  # SIGCANCEL, SIGSETXID: below glibc's SIGRTMIN (34)
+_SIG_IGN = 1
+
+
+def reset_ignored_internal_signals() -> None:
+    """Give glibc's internal signals their default disposition if they are ignored.
+
+    glibc's sigaction() refuses them (EINVAL), so Python's signal module cannot reset them; an
+    ignored one survives execve like any other (a parent may ignore it with the raw syscall).
+    A handler glibc installed for itself is left alone: execve resets handlers anyway.
+    """
+    nr = ctypes.c_long(_syscall_nr("rt_sigaction"))
+    size = ctypes.c_size_t(8)  # the kernel's sigset_t
+    for sig in GLIBC_INTERNAL_SIGNALS:
+        old = _KernelSigaction()
+        _check(_libc.syscall(nr, ctypes.c_int(sig), None, ctypes.byref(old), size), "rt_sigaction")
+        if old.handler == _SIG_IGN:
+            default = _KernelSigaction(None, 0, None, 0)
+            _check(_libc.syscall(nr, ctypes.c_int(sig), ctypes.byref(default), None, size), "rt_sigaction")
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0) -> int:

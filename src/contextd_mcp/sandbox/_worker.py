@@ -222,7 +222,8 @@ def _clean_process_state() -> None:
     """What the command inherits from init besides its fds: nothing the daemon's parent chose.
 
     A daemon started under `nohup` ignores SIGHUP, a service manager may block signals or set
-    umask 077; exec keeps ignored dispositions and the blocked mask, so reset them here. SIGPIPE
+    umask 077; exec keeps ignored dispositions and the blocked mask, so reset them here (glibc's
+    own signals 32 and 33 too, which Python's signal module cannot reach). SIGPIPE
     and SIGXFSZ stay ignored in init (it writes to a socket whose reader may be gone): Popen's
     restore_signals gives the command their defaults. SIGCHLD gets init's handler just after;
     exec resets a handler to the default. Fds: Popen closes all but 0-2 (close_fds).
@@ -230,6 +231,7 @@ def _clean_process_state() -> None:
     keep = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ}
     for sig in signal.valid_signals() - keep:
         signal.signal(sig, signal.SIG_DFL)
+    c.reset_ignored_internal_signals()
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     os.umask(COMMAND_UMASK)
 
