@@ -19,7 +19,8 @@ once.
 What a command leaves behind must not act on the host later (DESIGN.md §6). Init, before it
 spawns the command: binds the paths that host programs execute or trust (`_protect.PROTECTED_PATHS`:
 `.git/config`, hooks, `.vscode/`, `.mcp.json`, shell rc files, ...) read-only, with an empty
-read-only placeholder for each missing one (created and removed by the server, see `_protect`);
+read-only placeholder for each missing one (created by the server, kept for the next call for a
+few seconds, then removed, see `_protect`);
 masks the caller's own files (`hidden`) wherever a bind would show them; resets every signal
 disposition and the signal mask, sets umask 022 and passes no fd but 0-2. The seccomp filter
 refuses any mode with a setuid/setgid bit (`_seccomp`), so nothing on disk can carry one.
@@ -43,11 +44,15 @@ The warm-up (~8 ms of CPU per command, in Python) is only hidden while a core is
 machine saturated (load ~12) and commands strictly back to back, the zygote measured 39 ms
 median against bwrap's 12 ms; 50 ms apart, 19 ms.
 
-Those figures predate the protections above. Making and removing a placeholder for each missing
-protected path is on the call's path (one mkdir + rmdir is 0.28 ms on this machine's ext4): on a
-fresh `git init` project, `run_sandboxed("true")` takes 14.8 ms against 7.3 ms before them, and
-the MCP tool 22 ms against bwrap's 12 (BENCHMARKS.md, session 3). Re-holding lingering
-placeholders instead of re-making them is the known next step.
+Those figures predate the protections above, which first cost a call on a fresh `git init`
+project 7.5 ms (`run_sandboxed("true")` 14.8 ms against 7.3): making and removing a placeholder
+for each of the ~14 missing protected paths (one mkdir + rmdir is 0.28 ms on this ext4) and
+unmounting the host's tree after the project bind (an RCU grace period, 1.5-5 ms). Now an unused
+placeholder lingers (`placeholder_linger_seconds`; the daemon: 5 s) and the next call holds it
+again; the project is cloned out of a detached copy of the host's tree, so the old root is
+unmounted while the worker waits (`_rootfs._clone_host`); and after a sandbox ends the zygote
+waits REFILL_QUIET_SECONDS for a next request before it warms a replacement. Figures:
+BENCHMARKS.md, "Session 4: sandbox overhead".
 
 One budget bounds all sandboxed work of the process (`_budget`, `_cgroup`, `_diskwatch`): each
 call runs in its own cgroup (memory.max counting its /tmp, pids.max, cpu.max; made by the
