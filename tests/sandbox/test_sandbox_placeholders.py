@@ -118,3 +118,26 @@ def test_a_protected_name_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"\.vscode is a symbolic link"):
         anyio.run(_run, "true", project, tmp_path)
     assert sorted(os.listdir(project)) == [".vscode"], "no placeholder left by the refused call"
+
+
+def test_holding_lingering_placeholders_again_needs_no_thread(tmp_path: Path) -> None:
+    """The event loop plans without blocking only when every missing path has a placeholder to
+    hold again; otherwise it makes nothing and leaves the work to `prepare` in a thread."""
+    project, state = tmp_path / "p", tmp_path / "state"
+    project.mkdir()
+    state.mkdir()
+    _protect.release(_protect.prepare(project, [], state), state)  # the journal's first sweep
+    assert _protect.prepare_nowait(project, [], state) is None, "nothing to hold again: a thread's work"
+    assert sorted(os.listdir(project)) == [], "prepare_nowait made something"
+    first = _protect.prepare(project, [], state)
+    made = set(first.placeholders)
+    _protect.release(first, state, linger=60)
+    again = _protect.prepare_nowait(project, [], state)
+    assert again is not None and set(again.placeholders) == made
+    assert str(project / ".vscode") in again.placeholders
+    assert _protect.release_nowait(again, state, 60) is True
+    assert not _protect.release_nowait(_protect.Plan(), state, 0), "linger 0 may remove: not on the event loop"
+    assert (project / ".vscode").is_dir(), "lingering"
+    _protect.release_all()
+    assert sorted(os.listdir(project)) == []
+    assert _live_in_journal(state) == set()

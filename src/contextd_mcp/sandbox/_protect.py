@@ -154,20 +154,61 @@ def _module_git_dirs(project: Path) -> list[str]:
 def prepare(project: Path, extra: Sequence[str], state_dir: Path | None) -> Plan:
     """Mounts for every protected path; placeholders for the missing ones. Raises ValueError."""
     plan = Plan()
-    pins: set[str] = set()
     created: list[dict[str, object]] = []
     with _lock:
         _sweep_once(state_dir)
     try:
-        for rel in _targets(project, extra):
-            _plan_one(project, rel, plan, pins, created)
+        _plan_all(project, extra, plan, created, create=True)
     except BaseException:
         _log_created(state_dir, created)
         release(plan, state_dir)
         raise
     _log_created(state_dir, created)
-    plan.mounts = sorted(set(plan.mounts), key=lambda m: (m[0].count("/"), m[1] != "pin", m[0]))
     return plan
+
+
+def prepare_nowait(project: Path, extra: Sequence[str], state_dir: Path | None) -> Plan | None:
+    """`prepare` without blocking, for the event loop: None (nothing held) if it would have to
+    wait for the lock, sweep a journal, or create a placeholder; call `prepare` in a thread then.
+    With placeholders that linger, that is only the first call on a project. Raises ValueError."""
+    if not _lock.acquire(blocking=False):
+        return None
+    try:
+        if state_dir is not None and str(state_dir) not in _swept:
+            return None
+        plan = Plan()
+        try:
+            _plan_all(project, extra, plan, [], create=False)
+        except _WouldCreate:
+            _unhold(plan)
+            return None
+        except BaseException:
+            _unhold(plan)
+            raise
+        return plan
+    finally:
+        _lock.release()
+
+
+class _WouldCreate(Exception):
+    """prepare_nowait found a missing protected path with no placeholder to hold."""
+
+
+def _plan_all(project: Path, extra: Sequence[str], plan: Plan, created: list[dict[str, object]], *, create: bool) -> None:
+    pins: set[str] = set()
+    for rel in _targets(project, extra):
+        _plan_one(project, rel, plan, pins, created, create)
+    plan.mounts = sorted(set(plan.mounts), key=lambda m: (m[0].count("/"), m[1] != "pin", m[0]))
+
+
+def _unhold(plan: Plan) -> None:
+    """Under _lock: give back holds prepare_nowait took (all on existing placeholders, which
+    keep their linger deadline)."""
+    for key in plan.placeholders:
+        hold = _held.get(key)
+        if hold is not None and hold.users > 0:
+            hold.users -= 1
+    plan.placeholders.clear()
 
 
 def _log_created(state_dir: Path | None, created: list[dict[str, object]]) -> None:
@@ -175,7 +216,9 @@ def _log_created(state_dir: Path | None, created: list[dict[str, object]]) -> No
         _log(state_dir, created)
 
 
-def _plan_one(project: Path, rel: str, plan: Plan, pins: set[str], created: list[dict[str, object]]) -> None:
+def _plan_one(
+    project: Path, rel: str, plan: Plan, pins: set[str], created: list[dict[str, object]], create: bool
+) -> None:
     parts = rel.rstrip("/").split("/")
     for depth in range(1, len(parts) + 1):
         sub = "/".join(parts[:depth])
@@ -183,7 +226,7 @@ def _plan_one(project: Path, rel: str, plan: Plan, pins: set[str], created: list
         last = depth == len(parts)
         # Inside .git, git expects a file where a file name is; elsewhere a directory hides it.
         as_file = last and not rel.endswith("/") and parts[0] == ".git" and depth > 1
-        st = _lstat_or_hold(path, as_file, created)
+        st = _lstat_or_hold(path, as_file, created, create)
         if st is None:
             plan.placeholders.append(str(path))
             plan.mounts.append((str(path), "ro"))
@@ -216,7 +259,7 @@ class _Hold:
     idle_until: float = 0.0  # time.monotonic() deadline while users == 0
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entered by prepare_nowait, which holds it throughout
 _reaped = threading.Condition(_lock)  # notified when a placeholder starts to linger
 _reaper: threading.Thread | None = None
 _held: dict[str, _Hold] = {}
@@ -238,7 +281,7 @@ def _log(state_dir: Path | None, entries: list[dict[str, object]]) -> None:
     os.write(fd, "".join(json.dumps(e) + "\n" for e in entries).encode())
 
 
-def _lstat_or_hold(path: Path, as_file: bool, created: list[dict[str, object]]) -> os.stat_result | None:
+def _lstat_or_hold(path: Path, as_file: bool, created: list[dict[str, object]], create: bool) -> os.stat_result | None:
     """The path's lstat if something real is there; None once this call holds a placeholder there.
 
     A placeholder another call holds is held again under the same lock that `release` removes it
@@ -246,7 +289,7 @@ def _lstat_or_hold(path: Path, as_file: bool, created: list[dict[str, object]]) 
     call's release before this call's init binds it.
     """
     for _ in range(3):  # a real path the host removes meanwhile: look again
-        if _hold_placeholder(path, as_file, created):
+        if _hold_placeholder(path, as_file, created, create):
             return None
         try:
             return os.lstat(path)
@@ -255,7 +298,7 @@ def _lstat_or_hold(path: Path, as_file: bool, created: list[dict[str, object]]) 
     raise ValueError(f"{path} keeps appearing and disappearing; try again")
 
 
-def _hold_placeholder(path: Path, as_file: bool, created: list[dict[str, object]]) -> bool:
+def _hold_placeholder(path: Path, as_file: bool, created: list[dict[str, object]], create: bool = True) -> bool:
     """Hold the placeholder at ``path``, ours already or made now; False if a real path is there."""
     key = str(path)
     with _lock:
@@ -263,6 +306,10 @@ def _hold_placeholder(path: Path, as_file: bool, created: list[dict[str, object]
         if hold is not None and (hold.users > 0 or _still_placeholder(key, hold)):
             hold.users += 1
             return True
+        if not create:
+            if os.path.lexists(path):
+                return False
+            raise _WouldCreate(key)
         if hold is not None:  # lingered, and the host changed it meanwhile: the host's now
             del _held[key]
             _log(hold.state_dir, [{"del": key}])
@@ -282,28 +329,44 @@ def _hold_placeholder(path: Path, as_file: bool, created: list[dict[str, object]
 def release(plan: Plan, state_dir: Path | None = None, linger: float = 0.0) -> None:
     """Drop this call's hold on its placeholders. Those nobody holds any more are removed at
     once (linger 0), or stay for `linger` seconds for the next call on the project to hold again."""
+    with _lock:
+        _release_locked(plan, state_dir, linger)
+
+
+def release_nowait(plan: Plan, state_dir: Path | None, linger: float) -> bool:
+    """`release` without blocking, for the event loop: False (nothing done) if it would wait for
+    the lock or remove a placeholder (linger 0); call `release` in a thread then."""
+    if linger <= 0 or not _lock.acquire(blocking=False):
+        return False
+    try:
+        _release_locked(plan, state_dir, linger)
+    finally:
+        _lock.release()
+    return True
+
+
+def _release_locked(plan: Plan, state_dir: Path | None, linger: float) -> None:
     linger = min(max(linger, 0.0), MAX_LINGER_SECONDS)  # checked by `check_linger` before the call
     removed: list[dict[str, object]] = []
-    with _lock:
-        until = time.monotonic() + linger
-        for key in plan.placeholders:
-            hold = _held.get(key)
-            if hold is None or hold.users == 0:
-                continue
-            hold.users -= 1
-            if hold.users > 0:
-                continue
-            hold.state_dir = state_dir
-            if linger > 0:
-                hold.idle_until = until
-                continue
-            del _held[key]
-            _remove_if_untouched(key, hold.dev, hold.ino)
-            removed.append({"del": key})
-        plan.placeholders.clear()
-        _log(state_dir, removed)
+    until = time.monotonic() + linger
+    for key in plan.placeholders:
+        hold = _held.get(key)
+        if hold is None or hold.users == 0:
+            continue
+        hold.users -= 1
+        if hold.users > 0:
+            continue
+        hold.state_dir = state_dir
         if linger > 0:
-            _start_reaper()
+            hold.idle_until = until
+            continue
+        del _held[key]
+        _remove_if_untouched(key, hold.dev, hold.ino)
+        removed.append({"del": key})
+    plan.placeholders.clear()
+    _log(state_dir, removed)
+    if linger > 0:
+        _start_reaper()
 
 
 def release_all() -> None:
