@@ -182,7 +182,9 @@ def _clone_host() -> int | None:
     except OSError:
         return None
     try:
-        os.close(c.open_tree(host, "", flags | c.AT_EMPTY_PATH))
+        # Recursive: a lone copy of a mount with locked children (all of them, in our user
+        # namespace) is refused whatever the kernel.
+        os.close(c.open_tree(host, "", flags | c.AT_EMPTY_PATH | c.AT_RECURSIVE))
     except OSError:
         os.close(host)
         return None
