@@ -15,8 +15,9 @@ repository already has `.git/config`, `hooks/` and `info/`.
 The daemons run with their default placeholder linger (5 s, so back-to-back calls hold the same
 placeholders again); the helper row uses the same. The cold-helper row of bench_sandbox (a Python
 start-up per call, ~100 ms of CPU) is left out: in an interleaved loop its exit overlapped the
-next rows. `--gap-ms` idles between rounds (untimed), as an agent does between tool calls, which
-lets each daemon's helper warm its next worker before the call instead of during it. The load
+next rows. `--gap-ms` idles before each timed call (untimed), as an agent does between tool
+calls: what a row leaves running in the background (a helper warming its next worker, a process
+exiting) is then over before the next row is timed, instead of landing on it. The load
 average before and after the run is reported: on 2 cores shared with other work, figures at a
 load above 1 are mostly that work.
 """
@@ -106,13 +107,13 @@ async def _measure(work_dir: Path, project: Path, runs: int, baseline_src: Path 
             await row()
         load_before = os.getloadavg()
         for _ in range(runs):  # interleaved, so background load hits every row alike
-            if gap_ms:
-                await anyio.sleep(gap_ms / 1000)
             for name, row in table.items():
+                await anyio.sleep(gap_ms / 1000)
                 started = time.perf_counter()
                 await row()
                 samples[name].append((time.perf_counter() - started) * 1000)
             for name, client in clients.items():
+                await anyio.sleep(gap_ms / 1000)
                 started = time.perf_counter()
                 result = await client.call_tool("bash", {"command": "true"})
                 samples[name].append((time.perf_counter() - started) * 1000)
@@ -170,7 +171,7 @@ def main() -> None:
     parser.add_argument("--baseline-src", type=Path, default=None)
     parser.add_argument("--budget", action="store_true", help="also measure the cgroup budget (allocates ~5 GB)")
     parser.add_argument("--project", choices=("empty", "git"), default="empty", help="what the timed project is")
-    parser.add_argument("--gap-ms", type=float, default=0.0, help="idle time between rounds, not timed")
+    parser.add_argument("--gap-ms", type=float, default=0.0, help="idle time before each timed call, not timed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="contextd-bash-bench-") as tmp:
         rt = run(Path(tmp) / "rt", False, args.baseline_src, args.runs, args.project, args.gap_ms)
