@@ -252,7 +252,6 @@ async def test_a_daemon_under_nohup_gives_commands_a_clean_process_state(data_di
     try:
         ignored = next(line for line in Path(f"/proc/{process.pid}/status").read_text().splitlines() if line.startswith("SigIgn"))
         assert int(ignored.split()[1], 16) & (1 << (signal.SIGQUIT - 1)), ignored  # the parent really is hostile
-        assert int(ignored.split()[1], 16) & (1 << 31), ignored  # signal 32 too
         async with socket_client(data_dir / "contextd.sock", project_dir) as client:
             result = data(await bash(client, "grep -E '^Sig(Ign|Blk)' /proc/self/status; umask; ls /proc/$$/fd | tr '\\n' ' '"))
     finally:
