@@ -137,7 +137,8 @@ class ClaudeWorld:
         raise AssertionError(f"distillation jobs not finished in {timeout}s: {self.jobs()}")
 
 
-def debug_lines(run: Run, root: Path, needle: str) -> list[str]:
+def debug_lines(run: Run, needle: str) -> list[str]:
+    """Lines of a session's debug log (``ClaudeWorld.session`` keeps one) holding ``needle``."""
     index = run.args.index("--debug-file") + 1 if "--debug-file" in run.args else -1
     if index < 0:
         return []

@@ -108,7 +108,16 @@ def test_a_session_learns_and_the_next_one_starts_with_it(world: ClaudeWorld) ->
     resumed = Script([Turn(text="Still fine.")])
     with serving(resumed) as world.base_url:
         world.session("Anything left?", "--resume", session_id(first))
-    jobs = world.wait_jobs_done(3)
+    # /compact in the resumed session: PreCompact saves a checkpoint, SessionStart(compact) re-injects.
+    compacted = Script([])
+    with serving(compacted) as world.base_url:
+        world.session("/compact", "--resume", session_id(first))
+    saved = [e for e in world.audit() if e["tool"] == "checkpoint_save"]
+    assert [(e["transport"], e["outcome"]) for e in saved] == [("hook", "ok")]
+    fired = " ".join(debug_lines(world.runs[-1], "[contextd-mcp hook "))
+    assert "PreCompact:manual [contextd-mcp hook pre-compact] completed with status 0" in fired
+    assert "SessionStart:compact [contextd-mcp hook session-start] finished with status 0" in fired
+    jobs = world.wait_jobs_done(4)
     relearned = [j for j in jobs if j["result"]["memories_created"] or j["result"]["memories_reinforced"]]
     if len(relearned) > 1:
         pytest.xfail("a resumed session re-distils the whole transcript (distill-once is the remed helper's fix)")
