@@ -14,6 +14,7 @@ import pytest
 from tests.clients.claude_code import ClaudeWorld, Run, debug_lines
 from tests.clients.messages_stub import Script, ToolUse, Turn, serving, text_of, tool_results
 from tests.clients.node import CLAUDE, require
+from tests.e2e.daemons import serving_http
 
 pytestmark = pytest.mark.slow
 
@@ -72,6 +73,16 @@ def test_mcp_list_and_get_connect_without_opening_a_session(world: ClaudeWorld) 
     assert "session_start" not in tools, tools
     assert world.jobs() == []
     print(f"\nclaude mcp list → Connected: cold {cold.seconds:.2f} s, warm {warm.seconds:.2f} s")
+
+
+def test_claude_code_connects_over_streamable_http_and_sse_with_a_token(world: ClaudeWorld) -> None:
+    with serving_http(world.root, "--tenant", "acme", "--project", "api") as (daemon, token, _):
+        for transport, path in (("http", "/mcp"), ("sse", "/sse")):
+            world.run("mcp", "add", "--scope", "user", "--transport", transport, f"contextd-{transport}",
+                      f"{daemon.base}{path}", "--header", f"Authorization: Bearer {token}")
+        listed = world.run("mcp", "list").stdout
+        assert f"contextd-http: {daemon.base}/mcp (HTTP) - ✔ Connected" in listed, listed
+        assert f"contextd-sse: {daemon.base}/sse (SSE) - ✔ Connected" in listed, listed
 
 
 def test_a_session_learns_and_the_next_one_starts_with_it(world: ClaudeWorld) -> None:
