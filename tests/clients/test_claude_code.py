@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients.claude_code import ClaudeWorld, Run, debug_lines
+from tests.clients.claude_code import ClaudeWorld, Run, copy_example_project, debug_lines
 from tests.clients.messages_stub import Script, ToolUse, Turn, serving, text_of, tool_results
 from tests.clients.node import CLAUDE, require
 from tests.e2e.daemons import serving_http
@@ -132,3 +132,21 @@ def test_a_session_learns_and_the_next_one_starts_with_it(world: ClaudeWorld) ->
     relearned = [j for j in jobs if j["result"]["memories_created"] or j["result"]["memories_reinforced"]]
     if len(relearned) > 1:
         pytest.xfail("a resumed session re-distils the whole transcript (distill-once is the remed helper's fix)")
+
+
+def test_the_readme_per_project_setup_works_in_claude_p(world: ClaudeWorld) -> None:
+    copy_example_project(world)  # .mcp.json and .claude/settings.json, nothing for the user
+    pending = world.run("mcp", "list").stdout
+    # Claude Code does not let a checkout approve its own server; `claude -p` runs it regardless.
+    assert "contextd: contextd-mcp stdio - ⏸ Pending approval" in pending, pending
+    script = Script([
+        Turn(tools=(ToolUse("mcp__contextd__memory_store", {"title": "per-project setup", "content": "works"}),)),
+        Turn(text="ok"),
+    ])
+    with serving(script) as world.base_url:
+        run = world.session("store one thing")
+    first, last = script.agent_requests()[0], script.agent_requests()[-1]
+    assert "SessionStart hook additional context: contextd session: `" in text_of(first)
+    assert set(json.loads(next(iter(tool_results(last).values())))) >= {"id", "confidence"}
+    fired = " ".join(debug_lines(run, "[contextd-mcp hook "))
+    assert "SessionStart:startup [contextd-mcp hook session-start] finished with status 0" in fired
