@@ -12,7 +12,9 @@ over the socket's one-shot ``call`` op, and prints what Claude Code expects:
   durably and answers at once, so the hook returns in milliseconds and its work survives
   Claude Code exiting right after. Claude Code says nothing of the outcome, so the hook
   reports ``partial``: the distiller keeps both the fixes it finds (strategies) and the
-  errors left unresolved (anti-patterns), and only what the transcript shows;
+  errors left unresolved (anti-patterns), and only what the transcript shows. One-shot
+  commands (``claude mcp list``, ``claude mcp get``) fire SessionEnd alone, naming a
+  transcript never written: with no session and no transcript, the hook opens nothing;
 - pre-compact → ``checkpoint_save`` of a digest of the transcript (task, latest step,
   files changed, commands, errors fixed and left), so the compacted session can resume.
 
