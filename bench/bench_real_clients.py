@@ -24,6 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
 from tests.clients.claude_code import CONTEXTD, ClaudeWorld, Run
 from tests.clients.messages_stub import Script, ToolUse, Turn, serving
 from tests.clients.node import CLAUDE, CLIENTS
@@ -114,6 +118,32 @@ def sessions(world: ClaudeWorld, log: Path, count: int) -> dict[str, Any]:
     return {"connect": connect, "hooks": hooks}
 
 
+async def output_schemas_listed(world: ClaudeWorld) -> int:
+    """How many tools the running daemon lists with an output schema (checks the switch took)."""
+    params = StdioServerParameters(command=str(CONTEXTD), args=["stdio"], env=world.env(), cwd=str(world.project))
+    async with Client(params, read_timeout_seconds=60) as client:
+        return sum(1 for tool in (await client.list_tools()).tools if tool.output_schema)
+
+
+def model_side_tool_bytes(world: ClaudeWorld, names: list[str]) -> dict[str, tuple[int, int, int]]:
+    """What contextd's tools cost in the requests Claude Code sends the model, with the server's
+    output schemas off and on: the ``tools`` entries once ToolSearch has loaded every contextd tool
+    (Claude Code defers MCP tools: before that, the model sees only their names)."""
+    sizes = {}
+    for flag in ("false", "true"):
+        world.stop_daemon()
+        world.extra_env = {"CONTEXTD_TOOLS_OUTPUT_SCHEMA": flag}
+        query = "select:" + ",".join(f"mcp__contextd__{name}" for name in names)
+        script = Script([Turn(tools=(ToolUse("ToolSearch", {"query": query, "max_results": len(names)}),)), Turn(text="ok")])
+        with serving(script) as world.base_url:
+            world.session("load the contextd tools")
+        tools = [t for t in script.agent_requests()[-1]["tools"] if t["name"].startswith("mcp__contextd__")]
+        listed = anyio.run(output_schemas_listed, world)
+        sizes[flag] = (len(tools), len(json.dumps(tools)), listed)
+    world.extra_env = {}
+    return sizes
+
+
 def claude_http(world: ClaudeWorld, root: Path) -> list[tuple[str, str]]:
     """Claude Code over Streamable HTTP and SSE, with a token, a wrong one and none."""
     data_dir = world.data_dir
@@ -164,7 +194,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         world, log = timed_world(Path(tmp))
         try:
-            listed = mcp_list(world, args.cold, args.warm)
+            listed = mcp_list(world, args.cold, args.warm) if args.cold + args.warm else {"cold": [], "warm": []}
             print(f"claude mcp list → Connected, cold: {summary(listed['cold'])}")
             print(f"claude mcp list → Connected, warm: {summary(listed['warm'])}")
             ran = sessions(world, log, args.sessions)
@@ -172,6 +202,10 @@ def main() -> None:
                 print(f"claude -p: server connected (Claude Code's debug log), {kind}: {summary(values)}")
             for event, values in ran["hooks"].items():
                 print(f"hook {event}: {summary(values)}")
+            names = [t["name"] for t in json.loads((CLIENTS.parents[1] / "schema.json").read_text())["tools"]]
+            for flag, (count, size, listed) in model_side_tool_bytes(world, names).items():
+                print(f"contextd tools in Claude Code's request after ToolSearch, CONTEXTD_TOOLS_OUTPUT_SCHEMA={flag} "
+                      f"({listed} output schemas in tools/list): {count} tools, {size} bytes")
             for client, shown in claude_http(world, Path(tmp)):
                 print(f"{client}: {shown}")
         finally:

@@ -43,6 +43,7 @@ class ClaudeWorld:
     root: Path
     base_url: str = "http://127.0.0.1:9"  # set to the stub's address before a session
     runs: list[Run] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. CONTEXTD_* for the daemon it starts
 
     @property
     def home(self) -> Path:
@@ -86,6 +87,7 @@ class ClaudeWorld:
             # The model cache the venv's setup built: every fresh HOME would rebuild it (~15 s).
             "CONTEXTD_EMBEDDING_CACHE_DIR": str(default_cache_dir() / "models"),
             "HF_HUB_OFFLINE": "1",
+            **self.extra_env,
         }
 
     def run(self, *args: str, check: bool = True) -> Run:
