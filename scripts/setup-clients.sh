@@ -16,4 +16,7 @@ if [ -x node_modules/.bin/claude ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" 
   exit 0
 fi
 npm ci --no-audit --no-fund --loglevel=error
+# The CLI's postinstall copies its native binary (an npm optional dependency) over a placeholder;
+# an npm that skipped install scripts leaves the placeholder, so check the real thing answers.
+node_modules/.bin/claude --version >/dev/null
 echo "$want" > "$stamp"
