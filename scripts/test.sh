@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONTEXTD_SETUP_BENCH=1 bash scripts/setup.sh
+bash scripts/setup-clients.sh
 export HF_HUB_OFFLINE=1
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -12,7 +12,9 @@ over the socket's one-shot ``call`` op, and prints what Claude Code expects:
   durably and answers at once, so the hook returns in milliseconds and its work survives
   Claude Code exiting right after. Claude Code says nothing of the outcome, so the hook
   reports ``partial``: the distiller keeps both the fixes it finds (strategies) and the
-  errors left unresolved (anti-patterns), and only what the transcript shows;
+  errors left unresolved (anti-patterns), and only what the transcript shows. One-shot
+  commands (``claude mcp list``, ``claude mcp get``) fire SessionEnd alone, naming a
+  transcript never written: with no session and no transcript, the hook opens nothing;
 - pre-compact → ``checkpoint_save`` of a digest of the transcript (task, latest step,
   files changed, commands, errors fixed and left), so the compacted session can resume.
 
@@ -84,6 +86,15 @@ class Daemon:
     def cwd(self) -> str:
         return self._cwd
 
+    def has_transcript(self) -> bool:
+        """Whether the hook names a transcript file that exists; when not, the daemon is not sent the
+        path either (a session that ends without one is still closed, its distillation reads nothing)."""
+        path = self._hook["transcript_path"]
+        if path and os.path.isfile(path):
+            return True
+        self._hook["transcript_path"] = ""
+        return False
+
     def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         fields = {"tool": tool, "arguments": arguments, "cwd": self._cwd, "hook": self._hook}
         sock, reply, _ = open_session(self._paths, "call", fields=fields)
@@ -106,13 +117,18 @@ def session_start(daemon: Daemon, data: dict[str, Any]) -> str:
 
 
 def session_end(daemon: Daemon, data: dict[str, Any]) -> str:
+    # `claude mcp list`, `claude mcp get` and other one-shot commands fire SessionEnd (and no
+    # SessionStart) naming a transcript that was never written: nothing happened, nothing to learn.
+    has_transcript = daemon.has_transcript()
     try:
         daemon.call("session_end", {"outcome": HOOK_OUTCOME})
     except HookError as exc:
-        # No live session for this Claude session (SessionStart hook not installed, or it
-        # expired while idle): start one so the transcript is still distilled.
         if not str(exc).startswith("session_end: not_found") and "expired" not in str(exc):
             raise
+        if not has_transcript:
+            return ""
+        # No live session for this Claude session (SessionStart hook not installed, or it
+        # expired while idle): start one so the transcript is still distilled.
         daemon.call("session_start", {"project_path": daemon.cwd[: limits.PATH_MAX]})
         daemon.call("session_end", {"outcome": HOOK_OUTCOME})
     return ""

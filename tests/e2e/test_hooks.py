@@ -133,3 +133,15 @@ def test_the_shipped_claude_code_settings_name_real_hook_events() -> None:
     servers = json.loads((examples / ".mcp.json").read_text())["mcpServers"]
     assert settings["enabledMcpjsonServers"] == list(servers) == ["contextd"]
     assert servers["contextd"]["args"] == ["stdio"]
+
+
+def test_session_end_of_a_command_that_wrote_no_transcript_opens_nothing(
+    data_dir: Path, project_dir: Path, tmp_path: Path
+) -> None:
+    # `claude mcp list` / `claude mcp get` fire SessionEnd alone, naming a transcript never written.
+    never_written = tmp_path / "claude" / "projects" / "-p" / "0badc0de-mcp-list.jsonl"
+    ended = hook(data_dir, "session-end", sample("session_end", project_dir, never_written, "0badc0de-mcp-list"), project_dir)
+    assert ended.returncode == 0 and ended.stdout == b"" and ended.stderr == b"", ended.stderr
+    tools = [json.loads(line)["tool"] for line in (data_dir / "audit.log").read_text().splitlines()]
+    assert tools == ["session_end"]  # asked once (not_found), then left alone: no session_start
+    assert list((data_dir / "queue").glob("*/*.json")) == []
