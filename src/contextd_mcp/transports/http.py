@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,20 @@ def _identify(access: HttpAccess | None) -> Identify:
     return identify
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """The HTTP listening socket, bound now: a taken port is an OSError here, before anything
+    loads, not uvicorn's ``sys.exit`` from inside the daemon's task group."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart over TIME_WAIT
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class _QuietServer(uvicorn.Server):
     """The daemon owns signal handling; uvicorn must not replace it."""
 
@@ -169,5 +184,6 @@ async def serve_http(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(announce)
-        await uv.serve()
+        listener = options.get("listener")
+        await uv.serve(sockets=[listener] if listener is not None else None)
         tg.cancel_scope.cancel()
