@@ -59,7 +59,9 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
             listener = bind(*http)
         except OSError as exc:
             lock.close()
-            taken = "; another process listens there: pick another port with --http HOST:PORT" if exc.errno == errno.EADDRINUSE else ""
+            taken = ""
+            if exc.errno == errno.EADDRINUSE:
+                taken = "; another process listens there: pick another port with --http HOST:PORT"
             raise CannotListen(f"cannot listen on {http[0]}:{http[1]}: {exc.strerror or exc}{taken}") from None
         http = (http[0], listener.getsockname()[1])  # port 0 means any free one: say which
     limits = LimitSettings()
