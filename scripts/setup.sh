@@ -30,4 +30,7 @@ from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder
 from contextd_mcp.settings import EmbeddingSettings
 s = EmbeddingSettings()
 FastEmbedEmbedder(s.model, s.cache_dir)
-" 2>&1 | grep -v 'pre-processing before quantization' || true
+"
+
+# The command on the user's PATH, so MCP clients and hooks find it (CONTEXTD_SETUP_LINK=0: not).
+if [ "${CONTEXTD_SETUP_LINK:-1}" = "1" ]; then bash scripts/install-command.sh; fi

@@ -24,7 +24,7 @@ def _host_port(value: str) -> tuple[str, int]:
 def cmd_serve(args: argparse.Namespace) -> int:
     import anyio
 
-    from contextd_mcp.daemon import AlreadyRunning, configure_logging, run_daemon
+    from contextd_mcp.daemon import AlreadyRunning, CannotListen, configure_logging, run_daemon
 
     configure_logging(Path(args.log_file) if args.log_file else None)
     options: dict[str, object] = {"cwd": os.getcwd(), "idle_exit_s": args.idle_exit}
@@ -36,7 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 2
     try:
         anyio.run(run_daemon, data_paths(args.data_dir), args.http, options)
-    except AlreadyRunning as exc:
+    except (AlreadyRunning, CannotListen) as exc:
         print(f"contextd-mcp: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -400,7 +400,15 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, where a closed pipe can still be handled
+        return code
+    except BrokenPipeError:
+        # The reader went away (`status | head -1`): what is left has nobody to read it. Point
+        # stdout at /dev/null so the interpreter's own flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what the shell reports for a writer the pipe ended
 
 
 if __name__ == "__main__":

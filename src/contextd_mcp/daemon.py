@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -26,6 +27,11 @@ class AlreadyRunning(RuntimeError):
     pass
 
 
+class CannotListen(RuntimeError):
+    """The HTTP address cannot be bound (taken, or not this machine's): said in one line, before
+    the store and model load, instead of uvicorn's exit inside the task group."""
+
+
 def acquire_owner_lock(paths: DataPaths) -> IO[str]:
     """Hold an exclusive lock on the data directory for this process's lifetime."""
     handle = open(paths.daemon_lock, "a+")  # noqa: SIM115 - held open on purpose
@@ -45,6 +51,19 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
     paths.ensure()
     lock = acquire_owner_lock(paths)
     started = time.perf_counter()
+    listener = None
+    if http is not None:
+        from contextd_mcp.transports.http import bind
+
+        try:
+            listener = bind(*http)
+        except OSError as exc:
+            lock.close()
+            taken = ""
+            if exc.errno == errno.EADDRINUSE:
+                taken = "; another process listens there: pick another port with --http HOST:PORT"
+            raise CannotListen(f"cannot listen on {http[0]}:{http[1]}: {exc.strerror or exc}{taken}") from None
+        http = (http[0], listener.getsockname()[1])  # port 0 means any free one: say which
     limits = LimitSettings()
     http_caller = None
     access = None
@@ -94,6 +113,7 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
                                 **(http_options or {}),
                                 "max_body": limits.request_max_bytes,
                                 "http_limits": http_limits(limits.max_connections),
+                                "listener": listener,
                             },
                             task_status=task_status,
                             access=access,
@@ -110,7 +130,8 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
                 "started_at": time.time(),
             }
             paths.daemon_info.write_text(json.dumps(info))
-            log.info("contextd-mcp %s ready in %.2fs on %s", __version__, time.perf_counter() - started, paths.socket)
+            where = str(paths.socket) + (f" and http://{http[0]}:{http[1]} (/mcp, /sse)" if http else "")
+            log.info("contextd-mcp %s ready in %.2fs on %s", __version__, time.perf_counter() - started, where)
 
             async def watch_signals() -> None:
                 with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from contextd_mcp import __version__, limits
-from contextd_mcp.mcp.registry import ToolDef, input_schema, output_schema
+from contextd_mcp.mcp.registry import ToolDef, annotations, input_schema, output_schema
 from contextd_mcp.models import confidence, policy
 from contextd_mcp.settings import LimitSettings
 
@@ -53,6 +53,7 @@ def schema_document(tools: list[ToolDef]) -> dict[str, Any]:
                 "name": t.name,
                 "description": t.description,
                 "read_only": t.read_only,
+                "annotations": annotations(t),
                 "input_schema": input_schema(t),
                 "output_schema": output_schema(t),
             }
@@ -116,7 +117,7 @@ def tool_markdown(tools: list[ToolDef]) -> str:
     for t in tools:
         schema = input_schema(t)
         lines += [
-            f"## `{t.name}`" + (" (read-only)" if t.read_only else ""),
+            f"## `{t.name}`" + (" (read-only)" if t.read_only else " (destructive)" if t.destructive else ""),
             "",
             t.description,
             "",

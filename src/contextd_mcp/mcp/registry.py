@@ -27,11 +27,31 @@ class ToolDef:
     handler: Handler
     read_only: bool = False
     idempotent: bool = False
+    # Deletes, overwrites or runs arbitrary effects (MCP's destructiveHint). Clients may approve a
+    # non-destructive tool without asking, so any tool that can lose data or run commands says so.
+    destructive: bool = False
     example: dict[str, Any] = field(default_factory=dict)
     example_result: dict[str, Any] = field(default_factory=dict)
     # A writing tool's text arguments are scrubbed of secrets before it runs (ToolRunner);
     # False only for a tool that must see its input verbatim and stores none of it (bash).
     scrub_input: bool = True
+
+    def __post_init__(self) -> None:
+        if self.read_only and self.destructive:
+            raise ValueError(f"tool {self.name}: a read-only tool cannot be destructive")
+
+
+def annotations(tool: ToolDef) -> dict[str, bool]:
+    """The tool's MCP hints. Every tool pays them in every agent's context, so a hint whose
+    absence already reads safely is left out: not read-only (the spec's default), not idempotent
+    (the default). ``destructiveHint`` is always stated for a writer, true or false: the spec
+    defaults it to true, but clients that take a missing hint for false exist, and a delete must
+    not pass for harmless. Destructive and idempotent mean nothing for a read-only tool (spec).
+    No tool reaches outside this machine: ``bash`` has no network and the store is local."""
+    if tool.read_only:
+        return {"readOnlyHint": True, "openWorldHint": False}
+    hints = {"destructiveHint": tool.destructive, "openWorldHint": False}
+    return {**hints, "idempotentHint": True} if tool.idempotent else hints
 
 
 def _strip_titles(node: Any) -> Any:

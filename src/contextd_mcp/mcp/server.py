@@ -21,7 +21,7 @@ from contextd_mcp.errors import ContextdError, Denied
 from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
 from contextd_mcp.mcp.prompts import PromptProvider
 from contextd_mcp.mcp.redactions import counting
-from contextd_mcp.mcp.registry import ToolDef, input_schema, output_schema
+from contextd_mcp.mcp.registry import ToolDef, annotations, input_schema, output_schema
 from contextd_mcp.mcp.response import cap_tree, scrub_tree
 from contextd_mcp.ports.audit import AuditLog
 from contextd_mcp.ports.embedder import TokenCounter
@@ -113,15 +113,7 @@ class ToolRunner:
             # Output schemas are ~40 % of tools/list and the model reads none of them;
             # results stay structured either way, and schema.json documents them.
             output_schema=output_schema(t) if self._list_output_schemas else None,
-            # Only hints that differ from the spec's defaults (read-only: false, destructive:
-            # true, idempotent: false, open-world: true); the last three mean nothing for a
-            # read-only tool. Every tool pays these in every agent's context.
-            annotations=types.ToolAnnotations(
-                read_only_hint=True if t.read_only else None,
-                destructive_hint=None if t.read_only else False,
-                idempotent_hint=True if t.idempotent and not t.read_only else None,
-                open_world_hint=False,
-            ),
+            annotations=types.ToolAnnotations.model_validate(annotations(t)),
         )
 
     def add_tools(self, tools: Sequence[ToolDef]) -> None:

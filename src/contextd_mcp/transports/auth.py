@@ -11,20 +11,19 @@ agent's id, fixed when the token was made).
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend, RequireAuthMiddleware
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend
 from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.routes import build_resource_metadata_url
-from mcp.server.auth.settings import AuthSettings as SdkAuthSettings
 from pydantic import ValidationError
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope as AsgiScope, Send
 
 from contextd_mcp.adapters.token_store import TokenEntry, TokenStore
 from contextd_mcp.errors import Denied
@@ -126,15 +125,6 @@ class HttpAccess:
             return caller_from_token(request)
         return self.local_caller(request) if self.local_caller else None
 
-    def sdk_settings(self, base_url: str) -> SdkAuthSettings:
-        # This daemon is its own issuer: tokens come from `contextd-mcp token create`, not OAuth.
-        return SdkAuthSettings(
-            issuer_url=base_url,  # type: ignore[arg-type]
-            resource_server_url=f"{base_url}/mcp",  # type: ignore[arg-type]
-            validate_token_resource=False,  # the verifier knows its own tokens; there is no audience
-            required_scopes=[READ_SCOPE],
-        )
-
     def middleware(self) -> list[Middleware]:
         """Authenticates (does not yet require) every request, as the SDK's sse_app does."""
         if self.verifier is None:
@@ -144,12 +134,60 @@ class HttpAccess:
             Middleware(AuthContextMiddleware),
         ]
 
-    def require(self, app: ASGIApp, base_url: str) -> ASGIApp:
+    def require(self, app: ASGIApp) -> ASGIApp:
         """``app`` behind a 401 for requests without a valid token."""
-        if self.verifier is None:
-            return app
-        metadata = build_resource_metadata_url(self.sdk_settings(base_url).resource_server_url)  # type: ignore[arg-type]
-        return RequireAuthMiddleware(app, [READ_SCOPE], metadata)
+        return app if self.verifier is None else RequireToken(app)
+
+
+_HOW = (
+    "create one with `contextd-mcp token create --tenant NAME` on the server's machine and send it as "
+    "'Authorization: Bearer <token>'"
+)
+NO_OAUTH = f"This server takes bearer tokens, not OAuth: {_HOW}."
+# JSON-RPC's range for server errors; the MCP SDK clients show an error body's message as the
+# failure of the request that got it (so the user reads what to do, not "error response").
+_UNAUTHORIZED = -32001
+
+
+class RequireToken:
+    """A 401 before any MCP message is read, saying that a bearer token is needed and how to make
+    one. The ``WWW-Authenticate: Bearer`` challenge carries ``error`` and ``error_description``
+    (RFC 6750) and no ``resource_metadata``: this daemon is no OAuth resource server, and a client
+    sent to discover an authorization server that does not exist reports that chase instead
+    ("Invalid OAuth error response", a resource mismatch) and never says a token is missing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        user = scope.get("user")
+        if isinstance(user, AuthenticatedUser):
+            credentials = scope.get("auth")
+            if credentials is not None and READ_SCOPE in credentials.scopes:
+                await self.app(scope, receive, send)
+                return
+        sent = any(name == b"authorization" for name, _ in scope.get("headers", ()))
+        problem = "the bearer token is not valid (unknown, revoked or expired)" if sent else "no bearer token was sent"
+        await _refuse(send, f"{problem}; this server needs one: {_HOW}")
+
+
+async def _refuse(send: Send, description: str) -> None:
+    challenge = f'Bearer realm="contextd-mcp", error="invalid_token", error_description="{description}"'
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": None, "error": {"code": _UNAUTHORIZED, "message": f"unauthorized: {description}"}}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", challenge.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class AuthConfigError(ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,12 @@ from mcp.server.sse import SseServerTransport
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.scope_resolver import resolve_scope
-from contextd_mcp.transports.auth import HttpAccess, is_loopback
+from contextd_mcp.transports.auth import NO_OAUTH, HttpAccess, is_loopback
 from contextd_mcp.transports.http_guard import (
     HEADER_BYTES_MAX,
     ConnectionBudget,
@@ -78,13 +79,10 @@ def build_app(
 ) -> Starlette:
     security = _security(host, port, allowed_hosts)
     access = access or HttpAccess(verifier=None)
-    base_url = f"http://{host}:{port}"
-    auth_kwargs: dict[str, Any] = {}
-    if access.verifier is not None:
-        auth_kwargs = {"auth": access.sdk_settings(base_url), "token_verifier": access.verifier}
+    # No SDK auth settings: they publish OAuth metadata naming an authorization server this
+    # daemon is not. Our middleware authenticates every request, and RequireToken guards each route.
     streamable = server.streamable_http_app(
         streamable_http_path="/mcp", host=host, transport_security=security, max_request_body_size=max_body,
-        **auth_kwargs,
     )
     sse = SseServerTransport("/messages/", security_settings=security, max_request_body_size=max_body)
 
@@ -93,14 +91,27 @@ def build_app(
     async def health(_: Request) -> Response:
         return JSONResponse({"ok": True})
 
+    (mcp_route,) = streamable.routes  # /mcp, and nothing else without SDK auth settings
     routes = [
-        *streamable.routes,
-        Route("/sse", endpoint=access.require(sse_endpoint, base_url), methods=["GET"]),
-        Mount("/messages/", app=access.require(sse.handle_post_message, base_url)),
+        Route("/mcp", endpoint=access.require(mcp_route.endpoint)),
+        Route("/sse", endpoint=access.require(sse_endpoint), methods=["GET"]),
+        Mount("/messages/", app=access.require(sse.handle_post_message)),
         Route("/healthz", endpoint=health, methods=["GET"]),
     ]
-    # The streamable sub-app's own auth middleware is lost with its routes: apply it to all.
-    return Starlette(routes=routes, middleware=access.middleware(), lifespan=streamable.router.lifespan_context)
+    # Authenticates (from the Authorization header) every route; RequireToken refuses on the guarded ones.
+    # A client refused with a 401 may still guess OAuth endpoints (Claude Code registers a client
+    # at /register): their 404 says what this server wants instead of a bare "Not Found".
+    handlers = {404: _not_found} if access.verifier is not None else {}
+    return Starlette(
+        routes=routes,
+        middleware=access.middleware(),
+        lifespan=streamable.router.lifespan_context,
+        exception_handlers=handlers,  # type: ignore[arg-type]
+    )
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return PlainTextResponse(f"{request.url.path} not found. {NO_OAUTH}", status_code=404)
 
 
 def _identify(access: HttpAccess | None) -> Identify:
@@ -116,6 +127,20 @@ def _identify(access: HttpAccess | None) -> Identify:
         return None if entry is None else entry.id
 
     return identify
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The HTTP listening socket, bound now: a taken port is an OSError here, before anything
+    loads, not uvicorn's ``sys.exit`` from inside the daemon's task group."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart over TIME_WAIT
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class _QuietServer(uvicorn.Server):
@@ -159,5 +184,6 @@ async def serve_http(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(announce)
-        await uv.serve()
+        listener = options.get("listener")
+        await uv.serve(sockets=[listener] if listener is not None else None)
         tg.cancel_scope.cancel()

@@ -100,6 +100,7 @@ def agent_tools(service: AgentService) -> list[ToolDef]:
             Agent,
             update,
             idempotent=True,
+            destructive=True,  # overwrites the fields it names
             example={"agent_id": _ID, "temperature": 0.0},
             example_result=_AGENT | {"temperature": 0.0},
         ),
@@ -109,6 +110,8 @@ def agent_tools(service: AgentService) -> list[ToolDef]:
             DeleteAgent,
             Deleted,
             delete,
+            idempotent=True,
+            destructive=True,
             example={"agent_id": _ID},
             example_result={"id": _ID, "deleted": True},
         ),

@@ -22,6 +22,7 @@ def bash_tools(service: ShellService) -> list[ToolDef]:
             RunCommand,
             BashResult,
             bash,
+            destructive=True,  # the command may delete or overwrite anything in the project
             example={"command": "pytest -q tests/test_upload.py", "timeout_seconds": 120},
             # The command runs as written (a scrubbed one would fail obscurely); it is not stored,
             # and its output is scrubbed like every result.

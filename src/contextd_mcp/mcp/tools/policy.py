@@ -52,6 +52,8 @@ def policy_tools(service: PolicyService) -> list[ToolDef]:
             SetPolicy,
             PolicySaved,
             set_,
+            idempotent=True,
+            destructive=True,  # a policy of the same title at that scope is replaced
             example={
                 "title": "No force-push",
                 "rule": _RULE,
@@ -109,6 +111,8 @@ def policy_tools(service: PolicyService) -> list[ToolDef]:
             PolicyById,
             PolicyDeleted,
             delete,
+            idempotent=True,
+            destructive=True,
             example={"policy_id": _ID},
             example_result={"id": _ID, "deleted_overrides": 1},
         ),

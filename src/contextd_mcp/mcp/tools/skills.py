@@ -96,6 +96,7 @@ def skill_tools(service: SkillService) -> list[ToolDef]:
             Skill,
             update,
             idempotent=True,
+            destructive=True,  # overwrites the fields it names
             example={"skill_id": _ID, "steps": ["Find ALTER TABLE statements", "Check lock timeouts"]},
             example_result=_SKILL | {"steps": ["Find ALTER TABLE statements", "Check lock timeouts"]},
         ),
@@ -105,6 +106,8 @@ def skill_tools(service: SkillService) -> list[ToolDef]:
             DeleteSkill,
             Deleted,
             delete,
+            idempotent=True,
+            destructive=True,
             example={"skill_id": _ID},
             example_result={"id": _ID, "deleted": True},
         ),
