@@ -170,13 +170,18 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
 
 def cmd_stdio(args: argparse.Namespace) -> int:
     paths = data_paths(args.data_dir)
+    # Flags win over CONTEXTD_*: they travel in the hello exactly as those variables would (the
+    # daemon applies the same rules to both), and survive a client that strips the environment.
+    scope_env = {f"CONTEXTD_{part.upper()}": value for part in ("tenant", "team", "project")
+                 if (value := getattr(args, part))}
     if args.in_process:
         from contextd_mcp.in_process import run_in_process
 
+        os.environ.update(scope_env)  # this process is the server: its environment is the scope's
         return run_in_process(paths)
     from contextd_mcp.transports.bridge import run_bridge
 
-    return run_bridge(paths)
+    return run_bridge(paths, scope_env)
 
 
 def _scope_status(cwd: Path) -> dict[str, object]:
@@ -368,6 +373,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = add("stdio", "MCP over stdin/stdout (what an IDE launches): a bridge to the daemon")
     p.add_argument("--in-process", action="store_true", help="hold the store in this process instead (single agent)")
+    for part in ("tenant", "team", "project"):
+        p.add_argument(f"--{part}", help=f"this agent's {part} (wins over $CONTEXTD_{part.upper()}; same rules)")
     p.set_defaults(func=cmd_stdio)
 
     p = add("status", "show the scope of this directory, whether the daemon runs, and what it holds")

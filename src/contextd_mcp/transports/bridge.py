@@ -1,4 +1,4 @@
-"""``contextd-mcp stdio``: pumps MCP between an IDE's stdin/stdout and the daemon's socket.
+"""``contextd-mcp stdio``: reaches the daemon's socket for an IDE (relay.py moves the MCP lines).
 
 Standard library only, and nothing heavy: its start-up is the agent's wait. When no
 daemon answers, it starts one (detached), under a lock so that two bridges starting
@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -98,45 +97,11 @@ def open_session(
     return sock, reply, rest
 
 
-def _pump_stdin(sock: socket.socket) -> None:
-    try:
-        while True:
-            data = os.read(0, 65536)
-            if not data:
-                break
-            sock.sendall(data)
-    except OSError:
-        pass
-    finally:
-        try:
-            sock.shutdown(socket.SHUT_WR)  # the daemon sees EOF and ends the session
-        except OSError:
-            pass
+def run_bridge(paths: DataPaths, scope_env: dict[str, str] | None = None) -> int:
+    """The IDE's stdio, relayed to the daemon across its restarts (relay.py)."""
+    from contextd_mcp.transports.relay import run_relay
 
-
-def run_bridge(paths: DataPaths) -> int:
-    try:
-        sock, _, rest = open_session(paths)
-    except (BridgeError, OSError) as exc:
-        print(f"contextd-mcp: cannot reach the daemon for {paths.root}: {exc}", file=sys.stderr)
-        return 1
-    if rest:
-        os.write(1, rest)
-    threading.Thread(target=_pump_stdin, args=(sock,), daemon=True).start()
-    try:
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                break
-            view = memoryview(data)
-            while view:
-                written = os.write(1, view)
-                view = view[written:]
-    except (OSError, KeyboardInterrupt):
-        return 1
-    finally:
-        sock.close()
-    return 0
+    return run_relay(paths, scope_env)
 
 
 def request(paths: DataPaths, op: str) -> dict | None:
@@ -149,7 +114,7 @@ def request(paths: DataPaths, op: str) -> dict | None:
     return reply
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -163,7 +128,7 @@ def _alive(pid: int) -> bool:
 def wait_for_exit(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not alive(pid):
             return True
         time.sleep(0.02)
     return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -43,6 +44,16 @@ async def _read_hello(stream: SocketStream) -> tuple[dict[str, Any], bytes]:
 
 async def _reply(stream: SocketStream, body: dict[str, Any]) -> None:
     await stream.send((json.dumps(body, default=str) + "\n").encode())
+
+
+def _connection_id(resume: object) -> str:
+    """A bridge sends a secret drawn once per bridge: reconnected after a restart, it gets the
+    same connection id, so the session it started is found again (sessions.py). Derived, so
+    the id (in the audit log, the session record) never gives the secret away; without one,
+    a fresh random id."""
+    if isinstance(resume, str) and len(resume) == 32 and all(c in "0123456789abcdef" for c in resume):
+        return hashlib.sha256(b"contextd-resume:" + resume.encode()).hexdigest()[:12]
+    return uuid.uuid4().hex[:12]
 
 
 _PEER_GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, ConnectionError)
@@ -180,7 +191,7 @@ class SocketServer:
         caller = Caller(
             scope=scope,
             transport="socket",
-            connection_id=uuid.uuid4().hex[:12],
+            connection_id=_connection_id(hello.get("resume")),
             agent=env.get("CONTEXTD_AGENT"),
             project_dir=str(project_root(Path(str(hello.get("cwd") or "/")))),
         )
