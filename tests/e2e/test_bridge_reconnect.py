@@ -115,7 +115,7 @@ async def test_a_daemon_that_cannot_come_back_gives_a_clear_error(data_dir: Path
                 await client.call_tool("memory_store", {"title": "Nowhere", "content": "No daemon."})
         assert "daemon" in str(raised.value) and ("unreachable" in str(raised.value) or "went away" in str(raised.value))
     text = errlog.read_text()
-    assert "no daemon came back" in text and "exiting" in text and "already owns" in text, text
+    assert "no daemon came back" in text and "exiting" in text and f"process {os.getpid()} holds" in text, text
 
 
 def _send(process: subprocess.Popen[bytes], message: dict[str, Any]) -> None:
@@ -178,3 +178,30 @@ def test_each_request_in_flight_is_answered_exactly_once_with_its_own_id(data_di
     finally:
         process.kill()
         process.wait()
+
+
+async def test_serve_http_beside_a_bridge_started_daemon_says_what_to_run_and_that_works(
+    data_dir: Path, project_dir: Path, tmp_path: Path
+) -> None:
+    """Before: "another contextd-mcp daemon already owns …" and nothing else."""
+    import shlex
+
+    from tests.e2e.daemons import _healthy, start_daemon
+    from tests.helpers import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    async with bridge(data_dir, project_dir, tmp_path / "bridge.err") as client:
+        stored = data(await client.call_tool("memory_store", {"title": "Before HTTP", "content": "Socket only."}))
+        refused = run_cli(data_dir, "serve", "--http", address, "--allow-unauthenticated-loopback")
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        suggested = shlex.split(refused.stderr.split("run: ", 1)[1].split(" (connected", 1)[0])
+        assert suggested == ["contextd-mcp", "serve", "--http", address, "--allow-unauthenticated-loopback", "--replace"]
+        http = start_daemon(data_dir, project_dir, *suggested[4:], http=address)  # what it says, run as is
+        try:
+            assert _healthy(f"http://{address}")
+            with anyio.fail_after(90):  # the agent goes on, now on the daemon serving HTTP too
+                assert data(await client.call_tool("memory_get", {"memory_id": stored["id"]}))["title"] == "Before HTTP"
+            assert daemon_pid(data_dir) == http.process.pid
+        finally:
+            http.stop()

@@ -125,6 +125,22 @@ def alive(pid: int) -> bool:
         return True
 
 
+def owner_pid(paths: DataPaths) -> int | None:
+    """The process holding the data directory's owner lock (a daemon starting, serving or
+    still flushing), read from /proc/locks, so that looking never takes the lock from it."""
+    try:
+        st = paths.daemon_lock.stat()
+        locks = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in locks.splitlines():
+        fields = line.split()  # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" ("->" when blocked)
+        if "FLOCK" in fields and "->" not in fields and len(fields) >= 6 and fields[5] == inode:
+            return int(fields[4])
+    return None
+
+
 def wait_for_exit(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -9,7 +9,8 @@ or crashed, an upgrade), the relay:
    may not have applied it; the message says so). A reply line cut off by the drop is
    discarded, so no request is ever answered twice;
 2. reconnects, starting a daemon when none answers, within ``RECONNECT_ATTEMPTS`` and
-   ``RECONNECT_WINDOW_S`` (while the old daemon is still shutting down it waits for it);
+   ``RECONNECT_WINDOW_S`` (while a process holds the data directory, e.g. the old daemon
+   flushing its store, it only waits for that one's socket);
 3. replays the client's ``initialize`` (under a bridge-own id, its reply kept from the
    client) and ``notifications/initialized``, so the new MCP session is ready;
 4. keeps the daemon-side state: the hello carries a secret drawn once per bridge, from which
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contextd_mcp.paths import DataPaths
-from contextd_mcp.transports.bridge import BridgeError, alive, open_session
+from contextd_mcp.transports.bridge import BridgeError, open_session, owner_pid
 from contextd_mcp.transports.hello import SCOPE_ENV
 
 # Reconnecting after the daemon went away: at most this many attempts to reach or start one,
@@ -147,7 +148,7 @@ class Relay:
                 self._answer(lost, "the contextd daemon went away (stopped, restarted or killed) while this request "
                              "was in flight; it may or may not have taken effect. The bridge is reconnecting: "
                              "check, then retry if it is safe to")
-                sock, reply, rest = self._reconnect(old_pid)
+                sock, reply, rest = self._reconnect()
             except OSError:
                 return 1
             except BridgeError as exc:
@@ -228,16 +229,17 @@ class Relay:
             del self._pending[_key(p.request_id)]  # type: ignore[arg-type]
         return lost
 
-    def _reconnect(self, old_pid: int) -> tuple[socket.socket, dict[str, Any], bytes]:
+    def _reconnect(self) -> tuple[socket.socket, dict[str, Any], bytes]:
         deadline = time.monotonic() + RECONNECT_WINDOW_S
         delay = BACKOFF_FIRST_S
         attempts = 0
         last = "no attempt"
         while attempts < RECONNECT_ATTEMPTS and time.monotonic() < deadline:
-            # While the old daemon still flushes its store and holds the data directory, a new
-            # one would fail to start: only look for a socket that answers (it may be alive
-            # and well, having closed just this connection).
-            waiting = bool(old_pid) and alive(old_pid)
+            # While a process holds the data directory (the old daemon flushing its store, a
+            # daemon starting: another bridge's, or `serve --replace`), a new one would fail to
+            # start: only look for a socket that answers.
+            holder = owner_pid(self._paths)
+            waiting = holder is not None
             if not waiting:
                 attempts += 1
             try:
@@ -250,6 +252,8 @@ class Relay:
                 return sock, reply, rest
             except (BridgeError, OSError, _Lost) as exc:
                 last = str(exc) or type(exc).__name__
+                if waiting and not isinstance(exc, _Lost):
+                    last = f"process {holder} holds {self._paths.root} but does not answer on its socket"
             if waiting:
                 time.sleep(OLD_DAEMON_POLL_S)
                 continue

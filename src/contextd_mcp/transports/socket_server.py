@@ -56,6 +56,17 @@ def _connection_id(resume: object) -> str:
     return uuid.uuid4().hex[:12]
 
 
+def _scope_error(exc: Exception) -> str:
+    """One line naming the part and the rule (a pydantic error would span four)."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'scope'} {e.get('input')!r}: {str(e['msg']).removeprefix('Value error, ')}"
+        for e in errors()
+    )
+
+
 _PEER_GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, ConnectionError)
 
 
@@ -186,7 +197,7 @@ class SocketServer:
             env = {str(k): str(v) for k, v in (hello.get("env") or {}).items()}
             scope = resolve_scope(Path(str(hello.get("cwd") or "/")), env)
         except (ValueError, OSError) as exc:
-            await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {exc}"})
+            await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {_scope_error(exc)}"})
             return
         caller = Caller(
             scope=scope,
@@ -218,7 +229,7 @@ class SocketServer:
             env = {str(k): str(v) for k, v in (hello.get("env") or {}).items()}
             scope = resolve_scope(Path(str(hello.get("cwd") or "/")), env)
         except (ValueError, OSError) as exc:
-            await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {exc}"})
+            await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {_scope_error(exc)}"})
             return
         hook = hello.get("hook") if isinstance(hello.get("hook"), dict) else {}
         client_session = str(hook.get("session_id") or "")[:128]
