@@ -205,3 +205,21 @@ async def test_serve_http_beside_a_bridge_started_daemon_says_what_to_run_and_th
             assert daemon_pid(data_dir) == http.process.pid
         finally:
             http.stop()
+
+
+async def test_an_agents_restrictions_hold_after_the_restart(data_dir: Path, project_dir: Path, tmp_path: Path) -> None:
+    """session_start(agent=…) binds the connection in the daemon's memory, which a restart
+    loses: without the bridge re-asserting it, the restricted agent could write again."""
+    from tests.helpers import error_text
+
+    async with bridge(data_dir, project_dir, tmp_path / "bridge.err") as client:
+        data(await client.call_tool("agent_create", {
+            "name": "reader", "description": "Reads only.", "system_prompt": "Read.",
+            "tools_enabled": ["session_start", "session_end", "memory_search", "memory_get"]}))
+        data(await client.call_tool("session_start", {"task": "read only", "agent": "reader"}))
+        attempt = {"title": "Not allowed", "content": "A reader does not write."}
+        assert "memory_store" in error_text(await client.call_tool("memory_store", attempt))
+        assert run_cli(data_dir, "stop").returncode == 0
+        with anyio.fail_after(90):
+            assert "memory_store" in error_text(await client.call_tool("memory_store", attempt))
+        assert data(await client.call_tool("memory_search", {"query": "anything"}))["memories"] == []
