@@ -67,7 +67,9 @@ def _already_running_hint(args: argparse.Namespace) -> str:
         running = json.loads(data_paths(args.data_dir).daemon_info.read_text())
     except (OSError, ValueError):
         running = {}
-    pid = running.get("pid", "?")
+    from contextd_mcp.transports.bridge import owner_pid
+
+    pid = owner_pid(data_paths(args.data_dir)) or running.get("pid", "?")  # daemon.json outlives a killed daemon
     if running.get("http"):
         return f" (pid {pid}, serving {running['http']} and the socket); stop it first: contextd-mcp stop"
     if not args.http:

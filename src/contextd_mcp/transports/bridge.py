@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from contextd_mcp.paths import DataPaths
 from contextd_mcp.transports.hello import hello
@@ -44,45 +45,60 @@ def _log_tail(paths: DataPaths, lines: int = 15) -> str:
         return "(no daemon log)"
 
 
-def start_daemon(paths: DataPaths) -> socket.socket:
+def start_daemon(paths: DataPaths, timeout: float = START_TIMEOUT_S) -> socket.socket:
+    """Connect, starting a daemon when none answers and no process holds the data directory.
+
+    A holder that does not answer yet is a daemon starting (one a bridge that since died
+    started, ``serve --replace``) or one still flushing before it exits: wait for its socket
+    rather than start a second daemon that would only fail on the lock.
+    """
     paths.ensure()
     with open(paths.start_lock, "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another bridge may be starting it right now
-        sock = connect(paths)
-        if sock is not None:
-            return sock
-        import subprocess  # only the first bridge pays for it
-
-        env = {**os.environ, "CONTEXTD_DATA_DIR": str(paths.root)}
-        with open(paths.log, "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "contextd_mcp", "serve", "--log-file", str(paths.log), "--idle-exit", IDLE_EXIT_S],
-                cwd=str(paths.root),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,  # outlives this bridge and the IDE's process group
-            )
-        deadline = time.monotonic() + START_TIMEOUT_S
+        process = None
+        deadline = time.monotonic() + timeout
+        holder = None
         while time.monotonic() < deadline:
             sock = connect(paths)
             if sock is not None:
                 return sock
-            if process.poll() is not None:
+            holder = owner_pid(paths)
+            held = holder is not None
+            if process is None and not held:
+                process = _spawn(paths)
+            elif process is not None and process.poll() is not None and not held:
                 raise BridgeError(f"the daemon exited with status {process.returncode}:\n{_log_tail(paths)}")
             time.sleep(0.02)
-        raise BridgeError(f"the daemon did not answer within {START_TIMEOUT_S:.0f}s:\n{_log_tail(paths)}")
+        if holder is not None:
+            raise BridgeError(f"process {holder} holds {paths.root} but did not answer on its socket within {timeout:.0f}s")
+        raise BridgeError(f"the daemon did not answer within {timeout:.0f}s:\n{_log_tail(paths)}")
+
+
+def _spawn(paths: DataPaths) -> Any:
+    import subprocess  # only the first bridge pays for it
+
+    env = {**os.environ, "CONTEXTD_DATA_DIR": str(paths.root)}
+    with open(paths.log, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "contextd_mcp", "serve", "--log-file", str(paths.log), "--idle-exit", IDLE_EXIT_S],
+            cwd=str(paths.root),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # outlives this bridge and the IDE's process group
+        )
 
 
 def open_session(
-    paths: DataPaths, op: str = "mcp", autostart: bool = True, fields: dict | None = None
+    paths: DataPaths, op: str = "mcp", autostart: bool = True, fields: dict | None = None,
+    start_timeout: float = START_TIMEOUT_S,
 ) -> tuple[socket.socket, dict, bytes]:
     sock = connect(paths)
     if sock is None:
         if not autostart:
             raise BridgeError("no daemon is running")
-        sock = start_daemon(paths)
+        sock = start_daemon(paths, start_timeout)
     sock.sendall(hello(op, **(fields or {})))
     buffer = b""
     while b"\n" not in buffer:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contextd_mcp.paths import DataPaths
-from contextd_mcp.transports.bridge import BridgeError, open_session, owner_pid
+from contextd_mcp.transports.bridge import START_TIMEOUT_S, BridgeError, open_session, owner_pid
 from contextd_mcp.transports.hello import SCOPE_ENV
 
 # Reconnecting after the daemon went away: at most this many attempts to reach or start one,
@@ -162,11 +162,11 @@ class Relay:
                 flush=True,
             )
 
-    def _open(self, autostart: bool = True) -> tuple[socket.socket, dict[str, Any], bytes]:
+    def _open(self, autostart: bool = True, start_timeout: float = START_TIMEOUT_S) -> tuple[socket.socket, dict[str, Any], bytes]:
         env = dict(self._scope_env)
         if self._agent:
             env["CONTEXTD_AGENT"] = self._agent
-        return open_session(self._paths, "mcp", autostart, fields={"env": env, "resume": self._resume})
+        return open_session(self._paths, "mcp", autostart, {"env": env, "resume": self._resume}, start_timeout)
 
     def _publish(self, sock: socket.socket, reply: dict[str, Any]) -> None:
         previous = self._version
@@ -243,7 +243,7 @@ class Relay:
             if not waiting:
                 attempts += 1
             try:
-                sock, reply, rest = self._open(autostart=not waiting)
+                sock, reply, rest = self._open(not waiting, max(0.1, min(START_TIMEOUT_S, deadline - time.monotonic())))
                 try:
                     rest = self._reinitialize(sock, rest)
                 except BaseException:
