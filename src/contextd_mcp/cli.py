@@ -74,7 +74,7 @@ def _already_running_hint(args: argparse.Namespace) -> str:
         return f" (pid {pid}, serving {running['http']} and the socket); stop it first: contextd-mcp stop"
     if not args.http:
         return f" (pid {pid}); stop it first: contextd-mcp stop"
-    again = shlex.join(["contextd-mcp", *args.argv, "--replace"])
+    again = shlex.join(["contextd-mcp", *args.argv, *([] if args.replace else ["--replace"])])
     return (f" (pid {pid}, serving the socket only, e.g. started by an agent's bridge); to add HTTP, run: {again}"
             " (connected agents reconnect on their own)")
 
