@@ -212,6 +212,8 @@ async def test_serve_http_beside_a_bridge_started_daemon_says_what_to_run_and_th
             assert daemon_pid(data_dir) == http.process.pid
         finally:
             http.stop()
+        with anyio.fail_after(90):  # back on a bridge-started daemon (the fixture stops it), not one starting
+            assert data(await client.call_tool("memory_get", {"memory_id": stored["id"]}))["title"] == "Before HTTP"
 
 
 async def test_an_agents_restrictions_hold_after_the_restart(data_dir: Path, project_dir: Path, tmp_path: Path) -> None:
