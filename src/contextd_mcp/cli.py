@@ -34,12 +34,52 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"contextd-mcp: {exc}", file=sys.stderr)
             return 2
+    if args.replace and not _stop_running(args):
+        return 1
     try:
         anyio.run(run_daemon, data_paths(args.data_dir), args.http, options)
-    except (AlreadyRunning, CannotListen) as exc:
+    except AlreadyRunning as exc:
+        print(f"contextd-mcp: {exc}{_already_running_hint(args)}", file=sys.stderr)
+        return 1
+    except CannotListen as exc:
         print(f"contextd-mcp: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _stop_running(args: argparse.Namespace) -> bool:
+    """``serve --replace``: stop the daemon that owns the data directory, then take it over at
+    once (imports done first, so agents' bridges, which start a daemon when theirs is gone,
+    find this one starting and wait for it)."""
+    import contextd_mcp.container  # noqa: F401
+
+    from contextd_mcp.transports.bridge import request, wait_for_exit
+
+    reply = request(data_paths(args.data_dir), "stop")
+    if reply is not None and not wait_for_exit(int(reply["pid"]), args.stop_timeout):
+        print(f"contextd-mcp: daemon {reply['pid']} did not stop within {args.stop_timeout}s", file=sys.stderr)
+        return False
+    return True
+
+
+def _already_running_hint(args: argparse.Namespace) -> str:
+    """What to run instead, on the same line (issue 16: the bare refusal left users stuck)."""
+    import shlex
+
+    try:
+        running = json.loads(data_paths(args.data_dir).daemon_info.read_text())
+    except (OSError, ValueError):
+        running = {}
+    from contextd_mcp.transports.bridge import owner_pid
+
+    pid = owner_pid(data_paths(args.data_dir)) or running.get("pid", "?")  # daemon.json outlives a killed daemon
+    if running.get("http"):
+        return f" (pid {pid}, serving {running['http']} and the socket); stop it first: contextd-mcp stop"
+    if not args.http:
+        return f" (pid {pid}); stop it first: contextd-mcp stop"
+    again = shlex.join(["contextd-mcp", *args.argv, *([] if args.replace else ["--replace"])])
+    return (f" (pid {pid}, serving the socket only, e.g. started by an agent's bridge); to add HTTP, run: {again}"
+            " (connected agents reconnect on their own)")
 
 
 def _http_auth_options(args: argparse.Namespace) -> dict[str, object]:
@@ -170,13 +210,18 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
 
 def cmd_stdio(args: argparse.Namespace) -> int:
     paths = data_paths(args.data_dir)
+    # Flags win over CONTEXTD_*: they travel in the hello exactly as those variables would (the
+    # daemon applies the same rules to both), and survive a client that strips the environment.
+    scope_env = {f"CONTEXTD_{part.upper()}": value for part in ("tenant", "team", "project")
+                 if (value := getattr(args, part))}
     if args.in_process:
         from contextd_mcp.in_process import run_in_process
 
+        os.environ.update(scope_env)  # this process is the server: its environment is the scope's
         return run_in_process(paths)
     from contextd_mcp.transports.bridge import run_bridge
 
-    return run_bridge(paths)
+    return run_bridge(paths, scope_env)
 
 
 def _scope_status(cwd: Path) -> dict[str, object]:
@@ -326,6 +371,9 @@ def parser() -> argparse.ArgumentParser:
         metavar="HOST[:PORT]",
         help="a Host header clients use to reach a non-loopback bind (repeatable)",
     )
+    p.add_argument("--replace", action="store_true",
+                   help="stop the daemon that owns the data directory first (its agents reconnect to this one)")
+    p.add_argument("--stop-timeout", type=float, default=30.0, help="with --replace: how long to wait for it to stop")
     p.set_defaults(func=cmd_serve)
 
     token = sub.add_parser("token", help="bearer tokens for HTTP/SSE callers")
@@ -368,6 +416,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = add("stdio", "MCP over stdin/stdout (what an IDE launches): a bridge to the daemon")
     p.add_argument("--in-process", action="store_true", help="hold the store in this process instead (single agent)")
+    for part in ("tenant", "team", "project"):
+        p.add_argument(f"--{part}", help=f"this agent's {part} (wins over $CONTEXTD_{part.upper()}; same rules)")
     p.set_defaults(func=cmd_stdio)
 
     p = add("status", "show the scope of this directory, whether the daemon runs, and what it holds")
@@ -400,6 +450,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv  # to repeat a command line in a hint
     try:
         code = int(args.func(args))
         sys.stdout.flush()  # here, where a closed pipe can still be handled

@@ -1,4 +1,4 @@
-"""``contextd-mcp stdio``: pumps MCP between an IDE's stdin/stdout and the daemon's socket.
+"""``contextd-mcp stdio``: reaches the daemon's socket for an IDE (relay.py moves the MCP lines).
 
 Standard library only, and nothing heavy: its start-up is the agent's wait. When no
 daemon answers, it starts one (detached), under a lock so that two bridges starting
@@ -12,9 +12,9 @@ import json
 import os
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from contextd_mcp.paths import DataPaths
 from contextd_mcp.transports.hello import hello
@@ -45,45 +45,60 @@ def _log_tail(paths: DataPaths, lines: int = 15) -> str:
         return "(no daemon log)"
 
 
-def start_daemon(paths: DataPaths) -> socket.socket:
+def start_daemon(paths: DataPaths, timeout: float = START_TIMEOUT_S) -> socket.socket:
+    """Connect, starting a daemon when none answers and no process holds the data directory.
+
+    A holder that does not answer yet is a daemon starting (one a bridge that since died
+    started, ``serve --replace``) or one still flushing before it exits: wait for its socket
+    rather than start a second daemon that would only fail on the lock.
+    """
     paths.ensure()
     with open(paths.start_lock, "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another bridge may be starting it right now
-        sock = connect(paths)
-        if sock is not None:
-            return sock
-        import subprocess  # only the first bridge pays for it
-
-        env = {**os.environ, "CONTEXTD_DATA_DIR": str(paths.root)}
-        with open(paths.log, "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "contextd_mcp", "serve", "--log-file", str(paths.log), "--idle-exit", IDLE_EXIT_S],
-                cwd=str(paths.root),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,  # outlives this bridge and the IDE's process group
-            )
-        deadline = time.monotonic() + START_TIMEOUT_S
+        process = None
+        deadline = time.monotonic() + timeout
+        holder = None
         while time.monotonic() < deadline:
             sock = connect(paths)
             if sock is not None:
                 return sock
-            if process.poll() is not None:
+            holder = owner_pid(paths)
+            held = holder is not None
+            if process is None and not held:
+                process = _spawn(paths)
+            elif process is not None and process.poll() is not None and not held:
                 raise BridgeError(f"the daemon exited with status {process.returncode}:\n{_log_tail(paths)}")
             time.sleep(0.02)
-        raise BridgeError(f"the daemon did not answer within {START_TIMEOUT_S:.0f}s:\n{_log_tail(paths)}")
+        if holder is not None:
+            raise BridgeError(f"process {holder} holds {paths.root} but did not answer on its socket within {timeout:.0f}s")
+        raise BridgeError(f"the daemon did not answer within {timeout:.0f}s:\n{_log_tail(paths)}")
+
+
+def _spawn(paths: DataPaths) -> Any:
+    import subprocess  # only the first bridge pays for it
+
+    env = {**os.environ, "CONTEXTD_DATA_DIR": str(paths.root)}
+    with open(paths.log, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "contextd_mcp", "serve", "--log-file", str(paths.log), "--idle-exit", IDLE_EXIT_S],
+            cwd=str(paths.root),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # outlives this bridge and the IDE's process group
+        )
 
 
 def open_session(
-    paths: DataPaths, op: str = "mcp", autostart: bool = True, fields: dict | None = None
+    paths: DataPaths, op: str = "mcp", autostart: bool = True, fields: dict | None = None,
+    start_timeout: float = START_TIMEOUT_S,
 ) -> tuple[socket.socket, dict, bytes]:
     sock = connect(paths)
     if sock is None:
         if not autostart:
             raise BridgeError("no daemon is running")
-        sock = start_daemon(paths)
+        sock = start_daemon(paths, start_timeout)
     sock.sendall(hello(op, **(fields or {})))
     buffer = b""
     while b"\n" not in buffer:
@@ -98,45 +113,11 @@ def open_session(
     return sock, reply, rest
 
 
-def _pump_stdin(sock: socket.socket) -> None:
-    try:
-        while True:
-            data = os.read(0, 65536)
-            if not data:
-                break
-            sock.sendall(data)
-    except OSError:
-        pass
-    finally:
-        try:
-            sock.shutdown(socket.SHUT_WR)  # the daemon sees EOF and ends the session
-        except OSError:
-            pass
+def run_bridge(paths: DataPaths, scope_env: dict[str, str] | None = None) -> int:
+    """The IDE's stdio, relayed to the daemon across its restarts (relay.py)."""
+    from contextd_mcp.transports.relay import run_relay
 
-
-def run_bridge(paths: DataPaths) -> int:
-    try:
-        sock, _, rest = open_session(paths)
-    except (BridgeError, OSError) as exc:
-        print(f"contextd-mcp: cannot reach the daemon for {paths.root}: {exc}", file=sys.stderr)
-        return 1
-    if rest:
-        os.write(1, rest)
-    threading.Thread(target=_pump_stdin, args=(sock,), daemon=True).start()
-    try:
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                break
-            view = memoryview(data)
-            while view:
-                written = os.write(1, view)
-                view = view[written:]
-    except (OSError, KeyboardInterrupt):
-        return 1
-    finally:
-        sock.close()
-    return 0
+    return run_relay(paths, scope_env)
 
 
 def request(paths: DataPaths, op: str) -> dict | None:
@@ -149,7 +130,7 @@ def request(paths: DataPaths, op: str) -> dict | None:
     return reply
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -160,10 +141,26 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def owner_pid(paths: DataPaths) -> int | None:
+    """The process holding the data directory's owner lock (a daemon starting, serving or
+    still flushing), read from /proc/locks, so that looking never takes the lock from it."""
+    try:
+        st = paths.daemon_lock.stat()
+        locks = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in locks.splitlines():
+        fields = line.split()  # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" ("->" when blocked)
+        if "FLOCK" in fields and "->" not in fields and len(fields) >= 6 and fields[5] == inode:
+            return int(fields[4])
+    return None
+
+
 def wait_for_exit(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not alive(pid):
             return True
         time.sleep(0.02)
     return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -43,6 +44,27 @@ async def _read_hello(stream: SocketStream) -> tuple[dict[str, Any], bytes]:
 
 async def _reply(stream: SocketStream, body: dict[str, Any]) -> None:
     await stream.send((json.dumps(body, default=str) + "\n").encode())
+
+
+def _connection_id(resume: object) -> str:
+    """A bridge sends a secret drawn once per bridge: reconnected after a restart, it gets the
+    same connection id, so the session it started is found again (sessions.py). Derived, so
+    the id (in the audit log, the session record) never gives the secret away; without one,
+    a fresh random id."""
+    if isinstance(resume, str) and len(resume) == 32 and all(c in "0123456789abcdef" for c in resume):
+        return hashlib.sha256(b"contextd-resume:" + resume.encode()).hexdigest()[:12]
+    return uuid.uuid4().hex[:12]
+
+
+def _scope_error(exc: Exception) -> str:
+    """One line naming the part and the rule (a pydantic error would span four)."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'scope'} {e.get('input')!r}: {str(e['msg']).removeprefix('Value error, ')}"
+        for e in errors()
+    )
 
 
 _PEER_GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, ConnectionError)
@@ -175,12 +197,12 @@ class SocketServer:
             env = {str(k): str(v) for k, v in (hello.get("env") or {}).items()}
             scope = resolve_scope(Path(str(hello.get("cwd") or "/")), env)
         except (ValueError, OSError) as exc:
-            await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {exc}"})
+            await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {_scope_error(exc)}"})
             return
         caller = Caller(
             scope=scope,
             transport="socket",
-            connection_id=uuid.uuid4().hex[:12],
+            connection_id=_connection_id(hello.get("resume")),
             agent=env.get("CONTEXTD_AGENT"),
             project_dir=str(project_root(Path(str(hello.get("cwd") or "/")))),
         )
@@ -207,7 +229,7 @@ class SocketServer:
             env = {str(k): str(v) for k, v in (hello.get("env") or {}).items()}
             scope = resolve_scope(Path(str(hello.get("cwd") or "/")), env)
         except (ValueError, OSError) as exc:
-            await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {exc}"})
+            await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {_scope_error(exc)}"})
             return
         hook = hello.get("hook") if isinstance(hello.get("hook"), dict) else {}
         client_session = str(hook.get("session_id") or "")[:128]
