@@ -186,8 +186,7 @@ async def test_prompts_follow_the_skills_toolset(container: Container) -> None:
 
 async def test_a_bad_toolset_name_is_named_and_the_server_keeps_serving(container: Container) -> None:
     async with session(container, "c1", "memory,nope") as (client, _):
-        with pytest.raises(MCPError, match="unknown toolset 'nope'"):
-            await client.list_tools()
+        assert (await client.list_tools()).tools == []  # and each call says why:
         text = error_text(await client.call_tool("memory_search", {"query": "x"}))
         assert text.startswith("invalid_input: toolsets") and "'nope'" in text and "memory, sessions" in text
     async with session(container, "c2") as (client, _):
