@@ -97,7 +97,8 @@ class Enabled:
         base = self.default if caller.toolsets is None else parse(caller.toolsets)
         with self._lock:
             added = self._added.get(caller.connection_id, frozenset()) if caller.connection_id else frozenset()
-        return base | added | {DISCOVERY}
+        # "": a tool registered outside any toolset (a runner built by hand) is never hidden.
+        return base | added | {DISCOVERY, ""}
 
     def add(self, caller: Caller, names: Iterable[str]) -> frozenset[str]:
         """Enables ``names`` for the caller's connection; the toolsets newly enabled."""
