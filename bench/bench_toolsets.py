@@ -169,6 +169,8 @@ async def measure(n: int) -> dict[str, Any]:
         "tools_list": lists,
         "answers_p50": {name: {"calls": len(texts), **p50(texts)} for name, texts in sorted(call.answers.items())},
         "errors": {name: texts[0][:200] for name, texts in sorted(call.errors.items())},
+        # What session_start puts in the agent's context (its own WordPiece count), p50.
+        "injection_tokens_p50": statistics.median(json.loads(t)["injection_tokens"] for t in call.answers["session_start"]),
     }
 
 

@@ -36,7 +36,8 @@ log = logging.getLogger("contextd_mcp")
 INSTRUCTIONS = (
     "contextd gives you a memory across sessions. Before a non-trivial task, memory_search for "
     "relevant lessons; after solving something worth remembering, memory_store it; rate what you "
-    "used with memory_feedback."
+    "used with memory_feedback. More tools (remediations, policies, skills, agents, folding) are "
+    "grouped in toolsets: the toolsets tool lists and enables them."
 )
 
 HttpCallerResolver = Callable[[Any], Caller | None]
