@@ -222,3 +222,19 @@ def test_parse_expands_all_and_default_and_names_an_unknown_toolset() -> None:
         toolsets.parse("memory,polcy")
     with pytest.raises(ValueError, match="at most 256"):
         toolsets.parse("memory," * 100)
+
+
+def test_run_time_additions_are_per_connection_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from contextd_mcp import limits
+
+    monkeypatch.setattr(limits, "TOOLSET_CONNECTIONS_MAX", 3)
+    enabled = toolsets.Enabled(toolsets.DEFAULT)
+    callers = [Caller(scope=SCOPE_A, transport="socket", connection_id=f"c{i}") for i in range(5)]
+    for caller in callers:
+        assert enabled.add(caller, {"policy"}) == {"policy"}
+    # The two oldest connections are forgotten: back to their starting choice, nothing else.
+    assert ["policy" in enabled.of(c) for c in callers] == [False, False, True, True, True]
+    enabled.forget("c4")
+    assert "policy" not in enabled.of(callers[4])
+    with pytest.raises(LookupError):
+        enabled.add(Caller(scope=SCOPE_A, transport="http"), {"policy"})

@@ -210,6 +210,8 @@ class SocketServer:
             pass
         finally:
             self.connections -= 1
+            if self._runner is not None:  # what this connection enabled ends with it
+                self._runner.enabled.forget(caller.connection_id)
 
     async def _serve_call(self, stream: SocketStream, hello: dict[str, Any]) -> None:
         """One tool call, one JSON reply line: what the stdlib-only ``hook`` command speaks.
