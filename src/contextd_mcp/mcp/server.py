@@ -13,16 +13,15 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-from mcp.server.lowlevel import NotificationOptions, Server
+from mcp.server.lowlevel import Server
 from mcp.server.subscriptions import ListenHandler
-from mcp.shared.subscriptions import PromptsListChanged, ToolsListChanged
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ValidationError
 
 from contextd_mcp import __version__, limits
 from contextd_mcp.errors import ContextdError, Denied
 from contextd_mcp.mcp import toolsets
 from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
+from contextd_mcp.mcp.list_changed import ConnectionBus, ListChangedServer, announce
 from contextd_mcp.mcp.prompts import PromptProvider
 from contextd_mcp.mcp.redactions import counting
 from contextd_mcp.mcp.registry import ToolDef, input_schema, output_schema
@@ -273,15 +272,6 @@ class ToolRunner:
         )
 
 
-class _Server(Server[Any]):
-    """Announces tools.listChanged / prompts.listChanged on every transport (the toolsets tool
-    changes a connection's lists), whoever asks for the initialization options."""
-
-    def create_initialization_options(self, notification_options: Any = None, *args: Any, **kwargs: Any) -> Any:
-        options = notification_options or NotificationOptions(tools_changed=True, prompts_changed=True)
-        return super().create_initialization_options(options, *args, **kwargs)
-
-
 def build_server(runner: ToolRunner) -> Server[Any]:
     from mcp.shared.exceptions import MCPError
 
@@ -322,7 +312,7 @@ def build_server(runner: ToolRunner) -> Server[Any]:
         if caller is not None and before is not None and not result.is_error:
             after = runner.enabled.of(caller)
             if after != before:
-                await _announce(ctx, bus, caller, prompts="skills" in after - before)
+                await announce(ctx, bus, caller, prompts="skills" in after - before)
         return result
 
     async def on_list_prompts(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
@@ -347,7 +337,7 @@ def build_server(runner: ToolRunner) -> Server[Any]:
         except ContextdError as exc:
             raise MCPError(types.INVALID_PARAMS, f"{exc.kind}: {exc.message}") from exc
 
-    return _Server(
+    return ListChangedServer(
         "contextd-mcp",
         version=__version__,
         instructions=INSTRUCTIONS,
@@ -357,42 +347,3 @@ def build_server(runner: ToolRunner) -> Server[Any]:
         on_get_prompt=on_get_prompt,
         on_subscriptions_listen=ListenHandler(bus, max_subscriptions=limits.LISTEN_STREAMS_MAX),
     )
-
-
-async def _announce(ctx: Any, bus: ConnectionBus, caller: Caller, prompts: bool) -> None:
-    """Tells this connection, and no other, that its tool list (and prompt list) changed."""
-    events: list[Any] = [ToolsListChanged()] + ([PromptsListChanged()] if prompts else [])
-    for event in events:
-        bus.publish_to(caller.connection_id, event)
-    if getattr(ctx, "protocol_version", None) not in MODERN_PROTOCOL_VERSIONS:
-        # Handshake-era clients (2025-11-25 and older) take it on the session itself.
-        await ctx.session.send_tool_list_changed()
-        if prompts:
-            await ctx.session.send_prompt_list_changed()
-
-
-class ConnectionBus:
-    """A SubscriptionBus whose listeners belong to the connection that opened them
-    (read from the connection's caller when the listen stream starts)."""
-
-    def __init__(self) -> None:
-        self._listeners: dict[object, tuple[str, Callable[[Any], None]]] = {}
-
-    async def publish(self, event: Any) -> None:
-        for _, listener in list(self._listeners.values()):
-            listener(event)
-
-    def publish_to(self, connection_id: str, event: Any) -> None:
-        for owner, listener in list(self._listeners.values()):
-            if owner == connection_id:
-                listener(event)
-
-    def subscribe(self, listener: Callable[[Any], None]) -> Callable[[], None]:
-        caller = CURRENT_CALLER.get()
-        token = object()
-        self._listeners[token] = (caller.connection_id if caller else "", listener)
-
-        def unsubscribe() -> None:
-            self._listeners.pop(token, None)
-
-        return unsubscribe
