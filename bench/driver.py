@@ -22,7 +22,9 @@ CLI = [sys.executable, "-m", "contextd_mcp"]
 
 def contextd_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTEXTD_")}
-    env.update({"CONTEXTD_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "CONTEXTD_BENCH_TOOLS": "1", **extra})
+    # Every toolset: the benches call tools outside the default set (bench_toolsets.py measures that set).
+    env.update({"CONTEXTD_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "CONTEXTD_BENCH_TOOLS": "1",
+                "CONTEXTD_TOOLSETS": "all", **extra})
     return env
 
 

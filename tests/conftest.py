@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The suite exercises every tool: its servers and daemons list all of them unless a test picks
+# toolsets itself (tests/mcp/test_toolsets.py, and any test that proves the default set).
+os.environ.setdefault("CONTEXTD_TOOLSETS", "all")
 
 from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder  # noqa: E402
 from contextd_mcp.container import Container, build  # noqa: E402

@@ -30,7 +30,9 @@ async def connected(container: Any, caller: Caller) -> AsyncIterator[Any]:
 
 def env_for(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTEXTD_")}
-    env.update({"CONTEXTD_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", **extra})
+    # Every tool, as the in-process suite (tests/conftest.py); a test of the default set passes
+    # CONTEXTD_TOOLSETS="default".
+    env.update({"CONTEXTD_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "CONTEXTD_TOOLSETS": "all", **extra})
     return env
 
 

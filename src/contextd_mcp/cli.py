@@ -21,12 +21,24 @@ def _host_port(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+TOOLSETS_HELP = "the toolsets listed and callable: e.g. memory,policy; default, or all"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import anyio
 
     from contextd_mcp.daemon import AlreadyRunning, CannotListen, configure_logging, run_daemon
 
     configure_logging(Path(args.log_file) if args.log_file else None)
+    if args.toolsets:  # the flag wins over the environment; container.py reads it from there
+        os.environ["CONTEXTD_TOOLSETS"] = args.toolsets
+    try:
+        from contextd_mcp.mcp.toolsets import parse
+
+        parse(os.environ.get("CONTEXTD_TOOLSETS"))
+    except ValueError as exc:
+        print(f"contextd-mcp: --toolsets / CONTEXTD_TOOLSETS: {exc}", file=sys.stderr)
+        return 2
     options: dict[str, object] = {"cwd": os.getcwd(), "idle_exit_s": args.idle_exit}
     if args.http:
         try:
@@ -214,6 +226,8 @@ def cmd_stdio(args: argparse.Namespace) -> int:
     # daemon applies the same rules to both), and survive a client that strips the environment.
     scope_env = {f"CONTEXTD_{part.upper()}": value for part in ("tenant", "team", "project")
                  if (value := getattr(args, part))}
+    if args.toolsets:  # the flag wins; the hello carries it as it carries CONTEXTD_TOOLSETS
+        os.environ["CONTEXTD_TOOLSETS"] = args.toolsets
     if args.in_process:
         from contextd_mcp.in_process import run_in_process
 
@@ -354,6 +368,7 @@ def parser() -> argparse.ArgumentParser:
         return p
 
     p = add("serve", "run the daemon that owns the data directory")
+    p.add_argument("--toolsets", metavar="A,B", help=TOOLSETS_HELP + " for connections that name none (or $CONTEXTD_TOOLSETS)")
     p.add_argument("--http", type=_host_port, metavar="HOST:PORT", help="also serve Streamable HTTP (/mcp) and SSE (/sse)")
     p.add_argument("--log-file", help="append logs here instead of stderr")
     p.add_argument(
@@ -418,6 +433,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true", help="hold the store in this process instead (single agent)")
     for part in ("tenant", "team", "project"):
         p.add_argument(f"--{part}", help=f"this agent's {part} (wins over $CONTEXTD_{part.upper()}; same rules)")
+    p.add_argument("--toolsets", metavar="A,B", help=TOOLSETS_HELP + " for this agent (or $CONTEXTD_TOOLSETS)")
     p.set_defaults(func=cmd_stdio)
 
     p = add("status", "show the scope of this directory, whether the daemon runs, and what it holds")

@@ -19,7 +19,9 @@ from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.mcp.registry import ToolDef
 from contextd_mcp.mcp.server import HttpCallerResolver, ToolRunner, build_server
 from contextd_mcp.mcp.access import AccessGuard, AgentBindings
+from contextd_mcp.mcp import toolsets
 from contextd_mcp.mcp.skill_prompts import SkillPrompts
+from contextd_mcp.mcp.toolsets import in_toolset
 from contextd_mcp.mcp.tools.agents import agent_tools
 from contextd_mcp.mcp.tools.checkpoint import checkpoint_tools
 from contextd_mcp.mcp.tools.memory import memory_tools
@@ -27,6 +29,7 @@ from contextd_mcp.mcp.tools.policy import policy_tools
 from contextd_mcp.mcp.tools.remediation import remediation_tools
 from contextd_mcp.mcp.tools.session import session_tools
 from contextd_mcp.mcp.tools.skills import skill_tools
+from contextd_mcp.mcp.tools.toolsets import toolset_tools
 from contextd_mcp.paths import DataPaths
 from contextd_mcp.ports.embedder import Embedder
 from contextd_mcp.ports.scoped_store import AcrossScopes, Stores
@@ -159,14 +162,14 @@ def build(
     policies = PolicyService(stores, embedder.dim, embedder.model_name, scrubber, config_packs=_policy_packs())
     # The order here is the order of tools/list (and of schema.json, TOOL.md); folding and bash come last.
     tools = (
-        memory_tools(memory)
-        + skill_tools(skills)
-        + agent_tools(agents)
-        + session_tools(sessions, access_guard.bind)
-        + checkpoint_tools(checkpoints, sessions)
-        + remediation_tools(remediation)
-        + policy_tools(policies)
-        + _diagnostic_tools()
+        in_toolset("memory", memory_tools(memory))
+        + in_toolset("skills", skill_tools(skills))
+        + in_toolset("agents", agent_tools(agents))
+        + in_toolset("sessions", session_tools(sessions, access_guard.bind))
+        + in_toolset("checkpoints", checkpoint_tools(checkpoints, sessions))
+        + in_toolset("remediation", remediation_tools(remediation))
+        + in_toolset("policy", policy_tools(policies))
+        + in_toolset("diagnostics", _diagnostic_tools())
     )
     runner = ToolRunner(
         tools,
@@ -176,7 +179,9 @@ def build(
         limit_settings.response_max_tokens,
         http_caller=http_caller,
         list_output_schemas=limit_settings.tools_output_schema,
+        default_toolsets=_default_toolsets(),
     )
+    runner.add_tools(in_toolset(toolsets.DISCOVERY, toolset_tools(runner.enabled, lambda: list(runner.tools.values()))))
     runner.guards.append(access_guard)
     runner.prompts = SkillPrompts(skills, scrubber, access_guard.check)
     # Any call on a connection keeps the session it started alive (idle TTL); a read-only
@@ -225,6 +230,16 @@ def _policy_packs() -> list[str]:
     return [p.strip() for p in os.environ.get("CONTEXTD_POLICY_PACKS", "").split(",") if p.strip()]
 
 
+def _default_toolsets() -> frozenset[str]:
+    """CONTEXTD_TOOLSETS (or serve --toolsets); a bad name stops the daemon at start, named."""
+    from contextd_mcp.settings import ToolsetSettings
+
+    try:
+        return toolsets.parse(ToolsetSettings().toolsets)
+    except ValueError as exc:
+        raise ValueError(f"CONTEXTD_TOOLSETS: {exc}") from None
+
+
 def _diagnostic_tools() -> list[ToolDef]:
     """Tools for the benchmarks only, registered with CONTEXTD_BENCH_TOOLS=1."""
     if os.environ.get("CONTEXTD_BENCH_TOOLS") != "1":
@@ -259,7 +274,7 @@ def _add_folding(
         WordPieceTokenCounter(),
         memory.search,
     )
-    container.runner.add_tools(branch_tools(folding, sessions))
+    container.runner.add_tools(in_toolset("folding", branch_tools(folding, sessions)))
 
     def charge(caller: Caller, tool: ToolDef, data: dict[str, Any], tokens: Callable[[], int]) -> list[str]:
         session_id = None if caller.read_only else sessions.active_session(caller.connection_id)
@@ -290,7 +305,7 @@ def _add_shell(container: Container) -> None:
     container.shell = ShellService(settings, policies.check if policies is not None else None, _shell_roots(container))
     container.shell.status()  # sets the cgroups up now, so a fallback is logged at start
     container.closers.append(container.shell.close)
-    container.runner.add_tools(bash_tools(container.shell))
+    container.runner.add_tools(in_toolset("bash", bash_tools(container.shell)))
 
 
 def _shell_roots(container: Container) -> Any:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from contextd_mcp import __version__, limits
+from contextd_mcp.mcp import toolsets
 from contextd_mcp.mcp.registry import ToolDef, annotations, input_schema, output_schema
 from contextd_mcp.models import confidence, policy
 from contextd_mcp.settings import LimitSettings
@@ -30,6 +31,7 @@ def schema_document(tools: list[ToolDef]) -> dict[str, Any]:
     return {
         "server": "contextd-mcp",
         "version": __version__,
+        "toolsets": _toolsets(tools),
         "limits": {
             "response_max_tokens": {
                 "default": defaults.response_max_tokens,
@@ -60,6 +62,38 @@ def schema_document(tools: list[ToolDef]) -> dict[str, Any]:
             for t in tools
         ],
     }
+
+
+def _toolsets(tools: list[ToolDef]) -> dict[str, Any]:
+    """Each toolset: what it is for, whether a connection starts with it, and its tools."""
+    return {
+        name: {
+            "about": about,
+            "default": name in toolsets.DEFAULT,
+            "tools": [t.name for t in tools if t.toolset == name],
+        }
+        for name, about in toolsets.TOOLSETS.items()
+        if any(t.toolset == name for t in tools)
+    }
+
+
+def _toolsets_markdown(tools: list[ToolDef]) -> list[str]:
+    lines = [
+        "## Toolsets",
+        "",
+        "A connection lists, and may call, only the tools of its toolsets: by default "
+        f"{', '.join(f'`{n}`' for n in toolsets.TOOLSETS if n in toolsets.DEFAULT)}. Choose others with "
+        "`--toolsets a,b` (serve, stdio), `CONTEXTD_TOOLSETS`, or the `X-Contextd-Toolsets` HTTP header "
+        "(`all` enables everything); or at run time with the `toolsets` tool (`enable`), which sends "
+        "`notifications/tools/list_changed`. Skills are served as prompts only where `skills` is on.",
+        "",
+        "| toolset | default | tools | for |",
+        "|---|---|---|---|",
+    ]
+    for name, entry in _toolsets(tools).items():
+        names = ", ".join(f"`{t}`" for t in entry["tools"])
+        lines.append(f"| `{name}` | {'yes' if entry['default'] else ''} | {names} | {entry['about']} |")
+    return [*lines, ""]
 
 
 def _param_rows(schema: dict[str, Any]) -> list[str]:
@@ -113,6 +147,7 @@ def tool_markdown(tools: list[ToolDef]) -> str:
         "",
         *[line.strip() if not line.startswith("- ") else line for line in (policy.__doc__ or "").strip().splitlines()],
         "",
+        *_toolsets_markdown(tools),
     ]
     for t in tools:
         schema = input_schema(t)

@@ -96,7 +96,9 @@ class Daemon:
         return False
 
     def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        fields = {"tool": tool, "arguments": arguments, "cwd": self._cwd, "hook": self._hook}
+        # The hooks' tools, whatever toolsets the daemon gives a connection by default.
+        fields = {"tool": tool, "arguments": arguments, "cwd": self._cwd, "hook": self._hook,
+                  "toolsets": "sessions,checkpoints"}
         sock, reply, _ = open_session(self._paths, "call", fields=fields)
         sock.close()
         if reply.get("is_error"):

@@ -12,6 +12,12 @@ TAGS_MAX = 16
 SEARCH_LIMIT_MAX = 20
 SEARCH_LIMIT_DEFAULT = 5
 ID_MAX = 64
+# Toolsets (mcp/toolsets.py): the longest selection text (flag, env, header), and how many
+# connections' run-time additions the daemon remembers (the oldest is forgotten first).
+TOOLSETS_SPEC_MAX = 256
+TOOLSET_CONNECTIONS_MAX = 4096
+# Open subscriptions/listen streams (2026-07-28 clients hear tools/list_changed on one).
+LISTEN_STREAMS_MAX = 256
 # Candidates fetched from the vector index per result before confidence re-ranking.
 RERANK_FACTOR = 4
 

@@ -64,6 +64,15 @@ class LimitSettings(BaseSettings):
     max_connections: int = Field(default=64, ge=1, le=4096)
 
 
+class ToolsetSettings(BaseSettings):
+    """The toolsets a connection starts with when it names none (mcp/toolsets.py):
+    ``CONTEXTD_TOOLSETS=memory,policy`` or ``all``; ``serve --toolsets`` sets it."""
+
+    model_config = SettingsConfigDict(env_prefix="CONTEXTD_")
+
+    toolsets: str = "default"
+
+
 class HttpSettings(BaseSettings):
     """Deadlines and budgets for HTTP connections (``CONTEXTD_HTTP_*``; transports/http_guard.py)."""
 

@@ -153,5 +153,7 @@ CASES: dict[str, Case | NoData] = {
     "policy_pack_enable": Case(fixed({"pack": "security", "scope": "project"})),
     "bash": Case(fixed({"command": "echo home; ls", "timeout_seconds": 10}), builders={"env": lambda v: {"PROBE": v}},
                  combos=_reach_files),
+    # Reads and changes only this connection's own toolsets: no record, no scope, nothing to leak.
+    "toolsets": Case(fixed({"enable": ["policy"]})),
     "bench_noop": NoData("takes no arguments and returns an empty object (benchmark floor, CONTEXTD_BENCH_TOOLS=1)"),
 }

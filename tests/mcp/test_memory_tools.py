@@ -40,9 +40,12 @@ async def test_store_search_get_roundtrip(client: Any) -> None:
     hits = data(await client.call_tool("memory_search", {"query": "CI broke after the database container upgraded"}))
     assert hits["memories"][0]["id"] == mid
     top = hits["memories"][0]
-    assert top["tags"] == ["docker", "postgres"]
-    assert 0 < top["relevance"] <= 1 and 0 < top["confidence"] <= 1
+    # A preview: what it takes to choose, scores at two decimals, no nulls; the rest via memory_get.
+    assert set(top) == {"id", "title", "description", "outcome", "confidence", "score"}
+    assert 0 < top["score"] <= 1 and 0 < top["confidence"] <= 1
+    assert top["confidence"] == round(top["confidence"], 2) and top["score"] == round(top["score"], 2)
     memory = data(await client.call_tool("memory_get", {"memory_id": mid}))
+    assert memory["tags"] == ["docker", "postgres"]
     assert memory["content"].startswith("Using postgres:latest")
     assert memory["description"] == "Using postgres:latest broke CI when 17 shipped; pin postgres:16.4 and bump on purpose."
     assert memory["outcome"] == "success" and memory["origin"] == "stored"
@@ -128,6 +131,7 @@ async def test_projects_are_isolated_unless_widened(container: Container, client
                 assert "not_found" in error_text(await other.call_tool("memory_get", {"memory_id": mid}))
                 wide = data(await other.call_tool("memory_search", {**query, "scope": "org"}))["memories"]
                 assert ([h["id"] for h in wide] == [mid]) is widened_sees
+                assert all(h["scope"] == "team" for h in wide)  # named only when not this project's
                 got = await other.call_tool("memory_get", {"memory_id": mid, "scope": "org"})
                 assert got.is_error is not widened_sees
                 if widened_sees:

@@ -16,12 +16,11 @@ from tests.helpers import data
 
 pytestmark = pytest.mark.anyio
 
-# Just above the size once input schemas were compacted and only non-default annotation hints
-# were listed (35,672 chars, 14,138 WordPiece tokens for 35 tools, measured as bench/contextd.py
-# does), plus destructiveHint true on the 7 tools that delete, overwrite or run commands and
-# idempotentHint on the 4 deletes and policy_set (35,984 chars). A new tool or field may need more: raise
-# these on purpose, after checking its schema and descriptions carry nothing an agent can do without.
-BUDGET_CHARS = 36_100
+# The full listing (every toolset, as this suite's client has it) may not grow past its size
+# before toolsets (35,893 chars, issue 20); 35,853 chars / 14,176 WordPiece tokens for 36 tools
+# once they came. A new tool or field may need more: make room first (tests/mcp/test_toolsets.py
+# holds the default listing's own, much smaller, budget).
+BUDGET_CHARS = 35_893
 BUDGET_TOKENS = 14_300
 
 # Keys that are rules an agent must follow: each one in the model's schema must be listed.

@@ -74,6 +74,8 @@ TOOL_ACCESS: dict[str, tuple[Need, ...]] = {
     "policy_pack_enable": ((Kind.policies, W),),
     "bash": ((Kind.sandbox, W),),
     "bench_noop": (),
+    # Changes only which tools this connection lists; each tool still checks its own needs.
+    "toolsets": (),
 }
 
 # Needs that depend on the arguments of a call.

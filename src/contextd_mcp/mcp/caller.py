@@ -24,6 +24,9 @@ class Caller:
     # The local project directory (repository root) the caller works in; only local
     # transports know one, and only they may run bash there.
     project_dir: str | None = None
+    # The toolsets this connection asked for ("memory,policy", "all"; mcp/toolsets.py);
+    # None: the daemon's default.
+    toolsets: str | None = None
 
 
 # Set by a transport for the lifetime of one connection (unix socket, in-process

@@ -35,6 +35,8 @@ class ToolDef:
     # A writing tool's text arguments are scrubbed of secrets before it runs (ToolRunner);
     # False only for a tool that must see its input verbatim and stores none of it (bash).
     scrub_input: bool = True
+    # The toolset it belongs to (mcp/toolsets.py): listed and callable only where enabled.
+    toolset: str = ""
 
     def __post_init__(self) -> None:
         if self.read_only and self.destructive:

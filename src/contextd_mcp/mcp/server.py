@@ -14,11 +14,14 @@ from typing import Any
 import anyio
 import mcp_types as types
 from mcp.server.lowlevel import Server
+from mcp.server.subscriptions import ListenHandler
 from pydantic import BaseModel, ValidationError
 
-from contextd_mcp import __version__
+from contextd_mcp import __version__, limits
 from contextd_mcp.errors import ContextdError, Denied
+from contextd_mcp.mcp import toolsets
 from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
+from contextd_mcp.mcp.list_changed import ConnectionBus, ListChangedServer, announce
 from contextd_mcp.mcp.prompts import PromptProvider
 from contextd_mcp.mcp.redactions import counting
 from contextd_mcp.mcp.registry import ToolDef, annotations, input_schema, output_schema
@@ -32,7 +35,8 @@ log = logging.getLogger("contextd_mcp")
 INSTRUCTIONS = (
     "contextd gives you a memory across sessions. Before a non-trivial task, memory_search for "
     "relevant lessons; after solving something worth remembering, memory_store it; rate what you "
-    "used with memory_feedback."
+    "used with memory_feedback. More tools (remediations, policies, skills, agents, folding) are "
+    "grouped in toolsets: the toolsets tool lists and enables them."
 )
 
 HttpCallerResolver = Callable[[Any], Caller | None]
@@ -76,6 +80,12 @@ def _session_of(args: BaseModel) -> str | None:
         return None
 
 
+def _answer_text(data: Any) -> str:
+    """The JSON an agent reads: no spaces after separators (about 5 % of every answer's
+    characters; BENCHMARKS.md, session 4)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
 def _error_result(text: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
 
@@ -90,8 +100,11 @@ class ToolRunner:
         max_response_tokens: int,
         http_caller: HttpCallerResolver | None = None,
         list_output_schemas: bool = False,
+        default_toolsets: frozenset[str] = toolsets.DEFAULT,
     ) -> None:
         self.tools = {t.name: t for t in tools}
+        # Which toolsets each connection lists and may call (mcp/toolsets.py).
+        self.enabled = toolsets.Enabled(default_toolsets)
         self.prompts: PromptProvider | None = None
         self.guards: list[Guard] = []
         self.response_hooks: list[ResponseHook] = []
@@ -103,7 +116,7 @@ class ToolRunner:
         # Worker threads for blocking service calls; bounded so a burst cannot spawn hundreds.
         self._limiter = anyio.CapacityLimiter(8)
         self._list_output_schemas = list_output_schemas
-        self._listed = [self._describe(t) for t in tools]
+        self._listed = {t.name: self._describe(t) for t in tools}
 
     def _describe(self, t: ToolDef) -> types.Tool:
         return types.Tool(
@@ -120,10 +133,28 @@ class ToolRunner:
         """Register tools after construction (features wired once the runner exists)."""
         for tool in tools:
             self.tools[tool.name] = tool
-            self._listed.append(self._describe(tool))
+            self._listed[tool.name] = self._describe(tool)
 
-    def list_tools(self) -> list[types.Tool]:
-        return self._listed
+    def list_tools(self, caller: Caller | None = None) -> list[types.Tool]:
+        """The tools of the caller's toolsets (every tool when no caller is given)."""
+        if caller is None:
+            return list(self._listed.values())
+        on = self.enabled.of(caller)
+        return [listed for name, listed in self._listed.items() if self.tools[name].toolset in on]
+
+    def not_enabled(self, caller: Caller, tool: ToolDef) -> str | None:
+        """Why ``tool`` may not run on this connection, or None. Hidden is not allowed: a tool
+        outside the connection's toolsets is refused even when called by its name."""
+        try:
+            on = self.enabled.of(caller)
+        except ValueError as exc:
+            return f"invalid_input: toolsets (--toolsets, CONTEXTD_TOOLSETS or X-Contextd-Toolsets): {exc}"
+        if tool.toolset in on:
+            return None
+        return (
+            f"not_found: {tool.name} is in toolset {tool.toolset!r}, which this connection has not enabled; "
+            f'call toolsets {{"enable": ["{tool.toolset}"]}} first'
+        )
 
     def caller_for(self, request: Any) -> Caller:
         if request is not None and self._http_caller is not None:
@@ -169,6 +200,9 @@ class ToolRunner:
             return _error_result(f"{exc.kind}: {exc.message}"), 0
         event.update(caller.scope.fields(), transport=caller.transport, connection=caller.connection_id)
         event.update(_identity(caller))
+        refused = self.not_enabled(caller, tool)
+        if refused:
+            return _error_result(refused), 0
         if caller.read_only and not tool.read_only:
             return _error_result(f"denied: {name} writes, and this identity is read-only"), 0
         scrubbed = arguments
@@ -207,8 +241,8 @@ class ToolRunner:
             return _error_result(f"internal: {name} failed unexpectedly (incident {incident}, see the daemon log)"), 0
         data, redactions = scrub_tree(output.model_dump(mode="json"), self._scrubber)
         event["redactions_out"] = redactions
-        data, truncated = cap_tree(data, self._counter, self._max_tokens, lambda d: json.dumps(d, ensure_ascii=False))
-        text = json.dumps(data, ensure_ascii=False)
+        data, truncated = cap_tree(data, self._counter, self._max_tokens, _answer_text)
+        text = _answer_text(data)
         event["output_bytes"] = len(text)
         meta: dict[str, Any] = {"contextd/truncated": True} if truncated else {}
         content = [types.TextContent(type="text", text=text)]
@@ -231,32 +265,71 @@ class ToolRunner:
 
 
 def build_server(runner: ToolRunner) -> Server[Any]:
+    from mcp.shared.exceptions import MCPError
+
+    # 2026-07-28 clients hear list_changed only on a subscriptions/listen stream; the bus
+    # delivers each connection's notice to that connection's streams alone.
+    bus = ConnectionBus()
+
+    def caller_of(ctx: Any) -> Caller:
+        try:
+            return runner.caller_for(getattr(ctx, "request", None))
+        except Denied as exc:
+            raise MCPError(types.INVALID_REQUEST, f"{exc.kind}: {exc.message}") from exc
+
+    def toolsets_of(caller: Caller) -> frozenset[str]:
+        try:
+            return runner.enabled.of(caller)
+        except ValueError as exc:
+            raise MCPError(types.INVALID_PARAMS, f"invalid_input: toolsets: {exc}") from exc
+
     async def on_list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=runner.list_tools())
+        caller = caller_of(ctx)
+        try:
+            return types.ListToolsResult(tools=runner.list_tools(caller))
+        except ValueError:
+            # A bad X-Contextd-Toolsets header (a bridge's is refused at connect): nothing is
+            # listed, and every call names the header's mistake. Not an error here: the SDK's
+            # HTTP transport lists tools itself before each call, and would log it as a crash.
+            return types.ListToolsResult(tools=[])
 
     async def on_call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        return await runner.call(params.name, params.arguments, getattr(ctx, "request", None))
+        request = getattr(ctx, "request", None)
+        try:
+            caller: Caller | None = runner.caller_for(request)
+            before = runner.enabled.of(caller)  # type: ignore[arg-type]
+        except (Denied, ValueError):
+            caller = before = None  # the call itself reports it
+        result = await runner.call(params.name, params.arguments, request)
+        if caller is not None and before is not None and not result.is_error:
+            after = runner.enabled.of(caller)
+            if after != before:
+                await announce(ctx, bus, caller, prompts="skills" in after - before)
+        return result
 
     async def on_list_prompts(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
-        if runner.prompts is None:
-            return types.ListPromptsResult(prompts=[])
-        caller = runner.caller_for(getattr(ctx, "request", None))
+        caller = caller_of(ctx)
+        if runner.prompts is None or "skills" not in toolsets_of(caller):
+            return types.ListPromptsResult(prompts=[])  # prompts follow their toolset
         provider = runner.prompts
         return types.ListPromptsResult(prompts=await anyio.to_thread.run_sync(provider.list_prompts, caller))
 
     async def on_get_prompt(ctx: Any, params: types.GetPromptRequestParams) -> types.GetPromptResult:
-        from mcp.shared.exceptions import MCPError
-
         if runner.prompts is None:
             raise MCPError(types.INVALID_PARAMS, f"unknown prompt {params.name[:64]!r}")
-        caller = runner.caller_for(getattr(ctx, "request", None))
+        caller = caller_of(ctx)
+        if "skills" not in toolsets_of(caller):
+            raise MCPError(
+                types.INVALID_PARAMS,
+                'not_found: prompts are skills, in toolset \'skills\'; call toolsets {"enable": ["skills"]} first',
+            )
         provider = runner.prompts
         try:
             return await anyio.to_thread.run_sync(provider.get_prompt, caller, params.name, dict(params.arguments or {}))
         except ContextdError as exc:
             raise MCPError(types.INVALID_PARAMS, f"{exc.kind}: {exc.message}") from exc
 
-    return Server(
+    return ListChangedServer(
         "contextd-mcp",
         version=__version__,
         instructions=INSTRUCTIONS,
@@ -264,4 +337,5 @@ def build_server(runner: ToolRunner) -> Server[Any]:
         on_call_tool=on_call_tool,
         on_list_prompts=on_list_prompts,
         on_get_prompt=on_get_prompt,
+        on_subscriptions_listen=ListenHandler(bus, max_subscriptions=limits.LISTEN_STREAMS_MAX),
     )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from contextd_mcp.models.scope import ScopeLevel
 
@@ -42,3 +43,29 @@ class MemoryHit(BaseModel):
     score: float = Field(description="Ranking score: relevance weighted by confidence")
     tags: list[str]
     scope: ScopeLevel = Field(description="project, or team / org when found by a wider search")
+
+
+class MemoryPreview(BaseModel):
+    """A search hit as memory_search answers it: enough to choose, and the id to memory_get the
+    rest (content, tags, counts). Scores at two decimals; scope only when it is not the
+    project's own. About 40 % of the full hit's size (BENCHMARKS.md, session 4)."""
+
+    id: str
+    title: str
+    description: str
+    outcome: Outcome
+    confidence: float
+    score: float = Field(description="Ranking score: relevance weighted by confidence, 0..1")
+    scope: ScopeLevel | None = Field(default=None, description="team or org when found by a wider search")
+
+    @classmethod
+    def of(cls, hit: MemoryHit) -> MemoryPreview:
+        return cls(
+            id=hit.id, title=hit.title, description=hit.description, outcome=hit.outcome,
+            confidence=round(hit.confidence, 2), score=round(hit.score, 2),
+            scope=None if hit.scope == ScopeLevel.project else hit.scope,
+        )
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}

@@ -58,6 +58,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
+from typing_extensions import TypeAliasType
 
 from contextd_mcp import limits
 from contextd_mcp.models.requests import MemoryId, Tag, _Strict
@@ -92,7 +93,7 @@ class Severity(StrEnum):
 
 Pattern = Annotated[str, StringConstraints(min_length=1, max_length=PATTERN_MAX)]
 Glob = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=GLOB_MAX)]
-_IGNORE_CASE = Field(default=False, description="Match regexes case-insensitively")
+_IGNORE_CASE = Field(default=False, description="Case-insensitive match")
 
 
 class CommandRegex(_Strict):
@@ -141,10 +142,15 @@ class AnyOf(_Strict):
     rules: list["Rule"] = Field(min_length=1, max_length=CHILDREN_MAX)
 
 
-Rule = Annotated[
-    Union[CommandRegex, PathGlob, ForbiddenContent, Requires, WriteOutsideProject, AllOf, AnyOf],
-    Field(discriminator="kind"),
-]
+# A named alias: the schema lists the seven rule kinds once, as $defs/Rule, instead of again
+# inside "all" and "any" (about 500 characters of every policy_set listing).
+Rule = TypeAliasType(
+    "Rule",
+    Annotated[
+        Union[CommandRegex, PathGlob, ForbiddenContent, Requires, WriteOutsideProject, AllOf, AnyOf],
+        Field(discriminator="kind"),
+    ],
+)
 AllOf.model_rebuild()
 AnyOf.model_rebuild()
 

@@ -35,6 +35,8 @@ WRITE_SCOPE = "contextd:write"
 # A token that pins no team / project lets its holder choose them per request (within its tenant).
 TEAM_HEADER = "x-contextd-team"
 PROJECT_HEADER = "x-contextd-project"
+# The toolsets this client lists and may call ("memory,policy", "all"; mcp/toolsets.py).
+TOOLSETS_HEADER = "x-contextd-toolsets"
 
 
 class StoreTokenVerifier:
@@ -110,6 +112,7 @@ def caller_from_token(request: Any) -> Caller:
         agent=claims["agent"],
         agent_id=claims.get("agent_id"),
         extra={"token": claims["token_id"]},
+        toolsets=headers.get(TOOLSETS_HEADER),
     )
 
 

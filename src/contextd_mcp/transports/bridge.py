@@ -77,7 +77,10 @@ def start_daemon(paths: DataPaths, timeout: float = START_TIMEOUT_S) -> socket.s
 def _spawn(paths: DataPaths) -> Any:
     import subprocess  # only the first bridge pays for it
 
-    env = {**os.environ, "CONTEXTD_DATA_DIR": str(paths.root)}
+    # A bridge's CONTEXTD_TOOLSETS is its own connection's (sent in its hello), not every
+    # later agent's default.
+    env = {k: v for k, v in os.environ.items() if k != "CONTEXTD_TOOLSETS"}
+    env["CONTEXTD_DATA_DIR"] = str(paths.root)
     with open(paths.log, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "contextd_mcp", "serve", "--log-file", str(paths.log), "--idle-exit", IDLE_EXIT_S],

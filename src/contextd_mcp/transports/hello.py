@@ -7,8 +7,9 @@ import os
 
 PROTOCOL = 1
 MAX_HELLO_BYTES = 64 * 1024
-# The parts of a bridge's environment that decide its scope (the daemon's own env never does).
-SCOPE_ENV = ("CONTEXTD_TENANT", "CONTEXTD_TEAM", "CONTEXTD_PROJECT", "CONTEXTD_AGENT")
+# The parts of a bridge's environment that decide its scope (the daemon's own env never does),
+# and the toolsets its connection starts with (mcp/toolsets.py).
+SCOPE_ENV = ("CONTEXTD_TENANT", "CONTEXTD_TEAM", "CONTEXTD_PROJECT", "CONTEXTD_AGENT", "CONTEXTD_TOOLSETS")
 
 
 def hello(op: str, **fields: object) -> bytes:

@@ -20,7 +20,7 @@ from starlette.routing import Mount, Route
 
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.scope_resolver import resolve_scope
-from contextd_mcp.transports.auth import NO_OAUTH, HttpAccess, is_loopback
+from contextd_mcp.transports.auth import NO_OAUTH, TOOLSETS_HEADER, HttpAccess, is_loopback
 from contextd_mcp.transports.http_guard import (
     HEADER_BYTES_MAX,
     ConnectionBudget,
@@ -39,7 +39,12 @@ def local_http_caller(options: dict[str, Any]) -> Callable[[Any], Caller | None]
 
     def resolve(request: Request) -> Caller | None:
         transport = "sse" if request.url.path.startswith("/messages") else "http"
-        return Caller(scope=scope, transport=transport, connection_id=request.headers.get("mcp-session-id", "")[:32])
+        return Caller(
+            scope=scope,
+            transport=transport,
+            connection_id=request.headers.get("mcp-session-id", "")[:32],
+            toolsets=request.headers.get(TOOLSETS_HEADER),
+        )
 
     return resolve
 

@@ -15,7 +15,8 @@ from typing import Any
 import anyio
 from anyio.abc import SocketAttribute, SocketStream
 
-from contextd_mcp import __version__
+from contextd_mcp import __version__, limits
+from contextd_mcp.mcp import toolsets
 from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller, acting_as
 from contextd_mcp.scope_resolver import project_root, resolve_scope
 from contextd_mcp.transports.framing import jsonrpc_streams
@@ -40,6 +41,15 @@ async def _read_hello(stream: SocketStream) -> tuple[dict[str, Any], bytes]:
     if not isinstance(message.get("cwd", ""), str) or not isinstance(message.get("env") or {}, dict):
         raise ValueError("hello: cwd must be a string and env an object")
     return message, rest
+
+
+def _toolsets(env: dict[str, str]) -> str | None:
+    """The connection's own toolsets (its bridge's --toolsets / CONTEXTD_TOOLSETS), checked now
+    so a bad name fails the bridge at connect time, with the names it could have used."""
+    raw = env.get("CONTEXTD_TOOLSETS")
+    if raw is not None:
+        toolsets.parse(raw)
+    return raw
 
 
 async def _reply(stream: SocketStream, body: dict[str, Any]) -> None:
@@ -199,12 +209,18 @@ class SocketServer:
         except (ValueError, OSError) as exc:
             await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {_scope_error(exc)}"})
             return
+        try:
+            toolsets = _toolsets(env)
+        except ValueError as exc:
+            await self._safe_reply(stream, {"ok": False, "error": f"--toolsets / CONTEXTD_TOOLSETS: {exc}"})
+            return
         caller = Caller(
             scope=scope,
             transport="socket",
             connection_id=_connection_id(hello.get("resume")),
             agent=env.get("CONTEXTD_AGENT"),
             project_dir=str(project_root(Path(str(hello.get("cwd") or "/")))),
+            toolsets=toolsets,
         )
         await _reply(stream, {"ok": True, "pid": os.getpid(), "version": __version__, "scope": scope.fields()})
         CURRENT_CALLER.set(caller)
@@ -216,6 +232,8 @@ class SocketServer:
             pass
         finally:
             self.connections -= 1
+            if self._runner is not None:  # what this connection enabled ends with it
+                self._runner.enabled.forget(caller.connection_id)
 
     async def _serve_call(self, stream: SocketStream, hello: dict[str, Any]) -> None:
         """One tool call, one JSON reply line: what the stdlib-only ``hook`` command speaks.
@@ -241,6 +259,8 @@ class SocketServer:
             agent=env.get("CONTEXTD_AGENT"),
             extra=extra,
             project_dir=str(project_root(Path(str(hello.get("cwd") or "/")))),
+            # The hook names the toolsets of the tools it calls; a bad one fails the call, named.
+            toolsets=str(hello.get("toolsets") or env.get("CONTEXTD_TOOLSETS") or "")[: limits.TOOLSETS_SPEC_MAX + 1] or None,
         )
         arguments = hello.get("arguments") if isinstance(hello.get("arguments"), dict) else {}
         with acting_as(caller):

@@ -35,9 +35,8 @@ def branch_tools(folding: FoldingService, sessions: SessionService) -> list[Tool
     return [
         ToolDef(
             "branch_create",
-            "Fold context: open a branch for a sub-task with its own token budget (3 levels deep at most). "
-            "Every response while it is active counts against it; warned at 80 %, force-returned at 100 % "
-            "or timeout. Needs a session (session_start).",
+            "Fold context: open a branch for a sub-task with its own token budget (3 deep at most). "
+            "Responses count against it: warned at 80 %, returned at 100 % or timeout. Needs session_start.",
             CreateBranch,
             BranchCreated,
             create,

@@ -6,7 +6,7 @@ from pydantic import BaseModel
 
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.mcp.registry import ToolDef
-from contextd_mcp.models.memory import Memory, MemoryHit
+from contextd_mcp.models.memory import Memory, MemoryPreview
 from contextd_mcp.models.requests import GetMemory, MemoryFeedback, MemoryOutcome, SearchMemories, StoreMemory
 from contextd_mcp.services.memory import MemoryService, NewConfidence, StoredMemory
 
@@ -15,7 +15,7 @@ _ID = "6f1c2b9e-3f7a-4c1d-9a57-0b8e2d4c1a10"
 
 
 class SearchResult(BaseModel):
-    memories: list[MemoryHit]
+    memories: list[MemoryPreview]
 
 
 def memory_tools(service: MemoryService) -> list[ToolDef]:
@@ -23,7 +23,7 @@ def memory_tools(service: MemoryService) -> list[ToolDef]:
         return service.store(caller.scope, req)
 
     def search(caller: Caller, req: SearchMemories) -> SearchResult:
-        return SearchResult(memories=service.search(caller.scope, req))
+        return SearchResult(memories=[MemoryPreview.of(hit) for hit in service.search(caller.scope, req)])
 
     def get(caller: Caller, req: GetMemory) -> Memory:
         return service.get(caller.scope, req)
@@ -51,7 +51,7 @@ def memory_tools(service: MemoryService) -> list[ToolDef]:
         ),
         ToolDef(
             "memory_search",
-            "Find memories relevant to a situation, ranked by relevance and confidence. "
+            "Find memories relevant to a situation, best first, as previews (memory_get has the rest). "
             "Searches this project unless scope widens it to the team or org.",
             SearchMemories,
             SearchResult,
@@ -67,10 +67,7 @@ def memory_tools(service: MemoryService) -> list[ToolDef]:
                         "description": "The cache plugin writes .pytest_cache; in a read-only tree it fails.",
                         "outcome": "success",
                         "confidence": 0.75,
-                        "relevance": 0.71,
-                        "score": 0.657,
-                        "tags": ["pytest", "ci"],
-                        "scope": "project",
+                        "score": 0.66,
                     }
                 ]
             },

@@ -46,9 +46,8 @@ def policy_tools(service: PolicyService) -> list[ToolDef]:
     return [
         ToolDef(
             "policy_set",
-            "Create a policy (a rule checked without an LLM; kinds in TOOL.md 'Policy rules') at org, team "
-            "or project scope, or override a wider-scope policy by id (change severity, disable). "
-            "Same title at the same scope replaces it.",
+            "Create a policy (a rule checked without an LLM) at org, team or project scope, or override "
+            "a wider-scope one by id (severity, disable). Same title and scope replaces it.",
             SetPolicy,
             PolicySaved,
             set_,
@@ -118,8 +117,8 @@ def policy_tools(service: PolicyService) -> list[ToolDef]:
         ),
         ToolDef(
             "policy_check",
-            "Check an action (a shell command, a write, a commit) against every policy of your org, "
-            "team and project before doing it (bash does so itself). Returns violations and suggestions.",
+            "Check an action (command, write, commit) against your org, team and project policies "
+            "before doing it (bash checks itself). Returns violations and suggestions.",
             CheckPolicies,
             PolicyCheckResult,
             check,

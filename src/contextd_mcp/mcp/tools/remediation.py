@@ -115,8 +115,8 @@ def remediation_tools(service: RemediationService) -> list[ToolDef]:
         ),
         ToolDef(
             "remediation_feedback",
-            "Report whether a fix solved the error: helpful raises its confidence and ranking, "
-            "unhelpful lowers them (4 unhelpful ratings hide a new fix from search).",
+            "Report whether a fix solved the error: helpful raises its confidence, unhelpful lowers it "
+            "(4 unhelpful hide a new fix).",
             RemediationFeedback,
             RemediationConfidence,
             feedback,
