@@ -192,6 +192,12 @@ def build(
     _add_session_workers(container, session_settings)
     _add_folding(container, stores, sweeps, sessions, memory)
     _add_memory_rekey(container, stores, sweeps, memory)
+    # A session's outcome reinforces the memories injected for its task (partial: nothing).
+    sessions.on_outcome.append(
+        lambda scope, session_id, outcome: memory.session_outcome(
+            scope, session_id, {"success": True, "failure": False}.get(outcome.value)
+        )
+    )
     _add_shell(container)
     return container
 

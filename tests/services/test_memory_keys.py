@@ -162,3 +162,21 @@ def test_a_store_written_by_the_previous_version_is_rekeyed(tmp_path: Path, embe
         assert again == 0
     finally:
         container.close()
+
+
+@pytest.mark.anyio
+async def test_a_session_outcome_reinforces_what_was_injected_for_its_task(container: Container) -> None:
+    from contextd_mcp.mcp.caller import Caller
+    from tests.helpers import connected, data
+
+    mid = container.memory.store(A, LESSON).id
+    container.memory.store_many(A, DISTRACTORS)
+    task = "make the integration tests that share one database fixture pass in any order"
+    async with connected(container, Caller(scope=A, transport="memory", connection_id="s")) as client:
+        started = data(await client.call_tool("session_start", {"task": task}))
+        assert mid in [m["id"] for m in started["memories"]]
+        assert started["injection_tokens"] < limits.INJECTION_MAX_TOKENS + 10
+        await client.call_tool("session_end", {"session_id": started["session_id"], "outcome": "success"})
+    payload = container.store.get("memories", [mid], {})[0].payload
+    assert payload["uses_succeeded"] == 1 and payload["events"][-1]["kind"] == "uses_succeeded"
+    assert [k["text"] for k in keys_of(container, A, mid, "learned")] == [task]

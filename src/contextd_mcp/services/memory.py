@@ -329,6 +329,27 @@ class MemoryService:
             scope, request.memory_id, request.scope, request.succeeded, OUTCOME_WEIGHT, counter, search, origin
         )
 
+    def session_outcome(self, scope: Scope, session_id: str, succeeded: bool | None) -> list[NewConfidence]:
+        """A session ended: what was injected for its task counts as used, with its outcome
+        (None, a partial outcome, teaches nothing). Each injected memory is reinforced like a
+        memory_outcome attributed to the injection's search (the task becomes a key)."""
+        if succeeded is None:
+            return []
+        origin = session_origin(session_id)
+        search = self.searches.latest(scope, origin)
+        if search is None:
+            return []
+        counter = "uses_succeeded" if succeeded else "uses_failed"
+        results = []
+        for memory_id in search.memory_ids:
+            try:
+                results.append(
+                    self._observe(scope, memory_id, ScopeLevel.project, succeeded, OUTCOME_WEIGHT, counter, search, origin)
+                )
+            except NotFound:  # deleted since the session started
+                continue
+        return results
+
     def nearest(self, scope: Scope, items: list[tuple[str, str, str, Outcome]]) -> list[Hit | None]:
         """For each (title, description, content, outcome): the project's most similar memory
         of the same outcome (cosine score), if any. One batched embedding call.
@@ -377,3 +398,8 @@ def key_texts(memory: dict[str, Any]) -> list[tuple[KeyKind, str]]:
         if memory.get(kind.value):
             texts.append((kind, memory[kind.value]))
     return list(dict.fromkeys(texts))
+
+
+def session_origin(session_id: str) -> str:
+    """The search-log origin of what session_start injected for a session."""
+    return f"session:{session_id}" if session_id else ""

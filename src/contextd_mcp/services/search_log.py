@@ -54,6 +54,17 @@ class SearchLog:
                 self._searches.popitem(last=False)
         return search_id
 
+    def latest(self, scope: Scope, origin: str) -> LoggedSearch | None:
+        """The newest live search by ``origin`` in ``scope``."""
+        oldest = self._now() - self._ttl_s
+        with self._lock:
+            for entry in reversed(self._searches.values()):
+                if entry.ts < oldest:
+                    return None
+                if entry.origin == origin and entry.scope == scope:
+                    return entry
+        return None
+
     def find(self, scope: Scope, origin: str, memory_id: str, search_id: str | None) -> LoggedSearch | None:
         """The search a rating of ``memory_id`` answers; None when no remembered search fits.
 
