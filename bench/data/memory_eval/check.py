@@ -246,10 +246,10 @@ def summary(report: Report) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("splits", nargs="*", default=list(SPLITS), choices=SPLITS)
+    parser.add_argument("splits", nargs="*", choices=[*SPLITS, []], help="default: both")
     parser.add_argument("--partial", action="store_true", help="skip the minimum counts (a split being written)")
     args = parser.parse_args()
-    report = check(tuple(args.splits), args.partial)
+    report = check(tuple(args.splits) or SPLITS, args.partial)
     print(summary(report))
     for problem in report.problems:
         print("PROBLEM", problem)
