@@ -197,8 +197,17 @@ async def _through_daemon(data: dict[str, Any], env: dict[str, str], rate_above_
             stop_contextd(data_dir)
 
 
-def quality(split: str, ablation: bool) -> dict[str, Any]:
-    data = load(split)
+def first_lessons(data: dict[str, Any], lessons: int | None) -> dict[str, Any]:
+    """The first ``lessons`` lessons of a split with their own hard negatives (None: all)."""
+    if lessons is None:
+        return data
+    kept = data["lessons"][:lessons]
+    keys = {lesson["key"] for lesson in kept}
+    return {"lessons": kept, "negatives": [n for n in data["negatives"] if n.get("negative_of") in keys]}
+
+
+def quality(split: str, ablation: bool, lessons: int | None = None, only: str | None = None) -> dict[str, Any]:
+    data = first_lessons(load(split), lessons)
     results: dict[str, Any] = {
         "split": split,
         "lessons": len(data["lessons"]),
@@ -207,10 +216,12 @@ def quality(split: str, ablation: bool) -> dict[str, Any]:
         "naive_a": naive(data, "phrasing_a"),
     }
     runs = ABLATIONS if ablation else {"all parts": {}}
+    if only:
+        runs = {only: ABLATIONS[only]}
     for name, env in runs.items():
         results[name] = anyio.run(_through_daemon, data, env)
         print(name, json.dumps(results[name]), flush=True)
-    if ablation:
+    if ablation and not only:
         for name in ("all parts", "no negative keys"):
             label = f"{name}, unhelpful above the lesson"
             results[label] = anyio.run(_through_daemon, data, ABLATIONS[name], True)
@@ -228,12 +239,29 @@ class CachedEmbedder:
         self._inner, self._path = inner, path
         self.model_name, self.dim = inner.model_name, inner.dim
         self._cache: dict[str, list[float]] = pickle.loads(path.read_bytes()) if path.exists() else {}
+        # Unit vectors seeded by the text instead of the model's: an exact search costs the same
+        # whatever the vectors say, and a fill at 10k then fits a loaded machine (--synthetic).
+        self.synthetic = False
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
-            self._cache.update(zip(missing, (list(v) for v in self._inner.embed_documents(missing)), strict=True))
+            self._cache.update(zip(missing, (list(v) for v in self._embed(missing)), strict=True))
         return [self._cache[t] for t in texts]
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        if not self.synthetic:
+            return self._inner.embed_documents(texts)
+        import hashlib
+
+        import numpy as np
+
+        out = []
+        for text in texts:
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+            v = np.random.default_rng(seed).standard_normal(self.dim)
+            out.append((v / np.linalg.norm(v)).tolist())
+        return out
 
     def embed_query(self, text: str) -> list[float]:
         return self._inner.embed_query(text)
@@ -244,7 +272,7 @@ class CachedEmbedder:
         self._path.write_bytes(pickle.dumps(self._cache))
 
 
-def _fill(data_dir: Path, project_dir: Path, n: int, cache: Path) -> float:
+def _fill(data_dir: Path, project_dir: Path, n: int, cache: Path, synthetic: bool = False) -> float:
     """bench/contextd.py's fill with the cached embedder: n corpus memories, batches of 256."""
     from bench import corpus
     from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder
@@ -254,6 +282,7 @@ def _fill(data_dir: Path, project_dir: Path, n: int, cache: Path) -> float:
     from contextd_mcp.settings import DEFAULT_MODEL, EmbeddingSettings
 
     embedder = CachedEmbedder(FastEmbedEmbedder(DEFAULT_MODEL, EmbeddingSettings().cache_dir), cache)
+    embedder.synthetic = synthetic
     scope = resolve_scope(project_dir, {})
     container = build(DataPaths(data_dir), embedder=embedder)  # type: ignore[arg-type]
     started = time.perf_counter()
@@ -268,19 +297,21 @@ def _fill(data_dir: Path, project_dir: Path, n: int, cache: Path) -> float:
     return time.perf_counter() - started
 
 
-def latency(sizes: Sequence[int], cache: Path) -> dict[str, Any]:
+def latency(sizes: Sequence[int], cache: Path, synthetic: bool = False) -> dict[str, Any]:
     from bench.contextd import disk_bytes, session_figures
     from bench.driver import stop_contextd
 
     import contextd_mcp
 
-    results: dict[str, Any] = {"code": str(Path(contextd_mcp.__file__).parents[2]), "load": os.getloadavg()}
+    results: dict[str, Any] = {
+        "code": str(Path(contextd_mcp.__file__).parents[2]), "load": os.getloadavg(), "synthetic_fill": synthetic
+    }
     with tempfile.TemporaryDirectory(prefix="contextd-learn-lat-") as tmp:
         project, data_dir = Path(tmp) / "project", Path(tmp) / "data"
         project.mkdir()
         for n in sizes:
             stop_contextd(data_dir)
-            fill_s = _fill(data_dir, project, n, cache)
+            fill_s = _fill(data_dir, project, n, cache, synthetic)
             figures = anyio.run(session_figures, data_dir, project)
             figures.pop("_tools_json", None)
             results[str(n)] = {
@@ -300,16 +331,19 @@ def main() -> None:
     q = sub.add_parser("quality")
     q.add_argument("--split", default="dev", choices=["dev", "heldout"])
     q.add_argument("--ablation", action="store_true")
+    q.add_argument("--lessons", type=int, default=None, help="only the first N lessons and their negatives")
+    q.add_argument("--only", default=None, choices=list(ABLATIONS), help="one ablation row")
     q.add_argument("--json", default=None)
     lat = sub.add_parser("latency")
     lat.add_argument("--sizes", default="1000,10000")
     lat.add_argument("--json", default=None)
+    lat.add_argument("--synthetic", action="store_true", help="fill with text-seeded random vectors")
     lat.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "contextd-bench-doc-vectors.pickle"))
     args = parser.parse_args()
     if args.what == "quality":
-        out = quality(args.split, args.ablation)
+        out = quality(args.split, args.ablation, args.lessons, args.only)
     else:
-        out = latency([int(s) for s in args.sizes.split(",")], Path(args.cache))
+        out = latency([int(s) for s in args.sizes.split(",")], Path(args.cache), args.synthetic)
     text = json.dumps(out, indent=2)
     print(text)
     if args.json:
