@@ -20,8 +20,10 @@ pytestmark = pytest.mark.anyio
 # were listed (35,672 chars, 14,138 WordPiece tokens
 # for 35 tools, measured as bench/contextd.py does). A new tool or field may need more: raise
 # these on purpose, after checking its schema and descriptions carry nothing an agent can do without.
-BUDGET_CHARS = 35_900
-BUDGET_TOKENS = 14_300
+# Issue 15 (+~570 chars, descriptions cut to a line): memory_store.applies_when, which agents must
+# see to fill, and memory_feedback / memory_outcome.search_id.
+BUDGET_CHARS = 36_600
+BUDGET_TOKENS = 14_550
 
 # Keys that are rules an agent must follow: each one in the model's schema must be listed.
 RULES = {
@@ -104,7 +106,7 @@ async def test_an_explicit_null_is_still_accepted(client: Any) -> None:
     """The listed schema asks optional arguments to be left out; calls are validated by the
     pydantic models, so null still means 'left out'."""
     found = data(await client.call_tool("memory_search", {"query": "anything", "outcome": None}))
-    assert found == {"memories": []}
+    assert found["memories"] == [] and set(found) == {"search_id", "memories"}
 
 
 async def test_annotations_read_with_the_spec_defaults_give_each_tools_flags(client: Any, container: Container) -> None:

@@ -47,8 +47,7 @@ class StoreMemory(_Strict):
     tags: Tags = Field(default_factory=list)
     applies_when: Annotated[list[Situation], Field(max_length=limits.APPLIES_WHEN_MAX)] = Field(
         default_factory=list,
-        description="Situations in which the lesson applies, each a short phrase in the words an agent "
-        "would use at the start of such a task, e.g. 'CI fails only on the release branch'",
+        description="Situations it applies to, in a later agent's words (task or symptom)",
     )
 
     _tags = field_validator("tags")(_clean_tags)
@@ -77,8 +76,7 @@ _BY_ID_SCOPE = Field(
 
 _SEARCH_ID = Field(
     default=None,
-    description="The memory_search that found the memory (its search_id); default: your latest search "
-    "that returned it. Its query is what the memory learns to answer (or not to)",
+    description="From memory_search; default: your latest search that found it",
 )
 
 

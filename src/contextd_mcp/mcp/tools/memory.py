@@ -45,9 +45,7 @@ def memory_tools(service: MemoryService) -> list[ToolDef]:
         ToolDef(
             "memory_store",
             "Save a lesson learned for future sessions of this project: a strategy that worked, or "
-            "with outcome=failure an anti-pattern. Fill applies_when with the situations in which a "
-            "later agent should find it, in the words it would use then (task or symptom, not the fix): "
-            "the lesson is found by each of them. Secrets are redacted.",
+            "with outcome=failure an anti-pattern. Give applies_when: it is found by each. Secrets are redacted.",
             StoreMemory,
             StoredMemory,
             store,
@@ -55,7 +53,7 @@ def memory_tools(service: MemoryService) -> list[ToolDef]:
                 "title": "Run pytest with -p no:cacheprovider in read-only checkouts",
                 "content": "The cache plugin writes .pytest_cache; in a read-only tree it fails. Disable it.",
                 "tags": ["pytest", "ci"],
-                "applies_when": ["tests fail in a read-only checkout", "CI container mounts the repo read-only"],
+                "applies_when": ["tests fail in a read-only checkout"],
             },
             example_result={"id": _ID, "confidence": 0.6667, "duplicate_of_existing": False},
         ),
@@ -115,19 +113,17 @@ def memory_tools(service: MemoryService) -> list[ToolDef]:
         ),
         ToolDef(
             "memory_feedback",
-            "Rate a memory after using it: helpful raises its confidence and teaches it the query of the "
-            "search that found it (it will be found for that need again); unhelpful lowers its confidence "
-            "and demotes it for queries like that one only (4 unhelpful ratings hide a new memory).",
+            "Rate a memory: helpful raises its confidence and teaches it the query that found it; "
+            "unhelpful lowers it and demotes it for such queries (4 unhelpful hide a new memory).",
             MemoryFeedback,
             NewConfidence,
             feedback,
-            example={"memory_id": _ID, "helpful": True, "search_id": "3c1f0e2a9b7d4e5f8a6b1c2d3e4f5a6b"},
+            example={"memory_id": _ID, "helpful": True},
             example_result={"id": _ID, "confidence": 0.75, "hidden_from_search": False},
         ),
         ToolDef(
             "memory_outcome",
-            "Report that a task which applied this memory succeeded or failed (weaker evidence than feedback; "
-            "like feedback, it teaches the memory the query of the search that found it).",
+            "Report that a task which applied this memory succeeded or failed (weaker evidence than feedback).",
             MemoryOutcome,
             NewConfidence,
             outcome,
