@@ -77,7 +77,9 @@ async def test_dev_split_goals(container: Container) -> None:
         figures = await protocol(client, split)
     baseline = naive(split)
     print("dev:", figures, "naive:", baseline)
-    assert figures["cold_b"]["r3"] >= baseline["r3"] + 0.0
-    assert figures["cold_b"]["r1"] >= baseline["r1"] + 0.0
-    assert figures["after_b"]["r3"] >= figures["cold_b"]["r3"]
-    assert figures["after_b"]["mrr"] > figures["cold_b"]["mrr"]
+    # Measured (daemon run): naive 0.373 / 0.627 / 0.514, cold 0.400 / 0.653 / 0.552,
+    # after 0.467 / 0.733 / 0.608 (R@1 / R@3 / MRR).
+    assert figures["cold_b"]["r3"] >= baseline["r3"]
+    assert figures["cold_b"]["r1"] >= baseline["r1"]
+    assert figures["after_b"]["r3"] >= figures["cold_b"]["r3"] + 0.04
+    assert figures["after_b"]["mrr"] > figures["cold_b"]["mrr"] + 0.02
