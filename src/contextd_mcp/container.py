@@ -149,7 +149,7 @@ def build(
     # Counting wrapper: the audit line reports what services scrubbed during each call.
     scrubber = CountingScrubber(scrubber or make_scrubber())
     audit = JsonlAuditLog(paths.audit)
-    memory = MemoryService(stores, embedder, scrubber)
+    memory = MemoryService(stores, embedder, scrubber, flags=_memory_flags())
     skills = SkillService(stores, embedder, scrubber)
     # Agent configs validate tools_enabled against the runner's registry (built just below).
     agents = AgentService(stores, embedder.dim, embedder.model_name, scrubber, skills, lambda: runner.tools)
@@ -196,6 +196,13 @@ def build(
     )
     _add_session_workers(container, session_settings)
     _add_folding(container, stores, sweeps, sessions, memory)
+    _add_memory_rekey(container, stores, sweeps, memory)
+    # A session's outcome reinforces the memories injected for its task (partial: nothing).
+    sessions.on_outcome.append(
+        lambda scope, session_id, outcome: memory.session_outcome(
+            scope, session_id, {"success": True, "failure": False}.get(outcome.value)
+        )
+    )
     _add_shell(container)
     return container
 
@@ -223,6 +230,14 @@ def _session_parts(
         queue, distiller, scrubber, settings.distill_max_attempts, settings.distill_retry_base_s, settings.distill_delay_s
     )
     return sessions, checkpoints, runner
+
+
+def _memory_flags() -> Any:
+    from contextd_mcp.services.memory_keys import KeyFlags
+    from contextd_mcp.settings import MemorySettings
+
+    s = MemorySettings()
+    return KeyFlags(keys=s.keys, sparse=s.sparse, learned=s.learned_keys, negative=s.negative_keys)
 
 
 def _policy_packs() -> list[str]:
@@ -286,6 +301,13 @@ def _add_folding(
     sessions.on_session_closed.append(folding.session_closed)
     container.workers.append(periodic(folding.sweep, 1.0))
     container.folding = folding
+
+
+def _add_memory_rekey(container: Container, stores: Stores, sweeps: AcrossScopes, memory: MemoryService) -> None:
+    """Memories of a store written before keys existed get theirs in the background."""
+    from contextd_mcp.services.memory_rekey import MemoryRekey
+
+    container.workers.append(periodic(MemoryRekey(memory, stores, sweeps).step, 1.0))
 
 
 def _add_shell(container: Container) -> None:

@@ -21,6 +21,17 @@ LISTEN_STREAMS_MAX = 256
 # Candidates fetched from the vector index per result before confidence re-ranking.
 RERANK_FACTOR = 4
 
+# Memory keys (services/memory_keys.py): the texts a memory is found by.
+APPLIES_WHEN_MAX = 8  # situations one memory_store may name
+APPLIES_WHEN_CHARS = 200  # each
+KEY_TEXT_CHARS = 300  # a task / error / learned query is clipped to this before it becomes a key
+LEARNED_KEYS_MAX = 8  # queries rated helpful, kept per memory (the oldest goes first)
+NEGATIVE_KEYS_MAX = 8  # queries rated unhelpful, kept per memory
+MEMORY_EVENTS_MAX = 50  # feedback / outcome events kept per memory for curation
+# memory_search results remembered for attributing later feedback (per process, newest kept).
+SEARCHES_REMEMBERED = 2000
+SEARCH_MEMORY_S = 6 * 3600  # and for at most this long
+
 # Sessions and checkpoints (stdlib-only module: the Claude Code hook sizes its requests by these).
 TASK_MAX = 2000
 PATH_MAX = 1024

@@ -51,6 +51,18 @@ class ScopeSettings(BaseSettings):
     project: str | None = None
 
 
+class MemorySettings(BaseSettings):
+    """What memory ranking uses (services/memory_keys.py); all on by default. Switches exist
+    for the ablation in bench/bench_memory_learning.py, e.g. CONTEXTD_MEMORY_LEARNED_KEYS=0."""
+
+    model_config = SettingsConfigDict(env_prefix="CONTEXTD_MEMORY_")
+
+    keys: bool = True  # title / applies_when / task / error keys beside the whole text
+    sparse: bool = True  # lexical match fused with the dense one
+    learned_keys: bool = True
+    negative_keys: bool = True
+
+
 class LimitSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONTEXTD_")
 

@@ -172,6 +172,17 @@ def test_sparse_query_weights_are_scaled_by_idf(hybrid_store: tuple[VectorStore,
     assert [h.id for h in hits] == [with_rare.id, heavy_common.id]
 
 
+def test_sparse_search_ranks_by_sparse_terms_alone_within_the_filter(hybrid_store: tuple[VectorStore, str]) -> None:
+    store, coll = hybrid_store
+    dense_near = Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[1, 0, 0, 0], sparse={7: 1.0})
+    term = Record(id=str(uuid.uuid4()), payload={"tenant": "a", "kind": "k"}, vector=[0, 1, 0, 0], sparse={42: 1.0})
+    foreign = Record(id=str(uuid.uuid4()), payload={"tenant": "b"}, vector=[0, 1, 0, 0], sparse={42: 9.0})
+    store.upsert(coll, [dense_near, term, foreign])
+    hits = store.sparse_search(coll, {42: 1.0}, {"tenant": "a"}, limit=5, fields=["kind"])
+    assert [h.id for h in hits] == [term.id] and hits[0].score > 0 and hits[0].payload == {"kind": "k"}
+    assert store.sparse_search(coll, {}, {"tenant": "a"}, limit=5) == []
+
+
 def test_hybrid_search_with_an_empty_sparse_query_is_dense_ranking(hybrid_store: tuple[VectorStore, str]) -> None:
     store, coll = hybrid_store
     near = Record(id=str(uuid.uuid4()), payload={"tenant": "a"}, vector=[1, 0, 0, 0], sparse={1: 1.0})

@@ -128,6 +128,19 @@ class QdrantClientStore:
             )
         return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
 
+    def sparse_search(
+        self, collection: str, sparse: Sparse, where: Where, limit: int, fields: Sequence[str] | None = None
+    ) -> list[Hit]:
+        if not sparse:
+            return []
+        payload = list(fields) if fields is not None else True
+        with self._lock:
+            response = self._client.query_points(
+                _PREFIX + collection, query=_sparse(sparse), using=_SPARSE, query_filter=_filter(where), limit=limit,
+                with_payload=payload,
+            )
+        return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
+
     def hybrid_search(
         self,
         collection: str,

@@ -196,6 +196,18 @@ class EdgeStore:
             points = self._shard(collection).query(request)
         return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
 
+    def sparse_search(
+        self, collection: str, sparse: Sparse, where: Where, limit: int, fields: Sequence[str] | None = None
+    ) -> list[Hit]:
+        if not sparse:
+            return []
+        payload = list(fields) if fields is not None else True
+        query = qe.Query.Nearest(_sparse(sparse), using=_SPARSE)
+        request = qe.QueryRequest(limit=limit, query=query, filter=_filter(where), with_payload=payload)
+        with self._lock:
+            points = self._shard(collection).query(request)
+        return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
+
     def hybrid_search(
         self,
         collection: str,

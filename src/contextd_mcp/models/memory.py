@@ -22,6 +22,7 @@ class Memory(BaseModel):
     content: str
     outcome: Outcome
     tags: list[str]
+    applies_when: list[str] = Field(default_factory=list, description="Situations the lesson applies to")
     confidence: float = Field(description="Mean of the Beta posterior, 0..1")
     helpful_count: int
     unhelpful_count: int
@@ -39,8 +40,8 @@ class MemoryHit(BaseModel):
     description: str
     outcome: Outcome
     confidence: float
-    relevance: float = Field(description="Cosine similarity of query and memory, 0..1")
-    score: float = Field(description="Ranking score: relevance weighted by confidence")
+    relevance: float = Field(description="Cosine similarity of the query and the memory's closest key, 0..1")
+    score: float = Field(description="Ranking score: dense and lexical match fused, weighted by confidence")
     tags: list[str]
     scope: ScopeLevel = Field(description="project, or team / org when found by a wider search")
 

@@ -15,6 +15,10 @@ _TAG = re.compile(r"^[a-z0-9][a-z0-9._:/+-]*$")
 
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=limits.TAG_MAX)]
 Tags = Annotated[list[Tag], Field(max_length=limits.TAGS_MAX, description="Lower-case labels, e.g. 'pytest'")]
+Situation = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.APPLIES_WHEN_CHARS)
+]
+SearchId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.ID_MAX)]
 MemoryId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.ID_MAX)]
 
 
@@ -41,6 +45,10 @@ class StoreMemory(_Strict):
     )
     outcome: Outcome = Field(default=Outcome.success, description="success: a strategy; failure: an anti-pattern")
     tags: Tags = Field(default_factory=list)
+    applies_when: Annotated[list[Situation], Field(max_length=limits.APPLIES_WHEN_MAX)] = Field(
+        default_factory=list,
+        description="Situations it applies to, in a later agent's words (task or symptom)",
+    )
 
     _tags = field_validator("tags")(_clean_tags)
 
@@ -66,6 +74,12 @@ _BY_ID_SCOPE = Field(
 )
 
 
+_SEARCH_ID = Field(
+    default=None,
+    description="From memory_search; default: your latest search that found it",
+)
+
+
 class GetMemory(_Strict):
     memory_id: MemoryId
     scope: ScopeLevel = _BY_ID_SCOPE
@@ -76,9 +90,11 @@ class MemoryFeedback(_Strict):
     helpful: bool = Field(description="Did this memory help with the task at hand?")
     comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=limits.COMMENT_MAX)] | None = None
     scope: ScopeLevel = _BY_ID_SCOPE
+    search_id: SearchId | None = _SEARCH_ID
 
 
 class MemoryOutcome(_Strict):
     memory_id: MemoryId
     succeeded: bool = Field(description="The task in which the memory was applied succeeded")
     scope: ScopeLevel = _BY_ID_SCOPE
+    search_id: SearchId | None = _SEARCH_ID

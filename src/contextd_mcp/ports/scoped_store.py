@@ -116,6 +116,17 @@ class ScopedStore:
     ) -> list[Hit]:
         return self._store.search(collection, vector, self.where(reach, match), limit, fields)
 
+    def sparse_search(
+        self,
+        collection: str,
+        sparse: Sparse,
+        limit: int,
+        reach: ScopeLevel = ScopeLevel.project,
+        match: Where | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> list[Hit]:
+        return self._store.sparse_search(collection, sparse, self.where(reach, match), limit, fields)
+
     def hybrid_search(
         self,
         collection: str,

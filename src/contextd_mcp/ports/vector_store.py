@@ -79,6 +79,12 @@ class VectorStore(Protocol):
         self, collection: str, vector: Sequence[float], where: Where, limit: int, fields: Sequence[str] | None = None
     ) -> list[Hit]: ...
 
+    def sparse_search(
+        self, collection: str, sparse: Sparse, where: Where, limit: int, fields: Sequence[str] | None = None
+    ) -> list[Hit]:
+        """By sparse similarity alone (IDF-weighted dot product); an empty ``sparse`` finds nothing."""
+        ...
+
     def hybrid_search(
         self,
         collection: str,

@@ -23,7 +23,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ class Item:
     content: str
     outcome: Outcome
     source: str  # learning | summary | transcript
+    error: str = ""  # the error text the lesson answers (a key of the memory, not part of it)
 
     @property
     def key(self) -> str:
@@ -132,7 +133,7 @@ def from_transcript(d: Digest, outcome: SessionOutcome) -> list[Item]:
             title = f"Avoid: `{program}` failing with {clip(error, 70)}"
             content = f"What went wrong: `{clip(command, 100)}` failed with {_sentence(clip(error, 200))} How to avoid it: {_sentence(fix)}"
             description = f"`{program}` failed with {clip(error, 120)}."
-        items.append(_shape(title, description, content, kind, "transcript"))
+        items.append(replace(_shape(title, description, content, kind, "transcript"), error=error))
     if outcome is not SessionOutcome.success:
         for step in d.unresolved:
             program = _program(step.target)
@@ -142,10 +143,9 @@ def from_transcript(d: Digest, outcome: SessionOutcome) -> list[Item]:
                 f"It was still failing when the session ended. How to avoid it: "
                 + _sentence(hint or "do not treat the task as done while it fails")
             )
-            items.append(
-                _shape(f"Avoid: `{program}` left failing with {clip(step.error, 70)}",
-                       f"`{program}` still failed at the end of the session.", content, Outcome.failure, "transcript")
-            )
+            item = _shape(f"Avoid: `{program}` left failing with {clip(step.error, 70)}",
+                          f"`{program}` still failed at the end of the session.", content, Outcome.failure, "transcript")
+            items.append(replace(item, error=step.error))
     if not items and d.last_note and outcome is not SessionOutcome.failure:
         said = sentences(d.last_note)[:3]
         if said:
@@ -229,12 +229,14 @@ class Distiller:
             except (OSError, ValueError) as exc:  # a missing transcript will not appear on retry
                 notes.append(f"transcript not read: {type(exc).__name__}")
         items = [
-            Item(self._scrub(i.title), self._scrub(i.description), self._scrub(i.content), i.outcome, i.source)
+            Item(self._scrub(i.title), self._scrub(i.description), self._scrub(i.content), i.outcome, i.source,
+                 self._scrub(i.error))
             for i in self.candidates(payload, d)
         ]
+        task = self._scrub(payload.get("task") or (d.task if d else "") or "")
         todo = [i for i in items if i.key not in progress]
         if todo:
-            progress.update(self._keep(scope, todo, payload["session_id"]))
+            progress.update(self._keep(scope, todo, payload["session_id"], task))
             save()
         created = [progress[i.key]["id"] for i in items if progress[i.key]["action"] == "created"]
         reinforced = [progress[i.key]["id"] for i in items if progress[i.key]["action"] == "reinforced"]
@@ -250,7 +252,7 @@ class Distiller:
             "notes": notes,
         }
 
-    def _keep(self, scope: Scope, items: list[Item], session_id: str) -> dict[str, dict[str, str]]:
+    def _keep(self, scope: Scope, items: list[Item], session_id: str, task: str = "") -> dict[str, dict[str, str]]:
         """Strengthen near-duplicates, store the rest (two batched embedding calls in all)."""
         done: dict[str, dict[str, str]] = {}
         fresh: list[Item] = []
@@ -269,7 +271,10 @@ class Distiller:
             StoreMemory(title=i.title, description=i.description, content=i.content, outcome=i.outcome, tags=[TAG])
             for i in fresh
         ]
-        for item, stored in zip(fresh, self._memory.store_many(scope, requests, Origin.distilled, session_id), strict=True):
+        # The session's task and the error a lesson answers are keys: how the next agent asks.
+        situations = [(task, i.error) for i in fresh]
+        stored_all = self._memory.store_many(scope, requests, Origin.distilled, session_id, situations)
+        for item, stored in zip(fresh, stored_all, strict=True):
             done[item.key] = {"action": "created", "id": stored.id}
         return done
 

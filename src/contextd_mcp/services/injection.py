@@ -32,7 +32,7 @@ from contextd_mcp.ports.scoped_store import Stores
 from contextd_mcp.ports.vector_store import Range
 from contextd_mcp.services.checkpoints import CheckpointService
 from contextd_mcp.services.memory import COLLECTION as MEMORIES
-from contextd_mcp.services.memory import MemoryService
+from contextd_mcp.services.memory import MemoryService, session_origin
 
 CONFIDENCE_FLOOR = 0.55
 RELEVANCE_FLOOR = 0.25
@@ -65,13 +65,17 @@ class Injector:
             return text
         return self._counter.truncate(text, max(0, max_tokens - 1)) + ELLIPSIS
 
-    def _pick(self, scope: Scope, query: str | None, needs_relevance: bool) -> list[tuple[Memory, float | None]]:
+    def _pick(
+        self, scope: Scope, query: str | None, needs_relevance: bool, session_id: str = ""
+    ) -> list[tuple[Memory, float | None]]:
         if query:
-            hits = self._memory.search(
+            # Logged under the session: its outcome reinforces what was injected (MemoryService.session_outcome).
+            _, hits = self._memory.search_logged(
                 scope,
                 SearchMemories(
                     query=query[: limits.QUERY_MAX], limit=limits.INJECTED_MEMORIES_MAX, min_confidence=CONFIDENCE_FLOOR
                 ),
+                session_origin(session_id),
             )
             if needs_relevance:
                 hits = [h for h in hits if h.relevance >= RELEVANCE_FLOOR]
@@ -99,7 +103,7 @@ class Injector:
     def build(self, scope: Scope, session_id: str, task: str | None, recent_work: str | None) -> Injection:
         latest: CheckpointInfo | None = self._checkpoints.latest(scope)
         if task:
-            picked = self._pick(scope, task, needs_relevance=True)
+            picked = self._pick(scope, task, needs_relevance=True, session_id=session_id)
         else:
             hint = latest.summary if latest else recent_work
             picked = self._pick(scope, hint, needs_relevance=False)

@@ -1,11 +1,18 @@
-"""ReasoningBank memory: store, search, get, and learn from feedback and outcomes."""
+"""ReasoningBank memory: store, search, get, and learn from feedback and outcomes.
+
+A memory is found by its keys (services/memory_keys.py): its texts, the situations it applies
+to, and the queries it was rated for. A rating or an outcome moves the memory's global
+confidence (popularity) and teaches it the query of the search that surfaced it
+(services/search_log.py): helpful adds the query as a learned key, unhelpful as a negative one.
+Each rating is also kept in the memory's event history (capped), for curation.
+"""
 
 from __future__ import annotations
 
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,12 +26,20 @@ from contextd_mcp.models.requests import GetMemory, MemoryFeedback, MemoryOutcom
 from contextd_mcp.models.scope import Scope, ScopeLevel
 from contextd_mcp.ports.embedder import Embedder
 from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.scoped_store import Stores
+from contextd_mcp.ports.scoped_store import ScopedStore, Stores
 from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record
+from contextd_mcp.services import memory_keys as keys
 from contextd_mcp.services.content_ids import content_id, digest
+from contextd_mcp.services.memory_keys import KeyFlags, KeyKind
+from contextd_mcp.services.search_log import LoggedSearch, SearchLog
 
 COLLECTION = "memories"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+
+
+# Bumped when the keys a memory gets change; the re-keying sweep (services/memory_rekey.py)
+# brings older memories up to it.
+KEYS_VERSION = 1
 
 
 class StoredMemory(BaseModel):
@@ -64,12 +79,19 @@ HIT_FIELDS = ("tenant", "team", "project", "title", "description", "outcome", "c
 
 class MemoryService:
     def __init__(
-        self, stores: Stores, embedder: Embedder, scrubber: Scrubber, now: Callable[[], float] = time.time
+        self,
+        stores: Stores,
+        embedder: Embedder,
+        scrubber: Scrubber,
+        now: Callable[[], float] = time.time,
+        flags: KeyFlags | None = None,
     ) -> None:
         self._stores = stores
         self._embedder = embedder
         self._scrubber = scrubber
         self._now = now
+        self.flags = flags or KeyFlags()
+        self.searches = SearchLog(now=now)
         # Feedback is read-modify-write on counters; serialise it per process.
         self._lock = threading.Lock()
         stores.ensure(
@@ -82,6 +104,7 @@ class MemoryService:
                 hot_fields=("tenant", "team", "project"),
             )
         )
+        stores.ensure(keys.keys_spec(embedder.dim, embedder.model_name))
 
     def _scrub(self, text: str) -> str:
         return self._scrubber.scrub(text).text
@@ -90,24 +113,36 @@ class MemoryService:
         return self.store_many(scope, [request], origin, session_id)[0]
 
     def store_many(
-        self, scope: Scope, requests: list[StoreMemory], origin: Origin = Origin.stored, session_id: str = ""
+        self,
+        scope: Scope,
+        requests: list[StoreMemory],
+        origin: Origin = Origin.stored,
+        session_id: str = "",
+        situations: Sequence[tuple[str, str]] | None = None,
     ) -> list[StoredMemory]:
-        """Store several memories with one batched embedding call (imports, distillation, benches)."""
+        """Store several memories with one batched embedding call (imports, distillation, benches).
+
+        ``situations`` gives, per request, the (task, error text) a distilled memory answers:
+        both become keys of it (either may be empty)."""
         belief = Belief.prior(origin)
         now = self._now()
         prepared = []
-        for request in requests:
+        situations = situations or [("", "")] * len(requests)
+        for request, (task, error) in zip(requests, situations, strict=True):
             title = self._scrub(request.title)
             content = self._scrub(request.content)
             description = self._scrub(request.description) if request.description else first_sentence(content)
             content_digest = digest(title, content)
-            prepared.append((content_id("memory", scope, content_digest), content_digest, title, description, content, request))
+            applies = [self._scrub(a) for a in request.applies_when]
+            context = [self._scrub(t[: limits.KEY_TEXT_CHARS]) if t else "" for t in (task, error)]
+            extra = (applies, *context)
+            prepared.append((content_id("memory", scope, content_digest), content_digest, title, description, content, request, extra))
         # One read by id finds every memory this batch already has (services/content_ids.py).
         store = self._stores.of(scope)
         existing = {r.id: r for r in store.get(COLLECTION, [p[0] for p in prepared])}
         results: list[StoredMemory] = []
-        fresh: dict[str, tuple[Record, str]] = {}
-        for ident, content_digest, title, description, content, request in prepared:
+        fresh: dict[str, tuple[Record, list[tuple[KeyKind, str]]]] = {}
+        for ident, content_digest, title, description, content, request, (applies, task, error) in prepared:
             if ident in existing:
                 confidence = round(float(existing[ident].payload["confidence"]), 4)
                 results.append(StoredMemory(id=ident, confidence=confidence, duplicate_of_existing=True))
@@ -125,6 +160,8 @@ class MemoryService:
                 "content": content,
                 "outcome": request.outcome.value,
                 "tags": list(request.tags),
+                "applies_when": applies,
+                "keys_version": KEYS_VERSION,
                 "alpha": belief.alpha,
                 "beta": belief.beta,
                 "confidence": belief.confidence,
@@ -138,43 +175,78 @@ class MemoryService:
                 "created_ts": now,
                 "updated_ts": now,
             }
-            fresh[ident] = (Record(id=ident, payload=payload), f"{title}. {description}\n{content}")
+            if task:
+                payload["task"] = task
+            if error:
+                payload["error"] = error
+            fresh[ident] = (Record(id=ident, payload=payload), key_texts(payload))
         if fresh:
-            vectors = self._embedder.embed_documents([text for _, text in fresh.values()])
-            records = [Record(id=r.id, payload=r.payload, vector=v) for (r, _), v in zip(fresh.values(), vectors, strict=True)]
-            store.upsert(COLLECTION, records)
+            self._write(store, [r for r, _ in fresh.values()], [k for _, k in fresh.values()], now)
         return results
 
+    def _write(
+        self, store: ScopedStore, records: list[Record], texts: list[list[tuple[KeyKind, str]]], now: float
+    ) -> None:
+        """The memories (with their doc vector), then their keys: a key found has its memory."""
+        flat = [text for k in texts for _, text in k]
+        vectors = iter(self._embedder.embed_documents(flat))
+        memories, points = [], []
+        for record, key_list in zip(records, texts, strict=True):
+            own = [next(vectors) for _ in key_list]
+            memories.append(Record(id=record.id, payload=record.payload, vector=own[0]))
+            points += keys.key_records(record.payload, record.id, key_list, own, now)
+        store.upsert(COLLECTION, memories)
+        store.upsert(keys.KEYS, points)
+
+    def rekey(self, store: ScopedStore, records: list[Record]) -> None:
+        """Gives memories written before keys existed (or by an older key set) their keys."""
+        if not records:
+            return
+        now = self._now()
+        updated = [Record(r.id, {**r.payload, "keys_version": KEYS_VERSION}) for r in records]
+        self._write(store, updated, [key_texts(r.payload) for r in updated], now)
+
     def search(self, scope: Scope, request: SearchMemories) -> list[MemoryHit]:
-        where: dict[str, Any] = {"confidence": Range(gte=request.min_confidence)}
+        return self.search_logged(scope, request)[1]
+
+    def search_logged(self, scope: Scope, request: SearchMemories, origin: str = "") -> tuple[str, list[MemoryHit]]:
+        """Search, and remember the search (for feedback from ``origin``): (search_id, hits)."""
+        match: dict[str, Any] = {}
         if request.outcome is not None:
-            where["outcome"] = request.outcome.value
+            match["outcome"] = request.outcome.value
         if request.tags:
-            where["tags"] = list(request.tags)
+            match["tags"] = list(request.tags)
         vector = self._embedder.embed_query(request.query)
-        candidates = self._stores.of(scope).search(
-            COLLECTION, vector, request.limit * limits.RERANK_FACTOR, request.scope, where, fields=HIT_FIELDS
-        )
+        store = self._stores.of(scope)
+        ranked = keys.find(store, vector, request.query, request.scope, match, self.flags)
+        ranked = ranked[: request.limit * limits.RERANK_FACTOR]
+        # Confidence changes with every rating, so it is read from the memories, not the keys.
+        where = {"confidence": Range(gte=request.min_confidence)}
+        found = {r.id: r.payload for r in store.get(COLLECTION, [r.memory_id for r in ranked], request.scope, where)}
         hits = []
-        for hit in candidates:
-            relevance = max(0.0, min(1.0, hit.score))
-            confidence = float(hit.payload["confidence"])
-            p = hit.payload
+        for candidate in ranked:
+            p = found.get(candidate.memory_id)
+            if p is None:  # below min_confidence, or its keys outlived it
+                continue
+            relevance = candidate.relevance
+            confidence = float(p["confidence"])
             hits.append(
                 MemoryHit(
-                    id=hit.id,
+                    id=candidate.memory_id,
                     title=p["title"],
                     description=p["description"],
                     outcome=Outcome(p["outcome"]),
                     confidence=round(confidence, 4),
                     relevance=round(relevance, 4),
-                    score=round(rank_score(relevance, confidence), 4),
+                    score=round(rank_score(candidate.fused, confidence), 4),
                     tags=list(p.get("tags", [])),
                     scope=relative_level(p, scope),
                 )
             )
         hits.sort(key=lambda h: h.score, reverse=True)
-        return hits[: request.limit]
+        hits = hits[: request.limit]
+        search_id = self.searches.add(scope, origin, request.query, vector, [h.id for h in hits])
+        return search_id, hits
 
     def _load(self, scope: Scope, memory_id: str, level: ScopeLevel) -> Record:
         # By-id reads obey the same scope filter as searches: another project's id is
@@ -194,6 +266,7 @@ class MemoryService:
             content=p["content"],
             outcome=Outcome(p["outcome"]),
             tags=list(p.get("tags", [])),
+            applies_when=list(p.get("applies_when", [])),
             confidence=round(float(p["confidence"]), 4),
             helpful_count=int(p["helpful_count"]),
             unhelpful_count=int(p["unhelpful_count"]),
@@ -206,31 +279,76 @@ class MemoryService:
         )
 
     def _observe(
-        self, scope: Scope, memory_id: str, level: ScopeLevel, positive: bool, weight: float, counter: str
+        self,
+        scope: Scope,
+        memory_id: str,
+        level: ScopeLevel,
+        positive: bool,
+        weight: float,
+        counter: str,
+        search: LoggedSearch | None,
+        origin: str,
     ) -> NewConfidence:
         with self._lock:
             record = self._load(scope, memory_id, level)
             p = record.payload
             belief = Belief(float(p["alpha"]), float(p["beta"])).observe(positive, weight)
+            now = self._now()
+            event: dict[str, Any] = {"ts": now, "kind": counter, "helpful": positive, "origin": origin[:64]}
+            store = self._stores.of(scope)
+            if search is not None:
+                # The query is user input: scrubbed before it is kept as a key or in the history.
+                query = self._scrub(search.query[: limits.KEY_TEXT_CHARS])
+                kind = KeyKind.learned if positive else KeyKind.negative
+                event.update(query=query, query_hash=digest(search.query), search_id=search.search_id)
+                event["key"] = keys.learn(store, record, kind, query, search.vector, level, now)
             fields = {
                 "alpha": belief.alpha,
                 "beta": belief.beta,
                 "confidence": belief.confidence,
                 counter: int(p[counter]) + 1,
-                "updated_ts": self._now(),
+                "updated_ts": now,
+                "events": [*p.get("events", []), event][-limits.MEMORY_EVENTS_MAX :],
             }
-            self._stores.of(scope).set_fields(COLLECTION, record.id, fields, level)
+            store.set_fields(COLLECTION, record.id, fields, level)
         return NewConfidence(
             id=record.id, confidence=round(belief.confidence, 4), hidden_from_search=belief.confidence < HIDE_BELOW
         )
 
-    def feedback(self, scope: Scope, request: MemoryFeedback) -> NewConfidence:
+    def feedback(self, scope: Scope, request: MemoryFeedback, origin: str = "") -> NewConfidence:
         counter = "helpful_count" if request.helpful else "unhelpful_count"
-        return self._observe(scope, request.memory_id, request.scope, request.helpful, FEEDBACK_WEIGHT, counter)
+        search = self.searches.find(scope, origin, request.memory_id, request.search_id)
+        return self._observe(
+            scope, request.memory_id, request.scope, request.helpful, FEEDBACK_WEIGHT, counter, search, origin
+        )
 
-    def outcome(self, scope: Scope, request: MemoryOutcome) -> NewConfidence:
+    def outcome(self, scope: Scope, request: MemoryOutcome, origin: str = "") -> NewConfidence:
         counter = "uses_succeeded" if request.succeeded else "uses_failed"
-        return self._observe(scope, request.memory_id, request.scope, request.succeeded, OUTCOME_WEIGHT, counter)
+        search = self.searches.find(scope, origin, request.memory_id, request.search_id)
+        return self._observe(
+            scope, request.memory_id, request.scope, request.succeeded, OUTCOME_WEIGHT, counter, search, origin
+        )
+
+    def session_outcome(self, scope: Scope, session_id: str, succeeded: bool | None) -> list[NewConfidence]:
+        """A session ended: what was injected for its task counts as used, with its outcome
+        (None, a partial outcome, teaches nothing). Each injected memory is reinforced like a
+        memory_outcome attributed to the injection's search (the task becomes a key)."""
+        if succeeded is None:
+            return []
+        origin = session_origin(session_id)
+        search = self.searches.latest(scope, origin)
+        if search is None:
+            return []
+        counter = "uses_succeeded" if succeeded else "uses_failed"
+        results = []
+        for memory_id in search.memory_ids:
+            try:
+                results.append(
+                    self._observe(scope, memory_id, ScopeLevel.project, succeeded, OUTCOME_WEIGHT, counter, search, origin)
+                )
+            except NotFound:  # deleted since the session started
+                continue
+        return results
 
     def nearest(self, scope: Scope, items: list[tuple[str, str, str, Outcome]]) -> list[Hit | None]:
         """For each (title, description, content, outcome): the project's most similar memory
@@ -270,3 +388,18 @@ class MemoryService:
 
     def counts(self, scope: Scope) -> int:
         return self._stores.of(scope).count(COLLECTION)
+
+
+def key_texts(memory: dict[str, Any]) -> list[tuple[KeyKind, str]]:
+    """The stored keys of a memory, ``doc`` first (its vector is also the memory's own)."""
+    texts = [(KeyKind.doc, f"{memory['title']}. {memory['description']}\n{memory['content']}"), (KeyKind.title, memory["title"])]
+    texts += [(KeyKind.applies_when, a) for a in memory.get("applies_when", [])]
+    for kind in (KeyKind.task, KeyKind.error):
+        if memory.get(kind.value):
+            texts.append((kind, memory[kind.value]))
+    return list(dict.fromkeys(texts))
+
+
+def session_origin(session_id: str) -> str:
+    """The search-log origin of what session_start injected for a session."""
+    return f"session:{session_id}" if session_id else ""

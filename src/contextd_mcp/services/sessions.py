@@ -24,6 +24,7 @@ from contextd_mcp.models.session import (
     EndSession,
     ErrorFix,
     SessionEnded,
+    SessionOutcome,
     SessionStarted,
     SessionStatus,
     StartSession,
@@ -82,6 +83,8 @@ class SessionService:
         self._seen: dict[str, tuple[float, float]] = {}  # session id → (last seen, last written)
         self._owners: dict[str, Scope] = {}  # session id → its scope, for writing last_seen back
         self.on_session_closed: list[SessionClosed] = []
+        # Told each session's outcome at session_end (memory reinforces what it injected).
+        self.on_outcome: list[Callable[[Scope, str, SessionOutcome], object]] = []
         stores.ensure(
             CollectionSpec(
                 name=COLLECTION,
@@ -175,6 +178,8 @@ class SessionService:
         )
         self._forget(record.id)
         self._closed(scope, record.id, "ended")
+        for callback in self.on_outcome:
+            callback(scope, record.id, request.outcome)
         return SessionEnded(session_id=record.id, job_id=job_id, state="queued")
 
     # -- finding a session ----------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.mcp.registry import ToolDef
@@ -15,7 +15,13 @@ _ID = "6f1c2b9e-3f7a-4c1d-9a57-0b8e2d4c1a10"
 
 
 class SearchResult(BaseModel):
+    search_id: str = Field(description="Pass to memory_feedback / memory_outcome to rate what this search found")
     memories: list[MemoryPreview]
+
+
+def _origin(caller: Caller) -> str:
+    """Whose searches a rating is attributed to: this connection's (HTTP: its MCP session)."""
+    return f"{caller.transport}:{caller.connection_id}" if caller.connection_id else ""
 
 
 def memory_tools(service: MemoryService) -> list[ToolDef]:
@@ -23,22 +29,23 @@ def memory_tools(service: MemoryService) -> list[ToolDef]:
         return service.store(caller.scope, req)
 
     def search(caller: Caller, req: SearchMemories) -> SearchResult:
-        return SearchResult(memories=[MemoryPreview.of(hit) for hit in service.search(caller.scope, req)])
+        search_id, hits = service.search_logged(caller.scope, req, _origin(caller))
+        return SearchResult(search_id=search_id, memories=[MemoryPreview.of(hit) for hit in hits])
 
     def get(caller: Caller, req: GetMemory) -> Memory:
         return service.get(caller.scope, req)
 
     def feedback(caller: Caller, req: MemoryFeedback) -> NewConfidence:
-        return service.feedback(caller.scope, req)
+        return service.feedback(caller.scope, req, _origin(caller))
 
     def outcome(caller: Caller, req: MemoryOutcome) -> NewConfidence:
-        return service.outcome(caller.scope, req)
+        return service.outcome(caller.scope, req, _origin(caller))
 
     return [
         ToolDef(
             "memory_store",
             "Save a lesson learned for future sessions of this project: a strategy that worked, or "
-            "with outcome=failure an anti-pattern. Secrets are redacted.",
+            "with outcome=failure an anti-pattern. Give applies_when: it is found by each. Secrets are redacted.",
             StoreMemory,
             StoredMemory,
             store,
@@ -46,6 +53,7 @@ def memory_tools(service: MemoryService) -> list[ToolDef]:
                 "title": "Run pytest with -p no:cacheprovider in read-only checkouts",
                 "content": "The cache plugin writes .pytest_cache; in a read-only tree it fails. Disable it.",
                 "tags": ["pytest", "ci"],
+                "applies_when": ["tests fail in a read-only checkout"],
             },
             example_result={"id": _ID, "confidence": 0.6667, "duplicate_of_existing": False},
         ),
@@ -60,6 +68,7 @@ def memory_tools(service: MemoryService) -> list[ToolDef]:
             idempotent=True,
             example={"query": "pytest fails writing cache in read-only directory", "limit": 3},
             example_result={
+                "search_id": "3c1f0e2a9b7d4e5f8a6b1c2d3e4f5a6b",
                 "memories": [
                     {
                         "id": _ID,
@@ -101,8 +110,8 @@ def memory_tools(service: MemoryService) -> list[ToolDef]:
         ),
         ToolDef(
             "memory_feedback",
-            "Rate a memory: helpful raises its confidence, unhelpful lowers it "
-            "(4 unhelpful ratings hide a new memory from search).",
+            "Rate a memory: helpful raises its confidence and teaches it the query that found it; "
+            "unhelpful lowers it and demotes it for such queries (4 unhelpful hide a new memory).",
             MemoryFeedback,
             NewConfidence,
             feedback,

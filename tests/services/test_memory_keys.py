@@ -1,0 +1,182 @@
+"""Memory keys: found by any key, taught by feedback, scoped like the memory (real store and model)."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from contextd_mcp import limits
+from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder
+from contextd_mcp.container import Container, build
+from contextd_mcp.errors import InvalidInput
+from contextd_mcp.models.requests import GetMemory, MemoryFeedback, MemoryOutcome, SearchMemories, StoreMemory
+from contextd_mcp.models.scope import Scope
+from contextd_mcp.paths import DataPaths
+from contextd_mcp.ports.scoped_store import AcrossScopes, Stores
+from contextd_mcp.services.memory_keys import KEYS
+from contextd_mcp.services.memory_rekey import MemoryRekey
+
+A = Scope(tenant="acme", team="core", project="api")
+B = Scope(tenant="other", team="core", project="api")
+LEGACY = Path(__file__).parents[1] / "data" / "legacy_store" / "memories-aa7b155.tgz"
+
+LESSON = StoreMemory(
+    title="Wrap each test in a nested transaction that rolls back",
+    content="A session-scoped db fixture shared one transaction, so tests depended on order. "
+    "Use a function-scoped fixture with conn.begin_nested() and roll back on teardown.",
+)
+DISTRACTORS = [
+    StoreMemory(title="Module-level mutable default made tests order-dependent", content="def f(items=[]) shared a list across tests; use None."),
+    StoreMemory(title="Freeze time in tests that compare timestamps", content="Tests comparing datetime.now() flaked at midnight; use freezegun."),
+    StoreMemory(title="Reset the global registry between tests", content="A plugin registry kept entries from earlier tests; clear it in an autouse fixture."),
+    StoreMemory(title="Use a tmp_path per test instead of a shared directory", content="Tests writing to /tmp/out collided when run in parallel with xdist."),
+]
+
+
+def rank_of(container: Container, scope: Scope, query: str, memory_id: str) -> int | None:
+    hits = container.memory.search(scope, SearchMemories(query=query, limit=10, min_confidence=0.0))
+    ids = [h.id for h in hits]
+    return ids.index(memory_id) + 1 if memory_id in ids else None
+
+
+def keys_of(container: Container, scope: Scope, memory_id: str, kind: str) -> list[dict[str, object]]:
+    records = Stores(container.store).of(scope).scan(KEYS, 100, match={"memory_id": memory_id, "kind": kind})
+    return [r.payload for r in records]
+
+
+def test_applies_when_phrases_find_a_memory_in_the_agents_words(container: Container) -> None:
+    situated = LESSON.model_copy(update={"applies_when": ["integration tests only pass one file at a time"]})
+    plain = container.memory.store(A, LESSON).id
+    container.memory.store_many(A, DISTRACTORS)
+    query = "my integration tests pass only when I run each file by itself"
+    before = rank_of(container, A, query, plain)
+    other = container.memory.store(B, situated).id  # same text, another tenant, with the situation
+    container.memory.store_many(B, DISTRACTORS)
+    assert rank_of(container, B, query, other) == 1
+    # Without the situation the lesson is not the first answer to that query.
+    assert before is None or before > 1
+    assert container.memory.get(B, GetMemory(memory_id=other)).applies_when == situated.applies_when
+
+
+def test_helpful_feedback_teaches_the_query_and_only_in_its_tenant(container: Container) -> None:
+    in_a = container.memory.store(A, LESSON).id
+    in_b = container.memory.store(B, LESSON).id
+    container.memory.store_many(A, DISTRACTORS)
+    container.memory.store_many(B, DISTRACTORS)
+    phrasing_a = "integration tests only go green when I run them one file at a time"
+    phrasing_b = "the suite passes test by test but fails when run all together"
+    before_a, before_b = rank_of(container, A, phrasing_b, in_a), rank_of(container, B, phrasing_b, in_b)
+    search_id, hits = container.memory.search_logged(A, SearchMemories(query=phrasing_a, limit=10), "conn-1")
+    assert in_a in [h.id for h in hits]
+    container.memory.feedback(A, MemoryFeedback(memory_id=in_a, helpful=True), "conn-1")  # attributed, no id
+    learned = keys_of(container, A, in_a, "learned")
+    assert [k["text"] for k in learned] == [phrasing_a]
+    after_a = rank_of(container, A, phrasing_b, in_a)
+    assert after_a == 1 and (before_a is None or before_a >= after_a)
+    # Tenant B's identical memory learned nothing and ranks as it did.
+    assert keys_of(container, B, in_b, "learned") == []
+    assert rank_of(container, B, phrasing_b, in_b) == before_b
+    events = container.store.get("memories", [in_a], {})[0].payload["events"]
+    assert events[-1]["helpful"] is True and events[-1]["query"] == phrasing_a and events[-1]["search_id"] == search_id
+
+
+def test_unhelpful_feedback_demotes_only_near_its_query(container: Container) -> None:
+    mid = container.memory.store(A, LESSON).id
+    container.memory.store_many(A, DISTRACTORS)
+    wrong_for = "tests fail at midnight when comparing timestamps of nested transactions"
+    elsewhere = "integration tests pass alone but fail together because of a shared db fixture"
+    assert rank_of(container, A, elsewhere, mid) == 1
+    baseline = rank_of(container, A, wrong_for, mid)
+    assert baseline is not None
+    search_id, _ = container.memory.search_logged(A, SearchMemories(query=wrong_for, limit=10), "c")
+    container.memory.feedback(A, MemoryFeedback(memory_id=mid, helpful=False, search_id=search_id))
+    assert len(keys_of(container, A, mid, "negative")) == 1
+    demoted = rank_of(container, A, wrong_for, mid)
+    assert demoted is None or demoted > baseline
+    assert rank_of(container, A, elsewhere, mid) == 1  # a different need still finds it first
+
+
+def test_learned_keys_are_capped_deduplicated_and_scrubbed(container: Container) -> None:
+    mid = container.memory.store(A, LESSON).id
+    secret = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    queries = [f"flaky tests number {i} of {topic}" for i, topic in enumerate(
+        ["postgres fixtures", "kafka consumers", "redis locks", "s3 uploads", "grpc streams", "celery beat",
+         "oauth tokens", "css grid", "webpack chunks", "terraform state", "helm charts"])]
+    queries[0] += f" token {secret}"
+    for query in [*queries, queries[3]]:  # the repeat is a duplicate, not a new key
+        container.memory.search_logged(A, SearchMemories(query=query, limit=10, min_confidence=0.0), "c")
+        container.memory.feedback(A, MemoryFeedback(memory_id=mid, helpful=True), "c")
+    learned = keys_of(container, A, mid, "learned")
+    assert len(learned) == limits.LEARNED_KEYS_MAX
+    assert all(secret not in str(k["text"]) for k in learned)
+    payload = container.store.get("memories", [mid], {})[0].payload
+    assert payload["helpful_count"] == len(queries) + 1  # confidence still counts every rating
+    assert all(secret not in str(e) for e in payload["events"])
+    assert payload["events"][-1]["key"] == "known"
+
+
+def test_events_are_capped(container: Container) -> None:
+    mid = container.memory.store(A, LESSON).id
+    for i in range(limits.MEMORY_EVENTS_MAX + 3):
+        container.memory.outcome(A, MemoryOutcome(memory_id=mid, succeeded=i % 2 == 0))
+    events = container.store.get("memories", [mid], {})[0].payload["events"]
+    assert len(events) == limits.MEMORY_EVENTS_MAX
+
+
+def test_a_search_id_of_another_tenant_or_without_the_memory_is_refused(container: Container) -> None:
+    in_a = container.memory.store(A, LESSON).id
+    in_b = container.memory.store(B, LESSON).id
+    search_b, _ = container.memory.search_logged(B, SearchMemories(query="nested transaction fixture"), "c")
+    with pytest.raises(InvalidInput, match="search_id"):
+        container.memory.feedback(A, MemoryFeedback(memory_id=in_a, helpful=True, search_id=search_b))
+    with pytest.raises(InvalidInput, match="search_id"):
+        container.memory.feedback(A, MemoryFeedback(memory_id=in_a, helpful=True, search_id="0" * 32))
+    other = container.memory.store(B, DISTRACTORS[0]).id
+    search_b2, hits = container.memory.search_logged(B, SearchMemories(query="nested transaction fixture", limit=1), "c")
+    assert [h.id for h in hits] == [in_b]
+    with pytest.raises(InvalidInput, match="did not return"):
+        container.memory.feedback(B, MemoryFeedback(memory_id=other, helpful=True, search_id=search_b2))
+    assert keys_of(container, A, in_a, "learned") == [] and keys_of(container, B, other, "learned") == []
+
+
+def test_a_store_written_by_the_previous_version_is_rekeyed(tmp_path: Path, embedder: FastEmbedEmbedder) -> None:
+    """tests/data/legacy_store: the memories collection as aa7b155 wrote it (3 memories in
+    acme/core/api, 1 in other/t/p), with no key points."""
+    data = tmp_path / "data"
+    with tarfile.open(LEGACY) as tar:
+        tar.extractall(tmp_path, filter="data")
+    container = build(DataPaths(data), embedder=embedder)
+    try:
+        query = "CI broke after the database container image moved to a new major version"
+        assert container.memory.search(A, SearchMemories(query=query)) == []  # no keys yet
+        keyed = MemoryRekey(container.memory, Stores(container.store), AcrossScopes(container.store)).run()
+        assert keyed == 4
+        hits = container.memory.search(A, SearchMemories(query=query))
+        assert hits[0].title == "Pin the Postgres image tag in CI" and len(hits) == 3
+        # Each memory's keys were written in its own scope: acme never sees the other tenant's.
+        other = container.memory.search(Scope(tenant="other", team="t", project="p"), SearchMemories(query="pinning"))
+        assert [h.title for h in other] == ["Other tenant lesson"]
+        again = MemoryRekey(container.memory, Stores(container.store), AcrossScopes(container.store)).run()
+        assert again == 0
+    finally:
+        container.close()
+
+
+@pytest.mark.anyio
+async def test_a_session_outcome_reinforces_what_was_injected_for_its_task(container: Container) -> None:
+    from contextd_mcp.mcp.caller import Caller
+    from tests.helpers import connected, data
+
+    mid = container.memory.store(A, LESSON).id
+    container.memory.store_many(A, DISTRACTORS)
+    task = "make the integration tests that share one database fixture pass in any order"
+    async with connected(container, Caller(scope=A, transport="memory", connection_id="s")) as client:
+        started = data(await client.call_tool("session_start", {"task": task}))
+        assert mid in [m["id"] for m in started["memories"]]
+        assert started["injection_tokens"] < limits.INJECTION_MAX_TOKENS + 10
+        await client.call_tool("session_end", {"session_id": started["session_id"], "outcome": "success"})
+    payload = container.store.get("memories", [mid], {})[0].payload
+    assert payload["uses_succeeded"] == 1 and payload["events"][-1]["kind"] == "uses_succeeded"
+    assert [k["text"] for k in keys_of(container, A, mid, "learned")] == [task]
