@@ -52,11 +52,11 @@ ToolNames = Annotated[
     list[ToolName], Field(max_length=TOOLS_MAX, description="Only these tools may be called (omit: all its access allows)")
 ]
 _ACCESS_DOC = (
-    "Kind of data → 'read' or 'write' (write includes read), e.g. {\"memories\": \"write\", \"skills\": \"read\"}. "
-    "Kinds left out are denied. Omit for full access."
+    "Kind → 'read' or 'write' (write includes read), e.g. {\"memories\": \"write\"}; kinds left out are "
+    "denied; omit for full access"
 )
-_LEVEL_DOC = "Who the agent is for: this project (default), your team, or your org. Names are unique per level."
-_REACH_DOC = "How far to look: agents that apply here (project, default), or every agent of your team / org"
+_LEVEL_DOC = "For this project (default), your team or your org; names are unique per level"
+_REACH_DOC = "project (default): the agents that apply here; team / org: every one of that level"
 
 
 class _Strict(BaseModel):

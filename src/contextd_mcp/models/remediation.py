@@ -77,7 +77,7 @@ class SearchRemediations(_Strict):
 
 _BY_ID_SCOPE = Field(
     default=ScopeLevel.project,
-    description="Where the id may live: your project (default), or your team / org for fixes found by a wider search",
+    description="Where it lives: project (default), or team / org if a wider search found it",
 )
 
 

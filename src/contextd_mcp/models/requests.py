@@ -70,7 +70,7 @@ class SearchMemories(_Strict):
 
 _BY_ID_SCOPE = Field(
     default=ScopeLevel.project,
-    description="Where the memory lives: your project (default), or team / org if a wider search found it",
+    description="Where it lives: project (default), or team / org if a wider search found it",
 )
 
 

@@ -32,14 +32,14 @@ class SessionStatus(StrEnum):
 class StartSession(_Strict):
     project_path: Annotated[str, StringConstraints(strip_whitespace=True, max_length=limits.PATH_MAX)] | None = Field(
         default=None,
-        description="The project's directory, recorded with the session (the scope is always your connection's)",
+        description="The project's directory, recorded with the session",
     )
     task: Annotated[str, StringConstraints(strip_whitespace=True, max_length=limits.TASK_MAX)] | None = Field(
         default=None, description="What this session is about; picks the memories injected"
     )
     agent: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=72)] | None = Field(
         default=None,
-        description="Act as this agent config (name or id) for the rest of the connection: its access list applies",
+        description="Act as this agent config (name or id) for the rest of the connection",
     )
 
 

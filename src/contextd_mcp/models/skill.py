@@ -39,11 +39,8 @@ def check_name(value: str) -> str:
     return value
 
 
-_LEVEL_DOC = (
-    "Who the skill is for: this project (default), your whole team, or your whole org. "
-    "Names are unique per level."
-)
-_REACH_DOC = "How far to look: skills that apply here (project, default), or every skill of your team / org"
+_LEVEL_DOC = "For this project (default), your team or your org; names are unique per level"
+_REACH_DOC = "project (default): the skills that apply here; team / org: every one of that level"
 
 
 class _Strict(BaseModel):

@@ -49,8 +49,8 @@ def agent_tools(service: AgentService) -> list[ToolDef]:
     return [
         ToolDef(
             "agent_create",
-            "Define an agent: system prompt, skills, model settings, and which kinds of data it may "
-            "read or write (enforced for sessions started with session_start(agent=...)).",
+            "Define an agent: system prompt, skills, model settings and the kinds of data it may read "
+            "or write (enforced once session_start(agent=...) names it).",
             CreateAgent,
             Agent,
             create,

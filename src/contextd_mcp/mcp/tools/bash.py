@@ -15,10 +15,9 @@ def bash_tools(service: ShellService) -> list[ToolDef]:
     return [
         ToolDef(
             "bash",
-            "Run a shell command in the project, sandboxed: no network, nothing outside the project "
-            "writable or (but system dirs) readable, bounded time/memory/processes/output. "
-            "Policies are checked first; secrets in output are redacted. Calls share one budget "
-            "(`limits`); a call over it is `killed`.",
+            "Run a shell command in the project, sandboxed: no network, only the project writable, "
+            "bounded time/memory/processes/output. Policies are checked first; secrets in output are "
+            "redacted. Calls share one budget (`limits`); a call over it is `killed`.",
             RunCommand,
             BashResult,
             bash,

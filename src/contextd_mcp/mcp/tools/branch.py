@@ -35,7 +35,7 @@ def branch_tools(folding: FoldingService, sessions: SessionService) -> list[Tool
     return [
         ToolDef(
             "branch_create",
-            "Fold context: open a branch for a sub-task with its own token budget (3 deep at most). "
+            "Fold context: open a branch for a sub-task with its own token budget (3 deep). "
             "Responses count against it: warned at 80 %, returned at 100 % or timeout. Needs session_start.",
             CreateBranch,
             BranchCreated,

@@ -34,8 +34,8 @@ def checkpoint_tools(service: CheckpointService, sessions: SessionService) -> li
     return [
         ToolDef(
             "checkpoint_save",
-            "Save where the work stands to resume it later (checkpoint_resume), e.g. before the context "
-            "is compacted. Returns its id and the token cost of each resume level.",
+            "Save where the work stands, to resume later (checkpoint_resume), e.g. before compaction. "
+            "Returns its id and each resume level's token cost.",
             SaveCheckpoint,
             SavedCheckpoint,
             save,
@@ -48,7 +48,7 @@ def checkpoint_tools(service: CheckpointService, sessions: SessionService) -> li
         ),
         ToolDef(
             "checkpoint_list",
-            "This project's checkpoints, newest first, with the token cost of resuming each at each level.",
+            "This project's checkpoints, newest first, with each level's resume cost in tokens.",
             ListCheckpoints,
             CheckpointList,
             list_,

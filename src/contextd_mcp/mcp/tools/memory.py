@@ -44,8 +44,8 @@ def memory_tools(service: MemoryService) -> list[ToolDef]:
     return [
         ToolDef(
             "memory_store",
-            "Save a lesson learned for future sessions of this project: a strategy that worked, or "
-            "with outcome=failure an anti-pattern. Give applies_when: it is found by each. Secrets are redacted.",
+            "Save a lesson for future sessions of this project: a strategy that worked, or with "
+            "outcome=failure an anti-pattern. Fill applies_when: it is found by each. Secrets are redacted.",
             StoreMemory,
             StoredMemory,
             store,

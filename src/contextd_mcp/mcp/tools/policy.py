@@ -47,7 +47,7 @@ def policy_tools(service: PolicyService) -> list[ToolDef]:
         ToolDef(
             "policy_set",
             "Create a policy (a rule checked without an LLM) at org, team or project scope, or override "
-            "a wider-scope one by id (severity, disable). Same title and scope replaces it.",
+            "a wider one by id. Same title and scope replaces it.",
             SetPolicy,
             PolicySaved,
             set_,
@@ -118,7 +118,7 @@ def policy_tools(service: PolicyService) -> list[ToolDef]:
         ToolDef(
             "policy_check",
             "Check an action (command, write, commit) against your org, team and project policies "
-            "before doing it (bash checks itself). Returns violations and suggestions.",
+            "before doing it (bash checks itself).",
             CheckPolicies,
             PolicyCheckResult,
             check,

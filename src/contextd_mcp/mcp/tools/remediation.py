@@ -44,8 +44,8 @@ def remediation_tools(service: RemediationService) -> list[ToolDef]:
     return [
         ToolDef(
             "remediation_record",
-            "Record how an error was fixed, so the fix is found the next time the error appears "
-            "(with other paths, line numbers, versions). Secrets are redacted.",
+            "Record how an error was fixed, so the fix is found when the error recurs (with other "
+            "paths, line numbers, versions). Secrets are redacted.",
             RecordRemediation,
             RecordedRemediation,
             record,
@@ -60,8 +60,8 @@ def remediation_tools(service: RemediationService) -> list[ToolDef]:
         ),
         ToolDef(
             "remediation_search",
-            "Find recorded fixes for an error: paste the error output as is. Matches exact error "
-            "classes, codes and package names as well as meaning; ranked by match and confidence.",
+            "Find recorded fixes for an error: paste the error output as is. Matches error classes, "
+            "codes and package names as well as meaning.",
             SearchRemediations,
             RemediationSearchResult,
             search,

@@ -41,8 +41,8 @@ def session_tools(service: SessionService, bind_agent: Callable[[Caller, str], o
     return [
         ToolDef(
             "session_start",
-            "Start a work session: returns its id and markdown to keep in context: up to 3 trusted "
-            "lessons relevant to the task (under 500 tokens) and the project's latest checkpoint.",
+            "Start a work session: returns its id and markdown to keep in context (up to 3 lessons for "
+            "the task, under 500 tokens, and the latest checkpoint).",
             StartSession,
             SessionStarted,
             start,
@@ -78,7 +78,7 @@ def session_tools(service: SessionService, bind_agent: Callable[[Caller, str], o
         ),
         ToolDef(
             "distill_status",
-            "Where a session_end job stands (pending, running, done, failed) and the memories it made.",
+            "Where a session_end job stands and the memories it made.",
             JobStatusRequest,
             DistillStatus,
             status,

@@ -54,8 +54,7 @@ def skill_tools(service: SkillService) -> list[ToolDef]:
     return [
         ToolDef(
             "skill_create",
-            "Save a reusable prompt (a skill) for this project, team or org; it also appears in the "
-            "client's prompt menu.",
+            "Save a reusable prompt (a skill) for this project, team or org; also an MCP prompt.",
             CreateSkill,
             Skill,
             create,
