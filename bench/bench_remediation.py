@@ -1,6 +1,11 @@
 """remediation_search: retrieval quality on the labelled set, and latency at N records.
 
     .venv/bin/python -m bench.bench_remediation [--records 10000] [--queries 200] [--skip-quality] [--json FILE]
+    .venv/bin/python -m bench.bench_remediation --eval dev|heldout [--variants shipped,...] [--json FILE]
+
+--eval: the near-miss sets (bench/data/remediation_eval/, bench/remediation_eval.py) through the
+real daemon and MCP client over stdio, beside naive dense cosine, one row per ranking variant
+(the ablation: each a daemon started with other CONTEXTD_REMEDIATION_* settings).
 
 Quality (tests/data/remediation_errors.json: 258 fixes, 598 reworded occurrences of their errors),
 recall@1, recall@3, MRR over the top 10:
@@ -155,13 +160,59 @@ def tool_latency(container: Container, queries: list[str]) -> dict[str, float]:
     return percentiles(samples)
 
 
+# Ablation: what each second-stage feature buys (settings.RemediationSettings).
+_OFF = "false"
+VARIANTS: dict[str, dict[str, str]] = {
+    "first-stage (no rerank)": {"CONTEXTD_REMEDIATION_RERANK": _OFF},
+    "rerank: error lines only": {"CONTEXTD_REMEDIATION_RERANK_COMMAND": _OFF, "CONTEXTD_REMEDIATION_RERANK_CONTEXT": _OFF},
+    "rerank: command only": {"CONTEXTD_REMEDIATION_RERANK_ERROR_LINES": _OFF, "CONTEXTD_REMEDIATION_RERANK_CONTEXT": _OFF},
+    "rerank: context only": {"CONTEXTD_REMEDIATION_RERANK_ERROR_LINES": _OFF, "CONTEXTD_REMEDIATION_RERANK_COMMAND": _OFF},
+    "rerank without error lines": {"CONTEXTD_REMEDIATION_RERANK_ERROR_LINES": _OFF},
+    "rerank without command": {"CONTEXTD_REMEDIATION_RERANK_COMMAND": _OFF},
+    "rerank without context": {"CONTEXTD_REMEDIATION_RERANK_CONTEXT": _OFF},
+    "shipped": {},
+}
+
+
+def run_eval(split: str, variants: list[str]) -> dict[str, Any]:
+    import anyio
+
+    from bench import remediation_eval as ev
+
+    data = ev.load(split)
+    items = ev.load("dev")["remediations"] + ev.load("heldout")["remediations"]  # both splits' fixes stored
+    results: dict[str, Any] = {"split": split, "fixes": len(data["remediations"]), "stored": len(items),
+                               "queries": len(data["queries"])}
+    with tempfile.TemporaryDirectory(prefix="bench-remediation-eval-") as tmp:
+        data_dir, project = Path(tmp) / "data", Path(tmp) / "project"
+        project.mkdir()
+        ids = anyio.run(ev.fill, data_dir, project, items)
+        naive = ev.naive_dense(items, data["queries"])
+        results["naive-dense"] = naive.__dict__
+        print(f"{split:8} {'naive-dense':26} {naive.row()}", flush=True)
+        for name in variants:
+            quality, latency, misses = anyio.run(ev.searched, data_dir, project, data["queries"], ids, VARIANTS[name])
+            results[name] = {**quality.__dict__, "p50_ms": ev.p50(latency), "misses": misses}
+            print(f"{split:8} {name:26} {quality.row()}  p50 {ev.p50(latency)} ms", flush=True)
+    results["load_average"] = os.getloadavg()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--eval", choices=("dev", "heldout"))
+    parser.add_argument("--variants", default="shipped", help="comma-separated names from VARIANTS, or 'all'")
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.eval:
+        names = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
+        results = run_eval(args.eval, names)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        return
     dataset = json.loads((DATA / "remediation_errors.json").read_text())
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-remediation-") as tmp:

@@ -41,6 +41,20 @@ class EmbeddingSettings(BaseSettings):
     cache_dir: Path = Field(default_factory=lambda: default_cache_dir() / "models")
 
 
+class RemediationSettings(BaseSettings):
+    """remediation_search's second stage (services/remediation_rerank.py); the switches exist
+    for the ablation in bench/bench_remediation.py --eval."""
+
+    model_config = SettingsConfigDict(env_prefix="CONTEXTD_REMEDIATION_")
+
+    rerank: bool = True
+    rerank_error_lines: bool = True
+    rerank_command: bool = True
+    rerank_context: bool = True
+    rerank_top: int = Field(default=10, ge=1, le=50)
+    rerank_weight: float = Field(default=0.6, ge=0.0, le=1.0)
+
+
 class ScopeSettings(BaseSettings):
     """Explicit scope; unset parts are derived from the working directory."""
 
