@@ -142,6 +142,7 @@ def build() -> tuple[dict[str, Any], dict[str, Any]]:
                     # The error comes back in the project (paths, names, log lines, output
                     # style) where a near-miss was recorded, not where its own fix was.
                     w, q_style, q_noise = seen[rng.choice(siblings)]
+                    q_style = q_style or 1  # the bare style-0 output would repeat the stored text
                 else:
                     w, q_style, q_noise = values(rng), rng.choice((1, 2)), rng.randrange(1 << 30)
                 query: dict[str, Any] = {
