@@ -11,6 +11,10 @@ filters and ranks on a small payload (scope, category, confidence, signature), s
 costs grow with payload size (measured: 4x from 0.3 to 1.5 KB, 15x to 12 KB, on an edge
 collection below its keyword-index threshold), then reads the texts of the top hits only.
 
+A second stage (services/remediation_rerank.py) scores the top candidates again on what tells
+look-alike errors apart (the error lines' rarer terms, the failing command, the call's context):
+on the near-miss set it lifts R@1 where every first-stage miss was a same-class near-miss.
+
 Confidence follows the memory model (models/confidence.py): helpful / unhelpful feedback moves
 a Beta posterior, and ranking weighs relevance by it. Records of the same error (same normalised
 signature) share their best relevance, so among alternative fixes for one error the one that
