@@ -1,7 +1,7 @@
 """remediation_search: retrieval quality on the labelled set, and latency at N records.
 
     .venv/bin/python -m bench.bench_remediation [--records 10000] [--queries 200] [--skip-quality] [--json FILE]
-    .venv/bin/python -m bench.bench_remediation --eval dev|heldout [--variants shipped,...] [--json FILE]
+    .venv/bin/python -m bench.bench_remediation --eval dev[,heldout] [--variants shipped,...|all] [--json FILE]
 
 --eval: the near-miss sets (bench/data/remediation_eval/, bench/remediation_eval.py) through the
 real daemon and MCP client over stdio, beside naive dense cosine, one row per ranking variant
@@ -161,47 +161,51 @@ def tool_latency(container: Container, queries: list[str]) -> dict[str, float]:
 
 
 # Ablation: what each second-stage feature buys (settings.RemediationSettings).
-_OFF = "false"
+_OFF, _ON = "false", "true"
 VARIANTS: dict[str, dict[str, str]] = {
     "first-stage (no rerank)": {"CONTEXTD_REMEDIATION_RERANK": _OFF},
-    "rerank: error lines only": {"CONTEXTD_REMEDIATION_RERANK_COMMAND": _OFF, "CONTEXTD_REMEDIATION_RERANK_CONTEXT": _OFF},
-    "rerank: command only": {"CONTEXTD_REMEDIATION_RERANK_ERROR_LINES": _OFF, "CONTEXTD_REMEDIATION_RERANK_CONTEXT": _OFF},
-    "rerank: context only": {"CONTEXTD_REMEDIATION_RERANK_ERROR_LINES": _OFF, "CONTEXTD_REMEDIATION_RERANK_COMMAND": _OFF},
-    "rerank without error lines": {"CONTEXTD_REMEDIATION_RERANK_ERROR_LINES": _OFF},
-    "rerank without command": {"CONTEXTD_REMEDIATION_RERANK_COMMAND": _OFF},
-    "rerank without context": {"CONTEXTD_REMEDIATION_RERANK_CONTEXT": _OFF},
-    "shipped": {},
+    "rerank: command only": {"CONTEXTD_REMEDIATION_RERANK_ERROR_LINES": _OFF, "CONTEXTD_REMEDIATION_RERANK_COMMAND": _ON},
+    "rerank: context only": {"CONTEXTD_REMEDIATION_RERANK_ERROR_LINES": _OFF, "CONTEXTD_REMEDIATION_RERANK_CONTEXT": _ON},
+    "rerank: command + context": {"CONTEXTD_REMEDIATION_RERANK_ERROR_LINES": _OFF, "CONTEXTD_REMEDIATION_RERANK_COMMAND": _ON,
+                                  "CONTEXTD_REMEDIATION_RERANK_CONTEXT": _ON},
+    "error lines + command": {"CONTEXTD_REMEDIATION_RERANK_COMMAND": _ON},
+    "error lines + context": {"CONTEXTD_REMEDIATION_RERANK_CONTEXT": _ON},
+    "all three": {"CONTEXTD_REMEDIATION_RERANK_COMMAND": _ON, "CONTEXTD_REMEDIATION_RERANK_CONTEXT": _ON},
+    "shipped": {},  # the error lines alone
 }
 
 
-def run_eval(split: str, variants: list[str]) -> dict[str, Any]:
+def run_eval(splits: list[str], variants: list[str]) -> dict[str, Any]:
+    """Both splits' fixes stored once; each split's queries run through every variant."""
     import anyio
 
     from bench import remediation_eval as ev
 
-    data = ev.load(split)
-    items = ev.load("dev")["remediations"] + ev.load("heldout")["remediations"]  # both splits' fixes stored
-    results: dict[str, Any] = {"split": split, "fixes": len(data["remediations"]), "stored": len(items),
-                               "queries": len(data["queries"])}
+    items = ev.load("dev")["remediations"] + ev.load("heldout")["remediations"]
+    results: dict[str, Any] = {"stored": len(items)}
     with tempfile.TemporaryDirectory(prefix="bench-remediation-eval-") as tmp:
         data_dir, project = Path(tmp) / "data", Path(tmp) / "project"
         project.mkdir()
         ids = anyio.run(ev.fill, data_dir, project, items)
-        naive = ev.naive_dense(items, data["queries"])
-        results["naive-dense"] = naive.__dict__
-        print(f"{split:8} {'naive-dense':26} {naive.row()}", flush=True)
-        for name in variants:
-            quality, latency, misses = anyio.run(ev.searched, data_dir, project, data["queries"], ids, VARIANTS[name])
-            results[name] = {**quality.__dict__, "p50_ms": ev.p50(latency), "misses": misses}
-            print(f"{split:8} {name:26} {quality.row()}  p50 {ev.p50(latency)} ms", flush=True)
+        for split in splits:
+            queries = ev.load(split)["queries"]
+            naive = ev.naive_dense(items, queries)
+            row: dict[str, Any] = {"queries": len(queries), "naive-dense": naive.__dict__}
+            print(f"{split:8} {'naive-dense':26} {naive.row()}", flush=True)
+            for name in variants:
+                quality, latency, misses = anyio.run(ev.searched, data_dir, project, queries, ids, VARIANTS[name])
+                row[name] = {**quality.__dict__, "p50_ms": ev.p50(latency), "misses": misses}
+                print(f"{split:8} {name:26} {quality.row()}  p50 {ev.p50(latency)} ms", flush=True)
+            results[split] = row
     results["load_average"] = os.getloadavg()
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--eval", choices=("dev", "heldout"))
+    parser.add_argument("--eval", help="dev, heldout, or dev,heldout")
     parser.add_argument("--variants", default="shipped", help="comma-separated names from VARIANTS, or 'all'")
+    parser.add_argument("--in-process", action="store_true", help="--eval on the service in-process (the quick ablation)")
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--skip-quality", action="store_true")
@@ -209,7 +213,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.eval:
         names = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
-        results = run_eval(args.eval, names)
+        if args.in_process:
+            from bench.remediation_eval import ablation_in_process
+
+            results = {split: {k: q.__dict__ for k, q in ablation_in_process(split, {n: VARIANTS[n] for n in names}).items()}
+                       for split in args.eval.split(",")}
+        else:
+            results = run_eval(args.eval.split(","), names)
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))
         return

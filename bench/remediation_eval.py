@@ -102,3 +102,45 @@ def naive_dense(items: list[dict[str, Any]], queries: list[dict[str, Any]]) -> Q
 
 def p50(samples: list[float]) -> float:
     return round(statistics.median(samples), 2)
+
+
+def ablation_in_process(split: str, variants: dict[str, dict[str, str]]) -> dict[str, Quality]:
+    """The same variants on the service in-process (same store and model, no MCP hop, each query
+    embedded once): the ablation in minutes on a loaded machine. Settings come from the same
+    ``CONTEXTD_REMEDIATION_*`` names as the daemon's."""
+    import tempfile
+
+    from bench.quality import SCOPE, _QueryCache
+    from contextd_mcp.container import build
+    from contextd_mcp.models.remediation import RecordRemediation, SearchRemediations
+    from contextd_mcp.paths import DataPaths
+    from contextd_mcp.ports.scoped_store import Stores
+    from contextd_mcp.services.remediation import RemediationService
+    from contextd_mcp.services.remediation_rerank import RerankSettings
+    from contextd_mcp.settings import RemediationSettings
+
+    items = load("dev")["remediations"] + load("heldout")["remediations"]
+    queries = load(split)["queries"]
+    results: dict[str, Quality] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-remediation-ablation-") as tmp:
+        container = build(DataPaths(Path(tmp)))
+        try:
+            embedder = _QueryCache(container.embedder)
+            service = RemediationService(Stores(container.store), embedder, container.scrubber)
+            recorded = service.record_many(SCOPE, [RecordRemediation(**_record_args(r)) for r in items])
+            ids = {r["key"]: x.id for r, x in zip(items, recorded, strict=True)}
+            for name, env in variants.items():
+                s = RemediationSettings(**{k.removeprefix("CONTEXTD_REMEDIATION_").lower(): v == "true" for k, v in env.items()})
+                service._rerank = RerankSettings(s.rerank, s.rerank_error_lines, s.rerank_command, s.rerank_context,
+                                                 s.rerank_top, s.rerank_weight)
+                ranked, relevant = [], []
+                for q in queries:
+                    hits = service.search(SCOPE, SearchRemediations(error=q["error"], context=q.get("context"), limit=10))
+                    ranked.append([h.id for h in hits])
+                    relevant.append({ids[q["relevant"]]})
+                r1, r3, mrr = score(ranked, relevant)
+                results[name] = Quality(len(ranked), len(items), r1, r3, mrr)
+                print(f"{split:8} {name:28} {results[name].row()}  (in-process)", flush=True)
+        finally:
+            container.close()
+    return results
