@@ -61,7 +61,7 @@ def remediation_tools(service: RemediationService) -> list[ToolDef]:
         ToolDef(
             "remediation_search",
             "Find recorded fixes for an error: paste the error output as is, and say in `context` what "
-            "you ran (the command tells apart fixes of look-alike errors). Matches exact error classes, "
+            "you were running. Matches exact error classes, "
             "codes and package names as well as meaning; ranked by match and confidence.",
             SearchRemediations,
             RemediationSearchResult,
