@@ -60,9 +60,8 @@ def remediation_tools(service: RemediationService) -> list[ToolDef]:
         ),
         ToolDef(
             "remediation_search",
-            "Find recorded fixes for an error: paste the error output as is, and say in `context` what "
-            "you were running. Matches exact error classes, "
-            "codes and package names as well as meaning; ranked by match and confidence.",
+            "Find recorded fixes for an error: paste the error output as is. Matches exact error "
+            "classes, codes and package names as well as meaning; ranked by match and confidence.",
             SearchRemediations,
             RemediationSearchResult,
             search,
