@@ -1,6 +1,11 @@
 """remediation_search: retrieval quality on the labelled set, and latency at N records.
 
     .venv/bin/python -m bench.bench_remediation [--records 10000] [--queries 200] [--skip-quality] [--json FILE]
+    .venv/bin/python -m bench.bench_remediation --eval dev[,heldout] [--variants shipped,...|all] [--json FILE]
+
+--eval: the near-miss sets (bench/data/remediation_eval/, bench/remediation_eval.py) through the
+real daemon and MCP client over stdio, beside naive dense cosine, one row per ranking variant
+(the ablation: each a daemon started with other CONTEXTD_REMEDIATION_* settings).
 
 Quality (tests/data/remediation_errors.json: 258 fixes, 598 reworded occurrences of their errors),
 recall@1, recall@3, MRR over the top 10:
@@ -155,13 +160,69 @@ def tool_latency(container: Container, queries: list[str]) -> dict[str, float]:
     return percentiles(samples)
 
 
+# Ablation: what each second-stage feature buys (settings.RemediationSettings).
+_OFF, _ON = "false", "true"
+VARIANTS: dict[str, dict[str, str]] = {
+    "first-stage (no rerank)": {"CONTEXTD_REMEDIATION_RERANK": _OFF},
+    "rerank: command only": {"CONTEXTD_REMEDIATION_RERANK_ERROR_LINES": _OFF, "CONTEXTD_REMEDIATION_RERANK_COMMAND": _ON},
+    "rerank: context only": {"CONTEXTD_REMEDIATION_RERANK_ERROR_LINES": _OFF, "CONTEXTD_REMEDIATION_RERANK_CONTEXT": _ON},
+    "rerank: command + context": {"CONTEXTD_REMEDIATION_RERANK_ERROR_LINES": _OFF, "CONTEXTD_REMEDIATION_RERANK_COMMAND": _ON,
+                                  "CONTEXTD_REMEDIATION_RERANK_CONTEXT": _ON},
+    "error lines + command": {"CONTEXTD_REMEDIATION_RERANK_COMMAND": _ON},
+    "error lines + context": {"CONTEXTD_REMEDIATION_RERANK_CONTEXT": _ON},
+    "all three": {"CONTEXTD_REMEDIATION_RERANK_COMMAND": _ON, "CONTEXTD_REMEDIATION_RERANK_CONTEXT": _ON},
+    "shipped": {},  # the error lines alone
+}
+
+
+def run_eval(splits: list[str], variants: list[str]) -> dict[str, Any]:
+    """Both splits' fixes stored once; each split's queries run through every variant."""
+    import anyio
+
+    from bench import remediation_eval as ev
+
+    items = ev.load("dev")["remediations"] + ev.load("heldout")["remediations"]
+    results: dict[str, Any] = {"stored": len(items)}
+    with tempfile.TemporaryDirectory(prefix="bench-remediation-eval-") as tmp:
+        data_dir, project = Path(tmp) / "data", Path(tmp) / "project"
+        project.mkdir()
+        ids = anyio.run(ev.fill, data_dir, project, items)
+        for split in splits:
+            queries = ev.load(split)["queries"]
+            naive = ev.naive_dense(items, queries)
+            row: dict[str, Any] = {"queries": len(queries), "naive-dense": naive.__dict__}
+            print(f"{split:8} {'naive-dense':26} {naive.row()}", flush=True)
+            for name in variants:
+                quality, latency, misses = anyio.run(ev.searched, data_dir, project, queries, ids, VARIANTS[name])
+                row[name] = {**quality.__dict__, "p50_ms": ev.p50(latency), "misses": misses}
+                print(f"{split:8} {name:26} {quality.row()}  p50 {ev.p50(latency)} ms", flush=True)
+            results[split] = row
+    results["load_average"] = os.getloadavg()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--eval", help="dev, heldout, or dev,heldout")
+    parser.add_argument("--variants", default="shipped", help="comma-separated names from VARIANTS, or 'all'")
+    parser.add_argument("--in-process", action="store_true", help="--eval on the service in-process (the quick ablation)")
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.eval:
+        names = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
+        if args.in_process:
+            from bench.remediation_eval import ablation_in_process
+
+            results = {split: {k: q.__dict__ for k, q in ablation_in_process(split, {n: VARIANTS[n] for n in names}).items()}
+                       for split in args.eval.split(",")}
+        else:
+            results = run_eval(args.eval.split(","), names)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        return
     dataset = json.loads((DATA / "remediation_errors.json").read_text())
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-remediation-") as tmp:

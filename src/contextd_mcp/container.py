@@ -43,9 +43,10 @@ from contextd_mcp.services.memory import COLLECTION as MEMORIES
 from contextd_mcp.services.memory import MemoryService
 from contextd_mcp.services.policy import PolicyService
 from contextd_mcp.services.remediation import RemediationService
+from contextd_mcp.services.remediation_rerank import RerankSettings
 from contextd_mcp.services.sessions import SessionPolicy, SessionService
 from contextd_mcp.services.skills import SkillService
-from contextd_mcp.settings import EmbeddingSettings, LimitSettings, SessionSettings, StoreSettings
+from contextd_mcp.settings import EmbeddingSettings, LimitSettings, RemediationSettings, SessionSettings, StoreSettings
 
 if TYPE_CHECKING:  # imported where they are wired, by the functions at the end
     from contextd_mcp.services.folding import FoldingService
@@ -156,7 +157,7 @@ def build(
     sessions, checkpoints, distill_runner = _session_parts(paths, stores, sweeps, embedder, scrubber, memory, limit_settings, session_settings)
     bindings = AgentBindings()  # session_start(agent=...) binds a connection; the guard enforces it
     access_guard = AccessGuard(bindings, lambda caller, ref, reach: agents.access(caller.scope, ref, reach))
-    remediation = RemediationService(stores, embedder, scrubber)
+    remediation = RemediationService(stores, embedder, scrubber, rerank=_rerank_settings())
     # Error → fix pairs found in Claude Code transcripts become remediation candidates.
     distill_runner.distiller.remediation_sink = remediation_sink(remediation.record_many)
     policies = PolicyService(stores, embedder.dim, embedder.model_name, scrubber, config_packs=_policy_packs())
@@ -262,6 +263,11 @@ def _diagnostic_tools() -> list[ToolDef]:
     from contextd_mcp.mcp.tools.diagnostics import diagnostic_tools
 
     return diagnostic_tools()
+
+
+def _rerank_settings() -> RerankSettings:
+    s = RemediationSettings()
+    return RerankSettings(s.rerank, s.rerank_error_lines, s.rerank_command, s.rerank_context, s.rerank_top, s.rerank_weight)
 
 
 def _add_session_workers(container: Container, settings: SessionSettings) -> None:

@@ -41,6 +41,23 @@ class EmbeddingSettings(BaseSettings):
     cache_dir: Path = Field(default_factory=lambda: default_cache_dir() / "models")
 
 
+class RemediationSettings(BaseSettings):
+    """remediation_search's second stage (services/remediation_rerank.py); the switches exist
+    for the ablation in bench/bench_remediation.py --eval."""
+
+    model_config = SettingsConfigDict(env_prefix="CONTEXTD_REMEDIATION_")
+
+    rerank: bool = True
+    rerank_error_lines: bool = True
+    # Off by measurement (dev split, BENCHMARKS.md "Session 4: remediations"): alone each ranked
+    # worse than no second stage (R@1 0.739 / 0.799 vs 0.821), and beside the error lines they
+    # cost 0.019 R@1; the first stage already reads the command and the context.
+    rerank_command: bool = False
+    rerank_context: bool = False
+    rerank_top: int = Field(default=10, ge=1, le=50)
+    rerank_weight: float = Field(default=0.6, ge=0.0, le=1.0)
+
+
 class ScopeSettings(BaseSettings):
     """Explicit scope; unset parts are derived from the working directory."""
 

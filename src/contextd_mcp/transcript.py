@@ -85,14 +85,19 @@ class Digest:
         return self.notes[-1][1] if self.notes else None
 
 
-def read_events(path: str | os.PathLike[str], max_bytes: int = MAX_READ_BYTES) -> list[dict[str, Any]]:
-    """The JSON events of a transcript file (its last ``max_bytes``); bad lines are skipped."""
+def read_events(
+    path: str | os.PathLike[str], max_bytes: int = MAX_READ_BYTES, start: int = 0, end: int | None = None
+) -> list[dict[str, Any]]:
+    """The JSON events of a transcript file's ``[start, end)`` bytes (at most the last
+    ``max_bytes`` of them); bad lines are skipped."""
     file = Path(path)
     with file.open("rb") as handle:
         size = handle.seek(0, os.SEEK_END)
-        handle.seek(max(0, size - max_bytes))
-        raw = handle.read(max_bytes)
-    if size > max_bytes:
+        stop = size if end is None else min(end, size)
+        begin = max(start, stop - max_bytes)
+        handle.seek(begin)
+        raw = handle.read(max(0, stop - begin))
+    if begin > start:
         raw = raw.split(b"\n", 1)[-1]  # the first line is cut; drop it
     events = []
     for line in raw.splitlines():

@@ -22,6 +22,17 @@ def distill_all(container: Container) -> None:
         pass
 
 
+async def test_a_session_with_nothing_to_distil_queues_nothing_and_says_so(client: Any, container: Container) -> None:
+    assert container.distill is not None
+    started = await call(client, "session_start", task="read the code")
+    ended = await call(client, "session_end", session_id=started["session_id"], outcome="success")
+    assert ended["job_id"] is None and ended["state"] == "nothing_new"
+    assert ended["note"] == "nothing queued: no summary, no learnings, and no transcript"
+    assert not container.distill.run_once()  # no job was queued
+    again = await client.call_tool("session_end", {"session_id": started["session_id"], "outcome": "success"})
+    assert again.is_error and "already ended (nothing was distilled)" in again.content[0].text
+
+
 async def test_a_lesson_of_one_session_is_injected_into_the_next(client: Any, container: Container) -> None:
     first = await call(client, "session_start", task="make the S3 upload tests pass after the boto3 upgrade")
     assert first["memories"] == [] and first["injection_tokens"] > 0
@@ -29,7 +40,7 @@ async def test_a_lesson_of_one_session_is_injected_into_the_next(client: Any, co
         client, "session_end", session_id=first["session_id"], outcome="success",
         summary="Use ChecksumAlgorithm='SHA256' instead of ContentMD5 on put_object: boto3 1.36 rejects ContentMD5.",
     )
-    assert ended == {"session_id": first["session_id"], "job_id": ended["job_id"], "state": "queued"}
+    assert ended == {"session_id": first["session_id"], "job_id": ended["job_id"], "state": "queued", "note": None}
     assert (await call(client, "distill_status", job_id=ended["job_id"]))["state"] == "pending"
     distill_all(container)
     status = await call(client, "distill_status", job_id=ended["job_id"])

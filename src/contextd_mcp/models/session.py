@@ -102,8 +102,12 @@ class SessionStarted(BaseModel):
 
 class SessionEnded(BaseModel):
     session_id: str
-    job_id: str
-    state: str = Field(description="queued: distillation runs in the background; see distill_status")
+    job_id: str | None = Field(description="The distillation job (see distill_status); null when nothing was queued")
+    state: str = Field(
+        description="queued: distillation runs in the background; nothing_new: no summary, no learnings and "
+        "no transcript turns that were not distilled before, so nothing was queued"
+    )
+    note: str | None = Field(default=None, description="Why nothing was queued, or which transcript turns were")
 
 
 class ErrorFix(BaseModel):

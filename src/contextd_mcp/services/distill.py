@@ -164,13 +164,16 @@ def _hint(d: Digest, program: str) -> str | None:
     return None
 
 
-def read_transcript(path: str) -> Digest:
+def read_transcript(path: str, byte_range: list[int] | None = None) -> Digest:
+    """The digest of a transcript, or of the ``[start, end)`` bytes a job was given
+    (services/transcript_marks.py: a resumed session distils only its new turns)."""
     file = Path(path)
     # Only the hook (the local user, over the owner-only socket) can name a path; still, read
     # nothing but a regular .jsonl file, and only its tail (transcript.MAX_READ_BYTES).
     if not file.is_absolute() or file.suffix != ".jsonl" or not file.is_file():
         raise FileNotFoundError(f"not a transcript file: {path}")
-    return digest(read_events(file))
+    start, end = (byte_range[0], byte_range[1]) if byte_range else (0, None)
+    return digest(read_events(file, start=start, end=end))
 
 
 def remediation_sink(record_many: Callable[[Scope, list[RecordRemediation]], Any]) -> RemediationSink:
@@ -225,7 +228,7 @@ class Distiller:
         notes = []
         if payload.get("transcript_path"):
             try:
-                d = read_transcript(payload["transcript_path"])
+                d = read_transcript(payload["transcript_path"], payload.get("transcript_range"))
             except (OSError, ValueError) as exc:  # a missing transcript will not appear on retry
                 notes.append(f"transcript not read: {type(exc).__name__}")
         items = [
@@ -236,7 +239,8 @@ class Distiller:
         task = self._scrub(payload.get("task") or (d.task if d else "") or "")
         todo = [i for i in items if i.key not in progress]
         if todo:
-            progress.update(self._keep(scope, todo, payload["session_id"], task))
+            own = {payload["session_id"], *payload.get("transcript_sessions", [])}
+            progress.update(self._keep(scope, todo, payload["session_id"], own, task))
             save()
         created = [progress[i.key]["id"] for i in items if progress[i.key]["action"] == "created"]
         reinforced = [progress[i.key]["id"] for i in items if progress[i.key]["action"] == "reinforced"]
@@ -252,8 +256,13 @@ class Distiller:
             "notes": notes,
         }
 
-    def _keep(self, scope: Scope, items: list[Item], session_id: str, task: str = "") -> dict[str, dict[str, str]]:
-        """Strengthen near-duplicates, store the rest (two batched embedding calls in all)."""
+    def _keep(
+        self, scope: Scope, items: list[Item], session_id: str, own: set[str], task: str = ""
+    ) -> dict[str, dict[str, str]]:
+        """Strengthen near-duplicates, store the rest (two batched embedding calls in all).
+
+        ``own``: this session and the earlier sessions of the same transcript (a resume): a
+        lesson they already stored is the same evidence, so it is neither stored nor strengthened."""
         done: dict[str, dict[str, str]] = {}
         fresh: list[Item] = []
         nearest = self._memory.nearest(scope, [(i.title, i.description, i.content, i.outcome) for i in items])
@@ -264,6 +273,8 @@ class Distiller:
                 # Stored by an earlier attempt of this same job that died before saving its
                 # progress: it is this session's memory, not a second sighting of the lesson.
                 done[item.key] = {"action": "created", "id": near.id}
+            elif near.payload.get("session_id") in own:
+                done[item.key] = {"action": "known", "id": near.id}
             else:
                 self._memory.reinforce(scope, near.id)
                 done[item.key] = {"action": "reinforced", "id": near.id}

@@ -29,7 +29,8 @@ _TIMESTAMP = re.compile(
     r"|\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d{1,2}\b"
 )
 _UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
-_HEX = re.compile(r"\b0x[0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}\b")
+# 0x plus one or two digits is a byte or a code (0xff: a UTF-16 BOM, 0x8b: gzip), not an address.
+_HEX = re.compile(r"\b0x[0-9a-fA-F]{3,}\b|\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}\b")
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 # Loopback and wildcard addresses tell IPv4 from IPv6 and local from remote: they become words.
 _SPECIAL_IPS = (
@@ -121,6 +122,17 @@ def normalise(text: str) -> str:
             seen.add(line)
             lines.append(line)
     return "\n".join(lines)
+
+
+# Error-looking lines that every failure of a kind prints alike: they name no cause.
+_BOILERPLATE_LINE = re.compile(r"^(?:Traceback \(most recent call last\):|WARN(?:ING)?\b.*|FAILED \S+|\S*Error: Process completed.*)$")
+
+
+def decisive_lines(normalised: str) -> list[str]:
+    """The lines that name the failure (class, code, message), without the log around them."""
+    return [
+        line for line in normalised.split("\n") if _ERROR_LINE.search(line) and not _BOILERPLATE_LINE.match(line)
+    ]
 
 
 def dense_text(normalised: str, max_chars: int = DENSE_MAX_CHARS) -> str:

@@ -11,6 +11,10 @@ filters and ranks on a small payload (scope, category, confidence, signature), s
 costs grow with payload size (measured: 4x from 0.3 to 1.5 KB, 15x to 12 KB, on an edge
 collection below its keyword-index threshold), then reads the texts of the top hits only.
 
+A second stage (services/remediation_rerank.py) scores the top candidates again on what tells
+look-alike errors apart (the error lines' rarer terms, the failing command, the call's context):
+on the near-miss set it lifts R@1 where every first-stage miss was a same-class near-miss.
+
 Confidence follows the memory model (models/confidence.py): helpful / unhelpful feedback moves
 a Beta posterior, and ranking weighs relevance by it. Records of the same error (same normalised
 signature) share their best relevance, so among alternative fixes for one error the one that
@@ -49,6 +53,7 @@ from contextd_mcp.ports.scoped_store import Stores
 from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record
 from contextd_mcp.services.content_ids import content_id, digest
 from contextd_mcp.services.error_text import dense_text, infer_category, normalise, sparse_vector
+from contextd_mcp.services.remediation_rerank import Candidate, RerankSettings, rerank
 
 COLLECTION = "remediations"
 TEXTS = "remediation_texts"
@@ -84,11 +89,26 @@ def _best_fused_score(weights: tuple[float, float]) -> float:
     return sum(1.0 / (1.0 / w + port.RRF_K - 1) for w in weights if w > 0)
 
 
+def _shared(hits: Sequence[port.Hit], relevance: list[float]) -> list[float]:
+    """Alternative fixes of one error (one signature) share its best relevance, so confidence orders them."""
+    best: dict[str, float] = {}
+    for hit, rel in zip(hits, relevance, strict=True):
+        sig = hit.payload.get("signature", hit.id)
+        best[sig] = max(best.get(sig, 0.0), rel)
+    return [best[hit.payload.get("signature", hit.id)] for hit in hits]
+
+
 class RemediationService:
     def __init__(
-        self, stores: Stores, embedder: Embedder, scrubber: Scrubber, now: Callable[[], float] = time.time
+        self,
+        stores: Stores,
+        embedder: Embedder,
+        scrubber: Scrubber,
+        now: Callable[[], float] = time.time,
+        rerank: RerankSettings = RerankSettings(),
     ) -> None:
         self._stores = stores
+        self._rerank = rerank
         self._embedder = embedder
         self._scrubber = scrubber
         self._now = now
@@ -212,24 +232,28 @@ class RemediationService:
             candidates=CANDIDATES, weights=weights, fields=HIT_FIELDS,
         )
         best = _best_fused_score(weights)
-        # Alternative fixes of one error share its best relevance, so confidence orders them.
-        by_signature: dict[str, float] = {}
-        for hit in candidates:
-            sig = hit.payload.get("signature", hit.id)
-            by_signature[sig] = max(by_signature.get(sig, 0.0), hit.score)
-        ranked = []
-        for hit in candidates:
-            relevance = min(1.0, by_signature[hit.payload.get("signature", hit.id)] / best)
-            confidence = float(hit.payload["confidence"])
-            ranked.append((rank_score(relevance, confidence), relevance, confidence, hit))
-        ranked.sort(key=lambda r: r[0], reverse=True)  # stable: equal scores keep the engine's order
+        relevance = [min(1.0, hit.score / best) for hit in candidates]
+        confidence = [float(hit.payload["confidence"]) for hit in candidates]
+        first = _shared(candidates, relevance)
+        order = sorted(range(len(candidates)), key=lambda i: rank_score(first[i], confidence[i]), reverse=True)
+        # Second stage (services/remediation_rerank.py) over the first stage's top: one read of
+        # their texts, which the answer needs anyway.
+        head = order[: max(request.limit, self._rerank.top if self._rerank.enabled else 0)]
+        texts = {r.id: r.payload for r in store.get(TEXTS, [candidates[i].id for i in head], request.scope)}
+        head = [i for i in head if candidates[i].id in texts]  # written between the two reads, or half-deleted
+        if self._rerank.enabled:
+            found = [Candidate(texts[candidates[i].id]["title"], texts[candidates[i].id]["problem"]) for i in head]
+            for i, value in zip(head, rerank(self._rerank, request.error, request.context, [relevance[i] for i in head], found), strict=True):
+                relevance[i] = value
+        shared = _shared([candidates[i] for i in head], [relevance[i] for i in head])
+        ranked = sorted(
+            ((rank_score(rel, confidence[i]), rel, confidence[i], candidates[i]) for i, rel in zip(head, shared, strict=True)),
+            key=lambda r: r[0], reverse=True,  # stable: equal scores keep the first stage's order
+        )
         top = ranked[: request.limit]
-        texts = {r.id: r.payload for r in store.get(TEXTS, [t[3].id for t in top], request.scope)}
         hits = []
-        for score, relevance, confidence, hit in top:
-            text = texts.get(hit.id)
-            if text is None:  # written between the two reads, or half-deleted: skip it
-                continue
+        for score, rel, conf, hit in top:
+            text = texts[hit.id]
             hits.append(
                 RemediationHit(
                     id=hit.id,
@@ -237,8 +261,8 @@ class RemediationService:
                     category=Category(hit.payload["category"]),
                     problem=text["problem_preview"],
                     solution=text["solution_preview"],
-                    confidence=round(confidence, 4),
-                    relevance=round(relevance, 4),
+                    confidence=round(conf, 4),
+                    relevance=round(rel, 4),
                     score=round(score, 4),
                     tags=list(hit.payload.get("tags", [])),
                     scope=_relative_level(hit.payload, scope),

@@ -35,6 +35,7 @@ from contextd_mcp.ports.scoped_store import AcrossScopes, Stores, scope_of
 from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record
 from contextd_mcp.services.checkpoints import iso
 from contextd_mcp.services.injection import Injector
+from contextd_mcp.services.transcript_marks import Slice, TranscriptMarks
 
 log = logging.getLogger("contextd_mcp")
 
@@ -85,6 +86,7 @@ class SessionService:
         self.on_session_closed: list[SessionClosed] = []
         # Told each session's outcome at session_end (memory reinforces what it injected).
         self.on_outcome: list[Callable[[Scope, str, SessionOutcome], object]] = []
+        self._marks = TranscriptMarks(stores, dim, model)
         stores.ensure(
             CollectionSpec(
                 name=COLLECTION,
@@ -142,10 +144,16 @@ class SessionService:
     ) -> SessionEnded:
         """Close the session and enqueue its distillation durably; returns at once.
 
-        Everything that goes into the job file is scrubbed first: the queue is storage too.
+        Only what was not distilled before is queued (services/transcript_marks.py): a
+        resumed session's transcript from where the last end left it; with no summary, no
+        learnings and no new turns, no job at all. Everything that goes into the job file is
+        scrubbed first: the queue is storage too.
         """
         record = self._require(scope, self.resolve(scope, connection_id, request.session_id, required=True))
         now = self._now()
+        # The Claude Code session (the hook's connection) owns the transcript across resumes.
+        mark_key = connection_id or record.id
+        part = self._marks.next_slice(scope, mark_key, transcript_path) if transcript_path else None
         payload = {
             "scope": scope.fields(),
             "session_id": record.id,
@@ -161,9 +169,13 @@ class SessionService:
                 }
                 for item in request.learnings
             ],
-            "transcript_path": transcript_path,
+            **_transcript_fields(part),
         }
-        job_id = self._queue.enqueue(DISTILL, payload)
+        job_id: str | None = None
+        if part is not None or payload["summary"] or payload["learnings"]:
+            job_id = self._queue.enqueue(DISTILL, payload)
+            if part is not None:
+                self._marks.advance(scope, mark_key, part, record.id)
         self._stores.of(scope).set_fields(
             COLLECTION,
             record.id,
@@ -173,14 +185,19 @@ class SessionService:
                 "last_seen_ts": now,
                 "outcome": request.outcome.value,
                 "summary": payload["summary"],
-                "job_id": job_id,
+                "job_id": job_id or "",
             },
         )
         self._forget(record.id)
         self._closed(scope, record.id, "ended")
         for callback in self.on_outcome:
             callback(scope, record.id, request.outcome)
-        return SessionEnded(session_id=record.id, job_id=job_id, state="queued")
+        return SessionEnded(
+            session_id=record.id,
+            job_id=job_id,
+            state="queued" if job_id else "nothing_new",
+            note=_end_note(transcript_path, part, job_id is not None),
+        )
 
     # -- finding a session ----------------------------------------------------------------
 
@@ -236,7 +253,8 @@ class SessionService:
                 f"{self.policy.max_ttl_s:.0f}s); start a new one with session_start"
             )
         if status == SessionStatus.ended.value:
-            raise Conflict(f"session {session_id!r} already ended (distillation job {record.payload.get('job_id')})")
+            job = record.payload.get("job_id")
+            raise Conflict(f"session {session_id!r} already ended ({f'distillation job {job}' if job else 'nothing was distilled'})")
         self.touch_session(scope, session_id)
         return record
 
@@ -377,3 +395,24 @@ class SessionService:
         """Sessions in every scope, by status (for status and tests: the admin path)."""
         return {s.value: self._sweeps.count(COLLECTION, {"status": s.value}) for s in SessionStatus}
 
+
+
+def _transcript_fields(part: Slice | None) -> dict[str, Any]:
+    if part is None:
+        return {"transcript_path": None}
+    return {
+        "transcript_path": part.path,
+        "transcript_range": [part.start, part.end],
+        # Memories of these sessions came from this same transcript: known, not new evidence.
+        "transcript_sessions": part.earlier_sessions,
+    }
+
+
+def _end_note(transcript_path: str | None, part: Slice | None, queued: bool) -> str | None:
+    if part is not None:
+        kind = "rewritten since it was last distilled; read again whole" if part.rewritten else "new"
+        return f"transcript bytes {part.start}-{part.end} queued ({kind})"
+    if queued:  # from the summary or learnings
+        return "the transcript has no turns that were not distilled before" if transcript_path else None
+    reason = "the transcript has no turns that were not distilled before" if transcript_path else "no transcript"
+    return f"nothing queued: no summary, no learnings, and {reason}"
