@@ -40,8 +40,9 @@ async def test_store_search_get_roundtrip(client: Any) -> None:
     hits = data(await client.call_tool("memory_search", {"query": "CI broke after the database container upgraded"}))
     assert hits["memories"][0]["id"] == mid
     top = hits["memories"][0]
-    # A preview: what it takes to choose, scores at two decimals, no nulls; the rest via memory_get.
-    assert set(top) == {"id", "title", "description", "outcome", "confidence", "score"}
+    # A preview: what it takes to choose, scores at two decimals, no nulls, no default outcome
+    # (a strategy); the rest via memory_get.
+    assert set(top) == {"id", "title", "description", "confidence", "score"}
     assert 0 < top["score"] <= 1 and 0 < top["confidence"] <= 1
     assert top["confidence"] == round(top["confidence"], 2) and top["score"] == round(top["score"], 2)
     memory = data(await client.call_tool("memory_get", {"memory_id": mid}))

@@ -66,6 +66,7 @@ async def test_a_failed_session_yields_an_anti_pattern(client: Any, container: C
     assert "How to avoid it: Create indexes CONCURRENTLY" in memory["content"]
     found = await call(client, "memory_search", query="migration locks a big table", outcome="failure")
     assert found["memories"][0]["id"] == memory_id
+    assert found["memories"][0]["outcome"] == "failure"  # a preview names an anti-pattern as such
 
 
 async def test_learnings_handed_over_are_kept(client: Any, container: Container) -> None:

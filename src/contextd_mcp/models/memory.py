@@ -48,13 +48,14 @@ class MemoryHit(BaseModel):
 
 class MemoryPreview(BaseModel):
     """A search hit as memory_search answers it: enough to choose, and the id to memory_get the
-    rest (content, tags, counts). Scores at two decimals; scope only when it is not the
-    project's own. About 40 % of the full hit's size (BENCHMARKS.md, session 4)."""
+    rest (content, tags, counts). Scores at two decimals; outcome only for an anti-pattern and
+    scope only when it is not the project's own (a default said five times is tokens for
+    nothing). About 40 % of the full hit's size (BENCHMARKS.md, session 4)."""
 
     id: str
     title: str
     description: str
-    outcome: Outcome
+    outcome: Outcome | None = Field(default=None, description="failure for an anti-pattern; absent for a strategy")
     confidence: float
     score: float = Field(description="Ranking score: relevance weighted by confidence, 0..1")
     scope: ScopeLevel | None = Field(default=None, description="team or org when found by a wider search")
@@ -62,7 +63,8 @@ class MemoryPreview(BaseModel):
     @classmethod
     def of(cls, hit: MemoryHit) -> MemoryPreview:
         return cls(
-            id=hit.id, title=hit.title, description=hit.description, outcome=hit.outcome,
+            id=hit.id, title=hit.title, description=hit.description,
+            outcome=None if hit.outcome == Outcome.success else hit.outcome,
             confidence=round(hit.confidence, 2), score=round(hit.score, 2),
             scope=None if hit.scope == ScopeLevel.project else hit.scope,
         )

@@ -74,7 +74,6 @@ def memory_tools(service: MemoryService) -> list[ToolDef]:
                         "id": _ID,
                         "title": "Run pytest with -p no:cacheprovider in read-only checkouts",
                         "description": "The cache plugin writes .pytest_cache; in a read-only tree it fails.",
-                        "outcome": "success",
                         "confidence": 0.75,
                         "score": 0.66,
                     }
