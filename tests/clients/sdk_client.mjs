@@ -18,6 +18,8 @@ function transport() {
   }
   if (mode === "http") {
     const headers = { Authorization: `Bearer ${process.env.CONTEXTD_TOKEN}` };
+    // The toolsets header, as an HTTP client's config would set it (issue 20): every tool is checked.
+    if (process.env.CONTEXTD_TOOLSETS) headers["X-Contextd-Toolsets"] = process.env.CONTEXTD_TOOLSETS;
     return new StreamableHTTPClientTransport(new URL(target), { requestInit: { headers } });
   }
   throw new Error(`unknown mode ${mode}`);
@@ -47,7 +49,8 @@ const steps = [
   ["branch_status", () => ({})],
   ["branch_return", (ids) => ({ branch_id: ids.branch, message: "both transports work" })],
   ["bash", () => ({ command: "echo contextd-sdk-check" })],
-  ["session_end", () => ({ outcome: "success" }), (r, ids) => (ids.job = r.job_id)],
+  // A summary, so there is something to distil and a job to ask about (nothing new queues none).
+  ["session_end", () => ({ outcome: "success", summary: "Pinned the SDK; the schema check passed." }), (r, ids) => (ids.job = r.job_id)],
   ["distill_status", (ids) => ({ job_id: ids.job })],
   ["policy_delete", (ids) => ({ policy_id: ids.policy })],
   ["skill_delete", (ids) => ({ skill_id: ids.skill })],

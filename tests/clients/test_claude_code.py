@@ -125,13 +125,15 @@ def test_a_session_learns_and_the_next_one_starts_with_it(world: ClaudeWorld) ->
         world.session("/compact", "--resume", session_id(first))
     saved = [e for e in world.audit() if e["tool"] == "checkpoint_save"]
     assert [(e["transport"], e["outcome"]) for e in saved] == [("hook", "ok")]
-    fired = " ".join(debug_lines(world.runs[-1], "[contextd-mcp hook "))
-    assert "PreCompact:manual [contextd-mcp hook pre-compact] completed with status 0" in fired
-    assert "SessionStart:compact [contextd-mcp hook session-start] finished with status 0" in fired
+    assert hook_ran(world.runs[-1], "PreCompact:manual", "pre-compact", "completed")
+    assert hook_ran(world.runs[-1], "SessionStart:compact", "session-start", "finished")
     # Every session_end has queued its job (or said nothing_new) before its hook returned.
-    jobs = world.wait_jobs_done(len(world.jobs()))
-    relearned = [j for j in jobs if j["result"]["memories_created"] or j["result"]["memories_reinforced"]]
-    assert len(relearned) == 1, f"a resumed session learned its transcript again: {relearned}"
+    jobs = sorted(world.wait_jobs_done(len(world.jobs())), key=lambda job: job["created_ts"])
+    learned = set(jobs[0]["result"]["memories_created"])
+    assert learned, jobs[0]
+    for later in jobs[1:]:  # the resumes distil only their new turns: the first lesson is not seen again
+        result = later["result"]
+        assert not result["memories_reinforced"] and not learned & set(result["memories_created"]), later
 
 
 def test_the_readme_per_project_setup_works_in_claude_p(world: ClaudeWorld) -> None:
@@ -148,5 +150,11 @@ def test_the_readme_per_project_setup_works_in_claude_p(world: ClaudeWorld) -> N
     first, last = script.agent_requests()[0], script.agent_requests()[-1]
     assert "SessionStart hook additional context: contextd session: `" in text_of(first)
     assert set(json.loads(next(iter(tool_results(last).values())))) >= {"id", "confidence"}
-    fired = " ".join(debug_lines(run, "[contextd-mcp hook "))
-    assert "SessionStart:startup [contextd-mcp hook session-start] finished with status 0" in fired
+    assert hook_ran(run, "SessionStart:startup", "session-start", "finished")
+
+
+def hook_ran(run: Run, event: str, hook: str, verb: str) -> bool:
+    """Claude Code's debug log says ``<event> [<the hook's command>] <verb> with status 0``; the
+    example hooks' command is a shell line that finds ``contextd-mcp`` and runs ``hook <hook>``."""
+    line = re.compile(rf"{re.escape(event)} \[.*\bhook {re.escape(hook)}\b.*\] {verb} with status 0")
+    return any(line.search(text) for text in debug_lines(run, event))

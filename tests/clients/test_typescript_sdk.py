@@ -34,6 +34,7 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
         "CONTEXTD_DATA_DIR": str(data_dir),
         "CONTEXTD_EMBEDDING_CACHE_DIR": str(default_cache_dir() / "models"),
         "HF_HUB_OFFLINE": "1",
+        "CONTEXTD_TOOLSETS": "all",  # every tool's schemas and answers are checked, not the default set's
         **extra,
     }
 
