@@ -53,6 +53,8 @@ EXPECTED: dict[str, tuple[str, bool]] = {
     "branch_return": (W, False),
     "branch_status": (R, True),
     "bash": (D, False),
+    # Lists toolsets, or shows more tools to this connection: no stored data changes, safe to auto-approve.
+    "toolsets": (R, True),
 }
 
 
