@@ -46,17 +46,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"contextd-mcp: {exc}", file=sys.stderr)
             return 2
-    if args.replace and not _stop_running(args):
-        return 1
-    try:
-        anyio.run(run_daemon, data_paths(args.data_dir), args.http, options)
-    except AlreadyRunning as exc:
-        print(f"contextd-mcp: {exc}{_already_running_hint(args)}", file=sys.stderr)
-        return 1
-    except CannotListen as exc:
-        print(f"contextd-mcp: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    # --replace: an agent's bridge may start a daemon of its own in the moment between the old
+    # one's exit and this one taking the directory; that one is stopped too (a bounded number of times).
+    attempts = REPLACE_ATTEMPTS if args.replace else 1
+    for attempt in range(attempts):
+        if args.replace and not _stop_running(args):
+            return 1
+        try:
+            anyio.run(run_daemon, data_paths(args.data_dir), args.http, options)
+        except AlreadyRunning as exc:
+            if attempt + 1 < attempts:
+                continue
+            print(f"contextd-mcp: {exc}{_already_running_hint(args)}", file=sys.stderr)
+            return 1
+        except CannotListen as exc:
+            print(f"contextd-mcp: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    return 1
+
+
+REPLACE_ATTEMPTS = 3  # serve --replace: how many daemons it stops before it gives up
 
 
 def _stop_running(args: argparse.Namespace) -> bool:
