@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from contextd_mcp import __version__
+from contextd_mcp.paths import DataPaths
 from contextd_mcp.transports.bridge import data_paths
 
 
@@ -75,13 +76,42 @@ def _stop_running(args: argparse.Namespace) -> bool:
     find this one starting and wait for it)."""
     import contextd_mcp.container  # noqa: F401
 
-    from contextd_mcp.transports.bridge import request, wait_for_exit
+    import time
 
-    reply = request(data_paths(args.data_dir), "stop")
-    if reply is not None and not wait_for_exit(int(reply["pid"]), args.stop_timeout):
-        print(f"contextd-mcp: daemon {reply['pid']} did not stop within {args.stop_timeout}s", file=sys.stderr)
-        return False
-    return True
+    from contextd_mcp.transports.bridge import owner_pid, request
+
+    paths = data_paths(args.data_dir)
+    deadline = time.monotonic() + args.stop_timeout
+    while True:
+        reply = request(paths, "stop")
+        if reply is not None:
+            # Take over the moment it lets go of the directory, not when its process is gone:
+            # in between, a reconnecting bridge would start a daemon of its own.
+            if not _released(paths, int(reply["pid"]), args.stop_timeout):
+                print(f"contextd-mcp: daemon {reply['pid']} did not stop within {args.stop_timeout}s", file=sys.stderr)
+                return False
+            return True
+        holder = owner_pid(paths)
+        if holder is None:
+            return True
+        if time.monotonic() > deadline:  # it holds the directory and never answers
+            print(f"contextd-mcp: process {holder} holds {paths.root} but did not answer within {args.stop_timeout}s", file=sys.stderr)
+            return False
+        time.sleep(0.1)  # a daemon still starting (one a bridge started): stop it once it answers
+
+
+def _released(paths: DataPaths, pid: int, timeout: float) -> bool:
+    """Whether ``pid`` let go of the data directory's lock (or exited) within ``timeout``."""
+    import time
+
+    from contextd_mcp.transports.bridge import alive, owner_pid
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if owner_pid(paths) != pid or not alive(pid):
+            return True
+        time.sleep(0.005)
+    return False
 
 
 def _already_running_hint(args: argparse.Namespace) -> str:
