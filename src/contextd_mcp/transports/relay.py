@@ -34,6 +34,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,12 +186,8 @@ class Relay:
     def _daemon_loop(self, sock: socket.socket, buffer: bytes) -> None:
         data = bytearray(buffer)
         while True:
-            newline = data.find(b"\n")
-            while newline >= 0:
-                line = bytes(data[: newline + 1])
-                del data[: newline + 1]
+            for line in _whole_lines(data):
                 self._from_daemon(line)
-                newline = data.find(b"\n")
             try:
                 chunk = sock.recv(65536)
             except OSError:
@@ -318,12 +315,8 @@ class Relay:
                 if not chunk:
                     break
                 data.extend(chunk)
-                newline = data.find(b"\n")
-                while newline >= 0:
-                    line = bytes(data[: newline + 1])
-                    del data[: newline + 1]
+                for line in _whole_lines(data):
                     self._from_client(line)
-                    newline = data.find(b"\n")
             if data.strip():
                 self._from_client(bytes(data) + b"\n")
         except OSError:
@@ -371,6 +364,17 @@ class Relay:
             view = memoryview(data)
             while view:
                 view = view[os.write(self._out, view) :]
+
+
+def _whole_lines(data: bytearray) -> Iterator[bytes]:
+    """Each complete line (newline included), taken off the front of ``data`` as it is yielded;
+    a partial last line stays for the next read."""
+    newline = data.find(b"\n")
+    while newline >= 0:
+        line = bytes(data[: newline + 1])
+        del data[: newline + 1]
+        yield line
+        newline = data.find(b"\n")
 
 
 def _agent_of(message: dict[str, Any]) -> str | None:
