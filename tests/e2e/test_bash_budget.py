@@ -126,12 +126,27 @@ async def test_memory_and_tasks_of_parallel_calls_stay_under_the_ceiling(data_di
         assert outs[0]["killed"] and "memory limit" in outs[0]["killed"], outs[0]
         assert all(o["stdout"].strip().endswith("done") for o in outs)
 
+        # Each call waits until all three have started before it forks: a call that starts after
+        # the others used the whole task budget rightly fails to start, which is not what this
+        # test is about (it failed so once in CI).
         forks = (
-            'python3 -c "import os,time\nn=0\nwhile n<100:\n  try: pid=os.fork()\n  except OSError: break\n'
+            'python3 -c "import os,time,glob\nopen(\'ready-\'+os.urandom(4).hex(),\'w\').close()\n'
+            'end=time.time()+20\nwhile len(glob.glob(\'ready-*\'))<3 and time.time()<end: time.sleep(0.05)\n'
+            'n=0\nwhile n<100:\n  try: pid=os.fork()\n  except OSError: break\n'
             '  if pid==0: time.sleep(5); os._exit(0)\n  n+=1\nprint(n, flush=True)\n'
             'while True:\n  try: os.wait()\n  except ChildProcessError: break"'
         )
-        started = time.monotonic()
-        counts = [int(data(r)["stdout"].split()[-1]) for r in await parallel(client, [forks] * 3)]
-        assert time.monotonic() - started >= 5  # their children were alive together
-        assert max(counts) < 64 and sum(counts) < 128, counts
+        # The killed call's tasks may still be leaving the cgroup (seen under load): then forks
+        # fail at once and no children overlap. Every attempt must stay under the ceiling; one
+        # of three must have held its children together.
+        overlapped = False
+        for _ in range(3):
+            started = time.monotonic()
+            counts = [int(data(r)["stdout"].split()[-1]) for r in await parallel(client, [forks] * 3)]
+            assert max(counts) < 64 and sum(counts) < 128, counts
+            if time.monotonic() - started >= 5:  # their children were alive together
+                overlapped = True
+                break
+            for f in project_dir.glob("ready-*"):
+                f.unlink()
+        assert overlapped, counts
