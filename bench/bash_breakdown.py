@@ -5,10 +5,11 @@
 Two halves, in one process:
 
 1. Through the real MCP SDK client over stdio (client -> `contextd-mcp stdio` bridge -> socket
-   -> daemon), rows interleaved: `bench_noop` (the whole transport, the SDK's dispatch and the runner around a tool that does
-   nothing, in a worker thread),
+   -> daemon), rows interleaved: `bench_noop` (the whole transport, the SDK's dispatch and the
+   runner around a tool that does nothing, in a worker thread),
    `bash true` (all of it), and beside them the helper alone (`run_sandboxed("true")` in this
    process) and bare bubblewrap. `bash - bench_noop - helper` is what the tool's own layers add.
+   Then the CPU each process spends per call (client, bridge, daemon, zygote; from /proc).
 2. In this process, the daemon's own layers with the container the daemon builds (real store,
    real policies, real scrubber), rows interleaved: `ToolRunner.call("bash")` (everything the
    daemon does for a call once the SDK hands it over), `ShellService.run` (policy check, root
@@ -62,15 +63,60 @@ async def through_mcp(work: Path, project: Path, runs: int, baseline_src: Path |
     daemons = {"": contextd_env(work / "data")}
     if baseline_src is not None:
         daemons[" (baseline)"] = contextd_env(work / "data-baseline", PYTHONPATH=str(baseline_src))
+    clients: dict[str, Any] = {}
+    bridges: dict[str, int] = {}
     async with AsyncExitStack() as stack:
         for suffix, env in daemons.items():
-            client = await stack.enter_async_context(stdio_client([*CLI, "stdio"], env, project))
+            spawned = set(_children(os.getpid()))
+            client = clients[suffix] = await stack.enter_async_context(stdio_client([*CLI, "stdio"], env, project))
+            bridges[suffix] = max(set(_children(os.getpid())) - spawned)
             table[f"mcp bench_noop{suffix}"] = _noop(client)
             table[f"mcp bash true{suffix}"] = _bash(client)
         load = os.getloadavg()[0]
         out: dict[str, Any] = await _interleave(table, runs)
+        out["cpu_ms_per_call"] = {
+            f"{tool}{suffix}": await _cpu_per_call(client, tool, bridges[suffix], work / f"data{suffix and '-baseline'}", runs)
+            for suffix, client in clients.items()
+            for tool in ("bench_noop", "bash")
+        }
     out["loadavg_1m_before_after"] = [round(load, 2), round(os.getloadavg()[0], 2)]
     return out
+
+
+def _cpu_ms(pid: int) -> float:
+    """User + system CPU of a process (all its threads; not its reaped children), in ms."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+async def _cpu_per_call(client: Any, tool: str, bridge: int, data: Path, runs: int) -> dict[str, float]:
+    """CPU each process spends per call, over `runs` calls: this (the client), the bridge (its
+    child), the daemon, the zygote (the daemon's child). Clock ticks: meaningful over 100+ calls."""
+    from bench.driver import daemon_pid
+
+    daemon = daemon_pid(data) or 0
+    procs = {"client": os.getpid(), "bridge": bridge, "daemon": daemon}
+    zygotes = _children(daemon)
+    if zygotes:
+        procs["zygote"] = zygotes[0]
+    before = {name: _cpu_ms(pid) for name, pid in procs.items()}
+    arguments = {"command": "true"} if tool == "bash" else {}
+    for _ in range(runs):
+        await client.call_tool(tool, arguments)
+    return {name: round((_cpu_ms(pid) - before[name]) / runs, 3) for name, pid in procs.items()}
 
 
 def _noop(client: Any) -> Row:
@@ -140,8 +186,15 @@ async def _steps(container: Any, caller: Any, request: Any) -> dict[str, float]:
     from contextd_mcp.models.shell import RunCommand
     from contextd_mcp.services.shell import budget_limits
 
+    from contextd_mcp.sandbox._protocol import Request as HelperRequest
+
     shell, runner = container.shell, container.runner
     result = await shell.run(caller.scope, caller.project_dir, request)
+    project, paths = Path(caller.project_dir), shell._sandbox_paths()  # noqa: SLF001 - what the service passes
+    request_bytes = HelperRequest(
+        command="true", project=str(project), workdir=str(project), env={"PATH": "/usr/bin", "HOME": "/tmp"},
+        protected=[[str(project / ".git" / "config"), "ro"]] * 20, masked=[str(p) for p in paths["hidden"]],
+    )
     dumped = result.model_dump(mode="json")
     text = _answer_text(dumped)
     tool = runner.tools["bash"]
@@ -158,6 +211,8 @@ async def _steps(container: Any, caller: Any, request: Any) -> dict[str, float]:
         "_answer_text (JSON)": lambda: _answer_text(dumped),
         "response hooks": lambda: [h(caller, tool, dumped, lambda: 0) for h in runner.response_hooks],
         "audit record": lambda: container.audit.record({"tool": "bash", "outcome": "ok", "output_bytes": len(text)}),
+        "sandbox: protected paths planned, placeholders held + released": lambda: _protect_round(project, paths["state_dir"]),
+        "sandbox: helper request encoded": request_bytes.encode,
     }
     out = {}
     for name, step in steps.items():
@@ -169,6 +224,15 @@ async def _steps(container: Any, caller: Any, request: Any) -> dict[str, float]:
         times.sort()
         out[name] = round(times[len(times) // 2] / 1000, 1)
     return out
+
+
+def _protect_round(project: Path, state_dir: Path | None) -> None:
+    """What a call does with the protected paths once placeholders linger (the daemon's case)."""
+    from contextd_mcp.sandbox import _protect
+
+    plan = _protect.prepare_nowait(project, (), state_dir) or _protect.prepare(project, (), state_dir)
+    if not _protect.release_nowait(plan, state_dir, 5.0):
+        _protect.release(plan, state_dir, 5.0)
 
 
 def main() -> None:
