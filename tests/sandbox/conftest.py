@@ -231,6 +231,20 @@ def drivers(host_dirs: HostDirs) -> Iterator[dict[str, Driver | str]]:
             driver.close()
 
 
+@pytest.fixture(scope="session")
+def user_python(drivers: dict[str, Driver | str], host_dirs: HostDirs) -> tuple[list[str], dict[str, str]] | str:
+    """(argv prefix, environment) that runs a script with this Python as the unprivileged test
+    user, with the same copied modules as its driver; or why that is impossible."""
+    if isinstance(drivers["user"], str):
+        return drivers["user"]
+    pythonpath = host_dirs.base / "pylib"
+    python = _user_python(pythonpath)
+    if python is None:
+        return f"no Python {sys.version_info[:2]} that {TEST_USER} can execute"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(pythonpath)}
+    return ["runuser", "-u", TEST_USER, "--", python], env
+
+
 @pytest.fixture(params=["root", "user"])
 def sandbox(request: pytest.FixtureRequest, drivers: dict[str, Driver | str], host_dirs: HostDirs) -> Sandbox:
     driver = drivers[request.param]

@@ -24,7 +24,7 @@ from contextd_mcp.sandbox import (
 )
 from contextd_mcp.sandbox._output import HeadTail
 
-from .conftest import host_processes_with
+from .conftest import Sandbox, host_processes_with
 
 QUICK = SandboxLimits(timeout_seconds=20)
 
@@ -61,7 +61,7 @@ def test_command_sees_defaults_not_pythons_signal_dispositions(tmp_path: Path) -
 
 _IGNORING_SERVER = textwrap.dedent(
     """
-    import ctypes, sys
+    import ctypes, os, sys
     from pathlib import Path
     import anyio
     from contextd_mcp.sandbox import run_sandboxed
@@ -73,19 +73,32 @@ _IGNORING_SERVER = textwrap.dedent(
         assert libc.syscall(ctypes.c_long(_syscall_nr("rt_sigaction")), sig, ctypes.byref(ignore), None, 8) == 0
     mine = next(line for line in open("/proc/self/status") if line.startswith("SigIgn"))
     result = anyio.run(lambda: run_sandboxed("grep -E '^SigIgn' /proc/self/status", Path(sys.argv[1])))
-    print(mine.split()[1], result.stdout.split()[1])
+    print(mine.split()[1], result.stdout.split()[1], os.geteuid())
     """
 )
 
 
-def test_glibcs_internal_signals_ignored_by_the_server_are_not_passed_on(tmp_path: Path) -> None:
+def test_glibcs_internal_signals_ignored_by_the_server_are_not_passed_on(
+    sandbox: Sandbox, user_python: tuple[list[str], dict[str, str]] | str
+) -> None:
     """A parent may ignore signals 32/33 (SIGCANCEL, SIGSETXID) with the raw syscall; exec keeps
-    that, and Python's signal module cannot reset them (glibc refuses): the command saw 32 ignored."""
-    script = tmp_path / "server.py"
+    that, and Python's signal module cannot reset them (glibc refuses): the command saw 32 ignored.
+    As root and as the unprivileged user (a server that is not root resets them as well)."""
+    script = sandbox.project.parent / f"{sandbox.project.name}-server.py"
     script.write_text(_IGNORING_SERVER)
-    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=120, check=False)
+    script.chmod(0o644)
+    argv, env = [sys.executable], dict(os.environ)
+    if sandbox.kind == "user":
+        if isinstance(user_python, str):
+            pytest.skip(user_python)
+        argv, env = user_python
+    done = subprocess.run(
+        [*argv, str(script), str(sandbox.project)], capture_output=True, text=True, timeout=120, check=False, env=env, cwd="/"
+    )
     assert done.returncode == 0, done.stderr
-    server, command = (int(x, 16) for x in done.stdout.split())
+    server_mask, command_mask, uid = done.stdout.split()
+    assert int(uid) == sandbox.uid, "the server runs as the user under test"
+    server, command = int(server_mask, 16), int(command_mask, 16)
     assert server & (1 << 31), "the server really ignores signal 32"
     assert command == 0, f"the command inherited ignored signals {command:#x}"
 

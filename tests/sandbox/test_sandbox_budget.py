@@ -178,6 +178,35 @@ def test_memory_of_one_call_is_bounded(budgeted: Sandbox) -> None:
         assert "MemoryError" in big.result.stdout
 
 
+# Reserves 8 GiB of address space without touching it, as JITs and runtimes do (node's V8
+# cage, the JVM's heap, Go, wasm engines; 0x4000 is MAP_NORESERVE, which the python3 inside may
+# not name), touches 64 MiB of it, and says so.
+RESERVE = (
+    "python3 -c \"import mmap; m = mmap.mmap(-1, 8 << 30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS "
+    "| 0x4000); m[: 64 << 20] = bytes(64 << 20); print('reserved', flush=True)\" 2>&1 | tail -1"
+)
+
+
+@needs_python_inside
+def test_address_space_is_free_where_a_cgroup_bounds_memory(budgeted: Sandbox) -> None:
+    """RLIMIT_AS (1 GiB) made a reservation-heavy runtime fail to start even with a cgroup
+    counting what the call really uses; it is lifted there, and kept where nothing else bounds
+    memory. The cgroup still kills a call past its memory."""
+    configure(budgeted, call_memory_bytes=256 * MiB, total_memory_bytes=1024 * MiB)
+    reserved = budgeted.run(RESERVE, limits=LIMITS)
+    if not cgroups_expected(budgeted):
+        assert "MemoryError" in reserved.result.stdout or "Cannot allocate" in reserved.result.stdout, reserved.result
+        return
+    assert reserved.result.stdout.strip() == "reserved", reserved.result
+    if shutil.which("node"):
+        # A WebAssembly memory reserves its guard regions (~10 GiB): under RLIMIT_AS node died.
+        node = budgeted.run("node -e 'new WebAssembly.Memory({initial: 1}); console.log(6 * 7)' 2>&1", limits=LIMITS)
+        assert node.result.exit_code == 0 and node.result.stdout.strip() == "42", node.result
+    touched = budgeted.run("python3 -c 'b = bytearray(512 << 20); print(len(b))'", limits=LIMITS)
+    assert touched.result.exit_code != 0 and "536870912" not in touched.result.stdout, touched.result
+    assert touched.result.killed and "memory limit of 268435456 bytes" in touched.result.killed, touched.result
+
+
 @needs_python_inside
 @pytest.mark.slow
 def test_parallel_calls_share_one_memory_ceiling(budgeted: Sandbox) -> None:

@@ -10,11 +10,12 @@ import os
 import socket
 import textwrap
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from contextd_mcp.sandbox import SandboxLimits
+from contextd_mcp.sandbox import SandboxBudget, SandboxLimits
 
 from .conftest import (
     SERVER_SECRET,
@@ -285,13 +286,23 @@ def test_mount_and_unshare_commands_fail(sandbox: Sandbox) -> None:
 
 
 @needs_python_inside
-def test_memory_hog_hits_the_address_space_limit(sandbox: Sandbox) -> None:
-    run = sandbox.run(
-        python_inside("x = bytearray(2 << 30)\nprint('ALLOCATED')"),
-        limits=SandboxLimits(timeout_seconds=20, memory_bytes=256 << 20),
-    )
+def test_memory_hog_is_stopped(sandbox: Sandbox) -> None:
+    """Without a cgroup (the unprivileged user here) RLIMIT_AS stops the allocation. With one
+    (root) the address space is free, JITs reserve far more than they touch, and the call's
+    memory.max kills the hog once it touches more than the call may hold."""
+    limits = SandboxLimits(timeout_seconds=20, memory_bytes=256 << 20)
+    hog = python_inside("x = bytearray(512 << 20)\nfor i in range(0, len(x), 4096):\n    x[i] = 1\nprint('ALLOCATED')")
+    if sandbox.kind == "user":
+        run = sandbox.run(hog, limits=limits)
+        assert "MemoryError" in run.result.stderr
+    else:
+        sandbox.driver.request(budget=asdict(SandboxBudget(call_memory_bytes=256 << 20)))
+        try:
+            run = sandbox.run(hog, limits=limits)
+        finally:
+            sandbox.driver.request(budget=asdict(SandboxBudget()))
+        assert run.result.killed and "memory limit of 268435456 bytes" in run.result.killed, run.result
     assert "ALLOCATED" not in run.result.stdout
-    assert "MemoryError" in run.result.stderr
 
 
 def test_cpu_loop_is_killed_at_the_timeout(sandbox: Sandbox) -> None:

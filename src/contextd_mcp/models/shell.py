@@ -43,7 +43,10 @@ class RunCommand(BaseModel):
 class AppliedLimits(BaseModel):
     timeout_seconds: int
     max_output_bytes_per_stream: int
-    memory_bytes: int
+    memory_bytes: int = Field(
+        description="address space (RLIMIT_AS) per process, applied only where no cgroup bounds the call's memory "
+        "(cgroup none): JITs reserve far more than they touch"
+    )
     cpu_seconds: int
     max_processes: int
     max_file_bytes: int

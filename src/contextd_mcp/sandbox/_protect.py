@@ -196,8 +196,11 @@ class _WouldCreate(Exception):
 
 def _plan_all(project: Path, extra: Sequence[str], plan: Plan, created: list[dict[str, object]], *, create: bool) -> None:
     pins: set[str] = set()
+    # Plain strings, not Path objects: this runs on every call, ~20 paths of a few parts each,
+    # and pathlib's parsing was most of its time (BENCHMARKS.md, session 5).
+    root = str(project).rstrip("/") + "/"
     for rel in _targets(project, extra):
-        _plan_one(project, rel, plan, pins, created, create)
+        _plan_one(root, rel, plan, pins, created, create)
     plan.mounts = sorted(set(plan.mounts), key=lambda m: (m[0].count("/"), m[1] != "pin", m[0]))
 
 
@@ -217,19 +220,20 @@ def _log_created(state_dir: Path | None, created: list[dict[str, object]]) -> No
 
 
 def _plan_one(
-    project: Path, rel: str, plan: Plan, pins: set[str], created: list[dict[str, object]], create: bool
+    root: str, rel: str, plan: Plan, pins: set[str], created: list[dict[str, object]], create: bool
 ) -> None:
+    """``root``: the project's real path with a trailing slash."""
     parts = rel.rstrip("/").split("/")
     for depth in range(1, len(parts) + 1):
         sub = "/".join(parts[:depth])
-        path = project / sub
+        path = root + sub
         last = depth == len(parts)
         # Inside .git, git expects a file where a file name is; elsewhere a directory hides it.
         as_file = last and not rel.endswith("/") and parts[0] == ".git" and depth > 1
         st = _lstat_or_hold(path, as_file, created, create)
         if st is None:
-            plan.placeholders.append(str(path))
-            plan.mounts.append((str(path), "ro"))
+            plan.placeholders.append(path)
+            plan.mounts.append((path, "ro"))
             return
         if stat.S_ISLNK(st.st_mode):
             raise ValueError(
@@ -237,13 +241,13 @@ def _plan_one(
                 "replace it with the real file or directory"
             )
         if last:
-            plan.mounts.append((str(path), "ro"))
+            plan.mounts.append((path, "ro"))
             return
         if not stat.S_ISDIR(st.st_mode):
             return  # a file where a directory would be: nothing can live under it
-        if str(path) not in pins:
-            pins.add(str(path))
-            plan.mounts.append((str(path), "pin"))
+        if path not in pins:
+            pins.add(path)
+            plan.mounts.append((path, "pin"))
 
 
 # --- placeholders ----------------------------------------------------------------------------
@@ -281,7 +285,7 @@ def _log(state_dir: Path | None, entries: list[dict[str, object]]) -> None:
     os.write(fd, "".join(json.dumps(e) + "\n" for e in entries).encode())
 
 
-def _lstat_or_hold(path: Path, as_file: bool, created: list[dict[str, object]], create: bool) -> os.stat_result | None:
+def _lstat_or_hold(path: str, as_file: bool, created: list[dict[str, object]], create: bool) -> os.stat_result | None:
     """The path's lstat if something real is there; None once this call holds a placeholder there.
 
     A placeholder another call holds is held again under the same lock that `release` removes it
@@ -298,9 +302,9 @@ def _lstat_or_hold(path: Path, as_file: bool, created: list[dict[str, object]], 
     raise ValueError(f"{path} keeps appearing and disappearing; try again")
 
 
-def _hold_placeholder(path: Path, as_file: bool, created: list[dict[str, object]], create: bool = True) -> bool:
+def _hold_placeholder(path: str, as_file: bool, created: list[dict[str, object]], create: bool = True) -> bool:
     """Hold the placeholder at ``path``, ours already or made now; False if a real path is there."""
-    key = str(path)
+    key = path
     with _lock:
         hold = _held.get(key)
         if hold is not None and (hold.users > 0 or _still_placeholder(key, hold)):

@@ -23,7 +23,7 @@ Since sandboxed code never holds this socket, it cannot forge a status.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 HELPER_MODULE = "contextd_mcp.sandbox.helper"
 MAX_REQUEST_BYTES = 200 * 1024  # under the default unix socket buffer, so one send suffices
@@ -55,7 +55,8 @@ class Request:
     masked: list[str] = field(default_factory=list)  # the daemon's own files: hidden if visible
 
     def encode(self) -> bytes:
-        return json.dumps(asdict(self), ensure_ascii=False).encode()
+        # A shallow dict: every field is already JSON (asdict's deep copy was ~40 µs a call).
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, ensure_ascii=False).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> Request:

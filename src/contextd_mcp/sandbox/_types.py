@@ -25,7 +25,7 @@ class SandboxLimits:
 
     timeout_seconds: float = 30.0  # wall clock, at most 600
     max_output_bytes: int = 64 * 1024  # per stream: head + tail kept, the middle replaced by a marker
-    memory_bytes: int = 1 << 30  # RLIMIT_AS, per process
+    memory_bytes: int = 1 << 30  # RLIMIT_AS, per process; not set where the call's memory cgroup bounds it
     cpu_seconds: int = 60  # RLIMIT_CPU, per process
     max_processes: int = 256  # RLIMIT_NPROC (see above)
     max_file_bytes: int = 256 << 20  # RLIMIT_FSIZE, and the size of the private /tmp

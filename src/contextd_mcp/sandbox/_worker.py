@@ -152,7 +152,7 @@ def _init(ws: socket.socket, seccomp: bytes, events_fd: int | None) -> NoReturn:
     status = socket.socket(fileno=status_fd)
     try:
         req = Request.decode(payload)
-        _confine(req, seccomp, host)
+        _confine(req, seccomp, host, memory_cgroup=events_fd is not None)
         with command_dies_first():
             started = None if req.command is None else _spawn(req.command, req.env, out_fd, err_fd)
     except StaleView:
@@ -170,13 +170,17 @@ def _init(ws: socket.socket, seccomp: bytes, events_fd: int | None) -> NoReturn:
     os._exit(_supervise(*started, status, events_fd))  # init exits with the command's status
 
 
-def _confine(req: Request, seccomp: bytes, host: int | None) -> None:
+def _confine(req: Request, seccomp: bytes, host: int | None, memory_cgroup: bool = False) -> None:
+    """`memory_cgroup`: init is in the call's memory cgroup (the zygote put its worker there), whose
+    memory.max bounds what the call really uses; address space is then left unlimited, since
+    JITs and runtimes (node, the JVM, Go, wasm engines) reserve far more than they touch, and
+    RLIMIT_AS made them fail to start. Without one, RLIMIT_AS is the only memory bound left."""
     pid_max = max(MIN_PID_MAX, req.max_processes + 2)
     protected = [(path, how) for path, how in req.protected]
     finish(req.project, req.project_id, req.max_file_bytes, pid_max, protected, req.masked, host)
     os.chdir(req.workdir)
     for which, value in (
-        (resource.RLIMIT_AS, req.memory_bytes),
+        (resource.RLIMIT_AS, resource.RLIM_INFINITY if memory_cgroup else req.memory_bytes),
         (resource.RLIMIT_FSIZE, req.max_file_bytes),
         (resource.RLIMIT_NOFILE, req.max_open_files),
         # Counted per (user namespace, kernel uid): in our fresh namespace, the sandbox's tasks.
