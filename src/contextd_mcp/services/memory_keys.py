@@ -12,8 +12,8 @@ sparse vector of its terms:
 - ``negative``: a query after which it was rated unhelpful. A negative key never finds its
   memory; a query near it (cosine >= ``NEGATIVE_NEAR``) demotes the memory, other queries do not.
 
-Ranking (``rank``): two engine reads per query, the nearest key points by cosine and the best
-key points by sparse (IDF-weighted) terms; each memory scores by its best key of each group (its
+Ranking (``rank``): one engine call per query (a batch of two searches), the nearest key points
+by cosine and the best key points by sparse (IDF-weighted) terms; each memory scores by its best key of each group (its
 doc, its other keys, its learned keys: max-sim within a group) plus its best lexical match,
 and a negative key near the query demotes it. Weights and the reasons for them are at ``rank``.
 """
@@ -128,6 +128,8 @@ def rank(dense: Sequence[Hit], lexical: Sequence[Hit], flags: KeyFlags) -> list[
     lexical_best: dict[str, float] = {}
     if flags.sparse:
         for hit in lexical:
+            if hit.payload["kind"] == KeyKind.negative:  # finds nothing; it only demotes
+                continue
             memory_id = hit.payload["memory_id"]
             lexical_best[memory_id] = max(lexical_best.get(memory_id, 0.0), hit.score)
     top_lexical = max(lexical_best.values(), default=0.0) or 1.0
@@ -194,15 +196,16 @@ def find(
     match: dict[str, Condition],
     flags: KeyFlags,
 ) -> list[Ranked]:
-    """Memories in reach ranked by their keys for this query (two engine reads)."""
+    """Memories in reach ranked by their keys for this query (one engine call: dense and sparse
+    as one batch)."""
     kinds = flags.kinds()
-    dense = store.search(KEYS, vector, CANDIDATES, reach, {**match, "kind": kinds}, fields=_KEY_FIELDS)
-    lexical: list[Hit] = []
-    if flags.sparse:
-        positive = [k for k in kinds if k != KeyKind.negative]
-        lexical = store.sparse_search(
-            KEYS, key_sparse(query, unit=False), CANDIDATES, reach, {**match, "kind": positive}, fields=_KEY_FIELDS
-        )
+    where = dict(match)
+    # A filter that admits every kind selects nothing and tripled the dense search's time (10k
+    # memories: 18 ms against 6 ms), so it is sent only when a switch leaves a kind out.
+    if len(kinds) < len(KeyKind):
+        where["kind"] = kinds
+    sparse = key_sparse(query, unit=False) if flags.sparse else {}
+    dense, lexical = store.dense_and_sparse(KEYS, vector, sparse, CANDIDATES, reach, where, fields=_KEY_FIELDS)
     return rank(dense, lexical, flags)
 
 
