@@ -51,6 +51,8 @@ NEGATIVE_NEAR = 0.8
 NEGATIVE_FACTOR = 0.3
 # Two learned (or negative) keys this close are one: the newer replaces nothing, it is dropped.
 SAME_KEY = 0.92
+# The most keys one memory has: doc, title, task, error, its situations, learned and negative.
+_KEYS_PER_MEMORY = 4 + limits.APPLIES_WHEN_MAX + limits.LEARNED_KEYS_MAX + limits.NEGATIVE_KEYS_MAX
 
 
 class KeyKind(StrEnum):
@@ -220,16 +222,20 @@ def learn(
 ) -> str:
     """Adds ``text`` as a learned or negative key of ``memory``; returns what it did.
 
-    A key within ``SAME_KEY`` of one the memory has of the same kind is not added twice; of the
-    opposite kind, the older one is dropped (the newer rating wins). At the cap the oldest key of
-    that kind goes.
+    A key within ``SAME_KEY`` of one the memory has of the same kind (or, for a learned key, of
+    any of its own keys) is not added twice; of the opposite kind, the older one is dropped (the
+    newer rating wins). At the cap the oldest key of that kind goes.
     """
     opposite = KeyKind.negative if kind is KeyKind.learned else KeyKind.learned
     cap = limits.LEARNED_KEYS_MAX if kind is KeyKind.learned else limits.NEGATIVE_KEYS_MAX
-    match: dict[str, Condition] = {"memory_id": memory.id, "kind": [kind.value, opposite.value]}
-    near = store.search(KEYS, vector, cap + limits.NEGATIVE_KEYS_MAX, reach, match, fields=("kind", "created_ts"))
+    match: dict[str, Condition] = {"memory_id": memory.id}
+    near = store.search(KEYS, vector, _KEYS_PER_MEMORY, reach, match, fields=("kind", "created_ts"))
     same = [h for h in near if h.payload["kind"] == kind.value]
-    if any(h.score >= SAME_KEY for h in same):
+    # A learned key that repeats one the memory already has (its title, a situation) teaches
+    # nothing new: added, it would count that text twice, e.g. a memory rated after a search
+    # for its own title would then outrank its peers on every query near that title.
+    own = [h for h in near if kind is KeyKind.learned and h.payload["kind"] not in (kind.value, opposite.value)]
+    if any(h.score >= SAME_KEY for h in [*same, *own]):
         return "known"
     drop = [h.id for h in near if h.payload["kind"] == opposite.value and h.score >= SAME_KEY]
     if len(same) >= cap:
