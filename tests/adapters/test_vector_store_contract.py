@@ -257,3 +257,27 @@ def test_edge_indexes_hot_fields_early_and_keeps_vectors_cold(tmp_path: Path) ->
     # The shard's own config records where its vectors live: paged in on use, not pinned.
     config = json.loads((tmp_path / "edge" / "hot" / "edge_config.json").read_text())
     assert config["vectors"][""]["memory"] == "cold"
+
+
+def test_dense_and_sparse_are_the_two_searches_in_one_call(hybrid_store: tuple[VectorStore, str]) -> None:
+    store, coll = hybrid_store
+    near = Record(id=str(uuid.uuid4()), payload={"tenant": "a", "kind": "n"}, vector=[1, 0, 0, 0], sparse={7: 1.0})
+    term = Record(id=str(uuid.uuid4()), payload={"tenant": "a", "kind": "t"}, vector=[0, 1, 0, 0], sparse={42: 1.0})
+    foreign = Record(id=str(uuid.uuid4()), payload={"tenant": "b", "kind": "f"}, vector=[1, 0, 0, 0], sparse={42: 9.0})
+    store.upsert(coll, [near, term, foreign])
+    where = {"tenant": "a"}
+    dense, lexical = store.dense_and_sparse(coll, [1, 0.1, 0, 0], {42: 1.0}, where, limit=5, fields=["kind"])
+    assert dense == store.search(coll, [1, 0.1, 0, 0], where, 5, ["kind"])
+    assert lexical == store.sparse_search(coll, {42: 1.0}, where, 5, ["kind"])
+    assert [h.id for h in dense] == [near.id, term.id] and [h.id for h in lexical] == [term.id]
+    assert lexical[0].payload == {"kind": "t"}
+    # No sparse query: the dense list alone, as sparse_search finds nothing for it.
+    assert store.dense_and_sparse(coll, [1, 0, 0, 0], {}, where, limit=5)[1] == []
+
+
+def test_get_returns_only_the_fields_asked_for_and_still_checks_the_scope(store: VectorStore) -> None:
+    record = Record(id=str(uuid.uuid4()), payload={"tenant": "a", "title": "t", "body": "x" * 5000}, vector=[1, 0, 0, 0])
+    store.upsert(SPEC.name, [record])
+    (got,) = store.get(SPEC.name, [record.id], {"tenant": "a"}, fields=["title"])
+    assert got.payload["title"] == "t" and "body" not in got.payload
+    assert store.get(SPEC.name, [record.id], {"tenant": "b"}, fields=["title"]) == []

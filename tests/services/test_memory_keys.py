@@ -180,3 +180,20 @@ async def test_a_session_outcome_reinforces_what_was_injected_for_its_task(conta
     payload = container.store.get("memories", [mid], {})[0].payload
     assert payload["uses_succeeded"] == 1 and payload["events"][-1]["kind"] == "uses_succeeded"
     assert [k["text"] for k in keys_of(container, A, mid, "learned")] == [task]
+
+
+def test_a_learned_key_that_repeats_one_of_the_memorys_own_keys_is_not_added(container: Container) -> None:
+    # The learning protocol's decoy: rated helpful after a search for its own title. Kept as a
+    # learned key, the title would count twice and lift the decoy on every query near it.
+    mid = container.memory.store(A, LESSON).id
+    container.memory.store_many(A, DISTRACTORS)
+    container.memory.search_logged(A, SearchMemories(query=LESSON.title, limit=10), "c")
+    container.memory.feedback(A, MemoryFeedback(memory_id=mid, helpful=True), "c")
+    assert keys_of(container, A, mid, "learned") == []
+    payload = container.store.get("memories", [mid], {})[0].payload
+    assert payload["events"][-1]["key"] == "known" and payload["helpful_count"] == 1
+    # A query in other words is still learned.
+    other = "integration tests only go green when I run them one file at a time"
+    container.memory.search_logged(A, SearchMemories(query=other, limit=10, min_confidence=0.0), "c")
+    container.memory.feedback(A, MemoryFeedback(memory_id=mid, helpful=True), "c")
+    assert [k["text"] for k in keys_of(container, A, mid, "learned")] == [other]

@@ -108,14 +108,19 @@ class QdrantClientStore:
         with self._lock:
             self._client.upsert(_PREFIX + collection, points=points, wait=True)
 
-    def get(self, collection: str, ids: Sequence[str], where: Where) -> list[Record]:
+    def get(
+        self, collection: str, ids: Sequence[str], where: Where, fields: Sequence[str] | None = None
+    ) -> list[Record]:
         wanted = [i for i in ids if _valid_id(i)]
         if not wanted:
             return []
         # A filtered scroll, not retrieve(): the scope filter must apply to by-id reads too.
         flt = _by_ids(wanted, where)
         with self._lock:
-            found, _ = self._client.scroll(_PREFIX + collection, scroll_filter=flt, limit=len(wanted), with_payload=True)
+            found, _ = self._client.scroll(
+                _PREFIX + collection, scroll_filter=flt, limit=len(wanted),
+                with_payload=True if fields is None else list(fields),
+            )
         return [Record(id=str(r.id), payload=dict(r.payload or {})) for r in found]
 
     def search(
@@ -140,6 +145,17 @@ class QdrantClientStore:
                 with_payload=payload,
             )
         return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
+
+    def dense_and_sparse(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        sparse: Sparse,
+        where: Where,
+        limit: int,
+        fields: Sequence[str] | None = None,
+    ) -> tuple[list[Hit], list[Hit]]:
+        return self.search(collection, vector, where, limit, fields), self.sparse_search(collection, sparse, where, limit, fields)
 
     def hybrid_search(
         self,

@@ -177,12 +177,16 @@ class EdgeStore:
                     self._writes[collection] = 0
                     self._index_if_large(collection)
 
-    def get(self, collection: str, ids: Sequence[str], where: Where) -> list[Record]:
+    def get(
+        self, collection: str, ids: Sequence[str], where: Where, fields: Sequence[str] | None = None
+    ) -> list[Record]:
         wanted = [i for i in ids if _valid_id(i)]
         if not wanted:
             return []
+        # The filter's fields are read too: the scope is re-checked on what comes back.
+        payload: Any = True if fields is None else sorted({*fields, *where})
         with self._lock:
-            found = self._shard(collection).retrieve(wanted, with_payload=True, with_vector=False)
+            found = self._shard(collection).retrieve(wanted, with_payload=payload, with_vector=False)
         return [Record(id=str(r.id), payload=dict(r.payload or {})) for r in found if _matches(r.payload or {}, where)]
 
     def search(
@@ -207,6 +211,27 @@ class EdgeStore:
         with self._lock:
             points = self._shard(collection).query(request)
         return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
+
+    def dense_and_sparse(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        sparse: Sparse,
+        where: Where,
+        limit: int,
+        fields: Sequence[str] | None = None,
+    ) -> tuple[list[Hit], list[Hit]]:
+        flt = _filter(where)
+        payload = list(fields) if fields is not None else True
+        queries = [qe.QueryRequest(limit=limit, query=qe.Query.Nearest(list(vector)), filter=flt, with_payload=payload)]
+        if sparse:
+            query = qe.Query.Nearest(_sparse(sparse), using=_SPARSE)
+            queries.append(qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=payload))
+        # One planned batch: the two searches share a pass over the segments.
+        with self._lock:
+            found = self._shard(collection).query_batch(qe.QueryBatchRequest(queries))
+        hits = [[Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points] for points in found]
+        return hits[0], hits[1] if sparse else []
 
     def hybrid_search(
         self,

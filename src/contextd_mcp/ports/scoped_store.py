@@ -101,9 +101,14 @@ class ScopedStore:
     # -- reads -----------------------------------------------------------------------------
 
     def get(
-        self, collection: str, ids: Sequence[str], reach: ScopeLevel = ScopeLevel.project, match: Where | None = None
+        self,
+        collection: str,
+        ids: Sequence[str],
+        reach: ScopeLevel = ScopeLevel.project,
+        match: Where | None = None,
+        fields: Sequence[str] | None = None,
     ) -> list[Record]:
-        return self._store.get(collection, ids, self.where(reach, match))
+        return self._store.get(collection, ids, self.where(reach, match), fields)
 
     def search(
         self,
@@ -126,6 +131,18 @@ class ScopedStore:
         fields: Sequence[str] | None = None,
     ) -> list[Hit]:
         return self._store.sparse_search(collection, sparse, self.where(reach, match), limit, fields)
+
+    def dense_and_sparse(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        sparse: Sparse,
+        limit: int,
+        reach: ScopeLevel = ScopeLevel.project,
+        match: Where | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> tuple[list[Hit], list[Hit]]:
+        return self._store.dense_and_sparse(collection, vector, sparse, self.where(reach, match), limit, fields)
 
     def hybrid_search(
         self,

@@ -73,7 +73,11 @@ class VectorStore(Protocol):
 
     def upsert(self, collection: str, records: Sequence[Record]) -> None: ...
 
-    def get(self, collection: str, ids: Sequence[str], where: Where) -> list[Record]: ...
+    def get(
+        self, collection: str, ids: Sequence[str], where: Where, fields: Sequence[str] | None = None
+    ) -> list[Record]:
+        """The records of ``ids`` that match ``where``; ``fields`` limits the payload returned."""
+        ...
 
     def search(
         self, collection: str, vector: Sequence[float], where: Where, limit: int, fields: Sequence[str] | None = None
@@ -83,6 +87,19 @@ class VectorStore(Protocol):
         self, collection: str, sparse: Sparse, where: Where, limit: int, fields: Sequence[str] | None = None
     ) -> list[Hit]:
         """By sparse similarity alone (IDF-weighted dot product); an empty ``sparse`` finds nothing."""
+        ...
+
+    def dense_and_sparse(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        sparse: Sparse,
+        where: Where,
+        limit: int,
+        fields: Sequence[str] | None = None,
+    ) -> tuple[list[Hit], list[Hit]]:
+        """``search`` and ``sparse_search`` with one filter, as one engine call where the engine
+        can batch them (both lists, unfused: the caller weighs each score itself)."""
         ...
 
     def hybrid_search(

@@ -222,7 +222,8 @@ class MemoryService:
         ranked = ranked[: request.limit * limits.RERANK_FACTOR]
         # Confidence changes with every rating, so it is read from the memories, not the keys.
         where = {"confidence": Range(gte=request.min_confidence)}
-        found = {r.id: r.payload for r in store.get(COLLECTION, [r.memory_id for r in ranked], request.scope, where)}
+        ids = [r.memory_id for r in ranked]
+        found = {r.id: r.payload for r in store.get(COLLECTION, ids, request.scope, where, fields=HIT_FIELDS)}
         hits = []
         for candidate in ranked:
             p = found.get(candidate.memory_id)
