@@ -55,7 +55,7 @@ SAME_KEY = 0.92
 
 class KeyKind(StrEnum):
     doc = "doc"
-    title = "title"
+    title = "title"  # type: ignore[assignment]  # the stored value; shadows str.title, never called
     applies_when = "applies_when"
     task = "task"
     error = "error"
