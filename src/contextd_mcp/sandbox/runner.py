@@ -18,6 +18,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from . import _budget, _probe, _protect
+from ._budgetspec import SandboxBudget
 from ._diskwatch import DiskWatch
 from ._launcher import Launcher, default_launcher
 from ._output import HeadTail
@@ -196,7 +197,7 @@ async def _execute_fresh_if_stale(
     limits: SandboxLimits,
     sandboxed: bool,
     launcher: Launcher,
-    budget: _budget.SandboxBudget,
+    budget: SandboxBudget,
 ) -> SandboxResult:
     watch = DiskWatch(Path(request.project), budget.project_write_bytes)
     try:
@@ -218,7 +219,7 @@ async def _execute(
     sandboxed: bool,
     launcher: Launcher,
     watch: DiskWatch,
-    budget: _budget.SandboxBudget,
+    budget: SandboxBudget,
 ) -> SandboxResult:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
