@@ -13,13 +13,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # toolsets itself (tests/mcp/test_toolsets.py, and any test that proves the default set).
 os.environ.setdefault("CONTEXTD_TOOLSETS", "all")
 
-from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder  # noqa: E402
-from contextd_mcp.container import Container, build  # noqa: E402
-from contextd_mcp.mcp.caller import Caller  # noqa: E402
-from contextd_mcp.models.scope import Scope  # noqa: E402
-from tests.helpers import connected  # noqa: E402
-from contextd_mcp.paths import DataPaths  # noqa: E402
-from contextd_mcp.settings import DEFAULT_MODEL  # noqa: E402
+from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder
+from contextd_mcp.container import Container, build
+from contextd_mcp.mcp.caller import Caller
+from contextd_mcp.models.scope import Scope
+from tests.helpers import connected
+from contextd_mcp.paths import DataPaths
+from contextd_mcp.settings import DEFAULT_MODEL
 
 
 @pytest.fixture

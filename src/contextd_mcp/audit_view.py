@@ -68,17 +68,13 @@ def tail(path: Path, count: int) -> list[str]:
 def follow(path: Path, poll: float = 0.25) -> Iterator[str]:
     """New lines as they are appended, forever; reopens the file after a rotation."""
     handle: TextIO | None = None
-    inode = None
     partial = ""
     while True:
         if handle is None:
-            try:
-                handle = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - kept open while following
-            except FileNotFoundError:
+            handle = _open_at(path, os.SEEK_END)
+            if handle is None:
                 time.sleep(poll)
                 continue
-            inode = os.fstat(handle.fileno()).st_ino
-            handle.seek(0, os.SEEK_END)
         chunk = handle.readline()
         if chunk:
             partial += chunk
@@ -86,23 +82,29 @@ def follow(path: Path, poll: float = 0.25) -> Iterator[str]:
                 yield partial.rstrip("\n")
                 partial = ""
             continue
-        try:
-            rotated = os.stat(path).st_ino != inode
-        except FileNotFoundError:
-            rotated = True
-        if rotated:
+        if _rotated(path, handle):
             # Drain what the old file still holds, then start at the top of the new one.
-            rest = handle.read()
-            for line in (partial + rest).splitlines():
-                if line.strip():
-                    yield line
+            yield from (line for line in (partial + handle.read()).splitlines() if line.strip())
             partial = ""
             handle.close()
-            handle = None
-            try:
-                handle = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
-                inode = os.fstat(handle.fileno()).st_ino
-            except FileNotFoundError:
-                handle = None
+            handle = _open_at(path, os.SEEK_SET)
             continue
         time.sleep(poll)
+
+
+def _open_at(path: Path, whence: int) -> TextIO | None:
+    """``path`` opened at its start or end; None while it does not exist."""
+    try:
+        handle = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - kept open while following
+    except FileNotFoundError:
+        return None
+    handle.seek(0, whence)
+    return handle
+
+
+def _rotated(path: Path, handle: TextIO) -> bool:
+    """Whether ``path`` is no longer the file ``handle`` reads (rotated away, or gone)."""
+    try:
+        return os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return True

@@ -8,11 +8,14 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contextd_mcp import __version__
 from contextd_mcp.paths import DataPaths
 from contextd_mcp.transports.bridge import data_paths
+
+if TYPE_CHECKING:
+    from contextd_mcp.adapters.token_store import TokenStore
 
 
 def _host_port(value: str) -> tuple[str, int]:
@@ -149,7 +152,7 @@ def _http_auth_options(args: argparse.Namespace) -> dict[str, object]:
     return {"allow_local_noauth": True, "allowed_hosts": hosts}
 
 
-def _token_store(args: argparse.Namespace):  # noqa: ANN202 - lazy import keeps the CLI light
+def _token_store(args: argparse.Namespace) -> TokenStore:
     from contextd_mcp.adapters.token_store import TokenStore, tokens_path
 
     return TokenStore(tokens_path(data_paths(args.data_dir).root))
@@ -301,7 +304,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     reply = request(paths, "status")
     if reply is None:
         size = sum(f.stat().st_blocks * 512 for f in paths.store.rglob("*") if f.is_file()) if paths.store.exists() else 0
-        status = {"running": False, "data_dir": str(paths.root), "store_disk_bytes": size}
+        status: dict[str, Any] = {"running": False, "data_dir": str(paths.root), "store_disk_bytes": size}
     else:
         reply.pop("ok", None)
         status = {"running": True, "data_dir": str(paths.root), **reply}

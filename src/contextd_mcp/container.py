@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +90,7 @@ class Container:
     memory: MemoryService
     runner: ToolRunner
     # Long-running async jobs the owning process runs beside the transports (queues, clean-up).
-    workers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    workers: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     # Called on shutdown, before the store closes, in order.
     closers: list[Callable[[], None]] = field(default_factory=list)
     skills: SkillService | None = None
@@ -187,9 +187,12 @@ def build(
     runner.prompts = SkillPrompts(skills, scrubber, access_guard.check)
     # Any call on a connection keeps the session it started alive (idle TTL); a read-only
     # identity writes nothing (it cannot start a session, and touches none).
-    runner.response_hooks.append(
-        lambda caller, tool, data, tokens: [] if caller.read_only else sessions.touch(caller.connection_id, caller.scope) or []
-    )
+    def touch(caller: Caller, tool: ToolDef, data: dict[str, Any], tokens: Callable[[], int]) -> list[str]:
+        if not caller.read_only:
+            sessions.touch(caller.connection_id, caller.scope)
+        return []
+
+    runner.response_hooks.append(touch)
     container = Container(
         paths, store, embedder, scrubber, audit, memory, runner, skills=skills, agents=agents, agent_bindings=bindings,
         sessions=sessions, checkpoints=checkpoints, distill=distill_runner, remediation=remediation,
@@ -356,7 +359,7 @@ def _shell_roots(container: Container) -> Any:
     )
 
 
-def periodic(job: Callable[[], object], interval_s: float) -> Callable[[], Awaitable[None]]:
+def periodic(job: Callable[[], object], interval_s: float) -> Callable[[], Coroutine[Any, Any, None]]:
     """An async worker running a blocking ``job`` every ``interval_s`` in a thread, forever."""
     import anyio
 

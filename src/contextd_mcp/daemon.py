@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -43,6 +44,37 @@ def acquire_owner_lock(paths: DataPaths) -> IO[str]:
     return handle
 
 
+def _announce(paths: DataPaths, http: tuple[str, int] | None, started: float) -> None:
+    """The daemon is ready: where it listens goes in daemon.json (for clients) and the log."""
+    info = {
+        "pid": os.getpid(),
+        "version": __version__,
+        "socket": str(paths.socket),
+        "http": f"http://{http[0]}:{http[1]}" if http else None,
+        "started_at": time.time(),
+    }
+    paths.daemon_info.write_text(json.dumps(info))
+    where = str(paths.socket) + (f" and http://{http[0]}:{http[1]} (/mcp, /sse)" if http else "")
+    log.info("contextd-mcp %s ready in %.2fs on %s", __version__, time.perf_counter() - started, where)
+
+
+async def _stop_on_signal(stop_event: anyio.Event) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for _ in signals:
+            stop_event.set()
+            return
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    from contextd_mcp.transports.http import bind
+
+    try:
+        return bind(host, port)
+    except OSError as exc:
+        taken = "; another process listens there: pick another port with --http HOST:PORT" if exc.errno == errno.EADDRINUSE else ""
+        raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}{taken}") from None
+
+
 async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http_options: dict[str, Any] | None = None) -> None:
     from contextd_mcp.container import build
     from contextd_mcp.settings import EmbeddingSettings, LimitSettings, StoreSettings
@@ -53,16 +85,11 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
     started = time.perf_counter()
     listener = None
     if http is not None:
-        from contextd_mcp.transports.http import bind
-
         try:
-            listener = bind(*http)
-        except OSError as exc:
+            listener = _listen(*http)
+        except CannotListen:
             lock.close()
-            taken = ""
-            if exc.errno == errno.EADDRINUSE:
-                taken = "; another process listens there: pick another port with --http HOST:PORT"
-            raise CannotListen(f"cannot listen on {http[0]}:{http[1]}: {exc.strerror or exc}{taken}") from None
+            raise
         http = (http[0], listener.getsockname()[1])  # port 0 means any free one: say which
     limits = LimitSettings()
     http_caller = None
@@ -122,24 +149,9 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
                         http_done.set()
 
                 http_server = await tg.start(run_http)
-            info = {
-                "pid": os.getpid(),
-                "version": __version__,
-                "socket": str(paths.socket),
-                "http": f"http://{http[0]}:{http[1]}" if http else None,
-                "started_at": time.time(),
-            }
-            paths.daemon_info.write_text(json.dumps(info))
-            where = str(paths.socket) + (f" and http://{http[0]}:{http[1]} (/mcp, /sse)" if http else "")
-            log.info("contextd-mcp %s ready in %.2fs on %s", __version__, time.perf_counter() - started, where)
+            _announce(paths, http, started)
 
-            async def watch_signals() -> None:
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-                    async for _ in signals:
-                        stop_event.set()
-                        return
-
-            tg.start_soon(watch_signals)
+            tg.start_soon(_stop_on_signal, stop_event)
             tg.start_soon(watch_liveness, paths, socket_server, float((http_options or {}).get("idle_exit_s") or 0), stop_event)
             for worker in container.workers:
                 tg.start_soon(worker)

@@ -9,7 +9,7 @@ from typing import Any
 
 from contextd_mcp import __version__, limits
 from contextd_mcp.mcp import toolsets
-from contextd_mcp.mcp.registry import ToolDef, annotations, input_schema, output_schema
+from contextd_mcp.mcp.registry import ToolDef, input_schema, output_schema, tool_annotations
 from contextd_mcp.models import confidence, policy
 from contextd_mcp.settings import LimitSettings
 
@@ -55,7 +55,7 @@ def schema_document(tools: list[ToolDef]) -> dict[str, Any]:
                 "name": t.name,
                 "description": t.description,
                 "read_only": t.read_only,
-                "annotations": annotations(t),
+                "annotations": tool_annotations(t),
                 "input_schema": input_schema(t),
                 "output_schema": output_schema(t),
             }

@@ -32,6 +32,7 @@ import sys
 from typing import Any
 
 from contextd_mcp import limits
+from contextd_mcp.errors import ErrorKind, Reason
 from contextd_mcp.transports.bridge import BridgeError, data_paths, open_session
 
 EVENTS = ("session-start", "session-end", "pre-compact")
@@ -41,7 +42,12 @@ CONTEXT_CHARS = 8000  # well inside the socket hello's 64 KiB
 
 
 class HookError(RuntimeError):
-    pass
+    def __init__(self, message: str, error: object = None) -> None:
+        super().__init__(message)
+        # A failed tool call's kind and reason, as values (errors.py ERROR_META), to match on.
+        fields = error if isinstance(error, dict) else {}
+        self.kind = str(fields.get("kind", ""))
+        self.reason = str(fields.get("reason", ""))
 
 
 def _timeout() -> float:
@@ -57,8 +63,9 @@ def _read_input() -> dict[str, Any]:
         raise HookError("hook input larger than 1 MiB")
     try:
         data = json.loads(raw or b"{}")
-    except ValueError as exc:
-        raise HookError(f"hook input is not JSON ({exc.msg})") from None
+    except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not UTF-8
+        why = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        raise HookError(f"hook input is not JSON ({why})") from None
     if not isinstance(data, dict):
         raise HookError("hook input is not a JSON object")
     return data
@@ -102,7 +109,7 @@ class Daemon:
         sock, reply, _ = open_session(self._paths, "call", fields=fields)
         sock.close()
         if reply.get("is_error"):
-            raise HookError(f"{tool}: {reply.get('text')}")
+            raise HookError(f"{tool}: {reply.get('text')}", reply.get("error"))
         result = reply.get("result")
         return result if isinstance(result, dict) else {}
 
@@ -125,7 +132,7 @@ def session_end(daemon: Daemon, data: dict[str, Any]) -> str:
     try:
         daemon.call("session_end", {"outcome": HOOK_OUTCOME})
     except HookError as exc:
-        if not str(exc).startswith("session_end: not_found") and "expired" not in str(exc):
+        if exc.kind != ErrorKind.not_found and exc.reason != Reason.session_expired:
             raise
         if not has_transcript:
             return ""

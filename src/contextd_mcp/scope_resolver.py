@@ -20,7 +20,9 @@ the tenant is a readable slug of the identity plus 12 hex digits of its SHA-256
 (``github.com_acme-3c1d…``): two identities that slug alike still differ. A repository name
 that is already a safe name is the project as is. A directory with no usable remote gets the
 tenant ``local`` and a project id from its path. ``CONTEXTD_TENANT`` / ``_TEAM`` /
-``_PROJECT`` override each part. Standard library only, and cheap: it runs once per connection.
+``_PROJECT`` override each part. Standard library only but for the ``Scope`` model it returns
+(pydantic: so the hook command, which must stay light, does not import this), and cheap: it
+runs once per connection.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ raised would take the owner's task group, and so every transport, down with it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import anyio
 
@@ -20,7 +21,7 @@ ERROR_PAUSE_S = 5.0
 IDLE_WAIT_S = 1.0
 
 
-def distill_worker(runner: DistillRunner) -> Callable[[], Awaitable[None]]:
+def distill_worker(runner: DistillRunner) -> Callable[[], Coroutine[Any, Any, None]]:
     async def run() -> None:
         try:
             await anyio.to_thread.run_sync(runner.recover)
@@ -38,7 +39,7 @@ def distill_worker(runner: DistillRunner) -> Callable[[], Awaitable[None]]:
     return run
 
 
-def session_sweeper(sessions: SessionService, interval_s: float) -> Callable[[], Awaitable[None]]:
+def session_sweeper(sessions: SessionService, interval_s: float) -> Callable[[], Coroutine[Any, Any, None]]:
     async def run() -> None:
         while True:
             try:

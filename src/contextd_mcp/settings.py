@@ -10,9 +10,10 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contextd_mcp.adapters.shipped_model import SHIPPED_MODEL
 from contextd_mcp.paths import default_cache_dir, default_data_dir
 
-DEFAULT_MODEL = "contextd/all-MiniLM-L6-v2-int8"
+DEFAULT_MODEL = SHIPPED_MODEL
 
 
 class StoreSettings(BaseSettings):
@@ -25,7 +26,7 @@ class StoreSettings(BaseSettings):
     qdrant_path: Path | None = None
 
     @model_validator(mode="after")
-    def _one_backend(self) -> "StoreSettings":
+    def _one_backend(self) -> StoreSettings:
         if self.qdrant_url and self.qdrant_path:
             raise ValueError("set CONTEXTD_QDRANT_URL or CONTEXTD_QDRANT_PATH, not both")
         return self
@@ -56,16 +57,6 @@ class RemediationSettings(BaseSettings):
     rerank_context: bool = False
     rerank_top: int = Field(default=10, ge=1, le=50)
     rerank_weight: float = Field(default=0.6, ge=0.0, le=1.0)
-
-
-class ScopeSettings(BaseSettings):
-    """Explicit scope; unset parts are derived from the working directory."""
-
-    model_config = SettingsConfigDict(env_prefix="CONTEXTD_")
-
-    tenant: str | None = None
-    team: str | None = None
-    project: str | None = None
 
 
 class MemorySettings(BaseSettings):

@@ -39,6 +39,7 @@ _TOOL_ERROR = re.compile(r"\b(error|fatal|ERR!)(\[\w+\])?:", re.IGNORECASE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _NOISE_PROMPT = re.compile(r"^\s*(<command-|<local-command|Caveat: |\[Request interrupted)")
 _ENV_ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_EDIT_TOOLS = ("Edit", "MultiEdit", "Write", "NotebookEdit")
 _RUNNERS = {"python", "python3", "uv", "poetry", "npx", "npm", "yarn", "pnpm", "go", "cargo", "make", "bundle", "dotnet"}
 
 
@@ -165,7 +166,7 @@ def program_of(command: str) -> str:
 
 def digest(events: list[dict[str, Any]]) -> Digest:
     result = Digest()
-    pending: dict[str, Step] = {}
+    pending: dict[str, Step] = {}  # tool calls by id, waiting for their result
     for index, event in enumerate(events):
         kind = event.get("type")
         if kind == "summary" and isinstance(event.get("summary"), str):
@@ -176,44 +177,58 @@ def digest(events: list[dict[str, Any]]) -> Digest:
             continue
         content = message.get("content")
         if kind == "user":
-            if isinstance(content, str) or (
-                isinstance(content, list) and not any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
-            ):
-                text = _text_of(content)
-                if text.strip() and not _NOISE_PROMPT.match(text):
-                    result.prompts.append(clip(text, CLIP_PROMPT))
-                continue
-            for block in content:
-                if not isinstance(block, dict) or block.get("type") != "tool_result":
-                    continue
-                step = pending.pop(str(block.get("tool_use_id")), None)
-                if step is None:
-                    continue
-                output = _text_of(block.get("content"))
-                step.ok = not block.get("is_error")
-                if not step.ok:
-                    step.error = error_line(output)
-                step.index = index
-                result.steps.append(step)
-            continue
-        if not isinstance(content, list):
-            continue
-        for block in content:
-            if not isinstance(block, dict):
-                continue
-            if block.get("type") == "text" and str(block.get("text", "")).strip():
-                result.notes.append((index, str(block["text"])))
-            elif block.get("type") == "tool_use":
-                name = str(block.get("name", ""))
-                arguments = block.get("input") if isinstance(block.get("input"), dict) else {}
-                target = str(arguments.get("command") or arguments.get("file_path") or arguments.get("path") or "")
-                if name == "Bash":
-                    target = strip_env(target)
-                if name in ("Edit", "MultiEdit", "Write", "NotebookEdit") and target and target not in result.files:
-                    result.files.append(target)
-                pending[str(block.get("id"))] = Step(tool=name, target=clip(target, CLIP_COMMAND), ok=True, index=index)
+            _user_turn(result, pending, index, content)
+        elif isinstance(content, list):
+            _assistant_turn(result, pending, index, content)
     _pair_errors(result)
     return result
+
+
+def _blocks(content: list[Any], kind: str) -> list[dict[str, Any]]:
+    return [b for b in content if isinstance(b, dict) and b.get("type") == kind]
+
+
+def _user_turn(result: Digest, pending: dict[str, Step], index: int, content: Any) -> None:
+    """A prompt the user typed, or the results of the assistant's tool calls."""
+    results = _blocks(content, "tool_result") if isinstance(content, list) else []
+    if not results:
+        if isinstance(content, (str, list)):
+            text = _text_of(content)
+            if text.strip() and not _NOISE_PROMPT.match(text):
+                result.prompts.append(clip(text, CLIP_PROMPT))
+        return
+    for block in results:
+        step = pending.pop(str(block.get("tool_use_id")), None)
+        if step is None:
+            continue
+        step.ok = not block.get("is_error")
+        if not step.ok:
+            step.error = error_line(_text_of(block.get("content")))
+        step.index = index
+        result.steps.append(step)
+
+
+def _assistant_turn(result: Digest, pending: dict[str, Step], index: int, content: list[Any]) -> None:
+    """The assistant's notes, and its tool calls (pending until their results arrive)."""
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text" and str(block.get("text", "")).strip():
+            result.notes.append((index, str(block["text"])))
+        elif block.get("type") == "tool_use":
+            name, target = _tool_call(block)
+            if name in _EDIT_TOOLS and target and target not in result.files:
+                result.files.append(target)
+            pending[str(block.get("id"))] = Step(tool=name, target=clip(target, CLIP_COMMAND), ok=True, index=index)
+
+
+def _tool_call(block: dict[str, Any]) -> tuple[str, str]:
+    """A tool call's name and what it acts on (the command, without leading VAR=value, or the path)."""
+    name = str(block.get("name", ""))
+    raw = block.get("input")
+    arguments: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    target = str(arguments.get("command") or arguments.get("file_path") or arguments.get("path") or "")
+    return name, strip_env(target) if name == "Bash" else target
 
 
 def _explanation(notes: list[tuple[int, str]], start: int, end: int) -> str | None:

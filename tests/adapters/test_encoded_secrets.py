@@ -9,6 +9,7 @@ and PEM bodies without armour: none caught; glued tokens 6/20; wrapped 14/20).
 from __future__ import annotations
 
 import pytest
+from pathlib import Path
 
 from contextd_mcp.adapters.secret_scrubber import VIEWS, RegexScrubber
 from tests.data.secrets import encoded_corpus as ec
@@ -128,7 +129,7 @@ def test_a_certificate_or_public_key_pasted_without_armour_is_not_taken_for_a_ke
     """PEM bodies are told apart by their DER start: certificates are public (certifi's bundle)."""
     import certifi
 
-    bundle = open(certifi.where(), encoding="ascii").read()
+    bundle = Path(certifi.where()).read_text(encoding="ascii")
     bodies = [b.split("-----END")[0].strip() for b in bundle.split("-----BEGIN CERTIFICATE-----")[1:40]]
     assert len(bodies) >= 30
     for body in bodies:

@@ -215,7 +215,7 @@ def test_edge_builds_keyword_indexes_once_a_collection_is_large(tmp_path: Path) 
 
     store = EdgeStore(tmp_path / "edge")
     store.ensure(SPEC)
-    shard = store._shards[SPEC.name]  # noqa: SLF001 - the index set is the adapter's own business
+    shard = store._shards[SPEC.name]
     assert set(shard.info().payload_schema) == {"confidence", "ts"}
     records = [rec("a" if i % 2 else "b", [1, i, 0, 0], tags=["x"], ts=float(i)) for i in range(qdrant_edge_store.KEYWORD_INDEX_AT)]
     for start in range(0, len(records), 500):
@@ -243,7 +243,7 @@ def test_edge_indexes_hot_fields_early_and_keeps_vectors_cold(tmp_path: Path) ->
     spec = dataclasses.replace(SPEC, name="hot", hot_fields=("tenant",))
     store = EdgeStore(tmp_path / "edge")
     store.ensure(spec)
-    shard = store._shards[spec.name]  # noqa: SLF001 - the index set is the adapter's own business
+    shard = store._shards[spec.name]
     assert set(shard.info().payload_schema) == {"confidence", "ts"}  # an empty collection maps no index
     records = [rec("a" if i % 2 else "b", [1, i, 0, 0]) for i in range(qdrant_edge_store.HOT_INDEX_AT + 63)]
     store.upsert(spec.name, records[:-64])

@@ -114,20 +114,20 @@ class _Handler(BaseHTTPRequestHandler):
     script: Script
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.script.other_paths.append("GET " + self.path)
         self._json(404, {"type": "error", "error": {"type": "not_found_error", "message": "stub"}})
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self.script.other_paths.append("HEAD " + self.path)
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(min(length, MAX_BODY)) or b"{}")
         path = self.path.split("?")[0]

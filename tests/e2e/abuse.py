@@ -65,17 +65,17 @@ async def _attacker(host: str, port: int, slow: bool, stop: anyio.Event, report:
             async def until_closed() -> None:
                 try:
                     while True:
-                        await stream.receive()
+                        await stream.receive()  # noqa: B023 - run and awaited within this iteration
                 except gone:
                     pass
                 tg.cancel_scope.cancel()
 
             async def trickle() -> None:
                 try:
-                    await stream.send(f"POST /mcp HTTP/1.1\r\nHost: {host}:{port}\r\n".encode())
+                    await stream.send(f"POST /mcp HTTP/1.1\r\nHost: {host}:{port}\r\n".encode())  # noqa: B023
                     for n in range(100_000):  # a header line a second, never the blank line ending them
                         await anyio.sleep(1)
-                        await stream.send(f"X-Slow-{n}: aaaaaaaa\r\n".encode())
+                        await stream.send(f"X-Slow-{n}: aaaaaaaa\r\n".encode())  # noqa: B023
                 except gone:
                     pass
 
@@ -98,7 +98,7 @@ async def _holder_round(base: str, token: str, report: AbuseReport) -> None:
         if result.is_error:
             report.failures.append(f"tool error: {result.content[0].text[:200]}")  # type: ignore[union-attr]
             return
-    except BaseException as exc:  # noqa: BLE001 - a 503, a reset, a timeout: all count as failed rounds
+    except BaseException as exc:
         if isinstance(exc, anyio.get_cancelled_exc_class()):
             raise
         while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:

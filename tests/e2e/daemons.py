@@ -115,9 +115,11 @@ def _healthy(base: str) -> bool:
 async def http_client(base: str, token: str | None, **headers: str) -> AsyncIterator[Client]:
     """A connected Streamable HTTP client sending ``Authorization: Bearer <token>``."""
     auth = {"Authorization": f"Bearer {token}"} if token else {}
-    async with create_mcp_http_client(headers={**auth, **headers}) as http:
-        async with Client(streamable_http_client(base + "/mcp", http_client=http), read_timeout_seconds=60) as client:
-            yield client
+    async with (
+        create_mcp_http_client(headers={**auth, **headers}) as http,
+        Client(streamable_http_client(base + "/mcp", http_client=http), read_timeout_seconds=60) as client,
+    ):
+        yield client
 
 
 def sse(base: str, token: str | None) -> Client:

@@ -92,7 +92,7 @@ def test_no_oauth_metadata_is_published_and_a_guess_is_told_what_to_do(daemon: D
 async def test_the_python_sdk_client_says_what_to_do(daemon: Daemon, transport: str, token: str | None) -> None:
     """The SDK client fails at once; over Streamable HTTP it shows the body's message, over SSE
     (httpx raising on the stream's status) the 401."""
-    with pytest.raises(Exception) as failed:  # noqa: PT011 - the SDK wraps it (ExceptionGroup / HTTPStatusError)
+    with pytest.raises(Exception) as failed:
         if transport == "http":
             async with http_client(daemon.base, token) as client:
                 await client.list_tools()

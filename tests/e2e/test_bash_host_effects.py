@@ -235,7 +235,7 @@ def _start_under_nohup(data_dir: Path, cwd: Path, extra_fd: int) -> subprocess.P
     log = open(data_dir.parent / "nohup-daemon.out", "wb")  # noqa: SIM115 - closed by the test
     process = subprocess.Popen(
         [*CLI, "serve"], env=env_for(data_dir), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-        preexec_fn=hostile_parent, pass_fds=(extra_fd,),
+        preexec_fn=hostile_parent, pass_fds=(extra_fd,),  # noqa: PLW1509 - the hostile parent under test
     )  # fmt: skip
     log.close()
     deadline = time.monotonic() + 90

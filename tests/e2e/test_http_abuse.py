@@ -79,13 +79,14 @@ async def test_past_the_unauthenticated_budget_the_oldest_idle_connections_are_c
 async def test_concurrent_requests_are_counted_per_token(tight: dict) -> None:
     base, (busy, other) = tight["daemon"].base, tight["tokens"]
     headers = {"Authorization": f"Bearer {busy}", "Accept": "text/event-stream"}
-    async with httpx.AsyncClient(timeout=30) as http:
-        # Two long-lived SSE streams: the busy token's whole budget (CONTEXTD_MAX_CONNECTIONS=2).
-        async with http.stream("GET", base + "/sse", headers=headers) as one, http.stream(
-            "GET", base + "/sse", headers=headers
-        ) as two:
-            assert one.status_code == two.status_code == 200
-            third = await http.get(base + "/sse", headers=headers)
-            assert third.status_code == 503 and "CONTEXTD_MAX_CONNECTIONS" in third.text
-            async with http_client(base, other) as client:  # another token is not affected
-                assert "memories" in data(await client.call_tool("memory_search", {"query": "per token"}))
+    # Two long-lived SSE streams: the busy token's whole budget (CONTEXTD_MAX_CONNECTIONS=2).
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream("GET", base + "/sse", headers=headers) as one,
+        http.stream("GET", base + "/sse", headers=headers) as two,
+    ):
+        assert one.status_code == two.status_code == 200
+        third = await http.get(base + "/sse", headers=headers)
+        assert third.status_code == 503 and "CONTEXTD_MAX_CONNECTIONS" in third.text
+        async with http_client(base, other) as client:  # another token is not affected
+            assert "memories" in data(await client.call_tool("memory_search", {"query": "per token"}))

@@ -9,7 +9,6 @@ arrived, a second daemon started on the default data directory under the default
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any

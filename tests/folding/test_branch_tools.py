@@ -27,7 +27,7 @@ class Connection:
         self.caller = Caller(scope=scope, transport="memory", connection_id=uuid.uuid4().hex[:12])
         self.client = Client(container.server())
 
-    async def __aenter__(self) -> "Connection":
+    async def __aenter__(self) -> Connection:
         await self._as_me(self.client.__aenter__())
         return self
 

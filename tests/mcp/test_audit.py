@@ -60,7 +60,7 @@ async def test_success_and_error_calls_are_logged_without_content(client: Any, c
     assert stored["redactions_in"] == 1 and stored["redactions"] == 1  # the AWS key, scrubbed before storing
     assert stored["input_bytes"] > 100 and stored["output_bytes"] > 20 and stored["duration_ms"] > 0
     for line in lines[1:5]:
-        assert FIELDS <= line.keys(), line
+        assert line.keys() >= FIELDS, line
     assert lines[-1]["tool"] == "(unknown)" and "tenant" not in lines[-1]  # refused before any caller lookup
 
 

@@ -23,17 +23,16 @@ from typing import Any
 
 import pytest
 
-from contextd_mcp.container import Container, build
+from contextd_mcp.container import Container
 from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
 from contextd_mcp.mcp.registry import ToolDef, input_schema
-from contextd_mcp.paths import DataPaths
 from contextd_mcp.ports.vector_store import Record
 from contextd_mcp.services.memory import COLLECTION
 from tests.conftest import SCOPE_A
 from tests.helpers import data, error_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.data.secrets import secret_corpus  # noqa: E402
+from tests.data.secrets import secret_corpus
 
 pytestmark = pytest.mark.anyio
 

@@ -17,6 +17,7 @@ import pytest
 
 import contextd_mcp.sandbox as sandbox_pkg
 from contextd_mcp.sandbox import (
+    SandboxInputError,
     SandboxLimits,
     SandboxResult,
     probe,
@@ -35,7 +36,7 @@ def run(command: str, project: Path, **kwargs: object) -> SandboxResult:
 
 def test_public_surface() -> None:
     assert sorted(sandbox_pkg.__all__) == [
-        "SandboxBudget", "SandboxLimits", "SandboxResult", "SandboxUnavailable",
+        "SandboxBudget", "SandboxInputError", "SandboxLimits", "SandboxResult", "SandboxUnavailable",
         "budget_status", "configure_budget", "probe", "release_placeholders", "run_sandboxed",
     ]  # fmt: skip
 
@@ -116,8 +117,9 @@ def test_working_dir_outside_the_project_is_refused(tmp_path: Path, escape: str)
     (project / "a").mkdir(parents=True)
     (tmp_path / "elsewhere" / "sub").mkdir(parents=True)
     (project / "link").symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(ValueError, match="outside the project"):
+    with pytest.raises(SandboxInputError, match="outside the project") as refused:
         run("pwd", project, working_dir=Path(escape))
+    assert refused.value.field == "working_dir"  # the field as a value: the bash tool names it from this
 
 
 def test_missing_directories_are_refused(tmp_path: Path) -> None:
@@ -138,8 +140,9 @@ def test_projects_the_sandbox_would_hide_or_expose_are_refused(project: str) -> 
 
 @pytest.mark.parametrize("name", ["", "1X", "A=B", "A B", "A-B", "Ä"])
 def test_invalid_env_names_are_refused(tmp_path: Path, name: str) -> None:
-    with pytest.raises(ValueError, match="invalid environment variable name"):
+    with pytest.raises(SandboxInputError, match="invalid environment variable name") as refused:
         run("true", tmp_path, env={name: "x"})
+    assert refused.value.field == "env"
 
 
 def test_env_is_minimal_plus_what_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,7 @@ the ordinary developer flow in the same call, so containment is never bought by 
 from __future__ import annotations
 
 import os
+import socket
 import pwd
 import stat
 import subprocess
@@ -72,7 +73,7 @@ def _tree(project: Path) -> dict[str, tuple[int, bytes | None]]:
             seen[rel] = (st.st_mode, content)
             if path.is_dir() and not path.is_symlink():
                 for sub in sorted(path.rglob("*")):
-                    if rel == ".git" and not sub.relative_to(path).parts[0] in ("config", "hooks", "info"):
+                    if rel == ".git" and sub.relative_to(path).parts[0] not in ("config", "hooks", "info"):
                         continue
                     sub_st = sub.lstat()
                     key = str(sub.relative_to(project))
@@ -307,7 +308,7 @@ def test_daemon_files_under_the_project_are_invisible(sandbox: Sandbox) -> None:
     assert (data / "tokens.json").read_text() == '{"tokens": ["hash"]}'
 
 
-def socket_at(path: Path) -> "socket.socket":
+def socket_at(path: Path) -> socket.socket:
     import socket
 
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -109,7 +109,7 @@ def test_leftovers_of_a_crashed_server_are_swept_by_the_next_run(tmp_path: Path)
 def test_extra_protected_paths_must_stay_inside_the_project(tmp_path: Path) -> None:
     for bad in ("../outside", "/etc/passwd", "a/../../b", ""):
         with pytest.raises(ValueError, match="relative to the project"):
-            anyio.run(lambda: run_sandboxed("true", tmp_path, limits=QUICK, protect=[bad]))
+            anyio.run(lambda: run_sandboxed("true", tmp_path, limits=QUICK, protect=[bad]))  # noqa: B023 - called at once
 
 
 def test_a_protected_name_that_is_a_symlink_is_refused(tmp_path: Path) -> None:

@@ -123,7 +123,7 @@ def test_unfolding_stops_at_its_depth() -> None:
     "command",
     [
         "$(" * 5000,
-        "a=xxxxxxxxxx; " + "; ".join(f"a=$a$a" for _ in range(40)) + "; echo $a",
+        "a=xxxxxxxxxx; " + "; ".join("a=$a$a" for _ in range(40)) + "; echo $a",
         "echo " + " | ".join(["base64 -d"] * 2000),
         "eval " * 3000 + "ls",
         '"' * 15999,

@@ -31,3 +31,20 @@ def test_the_same_text_in_another_scope_is_another_memory(container: Container) 
     container.memory.feedback(other_scope, MemoryFeedback(memory_id=theirs.id, helpful=False))
     mine = container.memory.get(SCOPE, GetMemory(memory_id=ours.id))
     assert mine.unhelpful_count == 0 and container.memory.counts(SCOPE) == 1
+
+
+def test_a_ratings_comment_is_kept_scrubbed_in_the_memorys_history(container: Container) -> None:
+    """memory_feedback accepted a comment and dropped it (issue 18): now the history keeps it."""
+    from contextd_mcp.ports.scoped_store import Stores
+    from contextd_mcp.services.memory import COLLECTION
+
+    stored = container.memory.store(SCOPE, StoreMemory(title="Pin pip", content="Pin pip to 24 in CI."))
+    secret = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    comment = f"outdated since pip 25; the CI token was {secret}"
+    container.memory.feedback(SCOPE, MemoryFeedback(memory_id=stored.id, helpful=False, comment=comment))
+    container.memory.reinforce(SCOPE, stored.id)  # learned again: the same history, no comment
+    events = Stores(container.store).of(SCOPE).get(COLLECTION, [stored.id])[0].payload["events"]
+    assert [e["kind"] for e in events] == ["unhelpful_count", "reinforced_count"]
+    assert events[0]["comment"].startswith("outdated since pip 25") and secret not in events[0]["comment"]
+    assert "comment" not in events[1]
+    assert container.memory.get(SCOPE, GetMemory(memory_id=stored.id)).unhelpful_count == 1

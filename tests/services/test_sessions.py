@@ -9,7 +9,7 @@ import pytest
 from contextd_mcp.adapters.job_queue import FileJobQueue
 from contextd_mcp.adapters.token_counter import WordPieceTokenCounter
 from contextd_mcp.container import Container
-from contextd_mcp.errors import Conflict, NotFound
+from contextd_mcp.errors import Conflict, NotFound, Reason
 from contextd_mcp.models.checkpoint import ListCheckpoints, SaveCheckpoint
 from contextd_mcp.models.requests import StoreMemory
 from contextd_mcp.models.scope import Scope
@@ -68,12 +68,14 @@ def test_unknown_foreign_ended_and_expired_ids_are_clear_errors(sessions: Sessio
     with pytest.raises(NotFound):  # another tenant's id looks exactly like a missing one
         sessions.end(OTHER, "x", EndSession(session_id=mine.session_id, outcome="success"))
     sessions.end(SCOPE, "c", EndSession(session_id=mine.session_id, outcome="success"))
-    with pytest.raises(Conflict, match="already ended"):
+    with pytest.raises(Conflict, match="already ended") as ended:
         sessions.end(SCOPE, "c", EndSession(session_id=mine.session_id, outcome="success"))
+    assert ended.value.reason is Reason.session_ended  # a value callers match on, not the wording
     idle = sessions.start(SCOPE, "d", StartSession())
     clock.t += 101
-    with pytest.raises(Conflict, match="expired"):
+    with pytest.raises(Conflict, match="expired") as expired:
         sessions.end(SCOPE, "d", EndSession(session_id=idle.session_id, outcome="failure"))
+    assert expired.value.reason is Reason.session_expired
     with pytest.raises(NotFound, match="this connection"):  # the expired session no longer counts
         sessions.end(SCOPE, "d", EndSession(outcome="failure"))
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from contextd_mcp.adapters.onnx_quantize import quantized_model
 from contextd_mcp.errors import Unavailable
-from contextd_mcp.settings import DEFAULT_MODEL
+from contextd_mcp.adapters.shipped_model import SHIPPED_MODEL
 
 _VENDORED = Path(__file__).with_name("minilm")
 _TOKENIZER_FILES = ("tokenizer.json", "config.json", "special_tokens_map.json", "tokenizer_config.json")
@@ -91,7 +91,7 @@ class FastEmbedEmbedder:
         # for the life of the process (1.3 GiB after one batch of 32 long texts, measured).
         self._name = model
         local_dir: Path | None = None
-        if model == DEFAULT_MODEL:
+        if model == SHIPPED_MODEL:
             local_dir = default_model_dir(cache_dir)
         elif Path(model).expanduser().is_dir():
             local_dir = Path(model).expanduser().resolve()
@@ -144,4 +144,5 @@ class FastEmbedEmbedder:
         return vectors
 
     def embed_query(self, text: str) -> list[float]:
-        return next(iter(self._model.query_embed(text))).tolist()
+        vector: list[float] = next(iter(self._model.query_embed(text))).tolist()
+        return vector

@@ -28,7 +28,7 @@ def _condition(key: str, value: object) -> models.FieldCondition:
         return models.FieldCondition(key=key, range=models.Range(gte=value.gte, lte=value.lte))
     if isinstance(value, list):
         return models.FieldCondition(key=key, match=models.MatchAny(any=list(value)))
-    return models.FieldCondition(key=key, match=models.MatchValue(value=value))  # type: ignore[arg-type]
+    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
 
 
 def _filter(where: Where) -> models.Filter | None:

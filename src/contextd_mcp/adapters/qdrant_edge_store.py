@@ -11,6 +11,7 @@ import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from uuid import UUID
 from typing import Any
 
 import qdrant_edge as qe
@@ -180,7 +181,7 @@ class EdgeStore:
     def get(
         self, collection: str, ids: Sequence[str], where: Where, fields: Sequence[str] | None = None
     ) -> list[Record]:
-        wanted = [i for i in ids if _valid_id(i)]
+        wanted: list[int | UUID | str] = [i for i in ids if _valid_id(i)]
         if not wanted:
             return []
         # The filter's fields are read too: the scope is re-checked on what comes back.
@@ -253,7 +254,7 @@ class EdgeStore:
         payload = list(fields) if fields is not None else True
         # The filter sits on the prefetches only: fused results come from them, and a second
         # top-level pass over the same filter costs ~30 % more on unindexed collections.
-        request = qe.QueryRequest(limit=limit, query=fusion, prefetches=prefetches, with_payload=payload)
+        request = qe.QueryRequest(limit=limit, query=fusion, prefetches=prefetches, with_payload=payload)  # type: ignore[arg-type]  # the stub lists Fusion, not its Rrf variant
         with self._lock:
             points = self._shard(collection).query(request)
         return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]

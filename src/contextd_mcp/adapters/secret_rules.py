@@ -710,31 +710,27 @@ class KeywordAssignment:
     """`password = "..."`, `API_KEY=...`, `"client_secret": "..."`, `--token value`."""
 
     def find(self, view: TextView) -> Iterator[Finding]:
-        text, low = view.text, view.lower
+        low = view.lower
         for needles, pattern in _ASSIGN_PATTERNS:
-            if not any(map(low.__contains__, needles)):
-                continue
-            resume = 0
-            for m in pattern.finditer(low):
-                if m.start() < resume:
-                    continue  # inside the value just taken ("password=password=...")
-                ident_start = m.start()  # the keyword may end a longer name: DB_PASSWORD
-                while ident_start > 0 and m.start() - ident_start < 64 and low[ident_start - 1] in _IDENT_CHARS:
-                    ident_start -= 1
-                if ident_start > 0 and low[ident_start - 1] in ":/" and not low.endswith("$env:", 0, ident_start):
-                    continue  # a segment of an ARN, URN or path (secretsmanager:...:secret:name)
-                op = m["op"]
-                if op == ">" and (ident_start == 0 or text[ident_start - 1] != "<"):
-                    continue  # only <password>value</password>, not `token > 0`
-                if op == ":" and not m["q"] and not m["ws"] and low[m.end() : m.end() + 1] not in "\"'`":
-                    continue  # `io.jsonwebtoken:jjwt`, `secret:name`: a coordinate, not YAML or JSON
-                found, resume = self._judge(view, ident_start, m.end("tail"), op, m.end())
-                if found is not None:
-                    yield found
+            if any(map(low.__contains__, needles)):
+                yield from self._assignments(view, pattern)
         for pattern in _SPACED_PATTERNS:
             for m in pattern.finditer(low):
                 if (found := self._judge(view, m.start("tail"), m.end("tail"), " ", m.end())[0]) is not None:
                     yield found
+
+    def _assignments(self, view: TextView, pattern: re.Pattern[str]) -> Iterator[Finding]:
+        low = view.lower
+        resume = 0
+        for m in pattern.finditer(low):
+            if m.start() < resume:
+                continue  # inside the value just taken ("password=password=...")
+            ident_start = _ident_start(low, m.start())
+            if _not_an_assignment(view, ident_start, m):
+                continue
+            found, resume = self._judge(view, ident_start, m.end("tail"), m["op"], m.end())
+            if found is not None:
+                yield found
 
     @staticmethod
     def _judge(view: TextView, ident_start: int, ident_end: int, op: str, pos: int) -> tuple[Finding | None, int]:
@@ -755,18 +751,43 @@ class KeywordAssignment:
             return None, skip
         value = text[start:end]
         password = kind == "password"
-        ident = low[ident_start:ident_end]
-        if _VENDOR_HINT.search(ident):
-            for needles, vendor_kind, shape in _VENDORS:
-                if all(n in ident for n in needles):
-                    if is_placeholder(value):
-                        return None, skip
-                    if (shape is not None and shape.fullmatch(value)) or plausible_secret(value, password=password):
-                        return (start, end, vendor_kind), end
-                    return None, skip
+        vendor = _vendor(low[ident_start:ident_end])
+        if vendor is not None:  # a vendor's key name: its own shape, or any plausible secret
+            kind, shape = vendor
+            if is_placeholder(value) or not (shape is not None and shape.fullmatch(value) or plausible_secret(value, password=password)):
+                return None, skip
+            return (start, end, kind), end
         if plausible_secret(value, password=password):
             return (start, end, kind), end
         return None, skip
+
+
+def _vendor(ident: str) -> tuple[str, re.Pattern[str] | None] | None:
+    """The kind and value shape of the first vendor whose key name ``ident`` is."""
+    if _VENDOR_HINT.search(ident):
+        for needles, vendor_kind, shape in _VENDORS:
+            if all(n in ident for n in needles):
+                return vendor_kind, shape
+    return None
+
+
+def _ident_start(low: str, keyword: int) -> int:
+    """Where the name ending in a keyword starts: DB_PASSWORD (at most 64 characters before it)."""
+    start = keyword
+    while start > 0 and keyword - start < 64 and low[start - 1] in _IDENT_CHARS:
+        start -= 1
+    return start
+
+
+def _not_an_assignment(view: TextView, ident_start: int, m: re.Match[str]) -> bool:
+    """A keyword match that is no assignment: a path segment, a comparison, a coordinate."""
+    text, low, op = view.text, view.lower, m["op"]
+    if ident_start > 0 and low[ident_start - 1] in ":/" and not low.endswith("$env:", 0, ident_start):
+        return True  # a segment of an ARN, URN or path (secretsmanager:...:secret:name)
+    if op == ">" and (ident_start == 0 or text[ident_start - 1] != "<"):
+        return True  # only <password>value</password>, not `token > 0`
+    # `io.jsonwebtoken:jjwt`, `secret:name`: a coordinate, not YAML or JSON
+    return op == ":" and not m["q"] and not m["ws"] and low[m.end() : m.end() + 1] not in "\"'`"
 
 
 # Detectors that know a secret by a label or a setting around it, not by its own shape.

@@ -105,24 +105,38 @@ class RegexScrubber:
         # original too, not only on the view before it (a URL outside the JSON windows is
         # decoded from the original, a URL inside a JSON string from the JSON view), and
         # lines are joined and blobs looked for in every one of them.
+        sources = self._sources(view)
+        for decoded in sources[1:]:
+            yield decoded, False
+        if "joined" in self._views:
+            for source in list(sources):
+                yield from self._joined(source, sources)
+        if depth < self._max_depth and "blobs" in self._views:
+            yield from self._blobs(sources, depth)
+
+    def _sources(self, view: secret_views.View) -> list[secret_views.View]:
+        """``view``, its JSON-unescaped form, and the URL-decoded form of each."""
         sources = [view]
         json_view = secret_views.json_unescaped(view) if "json" in self._views else None
         if json_view is not None:
             sources.append(json_view)
         if "url" in self._views:
             sources += [u for u in map(secret_views.url_decoded, list(sources)) if u is not None]
-        for decoded in sources[1:]:
-            yield decoded, False
-        for source in list(sources) if "joined" in self._views else ():
-            for parity in (None, 0, 1):
-                joined = secret_views.joined(source, parity)
-                if joined is None:
-                    break
-                yield joined, True
-                if parity is None:
-                    sources.append(joined)
-        if depth >= self._max_depth or "blobs" not in self._views:
-            return
+        return sources
+
+    @staticmethod
+    def _joined(source: secret_views.View, sources: list[secret_views.View]) -> Iterator[tuple[secret_views.View, bool]]:
+        """``source`` with wrapped lines joined (as written, then by either parity); the plain
+        join goes on ``sources``, for its blobs."""
+        for parity in (None, 0, 1):
+            joined = secret_views.joined(source, parity)
+            if joined is None:
+                break
+            yield joined, True
+            if parity is None:
+                sources.append(joined)
+
+    def _blobs(self, sources: list[secret_views.View], depth: int) -> Iterator[tuple[secret_views.View, bool]]:
         seen: set[tuple[int, int]] = set()  # where in the original: two blobs may hold one text
         for source in sources:
             for blob in secret_views.blobs(source):

@@ -65,6 +65,16 @@ def root(text: str) -> View:
 
 
 Decode = Callable[[re.Match[str], int], str]
+
+
+def _at(decode: Decode, offset: int) -> Callable[[re.Match[str]], str]:
+    """``decode`` for matches in a slice of the text that starts at ``offset``."""
+    return lambda m: decode(m, offset)
+
+
+def _blob_pieces(start: int, end: int, size: int) -> Callable[[], list[tuple[int, int, int, bool]]]:
+    """The offset map of a blob ``text[start:end]`` decoded to ``size`` characters."""
+    return lambda: [(0, start, end, False), (size, end, end, True)]
 """The text an escape stands for; the int is where the matched slice starts in the parent."""
 
 WINDOW = 256  # characters kept on each side of an escape: a token (<= 250) or a label and its value fit
@@ -111,7 +121,7 @@ def _decoded_view(
     if not windows:
         return None
     # Matched on slices, in both passes, so a lookbehind never sees past a window's edge.
-    parts = [pattern.sub(lambda m, lo=lo: decode(m, lo), text[lo:hi]) for lo, hi in windows]
+    parts = [pattern.sub(_at(decode, lo), text[lo:hi]) for lo, hi in windows]
 
     def build() -> list[tuple[int, int, int, bool]]:
         pieces: list[tuple[int, int, int, bool]] = []
@@ -210,7 +220,7 @@ def url_decoded(parent: View) -> View | None:
 # A break counts when token characters run up to it and on after it: a wrapped token, not
 # prose or code that happens to end a line. Each form is found by its own pattern, run only
 # when a C-level check finds what it needs (one alternation of them scans 10x slower).
-_TOKEN_CHARS = r"[\w+/=.-]"
+_TOKEN_CHARS = r"[\w+/=.-]"  # noqa: S105 - a character class, not a password
 # Ten before a plain line break, eight after (or a short last line, as a key body ends):
 # half of the shortest wrapped secret. Fewer would join every log line ('... ms=123' then
 # '2026-12-04T...'): on log text (6, 6) joins 2,500 breaks per MB, (10, 8) none; a secret
@@ -242,16 +252,9 @@ JOIN_REACH = 512  # characters looked at on each side of a break, at most
 _ANY_BREAK = re.compile("|".join(f"(?:{pattern.pattern})" for _, pattern in _BREAKS))
 
 
-def joined(parent: View, parity: int | None = None) -> View | None:
-    """``parent`` with wrapped lines joined: each break (and the indentation after it) removed.
-
-    With ``parity`` 0 or 1 only every other break is removed: a token wrapped once must not
-    run on into the line after it (``…Xe4`` + ``next_step:`` is no token), and with both
-    parities scanned each break is joined once with its neighbours left apart. Without it
-    all are joined: a key body runs over many lines."""
-    text = parent.text
-    # A token or a label and its value that a break cuts lies within the line the break ends
-    # and the line it starts: those two lines are the window (a key body's lines chain up).
+def _break_spans(text: str) -> list[tuple[int, int]]:
+    """Around each line break that may cut a token: the line it ends and the line it starts.
+    A token or a label and its value that a break cuts lies within those two lines."""
     spans: list[tuple[int, int]] = []
     for needles, pattern in _BREAKS:
         if any(map(text.__contains__, needles)):
@@ -260,14 +263,32 @@ def joined(parent: View, parity: int | None = None) -> View | None:
                 lo = text.rfind("\n", reach_lo, m.start())  # -1: no line start within reach
                 hi = text.find("\n", m.end(), reach_hi)
                 spans.append((lo + 1 if lo >= 0 else reach_lo, hi if hi >= 0 else reach_hi))
+    return spans
+
+
+def _merged(spans: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], bool]:
+    """Overlapping spans merged (a key body's lines chain up), and whether any did: a break on
+    the line another one starts, only then can a token run on."""
     windows: list[tuple[int, int]] = []
-    chained = False  # a break on the line another one starts: only then can a token run on
+    chained = False
     for lo, hi in sorted(spans):
         if windows and lo <= windows[-1][1]:
             windows[-1] = (windows[-1][0], max(hi, windows[-1][1]))
             chained = True
         else:
             windows.append((lo, hi))
+    return windows, chained
+
+
+def joined(parent: View, parity: int | None = None) -> View | None:
+    """``parent`` with wrapped lines joined: each break (and the indentation after it) removed.
+
+    With ``parity`` 0 or 1 only every other break is removed: a token wrapped once must not
+    run on into the line after it (``…Xe4`` + ``next_step:`` is no token), and with both
+    parities scanned each break is joined once with its neighbours left apart. Without it
+    all are joined: a key body runs over many lines."""
+    text = parent.text
+    windows, chained = _merged(_break_spans(text))
     if parity is not None and not chained:
         return None  # every break stands alone: the view with all joined says all there is
     if not any(_ANY_BREAK.search(text, lo, hi) for lo, hi in windows):
@@ -348,7 +369,7 @@ def blobs(parent: View) -> Iterator[View]:
                 start += skip
                 break
         if decoded is not None:
-            yield View(decoded, parent, lambda s=start, e=end, n=len(decoded): [(0, s, e, False), (n, e, e, True)])
+            yield View(decoded, parent, _blob_pieces(start, end, len(decoded)))
 
 
 _INDENT = re.compile(r"[ \t]*")

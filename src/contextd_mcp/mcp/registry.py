@@ -43,7 +43,7 @@ class ToolDef:
             raise ValueError(f"tool {self.name}: a read-only tool cannot be destructive")
 
 
-def annotations(tool: ToolDef) -> dict[str, bool]:
+def tool_annotations(tool: ToolDef) -> dict[str, bool]:
     """The tool's MCP hints. Every tool pays them in every agent's context, so a hint whose
     absence already reads safely is left out: not read-only (the spec's default), not idempotent
     (the default). ``destructiveHint`` is always stated for a writer, true or false: the spec
@@ -119,8 +119,10 @@ def _compact(node: Any, key: str = "") -> Any:
 def input_schema(tool: ToolDef) -> dict[str, Any]:
     """The schema listed to clients and documented; calls are validated by ``tool.input_model``
     itself (ToolRunner), so compacting it changes no rule and no error message."""
-    return _compact(_strip_titles(tool.input_model.model_json_schema()))
+    schema: dict[str, Any] = _compact(_strip_titles(tool.input_model.model_json_schema()))
+    return schema
 
 
 def output_schema(tool: ToolDef) -> dict[str, Any]:
-    return _strip_titles(tool.output_model.model_json_schema(mode="serialization"))
+    schema: dict[str, Any] = _strip_titles(tool.output_model.model_json_schema(mode="serialization"))
+    return schema

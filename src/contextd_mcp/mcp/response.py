@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from contextd_mcp.ports.embedder import TokenCounter
@@ -11,15 +10,8 @@ from contextd_mcp.ports.scrubber import Scrubber
 TRUNCATION_MARK = " …[truncated]"
 
 
-@dataclass
-class Shaped:
-    data: Any
-    redactions: int
-    truncated: bool
-
-
 # No detector reads across a blank line, so a secret in any one string is a secret in the
-# joined text (tests/mcp/test_response.py checks this on the whole secrets corpus).
+# joined text (tests/mcp/test_response_scrub.py checks this on the whole secrets corpus).
 _JOIN = "\n\n"
 
 

@@ -9,28 +9,30 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.server.subscriptions import ListenHandler
+from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ValidationError
 
 from contextd_mcp import __version__, limits
-from contextd_mcp.errors import ContextdError, Denied
+from contextd_mcp.errors import ERROR_META, ContextdError, Denied, ErrorKind, Reason
 from contextd_mcp.mcp import toolsets
 from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
 from contextd_mcp.mcp.list_changed import ConnectionBus, ListChangedServer, announce
 from contextd_mcp.mcp.prompts import PromptProvider
 from contextd_mcp.mcp.redactions import counting
-from contextd_mcp.mcp.registry import ToolDef, annotations, input_schema, output_schema
+from contextd_mcp.mcp.registry import ToolDef, input_schema, output_schema, tool_annotations
 from contextd_mcp.mcp.response import cap_tree, scrub_tree
 from contextd_mcp.ports.audit import AuditLog
 from contextd_mcp.ports.embedder import TokenCounter
 from contextd_mcp.ports.scrubber import Scrubber
 
 log = logging.getLogger("contextd_mcp")
+SyncHandler = Callable[[Caller, Any], BaseModel]
 
 INSTRUCTIONS = (
     "contextd gives you a memory across sessions. Before a non-trivial task, memory_search for "
@@ -86,8 +88,19 @@ def _answer_text(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def _error_result(text: str) -> types.CallToolResult:
-    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+def _error_result(kind: ErrorKind, text: str, reason: Reason = Reason.none) -> types.CallToolResult:
+    """``text`` (which starts with the kind, for the model) as an error result, its kind a value in
+    ``_meta`` for code: hooks and the audit log match on that, never on the wording."""
+    error = {"kind": kind.value, "reason": reason.value} if reason else {"kind": kind.value}
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text)], is_error=True, meta={ERROR_META: error}
+    )
+
+
+def error_kind(result: types.CallToolResult) -> str:
+    """The kind of an error result ("" for a success)."""
+    error = (result.meta or {}).get(ERROR_META) if result.is_error else None
+    return str(error.get("kind", "")) if isinstance(error, dict) else ""
 
 
 class ToolRunner:
@@ -126,7 +139,7 @@ class ToolRunner:
             # Output schemas are ~40 % of tools/list and the model reads none of them;
             # results stay structured either way, and schema.json documents them.
             output_schema=output_schema(t) if self._list_output_schemas else None,
-            annotations=types.ToolAnnotations.model_validate(annotations(t)),
+            annotations=types.ToolAnnotations.model_validate(tool_annotations(t)),
         )
 
     def add_tools(self, tools: Sequence[ToolDef]) -> None:
@@ -142,18 +155,22 @@ class ToolRunner:
         on = self.enabled.of(caller)
         return [listed for name, listed in self._listed.items() if self.tools[name].toolset in on]
 
-    def not_enabled(self, caller: Caller, tool: ToolDef) -> str | None:
+    def not_enabled(self, caller: Caller, tool: ToolDef) -> types.CallToolResult | None:
         """Why ``tool`` may not run on this connection, or None. Hidden is not allowed: a tool
         outside the connection's toolsets is refused even when called by its name."""
         try:
             on = self.enabled.of(caller)
         except ValueError as exc:
-            return f"invalid_input: toolsets (--toolsets, CONTEXTD_TOOLSETS or X-Contextd-Toolsets): {exc}"
+            return _error_result(
+                ErrorKind.invalid_input,
+                f"invalid_input: toolsets (--toolsets, CONTEXTD_TOOLSETS or X-Contextd-Toolsets): {exc}",
+            )
         if tool.toolset in on:
             return None
-        return (
+        return _error_result(
+            ErrorKind.not_found,
             f"not_found: {tool.name} is in toolset {tool.toolset!r}, which this connection has not enabled; "
-            f'call toolsets {{"enable": ["{tool.toolset}"]}} first'
+            f'call toolsets {{"enable": ["{tool.toolset}"]}} first',
         )
 
     def caller_for(self, request: Any) -> Caller:
@@ -175,7 +192,7 @@ class ToolRunner:
         with counting() as scrubbed:
             try:
                 result, _ = await self._call(name, arguments or {}, request, event)
-                event["outcome"] = "error:" + result.content[0].text.split(":", 1)[0] if result.is_error else "ok"  # type: ignore[union-attr]
+                event["outcome"] = f"error:{error_kind(result)}" if result.is_error else "ok"
                 return result
             finally:
                 total = max(scrubbed[0], event.get("redactions_out", 0))
@@ -191,109 +208,151 @@ class ToolRunner:
     async def _call(
         self, name: str, arguments: dict[str, Any], request: Any, event: dict[str, Any]
     ) -> tuple[types.CallToolResult, int]:
+        admitted = self._admit(name, request, event)
+        if isinstance(admitted, types.CallToolResult):
+            return admitted, 0
+        tool, caller = admitted
+        args = self._validate(tool, arguments)
+        if isinstance(args, types.CallToolResult):
+            return args, 0
+        session = caller.extra.get("session") or _session_of(args)
+        if session:
+            event["session"] = session
+        try:
+            output = await self._invoke(tool, caller, args)
+        except ContextdError as exc:
+            scrubbed = self._scrubber.scrub(f"{exc.kind}: {exc.message}")
+            event["redactions_out"] = scrubbed.redactions
+            return _error_result(exc.kind, scrubbed.text, exc.reason), scrubbed.redactions
+        except Exception:
+            incident = uuid.uuid4().hex[:12]
+            log.exception("tool %s crashed (incident %s)", name, incident)
+            text = f"internal: {name} failed unexpectedly (incident {incident}, see the daemon log)"
+            return _error_result(ErrorKind.internal, text), 0
+        return self._respond(tool, caller, output, event)
+
+    def _admit(self, name: str, request: Any, event: dict[str, Any]) -> tuple[ToolDef, Caller] | types.CallToolResult:
+        """The tool and who calls it, or the refusal: unknown tool, no identity, toolset not
+        enabled, or a write by a read-only identity."""
         tool = self.tools.get(name)
         if tool is None:
-            return _error_result(f"not_found: unknown tool {name[:64]!r}"), 0
+            return _error_result(ErrorKind.not_found, f"not_found: unknown tool {name[:64]!r}")
         try:
             caller = self.caller_for(request)
         except Denied as exc:
-            return _error_result(f"{exc.kind}: {exc.message}"), 0
+            return _error_result(exc.kind, f"{exc.kind}: {exc.message}")
         event.update(caller.scope.fields(), transport=caller.transport, connection=caller.connection_id)
         event.update(_identity(caller))
         refused = self.not_enabled(caller, tool)
-        if refused:
-            return _error_result(refused), 0
+        if refused is not None:
+            return refused
         if caller.read_only and not tool.read_only:
-            return _error_result(f"denied: {name} writes, and this identity is read-only"), 0
+            return _error_result(ErrorKind.denied, f"denied: {name} writes, and this identity is read-only")
+        return tool, caller
+
+    def _validate(self, tool: ToolDef, arguments: dict[str, Any]) -> BaseModel | types.CallToolResult:
         scrubbed = arguments
         if tool.scrub_input and not tool.read_only:
             # Whatever a writing tool may store is scrubbed here, once, for every tool present and
             # future; services scrub what they store again (idempotent) as defence in depth.
             scrubbed, _ = scrub_tree(arguments, self._scrubber)
         try:
-            args = tool.input_model.model_validate(scrubbed)
+            return tool.input_model.model_validate(scrubbed)
         except ValidationError:
             try:
                 # A marker is longer than a short secret, so a text at its size cap can fail only
                 # once scrubbed: then the caller did nothing wrong, and the service's own scrub
                 # (it scrubs what it stores) takes over. Real mistakes are named from the raw input.
-                args = tool.input_model.model_validate(arguments)
+                return tool.input_model.model_validate(arguments)
             except ValidationError as exc:
-                return _error_result(format_validation_error(name, exc)), 0
-        session = caller.extra.get("session") or _session_of(args)
-        if session:
-            event["session"] = session
-        try:
-            for guard in self.guards:
-                guard(caller, tool, args)
-            if inspect.iscoroutinefunction(tool.handler):
-                # Long waits (a sandboxed command) must not hold one of the worker threads.
-                output: BaseModel = await tool.handler(caller, args)
-            else:
-                output = await anyio.to_thread.run_sync(tool.handler, caller, args, limiter=self._limiter)
-        except ContextdError as exc:
-            scrubbed = self._scrubber.scrub(f"{exc.kind}: {exc.message}")
-            event["redactions_out"] = scrubbed.redactions
-            return _error_result(scrubbed.text), scrubbed.redactions
-        except Exception:
-            incident = uuid.uuid4().hex[:12]
-            log.exception("tool %s crashed (incident %s)", name, incident)
-            return _error_result(f"internal: {name} failed unexpectedly (incident {incident}, see the daemon log)"), 0
+                return _error_result(ErrorKind.invalid_input, format_validation_error(tool.name, exc))
+
+    async def _invoke(self, tool: ToolDef, caller: Caller, args: BaseModel) -> BaseModel:
+        for guard in self.guards:
+            guard(caller, tool, args)
+        handler = tool.handler
+        if inspect.iscoroutinefunction(handler):
+            # Long waits (a sandboxed command) must not hold one of the worker threads.
+            output: BaseModel = await handler(caller, args)
+            return output
+        return await anyio.to_thread.run_sync(cast(SyncHandler, handler), caller, args, limiter=self._limiter)
+
+    def _respond(
+        self, tool: ToolDef, caller: Caller, output: BaseModel, event: dict[str, Any]
+    ) -> tuple[types.CallToolResult, int]:
+        """``output`` scrubbed, capped to the token budget, with any hooks' notices."""
         data, redactions = scrub_tree(output.model_dump(mode="json"), self._scrubber)
         event["redactions_out"] = redactions
         data, truncated = cap_tree(data, self._counter, self._max_tokens, _answer_text)
         text = _answer_text(data)
         event["output_bytes"] = len(text)
         meta: dict[str, Any] = {"contextd/truncated": True} if truncated else {}
-        content = [types.TextContent(type="text", text=text)]
-        if self.response_hooks:
-            counted: list[int] = []
+        content: list[types.ContentBlock] = [types.TextContent(type="text", text=text)]
+        notices = self._notices(tool, caller, data, text)
+        if notices:
+            meta["contextd/notices"] = notices
+            content.append(types.TextContent(type="text", text="\n".join(notices)))
+        return types.CallToolResult(content=content, structured_content=data, meta=meta or None), redactions
 
-            def tokens() -> int:  # counted once, and only if a hook needs it (e.g. an active branch)
-                if not counted:
-                    counted.append(self._counter.count(text))
-                return counted[0]
+    def _notices(self, tool: ToolDef, caller: Caller, data: dict[str, Any], text: str) -> list[str]:
+        counted: list[int] = []
 
-            notices = [n for hook in self.response_hooks for n in hook(caller, tool, data, tokens)]
-            if notices:
-                meta["contextd/notices"] = notices
-                content.append(types.TextContent(type="text", text="\n".join(notices)))
-        return (
-            types.CallToolResult(content=content, structured_content=data, meta=meta or None),
-            redactions,
-        )
+        def tokens() -> int:  # counted once, and only if a hook needs it (e.g. an active branch)
+            if not counted:
+                counted.append(self._counter.count(text))
+            return counted[0]
+
+        return [n for hook in self.response_hooks for n in hook(caller, tool, data, tokens)]
 
 
 def build_server(runner: ToolRunner) -> Server[Any]:
-    from mcp.shared.exceptions import MCPError
-
     # 2026-07-28 clients hear list_changed only on a subscriptions/listen stream; the bus
     # delivers each connection's notice to that connection's streams alone.
     bus = ConnectionBus()
+    handlers = _Handlers(runner, bus)
+    return ListChangedServer(
+        "contextd-mcp",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        on_list_tools=handlers.on_list_tools,
+        on_call_tool=handlers.on_call_tool,
+        on_list_prompts=handlers.on_list_prompts,
+        on_get_prompt=handlers.on_get_prompt,
+        on_subscriptions_listen=ListenHandler(bus, max_subscriptions=limits.LISTEN_STREAMS_MAX),
+    )
 
-    def caller_of(ctx: Any) -> Caller:
+
+class _Handlers:
+    """The MCP requests, each over the runner."""
+
+    def __init__(self, runner: ToolRunner, bus: ConnectionBus) -> None:
+        self.runner = runner
+        self.bus = bus
+
+    def caller_of(self, ctx: Any) -> Caller:
         try:
-            return runner.caller_for(getattr(ctx, "request", None))
+            return self.runner.caller_for(getattr(ctx, "request", None))
         except Denied as exc:
             raise MCPError(types.INVALID_REQUEST, f"{exc.kind}: {exc.message}") from exc
 
-    def toolsets_of(caller: Caller) -> frozenset[str]:
+    def toolsets_of(self, caller: Caller) -> frozenset[str]:
         try:
-            return runner.enabled.of(caller)
+            return self.runner.enabled.of(caller)
         except ValueError as exc:
             raise MCPError(types.INVALID_PARAMS, f"invalid_input: toolsets: {exc}") from exc
 
-    async def on_list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        caller = caller_of(ctx)
+    async def on_list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        caller = self.caller_of(ctx)
         try:
-            return types.ListToolsResult(tools=runner.list_tools(caller))
+            return types.ListToolsResult(tools=self.runner.list_tools(caller))
         except ValueError:
             # A bad X-Contextd-Toolsets header (a bridge's is refused at connect): nothing is
             # listed, and every call names the header's mistake. Not an error here: the SDK's
             # HTTP transport lists tools itself before each call, and would log it as a crash.
             return types.ListToolsResult(tools=[])
 
-    async def on_call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def on_call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        runner = self.runner
         request = getattr(ctx, "request", None)
         try:
             caller: Caller | None = runner.caller_for(request)
@@ -304,38 +363,27 @@ def build_server(runner: ToolRunner) -> Server[Any]:
         if caller is not None and before is not None and not result.is_error:
             after = runner.enabled.of(caller)
             if after != before:
-                await announce(ctx, bus, caller, prompts="skills" in after - before)
+                await announce(ctx, self.bus, caller, prompts="skills" in after - before)
         return result
 
-    async def on_list_prompts(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
-        caller = caller_of(ctx)
-        if runner.prompts is None or "skills" not in toolsets_of(caller):
+    async def on_list_prompts(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
+        caller = self.caller_of(ctx)
+        provider = self.runner.prompts
+        if provider is None or "skills" not in self.toolsets_of(caller):
             return types.ListPromptsResult(prompts=[])  # prompts follow their toolset
-        provider = runner.prompts
         return types.ListPromptsResult(prompts=await anyio.to_thread.run_sync(provider.list_prompts, caller))
 
-    async def on_get_prompt(ctx: Any, params: types.GetPromptRequestParams) -> types.GetPromptResult:
-        if runner.prompts is None:
+    async def on_get_prompt(self, ctx: Any, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        provider = self.runner.prompts
+        if provider is None:
             raise MCPError(types.INVALID_PARAMS, f"unknown prompt {params.name[:64]!r}")
-        caller = caller_of(ctx)
-        if "skills" not in toolsets_of(caller):
+        caller = self.caller_of(ctx)
+        if "skills" not in self.toolsets_of(caller):
             raise MCPError(
                 types.INVALID_PARAMS,
                 'not_found: prompts are skills, in toolset \'skills\'; call toolsets {"enable": ["skills"]} first',
             )
-        provider = runner.prompts
         try:
             return await anyio.to_thread.run_sync(provider.get_prompt, caller, params.name, dict(params.arguments or {}))
         except ContextdError as exc:
             raise MCPError(types.INVALID_PARAMS, f"{exc.kind}: {exc.message}") from exc
-
-    return ListChangedServer(
-        "contextd-mcp",
-        version=__version__,
-        instructions=INSTRUCTIONS,
-        on_list_tools=on_list_tools,
-        on_call_tool=on_call_tool,
-        on_list_prompts=on_list_prompts,
-        on_get_prompt=on_get_prompt,
-        on_subscriptions_listen=ListenHandler(bus, max_subscriptions=limits.LISTEN_STREAMS_MAX),
-    )

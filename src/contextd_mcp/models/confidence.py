@@ -40,7 +40,7 @@ class Belief:
     beta: float
 
     @classmethod
-    def prior(cls, origin: Origin) -> "Belief":
+    def prior(cls, origin: Origin) -> Belief:
         alpha, beta = PRIORS[origin]
         return cls(alpha, beta)
 
@@ -48,7 +48,7 @@ class Belief:
     def confidence(self) -> float:
         return self.alpha / (self.alpha + self.beta)
 
-    def observe(self, positive: bool, weight: float) -> "Belief":
+    def observe(self, positive: bool, weight: float) -> Belief:
         if positive:
             return Belief(self.alpha + weight, self.beta)
         return Belief(self.alpha, self.beta + weight)

@@ -55,7 +55,7 @@ policies before it runs a command and refuses a critical violation with its reas
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 from typing_extensions import TypeAliasType
@@ -114,7 +114,7 @@ class ForbiddenContent(_Strict):
     ignore_case: bool = _IGNORE_CASE
 
     @model_validator(mode="after")
-    def _one_test(self) -> "ForbiddenContent":
+    def _one_test(self) -> ForbiddenContent:
         if (self.detector is None) == (self.pattern is None):
             raise ValueError("give exactly one of detector or pattern")
         return self
@@ -134,12 +134,12 @@ class WriteOutsideProject(_Strict):
 
 class AllOf(_Strict):
     kind: Literal["all"]
-    rules: list["Rule"] = Field(min_length=1, max_length=CHILDREN_MAX)
+    rules: list[Rule] = Field(min_length=1, max_length=CHILDREN_MAX)
 
 
 class AnyOf(_Strict):
     kind: Literal["any"]
-    rules: list["Rule"] = Field(min_length=1, max_length=CHILDREN_MAX)
+    rules: list[Rule] = Field(min_length=1, max_length=CHILDREN_MAX)
 
 
 # A named alias: the schema lists the seven rule kinds once, as $defs/Rule, instead of again
@@ -147,7 +147,7 @@ class AnyOf(_Strict):
 Rule = TypeAliasType(
     "Rule",
     Annotated[
-        Union[CommandRegex, PathGlob, ForbiddenContent, Requires, WriteOutsideProject, AllOf, AnyOf],
+        CommandRegex | PathGlob | ForbiddenContent | Requires | WriteOutsideProject | AllOf | AnyOf,
         Field(discriminator="kind"),
     ],
 )
@@ -172,7 +172,7 @@ class SetPolicy(_Strict):
     )
 
     @model_validator(mode="after")
-    def _complete(self) -> "SetPolicy":
+    def _complete(self) -> SetPolicy:
         if self.overrides is None:
             missing = [name for name in ("title", "rule", "severity") if getattr(self, name) is None]
             if missing:

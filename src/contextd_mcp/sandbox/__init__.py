@@ -75,13 +75,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._budgetspec import SandboxBudget
-from ._types import SandboxLimits, SandboxResult, SandboxUnavailable
+from ._types import SandboxInputError, SandboxLimits, SandboxResult, SandboxUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 __all__ = [
     "SandboxBudget",
+    "SandboxInputError",
     "SandboxLimits",
     "SandboxResult",
     "SandboxUnavailable",

@@ -48,6 +48,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._types import SandboxInputError
+
 # A trailing "/" marks a directory (read-only with everything under it).
 PROTECTED_PATHS: tuple[str, ...] = (
     ".git/config", ".git/config.worktree", ".git/hooks/", ".git/info/",
@@ -100,7 +102,7 @@ def _targets(project: Path, extra: Sequence[str]) -> list[str]:
     except FileNotFoundError:
         return [".git/", *names]  # no repository: a read-only empty .git keeps it so
     if stat.S_ISLNK(git.st_mode):
-        raise ValueError("the project's .git is a symbolic link; the sandbox protects only a real .git")
+        raise SandboxInputError("working_dir", "the project's .git is a symbolic link; the sandbox protects only a real .git")
     if not stat.S_ISDIR(git.st_mode):
         return [".git", *names]  # a worktree or submodule pointer: the file itself
     names += [p for p in PROTECTED_PATHS if p.startswith(".git/")]

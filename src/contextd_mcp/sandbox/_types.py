@@ -7,6 +7,15 @@ from dataclasses import dataclass, fields
 MAX_TIMEOUT_SECONDS = 600.0
 
 
+class SandboxInputError(ValueError):
+    """A call's input the sandbox refuses; ``field`` names the argument it comes from, so the
+    caller's error names the field by value, not by the message's wording."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class SandboxUnavailable(Exception):
     """The host cannot sandbox (or the sandbox could not be set up); the message says what is
     missing and how an operator fixes it. Never raised for the command's own failures."""

@@ -240,6 +240,34 @@ def _clean_process_state() -> None:
     os.umask(COMMAND_UMASK)
 
 
+def _reap(command_pid: int, exit_code: int | None) -> int | None:
+    """Reaps every child that has exited; the command's exit code once it is among them."""
+    while True:
+        try:
+            pid, wait_status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return exit_code
+        if pid == 0:
+            return exit_code
+        if pid == command_pid:
+            code = os.waitstatus_to_exitcode(wait_status)
+            exit_code = 128 - code if code < 0 else code
+
+
+def _empty_namespace() -> None:
+    """Kills and reaps all that is left, before reporting: once the server has the status, nothing
+    of the command is left (the kernel would kill the rest when we exit, but only after our fds close)."""
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+
+
 def _supervise(command: subprocess.Popen[bytes], wake_fd: int, status: socket.socket, events_fd: int | None) -> int:
     """Reap until the command exits, or kill everything on request; report; return the status."""
     watching = [wake_fd, status.fileno()]
@@ -253,27 +281,8 @@ def _supervise(command: subprocess.Popen[bytes], wake_fd: int, status: socket.so
             watching.remove(status.fileno())
         if wake_fd in ready:
             os.read(wake_fd, 4096)
-        while True:
-            try:
-                pid, wait_status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            if pid == command.pid:
-                code = os.waitstatus_to_exitcode(wait_status)
-                exit_code = 128 - code if code < 0 else code
-    # Empty the namespace before reporting: once the server has the status, nothing of the
-    # command is left (the kernel would kill the rest when we exit, but only after our fds close).
-    while True:
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            os.waitpid(-1, 0)
-        except ChildProcessError:
-            break
+        exit_code = _reap(command.pid, exit_code)
+    _empty_namespace()
     memory = {"oom_kills": oom_kills(events_fd)} if events_fd is not None else {}
     if killed:
         send(status, killed=True, **memory)

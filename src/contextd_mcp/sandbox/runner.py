@@ -18,12 +18,13 @@ import anyio.abc
 import anyio.lowlevel
 
 from . import _budget, _probe, _protect
+from ._budgetspec import SandboxBudget
 from ._diskwatch import DiskWatch
 from ._launcher import Launcher, default_launcher
 from ._output import HeadTail
 from ._protocol import MAX_COMMAND_BYTES, MAX_REQUEST_BYTES, Request
 from ._rootfs import FORBIDDEN_PROJECT_PARENTS
-from ._types import SandboxLimits, SandboxResult, SandboxUnavailable
+from ._types import SandboxInputError, SandboxLimits, SandboxResult, SandboxUnavailable
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -40,26 +41,27 @@ def resolve_dirs(project_dir: Path, working_dir: Path | None) -> tuple[Path, Pat
     try:
         project = Path(project_dir).resolve(strict=True)
     except OSError as exc:
-        raise ValueError(f"project directory {project_dir} does not exist ({exc.strerror})") from exc
+        raise SandboxInputError("working_dir", f"project directory {project_dir} does not exist ({exc.strerror})") from exc
     if not project.is_dir():
-        raise ValueError(f"project directory {project} is not a directory")
+        raise SandboxInputError("working_dir", f"project directory {project} is not a directory")
     if project == Path("/"):
-        raise ValueError("the project directory cannot be / (it would expose the whole host)")
+        raise SandboxInputError("working_dir", "the project directory cannot be / (it would expose the whole host)")
     for parent in FORBIDDEN_PROJECT_PARENTS:
         if project.is_relative_to(parent):
-            raise ValueError(f"the project directory cannot be under {parent}, which the sandbox replaces")
+            raise SandboxInputError("working_dir", f"the project directory cannot be under {parent}, which the sandbox replaces")
     if working_dir is None:
         return project, project
     try:
         workdir = (project / working_dir).resolve(strict=True)
     except OSError as exc:
-        raise ValueError(f"working directory {working_dir} does not exist ({exc.strerror})") from exc
+        raise SandboxInputError("working_dir", f"working directory {working_dir} does not exist ({exc.strerror})") from exc
     if not workdir.is_relative_to(project):
-        raise ValueError(
+        raise SandboxInputError(
+            "working_dir",
             f"working directory {working_dir} resolves to {workdir}, which is outside the project {project}"
         )
     if not workdir.is_dir():
-        raise ValueError(f"working directory {workdir} is not a directory")
+        raise SandboxInputError("working_dir", f"working directory {workdir} is not a directory")
     return project, workdir
 
 
@@ -77,9 +79,9 @@ def build_env(extra: Mapping[str, str] | None) -> dict[str, str]:
     env = {"PATH": DEFAULT_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "TERM": "dumb"}
     for name, value in (extra or {}).items():
         if not isinstance(name, str) or not _ENV_NAME.match(name):
-            raise ValueError(f"invalid environment variable name {name!r}")
+            raise SandboxInputError("env", f"invalid environment variable name {name!r}")
         if not isinstance(value, str) or "\0" in value:
-            raise ValueError(f"environment variable {name} must be a string without NUL bytes")
+            raise SandboxInputError("env", f"environment variable {name} must be a string without NUL bytes")
         env[name] = value
     return env
 
@@ -195,7 +197,7 @@ async def _execute_fresh_if_stale(
     limits: SandboxLimits,
     sandboxed: bool,
     launcher: Launcher,
-    budget: _budget.SandboxBudget,
+    budget: SandboxBudget,
 ) -> SandboxResult:
     watch = DiskWatch(Path(request.project), budget.project_write_bytes)
     try:
@@ -217,7 +219,7 @@ async def _execute(
     sandboxed: bool,
     launcher: Launcher,
     watch: DiskWatch,
-    budget: _budget.SandboxBudget,
+    budget: SandboxBudget,
 ) -> SandboxResult:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()

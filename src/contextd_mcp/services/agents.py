@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from contextd_mcp.errors import InvalidInput, NotFound
@@ -31,12 +30,9 @@ from contextd_mcp.ports.vector_store import CollectionSpec, Record
 from contextd_mcp.services import levels
 from contextd_mcp.services.named_records import NamedRecords, by_level_then_name
 from contextd_mcp.services.skills import SkillService
+from contextd_mcp.services.record_fields import iso
 
 COLLECTION = "agents"
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 def _access_payload(access: dict[Kind, Access] | None) -> dict[str, str]:
@@ -180,8 +176,8 @@ class AgentService:
             tools_enabled=p.get("tools_enabled"),
             level=levels.level_of(p),
             applies_here=levels.applies_to(p, scope),
-            created_at=_iso(p["created_ts"]),
-            updated_at=_iso(p["updated_ts"]),
+            created_at=iso(p["created_ts"]),
+            updated_at=iso(p["updated_ts"]),
         )
 
     def counts(self, scope: Scope) -> int:

@@ -337,7 +337,7 @@ class DistillRunner:
             started = time.perf_counter()
             try:
                 result = self.distiller.run(job.payload, job.progress, lambda: self._queue.save_progress(job))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure of a job is recorded and retried, never kills the worker
                 error = self._scrubber.scrub(f"{type(exc).__name__}: {exc}"[:500]).text
                 if job.attempts + 1 >= self._max_attempts:
                     log.error("distillation job %s failed for good after %d attempts: %s", job.id, job.attempts + 1, error)

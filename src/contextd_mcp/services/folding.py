@@ -15,7 +15,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from contextd_mcp.errors import Conflict, NotFound
@@ -41,16 +40,13 @@ from contextd_mcp.ports.embedder import TokenCounter
 from contextd_mcp.ports.scrubber import Scrubber
 from contextd_mcp.ports.scoped_store import AcrossScopes, Stores, scope_of
 from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record
+from contextd_mcp.services.record_fields import iso
 
 log = logging.getLogger("contextd_mcp")
 
 COLLECTION = "branches"
 SESSION = "session"
 MemorySearch = Callable[[Scope, SearchMemories], list[Any]]
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 class FoldingService:
@@ -116,8 +112,8 @@ class FoldingService:
             description=p["description"],
             budget=Budget(total=int(p["budget"]), used=used, remaining=max(0, int(p["budget"]) - used)),
             children=list(p.get("children", [])),
-            created_at=_iso(p["created_ts"]),
-            deadline=_iso(p["deadline_ts"]),
+            created_at=iso(p["created_ts"]),
+            deadline=iso(p["deadline_ts"]),
             reason=p.get("reason", ""),
         )
 

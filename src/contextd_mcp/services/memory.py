@@ -13,7 +13,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -32,6 +31,7 @@ from contextd_mcp.services import memory_keys as keys
 from contextd_mcp.services.content_ids import content_id, digest
 from contextd_mcp.services.memory_keys import KeyFlags, KeyKind
 from contextd_mcp.services.search_log import LoggedSearch, SearchLog
+from contextd_mcp.services.record_fields import iso, preview, relative_level
 
 COLLECTION = "memories"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
@@ -54,23 +54,8 @@ class NewConfidence(BaseModel):
     hidden_from_search: bool
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
-
-
 def first_sentence(text: str, max_chars: int = 200) -> str:
-    sentence = _SENTENCE_END.split(text.strip(), maxsplit=1)[0]
-    if len(sentence) <= max_chars:
-        return sentence
-    return sentence[:max_chars].rsplit(" ", 1)[0] + "…"
-
-
-def relative_level(owner: dict[str, Any], caller: Scope) -> ScopeLevel:
-    if owner.get("project") == caller.project and owner.get("team") == caller.team:
-        return ScopeLevel.project
-    if owner.get("team") == caller.team:
-        return ScopeLevel.team
-    return ScopeLevel.org
+    return preview(_SENTENCE_END.split(text.strip(), maxsplit=1)[0], max_chars)
 
 
 # What a hit shows; the content (the bulk of a memory) is read only by memory_get.
@@ -135,7 +120,7 @@ class MemoryService:
             content_digest = digest(title, content)
             applies = [self._scrub(a) for a in request.applies_when]
             context = [self._scrub(t[: limits.KEY_TEXT_CHARS]) if t else "" for t in (task, error)]
-            extra = (applies, *context)
+            extra = (applies, context[0], context[1])
             prepared.append((content_id("memory", scope, content_digest), content_digest, title, description, content, request, extra))
         # One read by id finds every memory this batch already has (services/content_ids.py).
         store = self._stores.of(scope)
@@ -275,8 +260,8 @@ class MemoryService:
             uses_failed=int(p["uses_failed"]),
             origin=p["origin"],
             scope=relative_level(p, scope),
-            created_at=_iso(p["created_ts"]),
-            updated_at=_iso(p["updated_ts"]),
+            created_at=iso(p["created_ts"]),
+            updated_at=iso(p["updated_ts"]),
         )
 
     def _observe(
@@ -289,13 +274,18 @@ class MemoryService:
         counter: str,
         search: LoggedSearch | None,
         origin: str,
+        comment: str | None = None,
     ) -> NewConfidence:
+        """One piece of evidence about a memory (a rating, a use, a lesson learned again): its
+        belief updated, ``counter`` counted, the event kept in its capped history."""
         with self._lock:
             record = self._load(scope, memory_id, level)
             p = record.payload
             belief = Belief(float(p["alpha"]), float(p["beta"])).observe(positive, weight)
             now = self._now()
             event: dict[str, Any] = {"ts": now, "kind": counter, "helpful": positive, "origin": origin[:64]}
+            if comment:  # the agent's words on a rating, for curation: scrubbed, capped by the schema
+                event["comment"] = self._scrub(comment[: limits.COMMENT_MAX])
             store = self._stores.of(scope)
             if search is not None:
                 # The query is user input: scrubbed before it is kept as a key or in the history.
@@ -307,7 +297,7 @@ class MemoryService:
                 "alpha": belief.alpha,
                 "beta": belief.beta,
                 "confidence": belief.confidence,
-                counter: int(p[counter]) + 1,
+                counter: int(p.get(counter, 0)) + 1,
                 "updated_ts": now,
                 "events": [*p.get("events", []), event][-limits.MEMORY_EVENTS_MAX :],
             }
@@ -320,7 +310,8 @@ class MemoryService:
         counter = "helpful_count" if request.helpful else "unhelpful_count"
         search = self.searches.find(scope, origin, request.memory_id, request.search_id)
         return self._observe(
-            scope, request.memory_id, request.scope, request.helpful, FEEDBACK_WEIGHT, counter, search, origin
+            scope, request.memory_id, request.scope, request.helpful, FEEDBACK_WEIGHT, counter, search, origin,
+            request.comment,
         )
 
     def outcome(self, scope: Scope, request: MemoryOutcome, origin: str = "") -> NewConfidence:
@@ -371,21 +362,7 @@ class MemoryService:
 
     def reinforce(self, scope: Scope, memory_id: str) -> NewConfidence:
         """A session learned this lesson again: count it as evidence, like a successful use."""
-        with self._lock:
-            record = self._load(scope, memory_id, ScopeLevel.project)
-            p = record.payload
-            belief = Belief(float(p["alpha"]), float(p["beta"])).observe(True, OUTCOME_WEIGHT)
-            fields = {
-                "alpha": belief.alpha,
-                "beta": belief.beta,
-                "confidence": belief.confidence,
-                "reinforced_count": int(p.get("reinforced_count", 0)) + 1,
-                "updated_ts": self._now(),
-            }
-            self._stores.of(scope).set_fields(COLLECTION, record.id, fields)
-        return NewConfidence(
-            id=record.id, confidence=round(belief.confidence, 4), hidden_from_search=belief.confidence < HIDE_BELOW
-        )
+        return self._observe(scope, memory_id, ScopeLevel.project, True, OUTCOME_WEIGHT, "reinforced_count", None, "distilled")
 
     def counts(self, scope: Scope) -> int:
         return self._stores.of(scope).count(COLLECTION)

@@ -57,7 +57,7 @@ _KEYS_PER_MEMORY = 4 + limits.APPLIES_WHEN_MAX + limits.LEARNED_KEYS_MAX + limit
 
 class KeyKind(StrEnum):
     doc = "doc"
-    title = "title"
+    title = "title"  # type: ignore[assignment]  # the stored value; shadows str.title, never called
     applies_when = "applies_when"
     task = "task"
     error = "error"

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import builtins
 import threading
 import time
 import uuid
@@ -209,7 +210,9 @@ class PolicyService:
             self._compile(request.rule)  # refuses bad patterns and oversize rules, naming the field
         # The policies living at the request's level of the caller's scope.
         store, reach, owner = self._stores.of(scope), request.scope, {"level": request.scope.value}
-        scrub = lambda text: self._scrubber.scrub(text).text if text else text  # noqa: E731
+        def scrub(text: str | None) -> str | None:
+            return self._scrubber.scrub(text).text if text else text
+
         with self._lock:
             if request.overrides is not None:
                 parent = self._find(scope, request.overrides)
@@ -338,8 +341,8 @@ class PolicyService:
         return self.check(scope, request.action, request.context)
 
     @staticmethod
-    def _apply(effective: dict[str, Any], override: Mapping[str, Any]) -> list[str]:
-        changes = []
+    def _apply(effective: dict[str, Any], override: Mapping[str, Any]) -> builtins.list[str]:
+        changes: builtins.list[str] = []
         enabled = override.get("enabled")
         if enabled is not None and enabled != effective.get("enabled", True):
             changes.append("disabled" if not enabled else "enabled")

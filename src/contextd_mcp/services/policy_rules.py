@@ -162,60 +162,93 @@ def shell_write_targets(words: list[str]) -> list[str]:
     targets: list[str] = []
     command: list[str] = []
     cwd = ""  # where earlier `cd`s of the line went, relative paths resolve there
-
-    def flush() -> None:
-        nonlocal cwd
-        while command and ("=" in command[0] and not command[0].startswith("=") or command[0] in _PREFIXES):
-            command.pop(0)
-        if not command:
-            return
-        name = posixpath.basename(command[0])
-        args = command[1:]
-        plain = [a for a in args if not a.startswith("-")]
-        first = len(targets)
-        if name in ("cd", "pushd"):
-            cwd = _moved(cwd, plain[0] if plain else "~")
-        elif name == "find" and any(a in ("-delete", "-exec", "-execdir", "-ok", "-okdir") for a in args):
-            targets.extend(_find_roots(args))
-        if name in _ALL_ARGS:
-            targets.extend(plain)
-        elif name in _AFTER_FIRST:
-            targets.extend(plain[1:])
-        elif name in _LAST_ARG:
-            if "-t" in args and args.index("-t") + 1 < len(args):
-                targets.append(args[args.index("-t") + 1])
-            elif len(plain) >= 2:
-                targets.append(plain[-1])
-        elif name == "dd":
-            targets.extend(a[3:] for a in args if a.startswith("of="))
-        elif name == "sed" and any(a == "-i" or a.startswith(("-i", "--in-place")) for a in args):
-            targets.extend(plain[1:] if "-e" not in args else plain)
-        elif name in ("curl", "wget"):
-            for flag in ("-o", "--output", "-O", "--output-document"):
-                if flag in args and args.index(flag) + 1 < len(args):
-                    targets.append(args[args.index(flag) + 1])
-        if cwd:
-            targets[first:] = [_under(cwd, t) for t in targets[first:]]
-        command.clear()
-
     i = 0
     while i < len(words):
         word = words[i]
-        if word in _REDIRECTS or (word.endswith(">") and word[:-1].isdigit()):
-            if i + 1 < len(words) and not words[i + 1].startswith("&"):
-                targets.append(_under(cwd, words[i + 1]) if cwd else words[i + 1])
-            i += 2
-            continue
-        if word in ("<", "<<", "<<<", ">&"):
+        redirect = word in _REDIRECTS or (word.endswith(">") and word[:-1].isdigit())
+        if redirect or word in _READS:  # the operator and its operand
+            operand = words[i + 1] if i + 1 < len(words) else ""
+            if redirect and operand and not operand.startswith("&"):
+                targets.append(_under(cwd, operand))
             i += 2
             continue
         if word in _SEPARATORS:
-            flush()
+            cwd = _simple_command(command, cwd, targets)
+            command = []
         else:
             command.append(word)
         i += 1
-    flush()
+    _simple_command(command, cwd, targets)
     return [t for t in targets if t and not t.isdigit()]
+
+
+def _simple_command(command: list[str], cwd: str, targets: list[str]) -> str:
+    """Adds what one simple command writes to ``targets``; the directory it leaves the line in."""
+    start = 0
+    while start < len(command) and (_is_assignment(command[start]) or command[start] in _PREFIXES):
+        start += 1
+    if start == len(command):
+        return cwd
+    name, args = posixpath.basename(command[start]), command[start + 1 :]
+    plain = [a for a in args if not a.startswith("-")]
+    if name in ("cd", "pushd"):
+        return _moved(cwd, plain[0] if plain else "~")
+    family = _FAMILY.get(name)
+    if family is not None:
+        targets.extend(_under(cwd, t) for t in _WRITERS[family](args, plain))
+    return cwd
+
+
+def _is_assignment(word: str) -> bool:
+    return "=" in word and not word.startswith("=")
+
+
+def _option_values(args: list[str], flags: tuple[str, ...]) -> list[str]:
+    """The word after each of ``flags`` present in ``args``."""
+    return [args[args.index(f) + 1] for f in flags if f in args and args.index(f) + 1 < len(args)]
+
+
+def _copy_target(args: list[str], plain: list[str]) -> list[str]:
+    """cp/mv/ln...: the directory of ``-t``, else the last of two or more operands."""
+    return _option_values(args, ("-t",))[:1] or (plain[-1:] if len(plain) >= 2 else [])
+
+
+def _find_writes(args: list[str], plain: list[str]) -> list[str]:
+    return _find_roots(args) if any(a in ("-delete", "-exec", "-execdir", "-ok", "-okdir") for a in args) else []
+
+
+def _sed_writes(args: list[str], plain: list[str]) -> list[str]:
+    if not any(a == "-i" or a.startswith(("-i", "--in-place")) for a in args):
+        return []
+    return plain[1:] if "-e" not in args else plain  # without -e the first operand is the script
+
+
+_READS = {"<", "<<", "<<<", ">&"}
+# What each known writer writes, from its arguments and its operands (the non-option ones).
+_WRITERS: dict[str, Callable[[list[str], list[str]], list[str]]] = {
+    "all": lambda args, plain: plain,
+    "after_first": lambda args, plain: plain[1:],
+    "last": _copy_target,
+    "find": _find_writes,
+    "dd": lambda args, plain: [a[3:] for a in args if a.startswith("of=")],
+    "sed": _sed_writes,
+    "download": lambda args, plain: _option_values(args, ("-o", "--output", "-O", "--output-document")),
+}
+_FAMILY = {
+    **dict.fromkeys(_ALL_ARGS, "all"),
+    **dict.fromkeys(_AFTER_FIRST, "after_first"),
+    **dict.fromkeys(_LAST_ARG, "last"),
+    "find": "find",
+    "dd": "dd",
+    "sed": "sed",
+    "curl": "download",
+    "wget": "download",
+}
+
+
+def _texts(subject: Subject) -> list[tuple[Variant | None, str]]:
+    """The command's variants and the content written, each with the variant it comes from."""
+    return [*((v, v.text) for v in subject.variants), (None, subject.context.content or "")]
 
 
 def _moved(cwd: str, to: str) -> str:
@@ -307,36 +340,33 @@ class RuleCompiler:
         return check
 
     def _content(self, rule: ForbiddenContent, where: str) -> Check:
-        def texts(subject: Subject) -> list[tuple[Variant | None, str]]:
-            return [*((v, v.text) for v in subject.variants), (None, subject.context.content or "")]
-
-        def label(variant: Variant | None, subject: Subject, show: bool = True) -> str:
-            if variant is None:
-                return "content"
-            if variant is subject.variants[0] or show:
-                return "command" + self._in(variant, subject)
-            return f"command in its {variant.how} form"  # a decoded secret is not repeated, even cut
-
         if rule.detector == "secrets":
-            def secrets(subject: Subject) -> str | None:
-                for variant, text in texts(subject):
-                    if text:
-                        result = self._scrubber.scrub(text)
-                        if result.redactions:
-                            kinds = ", ".join(result.kinds) or "secret"
-                            return f"the {label(variant, subject, show=False)} holds a secret-like string ({kinds})"
-                return None
-
-            return secrets
+            return self._secrets
         regex = compile_regex(rule.pattern or "", rule.ignore_case, f"{where}.pattern")
 
         def pattern(subject: Subject) -> str | None:
-            for variant, text in texts(subject):
+            for variant, text in _texts(subject):
                 if text and regex.search(text):
-                    return f"the {label(variant, subject)} matches the forbidden pattern /{_clip(rule.pattern or '')}/"
+                    return f"the {self._label(variant, subject)} matches the forbidden pattern /{_clip(rule.pattern or '')}/"
             return None
 
         return pattern
+
+    def _secrets(self, subject: Subject) -> str | None:
+        for variant, text in _texts(subject):
+            if text:
+                result = self._scrubber.scrub(text)
+                if result.redactions:
+                    kinds = ", ".join(result.kinds) or "secret"
+                    return f"the {self._label(variant, subject, show=False)} holds a secret-like string ({kinds})"
+        return None
+
+    def _label(self, variant: Variant | None, subject: Subject, show: bool = True) -> str:
+        if variant is None:
+            return "content"
+        if variant is subject.variants[0] or show:
+            return "command" + self._in(variant, subject)
+        return f"command in its {variant.how} form"  # a decoded secret is not repeated, even cut
 
     def _in(self, variant: Variant, subject: Subject) -> str:
         """Where a match was found, when not in the text as written (scrubbed before it is cut,

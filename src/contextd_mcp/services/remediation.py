@@ -26,7 +26,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from contextd_mcp import limits
@@ -54,6 +53,7 @@ from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record
 from contextd_mcp.services.content_ids import content_id, digest
 from contextd_mcp.services.error_text import dense_text, infer_category, normalise, sparse_vector
 from contextd_mcp.services.remediation_rerank import Candidate, RerankSettings, rerank
+from contextd_mcp.services.record_fields import iso, preview, relative_level
 
 COLLECTION = "remediations"
 TEXTS = "remediation_texts"
@@ -63,25 +63,6 @@ CANDIDATES = 50
 CONTEXT_TERM_WEIGHT = 0.5
 # What a search reads back for ranking (a payload costs ~0.4 µs a byte to fetch).
 HIT_FIELDS = ("tenant", "team", "project", "category", "confidence", "tags", "signature")
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
-
-
-def _preview(text: str, max_chars: int) -> str:
-    text = text.strip()
-    if len(text) <= max_chars:
-        return text
-    return text[:max_chars].rsplit(" ", 1)[0] + "…"
-
-
-def _relative_level(owner: dict[str, Any], caller: Scope) -> ScopeLevel:
-    if owner.get("project") == caller.project and owner.get("team") == caller.team:
-        return ScopeLevel.project
-    if owner.get("team") == caller.team:
-        return ScopeLevel.team
-    return ScopeLevel.org
 
 
 def _best_fused_score(weights: tuple[float, float]) -> float:
@@ -154,8 +135,8 @@ class RemediationService:
             signature = normalise(problem)
             full = {
                 "title": title,
-                "problem_preview": _preview(problem, PROBLEM_PREVIEW),
-                "solution_preview": _preview(solution, SOLUTION_PREVIEW),
+                "problem_preview": preview(problem, PROBLEM_PREVIEW),
+                "solution_preview": preview(solution, SOLUTION_PREVIEW),
                 "problem": problem,
                 "solution": solution,
                 "root_cause": root_cause,
@@ -265,7 +246,7 @@ class RemediationService:
                     relevance=round(rel, 4),
                     score=round(score, 4),
                     tags=list(hit.payload.get("tags", [])),
-                    scope=_relative_level(hit.payload, scope),
+                    scope=relative_level(hit.payload, scope),
                 )
             )
         return hits
@@ -295,9 +276,9 @@ class RemediationService:
             confidence=round(float(p["confidence"]), 4),
             helpful_count=int(p["helpful_count"]),
             unhelpful_count=int(p["unhelpful_count"]),
-            scope=_relative_level(p, scope),
-            created_at=_iso(p["created_ts"]),
-            updated_at=_iso(p["updated_ts"]),
+            scope=relative_level(p, scope),
+            created_at=iso(p["created_ts"]),
+            updated_at=iso(p["updated_ts"]),
         )
 
     def feedback(self, scope: Scope, request: RemediationFeedback) -> RemediationConfidence:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from contextd_mcp.errors import Conflict, NotFound
+from contextd_mcp.errors import Conflict, NotFound, Reason
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.models.session import (
     DistillStatus,
@@ -32,7 +32,7 @@ from contextd_mcp.models.session import (
 from contextd_mcp.ports.job_queue import JobQueue
 from contextd_mcp.ports.scrubber import Scrubber
 from contextd_mcp.ports.scoped_store import AcrossScopes, Stores, scope_of
-from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record
+from contextd_mcp.ports.vector_store import CollectionSpec, Condition, Range, Record
 from contextd_mcp.services.checkpoints import iso
 from contextd_mcp.services.injection import Injector
 from contextd_mcp.services.transcript_marks import Slice, TranscriptMarks
@@ -250,11 +250,15 @@ class SessionService:
         if status == SessionStatus.expired.value:
             raise Conflict(
                 f"session {session_id!r} expired (idle over {self.policy.idle_ttl_s:.0f}s or older than "
-                f"{self.policy.max_ttl_s:.0f}s); start a new one with session_start"
+                f"{self.policy.max_ttl_s:.0f}s); start a new one with session_start",
+                reason=Reason.session_expired,
             )
         if status == SessionStatus.ended.value:
             job = record.payload.get("job_id")
-            raise Conflict(f"session {session_id!r} already ended ({f'distillation job {job}' if job else 'nothing was distilled'})")
+            raise Conflict(
+                f"session {session_id!r} already ended ({f'distillation job {job}' if job else 'nothing was distilled'})",
+                reason=Reason.session_ended,
+            )
         self.touch_session(scope, session_id)
         return record
 
@@ -309,7 +313,7 @@ class SessionService:
         expired session stay. Closed session records are deleted after the retention.
         """
         now = self._now()
-        active = {"status": SessionStatus.active.value}
+        active: dict[str, Condition] = {"status": SessionStatus.active.value}
         # Whatever touch() kept in memory first: a busy session must not expire on a stale record.
         with self._lock:
             pending = [

@@ -3,29 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from contextd_mcp.errors import Denied, InvalidInput, Unavailable
+from contextd_mcp.models.policy import PolicyCheckResult, Severity
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.models.shell import AppliedLimits, BashResult, RunCommand
 from contextd_mcp.services.shell_env import refuse_dangerous_env
-from contextd_mcp.sandbox import SandboxBudget
+from contextd_mcp.sandbox import SandboxBudget, SandboxLimits
 from contextd_mcp.services.shell_roots import ShellRoots
 
 # (scope, action, context) -> object with .violations (each: policy_id, title, reason, severity)
-PolicyCheck = Callable[[Scope, str, dict[str, Any]], Any]
+PolicyCheck = Callable[[Scope, str, dict[str, Any]], PolicyCheckResult]
 
 
 @dataclass(frozen=True)
 class ShellSettings:
-    max_output_bytes: int = 64 * 1024
-    memory_bytes: int = 1 << 30
-    cpu_seconds: int = 120
-    max_processes: int = 256
-    max_file_bytes: int = 256 << 20
-    max_open_files: int = 256
+    # The per-process limits of every command, defined once (sandbox/_types.py); each call
+    # sets its own timeout. CPU: 120 s, twice the sandbox's default, for builds and test runs.
+    limits: SandboxLimits = SandboxLimits(cpu_seconds=120)
     # Only an operator sets this, for hosts that cannot sandbox; every result then says so.
     allow_unsandboxed: bool = False
     # Cgroup limits per call and for all calls, concurrency, project growth (CONTEXTD_SANDBOX_*).
@@ -65,14 +64,14 @@ class ShellService:
             return []
         context = {"kind": "bash", "project_dir": str(project_dir), "working_dir": request.working_dir or "", "env": request.env}
         verdict = self.policy_check(scope, request.command, context)
-        critical = [v for v in verdict.violations if str(getattr(v, "severity", "")) in ("critical", "Severity.critical")]
+        critical = [v for v in verdict.violations if v.severity is Severity.critical]
         if critical:
             reasons = "; ".join(f"{v.title}: {v.reason}" for v in critical)
             raise Denied(f"policy forbids this command ({reasons})")
         return [f"{v.severity}: {v.title}: {v.reason}" for v in verdict.violations]
 
     async def run(self, scope: Scope, project_dir: str | None, request: RunCommand) -> BashResult:
-        from contextd_mcp.sandbox import SandboxLimits, SandboxUnavailable, run_sandboxed
+        from contextd_mcp.sandbox import SandboxInputError, SandboxUnavailable, run_sandboxed
         from contextd_mcp.sandbox._budget import SandboxBusy
 
         refuse_dangerous_env(request.env)
@@ -86,21 +85,15 @@ class ShellService:
                 working_dir = root / working_dir
         warnings = self._policies(scope, request, root)
         s = self._settings
-        limits = SandboxLimits(
-            timeout_seconds=float(request.timeout_seconds),
-            max_output_bytes=s.max_output_bytes,
-            memory_bytes=s.memory_bytes,
-            cpu_seconds=s.cpu_seconds,
-            max_processes=s.max_processes,
-            max_file_bytes=s.max_file_bytes,
-            max_open_files=s.max_open_files,
-        )
+        limits = dataclasses.replace(s.limits, timeout_seconds=float(request.timeout_seconds))
         try:
             result = await run_sandboxed(
                 request.command, root, working_dir, request.env, limits, s.allow_unsandboxed, **self._sandbox_paths()
             )
-        except ValueError as exc:
-            raise InvalidInput("working_dir" if "working" in str(exc) or "project" in str(exc) else "command", str(exc)) from exc
+        except SandboxInputError as exc:
+            raise InvalidInput(exc.field, str(exc)) from exc
+        except ValueError as exc:  # the limits or a protected path: the command cannot run as asked
+            raise InvalidInput("command", str(exc)) from exc
         except SandboxBusy as exc:
             raise Unavailable(str(exc)) from exc
         except SandboxUnavailable as exc:
@@ -116,12 +109,12 @@ class ShellService:
             killed=result.killed,
             limits=AppliedLimits(
                 timeout_seconds=request.timeout_seconds,
-                max_output_bytes_per_stream=s.max_output_bytes,
-                memory_bytes=s.memory_bytes,
-                cpu_seconds=s.cpu_seconds,
-                max_processes=s.max_processes,
-                max_file_bytes=s.max_file_bytes,
-                max_open_files=s.max_open_files,
+                max_output_bytes_per_stream=limits.max_output_bytes,
+                memory_bytes=limits.memory_bytes,
+                cpu_seconds=limits.cpu_seconds,
+                max_processes=limits.max_processes,
+                max_file_bytes=limits.max_file_bytes,
+                max_open_files=limits.max_open_files,
                 network="none" if result.sandboxed else "host (UNSANDBOXED)",
                 **budget_limits(s.budget),
             ),

@@ -100,16 +100,9 @@ def lex(text: str) -> list[Token]:
 
     while i < len(text):
         c = text[i]
-        if c == "\n" and heredocs:
-            end_word(i)
-            i = _read_heredocs(text, i + 1, heredocs, tokens)
-            tokens.append(Token("op", ";"))
-            continue
         if c in " \t\n":
             end_word(i)
-            if c == "\n":
-                tokens.append(Token("op", ";"))
-            i += 1
+            i = _past_blank(text, i, heredocs, tokens)
             continue
         if c == "#" and start < 0:
             newline = text.find("\n", i)
@@ -119,7 +112,7 @@ def lex(text: str) -> list[Token]:
             start = i
             i = _closing(text, i + 2, "(", ")")
             continue
-        op = next((o for o in _OPERATORS if text.startswith(o, i)), None) if c in "|&;<>()" else None
+        op = _operator_at(text, i)
         if op is not None:
             end_word(i)  # "2>" stays the word "2" and ">", as shlex splits it
             tokens.append(Token("op", op))
@@ -129,26 +122,43 @@ def lex(text: str) -> list[Token]:
             continue
         if start < 0:
             start = i
-        if c == "\\":
-            i += 2
-        elif c == "'":
-            end = text.find("'", i + 1)
-            i = len(text) if end < 0 else end + 1
-        elif c == '"':
-            i = _closing_quote(text, i + 1)
-        elif text.startswith("$'", i):
-            i = _ansi_c_end(text, i + 2)
-        elif text.startswith("$(", i):
-            i = _closing(text, i + 2, "(", ")")
-        elif text.startswith("${", i):
-            i = _closing(text, i + 2, "{", "}")
-        elif c == "`":
-            end = text.find("`", i + 1)
-            i = len(text) if end < 0 else end + 1
-        else:
-            i += 1
+        i = _past_word_part(text, i)
     end_word(len(text))
     return tokens
+
+
+def _past_blank(text: str, i: int, heredocs: list[str], tokens: list[Token]) -> int:
+    """Past a blank; a newline ends a command (``;``) after the bodies of the line's here-documents."""
+    if text[i] != "\n":
+        return i + 1
+    i = _read_heredocs(text, i + 1, heredocs, tokens) if heredocs else i + 1
+    tokens.append(Token("op", ";"))
+    return i
+
+
+def _operator_at(text: str, i: int) -> str | None:
+    if text[i] not in "|&;<>()":
+        return None
+    return next((o for o in _OPERATORS if text.startswith(o, i)), None)
+
+
+def _past_word_part(text: str, i: int) -> int:
+    """Past the character of a word at ``i``, or past the whole quote or substitution it opens."""
+    c = text[i]
+    if c == "\\":
+        return i + 2
+    if c in "'`":
+        end = text.find(c, i + 1)
+        return len(text) if end < 0 else end + 1
+    if c == '"':
+        return _closing_quote(text, i + 1)
+    if text.startswith("$'", i):
+        return _ansi_c_end(text, i + 2)
+    if text.startswith("$(", i):
+        return _closing(text, i + 2, "(", ")")
+    if text.startswith("${", i):
+        return _closing(text, i + 2, "{", "}")
+    return i + 1
 
 
 def _heredoc_delimiter(text: str, i: int, heredocs: list[str]) -> int:
@@ -229,22 +239,36 @@ class Expansion:
 
 def expand(word: str, variables: Mapping[str, str], static: OutputOf) -> Expansion:
     """One word as bash would pass it on, as far as it can be known without running anything."""
-    fields: list[str] = [""]
-    quoted_any = False
-    substitutions: list[str] = []
+    expander = _Expander(word, variables, static)
+    i = 0
+    while i < len(word):
+        i = expander.step(i)
+    kept = [f for f in expander.fields if f] or ([""] if expander.quoted_any else [])
+    return Expansion(kept, expander.substitutions)
 
-    budget = [TEXT_MAX]  # one word expands to at most this many characters, however many $x it holds
 
-    separators = variables.get("IFS")
+class _Expander:
+    """The fields one word expands to, built as it is read left to right."""
 
-    def add(text: str, split: bool) -> None:
-        text = text[: budget[0]]
-        budget[0] -= len(text)
+    def __init__(self, word: str, variables: Mapping[str, str], static: OutputOf) -> None:
+        self.word = word
+        self.variables = variables
+        self.static = static
+        self.fields: list[str] = [""]
+        self.quoted_any = False
+        self.substitutions: list[str] = []
+        self.budget = TEXT_MAX  # one word expands to at most this many characters, however many $x it holds
+        self.separators = variables.get("IFS")
+
+    def add(self, text: str, split: bool) -> None:
+        text = text[: self.budget]
+        self.budget -= len(text)
+        fields = self.fields
         if not split:
             fields[-1] = (fields[-1] + text)[:TEXT_MAX]
             return
-        if separators:  # IFS=, set on the line: x=push,-f splits at the commas
-            text = text.translate({ord(c): " " for c in separators[:8]})
+        if self.separators:  # IFS=, set on the line: x=push,-f splits at the commas
+            text = text.translate({ord(c): " " for c in self.separators[:8]})
         parts = text.split()
         if not parts:
             return
@@ -255,82 +279,92 @@ def expand(word: str, variables: Mapping[str, str], static: OutputOf) -> Expansi
         if text[-1:].isspace():
             fields.append("")
 
-    def dollar(i: int, in_quotes: bool) -> int:
+    def step(self, i: int) -> int:
+        """Expands what starts at ``i``; returns the index after it."""
+        word, c = self.word, self.word[i]
+        if c == "\\":
+            self.add(word[i + 1 : i + 2], False)
+            return i + 2
+        if c == "'":
+            end = word.find("'", i + 1)
+            end = len(word) if end < 0 else end
+            self.add(word[i + 1 : end], False)
+            self.quoted_any = True
+            return end + 1
+        if word.startswith("$'", i):
+            end = _ansi_c_end(word, i + 2)
+            self.add(decode_ansi_c(word[i + 2 : end - 1]), False)
+            self.quoted_any = True
+            return end
+        if c == '"':
+            end = _closing_quote(word, i + 1)
+            _expand_double(word[i + 1 : end - 1], self.add, dollar_in=_shifted(self.dollar, i + 1))
+            self.quoted_any = True
+            return end
+        if c == "$":
+            return self.dollar(i, False)
+        if c == "`":
+            return self._backticks(i)
+        if c in "<>" and word.startswith("(", i + 1):
+            end = _closing(word, i + 2, "(", ")")
+            self.substitutions.append(word[i + 2 : end - 1])
+            self.add(word[i:end], False)
+            return end
+        self.add(c, False)
+        return i + 1
+
+    def _backticks(self, i: int) -> int:
+        word = self.word
+        end = word.find("`", i + 1)
+        end = len(word) if end < 0 else end
+        self.substitutions.append(word[i + 1 : end])
+        out = self.static(word[i + 1 : end])
+        self.add(word[i : end + 1] if out is None else out.rstrip("\n"), split=out is not None)
+        return end + 1
+
+    def dollar(self, i: int, in_quotes: bool) -> int:
         """Expands the ``$…`` at ``i``; returns the index after it."""
+        word = self.word
         if word.startswith("$(", i) and not word.startswith("$((", i):
             end = _closing(word, i + 2, "(", ")")
             body = word[i + 2 : end - 1]
-            substitutions.append(body)
-            out = static(body)
-            add(word[i:end] if out is None else out.rstrip("\n"), split=out is not None and not in_quotes)
+            self.substitutions.append(body)
+            out = self.static(body)
+            self.add(word[i:end] if out is None else out.rstrip("\n"), split=out is not None and not in_quotes)
             return end
         if word.startswith("${", i):
-            end = _closing(word, i + 2, "{", "}")
-            name = word[i + 2 : end - 1]
-            known = variables.get(name) if _NAME.fullmatch(name) or name in _POSITIONAL else None
-            if known is None and (name in _POSITIONAL or _inside_a_name(word, i, end)):
-                known = ""
-            add(word[i:end] if known is None else known, split=known is not None and not in_quotes)
-            return end
+            return self._braced(i, in_quotes)
         if word[i + 1 : i + 2] in _POSITIONAL:  # `bash -c command` has no arguments: unset ones are empty
-            known = variables.get(word[i + 1], "")
-            add(known, split=not in_quotes)
+            self.add(self.variables.get(word[i + 1], ""), split=not in_quotes)
             return i + 2
         match = _NAME.match(word, i + 1)
         if match:
-            known = variables.get(match.group(0))
-            add(word[i : match.end()] if known is None else known, split=known is not None and not in_quotes)
+            known = self.variables.get(match.group(0))
+            self.add(word[i : match.end()] if known is None else known, split=known is not None and not in_quotes)
             return match.end()
-        add("$", False)
+        self.add("$", False)
         return i + 1
 
-    i = 0
-    while i < len(word):
-        c = word[i]
-        if c == "\\":
-            add(word[i + 1 : i + 2], False)
-            i += 2
-        elif c == "'":
-            end = word.find("'", i + 1)
-            end = len(word) if end < 0 else end
-            add(word[i + 1 : end], False)
-            quoted_any = True
-            i = end + 1
-        elif word.startswith("$'", i):
-            end = _ansi_c_end(word, i + 2)
-            add(decode_ansi_c(word[i + 2 : end - 1]), False)
-            quoted_any = True
-            i = end
-        elif c == '"':
-            end = _closing_quote(word, i + 1)
-            _expand_double(word[i + 1 : end - 1], add, dollar_in=lambda j, w=word, s=i + 1: dollar(s + j, True) - s)
-            quoted_any = True
-            i = end
-        elif c == "$":
-            i = dollar(i, False)
-        elif c == "`":
-            end = word.find("`", i + 1)
-            end = len(word) if end < 0 else end
-            substitutions.append(word[i + 1 : end])
-            out = static(word[i + 1 : end])
-            add(word[i : end + 1] if out is None else out.rstrip("\n"), split=out is not None)
-            i = end + 1
-        elif c in "<>" and word.startswith("(", i + 1):
-            end = _closing(word, i + 2, "(", ")")
-            substitutions.append(word[i + 2 : end - 1])
-            add(word[i:end], False)
-            i = end
-        else:
-            add(c, False)
-            i += 1
-    kept = [f for f in fields if f] or ([""] if quoted_any else [])
-    return Expansion(kept, substitutions)
+    def _braced(self, i: int, in_quotes: bool) -> int:
+        word = self.word
+        end = _closing(word, i + 2, "{", "}")
+        name = word[i + 2 : end - 1]
+        known = self.variables.get(name) if _NAME.fullmatch(name) or name in _POSITIONAL else None
+        if known is None and (name in _POSITIONAL or _inside_a_name(word, i, end)):
+            known = ""
+        self.add(word[i:end] if known is None else known, split=known is not None and not in_quotes)
+        return end
 
 
 def _inside_a_name(word: str, start: int, end: int) -> bool:
     """``ma${x}in``: an unset variable between letters is an empty string hiding a word; one
     that starts or ends a path (``$DIR/x``) may well be set, so it stays as written."""
     return start > 0 and word[start - 1].isalnum() and end < len(word) and word[end].isalnum()
+
+
+def _shifted(dollar: Callable[[int, bool], int], start: int) -> Callable[[int], int]:
+    """``dollar`` (on the whole word, in quotes) for offsets within a quoted body at ``start``."""
+    return lambda j: dollar(start + j, True) - start
 
 
 def _expand_double(body: str, add: Callable[[str, bool], None], dollar_in: Callable[[int], int]) -> None:

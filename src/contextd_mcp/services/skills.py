@@ -11,7 +11,6 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from contextd_mcp.errors import InvalidInput, NotFound
@@ -35,13 +34,10 @@ from contextd_mcp.ports.scoped_store import Stores
 from contextd_mcp.ports.vector_store import CollectionSpec, Record
 from contextd_mcp.services import levels, templates
 from contextd_mcp.services.named_records import NamedRecords, by_level_then_name
+from contextd_mcp.services.record_fields import iso
 
 COLLECTION = "skills"
 _WORDS = re.compile(r"[^a-z0-9]+")
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 def _words(text: str) -> str:
@@ -132,7 +128,7 @@ class SkillService:
             "trigger": scrub(request.trigger) if request.trigger else None,
             "steps": [scrub(s) for s in request.steps],
         }
-        arguments = self._arguments(fields["prompt_template"], fields["steps"])
+        arguments = self._arguments(scrub(request.prompt_template), [scrub(s) for s in request.steps])
         payload = self._records.new_payload(
             scope, request.scope, request.name, {**fields, "tags": list(request.tags), "arguments": arguments, "use_count": 0}
         )
@@ -220,8 +216,8 @@ class SkillService:
             level=levels.level_of(p),
             applies_here=levels.applies_to(p, scope),
             use_count=int(p.get("use_count", 0)) + extra_use,
-            created_at=_iso(p["created_ts"]),
-            updated_at=_iso(p["updated_ts"]),
+            created_at=iso(p["created_ts"]),
+            updated_at=iso(p["updated_ts"]),
         )
 
     @staticmethod

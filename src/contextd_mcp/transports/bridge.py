@@ -94,9 +94,9 @@ def _spawn(paths: DataPaths) -> Any:
 
 
 def open_session(
-    paths: DataPaths, op: str = "mcp", autostart: bool = True, fields: dict | None = None,
+    paths: DataPaths, op: str = "mcp", autostart: bool = True, fields: dict[str, Any] | None = None,
     start_timeout: float = START_TIMEOUT_S,
-) -> tuple[socket.socket, dict, bytes]:
+) -> tuple[socket.socket, dict[str, Any], bytes]:
     sock = connect(paths)
     if sock is None:
         if not autostart:
@@ -123,7 +123,7 @@ def run_bridge(paths: DataPaths, scope_env: dict[str, str] | None = None) -> int
     return run_relay(paths, scope_env)
 
 
-def request(paths: DataPaths, op: str) -> dict | None:
+def request(paths: DataPaths, op: str) -> dict[str, Any] | None:
     """A control request (status, stop) to a running daemon; None when none answers."""
     try:
         sock, reply, _ = open_session(paths, op, autostart=False)

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import mcp_types as types
 from anyio.abc import ByteStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.shared.message import SessionMessage
 
 from contextd_mcp.limits import ECHOED_ID_MAX, ID_SCAN_BYTES, WRITE_TIMEOUT_S
@@ -94,7 +95,7 @@ def parse_line(line: bytes) -> SessionMessage | bytes:
     """The message on ``line``, or the error reply to send back for it."""
     try:
         message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-    except Exception:  # pydantic's ValidationError, or anything a hostile line provokes in it
+    except Exception:  # noqa: BLE001 - pydantic's ValidationError, or anything a hostile line provokes in it
         message = None
     # A request whose id is an object or array validates as a notification (the id dropped),
     # which gets no reply; its client would wait forever.
@@ -137,52 +138,58 @@ async def jsonrpc_streams(stream: ByteStream, max_bytes: int, first: bytes = b""
     """
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](16)
     write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](16)
-    send_lock = anyio.Lock()
-    reader_scope = anyio.CancelScope()
-    peer_gone = False
+    wire = _Wire(stream)
+    async with anyio.create_task_group() as tg:
 
-    async def send_raw(data: bytes) -> None:
-        nonlocal peer_gone
-        if peer_gone:
+        async def run_reader() -> None:
+            with wire.reader_scope:
+                await wire.reader(read_send, max_bytes, first)
+
+        tg.start_soon(run_reader)
+        tg.start_soon(wire.writer, write_recv)
+        try:
+            yield read_recv, write_send
+        finally:
+            wire.reader_scope.cancel()
+            # Let the writer drain the last responses before the connection closes.
+            await write_send.aclose()
+
+
+class _Wire:
+    """One connection's byte stream: lines in, messages and error replies out."""
+
+    def __init__(self, stream: ByteStream) -> None:
+        self._stream = stream
+        self._send_lock = anyio.Lock()
+        self.reader_scope = anyio.CancelScope()
+        self._peer_gone = False
+
+    async def send_raw(self, data: bytes) -> None:
+        if self._peer_gone:
             return
         try:
-            async with send_lock:
+            async with self._send_lock:
                 with anyio.fail_after(WRITE_TIMEOUT_S):
-                    await stream.send(data)
+                    await self._stream.send(data)
         except _PEER_GONE:
-            peer_gone = True
-            reader_scope.cancel()
+            self._peer_gone = True
+            self.reader_scope.cancel()
 
-    async def reader() -> None:
+    async def reader(self, read_send: MemoryObjectSendStream[SessionMessage | Exception], max_bytes: int, first: bytes) -> None:
         async with read_send:
-            async for line in read_lines(stream, max_bytes, first):
+            async for line in read_lines(self._stream, max_bytes, first):
                 if isinstance(line, OversizeMessage):
-                    await send_raw(error_reply(line.request_id, types.INVALID_REQUEST, str(line)))
+                    await self.send_raw(error_reply(line.request_id, types.INVALID_REQUEST, str(line)))
                     continue
                 parsed = parse_line(line)
                 if isinstance(parsed, bytes):
-                    await send_raw(parsed)
+                    await self.send_raw(parsed)
                 else:
                     await read_send.send(parsed)
 
-    async def writer() -> None:
+    async def writer(self, write_recv: MemoryObjectReceiveStream[SessionMessage]) -> None:
         async with write_recv:
             async for session_message in write_recv:
                 # Keep draining after the peer is gone, so the server never blocks on a reply.
                 data = session_message.message.model_dump_json(by_alias=True, exclude_unset=True)
-                await send_raw(data.encode() + b"\n")
-
-    async with anyio.create_task_group() as tg:
-
-        async def run_reader() -> None:
-            with reader_scope:
-                await reader()
-
-        tg.start_soon(run_reader)
-        tg.start_soon(writer)
-        try:
-            yield read_recv, write_send
-        finally:
-            reader_scope.cancel()
-            # Let the writer drain the last responses before the connection closes.
-            await write_send.aclose()
+                await self.send_raw(data.encode() + b"\n")

@@ -111,7 +111,7 @@ def build_app(
         routes=routes,
         middleware=access.middleware(),
         lifespan=streamable.router.lifespan_context,
-        exception_handlers=handlers,  # type: ignore[arg-type]
+        exception_handlers=handlers,
     )
 
 
@@ -126,7 +126,7 @@ def _identify(access: HttpAccess | None) -> Identify:
     store = access.verifier.store
 
     def identify(authorization: bytes | None) -> str | None:
-        if not authorization or not authorization[:7].lower() == b"bearer ":
+        if not authorization or authorization[:7].lower() != b"bearer ":
             return None
         entry = store.lookup(authorization[7:].strip().decode("latin-1"))
         return None if entry is None else entry.id

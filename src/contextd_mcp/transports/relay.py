@@ -344,7 +344,7 @@ class Relay:
             if key is not None and method is None and self._server_requests.pop(key, self._generation) != self._generation:
                 return  # the reply to a request the previous daemon made: nobody waits for it now
             if is_request:
-                self._pending[key] = _InFlight(self._generation, message["id"], method, _agent_of(message))  # type: ignore[index]
+                self._pending[key] = _InFlight(self._generation, message["id"], str(method), _agent_of(message))  # type: ignore[index]
                 if method == "initialize":
                     self._initialize_sent[key] = message  # type: ignore[index]
             elif method == "notifications/initialized":

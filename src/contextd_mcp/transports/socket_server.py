@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import mcp_types as types
 from anyio.abc import SocketAttribute, SocketStream
 
 from contextd_mcp import __version__, limits
+from contextd_mcp.errors import ERROR_META
 from contextd_mcp.mcp import toolsets
 from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller, acting_as
 from contextd_mcp.scope_resolver import project_root, resolve_scope
@@ -152,7 +154,7 @@ class SocketServer:
                 log.debug("socket connection failure", exc_info=True)
 
     async def _refused(self, stream: SocketStream) -> bool:
-        raw = stream.extra(SocketAttribute.raw_socket)
+        raw = stream.extra(SocketAttribute.raw_socket)  # noqa: S610 - anyio stream attributes, not Django
         try:
             peer = peer_of(raw)
             check_peer(peer)
@@ -249,7 +251,7 @@ class SocketServer:
         except (ValueError, OSError) as exc:
             await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {_scope_error(exc)}"})
             return
-        hook = hello.get("hook") if isinstance(hello.get("hook"), dict) else {}
+        hook: dict[str, Any] = hello["hook"] if isinstance(hello.get("hook"), dict) else {}
         client_session = str(hook.get("session_id") or "")[:128]
         extra = {k: str(hook[k])[:4096] for k in ("transcript_path", "event") if hook.get(k)}
         caller = Caller(
@@ -265,7 +267,9 @@ class SocketServer:
         arguments = hello.get("arguments") if isinstance(hello.get("arguments"), dict) else {}
         with acting_as(caller):
             result = await self._runner.call(str(hello.get("tool") or ""), arguments)
-        text = result.content[0].text if result.content else ""  # type: ignore[union-attr]
-        await self._safe_reply(
-            stream, {"ok": True, "is_error": bool(result.is_error), "result": result.structured_content, "text": text}
-        )
+        first = result.content[0] if result.content else None
+        text = first.text if isinstance(first, types.TextContent) else ""
+        reply = {"ok": True, "is_error": bool(result.is_error), "result": result.structured_content, "text": text}
+        if result.is_error:  # the kind as a value (mcp/server.py ERROR_META): hooks match on it
+            reply["error"] = (result.meta or {}).get(ERROR_META)
+        await self._safe_reply(stream, reply)
