@@ -44,6 +44,7 @@ def acquire_owner_lock(paths: DataPaths) -> IO[str]:
 
 
 async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http_options: dict[str, Any] | None = None) -> None:
+    from contextd_mcp.admin import Admin
     from contextd_mcp.container import build
     from contextd_mcp.settings import EmbeddingSettings, LimitSettings, StoreSettings
     from contextd_mcp.transports.socket_server import SocketServer
@@ -94,6 +95,7 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
         runner=container.runner,
         max_connections=limits.max_connections,
         audit=container.audit,
+        admin=Admin(container).run,
     )
     try:
         async with anyio.create_task_group() as tg:
