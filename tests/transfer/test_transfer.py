@@ -123,6 +123,16 @@ def test_near_duplicate_is_merged_not_doubled(container: Container, other: Conta
     assert other.memory.counts(HERE) == len(LESSONS)
 
 
+def test_near_duplicates_of_one_file_stay_apart(container: Container, other: Container, tmp_path: Path) -> None:
+    """Two near-identical memories of the source are two in an empty target (an exact restore)."""
+    title, content, _ = LESSONS[0]
+    container.memory.store_many(HERE, [StoreMemory(title=title, content=content),
+                                       StoreMemory(title=title + ".", content=content)])
+    report = import_(other, write(tmp_path / "x.jsonl", export(container)))
+    assert (report["added"], report["near_duplicates"]) == (2, 0)
+    assert other.memory.counts(HERE) == 2
+
+
 def test_into_project(container: Container, other: Container, tmp_path: Path) -> None:
     fill(container)
     report = import_(other, write(tmp_path / "x.jsonl", export(container)), into_project="web")

@@ -67,6 +67,9 @@ class ImportReport:
     errors: list[str] = field(default_factory=list)
     aborted: bool = False
     by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Memories this import added, per scope. Near duplicates are looked for among what the
+    # store held before it only: two memories of one file were distinct where they came from.
+    added_ids: dict[Scope, set[str]] = field(default_factory=dict, repr=False)
 
     def count(self, kind: str, what: str) -> None:
         setattr(self, what, getattr(self, what) + 1)
@@ -191,7 +194,8 @@ class Importer:
         store = self._stores.of(scope)
         ids = [content_id("memory", scope, p["content_hash"]) for _, p, _ in items]
         existing = {r.id: r for r in store.get(MEMORIES, ids)}
-        near = self._near_duplicates(scope, store, [(i, p) for i, (_, p, _) in zip(ids, items, strict=True) if i not in existing])
+        lacking = [(i, p) for i, (_, p, _) in zip(ids, items, strict=True) if i not in existing]
+        near = self._near_duplicates(scope, store, lacking, report.added_ids.get(scope, set()))
         fresh: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = []
         for ident, (_, payload, keys) in zip(ids, items, strict=True):
             target = existing.get(ident) or near.get(ident)
@@ -205,16 +209,22 @@ class Importer:
             report.near_duplicates += ident in near
             what = self._writer.merge(store, target, payload, keys, options.dry_run)
             report.count("memory", what)
+        report.added_ids.setdefault(scope, set()).update(ident for ident, _, _ in fresh)
         if fresh and not options.dry_run:
             self._writer.add(store, fresh)
 
-    def _near_duplicates(self, scope: Scope, store: ScopedStore, items: list[tuple[str, dict[str, Any]]]) -> dict[str, Record]:
-        """For memories the store lacks by id: an existing near duplicate (distiller's rule)."""
-        if not items or store.count(MEMORIES) == 0:
+    def _near_duplicates(
+        self, scope: Scope, store: ScopedStore, items: list[tuple[str, dict[str, Any]]], added: set[str]
+    ) -> dict[str, Record]:
+        """For memories the store lacks by id: a near duplicate it held before (distiller's rule)."""
+        if not items or store.count(MEMORIES) <= len(added):  # nothing but this import's own
             return {}
         wanted = [(p["title"], p["description"], p["content"], Outcome(p["outcome"])) for _, p in items]
         hits = self._memory.nearest(scope, wanted)
-        close = {ident: hit.id for (ident, _), hit in zip(items, hits, strict=True) if hit and hit.score >= NEAR_DUPLICATE}
+        close = {
+            ident: hit.id for (ident, _), hit in zip(items, hits, strict=True)
+            if hit and hit.score >= NEAR_DUPLICATE and hit.id not in added
+        }
         found = {r.id: r for r in store.get(MEMORIES, list(set(close.values())))}
         return {ident: found[target] for ident, target in close.items() if target in found}
 
