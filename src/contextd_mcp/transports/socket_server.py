@@ -246,11 +246,14 @@ class SocketServer:
         from contextd_mcp.admin import AdminError
 
         request = hello.get("request") if isinstance(hello.get("request"), dict) else {}
+        self.connections += 1  # a long import keeps an idle-exiting daemon up
         try:
             lines = await anyio.to_thread.run_sync(self._admin, request)  # type: ignore[arg-type]
         except (AdminError, KeyError) as exc:
             await self._safe_reply(stream, {"ok": False, "error": str(exc)})
             return
+        finally:
+            self.connections -= 1
         await _reply(stream, {"ok": True})
         for line in lines:
             await stream.send((line + "\n").encode())
