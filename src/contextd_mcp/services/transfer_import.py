@@ -197,6 +197,8 @@ class Importer:
         lacking = [(i, p) for i, (_, p, _) in zip(ids, items, strict=True) if i not in existing]
         near = self._near_duplicates(scope, store, lacking, report.added_ids.get(scope, set()))
         fresh: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = []
+        have = self._writer.learned_of(store, sorted({r.id for r in [*existing.values(), *near.values()]}))
+        current: dict[str, Record] = {}  # targets as this batch's merges left them
         for ident, (_, payload, keys) in zip(ids, items, strict=True):
             target = existing.get(ident) or near.get(ident)
             if target is None:
@@ -207,11 +209,15 @@ class Importer:
                     report.count("memory", "unchanged")
                 continue
             report.near_duplicates += ident in near
-            what = self._writer.merge(store, target, payload, keys, options.dry_run)
+            target = current.get(target.id, target)
+            what = self._writer.merge(store, target, payload, keys, have.get(target.id, []), options.dry_run)
             report.count("memory", what)
-        report.added_ids.setdefault(scope, set()).update(ident for ident, _, _ in fresh)
+            if what == "changed" and not options.dry_run:  # another line of this batch may merge into it too
+                current[target.id] = store.get(MEMORIES, [target.id])[0]
+                have[target.id] = self._writer.learned_of(store, [target.id]).get(target.id, [])
         if fresh and not options.dry_run:
             self._writer.add(store, fresh)
+        report.added_ids.setdefault(scope, set()).update(ident for ident, _, _ in fresh)
 
     def _near_duplicates(
         self, scope: Scope, store: ScopedStore, items: list[tuple[str, dict[str, Any]]], added: set[str]

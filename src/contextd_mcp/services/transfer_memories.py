@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from contextd_mcp import limits
 from contextd_mcp.ports.embedder import Embedder
 from contextd_mcp.ports.scoped_store import ScopedStore
 from contextd_mcp.ports.vector_store import Record
@@ -39,11 +40,13 @@ class MemoryWriter:
         store.upsert(MEMORIES, records)
         store.upsert(keys.KEYS, points)
 
-    def merge(self, store: ScopedStore, target: Record, payload: dict[str, Any], learned: list[dict[str, Any]], dry_run: bool) -> str:
-        """Folds an imported memory into ``target``; "changed" or "unchanged"."""
+    def merge(
+        self, store: ScopedStore, target: Record, payload: dict[str, Any], learned: list[dict[str, Any]],
+        have: list[dict[str, Any]], dry_run: bool,
+    ) -> str:
+        """Folds an imported memory into ``target`` (whose learned keys are ``have``); "changed" or "unchanged"."""
         ours = target.payload
         merged = merge_memory(ours, payload)
-        have = self._learned_of(store, target.id)
         keep = merge_keys(have, learned)
         have_ids = {self._key_id(target.id, k) for k in have}
         keep_ids = {self._key_id(target.id, k) for k in keep}
@@ -72,9 +75,16 @@ class MemoryWriter:
         return keys.key_id(memory_id, KeyKind(key["kind"]), key["text"])
 
     @staticmethod
-    def _learned_of(store: ScopedStore, memory_id: str) -> list[dict[str, Any]]:
-        rows = store.scan(keys.KEYS, 64, match={"memory_id": memory_id, "kind": _LEARNED})
-        return [{"kind": r.payload["kind"], "text": r.payload["text"], "created_ts": r.payload["created_ts"]} for r in rows]
+    def learned_of(store: ScopedStore, memory_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The learned and negative keys of these memories, in one read."""
+        if not memory_ids:
+            return {}
+        cap = len(memory_ids) * (limits.LEARNED_KEYS_MAX + limits.NEGATIVE_KEYS_MAX)
+        found: dict[str, list[dict[str, Any]]] = {}
+        for r in store.scan(keys.KEYS, cap, match={"memory_id": memory_ids, "kind": _LEARNED}):
+            p = r.payload
+            found.setdefault(p["memory_id"], []).append({"kind": p["kind"], "text": p["text"], "created_ts": p["created_ts"]})
+        return found
 
     @staticmethod
     def _learned_points(payload: dict[str, Any], ident: str, learned: list[dict[str, Any]], vectors: list[list[float]]) -> list[Record]:
