@@ -400,6 +400,154 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- export, import, memories: the data directory owner's commands (admin.py) ------------------
+
+
+class _AdminFailed(RuntimeError):
+    pass
+
+
+def _admin(args: argparse.Namespace, request: dict[str, Any]) -> list[str]:
+    """Runs one owner command in the daemon that holds the data directory, or, when none does,
+    here with the directory's lock held (never taken from a daemon, so never broken)."""
+    from contextd_mcp.transports.bridge import BridgeError, open_session
+
+    paths = data_paths(args.data_dir)
+    try:
+        sock, _, rest = open_session(paths, "admin", autostart=False, fields={"request": request})
+    except BridgeError as exc:
+        if str(exc) != "no daemon is running":
+            hint = " (a daemon older than this command: restart it with `contextd-mcp serve --replace`)" if "unknown op" in str(exc) else ""
+            raise _AdminFailed(f"{exc}{hint}") from None
+        return _admin_here(paths, request)
+    chunks = [rest]
+    with sock:
+        while chunk := sock.recv(1 << 16):
+            chunks.append(chunk)
+    return b"".join(chunks).decode().splitlines()
+
+
+def _admin_here(paths: DataPaths, request: dict[str, Any]) -> list[str]:
+    from contextd_mcp.admin import Admin, AdminError
+    from contextd_mcp.container import build
+    from contextd_mcp.daemon import AlreadyRunning, acquire_owner_lock
+
+    paths.ensure()
+    try:
+        lock = acquire_owner_lock(paths)
+    except AlreadyRunning as exc:
+        raise _AdminFailed(f"{exc} but does not answer yet (starting?): try again in a moment") from None
+    try:
+        container = build(paths)
+        try:
+            return Admin(container).run(request)
+        except AdminError as exc:
+            raise _AdminFailed(str(exc)) from None
+        finally:
+            container.close()
+    finally:
+        lock.close()
+
+
+def _scope_args(args: argparse.Namespace) -> dict[str, str]:
+    """--tenant/--team/--project, else what this directory resolves to (as `stdio` does)."""
+    env = {**os.environ, **{f"CONTEXTD_{p.upper()}": v for p in ("tenant", "team", "project") if (v := getattr(args, p, None))}}
+    from contextd_mcp.scope_resolver import resolve
+
+    return resolve(Path(os.getcwd()), env).scope.fields()
+
+
+def _run_admin(args: argparse.Namespace, request: dict[str, Any]) -> list[str] | None:
+    try:
+        return _admin(args, request)
+    except _AdminFailed as exc:
+        print(f"contextd-mcp: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    tenant = args.tenant or _scope_args(args)["tenant"]
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
+    request = {"command": "export", "tenant": tenant, "team": args.team, "project": args.project,
+               "format": args.format, "kinds": kinds}
+    lines = _run_admin(args, request)
+    if lines is None:
+        return 1
+    for line in lines:
+        sys.stdout.write(line + "\n")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    request = {"command": "import", "path": str(Path(args.file).resolve()), "dry_run": args.dry_run,
+               "into_project": args.into_project, "tenant": args.tenant, "on_error": args.on_error}
+    lines = _run_admin(args, request)
+    if lines is None:
+        return 1
+    report = json.loads(lines[-1])
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for error in report["errors"]:
+            print(f"skipped {error}", file=sys.stderr)
+        print(("dry run: " if report["dry_run"] else "") + report["summary"])
+    return 1 if report["aborted"] else 0
+
+
+def cmd_memories(args: argparse.Namespace) -> int:
+    request: dict[str, Any] = {"command": f"memories.{args.memories_command}", **_scope_args(args)}
+    if args.memories_command == "rm":
+        if not args.yes and not _confirm(args, request):
+            print("nothing deleted")
+            return 1
+        request["ids"] = args.ids
+    else:
+        request.update({k: getattr(args, k) for k in ("limit", "query", "id") if hasattr(args, k)})
+    lines = _run_admin(args, request)
+    if lines is None:
+        return 1
+    result = json.loads(lines[-1])
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print_memories(args.memories_command, result)
+    return 0
+
+
+def _confirm(args: argparse.Namespace, request: dict[str, Any]) -> bool:
+    shown = [json.loads(lines[-1]) for memory_id in args.ids
+             if (lines := _run_admin(args, {**request, "command": "memories.show", "id": memory_id}))]
+    if not shown:
+        return False
+    for memory in shown:
+        print(f"{memory['id']}  {memory['title']}")
+    try:
+        answer = input(f"delete {len(shown)} memor{'y' if len(shown) == 1 else 'ies'} and their keys? [y/N] ")
+    except EOFError:
+        return False
+    args.ids = [m["id"] for m in shown]
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _print_memories(command: str, result: Any) -> None:
+    if command in ("list", "search"):
+        if not result:
+            print("no memories")
+        for m in result:
+            print(f"{m['id']}  {float(m['confidence']):.2f}  {m['outcome']:<7}  {str(m['title'])[:70]}")
+    elif command == "show":
+        print(f"{result['title']}\n  id {result['id']} · {result['outcome']} · confidence {result['confidence']}"
+              f" · helpful {result['helpful_count']} / unhelpful {result['unhelpful_count']}\n\n{result['content']}\n")
+        for situation in result["applies_when"]:
+            print(f"  applies when: {situation}")
+        for key in result["keys"]:
+            print(f"  {key['kind']} query: {key['text']}")
+        for event in result["events"]:
+            print(f"  {_when(event.get('ts'))} {event.get('kind')} {'helpful' if event.get('helpful') else 'not helpful'}")
+    else:
+        print(f"deleted {len(result['deleted'])}: " + ", ".join(result["deleted"]))
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="contextd-mcp", description="Memory and a sandboxed bash for coding agents, over MCP.")
     root.add_argument("--version", action="version", version=__version__)
@@ -490,6 +638,48 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--include-shared", action="store_true",
                    help="also move the old tenant's team- and org-level records (shared by its other projects)")
     p.set_defaults(func=cmd_migrate_tenant)
+
+    p = add("export", "write every record of a tenant (or a team / project of it) to stdout, secrets scrubbed")
+    for part in ("tenant", "team", "project"):
+        p.add_argument(f"--{part}", help=f"only this {part}" + (" (default: this directory's)" if part == "tenant" else ""))
+    p.add_argument("--format", choices=("jsonl", "markdown"), default="jsonl",
+                   help="jsonl (default) round-trips through import; markdown is for people")
+    p.add_argument("--kinds", metavar="A,B", help="only these kinds: memory, remediation, policy, skill, agent, "
+                   "checkpoint, session, transcript_mark (default: all)")
+    p.set_defaults(func=cmd_export)
+
+    p = add("import", "restore an export into this data directory, or merge it into what it holds")
+    p.add_argument("file", help="a JSONL file written by `contextd-mcp export`")
+    p.add_argument("--dry-run", action="store_true", help="say what would change; write nothing")
+    p.add_argument("--into-project", metavar="NAME", help="put the project-owned records in this project")
+    p.add_argument("--tenant", help="import into this tenant (default: the file's)")
+    p.add_argument("--on-error", choices=("skip", "abort"), default="skip",
+                   help="a bad line is reported and skipped (default), or stops the import")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_import)
+
+    memories = sub.add_parser("memories", help="list, search, show and delete this project's memories")
+    commands = memories.add_subparsers(dest="memories_command", required=True)
+
+    def add_memories(name: str, help_text: str) -> argparse.ArgumentParser:
+        leaf = commands.add_parser(name, help=help_text)
+        leaf.add_argument("--data-dir", help="data directory")
+        for part in ("tenant", "team", "project"):
+            leaf.add_argument(f"--{part}", help=f"the {part} (default: this directory's, as `stdio` resolves it)")
+        leaf.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        leaf.set_defaults(func=cmd_memories)
+        return leaf
+
+    p = add_memories("list", "the project's memories, newest first")
+    p.add_argument("--limit", type=int, default=50)
+    p = add_memories("search", "the memories memory_search would find, best first")
+    p.add_argument("query")
+    p.add_argument("--limit", type=int, default=5)
+    p = add_memories("show", "one memory with its keys and history")
+    p.add_argument("id")
+    p = add_memories("rm", "delete memories (and their keys); asks first")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask")
 
     p = add("stop", "stop the daemon cleanly (exits 0 when none runs)")
     p.add_argument("--timeout", type=float, default=30.0)

@@ -76,6 +76,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http_options: dict[str, Any] | None = None) -> None:
+    from contextd_mcp.admin import Admin
     from contextd_mcp.container import build
     from contextd_mcp.settings import EmbeddingSettings, LimitSettings, StoreSettings
     from contextd_mcp.transports.socket_server import SocketServer
@@ -121,6 +122,7 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
         runner=container.runner,
         max_connections=limits.max_connections,
         audit=container.audit,
+        admin=Admin(container).run,
     )
     try:
         async with anyio.create_task_group() as tg:

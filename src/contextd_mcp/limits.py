@@ -53,3 +53,8 @@ ECHOED_ID_MAX = 256
 ID_SCAN_BYTES = 4096
 # A peer that does not take a reply within this many seconds loses its connection.
 WRITE_TIMEOUT_S = 30
+
+# Export and import (services/transfer_*.py): one record per line.
+TRANSFER_LINE_MAX_BYTES = 1 << 20  # a checkpoint's full state is the largest record (~130 KB escaped)
+TRANSFER_RECORDS_MAX = 1_000_000  # records of one kind read by an export, and lines read by an import
+TRANSFER_BATCH = 64  # memories embedded and written together on import

@@ -119,8 +119,11 @@ class SocketServer:
         runner: Any = None,
         max_connections: int = 64,
         audit: Any = None,
+        admin: Callable[[dict[str, Any]], list[str]] | None = None,
     ) -> None:
         self._path = path
+        # The data directory owner's commands (admin.py: export, import, memories); None: refused.
+        self._admin = admin
         self._server = server
         # The ToolRunner, for one-shot "call" requests (the Claude Code hook); None: refused.
         self._runner = runner
@@ -190,6 +193,8 @@ class SocketServer:
             await self._serve_mcp(stream, hello, rest)
         elif op == "call" and self._runner is not None:
             await self._serve_call(stream, hello)
+        elif op == "admin" and self._admin is not None:
+            await self._serve_admin(stream, hello)
         else:
             await _reply(stream, {"ok": False, "error": f"unknown op {op!r}"})
 
@@ -236,6 +241,24 @@ class SocketServer:
             self.connections -= 1
             if self._runner is not None:  # what this connection enabled ends with it
                 self._runner.enabled.forget(caller.connection_id)
+
+    async def _serve_admin(self, stream: SocketStream, hello: dict[str, Any]) -> None:
+        """One owner command (the socket is the owner's only, peers checked): ``{"ok": true}``,
+        then its lines, then the end of the stream; or ``{"ok": false, "error": ...}``."""
+        from contextd_mcp.admin import AdminError
+
+        request = hello.get("request") if isinstance(hello.get("request"), dict) else {}
+        self.connections += 1  # a long import keeps an idle-exiting daemon up
+        try:
+            lines = await anyio.to_thread.run_sync(self._admin, request)  # type: ignore[arg-type]
+        except (AdminError, KeyError) as exc:
+            await self._safe_reply(stream, {"ok": False, "error": str(exc)})
+            return
+        finally:
+            self.connections -= 1
+        await _reply(stream, {"ok": True})
+        for line in lines:
+            await stream.send((line + "\n").encode())
 
     async def _serve_call(self, stream: SocketStream, hello: dict[str, Any]) -> None:
         """One tool call, one JSON reply line: what the stdlib-only ``hook`` command speaks.
