@@ -80,6 +80,19 @@ def fill(data_dir: Path, n: int, projects: int, seed: int = 7) -> float:
     return time.perf_counter() - started
 
 
+def compact(data_dir: Path) -> dict[str, float]:
+    """Runs the engine's optimizer over the store (no daemon running); seconds per collection."""
+    from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
+    from contextd_mcp.container import build
+
+    container = build(DataPaths(data_dir))  # opens every collection the daemon opens
+    try:
+        assert isinstance(container.store, EdgeStore), "compaction is the embedded engine's"
+        return container.store.compact()
+    finally:
+        container.close()
+
+
 def disk_mib(data_dir: Path) -> float:
     return sum(f.stat().st_blocks * 512 for f in (data_dir / "store").rglob("*") if f.is_file()) / 2**20
 
@@ -160,7 +173,17 @@ def main() -> int:
     parser.add_argument("--write-rate", type=float, default=20.0, help="memory_store calls/s during the searches")
     parser.add_argument("--json", type=Path, help="append the figures (one JSON object per size) to this file")
     parser.add_argument("--keep", type=Path, help="fill and keep data directories here (default: a temp dir)")
+    parser.add_argument("--data", type=Path, help="measure this filled data directory (no fill)")
+    parser.add_argument("--compact", action="store_true", help="with --data: compact the store first (timed)")
     args = parser.parse_args()
+    if args.data:
+        figures = {"data": str(args.data), "disk_mib": round(disk_mib(args.data), 1)}
+        if args.compact:
+            figures["compact_s"] = compact(args.data)
+            figures["disk_mib_compacted"] = round(disk_mib(args.data), 1)
+        figures.update(anyio.run(measure, args.data, args.queries, args.write_rate))
+        print(json.dumps(figures), flush=True)
+        return 0
     root = args.keep or Path(tempfile.mkdtemp(prefix="contextd-scale-"))
     try:
         for n in [int(s) for s in args.sizes.split(",")]:
