@@ -1,7 +1,8 @@
 """Scale: memory_search through the MCP tool at 1k…1M memories (five keys each), with writes going on.
 
     .venv/bin/python -m bench.bench_scale --sizes 1000,10000,100000 [--projects 1] [--queries 300]
-        [--write-rate 20] [--json FILE] [--keep DIR]
+        [--write-rate 20] [--json FILE] [--keep DIR] [--qdrant-local]
+    .venv/bin/python -m bench.bench_scale --data DIR [--compact]     # measure a kept data dir
 
 Per size: a data directory is filled in-process through ``MemoryService.store_many`` (the
 product's own records: memories and their key points), with the realistic generated lessons and
@@ -12,6 +13,8 @@ issues ``--queries`` searches in the first project, one at a time, while another
 memories at ``--write-rate`` per second (real embeddings). Reported: search p50/p95 (ms), store
 p50, daemon RSS before and after the writes, store size on disk, fill time.
 
+``--qdrant-local`` runs the same through the ``CONTEXTD_QDRANT_URL`` adapter (qdrant-client) in
+its local mode; ``--compact`` first runs ``contextd-mcp compact``'s optimizer over the store.
 The clients run in this process, on the same 2 cores as the daemon.
 """
 
@@ -47,6 +50,17 @@ BATCH = 512
 
 def project_name(i: int) -> str:
     return f"proj-{i:04d}"
+
+
+# Set by --qdrant-local: the store is qdrant-client's local mode in this folder of each data dir
+# (the CONTEXTD_QDRANT_URL adapter, without a server), for the fill and for the daemon.
+LOCAL_MODE = "qdrant-local"
+_backend_env: dict[str, str] = {}
+
+
+def use_local_mode(data_dir: Path) -> None:
+    _backend_env["CONTEXTD_QDRANT_PATH"] = str(data_dir / LOCAL_MODE)
+    os.environ.update(_backend_env)
 
 
 def scope_env(project: str) -> dict[str, str]:
@@ -94,7 +108,8 @@ def compact(data_dir: Path) -> dict[str, float]:
 
 
 def disk_mib(data_dir: Path) -> float:
-    return sum(f.stat().st_blocks * 512 for f in (data_dir / "store").rglob("*") if f.is_file()) / 2**20
+    roots = [data_dir / "store", data_dir / LOCAL_MODE]
+    return sum(f.stat().st_blocks * 512 for root in roots for f in root.rglob("*") if f.is_file()) / 2**20
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -120,7 +135,7 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
     cwd.mkdir(exist_ok=True)
     env = scope_env(project_name(0))
     started = time.perf_counter()
-    daemon = start_daemon(data_dir, cwd)
+    daemon = start_daemon(data_dir, cwd, **_backend_env)
     texts = scale_records.queries(queries + 20)
     try:
         async with socket_client(daemon.socket, cwd, env) as client:
@@ -156,10 +171,13 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
     }
 
 
-def run_size(root: Path, n: int, projects: int, queries: int, write_rate: float) -> dict[str, Any]:
+def run_size(root: Path, n: int, projects: int, queries: int, write_rate: float, local: bool) -> dict[str, Any]:
     data_dir = root / f"data-{n}"
+    if local:
+        use_local_mode(data_dir)
     fill_s = fill(data_dir, n, projects)
     figures: dict[str, Any] = {"memories": n, "projects": projects, "fill_s": round(fill_s, 1)}
+    figures["store"] = "qdrant-client local mode" if local else "qdrant-edge (embedded)"
     figures["disk_mib"] = round(disk_mib(data_dir), 1)
     figures.update(anyio.run(measure, data_dir, queries, write_rate))
     return figures
@@ -173,6 +191,7 @@ def main() -> int:
     parser.add_argument("--write-rate", type=float, default=20.0, help="memory_store calls/s during the searches")
     parser.add_argument("--json", type=Path, help="append the figures (one JSON object per size) to this file")
     parser.add_argument("--keep", type=Path, help="fill and keep data directories here (default: a temp dir)")
+    parser.add_argument("--qdrant-local", action="store_true", help="the qdrant-client adapter in local mode")
     parser.add_argument("--data", type=Path, help="measure this filled data directory (no fill)")
     parser.add_argument("--compact", action="store_true", help="with --data: compact the store first (timed)")
     args = parser.parse_args()
@@ -187,7 +206,7 @@ def main() -> int:
     root = args.keep or Path(tempfile.mkdtemp(prefix="contextd-scale-"))
     try:
         for n in [int(s) for s in args.sizes.split(",")]:
-            figures = run_size(root, n, args.projects, args.queries, args.write_rate)
+            figures = run_size(root, n, args.projects, args.queries, args.write_rate, args.qdrant_local)
             print(json.dumps(figures), flush=True)
             if args.json:
                 with args.json.open("a") as out:

@@ -114,3 +114,25 @@ def test_writes_after_compaction_are_found_at_once_and_deletes_apply_to_indexed_
 
 def edge_info(store: EdgeStore) -> qe.ShardInfo:
     return store._shards["keys"].info()  # noqa: SLF001 - the engine's own view of its segments
+
+
+def test_the_compact_command_indexes_a_stopped_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.helpers import run_cli
+
+    monkeypatch.setattr(edge, "INDEXING_THRESHOLD_KB", 50)  # stored in the shard's config at creation
+    data_dir = tmp_path / "data"
+    store = EdgeStore(data_dir / "store")
+    store.ensure(SPEC)
+    store.upsert("keys", _records(_unit(np.random.default_rng(3), 2000)))
+    assert edge_info(store).indexed_vectors_count == 2000  # the sparse vectors only
+    store.close()
+
+    done = run_cli(data_dir, "compact", "--data-dir", str(data_dir), timeout=300)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("keys: "), done.stdout
+    reopened = EdgeStore(data_dir / "store")
+    reopened.ensure(SPEC)
+    assert edge_info(reopened).indexed_vectors_count == 4000
+    assert reopened.count("keys", {"project": "p"}) == 2000
+    reopened.close()

@@ -121,6 +121,26 @@ def _valid_id(record_id: str) -> bool:
     return True
 
 
+def _optimize(shard: qe.EdgeShard) -> float:
+    started = time.perf_counter()
+    shard.optimize()
+    shard.flush()
+    return round(time.perf_counter() - started, 2)
+
+
+def compact_store(root: Path) -> dict[str, float]:
+    """``EdgeStore.compact`` for every collection under ``root``, each under the settings it was
+    last opened with (the daemon writes ``_config``'s at every open). No daemon may hold it."""
+    took = {}
+    for path in sorted(p for p in root.iterdir() if (p / _META).exists()):
+        shard = qe.EdgeShard.load(str(path))
+        try:
+            took[path.name] = _optimize(shard)
+        finally:
+            shard.close()
+    return took
+
+
 class EdgeStore:
     def __init__(self, root: Path) -> None:
         self._root = root
@@ -301,14 +321,8 @@ class EdgeStore:
         Blocking, and it holds the GIL (qdrant-edge 0.9): for a store no daemon is serving
         (``contextd-mcp`` with the daemon stopped, the bench), never on a request path.
         """
-        took = {}
         with self._lock:
-            for name, shard in self._shards.items():
-                started = time.perf_counter()
-                shard.optimize()
-                shard.flush()
-                took[name] = round(time.perf_counter() - started, 2)
-        return took
+            return {name: _optimize(shard) for name, shard in self._shards.items()}
 
     def flush(self) -> None:
         with self._lock:
