@@ -28,9 +28,9 @@ HOT_INDEX_AT = 200
 KEYWORD_INDEX_AT = 2000
 # The sparse vector's name; the dense one stays unnamed, so dense-only collections are unchanged.
 _SPARSE = "lexical"
-# Segments (BENCHMARKS.md, "Scale"). Points arrive in an appendable segment that keeps its id
-# tracker, payload indexes and sparse index on the heap (100k memories with five keys: ~1.8 GiB,
-# 15 s to reopen). The optimizer (``compact``) turns segments over INDEXING_THRESHOLD_KB into
+# Segments (BENCHMARKS.md, "Session 5: scale"). Points arrive in an appendable segment that keeps
+# its id tracker, payload indexes and sparse index on the heap (100k memories with five keys: a
+# 2 GiB daemon, tens of seconds to reopen). The optimizer (``compact``) turns segments over INDEXING_THRESHOLD_KB into
 # immutable ones, memory-mapped and built with an HNSW graph; until then they are searched exactly.
 INDEXING_THRESHOLD_KB = 8_000  # ≈ 5k float32 vectors of 384 dims
 MAX_SEGMENT_KB = 400_000  # ≈ 260k vectors: two segments for 100k memories' keys, one per core
