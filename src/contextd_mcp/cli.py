@@ -353,6 +353,25 @@ def cmd_migrate_tenant(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    """Builds the embedded store's indexed segments (HNSW, memory-mapped), with no daemon running."""
+    from contextd_mcp.transports.bridge import request
+
+    paths = data_paths(args.data_dir)
+    if request(paths, "status") is not None:
+        print("contextd-mcp: the daemon is running; stop it first (`contextd-mcp stop`): it owns the store",
+              file=sys.stderr)
+        return 1
+    from contextd_mcp.adapters.qdrant_edge_store import compact_store
+
+    if not paths.store.is_dir():
+        print(f"contextd-mcp: no store in {paths.root}", file=sys.stderr)
+        return 2
+    for name, seconds in compact_store(paths.store).items():
+        print(f"{name}: {seconds:.1f} s")
+    return 0
+
+
 def sandbox_line(sandbox: dict[str, Any] | None) -> str:
     """The bash sandbox's budget: cgroup mode and limits, or why cgroups are not used."""
     if not sandbox:
@@ -690,6 +709,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("event", metavar="{session-start,session-end,pre-compact}")
     p.set_defaults(func=cmd_hook)
 
+    p = add("compact", "index the embedded store's large collections (HNSW, on-disk segments); daemon stopped")
+    p.set_defaults(func=cmd_compact)
     p = sub.add_parser("docs", help="generate schema.json and TOOL.md from the tool registry")
     p.add_argument("--out", default=".", help="directory to write into")
     p.add_argument("--check", action="store_true", help="fail if the committed files differ")

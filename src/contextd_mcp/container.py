@@ -46,7 +46,14 @@ from contextd_mcp.services.remediation import RemediationService
 from contextd_mcp.services.remediation_rerank import RerankSettings
 from contextd_mcp.services.sessions import SessionPolicy, SessionService
 from contextd_mcp.services.skills import SkillService
-from contextd_mcp.settings import EmbeddingSettings, LimitSettings, RemediationSettings, SessionSettings, StoreSettings
+from contextd_mcp.settings import (
+    EmbeddingSettings,
+    LimitSettings,
+    RemediationSettings,
+    ServerCollectionSettings,
+    SessionSettings,
+    StoreSettings,
+)
 
 if TYPE_CHECKING:  # imported where they are wired, by the functions at the end
     from contextd_mcp.services.folding import FoldingService
@@ -59,7 +66,8 @@ def make_store(settings: StoreSettings, paths: DataPaths) -> VectorStore:
     if settings.qdrant_url or settings.qdrant_path:
         from contextd_mcp.adapters.qdrant_client_store import QdrantClientStore
 
-        return QdrantClientStore(url=settings.qdrant_url, api_key=settings.qdrant_api_key, path=settings.qdrant_path)
+        layout = ServerCollectionSettings()  # CONTEXTD_QDRANT_SHARD_NUMBER etc.; read when a collection is created
+        return QdrantClientStore(settings.qdrant_url, settings.qdrant_api_key, settings.qdrant_path, layout)
     from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
 
     return EdgeStore(paths.store)

@@ -32,6 +32,36 @@ class StoreSettings(BaseSettings):
         return self
 
 
+class ServerCollectionSettings(BaseSettings):
+    """How collections are created on a Qdrant server or cluster (``CONTEXTD_QDRANT_URL``).
+
+    Read once, when a collection is first created; an existing collection keeps its settings
+    (change them with Qdrant's own collection update API). Defaults suit a 3-node cluster
+    serving many tenants; README "Moving to a Qdrant server" says why each is what it is.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CONTEXTD_QDRANT_")
+
+    # Shards spread a collection's points over nodes; more shards than nodes lets a cluster grow
+    # by moving shards, not by re-sharding. 1 on a single server costs nothing.
+    shard_number: int = Field(default=3, ge=1, le=64)
+    # Copies of each shard: 2 survives one node down (reads and writes go on).
+    replication_factor: int = Field(default=2, ge=1, le=8)
+    # Replicas that must acknowledge a write: 1 keeps writes available with a node down.
+    write_consistency_factor: int = Field(default=1, ge=1, le=8)
+    # Payload (memory texts) is read for a page of hits only: on disk, vectors' codes in RAM.
+    on_disk_payload: bool = True
+    # int8 scalar quantisation held in RAM, float vectors on disk; searches rescore the
+    # oversampled candidates with the float vectors (recall measured in BENCHMARKS.md).
+    quantization: bool = True
+    oversampling: float = Field(default=2.0, ge=1.0, le=8.0)
+    # HNSW: a global graph (m) for searches across a tenant, and per-project subgraphs
+    # (payload_m) so a project-filtered search walks its own points only.
+    hnsw_m: int = Field(default=16, ge=0, le=64)
+    hnsw_payload_m: int = Field(default=16, ge=0, le=64)
+    hnsw_ef_construct: int = Field(default=100, ge=4, le=1000)
+
+
 class EmbeddingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONTEXTD_EMBEDDING_")
 

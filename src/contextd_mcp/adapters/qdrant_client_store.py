@@ -17,6 +17,7 @@ from qdrant_client import QdrantClient, models
 from contextd_mcp.adapters.store_meta import check_model
 from contextd_mcp.ports import vector_store as port
 from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, Sparse, Where, placeholder_vector
+from contextd_mcp.settings import ServerCollectionSettings
 
 _PREFIX = "contextd_"
 # The sparse vector's name; the dense one stays unnamed, so dense-only collections are unchanged.
@@ -48,6 +49,38 @@ def _sparse(values: Sparse) -> models.SparseVector:
     return models.SparseVector(indices=indices, values=[float(values[i]) for i in indices])
 
 
+# Scope fields every search filters on: stored by tenant (is_tenant) so a filtered search reads
+# the points of one scope together, on a server that co-locates them.
+_TENANT_FIELDS = ("tenant", "project")
+
+
+def _keyword_index(field: str) -> models.KeywordIndexParams:
+    return models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=field in _TENANT_FIELDS)
+
+
+def _collection_args(spec: CollectionSpec, layout: ServerCollectionSettings) -> dict[str, Any]:
+    """create_collection's arguments for a server or cluster (README, "Moving to a Qdrant server")."""
+    quantization = None
+    if layout.quantization:
+        scalar = models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
+        quantization = models.ScalarQuantization(scalar=scalar)
+    return {
+        "vectors_config": models.VectorParams(size=spec.dim, distance=models.Distance.COSINE, on_disk=True),
+        "sparse_vectors_config": (
+            {_SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)} if spec.sparse else None
+        ),
+        "shard_number": layout.shard_number,
+        "replication_factor": layout.replication_factor,
+        "write_consistency_factor": layout.write_consistency_factor,
+        "on_disk_payload": layout.on_disk_payload,
+        "quantization_config": quantization,
+        "hnsw_config": models.HnswConfigDiff(
+            m=layout.hnsw_m, payload_m=layout.hnsw_payload_m, ef_construct=layout.hnsw_ef_construct
+        ),
+        "metadata": {"model": spec.model, "dim": spec.dim},
+    }
+
+
 def _valid_id(record_id: str) -> bool:
     try:
         uuid.UUID(record_id)
@@ -57,7 +90,17 @@ def _valid_id(record_id: str) -> bool:
 
 
 class QdrantClientStore:
-    def __init__(self, url: str | None = None, api_key: str | None = None, path: Path | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        path: Path | None = None,
+        layout: ServerCollectionSettings | None = None,
+    ) -> None:
+        self._layout = layout or ServerCollectionSettings()
+        rescore = models.QuantizationSearchParams(rescore=True, oversampling=self._layout.oversampling)
+        # Local mode searches exactly and warns at search params.
+        self._params = models.SearchParams(quantization=rescore) if self._layout.quantization and path is None else None
         if path is not None:
             self._client = QdrantClient(path=str(path))
             self._where = f"local folder {path}"
@@ -81,17 +124,10 @@ class QdrantClientStore:
                 meta = info.config.metadata or {}
                 check_model(spec, meta.get("model"), meta.get("dim"))
             else:
-                self._client.create_collection(
-                    name,
-                    vectors_config=models.VectorParams(size=spec.dim, distance=models.Distance.COSINE),
-                    sparse_vectors_config=(
-                        {_SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)} if spec.sparse else None
-                    ),
-                    metadata={"model": spec.model, "dim": spec.dim},
-                )
+                self._client.create_collection(name, **_collection_args(spec, self._layout))
                 if self._indexes:
                     for field in spec.keyword_fields:
-                        self._client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
+                        self._client.create_payload_index(name, field, _keyword_index(field))
                     for field in spec.float_fields:
                         self._client.create_payload_index(name, field, models.PayloadSchemaType.FLOAT)
             self._ready.add(spec.name)
@@ -129,7 +165,8 @@ class QdrantClientStore:
         payload = list(fields) if fields is not None else True
         with self._lock:
             response = self._client.query_points(
-                _PREFIX + collection, query=list(vector), query_filter=_filter(where), limit=limit, with_payload=payload
+                _PREFIX + collection, query=list(vector), query_filter=_filter(where), limit=limit, with_payload=payload,
+                search_params=self._params,
             )
         return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
 
@@ -169,7 +206,7 @@ class QdrantClientStore:
         fields: Sequence[str] | None = None,
     ) -> list[Hit]:
         flt = _filter(where)
-        prefetch = [models.Prefetch(query=list(vector), filter=flt, limit=candidates)]
+        prefetch = [models.Prefetch(query=list(vector), filter=flt, limit=candidates, params=self._params)]
         if sparse:
             prefetch.append(models.Prefetch(query=_sparse(sparse), using=_SPARSE, filter=flt, limit=candidates))
         fusion = models.RrfQuery(rrf=models.Rrf(k=port.RRF_K, weights=list(weights[: len(prefetch)])))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,6 +29,47 @@ HOT_INDEX_AT = 200
 KEYWORD_INDEX_AT = 2000
 # The sparse vector's name; the dense one stays unnamed, so dense-only collections are unchanged.
 _SPARSE = "lexical"
+# Segments (BENCHMARKS.md, "Session 5: scale"). Points arrive in an appendable segment that keeps
+# its id tracker, payload indexes and sparse index on the heap (100k memories with five keys: a
+# 2 GiB daemon, tens of seconds to reopen). The optimizer (``compact``) turns segments over INDEXING_THRESHOLD_KB into
+# immutable ones, memory-mapped and built with an HNSW graph; until then they are searched exactly.
+INDEXING_THRESHOLD_KB = 8_000  # ≈ 5k float32 vectors of 384 dims
+MAX_SEGMENT_KB = 400_000  # ≈ 260k vectors: two segments for 100k memories' keys, one per core
+SEGMENTS = 2  # searched in parallel, one per core
+HNSW_M = 16
+HNSW_EF_CONSTRUCT = 100
+# Below this many KB of vectors in a segment a filtered search scans exactly, not the graph
+# (a project of a few thousand keys among many projects).
+FULL_SCAN_KB = 2_000
+# Scope fields: stored per tenant in immutable segments, so a project's points are read together.
+_TENANT_FIELDS = ("tenant", "project")
+
+
+def _config(spec: CollectionSpec) -> qe.EdgeConfig:
+    # Cold: vectors are paged in as searches touch them. The default (Cached) keeps a 32 MiB
+    # preallocated chunk resident per collection, even for a handful of points. Turbo8 (8-bit
+    # TurboQuant codes): a quarter of float32's memory and bandwidth for an exact search (100k
+    # memories: 38 MiB and 19 ms, against 154 MiB and 31 ms); R@k and MRR on both retrieval
+    # sets are the same as with float32 (BENCHMARKS.md).
+    vectors = qe.EdgeVectorParams(
+        size=spec.dim, distance=qe.Distance.Cosine, memory=qe.Memory.Cold, datatype=qe.VectorStorageDatatype.Turbo8
+    )
+    # The sparse index defaults to Pinned (on the heap); Cold maps it from disk.
+    sparse = {_SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf, memory=qe.Memory.Cold)} if spec.sparse else None
+    return qe.EdgeConfig(
+        vectors=vectors,
+        sparse_vectors=sparse,
+        hnsw_config=qe.HnswIndexConfig(
+            m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_KB, max_indexing_threads=1,
+            memory=qe.Memory.Cold,
+        ),
+        optimizers=qe.EdgeOptimizersConfig(
+            indexing_threshold=INDEXING_THRESHOLD_KB, max_segment_size=MAX_SEGMENT_KB, default_segment_number=SEGMENTS,
+            prevent_unoptimized=False,  # a point is searchable (exactly) as soon as it is written
+        ),
+        payload_memory=qe.Memory.Cold,
+        id_tracker_memory=qe.Memory.Cold,
+    )
 
 
 def _condition(key: str, value: object) -> qe.FieldCondition:
@@ -80,6 +122,26 @@ def _valid_id(record_id: str) -> bool:
     return True
 
 
+def _optimize(shard: qe.EdgeShard) -> float:
+    started = time.perf_counter()
+    shard.optimize()
+    shard.flush()
+    return round(time.perf_counter() - started, 2)
+
+
+def compact_store(root: Path) -> dict[str, float]:
+    """``EdgeStore.compact`` for every collection under ``root``, each under the settings it was
+    last opened with (the daemon writes ``_config``'s at every open). No daemon may hold it."""
+    took = {}
+    for path in sorted(p for p in root.iterdir() if (p / _META).exists()):
+        shard = qe.EdgeShard.load(str(path))
+        try:
+            took[path.name] = _optimize(shard)
+        finally:
+            shard.close()
+    return took
+
+
 class EdgeStore:
     def __init__(self, root: Path) -> None:
         self._root = root
@@ -106,22 +168,11 @@ class EdgeStore:
             if meta_path.exists():
                 meta = json.loads(meta_path.read_text())
                 check_model(spec, meta.get("model"), meta.get("dim"))
-                shard = qe.EdgeShard.load(str(path))
+                # The config given at load replaces the stored one: shards made before segment
+                # settings existed get them (the vectors' own parameters are unchanged).
+                shard = qe.EdgeShard.load(str(path), _config(spec))
             else:
-                sparse = {_SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if spec.sparse else None
-                # Cold: vectors are paged in as searches touch them. The default (Cached) keeps a
-                # 32 MiB preallocated chunk resident per collection, even for a handful of points.
-                # Turbo8 (8-bit TurboQuant codes): a quarter of float32's memory and bandwidth for
-                # an exact search (100k memories: 38 MiB and 19 ms, against 154 MiB and 31 ms);
-                # R@k and MRR on both retrieval sets are the same as with float32 (BENCHMARKS.md).
-                vectors = qe.EdgeVectorParams(
-                    size=spec.dim,
-                    distance=qe.Distance.Cosine,
-                    memory=qe.Memory.Cold,
-                    datatype=qe.VectorStorageDatatype.Turbo8,
-                )
-                config = qe.EdgeConfig(vectors=vectors, sparse_vectors=sparse)
-                shard = qe.EdgeShard.create(str(path), config)
+                shard = qe.EdgeShard.create(str(path), _config(spec))
                 # Range indexes are what order_by needs, so they exist from the start.
                 for name in spec.float_fields:
                     shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Float))
@@ -138,7 +189,8 @@ class EdgeStore:
         present = set(shard.info().payload_schema)
         missing = [name for name in fields if name not in present]
         for name in missing:
-            shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+            params = qe.KeywordIndexParams(is_tenant=name in _TENANT_FIELDS)
+            shard.update(qe.UpdateOperation.create_field_index(name, params))
         if missing:
             shard.flush()
 
@@ -287,6 +339,16 @@ class EdgeStore:
     def count(self, collection: str, where: Where) -> int:
         with self._lock:
             return int(self._shard(collection).count(qe.CountRequest(exact=True, filter=_filter(where))))
+
+    def compact(self) -> dict[str, float]:
+        """Runs the engine's optimizer on every collection: segments over the indexing threshold
+        become immutable, memory-mapped and HNSW-indexed. Seconds per collection.
+
+        Blocking, and it holds the GIL (qdrant-edge 0.9): for a store no daemon is serving
+        (``contextd-mcp`` with the daemon stopped, the bench), never on a request path.
+        """
+        with self._lock:
+            return {name: _optimize(shard) for name, shard in self._shards.items()}
 
     def flush(self) -> None:
         with self._lock:

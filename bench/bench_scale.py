@@ -1,0 +1,223 @@
+"""Scale: memory_search through the MCP tool at 1k…1M memories (five keys each), with writes going on.
+
+    .venv/bin/python -m bench.bench_scale --sizes 1000,10000,100000 [--projects 1] [--queries 300]
+        [--write-rate 20] [--json FILE] [--keep DIR] [--qdrant-local]
+    .venv/bin/python -m bench.bench_scale --data DIR [--compact]     # measure a kept data dir
+
+Per size: a data directory is filled in-process through ``MemoryService.store_many`` (the
+product's own records: memories and their key points), with the realistic generated lessons and
+derived vectors of ``bench/scale_records.py``, spread evenly over ``--projects`` projects of
+one tenant. Then a real daemon (`contextd-mcp serve`) is started on it and timed from spawn to
+its first ``memory_search`` answer (restart to first answer), and one unix-socket MCP client
+issues ``--queries`` searches in the first project, one at a time, while another stores new
+memories at ``--write-rate`` per second (real embeddings). Reported: search p50/p95 (ms), store
+p50, daemon RSS before and after the writes, store size on disk, fill time.
+
+``--qdrant-local`` runs the same through the ``CONTEXTD_QDRANT_URL`` adapter (qdrant-client) in
+its local mode; ``--compact`` first runs ``contextd-mcp compact``'s optimizer over the store.
+The clients run in this process, on the same 2 cores as the daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench import scale_records  # noqa: E402
+from bench.driver import rss_mib  # noqa: E402
+from contextd_mcp.models.scope import Scope  # noqa: E402
+from contextd_mcp.paths import DataPaths  # noqa: E402
+from tests.e2e.daemons import socket_client, start_daemon  # noqa: E402
+
+TENANT = "scaleco"
+BATCH = 512
+
+
+def project_name(i: int) -> str:
+    return f"proj-{i:04d}"
+
+
+# Set by --qdrant-local: the store is qdrant-client's local mode in this folder of each data dir
+# (the CONTEXTD_QDRANT_URL adapter, without a server), for the fill and for the daemon.
+LOCAL_MODE = "qdrant-local"
+_backend_env: dict[str, str] = {}
+
+
+def use_local_mode(data_dir: Path) -> None:
+    _backend_env["CONTEXTD_QDRANT_PATH"] = str(data_dir / LOCAL_MODE)
+    os.environ.update(_backend_env)
+
+
+def scope_env(project: str) -> dict[str, str]:
+    return {"CONTEXTD_TENANT": TENANT, "CONTEXTD_TEAM": "default", "CONTEXTD_PROJECT": project}
+
+
+def fill(data_dir: Path, n: int, projects: int, seed: int = 7) -> float:
+    """n generated lessons over ``projects`` projects, in-process; returns seconds."""
+    from contextd_mcp.container import build, make_embedder
+    from contextd_mcp.settings import EmbeddingSettings
+
+    real = make_embedder(EmbeddingSettings())
+    embedder = scale_records.DerivedEmbedder(real, scale_records.load_bank(real, real.model_name))
+    container = build(DataPaths(data_dir), embedder=embedder)
+    started = time.perf_counter()
+    try:
+        batch: list[scale_records.Lesson] = []
+        for index, item in enumerate(scale_records.lessons(n, seed)):
+            batch.append(item)
+            if len(batch) == BATCH or index == n - 1:
+                # Consecutive batches go to consecutive projects: every project gets n / projects.
+                scope = Scope(tenant=TENANT, project=project_name((index // BATCH) % projects))
+                embedder.expect(batch)
+                situations = [("", b.error) for b in batch]
+                container.memory.store_many(scope, [b.request for b in batch], situations=situations)
+                batch = []
+    finally:
+        container.close()
+    if embedder.misses:  # every key text should have had a derived vector
+        print(f"fill: {len(embedder.misses)} texts embedded for real, e.g. {embedder.misses[:3]}", file=sys.stderr)
+    return time.perf_counter() - started
+
+
+def compact(data_dir: Path) -> dict[str, float]:
+    """Runs the engine's optimizer over the store (no daemon running); seconds per collection."""
+    from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
+    from contextd_mcp.container import build
+
+    container = build(DataPaths(data_dir))  # opens every collection the daemon opens
+    try:
+        assert isinstance(container.store, EdgeStore), "compaction is the embedded engine's"
+        return container.store.compact()
+    finally:
+        container.close()
+
+
+def disk_mib(data_dir: Path) -> float:
+    roots = [data_dir / "store", data_dir / LOCAL_MODE]
+    return sum(f.stat().st_blocks * 512 for root in roots for f in root.rglob("*") if f.is_file()) / 2**20
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2) if ordered else float("nan")
+
+
+async def _writer(client: Any, rate: float, stop: anyio.Event, out: list[float], rng: random.Random) -> None:
+    serial = 0
+    while not stop.is_set():
+        serial += 1
+        item = scale_records.lesson(10_000_000 + serial, rng)
+        started = time.perf_counter()
+        result = await client.call_tool("memory_store", item.request.model_dump(mode="json", exclude_none=True))
+        if result.is_error:
+            raise RuntimeError(str(result.content[0]))
+        out.append((time.perf_counter() - started) * 1000)
+        await anyio.sleep(max(0.0, 1 / rate - (time.perf_counter() - started)))
+
+
+async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, Any]:
+    cwd = data_dir.parent / "cwd"
+    cwd.mkdir(exist_ok=True)
+    env = scope_env(project_name(0))
+    started = time.perf_counter()
+    daemon = start_daemon(data_dir, cwd, **_backend_env)
+    texts = scale_records.queries(queries + 20)
+    try:
+        async with socket_client(daemon.socket, cwd, env) as client:
+            first = await client.call_tool("memory_search", {"query": texts[0]})
+            restart_s = time.perf_counter() - started
+            assert not first.is_error, str(first.content[0])
+            for text in texts[1:20]:
+                await client.call_tool("memory_search", {"query": text})
+            rss_before = rss_mib(daemon.process.pid)[0]
+            search: list[float] = []
+            stores: list[float] = []
+            stop = anyio.Event()
+            async with socket_client(daemon.socket, cwd, env) as writer, anyio.create_task_group() as tg:
+                if write_rate > 0:
+                    tg.start_soon(_writer, writer, write_rate, stop, stores, random.Random(5))
+                for text in texts[20:]:
+                    t0 = time.perf_counter()
+                    result = await client.call_tool("memory_search", {"query": text, "limit": 5})
+                    search.append((time.perf_counter() - t0) * 1000)
+                    assert not result.is_error, str(result.content[0])
+                    assert result.structured_content["memories"], f"no hit for {text!r}"
+                stop.set()
+            rss_after, rss_peak = rss_mib(daemon.process.pid)
+    finally:
+        daemon.stop()
+    return {
+        "restart_to_first_answer_s": round(restart_s, 2),
+        "search_p50_ms": _pct(search, 0.5), "search_p95_ms": _pct(search, 0.95),
+        "search_mean_ms": round(statistics.fmean(search), 2),
+        "stores_during": len(stores), "store_p50_ms": _pct(stores, 0.5),
+        "rss_mib_before_writes": round(rss_before, 1), "rss_mib_after_writes": round(rss_after, 1),
+        "rss_mib_peak": round(rss_peak, 1),
+    }
+
+
+def run_size(root: Path, n: int, projects: int, queries: int, write_rate: float, local: bool) -> dict[str, Any]:
+    data_dir = root / f"data-{n}"
+    if local:
+        use_local_mode(data_dir)
+    fill_s = fill(data_dir, n, projects)
+    figures: dict[str, Any] = {"memories": n, "projects": projects, "fill_s": round(fill_s, 1)}
+    figures["store"] = "qdrant-client local mode" if local else "qdrant-edge (embedded)"
+    figures["disk_mib"] = round(disk_mib(data_dir), 1)
+    figures.update(anyio.run(measure, data_dir, queries, write_rate))
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--projects", type=int, default=1, help="projects the memories are spread over")
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--write-rate", type=float, default=20.0, help="memory_store calls/s during the searches")
+    parser.add_argument("--json", type=Path, help="append the figures (one JSON object per size) to this file")
+    parser.add_argument("--keep", type=Path, help="fill and keep data directories here (default: a temp dir)")
+    parser.add_argument("--qdrant-local", action="store_true", help="the qdrant-client adapter in local mode")
+    parser.add_argument("--data", type=Path, help="measure this filled data directory (no fill)")
+    parser.add_argument("--compact", action="store_true", help="with --data: compact the store first (timed)")
+    args = parser.parse_args()
+    if args.data:
+        figures = {"data": str(args.data), "disk_mib": round(disk_mib(args.data), 1)}
+        if args.compact:
+            figures["compact_s"] = compact(args.data)
+            figures["disk_mib_compacted"] = round(disk_mib(args.data), 1)
+        figures.update(anyio.run(measure, args.data, args.queries, args.write_rate))
+        print(json.dumps(figures), flush=True)
+        return 0
+    root = args.keep or Path(tempfile.mkdtemp(prefix="contextd-scale-"))
+    try:
+        for n in [int(s) for s in args.sizes.split(",")]:
+            figures = run_size(root, n, args.projects, args.queries, args.write_rate, args.qdrant_local)
+            print(json.dumps(figures), flush=True)
+            if args.json:
+                with args.json.open("a") as out:
+                    out.write(json.dumps(figures) + "\n")
+            if not args.keep:
+                shutil.rmtree(root / f"data-{n}", ignore_errors=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""The embedded store's segment layout: configured (not default) optimizer, HNSW and memory
+placement, compaction into indexed segments, and exact search over what is not indexed yet."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import qdrant_edge as qe
+
+from contextd_mcp.adapters import qdrant_edge_store as edge
+from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
+from contextd_mcp.ports.vector_store import CollectionSpec, Record
+
+DIM = 32
+SPEC = CollectionSpec(name="keys", dim=DIM, model="test-model", keyword_fields=("tenant", "project"),
+                      hot_fields=("tenant", "project"), sparse=True)
+
+
+def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    v = rng.standard_normal((n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _records(vectors: np.ndarray, project: str = "p") -> list[Record]:
+    return [
+        Record(str(uuid.uuid4()), {"tenant": "t", "project": project, "n": i}, v.tolist(), {i % 50: 1.0})
+        for i, v in enumerate(vectors)
+    ]
+
+
+def test_a_new_collection_gets_the_configured_segment_layout(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path)
+    store.ensure(SPEC)
+    store.close()
+    config = json.loads((tmp_path / "keys" / "edge_config.json").read_text())
+    text = json.dumps(config)
+    assert str(edge.INDEXING_THRESHOLD_KB) in text and str(edge.MAX_SEGMENT_KB) in text, config
+    assert str(edge.HNSW_M) in text and str(edge.HNSW_EF_CONSTRUCT) in text, config
+
+
+def test_a_store_made_without_segment_settings_gets_them_when_opened(tmp_path: Path) -> None:
+    # What the store looked like before: vectors only, the engine's default optimizer.
+    vectors = qe.EdgeVectorParams(size=DIM, distance=qe.Distance.Cosine, memory=qe.Memory.Cold,
+                                  datatype=qe.VectorStorageDatatype.Turbo8)
+    sparse = {"lexical": qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
+    old = qe.EdgeShard.create(str(tmp_path / "keys"), qe.EdgeConfig(vectors=vectors, sparse_vectors=sparse))
+    point = qe.Point(id=str(uuid.uuid4()), vector=[1.0] + [0.0] * (DIM - 1), payload={"tenant": "t", "project": "p"})
+    old.update(qe.UpdateOperation.upsert_points([point]))
+    old.flush()
+    old.close()
+    (tmp_path / "keys" / "contextd-collection.json").write_text(json.dumps({"model": "test-model", "dim": DIM}))
+    before = (tmp_path / "keys" / "edge_config.json").read_text()
+    assert str(edge.MAX_SEGMENT_KB) not in before
+
+    store = EdgeStore(tmp_path)
+    store.ensure(SPEC)
+    hits = store.search("keys", [1.0] + [0.0] * (DIM - 1), {"tenant": "t"}, 5)
+    store.close()
+    assert [h.id for h in hits] == [str(point.id)]
+    assert str(edge.MAX_SEGMENT_KB) in (tmp_path / "keys" / "edge_config.json").read_text()
+
+
+def test_compaction_indexes_segments_and_keeps_the_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small thresholds so that 3,000 points of 32 dims make an indexed segment.
+    monkeypatch.setattr(edge, "INDEXING_THRESHOLD_KB", 50)
+    monkeypatch.setattr(edge, "FULL_SCAN_KB", 10)
+    rng = np.random.default_rng(1)
+    store = EdgeStore(tmp_path)
+    store.ensure(SPEC)
+    store.upsert("keys", _records(_unit(rng, 3000)))
+    queries = _unit(rng, 40)
+    exact = [[h.id for h in store.search("keys", q.tolist(), {"project": "p"}, 10)] for q in queries]
+    # Counted per vector: the sparse index is built as points arrive, the dense graph is not.
+    assert edge_info(store).indexed_vectors_count == 3000
+
+    took = store.compact()
+
+    assert took["keys"] >= 0
+    assert edge_info(store).indexed_vectors_count == 6000
+    approx = [[h.id for h in store.search("keys", q.tolist(), {"project": "p"}, 10)] for q in queries]
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact, strict=True)])
+    assert recall >= 0.98, recall
+    store.close()
+
+
+def test_writes_after_compaction_are_found_at_once_and_deletes_apply_to_indexed_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(edge, "INDEXING_THRESHOLD_KB", 50)
+    rng = np.random.default_rng(2)
+    store = EdgeStore(tmp_path)
+    store.ensure(SPEC)
+    old = _records(_unit(rng, 2000))
+    store.upsert("keys", old)
+    store.compact()
+    fresh = _records(_unit(rng, 1), project="q")[0]
+    store.upsert("keys", [fresh])
+    # No compaction in between: the new point sits in an unindexed segment, searched exactly.
+    assert [h.id for h in store.search("keys", fresh.vector or [], {"project": "q"}, 3)] == [fresh.id]
+    store.delete("keys", [old[0].id], {"tenant": "t"})
+    assert old[0].id not in [h.id for h in store.search("keys", old[0].vector or [], {"project": "p"}, 5)]
+    assert store.count("keys", {"tenant": "t"}) == 2000
+    store.close()
+    reopened = EdgeStore(tmp_path)
+    reopened.ensure(SPEC)
+    assert [h.id for h in reopened.search("keys", fresh.vector or [], {"project": "q"}, 3)] == [fresh.id]
+    assert reopened.count("keys", {"tenant": "t"}) == 2000
+    reopened.close()
+
+
+def edge_info(store: EdgeStore) -> qe.ShardInfo:
+    return store._shards["keys"].info()  # noqa: SLF001 - the engine's own view of its segments
+
+
+def test_the_compact_command_indexes_a_stopped_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.helpers import run_cli
+
+    monkeypatch.setattr(edge, "INDEXING_THRESHOLD_KB", 50)  # stored in the shard's config at creation
+    data_dir = tmp_path / "data"
+    store = EdgeStore(data_dir / "store")
+    store.ensure(SPEC)
+    store.upsert("keys", _records(_unit(np.random.default_rng(3), 2000)))
+    assert edge_info(store).indexed_vectors_count == 2000  # the sparse vectors only
+    store.close()
+
+    done = run_cli(data_dir, "compact", "--data-dir", str(data_dir), timeout=300)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("keys: "), done.stdout
+    reopened = EdgeStore(data_dir / "store")
+    reopened.ensure(SPEC)
+    assert edge_info(reopened).indexed_vectors_count == 4000
+    assert reopened.count("keys", {"project": "p"}) == 2000
+    reopened.close()
