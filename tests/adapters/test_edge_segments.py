@@ -113,7 +113,7 @@ def test_writes_after_compaction_are_found_at_once_and_deletes_apply_to_indexed_
 
 
 def edge_info(store: EdgeStore) -> qe.ShardInfo:
-    return store._shards["keys"].info()  # noqa: SLF001 - the engine's own view of its segments
+    return store._shards["keys"].info()  # the engine's own view of its segments
 
 
 def test_the_compact_command_indexes_a_stopped_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
