@@ -100,14 +100,18 @@ class ToolRunner:
         max_response_tokens: int,
         http_caller: HttpCallerResolver | None = None,
         list_output_schemas: bool = False,
-        default_toolsets: frozenset[str] = toolsets.DEFAULT,
+        enabled: toolsets.Enabled | None = None,
+        guards: Sequence[Guard] = (),
+        response_hooks: Sequence[ResponseHook] = (),
+        prompts: PromptProvider | None = None,
     ) -> None:
         self.tools = {t.name: t for t in tools}
         # Which toolsets each connection lists and may call (mcp/toolsets.py).
-        self.enabled = toolsets.Enabled(default_toolsets)
-        self.prompts: PromptProvider | None = None
-        self.guards: list[Guard] = []
-        self.response_hooks: list[ResponseHook] = []
+        self.enabled = enabled if enabled is not None else toolsets.Enabled(toolsets.DEFAULT)
+        # None: this server offers no prompts (a runner built by hand, for one tool).
+        self.prompts = prompts
+        self.guards = tuple(guards)
+        self.response_hooks = tuple(response_hooks)
         self._scrubber = scrubber
         self._counter = counter
         self._audit = audit
@@ -128,12 +132,6 @@ class ToolRunner:
             output_schema=output_schema(t) if self._list_output_schemas else None,
             annotations=types.ToolAnnotations.model_validate(annotations(t)),
         )
-
-    def add_tools(self, tools: Sequence[ToolDef]) -> None:
-        """Register tools after construction (features wired once the runner exists)."""
-        for tool in tools:
-            self.tools[tool.name] = tool
-            self._listed[tool.name] = self._describe(tool)
 
     def list_tools(self, caller: Caller | None = None) -> list[types.Tool]:
         """The tools of the caller's toolsets (every tool when no caller is given)."""
