@@ -6,6 +6,8 @@ error mapping, caps, audit) derives from its entry here.
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -141,8 +143,20 @@ def _compact(node: Any, key: str = "") -> Any:
 def input_schema(tool: ToolSpec) -> dict[str, Any]:
     """The schema listed to clients and documented; calls are validated by ``tool.input_model``
     itself (ToolRunner), so compacting it changes no rule and no error message."""
-    return _compact(_strip_titles(tool.input_model.model_json_schema()))
+    return copy.deepcopy(_input_schema(tool.input_model))
 
 
 def output_schema(tool: ToolSpec) -> dict[str, Any]:
-    return _strip_titles(tool.output_model.model_json_schema(mode="serialization"))
+    return copy.deepcopy(_output_schema(tool.output_model))
+
+
+# Per model class, once per process: generating the 37 tools' schemas took 0.5 s of a 3.6 s
+# container build (profiled under load); every test builds a container. Callers get copies.
+@functools.cache
+def _input_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return _compact(_strip_titles(model.model_json_schema()))
+
+
+@functools.cache
+def _output_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return _strip_titles(model.model_json_schema(mode="serialization"))
