@@ -21,7 +21,7 @@ from contextd_mcp.mcp.access import AccessGuard, AgentBindings
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.mcp.redactions import CountingScrubber
 from contextd_mcp.mcp.registry import ToolDef
-from contextd_mcp.mcp.server import HttpCallerResolver, ResponseHook, ToolRunner, build_server
+from contextd_mcp.mcp.server import Identify, ResponseHook, ToolRunner, build_server, connection_caller
 from contextd_mcp.mcp.skill_prompts import SkillPrompts
 from contextd_mcp.mcp.tools.agents import agent_tools
 from contextd_mcp.mcp.tools.bash import bash_tools
@@ -126,8 +126,10 @@ class Container:
     def tools(self) -> list[ToolDef]:
         return list(self.runner.tools.values())
 
-    def server(self) -> Any:
-        return build_server(self.runner)
+    def server(self, identify: Identify = connection_caller) -> Any:
+        """An MCP server over the runner; ``identify``: how its transport tells who calls
+        (default: the caller a socket / stdio / in-process transport set for its connection)."""
+        return build_server(self.runner, identify)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -151,12 +153,10 @@ def build(
     *,
     embedder: Embedder | None = None,
     scrubber: Scrubber | None = None,
-    http_caller: HttpCallerResolver | None = None,
 ) -> Container:
     """Every part made once, in dependency order, each handed what it needs when it is made.
 
-    ``embedder`` / ``scrubber``: ready-made ones (tests share one model across containers);
-    ``http_caller``: who an HTTP request acts as (transports/auth.py), when HTTP is served.
+    ``embedder`` / ``scrubber``: ready-made ones (tests share one model across containers).
     """
     paths.ensure()
     settings = settings or Settings()
@@ -205,7 +205,6 @@ def build(
         counter,
         audit,
         settings.limits.response_max_tokens,
-        http_caller=http_caller,
         list_output_schemas=settings.limits.tools_output_schema,
         enabled=enabled,
         guards=[access_guard],

@@ -90,7 +90,7 @@ async def run_daemon(paths: DataPaths, options: ServeOptions | None = None, sett
         from contextd_mcp.transports.auth import access_from_options
 
         access = access_from_options(options.auth or HttpAuth(tokens_file=paths.root / FILE_NAME))
-    container = build(paths, settings, http_caller=access.caller if access is not None else None)
+    container = build(paths, settings)
     server = container.server()
     stop_event = anyio.Event()
 
@@ -115,6 +115,9 @@ async def run_daemon(paths: DataPaths, options: ServeOptions | None = None, sett
             if http is not None:
                 from contextd_mcp.transports.http import HttpServing, serve_http
 
+                assert access is not None  # made with the listener, above
+                # HTTP's own server: its callers are told by their requests (a token), not by a connection.
+                http_mcp = container.server(access.identify)
                 serving = HttpServing(
                     http_limits(settings.http, limits.max_connections),
                     limits.request_max_bytes,
@@ -124,7 +127,7 @@ async def run_daemon(paths: DataPaths, options: ServeOptions | None = None, sett
 
                 async def run_http(task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
                     try:
-                        await serve_http(server, http[0], http[1], serving, task_status=task_status, access=access)
+                        await serve_http(http_mcp, http[0], http[1], serving, task_status=task_status, access=access)
                     finally:
                         http_done.set()
 

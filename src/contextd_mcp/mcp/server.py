@@ -39,7 +39,24 @@ INSTRUCTIONS = (
     "grouped in toolsets: the toolsets tool lists and enables them."
 )
 
-HttpCallerResolver = Callable[[Any], Caller | None]
+# Who a request acts as, from the SDK's request context (its ``request`` is the HTTP request on
+# HTTP, None on a socket or in-process stream); raises Denied when it cannot tell. Each transport
+# builds its server with one (build_server), and the runner is handed what it returns: the one
+# channel identity travels by.
+Identify = Callable[[Any], Caller]
+
+
+def no_identity() -> Denied:
+    return Denied("this connection has no identity; no tool can run")
+
+
+def connection_caller(ctx: Any) -> Caller:
+    """Socket, stdio and in-process servers: the caller the transport set for this connection."""
+    caller = CURRENT_CALLER.get()
+    if caller is None:
+        raise no_identity()
+    return caller
+
 # Runs before a tool's handler (after validation); raises Denied / Conflict to refuse the call.
 # Used by cross-cutting rules such as an agent's access list or policies.
 Guard = Callable[[Caller, ToolDef, BaseModel], None]
@@ -98,7 +115,6 @@ class ToolRunner:
         counter: TokenCounter,
         audit: AuditLog,
         max_response_tokens: int,
-        http_caller: HttpCallerResolver | None = None,
         list_output_schemas: bool = False,
         enabled: toolsets.Enabled | None = None,
         guards: Sequence[Guard] = (),
@@ -116,7 +132,6 @@ class ToolRunner:
         self._counter = counter
         self._audit = audit
         self._max_tokens = max_response_tokens
-        self._http_caller = http_caller
         # Worker threads for blocking service calls; bounded so a burst cannot spawn hundreds.
         self._limiter = anyio.CapacityLimiter(8)
         self._list_output_schemas = list_output_schemas
@@ -154,17 +169,9 @@ class ToolRunner:
             f'call toolsets {{"enable": ["{tool.toolset}"]}} first'
         )
 
-    def caller_for(self, request: Any) -> Caller:
-        if request is not None and self._http_caller is not None:
-            caller = self._http_caller(request)
-            if caller is not None:
-                return caller
-        caller = CURRENT_CALLER.get()
-        if caller is None:
-            raise Denied("this connection has no identity; no tool can run")
-        return caller
-
-    async def call(self, name: str, arguments: dict[str, Any] | None, request: Any = None) -> types.CallToolResult:
+    async def call(self, name: str, arguments: dict[str, Any] | None, caller: Caller | Denied) -> types.CallToolResult:
+        """Runs one tool call as ``caller``; a Denied (the transport could not tell who calls, and
+        why) refuses it, audited like any call."""
         started = time.perf_counter()
         # An unknown tool's name is the caller's text, not ours: it stays out of the log.
         tool_name = name if name in self.tools else "(unknown)"
@@ -172,7 +179,7 @@ class ToolRunner:
         # Counts every scrub during the call: what services stored ("in") and what is returned ("out").
         with counting() as scrubbed:
             try:
-                result, _ = await self._call(name, arguments or {}, request, event)
+                result, _ = await self._call(name, arguments or {}, caller, event)
                 event["outcome"] = "error:" + result.content[0].text.split(":", 1)[0] if result.is_error else "ok"  # type: ignore[union-attr]
                 return result
             finally:
@@ -187,15 +194,13 @@ class ToolRunner:
                     log.exception("audit record failed")
 
     async def _call(
-        self, name: str, arguments: dict[str, Any], request: Any, event: dict[str, Any]
+        self, name: str, arguments: dict[str, Any], caller: Caller | Denied, event: dict[str, Any]
     ) -> tuple[types.CallToolResult, int]:
         tool = self.tools.get(name)
         if tool is None:
             return _error_result(f"not_found: unknown tool {name[:64]!r}"), 0
-        try:
-            caller = self.caller_for(request)
-        except Denied as exc:
-            return _error_result(f"{exc.kind}: {exc.message}"), 0
+        if isinstance(caller, Denied):
+            return _error_result(f"{caller.kind}: {caller.message}"), 0
         event.update(caller.scope.fields(), transport=caller.transport, connection=caller.connection_id)
         event.update(_identity(caller))
         refused = self.not_enabled(caller, tool)
@@ -262,7 +267,7 @@ class ToolRunner:
         )
 
 
-def build_server(runner: ToolRunner) -> Server[Any]:
+def build_server(runner: ToolRunner, identify: Identify = connection_caller) -> Server[Any]:
     from mcp.shared.exceptions import MCPError
 
     # 2026-07-28 clients hear list_changed only on a subscriptions/listen stream; the bus
@@ -271,7 +276,7 @@ def build_server(runner: ToolRunner) -> Server[Any]:
 
     def caller_of(ctx: Any) -> Caller:
         try:
-            return runner.caller_for(getattr(ctx, "request", None))
+            return identify(ctx)
         except Denied as exc:
             raise MCPError(types.INVALID_REQUEST, f"{exc.kind}: {exc.message}") from exc
 
@@ -292,14 +297,16 @@ def build_server(runner: ToolRunner) -> Server[Any]:
             return types.ListToolsResult(tools=[])
 
     async def on_call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        request = getattr(ctx, "request", None)
         try:
-            caller: Caller | None = runner.caller_for(request)
-            before = runner.enabled.of(caller)  # type: ignore[arg-type]
-        except (Denied, ValueError):
-            caller = before = None  # the call itself reports it
-        result = await runner.call(params.name, params.arguments, request)
-        if caller is not None and before is not None and not result.is_error:
+            caller: Caller | Denied = identify(ctx)
+        except Denied as exc:
+            caller = exc  # the call itself reports it
+        try:
+            before = runner.enabled.of(caller) if isinstance(caller, Caller) else None
+        except ValueError:
+            before = None  # a bad toolsets choice: the call itself reports it
+        result = await runner.call(params.name, params.arguments, caller)
+        if isinstance(caller, Caller) and before is not None and not result.is_error:
             after = runner.enabled.of(caller)
             if after != before:
                 await announce(ctx, bus, caller, prompts="skills" in after - before)

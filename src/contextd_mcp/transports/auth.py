@@ -128,6 +128,17 @@ class HttpAccess:
             return caller_from_token(request)
         return self.local_caller(request) if self.local_caller else None
 
+    def identify(self, ctx: Any) -> Caller:
+        """The HTTP server's one way to know who calls (mcp/server.py ``Identify``): from the
+        request's token, or the operator on an open loopback; raises Denied otherwise."""
+        from contextd_mcp.mcp.server import no_identity
+
+        request = getattr(ctx, "request", None)
+        caller = self.caller(request) if request is not None else None
+        if caller is None:
+            raise no_identity()
+        return caller
+
     def middleware(self) -> list[Middleware]:
         """Authenticates (does not yet require) every request, as the SDK's sse_app does."""
         if self.verifier is None:

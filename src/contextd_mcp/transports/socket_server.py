@@ -17,7 +17,7 @@ from anyio.abc import SocketAttribute, SocketStream
 
 from contextd_mcp import __version__, limits
 from contextd_mcp.mcp import toolsets
-from contextd_mcp.mcp.caller import CURRENT_CALLER, acting_as, local_caller
+from contextd_mcp.mcp.caller import CURRENT_CALLER, local_caller
 from contextd_mcp.transports.framing import jsonrpc_streams
 from contextd_mcp.transports.hello import MAX_HELLO_BYTES, PROTOCOL
 from contextd_mcp.transports.peer import PeerRefused, check_peer, peer_of
@@ -252,8 +252,7 @@ class SocketServer:
             await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {_scope_error(exc)}"})
             return
         arguments = hello.get("arguments") if isinstance(hello.get("arguments"), dict) else {}
-        with acting_as(caller):
-            result = await self._runner.call(str(hello.get("tool") or ""), arguments)
+        result = await self._runner.call(str(hello.get("tool") or ""), arguments, caller)
         text = result.content[0].text if result.content else ""  # type: ignore[union-attr]
         await self._safe_reply(
             stream, {"ok": True, "is_error": bool(result.is_error), "result": result.structured_content, "text": text}
