@@ -267,6 +267,24 @@ class ToolRunner:
         )
 
 
+def _identified(identify: Identify, ctx: Any) -> Caller | Denied:
+    """The caller, or why there is none: the call itself reports it (audited)."""
+    try:
+        return identify(ctx)
+    except Denied as exc:
+        return exc
+
+
+def _toolsets_of(runner: ToolRunner, caller: Caller | Denied) -> frozenset[str] | None:
+    """The caller's toolsets before a call (None: no caller, or a bad choice the call reports)."""
+    if isinstance(caller, Denied):
+        return None
+    try:
+        return runner.enabled.of(caller)
+    except ValueError:
+        return None
+
+
 def build_server(runner: ToolRunner, identify: Identify = connection_caller) -> Server[Any]:
     from mcp.shared.exceptions import MCPError
 
@@ -297,14 +315,8 @@ def build_server(runner: ToolRunner, identify: Identify = connection_caller) -> 
             return types.ListToolsResult(tools=[])
 
     async def on_call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        try:
-            caller: Caller | Denied = identify(ctx)
-        except Denied as exc:
-            caller = exc  # the call itself reports it
-        try:
-            before = runner.enabled.of(caller) if isinstance(caller, Caller) else None
-        except ValueError:
-            before = None  # a bad toolsets choice: the call itself reports it
+        caller = _identified(identify, ctx)
+        before = _toolsets_of(runner, caller)
         result = await runner.call(params.name, params.arguments, caller)
         if isinstance(caller, Caller) and before is not None and not result.is_error:
             after = runner.enabled.of(caller)
