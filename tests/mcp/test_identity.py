@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ from mcp import Client
 
 from contextd_mcp.container import Container
 from contextd_mcp.errors import Denied
-from contextd_mcp.mcp.caller import Caller, acting_as
+from contextd_mcp.mcp.caller import Caller, acting_as, local_caller
 from tests.conftest import SCOPE_A
 from tests.helpers import data, error_text
 
@@ -39,3 +40,19 @@ async def test_the_caller_identify_returns_is_the_one_that_acts(container: Conta
             assert data(await client.call_tool("memory_search", {"query": "deploy"}))["memories"] == []
             written = await client.call_tool("memory_store", {"title": "t", "content": "c"})
     assert error_text(written) == "denied: memory_store writes, and this identity is read-only"
+
+
+def test_local_callers_are_made_one_way_from_a_directory_and_its_scope_variables(tmp_path: Path) -> None:
+    """Socket hello, hook call and in-process stdio all build their caller with local_caller:
+    the scope from the variables given (never this process's own), the project root for bash."""
+    project = tmp_path / "repo"
+    (project / ".git").mkdir(parents=True)
+    (project / "src").mkdir()
+    env = {"CONTEXTD_TENANT": "acme", "CONTEXTD_TEAM": "core", "CONTEXTD_AGENT": "reviewer"}
+    made = {t: local_caller(t, project / "src", env, "c1", "memory") for t in ("socket", "hook", "stdio")}
+    for transport, caller in made.items():
+        assert caller.transport == transport
+        assert (caller.scope.tenant, caller.scope.team) == ("acme", "core")
+        assert caller.agent == "reviewer" and caller.toolsets == "memory" and caller.connection_id == "c1"
+        assert caller.project_dir == str(project)
+    assert local_caller("socket", project, {}, "c2").scope.tenant != "acme"  # no variables, no acme
