@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import mcp_types as types
 from mcp import Client
 
 from contextd_mcp.mcp.caller import Caller, acting_as
+from contextd_mcp.models.scope import Scope
 
 CLI = [sys.executable, "-m", "contextd_mcp"]
 
@@ -26,6 +27,11 @@ async def connected(container: Any, caller: Caller) -> AsyncIterator[Any]:
     with acting_as(caller):
         async with Client(container.server()) as client:
             yield client
+
+
+def connected_as(container: Any, scope: Scope, **caller: Any) -> AbstractAsyncContextManager[Any]:
+    """``connected`` as an in-process caller of ``scope`` (``caller``: Caller's other fields)."""
+    return connected(container, Caller(scope=scope, transport="memory", **caller))
 
 
 def env_for(data_dir: Path, **extra: str) -> dict[str, str]:
@@ -43,6 +49,14 @@ def run_cli(data_dir: Path, *args: str, timeout: float = 60, **extra: str) -> su
 
 
 def stop_daemon(data_dir: Path) -> None:
+    """Stops the daemon of ``data_dir`` if there is one. Looking is free; the stop command is a
+    new Python process (1 s, several under load), paid by every e2e test that started none."""
+    from contextd_mcp.paths import DataPaths
+    from contextd_mcp.transports.bridge import owner_pid
+
+    paths = DataPaths(data_dir)
+    if owner_pid(paths) is None and not paths.socket.exists():
+        return
     run_cli(data_dir, "stop", "--timeout", "30")
 
 

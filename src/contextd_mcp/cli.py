@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -10,12 +11,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contextd_mcp import __version__
+from contextd_mcp import __version__, env
 from contextd_mcp.paths import DataPaths
 from contextd_mcp.transports.bridge import data_paths
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported inside the commands: the CLI starts light
     from contextd_mcp.adapters.token_store import TokenStore
+    from contextd_mcp.settings import Settings
+    from contextd_mcp.transports.auth import HttpAuth
 
 
 def _host_port(value: str) -> tuple[str, int]:
@@ -31,22 +34,23 @@ TOOLSETS_HELP = "the toolsets listed and callable: e.g. memory,policy; default, 
 def cmd_serve(args: argparse.Namespace) -> int:
     import anyio
 
-    from contextd_mcp.daemon import AlreadyRunning, CannotListen, configure_logging, run_daemon
+    from contextd_mcp.daemon import AlreadyRunning, CannotListen, ServeOptions, configure_logging, run_daemon
+    from contextd_mcp.mcp.toolsets import parse
+    from contextd_mcp.settings import Settings, ToolsetSettings
 
-    configure_logging(Path(args.log_file) if args.log_file else None)
-    if args.toolsets:  # the flag wins over the environment; container.py reads it from there
-        os.environ["CONTEXTD_TOOLSETS"] = args.toolsets
+    settings = Settings()
+    configure_logging(Path(args.log_file) if args.log_file else None, settings.diagnostics.log_level)
+    if args.toolsets:  # the flag wins over the environment
+        settings = dataclasses.replace(settings, toolsets=ToolsetSettings(toolsets=args.toolsets))
     try:
-        from contextd_mcp.mcp.toolsets import parse
-
-        parse(os.environ.get("CONTEXTD_TOOLSETS"))
+        parse(settings.toolsets.toolsets)
     except ValueError as exc:
         print(f"contextd-mcp: --toolsets / CONTEXTD_TOOLSETS: {exc}", file=sys.stderr)
         return 2
-    options: dict[str, object] = {"cwd": os.getcwd(), "idle_exit_s": args.idle_exit}
+    options = ServeOptions(http=args.http, idle_exit_s=float(args.idle_exit or 0))
     if args.http:
         try:
-            options.update(_http_auth_options(args))
+            options = dataclasses.replace(options, auth=_http_auth(args, settings))
         except ValueError as exc:
             print(f"contextd-mcp: {exc}", file=sys.stderr)
             return 2
@@ -57,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.replace and not _stop_running(args):
             return 1
         try:
-            anyio.run(run_daemon, data_paths(args.data_dir), args.http, options)
+            anyio.run(run_daemon, data_paths(args.data_dir), options, settings)
         except AlreadyRunning as exc:
             if attempt + 1 < attempts:
                 continue
@@ -137,19 +141,19 @@ def _already_running_hint(args: argparse.Namespace) -> str:
             " (connected agents reconnect on their own)")
 
 
-def _http_auth_options(args: argparse.Namespace) -> dict[str, object]:
+def _http_auth(args: argparse.Namespace, settings: Settings) -> HttpAuth:
     """Tokens file or explicit open loopback; raises ValueError when HTTP must not start."""
-    from contextd_mcp.adapters.token_store import TokenStore, tokens_path
-    from contextd_mcp.settings import AuthSettings
-    from contextd_mcp.transports.auth import check_http_auth
+    from contextd_mcp.adapters.token_store import FILE_NAME, TokenStore
+    from contextd_mcp.transports.auth import HttpAuth, check_http_auth
 
-    settings = AuthSettings()
-    path = settings.tokens_file or tokens_path(data_paths(args.data_dir).root)
-    allow = args.allow_unauthenticated_loopback or settings.http_allow_local_noauth
-    hosts = [*settings.http_allowed_hosts, *(args.allowed_host or [])]
-    if check_http_auth(args.http[0], TokenStore(path).active_count(), allow, hosts):
-        return {"tokens_file": str(path), "allowed_hosts": hosts}
-    return {"allow_local_noauth": True, "allowed_hosts": hosts}
+    auth = settings.auth
+    path = auth.tokens_file or data_paths(args.data_dir).root / FILE_NAME
+    allow = args.allow_unauthenticated_loopback or auth.http_allow_local_noauth
+    hosts = (*auth.http_allowed_hosts, *(args.allowed_host or []))
+    cwd = Path.cwd()
+    if check_http_auth(args.http[0], TokenStore(path).active_count(), allow, list(hosts)):
+        return HttpAuth(tokens_file=path, allowed_hosts=hosts, cwd=cwd)
+    return HttpAuth(tokens_file=None, allowed_hosts=hosts, cwd=cwd)
 
 
 def _token_store(args: argparse.Namespace) -> TokenStore:
@@ -270,12 +274,11 @@ def cmd_stdio(args: argparse.Namespace) -> int:
     scope_env = {f"CONTEXTD_{part.upper()}": value for part in ("tenant", "team", "project")
                  if (value := getattr(args, part))}
     if args.toolsets:  # the flag wins; the hello carries it as it carries CONTEXTD_TOOLSETS
-        os.environ["CONTEXTD_TOOLSETS"] = args.toolsets
+        scope_env["CONTEXTD_TOOLSETS"] = args.toolsets
     if args.in_process:
         from contextd_mcp.in_process import run_in_process
 
-        os.environ.update(scope_env)  # this process is the server: its environment is the scope's
-        return run_in_process(paths)
+        return run_in_process(paths, scope_env)
     from contextd_mcp.transports.bridge import run_bridge
 
     return run_bridge(paths, scope_env)
@@ -285,7 +288,7 @@ def _scope_status(cwd: Path) -> dict[str, object]:
     """The scope a client started here gets (the bridge sends this directory and environment)."""
     from contextd_mcp.scope_resolver import resolve
 
-    resolved = resolve(cwd, os.environ)
+    resolved = resolve(cwd, env.scope_env())
     return {"directory": str(cwd), **resolved.scope.fields(), "sources": resolved.sources}
 
 
@@ -346,7 +349,7 @@ def cmd_migrate_tenant(args: argparse.Namespace) -> int:
         return 2
     store = EdgeStore(paths.store)
     try:
-        lines = migrate(paths.store, store, Path(args.path or os.getcwd()), os.environ, args.apply, args.include_shared)
+        lines = migrate(paths.store, store, Path(args.path or os.getcwd()), env.scope_env(), args.apply, args.include_shared)
     finally:
         store.close()
     print("\n".join(lines))

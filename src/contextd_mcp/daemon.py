@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -18,7 +19,9 @@ import anyio
 from contextd_mcp import __version__
 from contextd_mcp.paths import DataPaths
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # heavy (pydantic, starlette): imported where they are used
+    from contextd_mcp.settings import HttpSettings, Settings
+    from contextd_mcp.transports.auth import HttpAuth
     from contextd_mcp.transports.http_guard import HttpLimits
 
 log = logging.getLogger("contextd_mcp")
@@ -42,6 +45,18 @@ def acquire_owner_lock(paths: DataPaths) -> IO[str]:
         handle.close()
         raise AlreadyRunning(f"another contextd-mcp daemon already owns {paths.root}") from None
     return handle
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What ``serve`` was asked for beyond the settings (cli.py turns its flags into this)."""
+
+    # HOST, PORT to serve HTTP/SSE on besides the socket (port 0: any free one).
+    http: tuple[str, int] | None = None
+    # Who may use HTTP; set whenever ``http`` is (cli.py refuses to start otherwise).
+    auth: HttpAuth | None = None
+    # Stop after this long with no connection (daemons a bridge started); 0: never.
+    idle_exit_s: float = 0.0
 
 
 def _announce(paths: DataPaths, http: tuple[str, int] | None, started: float) -> None:
@@ -75,12 +90,17 @@ def _listen(host: str, port: int) -> socket.socket:
         raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}{taken}") from None
 
 
-async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http_options: dict[str, Any] | None = None) -> None:
+async def run_daemon(paths: DataPaths, options: ServeOptions | None = None, settings: Settings | None = None) -> None:
+    from contextd_mcp.adapters.token_store import FILE_NAME
     from contextd_mcp.admin import Admin
     from contextd_mcp.container import build
-    from contextd_mcp.settings import EmbeddingSettings, LimitSettings, StoreSettings
+    from contextd_mcp.settings import Settings
+    from contextd_mcp.transports.auth import HttpAuth
     from contextd_mcp.transports.socket_server import SocketServer
 
+    settings = settings or Settings()
+    options = options or ServeOptions()
+    http = options.http
     paths.ensure()
     lock = acquire_owner_lock(paths)
     started = time.perf_counter()
@@ -92,21 +112,13 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
             lock.close()
             raise
         http = (http[0], listener.getsockname()[1])  # port 0 means any free one: say which
-    limits = LimitSettings()
-    http_caller = None
+    limits = settings.limits
     access = None
     if http is not None:
         from contextd_mcp.transports.auth import access_from_options
 
-        access = access_from_options(http_options or {})
-        http_caller = access.caller
-    container = build(
-        paths,
-        StoreSettings(data_dir=paths.root),
-        EmbeddingSettings(),
-        limits,
-        http_caller=http_caller,
-    )
+        access = access_from_options(options.auth or HttpAuth(tokens_file=paths.root / FILE_NAME))
+    container = build(paths, settings)
     server = container.server()
     stop_event = anyio.Event()
 
@@ -130,23 +142,21 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
             http_server = None
             http_done = anyio.Event()
             if http is not None:
-                from contextd_mcp.transports.http import serve_http
+                from contextd_mcp.transports.http import HttpServing, serve_http
+
+                assert access is not None  # made with the listener, above
+                # HTTP's own server: its callers are told by their requests (a token), not by a connection.
+                http_mcp = container.server(access.identify)
+                serving = HttpServing(
+                    http_limits(settings.http, limits.max_connections),
+                    limits.request_max_bytes,
+                    options.auth.allowed_hosts if options.auth is not None else (),
+                    listener,
+                )
 
                 async def run_http(task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
                     try:
-                        await serve_http(
-                            server,
-                            http[0],
-                            http[1],
-                            {
-                                **(http_options or {}),
-                                "max_body": limits.request_max_bytes,
-                                "http_limits": http_limits(limits.max_connections),
-                                "listener": listener,
-                            },
-                            task_status=task_status,
-                            access=access,
-                        )
+                        await serve_http(http_mcp, http[0], http[1], serving, task_status=task_status, access=access)
                     finally:
                         http_done.set()
 
@@ -154,7 +164,7 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
             _announce(paths, http, started)
 
             tg.start_soon(_stop_on_signal, stop_event)
-            tg.start_soon(watch_liveness, paths, socket_server, float((http_options or {}).get("idle_exit_s") or 0), stop_event)
+            tg.start_soon(watch_liveness, paths, socket_server, options.idle_exit_s, stop_event)
             for worker in container.workers:
                 tg.start_soon(worker)
             await stop_event.wait()
@@ -195,17 +205,16 @@ async def watch_liveness(paths: DataPaths, sockets: Any, idle_exit_s: float, sto
             return
 
 
-def http_limits(max_per_client: int) -> HttpLimits:
+def http_limits(settings: HttpSettings, max_per_client: int) -> HttpLimits:
     """HTTP deadlines and budgets from ``CONTEXTD_HTTP_*``; requests per token from max_connections."""
-    from contextd_mcp.settings import HttpSettings
     from contextd_mcp.transports.http_guard import HttpLimits
 
-    return HttpLimits(**HttpSettings().model_dump(), max_per_client=max_per_client)
+    return HttpLimits(**settings.model_dump(), max_per_client=max_per_client)
 
 
-def configure_logging(log_file: Path | None) -> None:
+def configure_logging(log_file: Path | None, level: str = "INFO") -> None:
     handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
-    root.setLevel(os.environ.get("CONTEXTD_LOG_LEVEL", "INFO").upper())
+    root.setLevel(level.upper())

@@ -1,32 +1,24 @@
-"""Generates schema.json and TOOL.md from the live tool registry."""
+"""Generates schema.json and TOOL.md from the tools as declared (mcp/catalog.py)."""
 
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from contextd_mcp import __version__, limits
-from contextd_mcp.mcp import toolsets
-from contextd_mcp.mcp.registry import ToolDef, input_schema, output_schema, tool_annotations
+from contextd_mcp.mcp import catalog, toolsets
+from contextd_mcp.mcp.registry import ToolSpec, input_schema, output_schema, tool_annotations
 from contextd_mcp.models import confidence, policy
 from contextd_mcp.settings import LimitSettings
 
 
-def registry_tools() -> list[ToolDef]:
-    from contextd_mcp.container import build
-    from contextd_mcp.paths import DataPaths
-
-    with tempfile.TemporaryDirectory(prefix="contextd-docs-") as tmp:
-        container = build(DataPaths(Path(tmp)))
-        try:
-            return container.tools()
-        finally:
-            container.close()
+def registry_tools() -> list[ToolSpec]:
+    """The tools as declared: rendering them opens no store and loads no model."""
+    return catalog.declared()
 
 
-def schema_document(tools: list[ToolDef]) -> dict[str, Any]:
+def schema_document(tools: list[ToolSpec]) -> dict[str, Any]:
     defaults = LimitSettings()
     return {
         "server": "contextd-mcp",
@@ -64,7 +56,7 @@ def schema_document(tools: list[ToolDef]) -> dict[str, Any]:
     }
 
 
-def _toolsets(tools: list[ToolDef]) -> dict[str, Any]:
+def _toolsets(tools: list[ToolSpec]) -> dict[str, Any]:
     """Each toolset: what it is for, whether a connection starts with it, and its tools."""
     return {
         name: {
@@ -77,7 +69,7 @@ def _toolsets(tools: list[ToolDef]) -> dict[str, Any]:
     }
 
 
-def _toolsets_markdown(tools: list[ToolDef]) -> list[str]:
+def _toolsets_markdown(tools: list[ToolSpec]) -> list[str]:
     lines = [
         "## Toolsets",
         "",
@@ -126,7 +118,7 @@ def _param_rows(schema: dict[str, Any]) -> list[str]:
     return rows
 
 
-def tool_markdown(tools: list[ToolDef]) -> str:
+def tool_markdown(tools: list[ToolSpec]) -> str:
     defaults = LimitSettings()
     lines = [
         "# contextd-mcp tools",

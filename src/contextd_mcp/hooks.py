@@ -31,7 +31,7 @@ import signal
 import sys
 from typing import Any
 
-from contextd_mcp import limits
+from contextd_mcp import env, limits
 from contextd_mcp.errors import ErrorKind, Reason
 from contextd_mcp.transports.bridge import BridgeError, data_paths, open_session
 
@@ -51,10 +51,7 @@ class HookError(RuntimeError):
 
 
 def _timeout() -> float:
-    try:
-        return max(1.0, float(os.environ.get("CONTEXTD_HOOK_TIMEOUT", "30")))
-    except ValueError:
-        return 30.0
+    return env.hook_timeout_s()
 
 
 def _read_input() -> dict[str, Any]:

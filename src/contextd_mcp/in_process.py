@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from pathlib import Path
 
 import anyio
 from anyio.abc import ByteStream
@@ -38,12 +37,14 @@ def _write_all(data: bytes) -> None:
         view = view[os.write(1, view):]
 
 
-def run_in_process(paths: DataPaths) -> int:
+def run_in_process(paths: DataPaths, scope_flags: dict[str, str] | None = None) -> int:
+    """``scope_flags``: ``stdio``'s --tenant/--team/--project/--toolsets, over this process's
+    ``CONTEXTD_*`` scope variables (this process is the server: its caller is its own)."""
+    from contextd_mcp import env
     from contextd_mcp.container import build
     from contextd_mcp.daemon import AlreadyRunning, acquire_owner_lock
-    from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller
-    from contextd_mcp.scope_resolver import project_root, resolve_scope
-    from contextd_mcp.settings import LimitSettings
+    from contextd_mcp.mcp.caller import CURRENT_CALLER, local_caller
+    from contextd_mcp.settings import Settings
     from contextd_mcp.transports.framing import jsonrpc_streams
 
     paths.ensure()
@@ -52,17 +53,12 @@ def run_in_process(paths: DataPaths) -> int:
     except AlreadyRunning as exc:
         print(f"contextd-mcp: {exc}; use the default bridge mode to share it", file=sys.stderr)
         return 1
-    limits = LimitSettings()
-    container = build(paths, limit_settings=limits)
+    settings = Settings()
+    limits = settings.limits
+    container = build(paths, settings)
     server = container.server()
-    cwd = Path(os.environ.get("CONTEXTD_PROJECT_DIR") or Path.cwd())  # as transports/hello.py
-    caller = Caller(
-        scope=resolve_scope(cwd, os.environ),
-        transport="stdio",
-        connection_id=uuid.uuid4().hex[:12],
-        agent=os.environ.get("CONTEXTD_AGENT"),
-        project_dir=str(project_root(cwd)),
-    )
+    scope_env = env.scope_env() | (scope_flags or {})
+    caller = local_caller("stdio", env.project_dir(), scope_env, uuid.uuid4().hex[:12], scope_env.get(env.TOOLSETS))
 
     async def main() -> None:
         CURRENT_CALLER.set(caller)

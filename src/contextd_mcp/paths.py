@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from contextd_mcp import env
+
 APP_NAME = "contextd-mcp"
 
 
 def default_data_dir() -> Path:
-    configured = os.environ.get("CONTEXTD_DATA_DIR")
+    configured = env.data_dir()
     if configured:
         return Path(configured).expanduser().resolve()
     # platformdirs is tiny, but the bridge only needs the XDG rule, so keep it inline.

@@ -1,10 +1,12 @@
 """Configuration, one class per subsystem, all read from ``CONTEXTD_*`` variables.
 
-Only the composition root (``container.py``) and the CLI read these.
+Only the composition root (``container.py``), the daemon and the CLI read these; ``Settings``
+gathers them all. The standard-library entry points' few variables are in ``env.py``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -193,3 +195,57 @@ class SandboxSettings(BaseSettings):
     # An unused placeholder for a missing protected path stays this long for the next call to
     # hold again (making and removing ~14 of them was 5 ms of a call); 0 removes it at once.
     placeholder_linger_s: float = Field(default=5.0, ge=0, le=3600)
+
+
+class PolicySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONTEXTD_")
+
+    # Starter packs enabled for every tenant, comma-separated (e.g. "security").
+    policy_packs: str = ""
+
+    @property
+    def packs(self) -> list[str]:
+        return [p.strip() for p in self.policy_packs.split(",") if p.strip()]
+
+
+class BashSettings(BaseSettings):
+    """What the operator allows or protects beyond the sandbox's budget (services/shell_roots.py)."""
+
+    model_config = SettingsConfigDict(env_prefix="CONTEXTD_")
+
+    # Only for hosts that cannot sandbox; every result then says so.
+    bash_allow_unsandboxed: bool = False
+    # Extra paths bash never exposes, colon-separated.
+    sandbox_protect: str | None = None
+
+
+class DiagnosticSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONTEXTD_")
+
+    # Registers the benchmarks' diagnostic tools (mcp/tools/diagnostics.py); never in production.
+    bench_tools: bool = False
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the daemon, read from the environment once, when this is made.
+
+    The standard-library-only entry points (bridge, relay, hooks, paths, the socket hello) read
+    their few variables through ``contextd_mcp.env`` instead: they must not import pydantic.
+    """
+
+    store: StoreSettings = field(default_factory=StoreSettings)
+    server_collections: ServerCollectionSettings = field(default_factory=ServerCollectionSettings)
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    sessions: SessionSettings = field(default_factory=SessionSettings)
+    memory: MemorySettings = field(default_factory=MemorySettings)
+    remediation: RemediationSettings = field(default_factory=RemediationSettings)
+    toolsets: ToolsetSettings = field(default_factory=ToolsetSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    bash: BashSettings = field(default_factory=BashSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    diagnostics: DiagnosticSettings = field(default_factory=DiagnosticSettings)

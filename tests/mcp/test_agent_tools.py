@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -14,7 +12,7 @@ from contextd_mcp.mcp.access import TOOL_ACCESS
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.models.scope import Scope
 from tests.conftest import SCOPE_A
-from tests.helpers import connected, data, error_text
+from tests.helpers import connected, connected_as, data, error_text
 
 pytestmark = pytest.mark.anyio
 
@@ -24,15 +22,6 @@ READER = {
     "system_prompt": "You answer questions from what the team has learned.",
     "collections_access": {"memories": "read", "skills": "read"},
 }
-
-
-@asynccontextmanager
-async def acting_as(
-    container: Container, scope: Scope = SCOPE_A, agent: str | None = None, connection: str = ""
-) -> AsyncIterator[Any]:
-    caller = Caller(scope=scope, transport="memory", connection_id=connection, agent=agent)
-    async with connected(container, caller) as client:
-        yield client
 
 
 async def skill(client: Any, name: str) -> dict[str, Any]:
@@ -82,9 +71,9 @@ async def test_invalid_configs_are_refused(client: Any) -> None:
 
 
 async def test_a_skill_from_another_tenant_cannot_be_referenced(container: Container) -> None:
-    async with acting_as(container, Scope(tenant="globex", project="api")) as other:
+    async with connected_as(container, Scope(tenant="globex", project="api")) as other:
         theirs = await skill(other, "secret-sauce")
-    async with acting_as(container) as client:
+    async with connected_as(container, SCOPE_A) as client:
         for ref in (theirs["id"], "secret-sauce"):
             text = error_text(await client.call_tool("agent_create", {**READER, "skills": [ref]}))
             assert text == f"invalid_input: skills.0: no skill {ref!r} applies here (create it first)"
@@ -110,10 +99,10 @@ async def test_update_delete_and_deleted_skill_shows_missing(client: Any) -> Non
 
 
 async def test_agent_identity_reads_but_may_not_write(container: Container) -> None:
-    async with acting_as(container) as admin:
+    async with connected_as(container, SCOPE_A) as admin:
         await admin.call_tool("agent_create", READER)
         mid = data(await admin.call_tool("memory_store", {"title": "Pin images", "content": "Pin docker tags."}))["id"]
-    async with acting_as(container, agent="reader") as reader:
+    async with connected_as(container, SCOPE_A, agent="reader") as reader:
         assert data(await reader.call_tool("memory_get", {"memory_id": mid}))["title"] == "Pin images"
         assert data(await reader.call_tool("memory_search", {"query": "docker image tags"}))["memories"]
         denied = error_text(await reader.call_tool("memory_store", {"title": "x", "content": "y"}))
@@ -124,46 +113,46 @@ async def test_agent_identity_reads_but_may_not_write(container: Container) -> N
         assert error_text(await reader.call_tool("skill_create", {
             "name": "x", "description": "x", "prompt_template": "x"
         })) == "denied: agent 'reader' may not write skills"
-    async with acting_as(container) as admin:  # nothing was written
+    async with connected_as(container, SCOPE_A) as admin:  # nothing was written
         assert data(await admin.call_tool("memory_get", {"memory_id": mid}))["helpful_count"] == 0
 
 
 async def test_updates_apply_to_the_next_call(container: Container) -> None:
-    async with acting_as(container) as admin:
+    async with connected_as(container, SCOPE_A) as admin:
         agent = data(await admin.call_tool("agent_create", READER))
-    async with acting_as(container, agent="reader") as reader:
+    async with connected_as(container, SCOPE_A, agent="reader") as reader:
         assert error_text(await reader.call_tool("memory_store", {"title": "a", "content": "b"})).startswith("denied:")
-        async with acting_as(container) as admin:
+        async with connected_as(container, SCOPE_A) as admin:
             await admin.call_tool("agent_update", {"agent_id": agent["id"], "collections_access": {"memories": "write"}})
         assert data(await reader.call_tool("memory_store", {"title": "a", "content": "b"}))["id"]
         assert error_text(await reader.call_tool("skill_list", {})) == "denied: agent 'reader' may not read skills"
 
 
 async def test_tools_enabled_limits_the_tools(container: Container) -> None:
-    async with acting_as(container) as admin:
+    async with connected_as(container, SCOPE_A) as admin:
         await admin.call_tool("agent_create", {**READER, "tools_enabled": ["memory_search"]})
-    async with acting_as(container, agent="reader") as reader:
+    async with connected_as(container, SCOPE_A, agent="reader") as reader:
         assert data(await reader.call_tool("memory_search", {"query": "anything"}))["memories"] == []
         text = error_text(await reader.call_tool("memory_get", {"memory_id": "6f1c2b9e-3f7a-4c1d-9a57-0b8e2d4c1a10"}))
         assert text == "denied: agent 'reader' has not enabled the tool memory_get"
 
 
 async def test_unconfigured_agent_identity_is_refused(container: Container) -> None:
-    async with acting_as(container, agent="ghost") as ghost:
+    async with connected_as(container, SCOPE_A, agent="ghost") as ghost:
         text = error_text(await ghost.call_tool("memory_search", {"query": "x"}))
         assert text.startswith("denied: this connection acts as agent 'ghost', which is not configured")
     # An agent of another tenant with the same name does not count.
-    async with acting_as(container, Scope(tenant="globex", project="api")) as other:
+    async with connected_as(container, Scope(tenant="globex", project="api")) as other:
         await other.call_tool("agent_create", {**READER, "name": "ghost"})
-    async with acting_as(container, agent="ghost") as ghost:
+    async with connected_as(container, SCOPE_A, agent="ghost") as ghost:
         assert error_text(await ghost.call_tool("memory_search", {"query": "x"})).startswith("denied:")
 
 
 async def test_an_agent_cannot_grant_more_than_it_has(container: Container) -> None:
-    async with acting_as(container) as admin:
+    async with connected_as(container, SCOPE_A) as admin:
         await admin.call_tool("agent_create", {**READER, "name": "maker", "collections_access": {
             "agents": "write", "memories": "read"}})
-    async with acting_as(container, agent="maker") as maker:
+    async with connected_as(container, SCOPE_A, agent="maker") as maker:
         wider = error_text(await maker.call_tool("agent_create", {**READER, "name": "w", "collections_access": {
             "memories": "write"}}))
         assert wider == "denied: agent 'maker' may not grant write on memories, which it lacks itself"
@@ -180,24 +169,24 @@ async def test_an_agent_cannot_grant_more_than_it_has(container: Container) -> N
 
 
 async def test_prompts_follow_the_agents_skill_access(container: Container) -> None:
-    async with acting_as(container) as admin:
+    async with connected_as(container, SCOPE_A) as admin:
         await skill(admin, "review")
         await admin.call_tool("agent_create", {**READER, "name": "blind", "collections_access": {"memories": "read"}})
         await admin.call_tool("agent_create", READER)
-    async with acting_as(container, agent="reader") as reader:
+    async with connected_as(container, SCOPE_A, agent="reader") as reader:
         assert [p.name for p in (await reader.list_prompts()).prompts] == ["review"]
-    async with acting_as(container, agent="blind") as blind:
+    async with connected_as(container, SCOPE_A, agent="blind") as blind:
         assert (await blind.list_prompts()).prompts == []
         with pytest.raises(MCPError, match="denied: agent 'blind' may not read skills"):
             await blind.get_prompt("review", {"thing": "x"})
 
 
 async def test_session_started_for_an_agent_is_confined_to_its_access(container: Container) -> None:
-    async with acting_as(container) as admin:
+    async with connected_as(container, SCOPE_A) as admin:
         await admin.call_tool("agent_create", {**READER, "collections_access": {
             "memories": "read", "sessions": "write", "checkpoints": "read"}})
         await admin.call_tool("agent_create", {**READER, "name": "other"})
-    async with acting_as(container, connection="c1") as client:
+    async with connected_as(container, SCOPE_A, connection_id="c1") as client:
         started = data(await client.call_tool("session_start", {"task": "review the PR", "agent": "reader"}))
         assert started["session_id"]
         assert error_text(await client.call_tool("memory_store", {"title": "a", "content": "b"})) == (
@@ -215,17 +204,17 @@ async def test_session_started_for_an_agent_is_confined_to_its_access(container:
         )
         assert data(await client.call_tool("session_start", {"task": "again"}))["session_id"]
         assert error_text(await client.call_tool("memory_store", {"title": "a", "content": "b"})).startswith("denied:")
-    async with acting_as(container, connection="c2") as other_connection:  # bindings are per connection
+    async with connected_as(container, SCOPE_A, connection_id="c2") as other_connection:  # bindings are per connection
         assert data(await other_connection.call_tool("memory_store", {"title": "a", "content": "b"}))["id"]
     assert len(container.agent_bindings) == 1
 
 
 async def test_session_start_refuses_unknown_foreign_and_unfit_agents(container: Container) -> None:
-    async with acting_as(container, Scope(tenant="globex", project="api")) as other:
+    async with connected_as(container, Scope(tenant="globex", project="api")) as other:
         foreign = data(await other.call_tool("agent_create", {**READER, "name": "spy"}))
-    async with acting_as(container) as admin:
+    async with connected_as(container, SCOPE_A) as admin:
         await admin.call_tool("agent_create", {**READER, "name": "nosession"})  # no "sessions" access
-    async with acting_as(container, connection="c3") as client:
+    async with connected_as(container, SCOPE_A, connection_id="c3") as client:
         for ref in ("spy", foreign["id"], "missing"):
             assert error_text(await client.call_tool("session_start", {"agent": ref})) == (
                 f"not_found: agent {ref!r} not found"
@@ -240,10 +229,10 @@ async def test_session_start_refuses_unknown_foreign_and_unfit_agents(container:
 
 async def test_identity_agent_cannot_start_a_session_as_another(container: Container) -> None:
     full = {k: v for k, v in READER.items() if k != "collections_access"}
-    async with acting_as(container) as admin:
+    async with connected_as(container, SCOPE_A) as admin:
         await admin.call_tool("agent_create", full)
         await admin.call_tool("agent_create", {**full, "name": "wider"})
-    async with acting_as(container, agent="reader", connection="c4") as client:
+    async with connected_as(container, SCOPE_A, agent="reader", connection_id="c4") as client:
         text = error_text(await client.call_tool("session_start", {"agent": "wider"}))
         assert text == "denied: this connection acts as agent 'reader'; it cannot start a session as 'wider'"
         assert data(await client.call_tool("session_start", {"agent": "reader"}))["session_id"]
@@ -276,14 +265,14 @@ def test_every_registered_tool_has_an_access_rule(container: Container) -> None:
 async def test_a_tool_without_a_rule_is_denied_to_agents(container: Container) -> None:
     from contextd_mcp.mcp import access
 
-    async with acting_as(container) as admin:
+    async with connected_as(container, SCOPE_A) as admin:
         await admin.call_tool("agent_create", {k: v for k, v in READER.items() if k != "collections_access"})
     saved = access.TOOL_ACCESS.pop("memory_search")
     try:
-        async with acting_as(container, agent="reader") as reader:
+        async with connected_as(container, SCOPE_A, agent="reader") as reader:
             text = error_text(await reader.call_tool("memory_search", {"query": "x"}))
             assert text == "denied: agent 'reader' may not call memory_search: the tool has no access rule for agents"
-        async with acting_as(container) as admin:  # a connection with no agent is not affected
+        async with connected_as(container, SCOPE_A) as admin:  # a connection with no agent is not affected
             assert data(await admin.call_tool("memory_search", {"query": "x"}))["memories"] == []
     finally:
         access.TOOL_ACCESS["memory_search"] = saved
@@ -291,10 +280,10 @@ async def test_a_tool_without_a_rule_is_denied_to_agents(container: Container) -
 
 async def test_an_agent_held_by_id_is_that_agent_in_any_project_of_its_tenant(container: Container) -> None:
     """A token's agent (``Caller.agent_id``): a same-named agent where the request points is not it."""
-    async with acting_as(container) as admin:
+    async with connected_as(container, SCOPE_A) as admin:
         held = data(await admin.call_tool("agent_create", READER))
     other = Scope(tenant=SCOPE_A.tenant, team=SCOPE_A.team, project="open")
-    async with acting_as(container, scope=other) as admin:
+    async with connected_as(container, other) as admin:
         data(await admin.call_tool("agent_create", {**READER, "collections_access": None}))  # full access, same name
     for scope in (SCOPE_A, other):
         as_token = Caller(scope=scope, transport="http", agent="reader", agent_id=held["id"])

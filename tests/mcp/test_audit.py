@@ -93,7 +93,7 @@ async def test_the_session_id_is_logged_only_when_it_is_an_id(tmp_path: Path) ->
     from mcp import Client
 
     audit = JsonlAuditLog(tmp_path / "audit.log")
-    tool = ToolDef("touch", "Touch a session.", _WithSession, _Done, lambda caller, req: _Done(ok=True))
+    tool = ToolDef("touch", "Touch a session.", _WithSession, _Done, handler=lambda caller, req: _Done(ok=True))
     from contextd_mcp.adapters.secret_scrubber import RegexScrubber
 
     runner = ToolRunner([tool], CountingScrubber(RegexScrubber()), WordPieceTokenCounter(), audit, 1000)

@@ -17,13 +17,11 @@ async def call(client: Any, tool: str, **arguments: Any) -> Any:
 
 
 def distill_all(container: Container) -> None:
-    assert container.distill is not None
     while container.distill.run_once():
         pass
 
 
 async def test_a_session_with_nothing_to_distil_queues_nothing_and_says_so(client: Any, container: Container) -> None:
-    assert container.distill is not None
     started = await call(client, "session_start", task="read the code")
     ended = await call(client, "session_end", session_id=started["session_id"], outcome="success")
     assert ended["job_id"] is None and ended["state"] == "nothing_new"

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from mcp.shared.exceptions import MCPError
 
 from contextd_mcp.container import Container
-from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.models.scope import Scope
-from tests.helpers import connected, data, error_text
+from tests.helpers import connected_as, data, error_text
 
 pytestmark = pytest.mark.anyio
 
@@ -24,12 +21,6 @@ REVIEW = {
     "steps": ["List every ALTER TABLE in {{file}}", "Check each has a down migration"],
     "tags": ["postgres"],
 }
-
-
-@asynccontextmanager
-async def acting_as(container: Container, scope: Scope, connection: str = "") -> AsyncIterator[Any]:
-    async with connected(container, Caller(scope=scope, transport="memory", connection_id=connection)) as client:
-        yield client
 
 
 async def create(client: Any, **fields: Any) -> dict[str, Any]:
@@ -160,11 +151,11 @@ async def test_levels_and_reach_within_a_tenant(container: Container) -> None:
     api = Scope(tenant="acme", team="core", project="api")
     web = Scope(tenant="acme", team="core", project="web")
     ops = Scope(tenant="acme", team="ops", project="infra")
-    async with acting_as(container, api) as client:
+    async with connected_as(container, api) as client:
         own = await create(client, name="api-only", description="Only for api.", prompt_template="x")
         team = await create(client, name="core-wide", description="For the core team.", prompt_template="y", scope="team")
         org = await create(client, name="org-wide", description="For all of acme.", prompt_template="z", scope="org")
-    async with acting_as(container, web) as client:
+    async with connected_as(container, web) as client:
         names = {s["name"] for s in data(await client.call_tool("skill_list", {}))["skills"]}
         assert names == {"core-wide", "org-wide"}
         assert {p.name for p in (await client.list_prompts()).prompts} == {"core-wide", "org-wide"}
@@ -174,7 +165,7 @@ async def test_levels_and_reach_within_a_tenant(container: Container) -> None:
         assert wide["applies_here"] is False
         team_names = {s["name"] for s in data(await client.call_tool("skill_list", {"scope": "team"}))["skills"]}
         assert team_names == {"api-only", "core-wide", "org-wide"}
-    async with acting_as(container, ops) as client:
+    async with connected_as(container, ops) as client:
         assert {s["id"] for s in data(await client.call_tool("skill_list", {}))["skills"]} == {org["id"]}
         assert error_text(await client.call_tool("skill_get", {"skill_id": team["id"], "scope": "team"})).startswith(
             "not_found:"

@@ -19,7 +19,6 @@ GLOBEX = Scope(tenant="globex", team="core", project="api")
 
 @pytest.fixture
 def agents(container: Container) -> AgentService:
-    assert container.agents is not None
     return container.agents
 
 
@@ -52,7 +51,6 @@ def test_access_defaults_to_everything_and_write_includes_read(agents: AgentServ
 
 
 def test_skills_and_tools_are_checked(agents: AgentService, container: Container) -> None:
-    assert container.skills is not None
     sid = container.skills.create(API, CreateSkill(name="fix", description="d", prompt_template="t")).id
     made = agents.create(API, agent("a", skills=["fix"], tools_enabled=["memory_search", "bash"]))
     assert [s.id for s in made.skills] == [sid]

@@ -142,11 +142,9 @@ def test_transcript_gives_a_fix_strategy_an_unresolved_anti_pattern_and_remediat
 
 
 def test_transcript_fixes_become_remediations_once(container: Container, tmp_path: Path) -> None:
-    assert container.remediation is not None
     path = tmp_path / "3f2b8c1e.jsonl"
     shutil.copy(TRANSCRIPT, path)
-    distiller = Distiller(container.memory, container.scrubber)
-    distiller.remediation_sink = remediation_sink(container.remediation.record_many)
+    distiller = Distiller(container.memory, container.scrubber, remediation_sink(container.remediation.record_many))
     progress: dict[str, Any] = {}
     distiller.run(job("partial", transcript=str(path)), progress, lambda: None)
     distiller.run(job("partial", transcript=str(path)), progress, lambda: None)  # a retry: not recorded twice

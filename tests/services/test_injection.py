@@ -26,7 +26,6 @@ def long_memory(n: int) -> StoreMemory:
 
 
 def start(container: Container, task: str | None = None, connection: str = "c") -> object:
-    assert container.sessions is not None
     return container.sessions.start(SCOPE, connection, StartSession(task=task))
 
 
@@ -68,7 +67,6 @@ def test_only_confident_and_relevant_memories_are_injected(container: Container)
 
 
 def test_without_a_task_recent_work_picks_the_memories(container: Container) -> None:
-    assert container.sessions is not None
     container.memory.store(SCOPE, StoreMemory(title="Vacuum postgres weekly", content="Bloat slows queries."))
     s3 = container.memory.store(SCOPE, StoreMemory(
         title="Use ChecksumAlgorithm with boto3 1.36", content="put_object rejects ContentMD5 since boto3 1.36."))

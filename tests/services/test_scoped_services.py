@@ -28,7 +28,6 @@ def stored(container: Container, collection: str, ident: str) -> dict[str, objec
 
 
 def test_the_skill_use_counter_never_counts_another_tenants_skill(container: Container) -> None:
-    assert container.skills is not None
     request = CreateSkill(name="deploy", description="Deploys.", prompt_template="Deploy it.", scope=ScopeLevel.org)
     theirs = container.skills.create(FOREIGN, request)
     mine = container.skills.create(HOME, request)
@@ -40,7 +39,6 @@ def test_the_skill_use_counter_never_counts_another_tenants_skill(container: Con
 
 
 def test_a_session_touch_never_writes_another_tenants_session(container: Container) -> None:
-    assert container.sessions is not None
     theirs = container.sessions.start(FOREIGN, "their-connection", StartSession())
     before = stored(container, SESSIONS, theirs.session_id)["last_seen_ts"]
     container.sessions._seen[theirs.session_id] = (0.0, -2 * TOUCH_WRITE_EVERY_S)  # due for a write-back
@@ -49,7 +47,6 @@ def test_a_session_touch_never_writes_another_tenants_session(container: Contain
 
 
 def test_counts_are_per_tenant(container: Container) -> None:
-    assert container.skills is not None and container.remediation is not None and container.policies is not None
     container.memory.store(FOREIGN, StoreMemory(title="Theirs", content="A lesson of another tenant."))
     container.memory.store(HOME, StoreMemory(title="Mine", content="A lesson of this tenant."))
     request = CreateSkill(name="lint", description="Lints.", prompt_template="Lint it.")

@@ -37,7 +37,6 @@ def clock() -> Clock:
 
 @pytest.fixture
 def sessions(container: Container, tmp_path: Path, clock: Clock) -> SessionService:
-    assert container.checkpoints is not None
     injector = Injector(container.memory, container.checkpoints, Stores(container.store), WordPieceTokenCounter())
     return SessionService(
         Stores(container.store),
@@ -97,7 +96,6 @@ def test_activity_keeps_a_session_alive_until_the_maximum(sessions: SessionServi
 def test_sweep_expires_idle_sessions_runs_callbacks_and_keeps_memories_and_checkpoints(
     sessions: SessionService, container: Container, clock: Clock
 ) -> None:
-    assert container.checkpoints is not None
     closed: list[tuple[str, str, str]] = []
     sessions.on_session_closed.append(lambda scope, sid, reason: closed.append((scope.tenant, sid, reason)))
     sessions.on_session_closed.insert(0, lambda scope, sid, reason: 1 / 0)  # a broken callback stops nobody
@@ -129,7 +127,6 @@ def test_the_binding_survives_a_restart_through_the_store(
     sessions: SessionService, container: Container, tmp_path: Path, clock: Clock
 ) -> None:
     started = sessions.start(SCOPE, "claude-code:abc", StartSession())
-    assert container.checkpoints is not None
     fresh = SessionService(  # a new daemon process: empty connection map, same store
         Stores(container.store), AcrossScopes(container.store), container.embedder.dim, container.embedder.model_name,
         container.scrubber, FileJobQueue(tmp_path / "queue", now=clock),

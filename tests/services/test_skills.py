@@ -19,7 +19,6 @@ GLOBEX = Scope(tenant="globex", team="core", project="api")
 
 @pytest.fixture
 def skills(container: Container) -> SkillService:
-    assert container.skills is not None
     return container.skills
 
 

@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contextd_mcp import env as environment
+
 PREFIX = "ctxd_"
 FILE_NAME = "tokens.json"
 
@@ -44,7 +46,7 @@ def token_hash(token: str) -> str:
 
 def tokens_path(data_dir: Path, env: dict[str, str] | None = None) -> Path:
     """``CONTEXTD_TOKENS_FILE`` if set, else ``tokens.json`` in the data directory."""
-    configured = (env if env is not None else os.environ).get("CONTEXTD_TOKENS_FILE")
+    configured = env.get("CONTEXTD_TOKENS_FILE") if env is not None else environment.tokens_file()
     return Path(configured).expanduser() if configured else data_dir / FILE_NAME
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from contextd_mcp.models.scope import Scope
 
@@ -27,6 +28,31 @@ class Caller:
     # The toolsets this connection asked for ("memory,policy", "all"; mcp/toolsets.py);
     # None: the daemon's default.
     toolsets: str | None = None
+
+
+def local_caller(
+    transport: str,
+    cwd: Path,
+    env: Mapping[str, str],
+    connection_id: str,
+    toolsets: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> Caller:
+    """The one way a local caller (socket, hook, in-process stdio) is made: its scope from the
+    directory it works in and its ``CONTEXTD_*`` scope variables (a hello's ``env``, never the
+    daemon's own), its agent by name, its project directory (bash runs there). Raises ValueError
+    (or OSError) when no scope can be resolved."""
+    from contextd_mcp.scope_resolver import project_root, resolve_scope
+
+    return Caller(
+        scope=resolve_scope(cwd, env),
+        transport=transport,
+        connection_id=connection_id,
+        agent=env.get("CONTEXTD_AGENT") or None,
+        extra=dict(extra or {}),
+        project_dir=str(project_root(cwd)),
+        toolsets=toolsets,
+    )
 
 
 # Set by a transport for the lifetime of one connection (unix socket, in-process

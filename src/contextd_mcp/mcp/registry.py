@@ -1,4 +1,4 @@
-"""The tool registry: one entry per MCP tool, built from the services.
+"""The tool registry: one entry per MCP tool, declared as data and bound to a service call.
 
 Everything else about a tool (its JSON schemas, schema.json, TOOL.md, validation,
 error mapping, caps, audit) derives from its entry here.
@@ -6,8 +6,10 @@ error mapping, caps, audit) derives from its entry here.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+import copy
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,12 +21,14 @@ Handler = Callable[[Caller, Any], BaseModel] | Callable[[Caller, Any], Awaitable
 
 
 @dataclass(frozen=True)
-class ToolDef:
+class ToolSpec:
+    """A tool as data: what it is called, takes, answers and promises. Declared at module level
+    in ``mcp/tools/``, so the docs render from it without building any service (mcp/catalog.py)."""
+
     name: str
     description: str
     input_model: type[BaseModel]
     output_model: type[BaseModel]
-    handler: Handler
     read_only: bool = False
     idempotent: bool = False
     # Deletes, overwrites or runs arbitrary effects (MCP's destructiveHint). Clients may approve a
@@ -42,8 +46,28 @@ class ToolDef:
         if self.read_only and self.destructive:
             raise ValueError(f"tool {self.name}: a read-only tool cannot be destructive")
 
+    def bind(self, handler: Handler) -> ToolDef:
+        return ToolDef(**{f.name: getattr(self, f.name) for f in fields(ToolSpec)}, handler=handler)
 
-def tool_annotations(tool: ToolDef) -> dict[str, bool]:
+
+@dataclass(frozen=True)
+class ToolDef(ToolSpec):
+    """A declared tool with the service call that answers it."""
+
+    handler: Handler = field(kw_only=True)
+
+
+def bind(specs: Sequence[ToolSpec], handlers: Mapping[str, Handler]) -> list[ToolDef]:
+    """Each spec with its handler, in the specs' order; a spec without a handler, or a handler
+    without a spec, is a wiring mistake and stops the build, named."""
+    declared = [s.name for s in specs]
+    if set(declared) != set(handlers):
+        missing, extra = set(declared) - set(handlers), set(handlers) - set(declared)
+        raise ValueError(f"tool handlers do not match the specs: missing {sorted(missing)}, extra {sorted(extra)}")
+    return [spec.bind(handlers[spec.name]) for spec in specs]
+
+
+def tool_annotations(tool: ToolSpec) -> dict[str, bool]:
     """The tool's MCP hints. Every tool pays them in every agent's context, so a hint whose
     absence already reads safely is left out: not read-only (the spec's default), not idempotent
     (the default). ``destructiveHint`` is always stated for a writer, true or false: the spec
@@ -116,13 +140,25 @@ def _compact(node: Any, key: str = "") -> Any:
     return out
 
 
-def input_schema(tool: ToolDef) -> dict[str, Any]:
+def input_schema(tool: ToolSpec) -> dict[str, Any]:
     """The schema listed to clients and documented; calls are validated by ``tool.input_model``
     itself (ToolRunner), so compacting it changes no rule and no error message."""
-    schema: dict[str, Any] = _compact(_strip_titles(tool.input_model.model_json_schema()))
+    return copy.deepcopy(_input_schema(tool.input_model))
+
+
+def output_schema(tool: ToolSpec) -> dict[str, Any]:
+    return copy.deepcopy(_output_schema(tool.output_model))
+
+
+# Per model class, once per process: generating the 37 tools' schemas took 0.5 s of a 3.6 s
+# container build (profiled under load); every test builds a container. Callers get copies.
+@functools.cache
+def _input_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema: dict[str, Any] = _compact(_strip_titles(model.model_json_schema()))
     return schema
 
 
-def output_schema(tool: ToolDef) -> dict[str, Any]:
-    schema: dict[str, Any] = _strip_titles(tool.output_model.model_json_schema(mode="serialization"))
+@functools.cache
+def _output_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema: dict[str, Any] = _strip_titles(model.model_json_schema(mode="serialization"))
     return schema

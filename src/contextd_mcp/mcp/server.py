@@ -41,7 +41,24 @@ INSTRUCTIONS = (
     "grouped in toolsets: the toolsets tool lists and enables them."
 )
 
-HttpCallerResolver = Callable[[Any], Caller | None]
+# Who a request acts as, from the SDK's request context (its ``request`` is the HTTP request on
+# HTTP, None on a socket or in-process stream); raises Denied when it cannot tell. Each transport
+# builds its server with one (build_server), and the runner is handed what it returns: the one
+# channel identity travels by.
+Identify = Callable[[Any], Caller]
+
+
+def no_identity() -> Denied:
+    return Denied("this connection has no identity; no tool can run")
+
+
+def connection_caller(ctx: Any) -> Caller:
+    """Socket, stdio and in-process servers: the caller the transport set for this connection."""
+    caller = CURRENT_CALLER.get()
+    if caller is None:
+        raise no_identity()
+    return caller
+
 # Runs before a tool's handler (after validation); raises Denied / Conflict to refuse the call.
 # Used by cross-cutting rules such as an agent's access list or policies.
 Guard = Callable[[Caller, ToolDef, BaseModel], None]
@@ -111,21 +128,23 @@ class ToolRunner:
         counter: TokenCounter,
         audit: AuditLog,
         max_response_tokens: int,
-        http_caller: HttpCallerResolver | None = None,
         list_output_schemas: bool = False,
-        default_toolsets: frozenset[str] = toolsets.DEFAULT,
+        enabled: toolsets.Enabled | None = None,
+        guards: Sequence[Guard] = (),
+        response_hooks: Sequence[ResponseHook] = (),
+        prompts: PromptProvider | None = None,
     ) -> None:
         self.tools = {t.name: t for t in tools}
         # Which toolsets each connection lists and may call (mcp/toolsets.py).
-        self.enabled = toolsets.Enabled(default_toolsets)
-        self.prompts: PromptProvider | None = None
-        self.guards: list[Guard] = []
-        self.response_hooks: list[ResponseHook] = []
+        self.enabled = enabled if enabled is not None else toolsets.Enabled(toolsets.DEFAULT)
+        # None: this server offers no prompts (a runner built by hand, for one tool).
+        self.prompts = prompts
+        self.guards = tuple(guards)
+        self.response_hooks = tuple(response_hooks)
         self._scrubber = scrubber
         self._counter = counter
         self._audit = audit
         self._max_tokens = max_response_tokens
-        self._http_caller = http_caller
         # Worker threads for blocking service calls; bounded so a burst cannot spawn hundreds.
         self._limiter = anyio.CapacityLimiter(8)
         self._list_output_schemas = list_output_schemas
@@ -141,12 +160,6 @@ class ToolRunner:
             output_schema=output_schema(t) if self._list_output_schemas else None,
             annotations=types.ToolAnnotations.model_validate(tool_annotations(t)),
         )
-
-    def add_tools(self, tools: Sequence[ToolDef]) -> None:
-        """Register tools after construction (features wired once the runner exists)."""
-        for tool in tools:
-            self.tools[tool.name] = tool
-            self._listed[tool.name] = self._describe(tool)
 
     def list_tools(self, caller: Caller | None = None) -> list[types.Tool]:
         """The tools of the caller's toolsets (every tool when no caller is given)."""
@@ -173,17 +186,9 @@ class ToolRunner:
             f'call toolsets {{"enable": ["{tool.toolset}"]}} first',
         )
 
-    def caller_for(self, request: Any) -> Caller:
-        if request is not None and self._http_caller is not None:
-            caller = self._http_caller(request)
-            if caller is not None:
-                return caller
-        caller = CURRENT_CALLER.get()
-        if caller is None:
-            raise Denied("this connection has no identity; no tool can run")
-        return caller
-
-    async def call(self, name: str, arguments: dict[str, Any] | None, request: Any = None) -> types.CallToolResult:
+    async def call(self, name: str, arguments: dict[str, Any] | None, caller: Caller | Denied) -> types.CallToolResult:
+        """Runs one tool call as ``caller``; a Denied (the transport could not tell who calls, and
+        why) refuses it, audited like any call."""
         started = time.perf_counter()
         # An unknown tool's name is the caller's text, not ours: it stays out of the log.
         tool_name = name if name in self.tools else "(unknown)"
@@ -191,7 +196,7 @@ class ToolRunner:
         # Counts every scrub during the call: what services stored ("in") and what is returned ("out").
         with counting() as scrubbed:
             try:
-                result, _ = await self._call(name, arguments or {}, request, event)
+                result, _ = await self._call(name, arguments or {}, caller, event)
                 event["outcome"] = f"error:{error_kind(result)}" if result.is_error else "ok"
                 return result
             finally:
@@ -206,9 +211,9 @@ class ToolRunner:
                     log.exception("audit record failed")
 
     async def _call(
-        self, name: str, arguments: dict[str, Any], request: Any, event: dict[str, Any]
+        self, name: str, arguments: dict[str, Any], caller: Caller | Denied, event: dict[str, Any]
     ) -> tuple[types.CallToolResult, int]:
-        admitted = self._admit(name, request, event)
+        admitted = self._admit(name, caller, event)
         if isinstance(admitted, types.CallToolResult):
             return admitted, 0
         tool, caller = admitted
@@ -231,16 +236,14 @@ class ToolRunner:
             return _error_result(ErrorKind.internal, text), 0
         return self._respond(tool, caller, output, event)
 
-    def _admit(self, name: str, request: Any, event: dict[str, Any]) -> tuple[ToolDef, Caller] | types.CallToolResult:
+    def _admit(self, name: str, caller: Caller | Denied, event: dict[str, Any]) -> tuple[ToolDef, Caller] | types.CallToolResult:
         """The tool and who calls it, or the refusal: unknown tool, no identity, toolset not
         enabled, or a write by a read-only identity."""
         tool = self.tools.get(name)
         if tool is None:
             return _error_result(ErrorKind.not_found, f"not_found: unknown tool {name[:64]!r}")
-        try:
-            caller = self.caller_for(request)
-        except Denied as exc:
-            return _error_result(exc.kind, f"{exc.kind}: {exc.message}")
+        if isinstance(caller, Denied):
+            return _error_result(caller.kind, f"{caller.kind}: {caller.message}")
         event.update(caller.scope.fields(), transport=caller.transport, connection=caller.connection_id)
         event.update(_identity(caller))
         refused = self.not_enabled(caller, tool)
@@ -305,11 +308,29 @@ class ToolRunner:
         return [n for hook in self.response_hooks for n in hook(caller, tool, data, tokens)]
 
 
-def build_server(runner: ToolRunner) -> Server[Any]:
+def _identified(identify: Identify, ctx: Any) -> Caller | Denied:
+    """The caller, or why there is none: the call itself reports it (audited)."""
+    try:
+        return identify(ctx)
+    except Denied as exc:
+        return exc
+
+
+def _toolsets_of(runner: ToolRunner, caller: Caller | Denied) -> frozenset[str] | None:
+    """The caller's toolsets before a call (None: no caller, or a bad choice the call reports)."""
+    if isinstance(caller, Denied):
+        return None
+    try:
+        return runner.enabled.of(caller)
+    except ValueError:
+        return None
+
+
+def build_server(runner: ToolRunner, identify: Identify = connection_caller) -> Server[Any]:
     # 2026-07-28 clients hear list_changed only on a subscriptions/listen stream; the bus
     # delivers each connection's notice to that connection's streams alone.
     bus = ConnectionBus()
-    handlers = _Handlers(runner, bus)
+    handlers = _Handlers(runner, bus, identify)
     return ListChangedServer(
         "contextd-mcp",
         version=__version__,
@@ -325,13 +346,14 @@ def build_server(runner: ToolRunner) -> Server[Any]:
 class _Handlers:
     """The MCP requests, each over the runner."""
 
-    def __init__(self, runner: ToolRunner, bus: ConnectionBus) -> None:
+    def __init__(self, runner: ToolRunner, bus: ConnectionBus, identify: Identify) -> None:
         self.runner = runner
         self.bus = bus
+        self.identify = identify
 
     def caller_of(self, ctx: Any) -> Caller:
         try:
-            return self.runner.caller_for(getattr(ctx, "request", None))
+            return self.identify(ctx)
         except Denied as exc:
             raise MCPError(types.INVALID_REQUEST, f"{exc.kind}: {exc.message}") from exc
 
@@ -353,14 +375,10 @@ class _Handlers:
 
     async def on_call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         runner = self.runner
-        request = getattr(ctx, "request", None)
-        try:
-            caller: Caller | None = runner.caller_for(request)
-            before = runner.enabled.of(caller)  # type: ignore[arg-type]
-        except (Denied, ValueError):
-            caller = before = None  # the call itself reports it
-        result = await runner.call(params.name, params.arguments, request)
-        if caller is not None and before is not None and not result.is_error:
+        caller = _identified(self.identify, ctx)
+        before = _toolsets_of(runner, caller)
+        result = await runner.call(params.name, params.arguments, caller)
+        if isinstance(caller, Caller) and before is not None and not result.is_error:
             after = runner.enabled.of(caller)
             if after != before:
                 await announce(ctx, self.bus, caller, prompts="skills" in after - before)

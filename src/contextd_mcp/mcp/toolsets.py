@@ -22,13 +22,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import replace
 from functools import lru_cache
 from threading import Lock
 
 from contextd_mcp import limits
 from contextd_mcp.mcp.caller import Caller
-from contextd_mcp.mcp.registry import ToolDef
 
 # name → the one line the toolsets tool shows (it is what an agent reads to choose).
 TOOLSETS: dict[str, str] = {
@@ -72,11 +70,6 @@ def _parse(text: str) -> frozenset[str]:
         elif name:
             raise ValueError(f"unknown toolset {name[:32]!r} (toolsets: {', '.join(TOOLSETS)}, or all)")
     return frozenset(chosen)
-
-
-def in_toolset(name: str, tools: list[ToolDef]) -> list[ToolDef]:
-    assert name in TOOLSETS or name == DISCOVERY, name
-    return [replace(tool, toolset=name) for tool in tools]
 
 
 class Enabled:

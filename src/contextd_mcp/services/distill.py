@@ -197,10 +197,11 @@ def remediation_sink(record_many: Callable[[Scope, list[RecordRemediation]], Any
 
 
 class Distiller:
-    def __init__(self, memory: MemoryService, scrubber: Scrubber) -> None:
+    def __init__(self, memory: MemoryService, scrubber: Scrubber, remediation_sink: RemediationSink | None = None) -> None:
         self._memory = memory
         self._scrubber = scrubber
-        self.remediation_sink: RemediationSink | None = None
+        # Error → fix pairs found in transcripts go here (None: not collected).
+        self.remediation_sink = remediation_sink
 
     def _scrub(self, text: str) -> str:
         return self._scrubber.scrub(text).text

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,10 @@ class SessionPolicy:
     retention_s: float = 30 * 86400
 
 
+# Told each session's outcome at session_end (memory reinforces what it injected).
+OutcomeListener = Callable[[Scope, str, SessionOutcome], object]
+
+
 class SessionService:
     def __init__(
         self,
@@ -71,6 +75,8 @@ class SessionService:
         injector: Injector,
         policy: SessionPolicy = SessionPolicy(),
         now: Callable[[], float] = time.time,
+        on_session_closed: Sequence[SessionClosed] = (),
+        on_outcome: Sequence[OutcomeListener] = (),
     ) -> None:
         self._stores = stores
         self._sweeps = sweeps  # the admin path: expiry and retention look across every scope
@@ -83,9 +89,8 @@ class SessionService:
         self._by_connection: dict[str, str] = {}
         self._seen: dict[str, tuple[float, float]] = {}  # session id → (last seen, last written)
         self._owners: dict[str, Scope] = {}  # session id → its scope, for writing last_seen back
-        self.on_session_closed: list[SessionClosed] = []
-        # Told each session's outcome at session_end (memory reinforces what it injected).
-        self.on_outcome: list[Callable[[Scope, str, SessionOutcome], object]] = []
+        self.on_session_closed: list[SessionClosed] = list(on_session_closed)
+        self.on_outcome: list[OutcomeListener] = list(on_outcome)
         self._marks = TranscriptMarks(stores, dim, model)
         stores.ensure(
             CollectionSpec(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,17 @@ class HttpAccess:
             return caller_from_token(request)
         return self.local_caller(request) if self.local_caller else None
 
+    def identify(self, ctx: Any) -> Caller:
+        """The HTTP server's one way to know who calls (mcp/server.py ``Identify``): from the
+        request's token, or the operator on an open loopback; raises Denied otherwise."""
+        from contextd_mcp.mcp.server import no_identity
+
+        request = getattr(ctx, "request", None)
+        caller = self.caller(request) if request is not None else None
+        if caller is None:
+            raise no_identity()
+        return caller
+
     def middleware(self) -> list[Middleware]:
         """Authenticates (does not yet require) every request, as the SDK's sse_app does."""
         if self.verifier is None:
@@ -237,12 +248,25 @@ def check_http_auth(host: str, active_tokens: int, allow_local_noauth: bool, all
     return True
 
 
-def access_from_options(options: dict[str, Any]) -> HttpAccess:
-    """Closed unless the operator opted in: tokens from ``options["tokens_file"]``, or open loopback."""
-    if options.get("allow_local_noauth"):
+@dataclass(frozen=True)
+class HttpAuth:
+    """Who may use HTTP, as ``serve`` settled it (cli.py): tokens from a file, or (the operator's
+    explicit opt-in, loopback only) every caller acting as the operator in ``cwd``'s scope."""
+
+    tokens_file: Path | None
+    allowed_hosts: tuple[str, ...] = ()
+    # The daemon's working directory: the open loopback's callers act in its scope.
+    cwd: Path = field(default_factory=Path.cwd)
+
+    @property
+    def open_loopback(self) -> bool:
+        return self.tokens_file is None
+
+
+def access_from_options(auth: HttpAuth) -> HttpAccess:
+    """Closed unless the operator opted in: tokens from ``auth.tokens_file``, or open loopback."""
+    if auth.tokens_file is None:
         from contextd_mcp.transports.http import local_http_caller
 
-        return HttpAccess(verifier=None, local_caller=local_http_caller(options))
-    if not options.get("tokens_file"):
-        raise AuthConfigError("HTTP needs a tokens file, or an explicit opt-in to unauthenticated loopback")
-    return HttpAccess(verifier=StoreTokenVerifier(TokenStore(Path(options["tokens_file"]))))
+        return HttpAccess(verifier=None, local_caller=local_http_caller(auth.cwd))
+    return HttpAccess(verifier=StoreTokenVerifier(TokenStore(auth.tokens_file)))

@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from contextd_mcp import env
 from contextd_mcp.paths import DataPaths
 from contextd_mcp.transports.hello import hello
 
-START_TIMEOUT_S = float(os.environ.get("CONTEXTD_START_TIMEOUT", "60"))
+START_TIMEOUT_S = env.start_timeout_s()
 # A daemon a bridge started stops after this long with no agent connected.
-IDLE_EXIT_S = os.environ.get("CONTEXTD_IDLE_EXIT_SECONDS", "1800")
+IDLE_EXIT_S = env.idle_exit_s()
 
 
 class BridgeError(RuntimeError):
@@ -79,13 +80,13 @@ def _spawn(paths: DataPaths) -> Any:
 
     # A bridge's CONTEXTD_TOOLSETS is its own connection's (sent in its hello), not every
     # later agent's default.
-    env = {k: v for k, v in os.environ.items() if k != "CONTEXTD_TOOLSETS"}
-    env["CONTEXTD_DATA_DIR"] = str(paths.root)
+    environ = {k: v for k, v in os.environ.items() if k != env.TOOLSETS}
+    environ[env.DATA_DIR] = str(paths.root)
     with open(paths.log, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "contextd_mcp", "serve", "--log-file", str(paths.log), "--idle-exit", IDLE_EXIT_S],
             cwd=str(paths.root),
-            env=env,
+            env=environ,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 
+from contextd_mcp import env
+
 PROTOCOL = 1
 MAX_HELLO_BYTES = 64 * 1024
 # The parts of a bridge's environment that decide its scope (the daemon's own env never does),
 # and the toolsets its connection starts with (mcp/toolsets.py).
-SCOPE_ENV = ("CONTEXTD_TENANT", "CONTEXTD_TEAM", "CONTEXTD_PROJECT", "CONTEXTD_AGENT", "CONTEXTD_TOOLSETS")
+SCOPE_ENV = env.SCOPE_ENV
 
 
 def hello(op: str, **fields: object) -> bytes:
@@ -19,8 +21,8 @@ def hello(op: str, **fields: object) -> bytes:
         "contextd": PROTOCOL,
         "op": op,
         # The agent's project: CONTEXTD_PROJECT_DIR when the agent runs outside it (e.g. in $HOME).
-        "cwd": os.environ.get("CONTEXTD_PROJECT_DIR") or os.getcwd(),
-        "env": {k: os.environ[k] for k in SCOPE_ENV if os.environ.get(k)},
+        "cwd": str(env.project_dir()),
+        "env": env.scope_env(),
         "pid": os.getpid(),
         **fields,
     }

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
+from contextd_mcp.env import scope_env
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.scope_resolver import resolve_scope
 from contextd_mcp.transports.auth import NO_OAUTH, TOOLSETS_HEADER, HttpAccess, is_loopback
@@ -30,12 +31,12 @@ from contextd_mcp.transports.http_guard import (
     guarded_protocol,
 )
 
-__all__ = ["build_app", "is_loopback", "local_http_caller", "serve_http"]
+__all__ = ["HttpServing", "build_app", "is_loopback", "local_http_caller", "serve_http"]
 
 
-def local_http_caller(options: dict[str, Any]) -> Callable[[Any], Caller | None]:
+def local_http_caller(cwd: Path) -> Callable[[Any], Caller | None]:
     """Loopback callers act in the daemon operator's scope (its directory and CONTEXTD_* env)."""
-    scope = resolve_scope(Path(options.get("cwd") or os.getcwd()), os.environ)
+    scope = resolve_scope(cwd, scope_env())
 
     def resolve(request: Request) -> Caller | None:
         transport = "sse" if request.url.path.startswith("/messages") else "http"
@@ -156,17 +157,28 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
+@dataclass(frozen=True)
+class HttpServing:
+    """How ``serve_http`` serves: what the daemon settled from its settings and ``serve``'s flags."""
+
+    limits: HttpLimits
+    max_body: int = 1 << 20
+    allowed_hosts: tuple[str, ...] = ()
+    # Bound before the store and model load (daemon.py), so a taken port fails fast.
+    listener: socket.socket | None = None
+
+
 async def serve_http(
     server: Any,
     host: str,
     port: int,
-    options: dict[str, Any],
+    serving: HttpServing,
     task_status: Any = anyio.TASK_STATUS_IGNORED,
     access: HttpAccess | None = None,
 ) -> None:
-    max_body = int(options.get("max_body") or 1 << 20)
-    app = build_app(server, host, port, max_body, access, options.get("allowed_hosts") or ())
-    limits: HttpLimits = options.get("http_limits") or HttpLimits(max_per_client=int(options.get("max_connections") or 64))
+    max_body = serving.max_body
+    app = build_app(server, host, port, max_body, access, serving.allowed_hosts)
+    limits = serving.limits
     budget = ConnectionBudget(limits, _identify(access))
     # No global limit_concurrency: it counted idle, unauthenticated connections against everyone.
     config = uvicorn.Config(
@@ -189,6 +201,5 @@ async def serve_http(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(announce)
-        listener = options.get("listener")
-        await uv.serve(sockets=[listener] if listener is not None else None)
+        await uv.serve(sockets=[serving.listener] if serving.listener is not None else None)
         tg.cancel_scope.cancel()

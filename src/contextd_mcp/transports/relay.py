@@ -38,14 +38,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from contextd_mcp import env
 from contextd_mcp.paths import DataPaths
 from contextd_mcp.transports.bridge import START_TIMEOUT_S, BridgeError, open_session, owner_pid
-from contextd_mcp.transports.hello import SCOPE_ENV
 
 # Reconnecting after the daemon went away: at most this many attempts to reach or start one,
 # all within this window (a start alone may take START_TIMEOUT_S: model load).
 RECONNECT_ATTEMPTS = 6
-RECONNECT_WINDOW_S = float(os.environ.get("CONTEXTD_RECONNECT_SECONDS", "120"))
+RECONNECT_WINDOW_S = env.reconnect_window_s()
 # Backoff between attempts: doubling from the first, capped.
 BACKOFF_FIRST_S = 0.05
 BACKOFF_MAX_S = 2.0
@@ -103,7 +103,7 @@ class Relay:
     def __init__(self, paths: DataPaths, scope_env: dict[str, str] | None = None, in_fd: int = 0, out_fd: int = 1) -> None:
         self._paths = paths
         # The scope parts the hello carries: the bridge's environment, overridden by flags.
-        self._scope_env = {k: os.environ[k] for k in SCOPE_ENV if os.environ.get(k)} | (scope_env or {})
+        self._scope_env = env.scope_env() | (scope_env or {})
         self._resume = secrets.token_hex(16)
         self._in, self._out = in_fd, out_fd
         self._cv = threading.Condition()
@@ -164,10 +164,10 @@ class Relay:
             )
 
     def _open(self, autostart: bool = True, start_timeout: float = START_TIMEOUT_S) -> tuple[socket.socket, dict[str, Any], bytes]:
-        env = dict(self._scope_env)
+        hello_env = dict(self._scope_env)
         if self._agent:
-            env["CONTEXTD_AGENT"] = self._agent
-        return open_session(self._paths, "mcp", autostart, {"env": env, "resume": self._resume}, start_timeout)
+            hello_env["CONTEXTD_AGENT"] = self._agent
+        return open_session(self._paths, "mcp", autostart, {"env": hello_env, "resume": self._resume}, start_timeout)
 
     def _publish(self, sock: socket.socket, reply: dict[str, Any]) -> None:
         previous = self._version

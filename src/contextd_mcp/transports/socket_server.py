@@ -19,8 +19,7 @@ from anyio.abc import SocketAttribute, SocketStream
 from contextd_mcp import __version__, limits
 from contextd_mcp.errors import ERROR_META
 from contextd_mcp.mcp import toolsets
-from contextd_mcp.mcp.caller import CURRENT_CALLER, Caller, acting_as
-from contextd_mcp.scope_resolver import project_root, resolve_scope
+from contextd_mcp.mcp.caller import CURRENT_CALLER, local_caller
 from contextd_mcp.transports.framing import jsonrpc_streams
 from contextd_mcp.transports.hello import MAX_HELLO_BYTES, PROTOCOL
 from contextd_mcp.transports.peer import PeerRefused, check_peer, peer_of
@@ -56,6 +55,10 @@ def _toolsets(env: dict[str, str]) -> str | None:
 
 async def _reply(stream: SocketStream, body: dict[str, Any]) -> None:
     await stream.send((json.dumps(body, default=str) + "\n").encode())
+
+
+def _cwd(hello: dict[str, Any]) -> Path:
+    return Path(str(hello.get("cwd") or "/"))
 
 
 def _connection_id(resume: object) -> str:
@@ -210,25 +213,18 @@ class SocketServer:
                 f"too many open sessions ({self.connections}, CONTEXTD_MAX_CONNECTIONS={self._max_connections}); "
                 "close some agents or raise the limit and restart the daemon")})
             return
-        try:
-            env = {str(k): str(v) for k, v in (hello.get("env") or {}).items()}
-            scope = resolve_scope(Path(str(hello.get("cwd") or "/")), env)
-        except (ValueError, OSError) as exc:
-            await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {_scope_error(exc)}"})
-            return
+        env = {str(k): str(v) for k, v in (hello.get("env") or {}).items()}
         try:
             toolsets = _toolsets(env)
         except ValueError as exc:
             await self._safe_reply(stream, {"ok": False, "error": f"--toolsets / CONTEXTD_TOOLSETS: {exc}"})
             return
-        caller = Caller(
-            scope=scope,
-            transport="socket",
-            connection_id=_connection_id(hello.get("resume")),
-            agent=env.get("CONTEXTD_AGENT"),
-            project_dir=str(project_root(Path(str(hello.get("cwd") or "/")))),
-            toolsets=toolsets,
-        )
+        try:
+            caller = local_caller("socket", _cwd(hello), env, _connection_id(hello.get("resume")), toolsets)
+        except (ValueError, OSError) as exc:
+            await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {_scope_error(exc)}"})
+            return
+        scope = caller.scope
         await _reply(stream, {"ok": True, "pid": os.getpid(), "version": __version__, "scope": scope.fields()})
         CURRENT_CALLER.set(caller)
         self.connections += 1
@@ -268,28 +264,20 @@ class SocketServer:
         session id, so SessionStart and a later SessionEnd find the same contextd session.
         ``transcript_path`` travels only here, on the owner-only socket, never as a tool argument.
         """
-        try:
-            env = {str(k): str(v) for k, v in (hello.get("env") or {}).items()}
-            scope = resolve_scope(Path(str(hello.get("cwd") or "/")), env)
-        except (ValueError, OSError) as exc:
-            await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {_scope_error(exc)}"})
-            return
+        env = {str(k): str(v) for k, v in (hello.get("env") or {}).items()}
         hook: dict[str, Any] = hello["hook"] if isinstance(hello.get("hook"), dict) else {}
         client_session = str(hook.get("session_id") or "")[:128]
         extra = {k: str(hook[k])[:4096] for k in ("transcript_path", "event") if hook.get(k)}
-        caller = Caller(
-            scope=scope,
-            transport="hook",
-            connection_id=f"claude-code:{client_session}" if client_session else uuid.uuid4().hex[:12],
-            agent=env.get("CONTEXTD_AGENT"),
-            extra=extra,
-            project_dir=str(project_root(Path(str(hello.get("cwd") or "/")))),
-            # The hook names the toolsets of the tools it calls; a bad one fails the call, named.
-            toolsets=str(hello.get("toolsets") or env.get("CONTEXTD_TOOLSETS") or "")[: limits.TOOLSETS_SPEC_MAX + 1] or None,
-        )
+        connection = f"claude-code:{client_session}" if client_session else uuid.uuid4().hex[:12]
+        # The hook names the toolsets of the tools it calls; a bad one fails the call, named.
+        toolsets = str(hello.get("toolsets") or env.get("CONTEXTD_TOOLSETS") or "")[: limits.TOOLSETS_SPEC_MAX + 1] or None
+        try:
+            caller = local_caller("hook", _cwd(hello), env, connection, toolsets, extra)
+        except (ValueError, OSError) as exc:
+            await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {_scope_error(exc)}"})
+            return
         arguments = hello.get("arguments") if isinstance(hello.get("arguments"), dict) else {}
-        with acting_as(caller):
-            result = await self._runner.call(str(hello.get("tool") or ""), arguments)
+        result = await self._runner.call(str(hello.get("tool") or ""), arguments, caller)
         first = result.content[0] if result.content else None
         text = first.text if isinstance(first, types.TextContent) else ""
         reply = {"ok": True, "is_error": bool(result.is_error), "result": result.structured_content, "text": text}

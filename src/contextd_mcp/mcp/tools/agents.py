@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextd_mcp.mcp.caller import Caller
-from contextd_mcp.mcp.registry import ToolDef
+from contextd_mcp.mcp.registry import Handler, ToolSpec
 from contextd_mcp.models.agent import Agent, AgentList, CreateAgent, DeleteAgent, GetAgent, ListAgents, UpdateAgent
 from contextd_mcp.models.skill import Deleted
 from contextd_mcp.services.agents import AgentService
@@ -30,7 +30,75 @@ _AGENT = {
 }
 
 
-def agent_tools(service: AgentService) -> list[ToolDef]:
+# The tools of this module, as data: schema.json / TOOL.md render these without any service.
+SPECS = (
+    ToolSpec(
+        "agent_create",
+        "Define an agent: system prompt, skills, model settings and the kinds of data it may read "
+        "or write (enforced once session_start(agent=...) names it).",
+        CreateAgent,
+        Agent,
+        example={
+            "name": "reviewer",
+            "description": _AGENT["description"],
+            "system_prompt": _AGENT["system_prompt"],
+            "skills": ["review-migration"],
+            "collections_access": _ACCESS,
+            "model_preference": "claude-sonnet",
+            "temperature": 0.2,
+            "max_tokens": 4000,
+        },
+        example_result=_AGENT,
+    ),
+    ToolSpec(
+        "agent_get",
+        "Fetch an agent config by id or name.",
+        GetAgent,
+        Agent,
+        read_only=True,
+        idempotent=True,
+        example={"name": "reviewer"},
+        example_result=_AGENT,
+    ),
+    ToolSpec(
+        "agent_list",
+        "List the agent configs that apply here (or your team's / org's with scope).",
+        ListAgents,
+        AgentList,
+        read_only=True,
+        idempotent=True,
+        example={},
+        example_result={
+            "agents": [
+                {"id": _ID, "name": "reviewer", "description": _AGENT["description"], "level": "project",
+                 "skills": 1, "collections_access": _ACCESS}
+            ]
+        },
+    ),
+    ToolSpec(
+        "agent_update",
+        "Change an agent config (omitted fields stay; lists are replaced).",
+        UpdateAgent,
+        Agent,
+        idempotent=True,
+        destructive=True,  # overwrites the fields it names
+        example={"agent_id": _ID, "temperature": 0.0},
+        example_result=_AGENT | {"temperature": 0.0},
+    ),
+    ToolSpec(
+        "agent_delete",
+        "Delete an agent config.",
+        DeleteAgent,
+        Deleted,
+        idempotent=True,
+        destructive=True,
+        example={"agent_id": _ID},
+        example_result={"id": _ID, "deleted": True},
+    ),
+)
+
+
+def agent_tools(service: AgentService) -> dict[str, Handler]:
     def create(caller: Caller, req: CreateAgent) -> Agent:
         return service.create(caller.scope, req)
 
@@ -46,73 +114,4 @@ def agent_tools(service: AgentService) -> list[ToolDef]:
     def delete(caller: Caller, req: DeleteAgent) -> Deleted:
         return service.delete(caller.scope, req)
 
-    return [
-        ToolDef(
-            "agent_create",
-            "Define an agent: system prompt, skills, model settings and the kinds of data it may read "
-            "or write (enforced once session_start(agent=...) names it).",
-            CreateAgent,
-            Agent,
-            create,
-            example={
-                "name": "reviewer",
-                "description": _AGENT["description"],
-                "system_prompt": _AGENT["system_prompt"],
-                "skills": ["review-migration"],
-                "collections_access": _ACCESS,
-                "model_preference": "claude-sonnet",
-                "temperature": 0.2,
-                "max_tokens": 4000,
-            },
-            example_result=_AGENT,
-        ),
-        ToolDef(
-            "agent_get",
-            "Fetch an agent config by id or name.",
-            GetAgent,
-            Agent,
-            get,
-            read_only=True,
-            idempotent=True,
-            example={"name": "reviewer"},
-            example_result=_AGENT,
-        ),
-        ToolDef(
-            "agent_list",
-            "List the agent configs that apply here (or your team's / org's with scope).",
-            ListAgents,
-            AgentList,
-            list_,
-            read_only=True,
-            idempotent=True,
-            example={},
-            example_result={
-                "agents": [
-                    {"id": _ID, "name": "reviewer", "description": _AGENT["description"], "level": "project",
-                     "skills": 1, "collections_access": _ACCESS}
-                ]
-            },
-        ),
-        ToolDef(
-            "agent_update",
-            "Change an agent config (omitted fields stay; lists are replaced).",
-            UpdateAgent,
-            Agent,
-            update,
-            idempotent=True,
-            destructive=True,  # overwrites the fields it names
-            example={"agent_id": _ID, "temperature": 0.0},
-            example_result=_AGENT | {"temperature": 0.0},
-        ),
-        ToolDef(
-            "agent_delete",
-            "Delete an agent config.",
-            DeleteAgent,
-            Deleted,
-            delete,
-            idempotent=True,
-            destructive=True,
-            example={"agent_id": _ID},
-            example_result={"id": _ID, "deleted": True},
-        ),
-    ]
+    return {"agent_create": create, "agent_get": get, "agent_list": list_, "agent_update": update, "agent_delete": delete}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from contextd_mcp.mcp.caller import Caller
-from contextd_mcp.mcp.registry import ToolDef
+from contextd_mcp.mcp.registry import Handler, ToolSpec
 
 
 class NoArguments(BaseModel):
@@ -17,8 +17,14 @@ class Empty(BaseModel):
     pass
 
 
-def diagnostic_tools() -> list[ToolDef]:
+# The tools of this module, as data: schema.json / TOOL.md render these without any service.
+SPECS = (
+    ToolSpec("bench_noop", "Does nothing (benchmark floor).", NoArguments, Empty, read_only=True),
+)
+
+
+def diagnostic_tools() -> dict[str, Handler]:
     def noop(caller: Caller, req: NoArguments) -> Empty:
         return Empty()
 
-    return [ToolDef("bench_noop", "Does nothing (benchmark floor).", NoArguments, Empty, noop, read_only=True)]
+    return {"bench_noop": noop}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from contextd_mcp.mcp.caller import Caller
-from contextd_mcp.mcp.registry import ToolDef
+from contextd_mcp.mcp.registry import Handler, ToolSpec
 from contextd_mcp.models.memory import Memory, MemoryPreview
 from contextd_mcp.models.requests import GetMemory, MemoryFeedback, MemoryOutcome, SearchMemories, StoreMemory
 from contextd_mcp.services.memory import MemoryService, NewConfidence, StoredMemory
@@ -24,7 +24,91 @@ def _origin(caller: Caller) -> str:
     return f"{caller.transport}:{caller.connection_id}" if caller.connection_id else ""
 
 
-def memory_tools(service: MemoryService) -> list[ToolDef]:
+# The tools of this module, as data: schema.json / TOOL.md render these without any service.
+SPECS = (
+    ToolSpec(
+        "memory_store",
+        "Save a lesson for future sessions of this project: a strategy that worked, or with "
+        "outcome=failure an anti-pattern. Fill applies_when: it is found by each. Secrets are redacted.",
+        StoreMemory,
+        StoredMemory,
+        example={
+            "title": "Run pytest with -p no:cacheprovider in read-only checkouts",
+            "content": "The cache plugin writes .pytest_cache; in a read-only tree it fails. Disable it.",
+            "tags": ["pytest", "ci"],
+            "applies_when": ["tests fail in a read-only checkout"],
+        },
+        example_result={"id": _ID, "confidence": 0.6667, "duplicate_of_existing": False},
+    ),
+    ToolSpec(
+        "memory_search",
+        "Find memories relevant to a situation, best first, as previews (memory_get has the rest). "
+        "Searches this project unless scope widens it to the team or org.",
+        SearchMemories,
+        SearchResult,
+        read_only=True,
+        idempotent=True,
+        example={"query": "pytest fails writing cache in read-only directory", "limit": 3},
+        example_result={
+            "search_id": "3c1f0e2a9b7d4e5f8a6b1c2d3e4f5a6b",
+            "memories": [
+                {
+                    "id": _ID,
+                    "title": "Run pytest with -p no:cacheprovider in read-only checkouts",
+                    "description": "The cache plugin writes .pytest_cache; in a read-only tree it fails.",
+                    "confidence": 0.75,
+                    "score": 0.66,
+                }
+            ]
+        },
+    ),
+    ToolSpec(
+        "memory_get",
+        "Fetch one memory in full (content, counts, confidence).",
+        GetMemory,
+        Memory,
+        read_only=True,
+        idempotent=True,
+        example={"memory_id": _ID},
+        example_result={
+            "id": _ID,
+            "title": "Run pytest with -p no:cacheprovider in read-only checkouts",
+            "description": "The cache plugin writes .pytest_cache; in a read-only tree it fails.",
+            "content": "The cache plugin writes .pytest_cache; in a read-only tree it fails. Disable it.",
+            "outcome": "success",
+            "tags": ["pytest", "ci"],
+            "confidence": 0.75,
+            "helpful_count": 1,
+            "unhelpful_count": 0,
+            "uses_succeeded": 0,
+            "uses_failed": 0,
+            "origin": "stored",
+            "scope": "project",
+            "created_at": "2026-11-27T09:00:00+00:00",
+            "updated_at": "2026-11-27T09:05:00+00:00",
+        },
+    ),
+    ToolSpec(
+        "memory_feedback",
+        "Rate a memory: helpful raises its confidence and teaches it the query that found it; "
+        "unhelpful lowers it and demotes it for such queries (4 unhelpful hide a new memory).",
+        MemoryFeedback,
+        NewConfidence,
+        example={"memory_id": _ID, "helpful": True},
+        example_result={"id": _ID, "confidence": 0.75, "hidden_from_search": False},
+    ),
+    ToolSpec(
+        "memory_outcome",
+        "Report that a task which applied this memory succeeded or failed (weaker evidence than feedback).",
+        MemoryOutcome,
+        NewConfidence,
+        example={"memory_id": _ID, "succeeded": True},
+        example_result={"id": _ID, "confidence": 0.7143, "hidden_from_search": False},
+    ),
+)
+
+
+def memory_tools(service: MemoryService) -> dict[str, Handler]:
     def store(caller: Caller, req: StoreMemory) -> StoredMemory:
         return service.store(caller.scope, req)
 
@@ -41,89 +125,4 @@ def memory_tools(service: MemoryService) -> list[ToolDef]:
     def outcome(caller: Caller, req: MemoryOutcome) -> NewConfidence:
         return service.outcome(caller.scope, req, _origin(caller))
 
-    return [
-        ToolDef(
-            "memory_store",
-            "Save a lesson for future sessions of this project: a strategy that worked, or with "
-            "outcome=failure an anti-pattern. Fill applies_when: it is found by each. Secrets are redacted.",
-            StoreMemory,
-            StoredMemory,
-            store,
-            example={
-                "title": "Run pytest with -p no:cacheprovider in read-only checkouts",
-                "content": "The cache plugin writes .pytest_cache; in a read-only tree it fails. Disable it.",
-                "tags": ["pytest", "ci"],
-                "applies_when": ["tests fail in a read-only checkout"],
-            },
-            example_result={"id": _ID, "confidence": 0.6667, "duplicate_of_existing": False},
-        ),
-        ToolDef(
-            "memory_search",
-            "Find memories relevant to a situation, best first, as previews (memory_get has the rest). "
-            "Searches this project unless scope widens it to the team or org.",
-            SearchMemories,
-            SearchResult,
-            search,
-            read_only=True,
-            idempotent=True,
-            example={"query": "pytest fails writing cache in read-only directory", "limit": 3},
-            example_result={
-                "search_id": "3c1f0e2a9b7d4e5f8a6b1c2d3e4f5a6b",
-                "memories": [
-                    {
-                        "id": _ID,
-                        "title": "Run pytest with -p no:cacheprovider in read-only checkouts",
-                        "description": "The cache plugin writes .pytest_cache; in a read-only tree it fails.",
-                        "confidence": 0.75,
-                        "score": 0.66,
-                    }
-                ]
-            },
-        ),
-        ToolDef(
-            "memory_get",
-            "Fetch one memory in full (content, counts, confidence).",
-            GetMemory,
-            Memory,
-            get,
-            read_only=True,
-            idempotent=True,
-            example={"memory_id": _ID},
-            example_result={
-                "id": _ID,
-                "title": "Run pytest with -p no:cacheprovider in read-only checkouts",
-                "description": "The cache plugin writes .pytest_cache; in a read-only tree it fails.",
-                "content": "The cache plugin writes .pytest_cache; in a read-only tree it fails. Disable it.",
-                "outcome": "success",
-                "tags": ["pytest", "ci"],
-                "confidence": 0.75,
-                "helpful_count": 1,
-                "unhelpful_count": 0,
-                "uses_succeeded": 0,
-                "uses_failed": 0,
-                "origin": "stored",
-                "scope": "project",
-                "created_at": "2026-11-27T09:00:00+00:00",
-                "updated_at": "2026-11-27T09:05:00+00:00",
-            },
-        ),
-        ToolDef(
-            "memory_feedback",
-            "Rate a memory: helpful raises its confidence and teaches it the query that found it; "
-            "unhelpful lowers it and demotes it for such queries (4 unhelpful hide a new memory).",
-            MemoryFeedback,
-            NewConfidence,
-            feedback,
-            example={"memory_id": _ID, "helpful": True},
-            example_result={"id": _ID, "confidence": 0.75, "hidden_from_search": False},
-        ),
-        ToolDef(
-            "memory_outcome",
-            "Report that a task which applied this memory succeeded or failed (weaker evidence than feedback).",
-            MemoryOutcome,
-            NewConfidence,
-            outcome,
-            example={"memory_id": _ID, "succeeded": True},
-            example_result={"id": _ID, "confidence": 0.7143, "hidden_from_search": False},
-        ),
-    ]
+    return {"memory_store": store, "memory_search": search, "memory_get": get, "memory_feedback": feedback, "memory_outcome": outcome}

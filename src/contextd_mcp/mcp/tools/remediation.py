@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from contextd_mcp.mcp.caller import Caller
-from contextd_mcp.mcp.registry import ToolDef
+from contextd_mcp.mcp.registry import Handler, ToolSpec
 from contextd_mcp.models.remediation import (
     GetRemediation,
     RecordedRemediation,
@@ -28,7 +28,89 @@ class RemediationSearchResult(BaseModel):
     remediations: list[RemediationHit]
 
 
-def remediation_tools(service: RemediationService) -> list[ToolDef]:
+# The tools of this module, as data: schema.json / TOOL.md render these without any service.
+SPECS = (
+    ToolSpec(
+        "remediation_record",
+        "Record how an error was fixed, so the fix is found when the error recurs (with other "
+        "paths, line numbers, versions). Secrets are redacted.",
+        RecordRemediation,
+        RecordedRemediation,
+        example={"title": _TITLE, "problem": _PROBLEM, "solution": _SOLUTION, "tags": ["python", "pip"]},
+        example_result={
+            "id": _ID,
+            "category": "dependency",
+            "category_inferred": True,
+            "confidence": 0.6667,
+            "duplicate_of_existing": False,
+        },
+    ),
+    ToolSpec(
+        "remediation_search",
+        "Find recorded fixes for an error: paste the error output as is. Matches error classes, "
+        "codes and package names as well as meaning.",
+        SearchRemediations,
+        RemediationSearchResult,
+        read_only=True,
+        idempotent=True,
+        example={"error": "E   ModuleNotFoundError: No module named 'yaml'", "context": "pytest in CI", "limit": 3},
+        example_result={
+            "remediations": [
+                {
+                    "id": _ID,
+                    "title": _TITLE,
+                    "category": "dependency",
+                    "problem": _PROBLEM[:120] + "…",
+                    "solution": _SOLUTION,
+                    "confidence": 0.75,
+                    "relevance": 1.0,
+                    "score": 0.925,
+                    "tags": ["python", "pip"],
+                    "scope": "project",
+                }
+            ]
+        },
+    ),
+    ToolSpec(
+        "remediation_get",
+        "Fetch one recorded fix in full (root cause, diff, files, counts).",
+        GetRemediation,
+        Remediation,
+        read_only=True,
+        idempotent=True,
+        example={"remediation_id": _ID},
+        example_result={
+            "id": _ID,
+            "title": _TITLE,
+            "category": "dependency",
+            "problem": _PROBLEM,
+            "solution": _SOLUTION,
+            "root_cause": "The import name is yaml but the distribution is PyYAML; it was never declared.",
+            "symptoms": [],
+            "code_diff": None,
+            "affected_files": ["pyproject.toml"],
+            "tags": ["python", "pip"],
+            "confidence": 0.75,
+            "helpful_count": 1,
+            "unhelpful_count": 0,
+            "scope": "project",
+            "created_at": "2026-11-27T09:00:00+00:00",
+            "updated_at": "2026-11-27T09:05:00+00:00",
+        },
+    ),
+    ToolSpec(
+        "remediation_feedback",
+        "Report whether a fix solved the error: helpful raises its confidence, unhelpful lowers it "
+        "(4 unhelpful hide a new fix).",
+        RemediationFeedback,
+        RemediationConfidence,
+        example={"remediation_id": _ID, "helpful": True},
+        example_result={"id": _ID, "confidence": 0.75, "hidden_from_search": False},
+    ),
+)
+
+
+def remediation_tools(service: RemediationService) -> dict[str, Handler]:
     def record(caller: Caller, req: RecordRemediation) -> RecordedRemediation:
         return service.record(caller.scope, req)
 
@@ -41,86 +123,4 @@ def remediation_tools(service: RemediationService) -> list[ToolDef]:
     def feedback(caller: Caller, req: RemediationFeedback) -> RemediationConfidence:
         return service.feedback(caller.scope, req)
 
-    return [
-        ToolDef(
-            "remediation_record",
-            "Record how an error was fixed, so the fix is found when the error recurs (with other "
-            "paths, line numbers, versions). Secrets are redacted.",
-            RecordRemediation,
-            RecordedRemediation,
-            record,
-            example={"title": _TITLE, "problem": _PROBLEM, "solution": _SOLUTION, "tags": ["python", "pip"]},
-            example_result={
-                "id": _ID,
-                "category": "dependency",
-                "category_inferred": True,
-                "confidence": 0.6667,
-                "duplicate_of_existing": False,
-            },
-        ),
-        ToolDef(
-            "remediation_search",
-            "Find recorded fixes for an error: paste the error output as is. Matches error classes, "
-            "codes and package names as well as meaning.",
-            SearchRemediations,
-            RemediationSearchResult,
-            search,
-            read_only=True,
-            idempotent=True,
-            example={"error": "E   ModuleNotFoundError: No module named 'yaml'", "context": "pytest in CI", "limit": 3},
-            example_result={
-                "remediations": [
-                    {
-                        "id": _ID,
-                        "title": _TITLE,
-                        "category": "dependency",
-                        "problem": _PROBLEM[:120] + "…",
-                        "solution": _SOLUTION,
-                        "confidence": 0.75,
-                        "relevance": 1.0,
-                        "score": 0.925,
-                        "tags": ["python", "pip"],
-                        "scope": "project",
-                    }
-                ]
-            },
-        ),
-        ToolDef(
-            "remediation_get",
-            "Fetch one recorded fix in full (root cause, diff, files, counts).",
-            GetRemediation,
-            Remediation,
-            get,
-            read_only=True,
-            idempotent=True,
-            example={"remediation_id": _ID},
-            example_result={
-                "id": _ID,
-                "title": _TITLE,
-                "category": "dependency",
-                "problem": _PROBLEM,
-                "solution": _SOLUTION,
-                "root_cause": "The import name is yaml but the distribution is PyYAML; it was never declared.",
-                "symptoms": [],
-                "code_diff": None,
-                "affected_files": ["pyproject.toml"],
-                "tags": ["python", "pip"],
-                "confidence": 0.75,
-                "helpful_count": 1,
-                "unhelpful_count": 0,
-                "scope": "project",
-                "created_at": "2026-11-27T09:00:00+00:00",
-                "updated_at": "2026-11-27T09:05:00+00:00",
-            },
-        ),
-        ToolDef(
-            "remediation_feedback",
-            "Report whether a fix solved the error: helpful raises its confidence, unhelpful lowers it "
-            "(4 unhelpful hide a new fix).",
-            RemediationFeedback,
-            RemediationConfidence,
-            feedback,
-            example={"remediation_id": _ID, "helpful": True},
-            example_result={"id": _ID, "confidence": 0.75, "hidden_from_search": False},
-        ),
-    ]
+    return {"remediation_record": record, "remediation_search": search, "remediation_get": get, "remediation_feedback": feedback}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextd_mcp.mcp.caller import Caller
-from contextd_mcp.mcp.registry import ToolDef
+from contextd_mcp.mcp.registry import Handler, ToolSpec
 from contextd_mcp.models.skill import (
     CreateSkill,
     Deleted,
@@ -34,7 +34,65 @@ _SKILL = {
 }
 
 
-def skill_tools(service: SkillService) -> list[ToolDef]:
+# The tools of this module, as data: schema.json / TOOL.md render these without any service.
+SPECS = (
+    ToolSpec(
+        "skill_create",
+        "Save a reusable prompt (a skill) for this project, team or org; also an MCP prompt.",
+        CreateSkill,
+        Skill,
+        example={k: _SKILL[k] for k in ("name", "description", "prompt_template", "trigger", "steps", "tags")}
+        | {"scope": "team"},
+        example_result=_SKILL | {"use_count": 0},
+    ),
+    ToolSpec(
+        "skill_get",
+        "Fetch a skill by id or name (counted as a use unless read-only).",
+        GetSkill,
+        Skill,
+        read_only=True,
+        example={"name": "review-migration"},
+        example_result=_SKILL,
+    ),
+    ToolSpec(
+        "skill_list",
+        "List the skills that apply here, or find them by meaning and name with query.",
+        ListSkills,
+        SkillList,
+        read_only=True,
+        idempotent=True,
+        example={"query": "check a schema change before merge"},
+        example_result={
+            "skills": [
+                {k: _SKILL[k] for k in ("id", "name", "description", "trigger", "tags", "level", "use_count")}
+                | {"relevance": 0.62}
+            ]
+        },
+    ),
+    ToolSpec(
+        "skill_update",
+        "Change a skill's fields (omitted fields stay; trigger '' clears it).",
+        UpdateSkill,
+        Skill,
+        idempotent=True,
+        destructive=True,  # overwrites the fields it names
+        example={"skill_id": _ID, "steps": ["Find ALTER TABLE statements", "Check lock timeouts"]},
+        example_result=_SKILL | {"steps": ["Find ALTER TABLE statements", "Check lock timeouts"]},
+    ),
+    ToolSpec(
+        "skill_delete",
+        "Delete a skill.",
+        DeleteSkill,
+        Deleted,
+        idempotent=True,
+        destructive=True,
+        example={"skill_id": _ID},
+        example_result={"id": _ID, "deleted": True},
+    ),
+)
+
+
+def skill_tools(service: SkillService) -> dict[str, Handler]:
     def create(caller: Caller, req: CreateSkill) -> Skill:
         return service.create(caller.scope, req)
 
@@ -51,63 +109,4 @@ def skill_tools(service: SkillService) -> list[ToolDef]:
     def delete(caller: Caller, req: DeleteSkill) -> Deleted:
         return service.delete(caller.scope, req)
 
-    return [
-        ToolDef(
-            "skill_create",
-            "Save a reusable prompt (a skill) for this project, team or org; also an MCP prompt.",
-            CreateSkill,
-            Skill,
-            create,
-            example={k: _SKILL[k] for k in ("name", "description", "prompt_template", "trigger", "steps", "tags")}
-            | {"scope": "team"},
-            example_result=_SKILL | {"use_count": 0},
-        ),
-        ToolDef(
-            "skill_get",
-            "Fetch a skill by id or name (counted as a use unless read-only).",
-            GetSkill,
-            Skill,
-            get,
-            read_only=True,
-            example={"name": "review-migration"},
-            example_result=_SKILL,
-        ),
-        ToolDef(
-            "skill_list",
-            "List the skills that apply here, or find them by meaning and name with query.",
-            ListSkills,
-            SkillList,
-            list_,
-            read_only=True,
-            idempotent=True,
-            example={"query": "check a schema change before merge"},
-            example_result={
-                "skills": [
-                    {k: _SKILL[k] for k in ("id", "name", "description", "trigger", "tags", "level", "use_count")}
-                    | {"relevance": 0.62}
-                ]
-            },
-        ),
-        ToolDef(
-            "skill_update",
-            "Change a skill's fields (omitted fields stay; trigger '' clears it).",
-            UpdateSkill,
-            Skill,
-            update,
-            idempotent=True,
-            destructive=True,  # overwrites the fields it names
-            example={"skill_id": _ID, "steps": ["Find ALTER TABLE statements", "Check lock timeouts"]},
-            example_result=_SKILL | {"steps": ["Find ALTER TABLE statements", "Check lock timeouts"]},
-        ),
-        ToolDef(
-            "skill_delete",
-            "Delete a skill.",
-            DeleteSkill,
-            Deleted,
-            delete,
-            idempotent=True,
-            destructive=True,
-            example={"skill_id": _ID},
-            example_result={"id": _ID, "deleted": True},
-        ),
-    ]
+    return {"skill_create": create, "skill_get": get, "skill_list": list_, "skill_update": update, "skill_delete": delete}

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contextd_mcp.errors import InvalidInput
 from contextd_mcp.mcp import toolsets
 from contextd_mcp.mcp.caller import Caller
-from contextd_mcp.mcp.registry import ToolDef
+from contextd_mcp.mcp.registry import Handler, ToolDef, ToolSpec
 
 # Spelled out so the listed schema carries the enum (an agent picks from it, no guessing).
 ToolsetName = Literal[
@@ -32,7 +32,31 @@ class ToolsetsAnswer(BaseModel):
     added_tools: list[str] = Field(default_factory=list, description="now listed and callable (tools/list_changed sent)")
 
 
-def toolset_tools(enabled: toolsets.Enabled, registered: Callable[[], list[ToolDef]]) -> list[ToolDef]:
+# The tools of this module, as data: schema.json / TOOL.md render these without any service.
+SPECS = (
+    ToolSpec(
+        "toolsets",
+        "List the toolsets (groups of tools) and which are on; enable=[...] turns some on for this "
+        "connection (their tools are then listed and callable).",
+        ToolsetsRequest,
+        ToolsetsAnswer,
+        # Changes only what this connection lists: a read-only identity may do it too.
+        read_only=True,
+        idempotent=True,
+        example={"enable": ["policy"]},
+        example_result={
+            "toolsets": [
+                "memory (on, 5 tools): store, search, get and rate lessons that carry across sessions",
+                "policy (on, 6 tools): rules that allow, deny or ask before a command or tool runs",
+            ],
+            "added_tools": ["policy_set", "policy_get", "policy_list", "policy_delete", "policy_check",
+                            "policy_pack_enable"],
+        },
+    ),
+)
+
+
+def toolset_tools(enabled: toolsets.Enabled, registered: Callable[[], list[ToolDef]]) -> dict[str, Handler]:
     """``registered``: every tool the runner holds, read at call time (tools are added late).
     One tool, not a list tool and an enable tool: every connection lists it, so it pays twice."""
 
@@ -60,28 +84,7 @@ def toolset_tools(enabled: toolsets.Enabled, registered: Callable[[], list[ToolD
             added_tools=[t.name for t in registered() if t.toolset in new],
         )
 
-    return [
-        ToolDef(
-            "toolsets",
-            "List the toolsets (groups of tools) and which are on; enable=[...] turns some on for this "
-            "connection (their tools are then listed and callable).",
-            ToolsetsRequest,
-            ToolsetsAnswer,
-            handle,
-            # Changes only what this connection lists: a read-only identity may do it too.
-            read_only=True,
-            idempotent=True,
-            example={"enable": ["policy"]},
-            example_result={
-                "toolsets": [
-                    "memory (on, 5 tools): store, search, get and rate lessons that carry across sessions",
-                    "policy (on, 6 tools): rules that allow, deny or ask before a command or tool runs",
-                ],
-                "added_tools": ["policy_set", "policy_get", "policy_list", "policy_delete", "policy_check",
-                                "policy_pack_enable"],
-            },
-        ),
-    ]
+    return {"toolsets": handle}
 
 
 def _enabled(enabled: toolsets.Enabled, caller: Caller) -> frozenset[str]:
