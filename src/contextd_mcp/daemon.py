@@ -80,6 +80,11 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
         http_caller=http_caller,
     )
     server = container.server()
+    ui_parts = None
+    if http is not None and os.environ.get("CONTEXTD_UI", "1") != "0":  # the web page, /ui/ (CONTEXTD_UI=0: none)
+        from contextd_mcp.ui.app import parts_from
+
+        ui_parts = parts_from(container)
     stop_event = anyio.Event()
 
     async def request_stop() -> None:
@@ -114,6 +119,7 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
                                 "max_body": limits.request_max_bytes,
                                 "http_limits": http_limits(limits.max_connections),
                                 "listener": listener,
+                                "ui": ui_parts,
                             },
                             task_status=task_status,
                             access=access,
@@ -130,7 +136,7 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
                 "started_at": time.time(),
             }
             paths.daemon_info.write_text(json.dumps(info))
-            where = str(paths.socket) + (f" and http://{http[0]}:{http[1]} (/mcp, /sse)" if http else "")
+            where = str(paths.socket) + (f" and http://{http[0]}:{http[1]} (/mcp, /sse{', /ui/' if ui_parts else ''})" if http else "")
             log.info("contextd-mcp %s ready in %.2fs on %s", __version__, time.perf_counter() - started, where)
 
             async def watch_signals() -> None:

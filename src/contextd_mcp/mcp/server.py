@@ -166,11 +166,14 @@ class ToolRunner:
             raise Denied("this connection has no identity; no tool can run")
         return caller
 
-    async def call(self, name: str, arguments: dict[str, Any] | None, request: Any = None) -> types.CallToolResult:
+    async def call(
+        self, name: str, arguments: dict[str, Any] | None, request: Any = None, audit_prefix: str = ""
+    ) -> types.CallToolResult:
+        """``audit_prefix``: who else calls the tool (the web page: ``ui.``), in the audit line's name."""
         started = time.perf_counter()
         # An unknown tool's name is the caller's text, not ours: it stays out of the log.
         tool_name = name if name in self.tools else "(unknown)"
-        event: dict[str, Any] = {"tool": tool_name, "input_bytes": len(json.dumps(arguments or {}, default=str))}
+        event: dict[str, Any] = {"tool": audit_prefix + tool_name, "input_bytes": len(json.dumps(arguments or {}, default=str))}
         # Counts every scrub during the call: what services stored ("in") and what is returned ("out").
         with counting() as scrubbed:
             try:

@@ -81,7 +81,9 @@ def build_app(
     max_body: int = 1 << 20,
     access: HttpAccess | None = None,
     allowed_hosts: Sequence[str] = (),
+    ui: Any = None,
 ) -> Starlette:
+    """``ui``: the web page's parts (ui/app.py ``UiParts``), served under /ui/ when given."""
     security = _security(host, port, allowed_hosts)
     access = access or HttpAccess(verifier=None)
     # No SDK auth settings: they publish OAuth metadata naming an authorization server this
@@ -103,13 +105,22 @@ def build_app(
         Mount("/messages/", app=access.require(sse.handle_post_message)),
         Route("/healthz", endpoint=health, methods=["GET"]),
     ]
+    middleware = access.middleware()
+    if ui is not None:
+        from starlette.middleware import Middleware
+
+        from contextd_mcp.ui.app import ui_routes
+        from contextd_mcp.ui.security import CookieBearer
+
+        routes += ui_routes(ui, access, security.allowed_hosts)
+        middleware = [Middleware(CookieBearer), *middleware]  # outermost: the cookie is read before auth
     # Authenticates (from the Authorization header) every route; RequireToken refuses on the guarded ones.
     # A client refused with a 401 may still guess OAuth endpoints (Claude Code registers a client
     # at /register): their 404 says what this server wants instead of a bare "Not Found".
     handlers = {404: _not_found} if access.verifier is not None else {}
     return Starlette(
         routes=routes,
-        middleware=access.middleware(),
+        middleware=middleware,
         lifespan=streamable.router.lifespan_context,
         exception_handlers=handlers,  # type: ignore[arg-type]
     )
@@ -165,7 +176,7 @@ async def serve_http(
     access: HttpAccess | None = None,
 ) -> None:
     max_body = int(options.get("max_body") or 1 << 20)
-    app = build_app(server, host, port, max_body, access, options.get("allowed_hosts") or ())
+    app = build_app(server, host, port, max_body, access, options.get("allowed_hosts") or (), options.get("ui"))
     limits: HttpLimits = options.get("http_limits") or HttpLimits(max_per_client=int(options.get("max_connections") or 64))
     budget = ConnectionBudget(limits, _identify(access))
     # No global limit_concurrency: it counted idle, unauthenticated connections against everyone.
