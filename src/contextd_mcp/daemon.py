@@ -80,11 +80,7 @@ async def run_daemon(paths: DataPaths, http: tuple[str, int] | None = None, http
         http_caller=http_caller,
     )
     server = container.server()
-    ui_parts = None
-    if http is not None and os.environ.get("CONTEXTD_UI", "1") != "0":  # the web page, /ui/ (CONTEXTD_UI=0: none)
-        from contextd_mcp.ui.app import parts_from
-
-        ui_parts = parts_from(container)
+    ui_parts = _ui_parts(container) if http is not None else None
     stop_event = anyio.Event()
 
     async def request_stop() -> None:
@@ -185,6 +181,15 @@ async def watch_liveness(paths: DataPaths, sockets: Any, idle_exit_s: float, sto
             log.info("no connection for %.0fs: stopping (the next bridge starts a daemon again)", idle_exit_s)
             stop_event.set()
             return
+
+
+def _ui_parts(container: Any) -> Any:
+    """The web page's parts (served at /ui/ beside /mcp); CONTEXTD_UI=0 serves no page."""
+    if os.environ.get("CONTEXTD_UI", "1") == "0":
+        return None
+    from contextd_mcp.ui.app import parts_from
+
+    return parts_from(container)
 
 
 def http_limits(max_per_client: int) -> HttpLimits:
