@@ -25,6 +25,7 @@ from contextd_mcp.ui.pages import layout, login_form
 from contextd_mcp.ui.security import COOKIE, COOKIE_MAX_AGE_S, Guard, session_key
 
 STATIC = Path(__file__).parent / "static"
+STATIC_FILES = {"ui.js": "text/javascript", "ui.css": "text/css", "favicon.svg": "image/svg+xml"}
 FORM_BYTES_MAX = 64 * 1024  # one form post (a memory's content is at most 8000 characters)
 
 
@@ -144,9 +145,9 @@ class UiApp:
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
-        if name not in ("ui.js", "ui.css") or not self.guard.host_ok(request):
+        media = STATIC_FILES.get(name)
+        if media is None or not self.guard.host_ok(request):
             return Response("not found", 404)
-        media = "text/javascript" if name.endswith(".js") else "text/css"
         return FileResponse(STATIC / name, media_type=media)
 
 

@@ -32,7 +32,8 @@ def audit_counts(path: Path, tenant: str) -> Counter[tuple[str, str]]:
 
 
 def disk_bytes(root: Path) -> int:
-    """Bytes of regular files under ``root`` (the whole data directory: store, queue, audit)."""
+    """Bytes on disk of the files under ``root`` (the whole data directory: store, queue, audit);
+    allocated blocks, not sizes: the store's files are sparse (their size overstates it ~100x)."""
     total = 0
     for folder, _, files in os.walk(root):
         for name in files:
@@ -41,5 +42,5 @@ def disk_bytes(root: Path) -> int:
             except OSError:
                 continue
             if not os.path.islink(os.path.join(folder, name)):
-                total += stat.st_size
+                total += stat.st_blocks * 512
     return total

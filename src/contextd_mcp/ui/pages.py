@@ -41,7 +41,7 @@ def layout(title: str, body: str, csrf: str | None, active: str = "", who: str =
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{e(title)} · contextd</title>"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<link rel="stylesheet" href="/ui/static/ui.css"><script src="/ui/static/ui.js" defer></script>'
+        '<link rel="icon" href="/ui/static/favicon.svg"><link rel="stylesheet" href="/ui/static/ui.css"><script src="/ui/static/ui.js" defer></script>'
         f"</head><body><header><b>contextd</b>{links if csrf else ''}{logout}</header>"
         f"<main><h1>{e(title)}</h1>{body}</main></body></html>"
     )

@@ -9,7 +9,7 @@
 - CSRF: a state-changing request is a POST whose Origin is the page's own (scheme + Host) and
   which carries the per-session token (an HMAC of the cookie under a per-process secret).
 - Headers: ``Content-Security-Policy: default-src 'self'`` (no inline script or style, no other
-  host), no framing, no sniffing, no referrer, no caching of pages that hold a tenant's data.
+  host), no framing, no sniffing, no referrer to other sites, no caching of pages that hold a tenant's data.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),  # no-referrer would make Chromium send "Origin: null" on our own POSTs
     (b"cache-control", b"no-store"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
