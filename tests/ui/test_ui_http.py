@@ -4,9 +4,14 @@ token), DNS rebinding (Host), tenant isolation, security headers, and the audit 
 from __future__ import annotations
 
 import urllib.parse
+from html import escape as html_escape
+from typing import Any
 
-from tests.e2e.daemons import audit_events
-from tests.ui.world import LESSONS, World, csrf_of, get, origin, page, search
+import anyio
+
+from tests.e2e.daemons import audit_events, http_client
+from tests.helpers import data
+from tests.ui.world import LESSONS, PROJECT, World, csrf_of, get, origin, page, search
 
 TITLE = LESSONS[1][0]
 
@@ -100,3 +105,55 @@ def test_an_edit_is_audited_as_the_page(world: World) -> None:
     events = [e for e in audit_events(world.daemon.data_dir) if e.get("tool") == "ui.memory_update"]
     assert events and events[-1]["tenant"] == "acme" and events[-1]["outcome"] == "ok"
     assert events[-1]["transport"] == "ui"
+
+
+def test_merge_folds_a_near_duplicate_into_the_kept_memory(world: World) -> None:
+    token = world.tokens["acme"]
+    keep, drop = anyio.run(_two_duplicates, world.base, token)
+    _, _, html = page(world.base, f"/ui/memories/{keep}?project=api", token)
+    assert f'name="drop" value="{drop}"' in html  # offered as a near duplicate
+    form = {"csrf": csrf_of(html), "keep": keep, "drop": drop, "project": "api"}
+    status, _, _ = page(world.base, "/ui/memories/merge", token, "POST", form, origin(world.base))
+    assert status == 303
+    assert get(world.base, token, drop) is None
+    kept = get(world.base, token, keep)
+    assert kept["helpful_count"] == 1  # the dropped one's rating moved over
+    assert set(kept["tags"]) == {"docker", "cache", "ci"}
+    events = [e for e in audit_events(world.daemon.data_dir) if e.get("tool") == "ui.memory_merge"]
+    assert events and events[-1]["outcome"] == "ok"
+
+
+async def _two_duplicates(base: str, token: str) -> tuple[str, str]:
+    async with http_client(base, token, **PROJECT) as client:
+        a = data(await client.call_tool("memory_store", {
+            "title": "Clear the docker build cache when CI images go stale",
+            "content": "Stale layers kept an old lockfile; docker builder prune fixed the CI image.", "tags": ["docker", "cache"]}))
+        b = data(await client.call_tool("memory_store", {
+            "title": "Prune the docker build cache when the CI image is stale",
+            "content": "An old lockfile survived in cached layers; run docker builder prune.", "tags": ["docker", "ci"]}))
+        data(await client.call_tool("memory_search", {"query": "stale docker image in CI"}))
+        data(await client.call_tool("memory_feedback", {"memory_id": b["id"], "helpful": True}))
+    return a["id"], b["id"]
+
+
+def test_the_session_timeline_shows_what_was_injected_and_distilled(world: World) -> None:
+    token = world.tokens["acme"]
+    started, ended = anyio.run(_a_session, world.base, token)
+    assert started["memories"], "nothing was injected: the fixture's lessons should match the task"
+    status, _, body = page(world.base, f"/ui/sessions/{started['session_id']}?project=api", token)
+    assert status == 200
+    for memory in started["memories"]:
+        assert html_escape(memory["title"]) in body
+    assert ended["job_id"] and ended["job_id"] in body
+    status, _, body = page(world.base, "/ui/sessions", token)
+    assert started["session_id"] in body
+
+
+async def _a_session(base: str, token: str) -> tuple[Any, Any]:
+    async with http_client(base, token, **PROJECT) as client:
+        started = data(await client.call_tool("session_start", {"task": "the cache tests fail on the Redis image in CI"}))
+        ended = data(await client.call_tool("session_end", {
+            "session_id": started["session_id"], "outcome": "success", "summary": "Pinned Redis to 7.2.",
+            "learnings": [{"title": "Pin Redis in CI", "description": "Pin the image.", "content": "Pin redis:7.2 in CI.",
+                           "outcome": "success"}]}))
+    return started, ended

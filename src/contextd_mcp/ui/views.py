@@ -295,7 +295,8 @@ async def session(ctx: Ctx) -> Response:
     record = await ctx.parts.actions.curate(ctx.caller, "session_view", lambda: browser.get(scope, "sessions", session_id),
                                             {"id": session_id}, writes=False)
     p = record.payload
-    injected = "".join(f"<li>{_memory_link(m, m, p.get('project'))}</li>" for m in p.get("injected", [])) or "<li>nothing</li>"
+    injected = "".join(f"<li>{_memory_link(m['id'], m['title'], p.get('project'))}</li>"
+                       for m in p.get("injected", []) if isinstance(m, dict)) or "<li>nothing</li>"
     job = '<p class="muted">No distillation job (nothing new to learn, or the session has not ended).</p>'
     if p.get("job_id"):
         try:
