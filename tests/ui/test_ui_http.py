@@ -157,3 +157,15 @@ async def _a_session(base: str, token: str) -> tuple[Any, Any]:
             "learnings": [{"title": "Pin Redis in CI", "description": "Pin the image.", "content": "Pin redis:7.2 in CI.",
                            "outcome": "success"}]}))
     return started, ended
+
+
+def test_an_oversized_form_is_refused_unread(world: World) -> None:
+    token, memory_id = world.tokens["acme"], world.ids[LESSONS[1][0]]
+    _, _, html = page(world.base, f"/ui/memories/{memory_id}?project=api", token)
+    form = {"csrf": csrf_of(html), "project": "api", "title": "x", "content": "y" * (128 * 1024)}
+    status, _, _ = page(world.base, f"/ui/memories/{memory_id}/edit", token, "POST", form, origin(world.base))
+    assert status == 413
+    assert get(world.base, token, memory_id)["title"] == LESSONS[1][0]
+    form = {"csrf": csrf_of(html), "project": "api", "content": "z" * 9000}  # within the form cap, over the field's
+    status, _, body = page(world.base, f"/ui/memories/{memory_id}/edit", token, "POST", form, origin(world.base))
+    assert status == 400 and "content: at most 8000 characters" in body

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl
 from typing import Any
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
@@ -27,6 +28,7 @@ from contextd_mcp.ui.security import COOKIE, COOKIE_MAX_AGE_S, Guard, session_ke
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"ui.js": "text/javascript", "ui.css": "text/css", "favicon.svg": "image/svg+xml"}
 FORM_BYTES_MAX = 64 * 1024  # one form post (a memory's content is at most 8000 characters)
+FORM_FIELDS_MAX = 32
 
 
 @dataclass
@@ -89,21 +91,21 @@ class UiApp:
         return isinstance(user, AuthenticatedUser) and auth is not None and READ_SCOPE in auth.scopes
 
     async def _checked(self, request: Request, write: bool) -> Response | dict[str, str]:
-        """The form of an acceptable request, or the response refusing it."""
+        """The form of an acceptable request, or the response refusing it. Nothing of a POST's
+        body is read before its Origin and its token are known good."""
         if not self.guard.host_ok(request):
             return Response("Invalid Host header", 421)
-        form: dict[str, str] = {}
-        if write:
-            if not self.guard.same_origin(request):
-                return Response("refused: a state-changing request must come from this page (Origin)", 403)
-            if int(request.headers.get("content-length") or 0) > FORM_BYTES_MAX:
-                return Response(f"refused: a form is at most {FORM_BYTES_MAX} bytes", 413)
-            raw = await request.form()
-            form = {k: v for k, v in raw.items() if isinstance(v, str)}
+        if write and not self.guard.same_origin(request):
+            return Response("refused: a state-changing request must come from this page (Origin)", 403)
         if not self._authenticated(request):
             body = layout("Log in", login_form("A token is needed to see this page."), None)
             return HTMLResponse(body, 401)
-        if write and not self.guard.csrf_ok(session_key(request), form.get("csrf")):
+        if not write:
+            return {}
+        form = await read_form(request)
+        if form is None:
+            return Response(f"refused: a form is at most {FORM_BYTES_MAX} bytes of {FORM_FIELDS_MAX} fields", 413)
+        if not self.guard.csrf_ok(session_key(request), form.get("csrf")):
             return Response("refused: the form's CSRF token is missing or wrong; reload the page", 403)
         return form
 
@@ -133,8 +135,8 @@ class UiApp:
             return HTMLResponse(layout("Log in", login_form(), None))
         if not self.guard.same_origin(request):
             return Response("refused: a login must come from this page (Origin)", 403)
-        form = await request.form()
-        token = str(form.get("token") or "").strip()
+        form = await read_form(request)
+        token = (form or {}).get("token", "").strip()
         entry = self.access.verifier.store.lookup(token) if token else None
         if entry is None:
             return HTMLResponse(layout("Log in", login_form("That token is not valid (unknown, revoked or expired)."), None), 401)
@@ -149,6 +151,21 @@ class UiApp:
         if media is None or not self.guard.host_ok(request):
             return Response("not found", 404)
         return FileResponse(STATIC / name, media_type=media)
+
+
+async def read_form(request: Request) -> dict[str, str] | None:
+    """An urlencoded form, read up to ``FORM_BYTES_MAX`` (None past it, or past ``FORM_FIELDS_MAX``
+    fields): cookie-authenticated requests are not counted by the HTTP guard's body cap."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_BYTES_MAX:
+            return None
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=FORM_FIELDS_MAX)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return dict(pairs)
 
 
 def _e(text: str) -> str:
