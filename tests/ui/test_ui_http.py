@@ -169,3 +169,29 @@ def test_an_oversized_form_is_refused_unread(world: World) -> None:
     form = {"csrf": csrf_of(html), "project": "api", "content": "z" * 9000}  # within the form cap, over the field's
     status, _, body = page(world.base, f"/ui/memories/{memory_id}/edit", token, "POST", form, origin(world.base))
     assert status == 400 and "content: at most 8000 characters" in body
+
+
+def test_a_skill_is_edited_and_deleted_through_its_tools(world: World) -> None:
+    token = world.tokens["acme"]
+    skill_id = anyio.run(_a_skill, world.base, token, "skill_create", {
+        "name": "review-migration", "description": "Review a migration.", "prompt_template": "Review {{file}}."})["id"]
+    status, _, html = page(world.base, "/ui/kind/skills", token)
+    assert status == 200 and "review-migration" in html
+    _, _, html = page(world.base, f"/ui/kind/skills/{skill_id}", token)
+    form = {"csrf": csrf_of(html), "description": "Review a migration for locks.", "prompt_template": "Review {{file}} now."}
+    status, _, _ = page(world.base, f"/ui/kind/skills/{skill_id}/edit", token, "POST", form, origin(world.base))
+    assert status == 303
+    got = anyio.run(_a_skill, world.base, token, "skill_get", {"skill_id": skill_id, "scope": "org"})
+    assert got["description"] == form["description"] and got["prompt_template"] == form["prompt_template"]
+    status, _, _ = page(world.base, f"/ui/kind/skills/{skill_id}/delete", token, "POST", {"csrf": form["csrf"]},
+                        origin(world.base))
+    assert status == 303
+    assert anyio.run(_a_skill, world.base, token, "skill_get", {"skill_id": skill_id, "scope": "org"}) is None
+    tools = [e.get("tool") for e in audit_events(world.daemon.data_dir)]
+    assert "ui.skill_update" in tools and "ui.skill_delete" in tools
+
+
+async def _a_skill(base: str, token: str, tool: str, arguments: dict[str, Any]) -> Any:
+    async with http_client(base, token, **PROJECT, **{"X-Contextd-Toolsets": "all"}) as client:
+        result = await client.call_tool(tool, arguments)
+    return None if result.is_error else data(result)

@@ -78,6 +78,7 @@ class UiApp:
             Route("/ui/memories/{memory_id}/delete", endpoint=page(views.memory_delete, write=True), methods=["POST"]),
             Route("/ui/kind/{kind}", endpoint=page(views.kind_list)),
             Route("/ui/kind/{kind}/{record_id}", endpoint=page(views.kind_view)),
+            Route("/ui/kind/{kind}/{record_id}/edit", endpoint=page(views.kind_edit, write=True), methods=["POST"]),
             Route("/ui/kind/{kind}/{record_id}/delete", endpoint=page(views.kind_delete, write=True), methods=["POST"]),
             Route("/ui/sessions", endpoint=page(views.sessions)),
             Route("/ui/sessions/{session_id}", endpoint=page(views.session)),

@@ -26,6 +26,11 @@ TOOL_KINDS: dict[str, tuple[str, dict[str, Any], str, str, str, str]] = {
     "agents": ("agent_list", {"scope": "org", "limit": 50}, "agents", "agent_get", "agent_id", "agent_delete"),
     "policies": ("policy_list", {"limit": 50}, "policies", "policy_get", "policy_id", "policy_delete"),
 }
+# kind → (update tool, the text fields a person edits on the page); policies are replaced, not edited.
+EDITABLE: dict[str, tuple[str, tuple[str, ...]]] = {
+    "skills": ("skill_update", ("description", "prompt_template")),
+    "agents": ("agent_update", ("description", "system_prompt")),
+}
 # Kinds listed from the store (no list tool); viewed through a tool where one exists.
 STORE_KINDS = {"remediations": ("title", "category", "confidence"), "checkpoints": ("summary", "session_id", "tags")}
 
@@ -258,8 +263,30 @@ async def kind_view(ctx: Ctx) -> Response:
                                                 {"id": record_id}, writes=False)
         shown = record.payload
     title = str(shown.get("name") or shown.get("title") or shown.get("summary") or record_id)[:120]
-    body = fields(shown) + delete_button(f"/ui/kind/{kind}/{u(record_id)}/delete", ctx.csrf, kind.rstrip("s"))
+    body = fields(shown) + _edit_form(ctx, kind, record_id, shown)
+    body += delete_button(f"/ui/kind/{kind}/{u(record_id)}/delete", ctx.csrf, kind.rstrip("s"))
     return ctx.page(title, body, f"kind/{kind}")
+
+
+def _edit_form(ctx: Ctx, kind: str, record_id: str, shown: dict[str, Any]) -> str:
+    if kind not in EDITABLE:
+        return ""
+    areas = "".join(f'<p>{e(name)}<br><textarea name="{e(name)}" id="edit-{e(name)}">{e(shown.get(name, ""))}</textarea></p>'
+                    for name in EDITABLE[kind][1])
+    return (f'<h2>Edit</h2><form method="post" action="/ui/kind/{kind}/{u(record_id)}/edit">{hidden(ctx.csrf)}'
+            f'{areas}<button id="save">Save</button></form><h2>Delete</h2>')
+
+
+async def kind_edit(ctx: Ctx) -> Response:
+    """Through the kind's own update tool: its validation, its audit line (``ui.skill_update``)."""
+    kind, record_id = _kind(ctx), ctx.request.path_params["record_id"]
+    if kind not in EDITABLE:
+        raise ActionError(f"invalid_input: kind: {kind} are not edited on the page")
+    tool, names = EDITABLE[kind]
+    arguments: dict[str, Any] = {TOOL_KINDS[kind][4]: record_id, "scope": "org"}
+    arguments.update({name: ctx.form[name] for name in names if name in ctx.form})
+    await ctx.parts.actions.tool(ctx.caller, tool, arguments)
+    return RedirectResponse(f"/ui/kind/{kind}/{u(record_id)}", 303)
 
 
 async def kind_delete(ctx: Ctx) -> Response:
