@@ -119,7 +119,19 @@ def browser_loads(base: str, token: str, paths: dict[str, str], shots: Path | No
             if shots is not None:
                 driver.set_window_size(1200, 800)
                 driver.save_screenshot(str(shots / f"{name}.png"))
+                shrink(shots / f"{name}.png")
     return loads
+
+
+def shrink(png: Path) -> None:
+    """A 64-colour palette: the screenshots are committed, and flat UI colours lose nothing."""
+    try:
+        from PIL import Image
+    except ImportError:  # pillow comes with the bench extra (matplotlib)
+        return
+    with Image.open(png) as image:
+        small = image.convert("RGB").quantize(colors=64)
+    small.save(png, optimize=True)
 
 
 def main(argv: list[str] | None = None) -> int:
