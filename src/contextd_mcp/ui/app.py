@@ -119,7 +119,7 @@ class UiApp:
             try:
                 caller = ui_caller(self.access, request, project)
             except ContextdError as exc:
-                return HTMLResponse(layout("Refused", f"<p class='error'>{exc.kind}: {exc.message}</p>", None), 403)
+                return HTMLResponse(layout("Refused", f'<p class="error">{_e(f"{exc.kind}: {exc.message}")}</p>', None), 403)
             ctx = Ctx(request, caller, self.guard.csrf(session_key(request)), self.parts, checked)
             try:
                 return await handler(ctx)
