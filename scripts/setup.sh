@@ -17,6 +17,16 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# The web page's tests drive Debian's Chromium through its chromedriver (tests/ui/browser.py):
+# nothing is downloaded at test time. Without root or apt they are skipped, with this note.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "setup: the browser tests need chromium and chromium-driver (sudo apt-get install chromium chromium-driver)" >&2
+  fi
+fi
+
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 extras="test"

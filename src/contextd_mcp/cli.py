@@ -714,6 +714,11 @@ def parser() -> argparse.ArgumentParser:
 
     p = add("compact", "index the embedded store's large collections (HNSW, on-disk segments); daemon stopped")
     p.set_defaults(func=cmd_compact)
+
+    from contextd_mcp.ui_command import add_parser as add_ui
+
+    add_ui(sub)
+
     p = sub.add_parser("docs", help="generate schema.json and TOOL.md from the tool registry")
     p.add_argument("--out", default=".", help="directory to write into")
     p.add_argument("--check", action="store_true", help="fail if the committed files differ")

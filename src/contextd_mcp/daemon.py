@@ -59,7 +59,7 @@ class ServeOptions:
     idle_exit_s: float = 0.0
 
 
-def _announce(paths: DataPaths, http: tuple[str, int] | None, started: float) -> None:
+def _announce(paths: DataPaths, http: tuple[str, int] | None, started: float, ui: bool = False) -> None:
     """The daemon is ready: where it listens goes in daemon.json (for clients) and the log."""
     info = {
         "pid": os.getpid(),
@@ -69,7 +69,8 @@ def _announce(paths: DataPaths, http: tuple[str, int] | None, started: float) ->
         "started_at": time.time(),
     }
     paths.daemon_info.write_text(json.dumps(info))
-    where = str(paths.socket) + (f" and http://{http[0]}:{http[1]} (/mcp, /sse)" if http else "")
+    served = "/mcp, /sse, /ui/" if ui else "/mcp, /sse"
+    where = str(paths.socket) + (f" and http://{http[0]}:{http[1]} ({served})" if http else "")
     log.info("contextd-mcp %s ready in %.2fs on %s", __version__, time.perf_counter() - started, where)
 
 
@@ -120,6 +121,7 @@ async def run_daemon(paths: DataPaths, options: ServeOptions | None = None, sett
         access = access_from_options(options.auth or HttpAuth(tokens_file=paths.root / FILE_NAME))
     container = build(paths, settings)
     server = container.server()
+    ui_parts = _ui_parts(container, settings.diagnostics.ui) if http is not None else None
     stop_event = anyio.Event()
 
     async def request_stop() -> None:
@@ -152,6 +154,7 @@ async def run_daemon(paths: DataPaths, options: ServeOptions | None = None, sett
                     limits.request_max_bytes,
                     options.auth.allowed_hosts if options.auth is not None else (),
                     listener,
+                    ui_parts,
                 )
 
                 async def run_http(task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -161,7 +164,7 @@ async def run_daemon(paths: DataPaths, options: ServeOptions | None = None, sett
                         http_done.set()
 
                 http_server = await tg.start(run_http)
-            _announce(paths, http, started)
+            _announce(paths, http, started, ui=ui_parts is not None)
 
             tg.start_soon(_stop_on_signal, stop_event)
             tg.start_soon(watch_liveness, paths, socket_server, options.idle_exit_s, stop_event)
@@ -203,6 +206,15 @@ async def watch_liveness(paths: DataPaths, sockets: Any, idle_exit_s: float, sto
             log.info("no connection for %.0fs: stopping (the next bridge starts a daemon again)", idle_exit_s)
             stop_event.set()
             return
+
+
+def _ui_parts(container: Any, enabled: bool) -> Any:
+    """The web page's parts (served at /ui/ beside /mcp); CONTEXTD_UI=0 serves no page."""
+    if not enabled:
+        return None
+    from contextd_mcp.ui.app import parts_from
+
+    return parts_from(container)
 
 
 def http_limits(settings: HttpSettings, max_per_client: int) -> HttpLimits:

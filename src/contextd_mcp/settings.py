@@ -225,6 +225,8 @@ class DiagnosticSettings(BaseSettings):
     # Registers the benchmarks' diagnostic tools (mcp/tools/diagnostics.py); never in production.
     bench_tools: bool = False
     log_level: str = "INFO"
+    # CONTEXTD_UI=0: the HTTP listener serves no web page (/ui/), only /mcp and /sse.
+    ui: bool = True
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ def test_serve_http_logs_the_address_it_listens_on(tmp_path: Path) -> None:
     daemon = start_daemon(data_dir, cwd, "--allow-unauthenticated-loopback", http=f"127.0.0.1:{port}")
     try:
         ready = [line for line in daemon.output().splitlines() if " ready in " in line]
-        assert len(ready) == 1 and ready[0].endswith(f"and http://127.0.0.1:{port} (/mcp, /sse)"), ready
+        assert len(ready) == 1 and ready[0].endswith(f"and http://127.0.0.1:{port} (/mcp, /sse, /ui/)"), ready
     finally:
         daemon.stop()
 

@@ -186,13 +186,16 @@ class ToolRunner:
             f'call toolsets {{"enable": ["{tool.toolset}"]}} first',
         )
 
-    async def call(self, name: str, arguments: dict[str, Any] | None, caller: Caller | Denied) -> types.CallToolResult:
+    async def call(
+        self, name: str, arguments: dict[str, Any] | None, caller: Caller | Denied, audit_prefix: str = ""
+    ) -> types.CallToolResult:
         """Runs one tool call as ``caller``; a Denied (the transport could not tell who calls, and
-        why) refuses it, audited like any call."""
+        why) refuses it, audited like any call. ``audit_prefix``: who else calls the tool (the web
+        page: ``ui.``), in the audit line's name."""
         started = time.perf_counter()
         # An unknown tool's name is the caller's text, not ours: it stays out of the log.
         tool_name = name if name in self.tools else "(unknown)"
-        event: dict[str, Any] = {"tool": tool_name, "input_bytes": len(json.dumps(arguments or {}, default=str))}
+        event: dict[str, Any] = {"tool": audit_prefix + tool_name, "input_bytes": len(json.dumps(arguments or {}, default=str))}
         # Counts every scrub during the call: what services stored ("in") and what is returned ("out").
         with counting() as scrubbed:
             try:

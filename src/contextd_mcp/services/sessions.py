@@ -135,6 +135,9 @@ class SessionService:
             self._seen[session_id] = (now, now)
             self._owners[session_id] = scope
         injection = self._injector.build(scope, session_id, request.task, self._recent_work(scope))
+        if injection.memories:  # what the session was shown, for the web page's timeline
+            shown = [{"id": m.id, "title": m.title} for m in injection.memories]
+            store.set_fields(COLLECTION, session_id, {"injected": shown})
         return SessionStarted(
             session_id=session_id,
             injected_context=injection.text,

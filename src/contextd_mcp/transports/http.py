@@ -82,7 +82,9 @@ def build_app(
     max_body: int = 1 << 20,
     access: HttpAccess | None = None,
     allowed_hosts: Sequence[str] = (),
+    ui: Any = None,
 ) -> Starlette:
+    """``ui``: the web page's parts (ui/app.py ``UiParts``), served under /ui/ when given."""
     security = _security(host, port, allowed_hosts)
     access = access or HttpAccess(verifier=None)
     # No SDK auth settings: they publish OAuth metadata naming an authorization server this
@@ -104,13 +106,22 @@ def build_app(
         Mount("/messages/", app=access.require(sse.handle_post_message)),
         Route("/healthz", endpoint=health, methods=["GET"]),
     ]
+    middleware = access.middleware()
+    if ui is not None:
+        from starlette.middleware import Middleware
+
+        from contextd_mcp.ui.app import ui_routes
+        from contextd_mcp.ui.security import CookieBearer
+
+        routes += ui_routes(ui, access, security.allowed_hosts)
+        middleware = [Middleware(CookieBearer), *middleware]  # outermost: the cookie is read before auth
     # Authenticates (from the Authorization header) every route; RequireToken refuses on the guarded ones.
     # A client refused with a 401 may still guess OAuth endpoints (Claude Code registers a client
     # at /register): their 404 says what this server wants instead of a bare "Not Found".
     handlers = {404: _not_found} if access.verifier is not None else {}
     return Starlette(
         routes=routes,
-        middleware=access.middleware(),
+        middleware=middleware,
         lifespan=streamable.router.lifespan_context,
         exception_handlers=handlers,
     )
@@ -166,6 +177,8 @@ class HttpServing:
     allowed_hosts: tuple[str, ...] = ()
     # Bound before the store and model load (daemon.py), so a taken port fails fast.
     listener: socket.socket | None = None
+    # The web page's parts (ui/app.py), served at /ui/ beside /mcp; None serves no page.
+    ui: Any = None
 
 
 async def serve_http(
@@ -177,7 +190,7 @@ async def serve_http(
     access: HttpAccess | None = None,
 ) -> None:
     max_body = serving.max_body
-    app = build_app(server, host, port, max_body, access, serving.allowed_hosts)
+    app = build_app(server, host, port, max_body, access, serving.allowed_hosts, serving.ui)
     limits = serving.limits
     budget = ConnectionBudget(limits, _identify(access))
     # No global limit_concurrency: it counted idle, unauthenticated connections against everyone.
