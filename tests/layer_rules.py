@@ -15,17 +15,17 @@ PACKAGE = "contextd_mcp"
 
 # Every module is in exactly one layer: a subpackage is its own layer; top-level modules are
 # named here (a new one fails the test until it is given a layer).
-SUBPACKAGES = ("models", "ports", "services", "adapters", "sandbox", "mcp", "transports")
+SUBPACKAGES = ("models", "ports", "services", "adapters", "sandbox", "mcp", "transports", "ui")
 TOP_LEVEL = {
     # Leaves: standard library only (pure constants, the error tree, the data directory layout).
-    "base": {PACKAGE, "errors", "limits", "paths"},
+    "base": {PACKAGE, "errors", "limits", "paths", "env"},
     # Light helpers shared by entry points, transports and services: transcript (standard library
     # only: the hook command reads it) and scope_resolver (standard library and the Scope model).
     "shared": {"transcript", "scope_resolver"},
     # Entry points and the composition root: parse, read settings, build, hand over.
     "entry": {
         "__main__", "entry", "cli", "container", "settings", "daemon", "in_process", "docs", "hooks",
-        "audit_view", "token_agent", "tenant_migration", "session_workers",
+        "audit_view", "token_agent", "tenant_migration", "session_workers", "admin", "ui_command",
     },
 }
 
@@ -43,7 +43,11 @@ ALLOWED: dict[str, frozenset[str]] = {
     "adapters": frozenset({"base", "models", "ports"}),
     "mcp": frozenset({"base", "models", "shared", "ports", "services"}),
     "transports": frozenset({"base", "models", "shared", "mcp"}),
-    "entry": frozenset({"base", "models", "shared", "ports", "services", "adapters", "sandbox", "mcp", "transports"}),
+    # The web page: HTTP like the transports, and it curates through the services directly.
+    "ui": frozenset({"base", "models", "shared", "ports", "services", "mcp", "transports"}),
+    "entry": frozenset(
+        {"base", "models", "shared", "ports", "services", "adapters", "sandbox", "mcp", "transports", "ui"}
+    ),
 }
 # Third-party packages a layer must not import (the domain stays plain Python + pydantic).
 FORBIDDEN_THIRD_PARTY: dict[str, tuple[str, ...]] = {

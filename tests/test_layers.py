@@ -39,6 +39,7 @@ REPRESENTATIVE = {
     "adapters": "contextd_mcp.adapters.token_store",
     "mcp": "contextd_mcp.mcp.caller",
     "transports": "contextd_mcp.transports.framing",
+    "ui": "contextd_mcp.ui.chart",
     "entry": "contextd_mcp.container",
 }
 FORBIDDEN_PAIRS = [

@@ -16,13 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contextd_mcp import __version__
+from contextd_mcp.errors import AdminError
 
 if TYPE_CHECKING:
     from contextd_mcp.container import Container
-
-
-class AdminError(ValueError):
-    """A refused request; the message is for the person at the terminal."""
 
 
 class Admin:

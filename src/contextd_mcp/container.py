@@ -75,9 +75,11 @@ def make_store(settings: StoreSettings, paths: DataPaths, layout: ServerCollecti
     if settings.qdrant_url or settings.qdrant_path:
         from contextd_mcp.adapters.qdrant_client_store import QdrantClientStore
 
+        from contextd_mcp.adapters.qdrant_client_store import ServerLayout
+
         # Shards, replication, quantisation of the collections a server is asked to create.
-        layout = layout or ServerCollectionSettings()
-        return QdrantClientStore(settings.qdrant_url, settings.qdrant_api_key, settings.qdrant_path, layout)
+        shape = ServerLayout(**(layout or ServerCollectionSettings()).model_dump())
+        return QdrantClientStore(settings.qdrant_url, settings.qdrant_api_key, settings.qdrant_path, shape)
     from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
 
     return EdgeStore(paths.store)

@@ -76,3 +76,8 @@ class Conflict(ContextdError):
 
 class Unavailable(ContextdError):
     kind = ErrorKind.unavailable
+
+
+class AdminError(ValueError):
+    """A refused owner command (export, import, memories); the message is for the person at
+    the terminal. Here, not in admin.py, so the socket transport can tell it apart."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,6 @@ from qdrant_client import QdrantClient, models
 from contextd_mcp.adapters.store_meta import check_model
 from contextd_mcp.ports import vector_store as port
 from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, Sparse, Where, placeholder_vector
-from contextd_mcp.settings import ServerCollectionSettings
 
 _PREFIX = "contextd_"
 # The sparse vector's name; the dense one stays unnamed, so dense-only collections are unchanged.
@@ -58,7 +58,23 @@ def _keyword_index(field: str) -> models.KeywordIndexParams:
     return models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=field in _TENANT_FIELDS)
 
 
-def _collection_args(spec: CollectionSpec, layout: ServerCollectionSettings) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ServerLayout:
+    """How this adapter creates collections on a server or cluster; settings.py's
+    ``ServerCollectionSettings`` (CONTEXTD_QDRANT_*) reads, bounds and documents each field."""
+
+    shard_number: int = 3
+    replication_factor: int = 2
+    write_consistency_factor: int = 1
+    on_disk_payload: bool = True
+    quantization: bool = True
+    oversampling: float = 2.0
+    hnsw_m: int = 16
+    hnsw_payload_m: int = 16
+    hnsw_ef_construct: int = 100
+
+
+def _collection_args(spec: CollectionSpec, layout: ServerLayout) -> dict[str, Any]:
     """create_collection's arguments for a server or cluster (README, "Moving to a Qdrant server")."""
     quantization = None
     if layout.quantization:
@@ -95,9 +111,9 @@ class QdrantClientStore:
         url: str | None = None,
         api_key: str | None = None,
         path: Path | None = None,
-        layout: ServerCollectionSettings | None = None,
+        layout: ServerLayout | None = None,
     ) -> None:
-        self._layout = layout or ServerCollectionSettings()
+        self._layout = layout or ServerLayout()
         rescore = models.QuantizationSearchParams(rescore=True, oversampling=self._layout.oversampling)
         # Local mode searches exactly and warns at search params.
         self._params = models.SearchParams(quantization=rescore) if self._layout.quantization and path is None else None

@@ -108,13 +108,10 @@ def build_app(
     ]
     middleware = access.middleware()
     if ui is not None:
-        from starlette.middleware import Middleware
-
-        from contextd_mcp.ui.app import ui_routes
-        from contextd_mcp.ui.security import CookieBearer
-
-        routes += ui_routes(ui, access, security.allowed_hosts)
-        middleware = [Middleware(CookieBearer), *middleware]  # outermost: the cookie is read before auth
+        # The page (ui/app.py UiParts) brings its routes and its cookie middleware; this layer
+        # serves them without importing the page.
+        routes += ui.routes(access, security.allowed_hosts)
+        middleware = [*ui.middleware(), *middleware]  # outermost: the cookie is read before auth
     # Authenticates (from the Authorization header) every route; RequireToken refuses on the guarded ones.
     # A client refused with a 401 may still guess OAuth endpoints (Claude Code registers a client
     # at /register): their 404 says what this server wants instead of a bare "Not Found".

@@ -17,7 +17,7 @@ import mcp_types as types
 from anyio.abc import SocketAttribute, SocketStream
 
 from contextd_mcp import __version__, limits
-from contextd_mcp.errors import ERROR_META
+from contextd_mcp.errors import ERROR_META, AdminError
 from contextd_mcp.mcp import toolsets
 from contextd_mcp.mcp.caller import CURRENT_CALLER, local_caller
 from contextd_mcp.transports.framing import jsonrpc_streams
@@ -241,8 +241,6 @@ class SocketServer:
     async def _serve_admin(self, stream: SocketStream, hello: dict[str, Any]) -> None:
         """One owner command (the socket is the owner's only, peers checked): ``{"ok": true}``,
         then its lines, then the end of the stream; or ``{"ok": false, "error": ...}``."""
-        from contextd_mcp.admin import AdminError
-
         request = hello.get("request") if isinstance(hello.get("request"), dict) else {}
         self.connections += 1  # a long import keeps an idle-exiting daemon up
         try:

@@ -12,6 +12,7 @@ from typing import Any
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from contextd_mcp.errors import ContextdError
@@ -39,6 +40,15 @@ class UiParts:
     curation: MemoryCuration
     browser: RecordBrowser
     paths: DataPaths
+
+    def routes(self, access: HttpAccess, allowed_hosts: list[str]) -> list[Route]:
+        return ui_routes(self, access, allowed_hosts)
+
+    def middleware(self) -> list[Middleware]:
+        """The cookie turned into the bearer header, for /ui requests only (ui/security.py)."""
+        from contextd_mcp.ui.security import CookieBearer
+
+        return [Middleware(CookieBearer)]
 
 
 @dataclass
