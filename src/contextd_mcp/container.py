@@ -75,7 +75,7 @@ def make_store(settings: StoreSettings, paths: DataPaths, layout: ServerCollecti
     if settings.qdrant_url or settings.qdrant_path:
         from contextd_mcp.adapters.qdrant_client_store import QdrantClientStore
 
-        from contextd_mcp.adapters.qdrant_client_store import ServerLayout
+        from contextd_mcp.adapters.server_layout import ServerLayout
 
         # Shards, replication, quantisation of the collections a server is asked to create.
         shape = ServerLayout(**(layout or ServerCollectionSettings()).model_dump())

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contextd_mcp.adapters.server_layout import ServerLayout
 from contextd_mcp.adapters.shipped_model import SHIPPED_MODEL
 from contextd_mcp.paths import default_cache_dir, default_data_dir
 
@@ -34,6 +35,9 @@ class StoreSettings(BaseSettings):
         return self
 
 
+_LAYOUT = ServerLayout()  # the defaults (adapters/server_layout.py); here their bounds and reasons
+
+
 class ServerCollectionSettings(BaseSettings):
     """How collections are created on a Qdrant server or cluster (``CONTEXTD_QDRANT_URL``).
 
@@ -46,22 +50,22 @@ class ServerCollectionSettings(BaseSettings):
 
     # Shards spread a collection's points over nodes; more shards than nodes lets a cluster grow
     # by moving shards, not by re-sharding. 1 on a single server costs nothing.
-    shard_number: int = Field(default=3, ge=1, le=64)
+    shard_number: int = Field(default=_LAYOUT.shard_number, ge=1, le=64)
     # Copies of each shard: 2 survives one node down (reads and writes go on).
-    replication_factor: int = Field(default=2, ge=1, le=8)
+    replication_factor: int = Field(default=_LAYOUT.replication_factor, ge=1, le=8)
     # Replicas that must acknowledge a write: 1 keeps writes available with a node down.
-    write_consistency_factor: int = Field(default=1, ge=1, le=8)
+    write_consistency_factor: int = Field(default=_LAYOUT.write_consistency_factor, ge=1, le=8)
     # Payload (memory texts) is read for a page of hits only: on disk, vectors' codes in RAM.
-    on_disk_payload: bool = True
+    on_disk_payload: bool = _LAYOUT.on_disk_payload
     # int8 scalar quantisation held in RAM, float vectors on disk; searches rescore the
     # oversampled candidates with the float vectors (recall measured in BENCHMARKS.md).
-    quantization: bool = True
-    oversampling: float = Field(default=2.0, ge=1.0, le=8.0)
+    quantization: bool = _LAYOUT.quantization
+    oversampling: float = Field(default=_LAYOUT.oversampling, ge=1.0, le=8.0)
     # HNSW: a global graph (m) for searches across a tenant, and per-project subgraphs
     # (payload_m) so a project-filtered search walks its own points only.
-    hnsw_m: int = Field(default=16, ge=0, le=64)
-    hnsw_payload_m: int = Field(default=16, ge=0, le=64)
-    hnsw_ef_construct: int = Field(default=100, ge=4, le=1000)
+    hnsw_m: int = Field(default=_LAYOUT.hnsw_m, ge=0, le=64)
+    hnsw_payload_m: int = Field(default=_LAYOUT.hnsw_payload_m, ge=0, le=64)
+    hnsw_ef_construct: int = Field(default=_LAYOUT.hnsw_ef_construct, ge=4, le=1000)
 
 
 class EmbeddingSettings(BaseSettings):

@@ -9,12 +9,12 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qdrant_client import QdrantClient, models
 
+from contextd_mcp.adapters.server_layout import ServerLayout
 from contextd_mcp.adapters.store_meta import check_model
 from contextd_mcp.ports import vector_store as port
 from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, Sparse, Where, placeholder_vector
@@ -56,22 +56,6 @@ _TENANT_FIELDS = ("tenant", "project")
 
 def _keyword_index(field: str) -> models.KeywordIndexParams:
     return models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=field in _TENANT_FIELDS)
-
-
-@dataclass(frozen=True)
-class ServerLayout:
-    """How this adapter creates collections on a server or cluster; settings.py's
-    ``ServerCollectionSettings`` (CONTEXTD_QDRANT_*) reads, bounds and documents each field."""
-
-    shard_number: int = 3
-    replication_factor: int = 2
-    write_consistency_factor: int = 1
-    on_disk_payload: bool = True
-    quantization: bool = True
-    oversampling: float = 2.0
-    hnsw_m: int = 16
-    hnsw_payload_m: int = 16
-    hnsw_ef_construct: int = 100
 
 
 def _collection_args(spec: CollectionSpec, layout: ServerLayout) -> dict[str, Any]:
