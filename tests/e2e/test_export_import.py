@@ -15,18 +15,11 @@ import pytest
 from tests.e2e.test_stdio import stdio
 from tests.e2e.daemons import audit_events
 from tests.helpers import CLI, data, env_for, run_cli, stop_daemon
+from tests.transfer.test_transfer import LESSONS, QUERIES
 
 pytestmark = pytest.mark.anyio
 
-LESSONS = [
-    ("Run pytest with -p no:cacheprovider in read-only checkouts", "The cache plugin writes .pytest_cache; disable it.",
-     ["tests fail in a read-only checkout"]),
-    ("Pin numpy below 2 for the old onnx build", "onnxruntime 1.15 wheels break with numpy 2 ABI.", ["numpy import error"]),
-    ("Use uv pip compile for lock files", "It resolves in seconds where pip-compile took minutes.", []),
-    ("Never run migrations inside a test transaction", "Alembic DDL commits implicitly and leaks state.", ["flaky db tests"]),
-    ("Set PYTHONDONTWRITEBYTECODE in containers", "Avoids .pyc files in read-only images.", ["pyc in docker image"]),
-]
-QUERIES = ["pytest cache read-only", "numpy 2 breaks onnx", "slow dependency locking", "database tests flaky", "docker pyc"]
+# The same lessons and queries as the in-process transfer tests.
 
 
 async def answers(client: object) -> list[tuple[str, set[str]]]:
