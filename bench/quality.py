@@ -89,10 +89,12 @@ def remediation_quality(
     ``queries`` ({"error", "relevant"} items) replaces the set's own queries."""
     from contextd_mcp.models.remediation import RecordRemediation, SearchRemediations
     from contextd_mcp.ports.scoped_store import Stores
+    from contextd_mcp.services.backing import Backing
     from contextd_mcp.services.remediation import WEIGHTS, RemediationService
 
     # The variants embed the same queries: embed each once.
-    service = RemediationService(Stores(container.store), _QueryCache(container.embedder), container.scrubber)
+    embedder = _QueryCache(container.embedder)
+    service = RemediationService(Backing.of(Stores(container.store), embedder, container.scrubber), embedder)
     dataset = json.loads(path.read_text())
     requests = [
         RecordRemediation(

@@ -115,6 +115,7 @@ def ablation_in_process(split: str, variants: dict[str, dict[str, str]]) -> dict
     from contextd_mcp.models.remediation import RecordRemediation, SearchRemediations
     from contextd_mcp.paths import DataPaths
     from contextd_mcp.ports.scoped_store import Stores
+    from contextd_mcp.services.backing import Backing
     from contextd_mcp.services.remediation import RemediationService
     from contextd_mcp.services.remediation_rerank import RerankSettings
     from contextd_mcp.settings import RemediationSettings
@@ -126,7 +127,7 @@ def ablation_in_process(split: str, variants: dict[str, dict[str, str]]) -> dict
         container = build(DataPaths(Path(tmp)))
         try:
             embedder = _QueryCache(container.embedder)
-            service = RemediationService(Stores(container.store), embedder, container.scrubber)
+            service = RemediationService(Backing.of(Stores(container.store), embedder, container.scrubber), embedder)
             recorded = service.record_many(SCOPE, [RecordRemediation(**_record_args(r)) for r in items])
             ids = {r["key"]: x.id for r, x in zip(items, recorded, strict=True)}
             for name, env in variants.items():

@@ -42,6 +42,7 @@ from contextd_mcp.ports.scoped_store import AcrossScopes, Stores
 from contextd_mcp.ports.scrubber import Scrubber
 from contextd_mcp.ports.vector_store import VectorStore
 from contextd_mcp.services.agents import AgentService
+from contextd_mcp.services.backing import Backing
 from contextd_mcp.services.checkpoints import CheckpointService
 from contextd_mcp.services.distill import Distiller, DistillRunner, remediation_sink
 from contextd_mcp.services.folding import FoldingService
@@ -174,16 +175,18 @@ def build(
     scrubber = CountingScrubber(scrubber or make_scrubber())
     counter = WordPieceTokenCounter()  # one: each loads tokenizer.json
     audit = JsonlAuditLog(paths.audit)
-    memory = MemoryService(stores, embedder, scrubber, flags=_memory_flags(settings.memory))
-    skills = SkillService(stores, embedder, scrubber)
-    remediation = RemediationService(stores, embedder, scrubber, rerank=_rerank_settings(settings.remediation))
-    policies = PolicyService(stores, embedder.dim, embedder.model_name, scrubber, config_packs=settings.policy.packs)
-    folding = FoldingService(stores, sweeps, embedder.dim, embedder.model_name, scrubber, counter, memory.search)
-    checkpoints = CheckpointService(stores, embedder, scrubber, counter, settings.limits.response_max_tokens)
-    sessions, distill = _sessions(paths, stores, sweeps, embedder, scrubber, counter, memory, checkpoints, folding,
-                                  remediation, settings.sessions)
+    # What every record-keeping service stands on: handles, the vectors' shape, scrubber, clock.
+    backing = Backing.of(stores, embedder, scrubber)
+    memory = MemoryService(backing, embedder, flags=_memory_flags(settings.memory))
+    skills = SkillService(backing, embedder)
+    remediation = RemediationService(backing, embedder, rerank=_rerank_settings(settings.remediation))
+    policies = PolicyService(backing, config_packs=settings.policy.packs)
+    folding = FoldingService(backing, sweeps, counter, memory.search)
+    checkpoints = CheckpointService(backing, embedder, counter, settings.limits.response_max_tokens)
+    sessions, distill = _sessions(paths, backing, sweeps, counter, memory, checkpoints, folding, remediation,
+                                  settings.sessions)
     # Agent configs validate tools_enabled against the registry (the runner, made last).
-    agents = AgentService(stores, embedder.dim, embedder.model_name, scrubber, skills, lambda: runner.tools)
+    agents = AgentService(backing, skills, lambda: runner.tools)
     bindings = AgentBindings()  # session_start(agent=...) binds a connection; the guard enforces it
     access_guard = AccessGuard(bindings, lambda caller, ref, reach: agents.access(caller.scope, ref, reach))
     shell = _shell(paths, settings, policies)
@@ -234,10 +237,8 @@ def build(
 
 def _sessions(
     paths: DataPaths,
-    stores: Stores,
+    backing: Backing,
     sweeps: AcrossScopes,
-    embedder: Embedder,
-    scrubber: Scrubber,
     counter: WordPieceTokenCounter,
     memory: MemoryService,
     checkpoints: CheckpointService,
@@ -248,7 +249,7 @@ def _sessions(
     from contextd_mcp.adapters.job_queue import FileJobQueue
 
     queue = FileJobQueue(paths.root / "queue")
-    injector = Injector(memory, checkpoints, stores, counter)
+    injector = Injector(memory, checkpoints, backing.stores, counter)
     policy = SessionPolicy(settings.session_idle_ttl_s, settings.session_max_ttl_s, settings.session_retention_s)
 
     def reinforce(scope: Scope, session_id: str, outcome: SessionOutcome) -> object:
@@ -256,13 +257,13 @@ def _sessions(
         return memory.session_outcome(scope, session_id, {"success": True, "failure": False}.get(outcome.value))
 
     sessions = SessionService(
-        stores, sweeps, embedder.dim, embedder.model_name, scrubber, queue, injector, policy,
-        on_session_closed=[folding.session_closed], on_outcome=[reinforce],
+        backing, sweeps, queue, injector, policy, on_session_closed=[folding.session_closed], on_outcome=[reinforce],
     )
     # Error → fix pairs found in Claude Code transcripts become remediation candidates.
-    distiller = Distiller(memory, scrubber, remediation_sink(remediation.record_many))
+    distiller = Distiller(memory, backing.scrubber, remediation_sink(remediation.record_many))
     runner = DistillRunner(
-        queue, distiller, scrubber, settings.distill_max_attempts, settings.distill_retry_base_s, settings.distill_delay_s
+        queue, distiller, backing.scrubber,
+        settings.distill_max_attempts, settings.distill_retry_base_s, settings.distill_delay_s,
     )
     return sessions, runner
 

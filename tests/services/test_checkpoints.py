@@ -10,6 +10,7 @@ from contextd_mcp.errors import NotFound
 from contextd_mcp.models.checkpoint import ListCheckpoints, ResumeCheckpoint, SaveCheckpoint
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.ports.scoped_store import Stores
+from contextd_mcp.services.backing import Backing
 from contextd_mcp.services.checkpoints import CheckpointService
 
 SCOPE = Scope(tenant="acme", team="core", project="api")
@@ -18,7 +19,8 @@ COUNTER = WordPieceTokenCounter()
 
 def service(container: Container, clock: list[float] | None = None, max_tokens: int = 4000) -> CheckpointService:
     now = (lambda: clock[0]) if clock else __import__("time").time
-    return CheckpointService(Stores(container.store), container.embedder, container.scrubber, COUNTER, max_tokens, now=now)
+    backing = Backing.of(Stores(container.store), container.embedder, container.scrubber, now)
+    return CheckpointService(backing, container.embedder, COUNTER, max_tokens)
 
 
 def test_levels_return_more_and_count_what_they_return(container: Container) -> None:

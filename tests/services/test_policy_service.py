@@ -14,6 +14,7 @@ from contextd_mcp.models.policy import EnablePack, ListPolicies, SetPolicy
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.ports.scoped_store import Stores
 from contextd_mcp.services import policy as policy_module
+from contextd_mcp.services.backing import Backing
 from contextd_mcp.services.policy import PolicyService
 
 SCOPE = Scope(tenant="acme", team="core", project="api")
@@ -27,7 +28,7 @@ def store(tmp_path: Path) -> Iterator[EdgeStore]:
 
 
 def service(store: EdgeStore, packs: tuple[str, ...] = ()) -> PolicyService:
-    return PolicyService(Stores(store), 8, "test-model", RegexScrubber(), config_packs=packs)
+    return PolicyService(Backing(Stores(store), 8, "test-model", RegexScrubber()), config_packs=packs)
 
 
 def test_check_takes_the_bash_tools_plain_context(store: EdgeStore) -> None:

@@ -15,6 +15,7 @@ from contextd_mcp.models.requests import StoreMemory
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.models.session import EndSession, StartSession
 from contextd_mcp.ports.scoped_store import AcrossScopes, Stores
+from contextd_mcp.services.backing import Backing
 from contextd_mcp.services.injection import Injector
 from contextd_mcp.services.sessions import SessionPolicy, SessionService
 
@@ -39,15 +40,11 @@ def clock() -> Clock:
 def sessions(container: Container, tmp_path: Path, clock: Clock) -> SessionService:
     injector = Injector(container.memory, container.checkpoints, Stores(container.store), WordPieceTokenCounter())
     return SessionService(
-        Stores(container.store),
+        Backing.of(Stores(container.store), container.embedder, container.scrubber, clock),
         AcrossScopes(container.store),
-        container.embedder.dim,
-        container.embedder.model_name,
-        container.scrubber,
         FileJobQueue(tmp_path / "queue", now=clock),
         injector,
         SessionPolicy(idle_ttl_s=100, max_ttl_s=1000, retention_s=5000),
-        now=clock,
     )
 
 
@@ -128,10 +125,10 @@ def test_the_binding_survives_a_restart_through_the_store(
 ) -> None:
     started = sessions.start(SCOPE, "claude-code:abc", StartSession())
     fresh = SessionService(  # a new daemon process: empty connection map, same store
-        Stores(container.store), AcrossScopes(container.store), container.embedder.dim, container.embedder.model_name,
-        container.scrubber, FileJobQueue(tmp_path / "queue", now=clock),
+        Backing.of(Stores(container.store), container.embedder, container.scrubber, clock),
+        AcrossScopes(container.store), FileJobQueue(tmp_path / "queue", now=clock),
         Injector(container.memory, container.checkpoints, Stores(container.store), WordPieceTokenCounter()),
-        SessionPolicy(idle_ttl_s=100, max_ttl_s=1000), now=clock,
+        SessionPolicy(idle_ttl_s=100, max_ttl_s=1000),
     )
     assert fresh.active_session("claude-code:abc") is None
     assert fresh.resolve(SCOPE, "claude-code:abc", None, required=True) == started.session_id

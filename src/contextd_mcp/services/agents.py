@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -24,10 +23,9 @@ from contextd_mcp.models.agent import (
 )
 from contextd_mcp.models.scope import Scope, ScopeLevel
 from contextd_mcp.models.skill import Deleted
-from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.scoped_store import Stores
-from contextd_mcp.ports.vector_store import CollectionSpec, Record
+from contextd_mcp.ports.vector_store import Record
 from contextd_mcp.services import levels
+from contextd_mcp.services.backing import Backing
 from contextd_mcp.services.named_records import NamedRecords, by_level_then_name
 from contextd_mcp.services.skills import SkillService
 from contextd_mcp.services.record_fields import iso
@@ -46,22 +44,16 @@ def _access_of(payload: dict[str, Any]) -> dict[Kind, Access]:
 class AgentService:
     def __init__(
         self,
-        stores: Stores,
-        dim: int,
-        model: str,
-        scrubber: Scrubber,
+        backing: Backing,
         skills: SkillService,
         known_tools: Callable[[], Iterable[str]],
-        now: Callable[[], float] = time.time,
     ) -> None:
         self._skills = skills
         # The tool registry is built after the services; asked lazily, at validation time.
         self._known_tools = known_tools
-        self._now = now
-        spec = CollectionSpec(
-            name=COLLECTION, dim=dim, model=model, keyword_fields=("tenant", "team", "project", "level", "name_key")
-        )
-        self._records = NamedRecords(stores, spec, scrubber, now, kind="agent", a_kind="an agent")
+        self._now = backing.now
+        spec = backing.spec(COLLECTION, keyword_fields=("tenant", "team", "project", "level", "name_key"))
+        self._records = NamedRecords(backing, spec, kind="agent", a_kind="an agent")
 
     # -- reads ---------------------------------------------------------------------------
 

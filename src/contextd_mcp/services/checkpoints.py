@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,9 +21,8 @@ from contextd_mcp.models.checkpoint import (
 )
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.ports.embedder import Embedder, TokenCounter
-from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.scoped_store import Stores
-from contextd_mcp.ports.vector_store import CollectionSpec, Record
+from contextd_mcp.ports.vector_store import Record
+from contextd_mcp.services.backing import Backing
 from contextd_mcp.transcript import clip
 
 COLLECTION = "checkpoints"
@@ -42,24 +39,20 @@ def iso(ts: float) -> str:
 class CheckpointService:
     def __init__(
         self,
-        stores: Stores,
+        backing: Backing,
         embedder: Embedder,
-        scrubber: Scrubber,
         counter: TokenCounter,
         max_response_tokens: int,
-        now: Callable[[], float] = time.time,
     ) -> None:
-        self._stores = stores
+        self._stores = backing.stores
         self._embedder = embedder
-        self._scrubber = scrubber
+        self._scrubber = backing.scrubber
         self._counter = counter
         self._budget = max(64, max_response_tokens - ENVELOPE_TOKENS)
-        self._now = now
-        stores.ensure(
-            CollectionSpec(
-                name=COLLECTION,
-                dim=embedder.dim,
-                model=embedder.model_name,
+        self._now = backing.now
+        backing.stores.ensure(
+            backing.spec(
+                COLLECTION,
                 keyword_fields=("tenant", "team", "project", "session_id", "tags"),
                 float_fields=("created_ts",),
             )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -37,9 +36,9 @@ from contextd_mcp.models.branch import (
 from contextd_mcp.models.requests import SearchMemories
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.ports.embedder import TokenCounter
-from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.scoped_store import AcrossScopes, Stores, scope_of
-from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record
+from contextd_mcp.ports.scoped_store import AcrossScopes, scope_of
+from contextd_mcp.ports.vector_store import Range, Record
+from contextd_mcp.services.backing import Backing
 from contextd_mcp.services.record_fields import iso
 
 log = logging.getLogger("contextd_mcp")
@@ -52,29 +51,23 @@ MemorySearch = Callable[[Scope, SearchMemories], list[Any]]
 class FoldingService:
     def __init__(
         self,
-        stores: Stores,
+        backing: Backing,
         sweeps: AcrossScopes,
-        dim: int,
-        model: str,
-        scrubber: Scrubber,
         counter: TokenCounter,
         search_memories: MemorySearch | None = None,
-        now: Callable[[], float] = time.time,
     ) -> None:
-        self._stores = stores
+        self._stores = backing.stores
         self._sweeps = sweeps  # the admin path: overdue branches in every scope
-        self._scrubber = scrubber
+        self._scrubber = backing.scrubber
         self._counter = counter
         self._search = search_memories
-        self._now = now
+        self._now = backing.now
         self._lock = threading.RLock()
         # session id → its open branches, outermost first (a cache of the store, rebuilt on demand)
         self._chains: dict[str, list[Record]] = {}
-        stores.ensure(
-            CollectionSpec(
-                name=COLLECTION,
-                dim=dim,
-                model=model,
+        backing.stores.ensure(
+            backing.spec(
+                COLLECTION,
                 keyword_fields=("tenant", "team", "project", "session_id", "status"),
                 float_fields=("created_ts", "deadline_ts", "depth"),
             )

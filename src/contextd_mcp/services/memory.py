@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -24,10 +23,10 @@ from contextd_mcp.models.memory import Memory, MemoryHit, Outcome
 from contextd_mcp.models.requests import GetMemory, MemoryFeedback, MemoryOutcome, SearchMemories, StoreMemory
 from contextd_mcp.models.scope import Scope, ScopeLevel
 from contextd_mcp.ports.embedder import Embedder
-from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.scoped_store import ScopedStore, Stores
-from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record
+from contextd_mcp.ports.scoped_store import ScopedStore
+from contextd_mcp.ports.vector_store import Hit, Range, Record
 from contextd_mcp.services import memory_keys as keys
+from contextd_mcp.services.backing import Backing
 from contextd_mcp.services.content_ids import content_id, digest
 from contextd_mcp.services.memory_keys import KeyFlags, KeyKind
 from contextd_mcp.services.search_log import LoggedSearch, SearchLog
@@ -65,31 +64,27 @@ HIT_FIELDS = ("tenant", "team", "project", "title", "description", "outcome", "c
 class MemoryService:
     def __init__(
         self,
-        stores: Stores,
+        backing: Backing,
         embedder: Embedder,
-        scrubber: Scrubber,
-        now: Callable[[], float] = time.time,
         flags: KeyFlags | None = None,
     ) -> None:
-        self._stores = stores
+        self._stores = backing.stores
         self._embedder = embedder
-        self._scrubber = scrubber
-        self._now = now
+        self._scrubber = backing.scrubber
+        self._now = backing.now
         self.flags = flags or KeyFlags()
-        self.searches = SearchLog(now=now)
+        self.searches = SearchLog(now=backing.now)
         # Feedback is read-modify-write on counters; serialise it per process.
         self._lock = threading.Lock()
-        stores.ensure(
-            CollectionSpec(
-                name=COLLECTION,
-                dim=embedder.dim,
-                model=embedder.model_name,
+        backing.stores.ensure(
+            backing.spec(
+                COLLECTION,
                 keyword_fields=("tenant", "team", "project", "outcome", "tags"),
                 float_fields=("confidence", "created_ts"),
                 hot_fields=("tenant", "team", "project"),
             )
         )
-        stores.ensure(keys.keys_spec(embedder.dim, embedder.model_name))
+        backing.stores.ensure(keys.keys_spec(backing.dim, backing.model))
 
     def _scrub(self, text: str) -> str:
         return self._scrubber.scrub(text).text

@@ -10,8 +10,6 @@ learned from rated queries stay, with the new tags.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +19,10 @@ from contextd_mcp.models.confidence import Belief, Origin
 from contextd_mcp.models.requests import _clean_tags as clean_tags
 from contextd_mcp.models.scope import Scope, ScopeLevel
 from contextd_mcp.ports.embedder import Embedder
-from contextd_mcp.ports.scoped_store import ScopedStore, Stores
-from contextd_mcp.ports.scrubber import Scrubber
+from contextd_mcp.ports.scoped_store import ScopedStore
 from contextd_mcp.ports.vector_store import Record
 from contextd_mcp.services import memory_keys as keys
+from contextd_mcp.services.backing import Backing
 from contextd_mcp.services.memory import COLLECTION, first_sentence, key_texts
 from contextd_mcp.services.memory_keys import KeyKind
 
@@ -65,13 +63,11 @@ class MemoryEdit:
 
 
 class MemoryCuration:
-    def __init__(
-        self, stores: Stores, embedder: Embedder, scrubber: Scrubber, now: Callable[[], float] = time.time
-    ) -> None:
-        self._stores = stores
+    def __init__(self, backing: Backing, embedder: Embedder) -> None:
+        self._stores = backing.stores
         self._embedder = embedder
-        self._scrubber = scrubber
-        self._now = now
+        self._scrubber = backing.scrubber
+        self._now = backing.now
         self._lock = threading.Lock()
 
     def _load(self, store: ScopedStore, memory_id: str, reach: ScopeLevel) -> Record:

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from contextd_mcp.errors import Conflict, InvalidInput, NotFound
 from contextd_mcp.models.scope import Scope, ScopeLevel
 from contextd_mcp.models.skill import Deleted
-from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.scoped_store import ScopedStore, Stores
+from contextd_mcp.ports.scoped_store import ScopedStore
 from contextd_mcp.ports.vector_store import CollectionSpec, Record
 from contextd_mcp.services import levels
+from contextd_mcp.services.backing import Backing
 
 # A tenant's records of one kind are few (tens to hundreds); listing scans up to this many.
 SCAN_MAX = 2000
@@ -35,19 +35,11 @@ def by_level_then_name(record: Record) -> tuple[int, str]:
 
 
 class NamedRecords:
-    def __init__(
-        self,
-        stores: Stores,
-        spec: CollectionSpec,
-        scrubber: Scrubber,
-        now: Callable[[], float],
-        kind: str,
-        a_kind: str,
-    ) -> None:
-        self._stores = stores
+    def __init__(self, backing: Backing, spec: CollectionSpec, kind: str, a_kind: str) -> None:
+        self._stores = backing.stores
         self._spec = spec
-        self._scrubber = scrubber
-        self._now = now
+        self._scrubber = backing.scrubber
+        self._now = backing.now
         self._kind = kind  # "agent": NotFound's kind, and the "agent_id" an ambiguous name asks for
         self._a_kind = a_kind  # "an agent": how a name clash speaks of it
         # Name uniqueness (and a skill's use count) is read-modify-write; this process owns the store.

@@ -11,7 +11,7 @@ import builtins
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +39,8 @@ from contextd_mcp.models.policy import (
     Violation,
 )
 from contextd_mcp.models.scope import Scope, ScopeLevel
-from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.scoped_store import Stores
-from contextd_mcp.ports.vector_store import CollectionSpec, Record
+from contextd_mcp.ports.vector_store import Record
+from contextd_mcp.services.backing import Backing
 from contextd_mcp.services.policy_pack import PACKS, PackPolicy
 from contextd_mcp.services.policy_rules import Check, RuleCompiler, Subject
 
@@ -98,29 +97,23 @@ def _config_entry(pack: str, item: PackPolicy) -> _Entry:
 class PolicyService:
     def __init__(
         self,
-        stores: Stores,
-        dim: int,
-        model: str,
-        scrubber: Scrubber,
+        backing: Backing,
         config_packs: Sequence[str] = (),
-        now: Callable[[], float] = time.time,
     ) -> None:
         unknown = sorted(set(config_packs) - set(PACKS))
         if unknown:
             raise InvalidInput("CONTEXTD_POLICY_PACKS", f"unknown pack(s) {', '.join(unknown)}; known: {', '.join(PACKS)}")
-        self._stores = stores
-        self._scrubber = scrubber
-        self._compiler = RuleCompiler(scrubber)
-        self._now = now
+        self._stores = backing.stores
+        self._scrubber = backing.scrubber
+        self._compiler = RuleCompiler(backing.scrubber)
+        self._now = backing.now
         self._lock = threading.Lock()  # set-by-title is read-then-write
         self._compiled: dict[tuple[str, float], Check] = {}
         self._applicable_cache: dict[tuple[str, str, str], tuple[float, list[_Entry]]] = {}
         self._config = [_config_entry(pack, item) for pack in dict.fromkeys(config_packs) for item in PACKS[pack]]
-        stores.ensure(
-            CollectionSpec(
-                name=COLLECTION,
-                dim=dim,
-                model=model,
+        backing.stores.ensure(
+            backing.spec(
+                COLLECTION,
                 keyword_fields=(
                     "tenant", "team", "project", "level", "audience", "category", "overrides", "title_key", "pack_key",
                 ),

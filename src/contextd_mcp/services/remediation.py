@@ -24,8 +24,7 @@ has worked ranks first.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from contextd_mcp import limits
@@ -47,9 +46,8 @@ from contextd_mcp.models.remediation import (
 from contextd_mcp.models.scope import Scope, ScopeLevel
 from contextd_mcp.ports import vector_store as port
 from contextd_mcp.ports.embedder import Embedder
-from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.scoped_store import Stores
-from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record
+from contextd_mcp.ports.vector_store import Range, Record
+from contextd_mcp.services.backing import Backing
 from contextd_mcp.services.content_ids import content_id, digest
 from contextd_mcp.services.error_text import dense_text, infer_category, normalise, sparse_vector
 from contextd_mcp.services.remediation_rerank import Candidate, RerankSettings, rerank
@@ -82,30 +80,26 @@ def _shared(hits: Sequence[port.Hit], relevance: list[float]) -> list[float]:
 class RemediationService:
     def __init__(
         self,
-        stores: Stores,
+        backing: Backing,
         embedder: Embedder,
-        scrubber: Scrubber,
-        now: Callable[[], float] = time.time,
         rerank: RerankSettings = RerankSettings(),
     ) -> None:
-        self._stores = stores
+        self._stores = backing.stores
         self._rerank = rerank
         self._embedder = embedder
-        self._scrubber = scrubber
-        self._now = now
+        self._scrubber = backing.scrubber
+        self._now = backing.now
         self._lock = threading.Lock()  # feedback is read-modify-write
-        stores.ensure(
-            CollectionSpec(
-                name=COLLECTION,
-                dim=embedder.dim,
-                model=embedder.model_name,
+        backing.stores.ensure(
+            backing.spec(
+                COLLECTION,
                 keyword_fields=("tenant", "team", "project", "category", "tags", "signature"),
                 float_fields=("confidence", "created_ts"),
                 hot_fields=("tenant", "team", "project"),
                 sparse=True,
             )
         )
-        stores.ensure(CollectionSpec(name=TEXTS, dim=embedder.dim, model=embedder.model_name))
+        backing.stores.ensure(backing.spec(TEXTS))
 
     def _scrub(self, text: str | None) -> str | None:
         return None if text is None else self._scrubber.scrub(text).text

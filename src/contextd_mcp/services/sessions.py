@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,9 +29,9 @@ from contextd_mcp.models.session import (
     StartSession,
 )
 from contextd_mcp.ports.job_queue import JobQueue
-from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.scoped_store import AcrossScopes, Stores, scope_of
-from contextd_mcp.ports.vector_store import CollectionSpec, Condition, Range, Record
+from contextd_mcp.ports.scoped_store import AcrossScopes, scope_of
+from contextd_mcp.ports.vector_store import Condition, Range, Record
+from contextd_mcp.services.backing import Backing
 from contextd_mcp.services.checkpoints import iso
 from contextd_mcp.services.injection import Injector
 from contextd_mcp.services.transcript_marks import Slice, TranscriptMarks
@@ -66,37 +65,31 @@ OutcomeListener = Callable[[Scope, str, SessionOutcome], object]
 class SessionService:
     def __init__(
         self,
-        stores: Stores,
+        backing: Backing,
         sweeps: AcrossScopes,
-        dim: int,
-        model: str,
-        scrubber: Scrubber,
         queue: JobQueue,
         injector: Injector,
         policy: SessionPolicy = SessionPolicy(),
-        now: Callable[[], float] = time.time,
         on_session_closed: Sequence[SessionClosed] = (),
         on_outcome: Sequence[OutcomeListener] = (),
     ) -> None:
-        self._stores = stores
+        self._stores = backing.stores
         self._sweeps = sweeps  # the admin path: expiry and retention look across every scope
-        self._scrubber = scrubber
+        self._scrubber = backing.scrubber
         self._queue = queue
         self._injector = injector
         self.policy = policy
-        self._now = now
+        self._now = backing.now
         self._lock = threading.Lock()
         self._by_connection: dict[str, str] = {}
         self._seen: dict[str, tuple[float, float]] = {}  # session id → (last seen, last written)
         self._owners: dict[str, Scope] = {}  # session id → its scope, for writing last_seen back
         self.on_session_closed: list[SessionClosed] = list(on_session_closed)
         self.on_outcome: list[OutcomeListener] = list(on_outcome)
-        self._marks = TranscriptMarks(stores, dim, model)
-        stores.ensure(
-            CollectionSpec(
-                name=COLLECTION,
-                dim=dim,
-                model=model,
+        self._marks = TranscriptMarks(backing)
+        backing.stores.ensure(
+            backing.spec(
+                COLLECTION,
                 keyword_fields=("tenant", "team", "project", "status", "connection_id"),
                 float_fields=("created_ts", "last_seen_ts", "closed_ts"),
             )

@@ -8,9 +8,8 @@ token) still reads, but is not counted: ``count_use=False`` leaves the store unt
 from __future__ import annotations
 
 import re
-import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from contextd_mcp.errors import InvalidInput, NotFound
@@ -29,10 +28,9 @@ from contextd_mcp.models.skill import (
     UpdateSkill,
 )
 from contextd_mcp.ports.embedder import Embedder
-from contextd_mcp.ports.scrubber import Scrubber
-from contextd_mcp.ports.scoped_store import Stores
-from contextd_mcp.ports.vector_store import CollectionSpec, Record
+from contextd_mcp.ports.vector_store import Record
 from contextd_mcp.services import levels, templates
+from contextd_mcp.services.backing import Backing
 from contextd_mcp.services.named_records import NamedRecords, by_level_then_name
 from contextd_mcp.services.record_fields import iso
 
@@ -53,19 +51,15 @@ def _tagged(tags: list[str] | None) -> dict[str, Any]:
 
 
 class SkillService:
-    def __init__(
-        self, stores: Stores, embedder: Embedder, scrubber: Scrubber, now: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, backing: Backing, embedder: Embedder) -> None:
         self._embedder = embedder
-        self._now = now
-        spec = CollectionSpec(
-            name=COLLECTION,
-            dim=embedder.dim,
-            model=embedder.model_name,
+        self._now = backing.now
+        spec = backing.spec(
+            COLLECTION,
             keyword_fields=("tenant", "team", "project", "level", "name_key", "tags"),
             float_fields=("created_ts",),
         )
-        self._records = NamedRecords(stores, spec, scrubber, now, kind="skill", a_kind="a skill")
+        self._records = NamedRecords(backing, spec, kind="skill", a_kind="a skill")
 
     def _col(self) -> str:
         return self._records.collection()

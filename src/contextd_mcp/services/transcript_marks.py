@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from contextd_mcp.models.scope import Scope
-from contextd_mcp.ports.scoped_store import Stores
-from contextd_mcp.ports.vector_store import CollectionSpec, Record
+from contextd_mcp.ports.vector_store import Record
+from contextd_mcp.services.backing import Backing
 from contextd_mcp.services.content_ids import content_id, digest
 
 COLLECTION = "transcript_marks"
@@ -85,11 +85,9 @@ def _anchor(f: BinaryIO, offset: int) -> str:
 
 
 class TranscriptMarks:
-    def __init__(self, stores: Stores, dim: int, model: str) -> None:
-        self._stores = stores
-        stores.ensure(
-            CollectionSpec(name=COLLECTION, dim=dim, model=model, keyword_fields=("tenant", "team", "project"))
-        )
+    def __init__(self, backing: Backing) -> None:
+        self._stores = backing.stores
+        backing.stores.ensure(backing.spec(COLLECTION))
 
     @staticmethod
     def _id(scope: Scope, session_key: str, path: str) -> str:

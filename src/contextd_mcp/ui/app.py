@@ -192,11 +192,12 @@ def ui_routes(parts: UiParts, access: HttpAccess, allowed_hosts: list[str]) -> l
 def parts_from(container: Any) -> UiParts:
     """The page's parts from a built ``Container`` (its store handles come from the container's store)."""
     from contextd_mcp.ports.scoped_store import Stores
+    from contextd_mcp.services.backing import Backing
 
     stores = Stores(container.store)
     return UiParts(
         actions=Actions(container.runner, container.audit),
-        curation=MemoryCuration(stores, container.embedder, container.scrubber),
+        curation=MemoryCuration(Backing.of(stores, container.embedder, container.scrubber), container.embedder),
         browser=RecordBrowser(stores),
         paths=container.paths,
     )
