@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from contextd_mcp.mcp.caller import Caller
+from contextd_mcp.models.scope import Scope
 
 # Blocking handlers run in a worker thread; async ones (long waits) on the event loop.
 Handler = Callable[[Caller, Any], BaseModel] | Callable[[Caller, Any], Awaitable[BaseModel]]
@@ -55,6 +56,15 @@ class ToolDef(ToolSpec):
     """A declared tool with the service call that answers it."""
 
     handler: Handler = field(kw_only=True)
+
+
+def in_scope(call: Callable[[Scope, Any], BaseModel]) -> Handler:
+    """The handler of most tools: the service answers the request in the caller's scope."""
+
+    def handle(caller: Caller, req: Any) -> BaseModel:
+        return call(caller.scope, req)
+
+    return handle
 
 
 def bind(specs: Sequence[ToolSpec], handlers: Mapping[str, Handler]) -> list[ToolDef]:

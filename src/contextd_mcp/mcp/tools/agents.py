@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextd_mcp.mcp.caller import Caller
-from contextd_mcp.mcp.registry import Handler, ToolSpec
+from contextd_mcp.mcp.registry import Handler, ToolSpec, in_scope
 from contextd_mcp.models.agent import Agent, AgentList, CreateAgent, DeleteAgent, GetAgent, ListAgents, UpdateAgent
 from contextd_mcp.models.skill import Deleted
 from contextd_mcp.services.agents import AgentService
@@ -99,19 +99,13 @@ SPECS = (
 
 
 def agent_tools(service: AgentService) -> dict[str, Handler]:
-    def create(caller: Caller, req: CreateAgent) -> Agent:
-        return service.create(caller.scope, req)
-
-    def get(caller: Caller, req: GetAgent) -> Agent:
-        return service.get(caller.scope, req)
-
     def list_(caller: Caller, req: ListAgents) -> AgentList:
         return AgentList(agents=service.find(caller.scope, req))
 
-    def update(caller: Caller, req: UpdateAgent) -> Agent:
-        return service.update(caller.scope, req)
-
-    def delete(caller: Caller, req: DeleteAgent) -> Deleted:
-        return service.delete(caller.scope, req)
-
-    return {"agent_create": create, "agent_get": get, "agent_list": list_, "agent_update": update, "agent_delete": delete}
+    return {
+        "agent_create": in_scope(service.create),
+        "agent_get": in_scope(service.get),
+        "agent_list": list_,
+        "agent_update": in_scope(service.update),
+        "agent_delete": in_scope(service.delete),
+    }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextd_mcp.mcp.caller import Caller
-from contextd_mcp.mcp.registry import Handler, ToolSpec
+from contextd_mcp.mcp.registry import Handler, ToolSpec, in_scope
 from contextd_mcp.models.checkpoint import (
     CheckpointList,
     ListCheckpoints,
@@ -80,10 +80,4 @@ def checkpoint_tools(service: CheckpointService, sessions: SessionService) -> di
         session_id = sessions.resolve(caller.scope, caller.connection_id, req.session_id, required=False)
         return service.save(caller.scope, req, session_id)
 
-    def list_(caller: Caller, req: ListCheckpoints) -> CheckpointList:
-        return service.list(caller.scope, req)
-
-    def resume(caller: Caller, req: ResumeCheckpoint) -> ResumedCheckpoint:
-        return service.resume(caller.scope, req)
-
-    return {"checkpoint_save": save, "checkpoint_list": list_, "checkpoint_resume": resume}
+    return {"checkpoint_save": save, "checkpoint_list": in_scope(service.list), "checkpoint_resume": in_scope(service.resume)}

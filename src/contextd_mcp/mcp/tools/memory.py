@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from contextd_mcp.mcp.caller import Caller
-from contextd_mcp.mcp.registry import Handler, ToolSpec
+from contextd_mcp.mcp.registry import Handler, ToolSpec, in_scope
 from contextd_mcp.models.memory import Memory, MemoryPreview
 from contextd_mcp.models.requests import GetMemory, MemoryFeedback, MemoryOutcome, SearchMemories, StoreMemory
 from contextd_mcp.services.memory import MemoryService, NewConfidence, StoredMemory
@@ -109,15 +109,9 @@ SPECS = (
 
 
 def memory_tools(service: MemoryService) -> dict[str, Handler]:
-    def store(caller: Caller, req: StoreMemory) -> StoredMemory:
-        return service.store(caller.scope, req)
-
     def search(caller: Caller, req: SearchMemories) -> SearchResult:
         search_id, hits = service.search_logged(caller.scope, req, _origin(caller))
         return SearchResult(search_id=search_id, memories=[MemoryPreview.of(hit) for hit in hits])
-
-    def get(caller: Caller, req: GetMemory) -> Memory:
-        return service.get(caller.scope, req)
 
     def feedback(caller: Caller, req: MemoryFeedback) -> NewConfidence:
         return service.feedback(caller.scope, req, _origin(caller))
@@ -125,4 +119,10 @@ def memory_tools(service: MemoryService) -> dict[str, Handler]:
     def outcome(caller: Caller, req: MemoryOutcome) -> NewConfidence:
         return service.outcome(caller.scope, req, _origin(caller))
 
-    return {"memory_store": store, "memory_search": search, "memory_get": get, "memory_feedback": feedback, "memory_outcome": outcome}
+    return {
+        "memory_store": in_scope(service.store),
+        "memory_search": search,
+        "memory_get": in_scope(service.get),
+        "memory_feedback": feedback,
+        "memory_outcome": outcome,
+    }

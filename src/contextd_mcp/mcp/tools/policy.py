@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from contextd_mcp.mcp.caller import Caller
-from contextd_mcp.mcp.registry import Handler, ToolSpec
+from contextd_mcp.mcp.registry import Handler, ToolSpec, in_scope
 from contextd_mcp.models.policy import (
     CheckPolicies,
     EnablePack,
@@ -130,22 +129,11 @@ SPECS = (
 
 
 def policy_tools(service: PolicyService) -> dict[str, Handler]:
-    def set_(caller: Caller, req: SetPolicy) -> PolicySaved:
-        return service.set(caller.scope, req)
-
-    def get(caller: Caller, req: PolicyById) -> Policy:
-        return service.get(caller.scope, req)
-
-    def list_(caller: Caller, req: ListPolicies) -> PolicyList:
-        return service.list(caller.scope, req)
-
-    def delete(caller: Caller, req: PolicyById) -> PolicyDeleted:
-        return service.delete(caller.scope, req)
-
-    def check(caller: Caller, req: CheckPolicies) -> PolicyCheckResult:
-        return service.check_request(caller.scope, req)
-
-    def enable_pack(caller: Caller, req: EnablePack) -> PackEnabled:
-        return service.enable_pack(caller.scope, req)
-
-    return {"policy_set": set_, "policy_get": get, "policy_list": list_, "policy_delete": delete, "policy_check": check, "policy_pack_enable": enable_pack}
+    return {
+        "policy_set": in_scope(service.set),
+        "policy_get": in_scope(service.get),
+        "policy_list": in_scope(service.list),
+        "policy_delete": in_scope(service.delete),
+        "policy_check": in_scope(service.check_request),
+        "policy_pack_enable": in_scope(service.enable_pack),
+    }

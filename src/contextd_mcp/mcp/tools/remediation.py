@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from contextd_mcp.mcp.caller import Caller
-from contextd_mcp.mcp.registry import Handler, ToolSpec
+from contextd_mcp.mcp.registry import Handler, ToolSpec, in_scope
 from contextd_mcp.models.remediation import (
     GetRemediation,
     RecordedRemediation,
@@ -111,16 +111,12 @@ SPECS = (
 
 
 def remediation_tools(service: RemediationService) -> dict[str, Handler]:
-    def record(caller: Caller, req: RecordRemediation) -> RecordedRemediation:
-        return service.record(caller.scope, req)
-
     def search(caller: Caller, req: SearchRemediations) -> RemediationSearchResult:
         return RemediationSearchResult(remediations=service.search(caller.scope, req))
 
-    def get(caller: Caller, req: GetRemediation) -> Remediation:
-        return service.get(caller.scope, req)
-
-    def feedback(caller: Caller, req: RemediationFeedback) -> RemediationConfidence:
-        return service.feedback(caller.scope, req)
-
-    return {"remediation_record": record, "remediation_search": search, "remediation_get": get, "remediation_feedback": feedback}
+    return {
+        "remediation_record": in_scope(service.record),
+        "remediation_search": search,
+        "remediation_get": in_scope(service.get),
+        "remediation_feedback": in_scope(service.feedback),
+    }

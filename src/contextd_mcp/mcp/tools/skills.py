@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextd_mcp.mcp.caller import Caller
-from contextd_mcp.mcp.registry import Handler, ToolSpec
+from contextd_mcp.mcp.registry import Handler, ToolSpec, in_scope
 from contextd_mcp.models.skill import (
     CreateSkill,
     Deleted,
@@ -93,9 +93,6 @@ SPECS = (
 
 
 def skill_tools(service: SkillService) -> dict[str, Handler]:
-    def create(caller: Caller, req: CreateSkill) -> Skill:
-        return service.create(caller.scope, req)
-
     def get(caller: Caller, req: GetSkill) -> Skill:
         # A read-only identity writes nothing at all, the use counter included.
         return service.get(caller.scope, req, count_use=not caller.read_only)
@@ -103,10 +100,10 @@ def skill_tools(service: SkillService) -> dict[str, Handler]:
     def list_(caller: Caller, req: ListSkills) -> SkillList:
         return SkillList(skills=service.find(caller.scope, req))
 
-    def update(caller: Caller, req: UpdateSkill) -> Skill:
-        return service.update(caller.scope, req)
-
-    def delete(caller: Caller, req: DeleteSkill) -> Deleted:
-        return service.delete(caller.scope, req)
-
-    return {"skill_create": create, "skill_get": get, "skill_list": list_, "skill_update": update, "skill_delete": delete}
+    return {
+        "skill_create": in_scope(service.create),
+        "skill_get": get,
+        "skill_list": list_,
+        "skill_update": in_scope(service.update),
+        "skill_delete": in_scope(service.delete),
+    }
