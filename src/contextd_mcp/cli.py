@@ -330,14 +330,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_migrate_tenant(args: argparse.Namespace) -> int:
-    """Moves a checkout's records from the first tenant derivation's scope to the current one."""
+def _daemon_owns_store(paths: DataPaths) -> bool:
+    """Whether a daemon answers for ``paths`` (said on stderr): commands that open the embedded
+    store themselves must not while it is open in the daemon."""
     from contextd_mcp.transports.bridge import request
 
+    if request(paths, "status") is None:
+        return False
+    print("contextd-mcp: the daemon is running; stop it first (`contextd-mcp stop`): it owns the store", file=sys.stderr)
+    return True
+
+
+def cmd_migrate_tenant(args: argparse.Namespace) -> int:
+    """Moves a checkout's records from the first tenant derivation's scope to the current one."""
     paths = data_paths(args.data_dir)
-    if request(paths, "status") is not None:
-        print("contextd-mcp: the daemon is running; stop it first (`contextd-mcp stop`): it owns the store",
-              file=sys.stderr)
+    if _daemon_owns_store(paths):
         return 1
     from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
     from contextd_mcp.settings import StoreSettings
@@ -358,12 +365,8 @@ def cmd_migrate_tenant(args: argparse.Namespace) -> int:
 
 def cmd_compact(args: argparse.Namespace) -> int:
     """Builds the embedded store's indexed segments (HNSW, memory-mapped), with no daemon running."""
-    from contextd_mcp.transports.bridge import request
-
     paths = data_paths(args.data_dir)
-    if request(paths, "status") is not None:
-        print("contextd-mcp: the daemon is running; stop it first (`contextd-mcp stop`): it owns the store",
-              file=sys.stderr)
+    if _daemon_owns_store(paths):
         return 1
     from contextd_mcp.adapters.qdrant_edge_store import compact_store
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from contextd_mcp.models.scope import ScopeLevel
 from contextd_mcp.models.skill import Description, ItemId, Name, NameRef, check_name
+from contextd_mcp.models.strict import Strict
 
 SYSTEM_PROMPT_MAX = 16000
 MODEL_MAX = 100
@@ -59,15 +60,11 @@ _LEVEL_DOC = "For this project (default), your team or your org; names are uniqu
 _REACH_DOC = "project (default): the agents that apply here; team / org: every one of that level"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 def _unique(values: list[str] | None) -> list[str] | None:
     return None if values is None else list(dict.fromkeys(values))
 
 
-class _Settings(_Strict):
+class _Settings(Strict):
     collections_access: AccessMap | None = Field(default=None, description=_ACCESS_DOC)
     model_preference: Model | None = Field(default=None, description="Preferred model, e.g. 'claude-sonnet'")
     temperature: float | None = Field(default=None, ge=0.0, le=TEMPERATURE_MAX)
@@ -86,7 +83,7 @@ class CreateAgent(_Settings):
     _dedupe = field_validator("skills", "tools_enabled")(_unique)
 
 
-class GetAgent(_Strict):
+class GetAgent(Strict):
     agent_id: ItemId | None = None
     name: NameRef | None = Field(default=None, description="Instead of agent_id; 'name@team' / 'name@org' picks a level")
     scope: ScopeLevel = Field(default=ScopeLevel.project, description=_REACH_DOC)
@@ -98,7 +95,7 @@ class GetAgent(_Strict):
         return self
 
 
-class ListAgents(_Strict):
+class ListAgents(Strict):
     scope: ScopeLevel = Field(default=ScopeLevel.project, description=_REACH_DOC)
     limit: int = Field(default=50, ge=1, le=LIST_LIMIT_MAX)
 
@@ -120,7 +117,7 @@ class UpdateAgent(_Settings):
         return None if value is None else check_name(value)
 
 
-class DeleteAgent(_Strict):
+class DeleteAgent(Strict):
     agent_id: ItemId
     scope: ScopeLevel = Field(default=ScopeLevel.project, description=_REACH_DOC)
 

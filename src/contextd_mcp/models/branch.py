@@ -6,7 +6,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
+
+from contextd_mcp.models.strict import Strict
 
 BUDGET_DEFAULT = 8192
 BUDGET_MIN = 256
@@ -38,11 +40,7 @@ class BranchState(StrEnum):
     failed = "failed"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CreateBranch(_Strict):
+class CreateBranch(Strict):
     description: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=DESCRIPTION_MAX)] = (
         Field(description="The sub-task this branch works on")
     )
@@ -55,7 +53,7 @@ class CreateBranch(_Strict):
     with_memories: bool = Field(default=False, description="Inject relevant memories (≤10 % of the budget)")
 
 
-class ReturnBranch(_Strict):
+class ReturnBranch(Strict):
     branch_id: BranchId
     message: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MESSAGE_MAX_CHARS)] = (
         Field(description="The result for the parent: what was found or done, briefly")
@@ -63,7 +61,7 @@ class ReturnBranch(_Strict):
     session_id: SessionId | None = Field(default=None, description="Default: this connection's session")
 
 
-class BranchStatusRequest(_Strict):
+class BranchStatusRequest(Strict):
     branch_id: BranchId | None = Field(default=None, description="Default: the session's active branch")
     session_id: SessionId | None = Field(default=None, description="Default: this connection's session")
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from contextd_mcp import limits
 from contextd_mcp.models.requests import Tags, _clean_tags
 from contextd_mcp.models.session import SessionId
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from contextd_mcp.models.strict import Strict
 
 
 class ResumeLevel(StrEnum):
@@ -22,7 +19,7 @@ class ResumeLevel(StrEnum):
     full = "full"
 
 
-class SaveCheckpoint(_Strict):
+class SaveCheckpoint(Strict):
     summary: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.CHECKPOINT_SUMMARY_MAX)
     ] = Field(description="Where the work stands, in a few sentences")
@@ -38,12 +35,12 @@ class SaveCheckpoint(_Strict):
     _tags = field_validator("tags")(_clean_tags)
 
 
-class ListCheckpoints(_Strict):
+class ListCheckpoints(Strict):
     limit: int = Field(default=10, ge=1, le=limits.CHECKPOINT_LIST_MAX)
     session_id: SessionId | None = Field(default=None, description="Only this session's checkpoints")
 
 
-class ResumeCheckpoint(_Strict):
+class ResumeCheckpoint(Strict):
     checkpoint_id: SessionId
     level: ResumeLevel = Field(
         default=ResumeLevel.summary, description="summary; context (summary + context); full (everything)"

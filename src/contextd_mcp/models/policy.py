@@ -61,9 +61,10 @@ from pydantic import BaseModel, Field, StringConstraints, model_validator
 from typing_extensions import TypeAliasType
 
 from contextd_mcp import limits
-from contextd_mcp.models.requests import MemoryId, Tag, _Strict
+from contextd_mcp.models.requests import MemoryId, Tag
 from contextd_mcp.models.scope import ScopeLevel
 from contextd_mcp.models.shell import ENV_MAX_ITEMS, ENV_VALUE_MAX
+from contextd_mcp.models.strict import Strict
 
 PATTERN_MAX = 500
 GLOB_MAX = 300
@@ -96,18 +97,18 @@ Glob = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 _IGNORE_CASE = Field(default=False, description="Case-insensitive match")
 
 
-class CommandRegex(_Strict):
+class CommandRegex(Strict):
     kind: Literal["command_regex"]
     pattern: Pattern
     ignore_case: bool = _IGNORE_CASE
 
 
-class PathGlob(_Strict):
+class PathGlob(Strict):
     kind: Literal["path_glob"]
     globs: list[Glob] = Field(min_length=1, max_length=GLOBS_MAX)
 
 
-class ForbiddenContent(_Strict):
+class ForbiddenContent(Strict):
     kind: Literal["forbidden_content"]
     detector: Literal["secrets"] | None = None
     pattern: Pattern | None = None
@@ -120,24 +121,24 @@ class ForbiddenContent(_Strict):
         return self
 
 
-class Requires(_Strict):
+class Requires(Strict):
     kind: Literal["requires"]
     when: Pattern
     must_include: Pattern
     ignore_case: bool = _IGNORE_CASE
 
 
-class WriteOutsideProject(_Strict):
+class WriteOutsideProject(Strict):
     kind: Literal["write_outside_project"]
     allow: list[Glob] = Field(default_factory=list, max_length=GLOBS_MAX, description="Absolute path globs that are fine")
 
 
-class AllOf(_Strict):
+class AllOf(Strict):
     kind: Literal["all"]
     rules: list[Rule] = Field(min_length=1, max_length=CHILDREN_MAX)
 
 
-class AnyOf(_Strict):
+class AnyOf(Strict):
     kind: Literal["any"]
     rules: list[Rule] = Field(min_length=1, max_length=CHILDREN_MAX)
 
@@ -159,7 +160,7 @@ Suggestion = Annotated[str, StringConstraints(strip_whitespace=True, min_length=
 Category = Annotated[Tag, Field(description="A label such as 'security' or 'git'")]
 
 
-class SetPolicy(_Strict):
+class SetPolicy(Strict):
     title: Title | None = Field(default=None, description="Required unless overrides is set; unique per scope")
     rule: Rule | None = Field(default=None, description="Required unless overrides is set; see 'Policy rules'")
     severity: Severity | None = Field(default=None, description="critical blocks bash; required unless overrides is set")
@@ -180,17 +181,17 @@ class SetPolicy(_Strict):
         return self
 
 
-class PolicyById(_Strict):
+class PolicyById(Strict):
     policy_id: MemoryId
 
 
-class ListPolicies(_Strict):
+class ListPolicies(Strict):
     scope: ScopeLevel | None = Field(default=None, description="Only policies living at this scope")
     category: Category | None = None
     limit: int = Field(default=50, ge=1, le=LIST_LIMIT_MAX)
 
 
-class PolicyContext(_Strict):
+class PolicyContext(Strict):
     kind: Annotated[str, StringConstraints(max_length=32)] | None = Field(default=None, description="e.g. bash, write, commit")
     project_dir: Annotated[str, StringConstraints(max_length=PATH_MAX)] | None = Field(
         default=None, description="Absolute project root, for write_outside_project"
@@ -210,14 +211,14 @@ class PolicyContext(_Strict):
     )
 
 
-class CheckPolicies(_Strict):
+class CheckPolicies(Strict):
     action: Annotated[str, StringConstraints(min_length=1, max_length=ACTION_MAX)] = Field(
         description="The command or action to check, e.g. 'git push --force origin main'"
     )
     context: PolicyContext | None = None
 
 
-class EnablePack(_Strict):
+class EnablePack(Strict):
     pack: PackName = Field(description="security: no secrets, no curl | sh, no force-push to main, no writes outside the project")
     scope: ScopeLevel = Field(default=ScopeLevel.org, description="Where the pack's policies live")
 

@@ -8,8 +8,9 @@ from typing import Annotated
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from contextd_mcp import limits
-from contextd_mcp.models.requests import MemoryId, Tags, _clean_tags, _Strict
+from contextd_mcp.models.requests import MemoryId, Tags, _clean_tags
 from contextd_mcp.models.scope import ScopeLevel
+from contextd_mcp.models.strict import Strict
 
 PROBLEM_MAX = 8000
 SOLUTION_MAX = 8000
@@ -51,7 +52,7 @@ ErrorText = Annotated[str, _text(ERROR_MAX, 1)]
 Context = Annotated[str, _text(CONTEXT_MAX)]
 
 
-class RecordRemediation(_Strict):
+class RecordRemediation(Strict):
     title: Title = Field(description="The error's signature line, e.g. \"ModuleNotFoundError: No module named 'yaml'\"")
     problem: Problem = Field(description="The error output as seen (paths, line numbers and the like are normalised away)")
     solution: Solution = Field(description="What fixed it, concretely")
@@ -67,7 +68,7 @@ class RecordRemediation(_Strict):
     _tags = field_validator("tags")(_clean_tags)
 
 
-class SearchRemediations(_Strict):
+class SearchRemediations(Strict):
     error: ErrorText = Field(description="The error output or message, pasted as is")
     context: Context | None = Field(default=None, description="What you were doing, e.g. 'npm ci in a node:20 image'")
     limit: int = Field(default=limits.SEARCH_LIMIT_DEFAULT, ge=1, le=limits.SEARCH_LIMIT_MAX)
@@ -81,12 +82,12 @@ _BY_ID_SCOPE = Field(
 )
 
 
-class GetRemediation(_Strict):
+class GetRemediation(Strict):
     remediation_id: MemoryId
     scope: ScopeLevel = _BY_ID_SCOPE
 
 
-class RemediationFeedback(_Strict):
+class RemediationFeedback(Strict):
     remediation_id: MemoryId
     helpful: bool = Field(description="Did this fix solve the error?")
     scope: ScopeLevel = _BY_ID_SCOPE

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, field_validator
 
 from contextd_mcp import limits
 from contextd_mcp.models.memory import Outcome
 from contextd_mcp.models.scope import ScopeLevel
+from contextd_mcp.models.strict import Strict
 
 _TAG = re.compile(r"^[a-z0-9][a-z0-9._:/+-]*$")
 
@@ -29,11 +30,7 @@ def _clean_tags(tags: list[str]) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class StoreMemory(_Strict):
+class StoreMemory(Strict):
     title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.TITLE_MAX)] = Field(
         description="Short imperative title of the lesson"
     )
@@ -53,7 +50,7 @@ class StoreMemory(_Strict):
     _tags = field_validator("tags")(_clean_tags)
 
 
-class SearchMemories(_Strict):
+class SearchMemories(Strict):
     query: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.QUERY_MAX)] = Field(
         description="The situation or problem, in plain words"
     )
@@ -80,12 +77,12 @@ _SEARCH_ID = Field(
 )
 
 
-class GetMemory(_Strict):
+class GetMemory(Strict):
     memory_id: MemoryId
     scope: ScopeLevel = _BY_ID_SCOPE
 
 
-class MemoryFeedback(_Strict):
+class MemoryFeedback(Strict):
     memory_id: MemoryId
     helpful: bool = Field(description="Did this memory help with the task at hand?")
     comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=limits.COMMENT_MAX)] | None = None
@@ -93,7 +90,7 @@ class MemoryFeedback(_Strict):
     search_id: SearchId | None = _SEARCH_ID
 
 
-class MemoryOutcome(_Strict):
+class MemoryOutcome(Strict):
     memory_id: MemoryId
     succeeded: bool = Field(description="The task in which the memory was applied succeeded")
     scope: ScopeLevel = _BY_ID_SCOPE

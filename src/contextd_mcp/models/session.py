@@ -5,16 +5,13 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from contextd_mcp import limits
 from contextd_mcp.models.memory import Outcome
+from contextd_mcp.models.strict import Strict
 
 SessionId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.ID_MAX)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class SessionOutcome(StrEnum):
@@ -29,7 +26,7 @@ class SessionStatus(StrEnum):
     expired = "expired"
 
 
-class StartSession(_Strict):
+class StartSession(Strict):
     project_path: Annotated[str, StringConstraints(strip_whitespace=True, max_length=limits.PATH_MAX)] | None = Field(
         default=None,
         description="The project's directory, recorded with the session",
@@ -43,7 +40,7 @@ class StartSession(_Strict):
     )
 
 
-class Learning(_Strict):
+class Learning(Strict):
     """A lesson the calling model distilled itself (ReasoningBank item shape)."""
 
     title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.TITLE_MAX)]
@@ -56,7 +53,7 @@ class Learning(_Strict):
     outcome: Outcome = Field(default=Outcome.success, description="success: a strategy; failure: an anti-pattern")
 
 
-class EndSession(_Strict):
+class EndSession(Strict):
     session_id: SessionId | None = Field(
         default=None, description="Defaults to the session this connection started"
     )
@@ -73,7 +70,7 @@ class EndSession(_Strict):
     )
 
 
-class JobStatusRequest(_Strict):
+class JobStatusRequest(Strict):
     job_id: SessionId
 
 

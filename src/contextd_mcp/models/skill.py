@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from contextd_mcp import limits
 from contextd_mcp.models.requests import Tags, _clean_tags
 from contextd_mcp.models.scope import ScopeLevel
+from contextd_mcp.models.strict import Strict
 
 # Names are what a user types after "/" in a client's prompt menu: no spaces, no '@'
 # ('@' qualifies a name by level when two levels share it, e.g. "review@org").
@@ -43,11 +44,7 @@ _LEVEL_DOC = "For this project (default), your team or your org; names are uniqu
 _REACH_DOC = "project (default): the skills that apply here; team / org: every one of that level"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CreateSkill(_Strict):
+class CreateSkill(Strict):
     name: Name = Field(description="Short unique name, e.g. 'review-migration'")
     description: Description = Field(description="What the skill does, one or two sentences")
     prompt_template: Template = Field(
@@ -62,7 +59,7 @@ class CreateSkill(_Strict):
     _tags = field_validator("tags")(_clean_tags)
 
 
-class GetSkill(_Strict):
+class GetSkill(Strict):
     skill_id: ItemId | None = None
     name: NameRef | None = Field(default=None, description="Instead of skill_id; 'name@team' / 'name@org' picks a level")
     scope: ScopeLevel = Field(default=ScopeLevel.project, description=_REACH_DOC)
@@ -74,7 +71,7 @@ class GetSkill(_Strict):
         return self
 
 
-class ListSkills(_Strict):
+class ListSkills(Strict):
     query: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.QUERY_MAX)] | None = (
         Field(default=None, description="Find by meaning (and by name); omit to list by name")
     )
@@ -85,7 +82,7 @@ class ListSkills(_Strict):
     _tags = field_validator("tags")(_clean_tags)
 
 
-class UpdateSkill(_Strict):
+class UpdateSkill(Strict):
     skill_id: ItemId
     name: Name | None = None
     description: Description | None = None
@@ -106,7 +103,7 @@ class UpdateSkill(_Strict):
         return None if value is None else _clean_tags(value)
 
 
-class DeleteSkill(_Strict):
+class DeleteSkill(Strict):
     skill_id: ItemId
     scope: ScopeLevel = Field(default=ScopeLevel.project, description=_REACH_DOC)
 

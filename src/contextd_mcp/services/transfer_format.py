@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from contextd_mcp import limits
 from contextd_mcp.models.requests import StoreMemory
 from contextd_mcp.models.scope import ANY, Scope
+from contextd_mcp.models.strict import Strict
 
 FORMAT = "contextd-export"
 FORMAT_VERSION = 1
@@ -45,11 +46,7 @@ class BadLine(ValueError):
     """A line of an import file that cannot be imported; the message names the field and rule."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Header(_Strict):
+class Header(Strict):
     format: str
     version: int
     tool_version: str
@@ -62,7 +59,7 @@ class Header(_Strict):
     vectors: str
 
 
-class LearnedKey(_Strict):
+class LearnedKey(Strict):
     kind: Annotated[str, Field(pattern="^(learned|negative)$")]
     text: Annotated[str, Field(min_length=1, max_length=limits.KEY_TEXT_CHARS)]
     created_ts: float

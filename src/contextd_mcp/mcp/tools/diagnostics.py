@@ -3,14 +3,15 @@ measured on the same server and transport as the real tools (the bench's floor).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.mcp.registry import Handler, ToolSpec
+from contextd_mcp.models.strict import Strict
 
 
-class NoArguments(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NoArguments(Strict):
+    pass  # no fields: any argument is an error
 
 
 class Empty(BaseModel):

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from contextd_mcp.errors import InvalidInput
 from contextd_mcp.mcp import toolsets
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.mcp.registry import Handler, ToolDef, ToolSpec
+from contextd_mcp.models.strict import Strict
 
 # Spelled out so the listed schema carries the enum (an agent picks from it, no guessing).
 ToolsetName = Literal[
@@ -20,8 +21,7 @@ ToolsetName = Literal[
 assert set(ToolsetName.__args__) == {*toolsets.TOOLSETS, toolsets.ALL}  # type: ignore[attr-defined]
 
 
-class ToolsetsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ToolsetsRequest(Strict):
     enable: list[ToolsetName] = Field(default_factory=list, max_length=len(toolsets.TOOLSETS) + 1)
 
 
