@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from contextd_mcp import limits
-from contextd_mcp.models.requests import MemoryId, Tags, _clean_tags
+from contextd_mcp.models.requests import _BY_ID_SCOPE, MemoryId, Tags, _clean_tags
 from contextd_mcp.models.scope import ScopeLevel
 from contextd_mcp.models.strict import Strict
 
@@ -74,12 +74,6 @@ class SearchRemediations(Strict):
     limit: int = Field(default=limits.SEARCH_LIMIT_DEFAULT, ge=1, le=limits.SEARCH_LIMIT_MAX)
     category: Category | None = None
     scope: ScopeLevel = Field(default=ScopeLevel.project, description="project (default), or widen to your team or whole org")
-
-
-_BY_ID_SCOPE = Field(
-    default=ScopeLevel.project,
-    description="Where it lives: project (default), or team / org if a wider search found it",
-)
 
 
 class GetRemediation(Strict):

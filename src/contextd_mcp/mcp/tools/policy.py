@@ -21,6 +21,14 @@ from contextd_mcp.services.policy import PolicyService
 _ID = "3c9e2f41-7b6d-4a8e-9f10-5d2c8b7a6e01"
 _OVERRIDE = "a41d07e3-2c5b-4f6e-8d9a-1b3c5e7f9a20"
 _RULE = {"kind": "command_regex", "pattern": r"\bgit\s+push\b.*--force"}
+_POLICY = {
+    "title": "No force-push",
+    "rule": _RULE,
+    "severity": "critical",
+    "scope": "org",
+    "category": "git",
+    "suggestion": "Push a branch and open a pull request.",
+}
 
 
 # The tools of this module, as data: schema.json / TOOL.md render these without any service.
@@ -33,14 +41,7 @@ SPECS = (
         PolicySaved,
         idempotent=True,
         destructive=True,  # a policy of the same title at that scope is replaced
-        example={
-            "title": "No force-push",
-            "rule": _RULE,
-            "severity": "critical",
-            "scope": "org",
-            "category": "git",
-            "suggestion": "Push a branch and open a pull request.",
-        },
+        example=_POLICY,
         example_result={"id": _ID, "replaced_existing": False},
     ),
     ToolSpec(
@@ -53,12 +54,7 @@ SPECS = (
         example={"policy_id": _ID},
         example_result={
             "id": _ID,
-            "title": "No force-push",
-            "rule": _RULE,
-            "severity": "critical",
-            "scope": "org",
-            "category": "git",
-            "suggestion": "Push a branch and open a pull request.",
+            **_POLICY,
             "enabled": True,
             "overrides": None,
             "source": "stored",
