@@ -258,10 +258,6 @@ class HttpAuth:
     # The daemon's working directory: the open loopback's callers act in its scope.
     cwd: Path = field(default_factory=Path.cwd)
 
-    @property
-    def open_loopback(self) -> bool:
-        return self.tokens_file is None
-
 
 def access_from_options(auth: HttpAuth) -> HttpAccess:
     """Closed unless the operator opted in: tokens from ``auth.tokens_file``, or open loopback."""

@@ -35,10 +35,6 @@ EDITABLE: dict[str, tuple[str, tuple[str, ...]]] = {
 STORE_KINDS = {"remediations": ("title", "category", "confidence"), "checkpoints": ("summary", "session_id", "tags")}
 
 
-def _reach(scope_level: str | None) -> dict[str, Any]:
-    return {"scope": scope_level} if scope_level else {}
-
-
 async def logout(ctx: Ctx) -> Response:
     response = RedirectResponse("/ui/login", 303)
     response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
