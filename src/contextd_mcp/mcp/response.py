@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from contextd_mcp.ports.embedder import TokenCounter
-from contextd_mcp.ports.scrubber import Scrubber
+from contextd_mcp.ports.scrubber import Scrubber, scrub_all
 
 TRUNCATION_MARK = " …[truncated]"
 
@@ -25,29 +25,7 @@ def scrub_tree(node: Any, scrubber: Scrubber) -> tuple[Any, int]:
     texts = [text for _, text in _string_leaves(node)]
     if not texts or not scrubber.has_secret(_JOIN.join(texts)):
         return node, 0
-    return _scrub_each(node, scrubber)
-
-
-def _scrub_each(node: Any, scrubber: Scrubber) -> tuple[Any, int]:
-    if isinstance(node, str):
-        result = scrubber.scrub(node)
-        return result.text, result.redactions
-    if isinstance(node, dict):
-        total = 0
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out[key], n = _scrub_each(value, scrubber)
-            total += n
-        return out, total
-    if isinstance(node, list):
-        total = 0
-        items = []
-        for value in node:
-            item, n = _scrub_each(value, scrubber)
-            items.append(item)
-            total += n
-        return items, total
-    return node, 0
+    return scrub_all(node, scrubber)
 
 
 def _string_leaves(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], str]]:

@@ -20,7 +20,7 @@ from contextd_mcp import limits
 from contextd_mcp.errors import NotFound
 from contextd_mcp.models.scope import Scope, ScopeLevel
 from contextd_mcp.ports.scoped_store import ScopedStore, Stores
-from contextd_mcp.ports.scrubber import Scrubber
+from contextd_mcp.ports.scrubber import Scrubber, scrub_all
 from contextd_mcp.ports.vector_store import Condition
 from contextd_mcp.services import transfer_format as fmt
 from contextd_mcp.services.memory_keys import KEYS
@@ -87,7 +87,9 @@ class Exporter:
                     record["keys"] = extra.get(row.id, [])
                 elif kind == "remediation" and row.id in extra:
                     record["texts"] = extra[row.id]
-                out.records.append(self._scrubbed(record, out))
+                scrubbed, redactions = scrub_all(record, self._scrubber)
+                out.records.append(scrubbed)
+                out.redactions += redactions
         return out
 
     def _extras(self, handle: ScopedStore, kind: str, match: dict[str, str]) -> dict[str, Any]:
@@ -103,17 +105,6 @@ class Exporter:
             rows = handle.scan(REMEDIATION_TEXTS, limits.TRANSFER_RECORDS_MAX, ScopeLevel.org, match)
             return {row.id: row.payload for row in rows}
         return {}
-
-    def _scrubbed(self, value: Any, out: Exported) -> Any:
-        if isinstance(value, str):
-            result = self._scrubber.scrub(value)
-            out.redactions += result.redactions
-            return result.text
-        if isinstance(value, dict):
-            return {k: self._scrubbed(v, out) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._scrubbed(v, out) for v in value]
-        return value
 
     def jsonl(self, exported: Exported) -> Iterator[str]:
         created = datetime.fromtimestamp(self._now(), UTC).isoformat(timespec="seconds")

@@ -32,7 +32,7 @@ from contextd_mcp.models.memory import Outcome
 from contextd_mcp.models.scope import ANY, Scope, ScopeLevel
 from contextd_mcp.ports.embedder import Embedder
 from contextd_mcp.ports.scoped_store import ScopedStore, Stores
-from contextd_mcp.ports.scrubber import Scrubber
+from contextd_mcp.ports.scrubber import Scrubber, scrub_all
 from contextd_mcp.ports.vector_store import Record
 from contextd_mcp.services import transfer_format as fmt
 from contextd_mcp.services import transfer_vectors as vectors
@@ -147,15 +147,9 @@ class Importer:
     # -- the shared steps ----------------------------------------------------------------------
 
     def _scrubbed(self, value: Any, report: ImportReport) -> Any:
-        if isinstance(value, str):
-            result = self._scrubber.scrub(value)
-            report.redactions += result.redactions
-            return result.text
-        if isinstance(value, dict):
-            return {k: self._scrubbed(v, report) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._scrubbed(v, report) for v in value]
-        return value
+        scrubbed, redactions = scrub_all(value, self._scrubber)
+        report.redactions += redactions
+        return scrubbed
 
     @staticmethod
     def _owner(payload: dict[str, Any], options: ImportOptions, tenant: str) -> dict[str, str]:
