@@ -330,17 +330,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _daemon_owns_store(paths: DataPaths) -> bool:
-    """Whether a daemon answers for ``paths`` (said on stderr): commands that open the embedded
-    store themselves must not while it is open in the daemon."""
-    from contextd_mcp.transports.bridge import request
-
-    if request(paths, "status") is None:
-        return False
-    print("contextd-mcp: the daemon is running; stop it first (`contextd-mcp stop`): it owns the store", file=sys.stderr)
-    return True
-
-
 def cmd_migrate_tenant(args: argparse.Namespace) -> int:
     """Moves a checkout's records from the first tenant derivation's scope to the current one."""
     paths = data_paths(args.data_dir)
@@ -376,6 +365,17 @@ def cmd_compact(args: argparse.Namespace) -> int:
     for name, seconds in compact_store(paths.store).items():
         print(f"{name}: {seconds:.1f} s")
     return 0
+
+
+def _daemon_owns_store(paths: DataPaths) -> bool:
+    """Whether a daemon answers for ``paths`` (said on stderr): commands that open the embedded
+    store themselves must not while it is open in the daemon."""
+    from contextd_mcp.transports.bridge import request
+
+    if request(paths, "status") is None:
+        return False
+    print("contextd-mcp: the daemon is running; stop it first (`contextd-mcp stop`): it owns the store", file=sys.stderr)
+    return True
 
 
 def sandbox_line(sandbox: dict[str, Any] | None) -> str:

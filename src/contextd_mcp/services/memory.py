@@ -26,10 +26,10 @@ from contextd_mcp.ports.embedder import Embedder
 from contextd_mcp.ports.scoped_store import ScopedStore
 from contextd_mcp.ports.vector_store import Hit, Range, Record
 from contextd_mcp.services import memory_keys as keys
-from contextd_mcp.services.backing import Backing
 from contextd_mcp.services.content_ids import content_id, digest
 from contextd_mcp.services.memory_keys import KeyFlags, KeyKind
 from contextd_mcp.services.search_log import LoggedSearch, SearchLog
+from contextd_mcp.services.backing import Backing
 from contextd_mcp.services.record_fields import iso, preview, relative_level
 
 COLLECTION = "memories"
