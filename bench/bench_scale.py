@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.bench_scale --sizes 1000,10000,100000 [--projects 1] [--queries 300]
         [--write-rate 20] [--json FILE] [--keep DIR] [--qdrant-local]
     .venv/bin/python -m bench.bench_scale --data DIR [--compact]     # measure a kept data dir
+    .venv/bin/python -m bench.bench_scale --data DIR --index-live [--index-after 20000]
 
 Per size: a data directory is filled in-process through ``MemoryService.store_many`` (the
 product's own records: memories and their key points), with the realistic generated lessons and
@@ -15,6 +16,10 @@ p50, daemon RSS before and after the writes, store size on disk, fill time.
 
 ``--qdrant-local`` runs the same through the ``CONTEXTD_QDRANT_URL`` adapter (qdrant-client) in
 its local mode; ``--compact`` first runs ``contextd-mcp compact``'s optimizer over the store.
+``--index-live`` lets the daemon index the store itself (a child process builds a copy, issue 19):
+searches go on one at a time, with writes at ``--write-rate``, from before the build starts
+until ``--after`` searches past the swap; each is labelled with the indexing stage it started in
+(polled from the daemon's status). Then the daemon is restarted and measured as above.
 The clients run in this process, on the same 2 cores as the daemon.
 """
 
@@ -135,7 +140,9 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
     cwd.mkdir(exist_ok=True)
     env = scope_env(project_name(0))
     started = time.perf_counter()
-    daemon = start_daemon(data_dir, cwd, **_backend_env)
+    # No indexing in the daemon unless asked (the daemon's environment is built afresh).
+    index_after = os.environ.get("CONTEXTD_INDEX_AFTER_POINTS", "0")
+    daemon = start_daemon(data_dir, cwd, CONTEXTD_INDEX_AFTER_POINTS=index_after, **_backend_env)
     texts = scale_records.queries(queries + 20)
     try:
         async with socket_client(daemon.socket, cwd, env) as client:
@@ -171,6 +178,62 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
     }
 
 
+async def _stage_poller(paths: DataPaths, stop: anyio.Event, state: dict[str, Any]) -> None:
+    from contextd_mcp.transports.bridge import request
+
+    while not stop.is_set():
+        reply = await anyio.to_thread.run_sync(request, paths, "status")
+        job = ((reply or {}).get("store", {}).get("indexing", {}).get("memory_keys") or {}).get("job") or {}
+        state.update(job=job, stage=job.get("stage", "not started"))
+        await anyio.sleep(0.5)
+
+
+async def measure_live(data_dir: Path, write_rate: float, index_after: int, after: int, budget_s: float) -> dict[str, Any]:
+    """Searches before, during and after the daemon's own indexing of memory_keys, writes alongside."""
+    cwd = data_dir.parent / "cwd"
+    cwd.mkdir(exist_ok=True)
+    env = scope_env(project_name(0))
+    daemon = start_daemon(data_dir, cwd, CONTEXTD_INDEX_AFTER_POINTS=str(index_after), **_backend_env)
+    texts = scale_records.queries(300)
+    by_stage: dict[str, list[float]] = {}
+    state: dict[str, Any] = {"stage": "not started"}
+    stores: list[float] = []
+    try:
+        async with socket_client(daemon.socket, cwd, env) as client:
+            for text in texts[:20]:
+                await client.call_tool("memory_search", {"query": text})
+            rss_before = rss_mib(daemon.process.pid)[0]
+            stop = anyio.Event()
+            deadline = time.monotonic() + budget_s
+            async with socket_client(daemon.socket, cwd, env) as writer, anyio.create_task_group() as tg:
+                tg.start_soon(_stage_poller, DataPaths(data_dir), stop, state)
+                if write_rate > 0:
+                    tg.start_soon(_writer, writer, write_rate, stop, stores, random.Random(9))
+                serial = 0
+                while len(by_stage.get("done", [])) < after and time.monotonic() < deadline:
+                    stage = state["stage"]
+                    t0 = time.perf_counter()
+                    result = await client.call_tool("memory_search", {"query": texts[serial % len(texts)], "limit": 5})
+                    by_stage.setdefault(stage, []).append((time.perf_counter() - t0) * 1000)
+                    assert not result.is_error, str(result.content[0])
+                    serial += 1
+                    if stage == "failed":
+                        break
+                stop.set()
+            rss_after, rss_peak = rss_mib(daemon.process.pid)
+    finally:
+        daemon.stop()
+    return {
+        "index_after": index_after,
+        "search_ms_by_stage": {
+            stage: {"n": len(v), "p50": _pct(v, 0.5), "p95": _pct(v, 0.95), "max": round(max(v), 1)}
+            for stage, v in by_stage.items()
+        },
+        "job": state.get("job"), "stores_during": len(stores), "store_p50_ms": _pct(stores, 0.5),
+        "rss_mib_before": round(rss_before, 1), "rss_mib_after_swap": round(rss_after, 1), "rss_mib_peak": round(rss_peak, 1),
+    }
+
+
 def run_size(root: Path, n: int, projects: int, queries: int, write_rate: float, local: bool) -> dict[str, Any]:
     data_dir = root / f"data-{n}"
     if local:
@@ -194,7 +257,21 @@ def main() -> int:
     parser.add_argument("--qdrant-local", action="store_true", help="the qdrant-client adapter in local mode")
     parser.add_argument("--data", type=Path, help="measure this filled data directory (no fill)")
     parser.add_argument("--compact", action="store_true", help="with --data: compact the store first (timed)")
+    parser.add_argument("--index-live", action="store_true", help="with --data: the daemon indexes while measured")
+    parser.add_argument("--index-after", type=int, default=20_000, help="CONTEXTD_INDEX_AFTER_POINTS for --index-live")
+    parser.add_argument("--after", type=int, default=300, help="--index-live: searches after the swap")
+    parser.add_argument("--budget-s", type=float, default=3600, help="--index-live: give up after this long")
     args = parser.parse_args()
+    if args.data and args.index_live:
+        uptime = Path("/proc/loadavg").read_text().split()[:3]
+        figures = {"data": str(args.data), "disk_mib": round(disk_mib(args.data), 1), "load_at_start": uptime}
+        figures["live"] = anyio.run(measure_live, args.data, args.write_rate, args.index_after, args.after, args.budget_s)
+        figures["disk_mib_after_swap"] = round(disk_mib(args.data), 1)
+        os.environ["CONTEXTD_INDEX_AFTER_POINTS"] = "0"  # the restart measures the swapped store as it is
+        figures["restart"] = anyio.run(measure, args.data, args.queries, args.write_rate)
+        figures["load_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
+        print(json.dumps(figures), flush=True)
+        return 0
     if args.data:
         figures = {"data": str(args.data), "disk_mib": round(disk_mib(args.data), 1)}
         if args.compact:
