@@ -193,7 +193,8 @@ async def measure_live(data_dir: Path, write_rate: float, index_after: int, afte
     cwd = data_dir.parent / "cwd"
     cwd.mkdir(exist_ok=True)
     env = scope_env(project_name(0))
-    daemon = start_daemon(data_dir, cwd, CONTEXTD_INDEX_AFTER_POINTS=str(index_after), **_backend_env)
+    nice = os.environ.get("CONTEXTD_INDEX_NICE", "19")
+    daemon = start_daemon(data_dir, cwd, CONTEXTD_INDEX_AFTER_POINTS=str(index_after), CONTEXTD_INDEX_NICE=nice, **_backend_env)
     texts = scale_records.queries(300)
     by_stage: dict[str, list[float]] = {}
     state: dict[str, Any] = {"stage": "not started"}
@@ -224,7 +225,7 @@ async def measure_live(data_dir: Path, write_rate: float, index_after: int, afte
     finally:
         daemon.stop()
     return {
-        "index_after": index_after,
+        "index_after": index_after, "index_nice": nice,
         "search_ms_by_stage": {
             stage: {"n": len(v), "p50": _pct(v, 0.5), "p95": _pct(v, 0.95), "max": round(max(v), 1)}
             for stage, v in by_stage.items()

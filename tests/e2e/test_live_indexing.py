@@ -24,7 +24,7 @@ def _keys_job(data_dir: Path) -> dict[str, object]:
 async def test_the_daemon_swaps_in_an_indexed_generation_and_status_shows_it(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     # Threshold 1: the first look (every 64 key points written) starts a job on memory_keys.
-    daemon = start_daemon(data_dir, tmp_path, CONTEXTD_INDEX_AFTER_POINTS="1")
+    daemon = start_daemon(data_dir, tmp_path, CONTEXTD_INDEX_AFTER_POINTS="1", CONTEXTD_INDEX_NICE="0")
     try:
         async with socket_client(daemon.socket, tmp_path) as client:
             stored = []

@@ -5,7 +5,7 @@ the daemon: the daemon copies the shard, starts this child on the copy and keeps
 original (adapters/edge_indexing.py). The child runs at nice 19 with one indexing thread, and dies
 with the thread that started it (PR_SET_PDEATHSIG), so a daemon killed with -9 leaves no indexer.
 
-    python -m contextd_mcp.adapters.edge_indexer <shard directory> <parent pid>
+    python -m contextd_mcp.adapters.edge_indexer <shard directory> <parent pid> <nice>
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ _PR_SET_PDEATHSIG = 1
 _ONE_THREAD = {"RAYON_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
-def spawn(shard: Path, log: Path) -> subprocess.Popen[bytes]:
-    """Starts the indexer on ``shard``; its output goes to ``log``."""
+def spawn(shard: Path, log: Path, nice: int = 19) -> subprocess.Popen[bytes]:
+    """Starts the indexer on ``shard`` at ``nice``; its output goes to ``log``."""
     env = {**os.environ, **_ONE_THREAD}
     with log.open("wb") as out:
         return subprocess.Popen(  # our own module, argv not from input
-            [sys.executable, "-m", "contextd_mcp.adapters.edge_indexer", str(shard), str(os.getpid())],
+            [sys.executable, "-m", "contextd_mcp.adapters.edge_indexer", str(shard), str(os.getpid()), str(nice)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, close_fds=True,
         )
 
@@ -43,7 +43,7 @@ def _die_with_parent(parent: int) -> None:
 def main(argv: list[str]) -> int:
     shard_dir, parent = Path(argv[0]), int(argv[1])
     _die_with_parent(parent)
-    os.nice(19)
+    os.nice(int(argv[2]))
     import qdrant_edge as qe
 
     started = time.perf_counter()

@@ -59,11 +59,12 @@ class IndexHost(Protocol):
 
 
 class IndexJob(threading.Thread):
-    def __init__(self, host: IndexHost, name: str, on_stage: StageHook | None = None) -> None:
+    def __init__(self, host: IndexHost, name: str, on_stage: StageHook | None = None, nice: int = 19) -> None:
         super().__init__(name=f"index-{name}", daemon=True)
         self._host = host
         self.collection = name
         self._on_stage = on_stage
+        self._nice = nice
         self._stop_requested = threading.Event()
         self._child: Any = None
         self._swapped = False  # from here on the new generation is live: nothing may undo it
@@ -110,7 +111,7 @@ class IndexJob(threading.Thread):
 
     def _build(self, target: Path) -> None:
         started = time.perf_counter()
-        self._child = spawn(target, target.with_suffix(".log"))
+        self._child = spawn(target, target.with_suffix(".log"), self._nice)
         self.state["child_pid"] = self._child.pid
         self._stage("build")
         while self._child.poll() is None:

@@ -152,12 +152,14 @@ def compact_store(root: Path) -> dict[str, float]:
 
 
 class EdgeStore:
-    def __init__(self, root: Path, index_after: int = 0, on_stage: StageHook | None = None) -> None:
+    def __init__(self, root: Path, index_after: int = 0, on_stage: StageHook | None = None, index_nice: int = 19) -> None:
         """``index_after``: unindexed points at which a collection is indexed in a child process
-        (0: never, the default of a store opened by a command rather than the daemon)."""
+        (0: never, the default of a store opened by a command rather than the daemon), run at
+        ``index_nice``."""
         self._root = self.root = root
         self._index_after = index_after
         self._on_stage = on_stage
+        self._index_nice = index_nice
         self._specs: dict[str, CollectionSpec] = {}
         self._indexed: dict[str, int] = {}  # points the live generation's indexing saw
         self._jobs: dict[str, IndexJob] = {}
@@ -432,7 +434,7 @@ class EdgeStore:
         points = int(self._shards[collection].info().points_count)
         if points - self._indexed.get(collection, 0) < self._index_after:
             return
-        self._jobs[collection] = IndexJob(self, collection, self._on_stage)
+        self._jobs[collection] = IndexJob(self, collection, self._on_stage, self._index_nice)
         self._jobs[collection].start()
 
     @staticmethod
