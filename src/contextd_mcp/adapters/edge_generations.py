@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 GENERATIONS = ".generations"
 READY = "contextd-generation.json"
 RETIRED = "retired"
+COPY_TIMEOUT_S = 1800  # a shard of a few GiB on a slow disk; past it the build is dropped
 
 
 def collection_path(root: Path, name: str) -> Path:
@@ -88,9 +90,17 @@ def disk_bytes(path: Path) -> int:
 
 
 def copy_shard(source: Path, target: Path) -> float:
-    """Copies a flushed shard's files (no writer may touch them meanwhile). Seconds taken."""
+    """Copies a flushed shard's files (no writer may touch them meanwhile). Seconds taken.
+
+    The engine preallocates its files (32 MiB WAL files, pages, vector chunks) as sparse files: a
+    plain copy writes their holes out (a 37 MiB collection became 219 MiB), ``cp --sparse``
+    keeps them holes, and ``--reflink=auto`` shares the blocks where the file system can.
+    """
     started = time.perf_counter()
-    shutil.copytree(source.resolve(), target, symlinks=False)
+    subprocess.run(  # fixed argv, paths of our own store
+        ["/bin/cp", "-a", "--sparse=always", "--reflink=auto", "--", str(source.resolve()), str(target)],
+        check=True, capture_output=True, timeout=COPY_TIMEOUT_S,
+    )
     return time.perf_counter() - started
 
 
