@@ -188,7 +188,9 @@ async def _stage_poller(paths: DataPaths, stop: anyio.Event, state: dict[str, An
         await anyio.sleep(0.5)
 
 
-async def measure_live(data_dir: Path, write_rate: float, index_after: int, after: int, budget_s: float) -> dict[str, Any]:
+async def measure_live(
+    data_dir: Path, write_rate: float, index_after: int, after: int, budget_s: float, progress: Path | None = None
+) -> dict[str, Any]:
     """Searches before, during and after the daemon's own indexing of memory_keys, writes alongside."""
     cwd = data_dir.parent / "cwd"
     cwd.mkdir(exist_ok=True)
@@ -218,6 +220,8 @@ async def measure_live(data_dir: Path, write_rate: float, index_after: int, afte
                     by_stage.setdefault(stage, []).append((time.perf_counter() - t0) * 1000)
                     assert not result.is_error, str(result.content[0])
                     serial += 1
+                    if serial % 50 == 0 and progress:  # what a run cut short still tells
+                        progress.write_text(json.dumps({"stage": state, "ms": by_stage}))
                     if stage == "failed":
                         break
                 stop.set()
@@ -266,7 +270,9 @@ def main() -> int:
     if args.data and args.index_live:
         uptime = Path("/proc/loadavg").read_text().split()[:3]
         figures = {"data": str(args.data), "disk_mib": round(disk_mib(args.data), 1), "load_at_start": uptime}
-        figures["live"] = anyio.run(measure_live, args.data, args.write_rate, args.index_after, args.after, args.budget_s)
+        figures["live"] = anyio.run(
+            measure_live, args.data, args.write_rate, args.index_after, args.after, args.budget_s, args.json
+        )
         figures["disk_mib_after_swap"] = round(disk_mib(args.data), 1)
         os.environ["CONTEXTD_INDEX_AFTER_POINTS"] = "0"  # the restart measures the swapped store as it is
         figures["restart"] = anyio.run(measure, args.data, args.queries, args.write_rate)
