@@ -230,3 +230,36 @@ def test_closing_the_store_kills_the_indexer_and_keeps_the_live_generation(tmp_p
     assert reopened.count("keys", {"tenant": "t"}) == 3000
     assert list(gen.generations_dir(tmp_path, "keys").iterdir()) == []
     reopened.close()
+
+
+@pytest.mark.usefixtures("small_segments")
+def test_writes_past_the_log_bound_drop_the_build_and_keep_every_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contextd_mcp import limits
+
+    monkeypatch.setattr(limits, "INDEX_OPLOG_MAX_POINTS", 30)
+    building, release = threading.Event(), threading.Event()
+
+    def at(collection: str, stage: str) -> None:
+        if stage == "build":
+            building.set()
+            release.wait(60)
+
+    rng = np.random.default_rng(5)
+    store = EdgeStore(tmp_path, index_after=INDEX_AFTER, on_stage=at, index_nice=0)
+    store.ensure(SPEC)
+    first = records(rng, 3000)
+    for i in range(0, len(first), 100):
+        store.upsert("keys", first[i : i + 100])
+    assert building.wait(30)
+    copied = int(_job(store)["points"])
+    store.upsert("keys", records(rng, 3000 - copied + 40, project="during"))  # past the bound
+    release.set()
+    state = _wait_done(store)
+
+    assert state["stage"] == "failed" and "overflowed" in state["error"], state
+    assert not (tmp_path / "keys").is_symlink()
+    assert list(gen.generations_dir(tmp_path, "keys").iterdir()) == []
+    assert store.count("keys", {"tenant": "t"}) == 3000 + 3000 - copied + 40
+    store.close()

@@ -15,7 +15,7 @@ One ``IndexJob`` (a thread of the daemon) per collection at a time:
 
 Every logged operation is an upsert, a payload update by id or a delete by id: applying one twice
 gives what applying it once does, so a replay needs no bookkeeping beyond the order. The log is
-bounded (``limits.INDEX_OPLOG_MAX_OPS``): past it the job gives up, and the live shard, which got
+bounded (``limits.INDEX_OPLOG_MAX_POINTS``): past it the job gives up, and the live shard, which got
 every write, stays. Until the rename the live generation is authoritative, so a crash at any step
 loses nothing acknowledged; ``edge_generations.recover`` deletes the leftovers at the next open.
 """

@@ -164,6 +164,7 @@ class EdgeStore:
         self._indexed: dict[str, int] = {}  # points the live generation's indexing saw
         self._jobs: dict[str, IndexJob] = {}
         self._oplogs: dict[str, list[qe.UpdateOperation]] = {}  # writes since a copy, per collection
+        self._logged: dict[str, int] = {}  # points those writes carry
         self._closing = False
         self.write_gate = threading.RLock()
         self._shards: dict[str, qe.EdgeShard] = {}
@@ -208,14 +209,16 @@ class EdgeStore:
             self._unindexed[spec.name] = [(HOT_INDEX_AT, tuple(spec.hot_fields)), (KEYWORD_INDEX_AT, cold)]
             self._index_if_large(spec.name)
 
-    def _apply(self, collection: str, op: qe.UpdateOperation) -> None:
+    def _apply(self, collection: str, op: qe.UpdateOperation, points: int = 1) -> None:
         """Every write goes through here, under the write gate and the lock: while the collection
-        is being indexed, it is logged for the replay onto the new generation."""
+        is being indexed, it is logged for the replay onto the new generation. ``points``: how
+        many the operation carries (what the log's bound counts)."""
         self._shard(collection).update(op)
         log = self._oplogs.get(collection)
         if log is not None:
             log.append(op)
-            if len(log) > limits.INDEX_OPLOG_MAX_OPS:
+            self._logged[collection] = self._logged.get(collection, 0) + points
+            if self._logged[collection] > limits.INDEX_OPLOG_MAX_POINTS:
                 del self._oplogs[collection]  # the job sees it gone and gives up
 
     def _create_keyword_indexes(self, collection: str, fields: Sequence[str]) -> None:
@@ -257,7 +260,7 @@ class EdgeStore:
     def upsert(self, collection: str, records: Sequence[Record]) -> None:
         points = [qe.Point(id=r.id, vector=self._vector(collection, r), payload=r.payload) for r in records]
         with self.write_gate, self._lock:
-            self._apply(collection, qe.UpdateOperation.upsert_points(points))
+            self._apply(collection, qe.UpdateOperation.upsert_points(points), len(points))
             self._writes[collection] = self._writes.get(collection, 0) + len(points)
             if self._writes[collection] >= 64:  # look at the size now and then, not per write
                 self._writes[collection] = 0
@@ -448,6 +451,7 @@ class EdgeStore:
             shard = self._shard(name)
             shard.flush()
             self._oplogs[name] = []
+            self._logged[name] = 0
             return int(shard.info().points_count)
 
     def logged(self, name: str, start: int) -> list[qe.UpdateOperation] | None:
