@@ -140,6 +140,7 @@ class IndexJob(threading.Thread):
                 for op in ops:
                     shard.update(op)
                 replayed += len(ops)
+            shard.flush()  # so that the flush under the lock writes only the last few
             self._stage("swap")
             started = time.perf_counter()
             record = {"indexed_points": self.state.get("points", 0), "built_at": time.time()}
