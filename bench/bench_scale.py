@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.bench_scale --sizes 1000,10000,100000 [--projects 1] [--queries 300]
         [--write-rate 20] [--json FILE] [--keep DIR] [--qdrant-local]
     .venv/bin/python -m bench.bench_scale --data DIR [--compact]     # measure a kept data dir
-    .venv/bin/python -m bench.bench_scale --data DIR --index-live [--index-after 20000]
+    .venv/bin/python -m bench.bench_scale --data DIR --index-live [--index-after 20000] [--json PROGRESS]
+    .venv/bin/python -m bench.bench_scale --data DIR --swap-rss [--index-after 5000]
 
 Per size: a data directory is filled in-process through ``MemoryService.store_many`` (the
 product's own records: memories and their key points), with the realistic generated lessons and
@@ -19,7 +20,9 @@ its local mode; ``--compact`` first runs ``contextd-mcp compact``'s optimizer ov
 ``--index-live`` lets the daemon index the store itself (a child process builds a copy, issue 19):
 searches go on one at a time, with writes at ``--write-rate``, from before the build starts
 until ``--after`` searches past the swap; each is labelled with the indexing stage it started in
-(polled from the daemon's status). Then the daemon is restarted and measured as above.
+(polled from the daemon's status; ``--json``: the figures so far, rewritten every 50 searches).
+Then the daemon is restarted and measured as above. ``--swap-rss``: RSS across one indexing,
+in-process, without the writes.
 The clients run in this process, on the same 2 cores as the daemon.
 """
 
@@ -34,6 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +243,39 @@ async def measure_live(
     }
 
 
+def swap_rss(data_dir: Path, index_after: int) -> dict[str, Any]:
+    """In-process, no writes but the 64 points that start it: this process's RSS across one
+    indexing of memory_keys (copy, child build at nice 0, swap). Modifies the store."""
+    import numpy as np
+
+    from contextd_mcp.container import build
+    from contextd_mcp.ports.vector_store import Record
+
+    def status_mib(field: str) -> int:
+        return int(Path("/proc/self/status").read_text().split(f"{field}:")[1].split()[0]) // 1024
+
+    os.environ.update(CONTEXTD_INDEX_AFTER_POINTS=str(index_after), CONTEXTD_INDEX_NICE="0")
+    container = build(DataPaths(data_dir))
+    store, rng = container.store, np.random.default_rng(1)
+    query = rng.standard_normal(384).tolist()
+    try:
+        for _ in range(20):
+            store.search("memory_keys", query, {}, 10)
+        figures: dict[str, Any] = {"rss_mib_open": status_mib("VmRSS"), "anon_mib_open": status_mib("RssAnon")}
+        trigger = [Record(str(uuid.uuid4()), {"tenant": "bench", "project": "swap"}, rng.standard_normal(384).tolist())
+                   for _ in range(64)]
+        store.upsert("memory_keys", trigger)
+        while (store.describe()["indexing"]["memory_keys"].get("job") or {}).get("stage") not in ("done", "failed"):
+            time.sleep(0.2)
+        for _ in range(20):
+            store.search("memory_keys", query, {}, 10)
+        figures.update(rss_mib_swapped=status_mib("VmRSS"), anon_mib_swapped=status_mib("RssAnon"))
+        figures["job"] = store.describe()["indexing"]["memory_keys"]["job"]
+    finally:
+        container.close()
+    return figures
+
+
 def run_size(root: Path, n: int, projects: int, queries: int, write_rate: float, local: bool) -> dict[str, Any]:
     data_dir = root / f"data-{n}"
     if local:
@@ -266,7 +303,11 @@ def main() -> int:
     parser.add_argument("--index-after", type=int, default=20_000, help="CONTEXTD_INDEX_AFTER_POINTS for --index-live")
     parser.add_argument("--after", type=int, default=300, help="--index-live: searches after the swap")
     parser.add_argument("--budget-s", type=float, default=3600, help="--index-live: give up after this long")
+    parser.add_argument("--swap-rss", action="store_true", help="with --data: RSS across one in-process indexing")
     args = parser.parse_args()
+    if args.data and args.swap_rss:
+        print(json.dumps(swap_rss(args.data, args.index_after)), flush=True)
+        return 0
     if args.data and args.index_live:
         uptime = Path("/proc/loadavg").read_text().split()[:3]
         figures = {"data": str(args.data), "disk_mib": round(disk_mib(args.data), 1), "load_at_start": uptime}
