@@ -3,6 +3,8 @@
     .venv/bin/python -m bench.bench_scale --sizes 1000,10000,100000 [--projects 1] [--queries 300]
         [--write-rate 20] [--json FILE] [--keep DIR] [--qdrant-local]
     .venv/bin/python -m bench.bench_scale --data DIR [--compact]     # measure a kept data dir
+    .venv/bin/python -m bench.bench_scale --data DIR --index-live [--index-after 20000] [--json PROGRESS]
+    .venv/bin/python -m bench.bench_scale --data DIR --swap-rss [--index-after 5000]
 
 Per size: a data directory is filled in-process through ``MemoryService.store_many`` (the
 product's own records: memories and their key points), with the realistic generated lessons and
@@ -15,6 +17,12 @@ p50, daemon RSS before and after the writes, store size on disk, fill time.
 
 ``--qdrant-local`` runs the same through the ``CONTEXTD_QDRANT_URL`` adapter (qdrant-client) in
 its local mode; ``--compact`` first runs ``contextd-mcp compact``'s optimizer over the store.
+``--index-live`` lets the daemon index the store itself (a child process builds a copy, issue 19):
+searches go on one at a time, with writes at ``--write-rate``, from before the build starts
+until ``--after`` searches past the swap; each is labelled with the indexing stage it started in
+(polled from the daemon's status; ``--json``: the figures so far, rewritten every 50 searches).
+Then the daemon is restarted and measured as above. ``--swap-rss``: RSS across one indexing,
+in-process, without the writes.
 The clients run in this process, on the same 2 cores as the daemon.
 """
 
@@ -29,6 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +144,9 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
     cwd.mkdir(exist_ok=True)
     env = scope_env(project_name(0))
     started = time.perf_counter()
-    daemon = start_daemon(data_dir, cwd, **_backend_env)
+    # No indexing in the daemon unless asked (the daemon's environment is built afresh).
+    index_after = os.environ.get("CONTEXTD_INDEX_AFTER_POINTS", "0")
+    daemon = start_daemon(data_dir, cwd, CONTEXTD_INDEX_AFTER_POINTS=index_after, **_backend_env)
     texts = scale_records.queries(queries + 20)
     try:
         async with socket_client(daemon.socket, cwd, env) as client:
@@ -171,6 +182,100 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
     }
 
 
+async def _stage_poller(paths: DataPaths, stop: anyio.Event, state: dict[str, Any]) -> None:
+    from contextd_mcp.transports.bridge import request
+
+    while not stop.is_set():
+        reply = await anyio.to_thread.run_sync(request, paths, "status")
+        job = ((reply or {}).get("store", {}).get("indexing", {}).get("memory_keys") or {}).get("job") or {}
+        state.update(job=job, stage=job.get("stage", "not started"))
+        await anyio.sleep(0.5)
+
+
+async def measure_live(
+    data_dir: Path, write_rate: float, index_after: int, after: int, budget_s: float, progress: Path | None = None
+) -> dict[str, Any]:
+    """Searches before, during and after the daemon's own indexing of memory_keys, writes alongside."""
+    cwd = data_dir.parent / "cwd"
+    cwd.mkdir(exist_ok=True)
+    env = scope_env(project_name(0))
+    nice = os.environ.get("CONTEXTD_INDEX_NICE", "19")
+    daemon = start_daemon(data_dir, cwd, CONTEXTD_INDEX_AFTER_POINTS=str(index_after), CONTEXTD_INDEX_NICE=nice, **_backend_env)
+    texts = scale_records.queries(300)
+    by_stage: dict[str, list[float]] = {}
+    state: dict[str, Any] = {"stage": "not started"}
+    stores: list[float] = []
+    try:
+        async with socket_client(daemon.socket, cwd, env) as client:
+            for text in texts[:20]:
+                await client.call_tool("memory_search", {"query": text})
+            rss_before = rss_mib(daemon.process.pid)[0]
+            stop = anyio.Event()
+            deadline = time.monotonic() + budget_s
+            async with socket_client(daemon.socket, cwd, env) as writer, anyio.create_task_group() as tg:
+                tg.start_soon(_stage_poller, DataPaths(data_dir), stop, state)
+                if write_rate > 0:
+                    tg.start_soon(_writer, writer, write_rate, stop, stores, random.Random(9))
+                serial = 0
+                while len(by_stage.get("done", [])) < after and time.monotonic() < deadline:
+                    stage = state["stage"]
+                    t0 = time.perf_counter()
+                    result = await client.call_tool("memory_search", {"query": texts[serial % len(texts)], "limit": 5})
+                    by_stage.setdefault(stage, []).append((time.perf_counter() - t0) * 1000)
+                    assert not result.is_error, str(result.content[0])
+                    serial += 1
+                    if serial % 50 == 0 and progress:  # what a run cut short still tells
+                        progress.write_text(json.dumps({"stage": state, "ms": by_stage}))
+                    if stage == "failed":
+                        break
+                stop.set()
+            rss_after, rss_peak = rss_mib(daemon.process.pid)
+    finally:
+        daemon.stop()
+    return {
+        "index_after": index_after, "index_nice": nice,
+        "search_ms_by_stage": {
+            stage: {"n": len(v), "p50": _pct(v, 0.5), "p95": _pct(v, 0.95), "max": round(max(v), 1)}
+            for stage, v in by_stage.items()
+        },
+        "job": state.get("job"), "stores_during": len(stores), "store_p50_ms": _pct(stores, 0.5),
+        "rss_mib_before": round(rss_before, 1), "rss_mib_after_swap": round(rss_after, 1), "rss_mib_peak": round(rss_peak, 1),
+    }
+
+
+def swap_rss(data_dir: Path, index_after: int) -> dict[str, Any]:
+    """In-process, no writes but the 64 points that start it: this process's RSS across one
+    indexing of memory_keys (copy, child build at nice 0, swap). Modifies the store."""
+    import numpy as np
+
+    from contextd_mcp.container import build
+    from contextd_mcp.ports.vector_store import Record
+
+    def status_mib(field: str) -> int:
+        return int(Path("/proc/self/status").read_text().split(f"{field}:")[1].split()[0]) // 1024
+
+    os.environ.update(CONTEXTD_INDEX_AFTER_POINTS=str(index_after), CONTEXTD_INDEX_NICE="0")
+    container = build(DataPaths(data_dir))
+    store, rng = container.store, np.random.default_rng(1)
+    query = rng.standard_normal(384).tolist()
+    try:
+        for _ in range(20):
+            store.search("memory_keys", query, {}, 10)
+        figures: dict[str, Any] = {"rss_mib_open": status_mib("VmRSS"), "anon_mib_open": status_mib("RssAnon")}
+        trigger = [Record(str(uuid.uuid4()), {"tenant": "bench", "project": "swap"}, rng.standard_normal(384).tolist())
+                   for _ in range(64)]
+        store.upsert("memory_keys", trigger)
+        while (store.describe()["indexing"]["memory_keys"].get("job") or {}).get("stage") not in ("done", "failed"):
+            time.sleep(0.2)
+        for _ in range(20):
+            store.search("memory_keys", query, {}, 10)
+        figures.update(rss_mib_swapped=status_mib("VmRSS"), anon_mib_swapped=status_mib("RssAnon"))
+        figures["job"] = store.describe()["indexing"]["memory_keys"]["job"]
+    finally:
+        container.close()
+    return figures
+
+
 def run_size(root: Path, n: int, projects: int, queries: int, write_rate: float, local: bool) -> dict[str, Any]:
     data_dir = root / f"data-{n}"
     if local:
@@ -194,7 +299,27 @@ def main() -> int:
     parser.add_argument("--qdrant-local", action="store_true", help="the qdrant-client adapter in local mode")
     parser.add_argument("--data", type=Path, help="measure this filled data directory (no fill)")
     parser.add_argument("--compact", action="store_true", help="with --data: compact the store first (timed)")
+    parser.add_argument("--index-live", action="store_true", help="with --data: the daemon indexes while measured")
+    parser.add_argument("--index-after", type=int, default=20_000, help="CONTEXTD_INDEX_AFTER_POINTS for --index-live")
+    parser.add_argument("--after", type=int, default=300, help="--index-live: searches after the swap")
+    parser.add_argument("--budget-s", type=float, default=3600, help="--index-live: give up after this long")
+    parser.add_argument("--swap-rss", action="store_true", help="with --data: RSS across one in-process indexing")
     args = parser.parse_args()
+    if args.data and args.swap_rss:
+        print(json.dumps(swap_rss(args.data, args.index_after)), flush=True)
+        return 0
+    if args.data and args.index_live:
+        uptime = Path("/proc/loadavg").read_text().split()[:3]
+        figures = {"data": str(args.data), "disk_mib": round(disk_mib(args.data), 1), "load_at_start": uptime}
+        figures["live"] = anyio.run(
+            measure_live, args.data, args.write_rate, args.index_after, args.after, args.budget_s, args.json
+        )
+        figures["disk_mib_after_swap"] = round(disk_mib(args.data), 1)
+        os.environ["CONTEXTD_INDEX_AFTER_POINTS"] = "0"  # the restart measures the swapped store as it is
+        figures["restart"] = anyio.run(measure, args.data, args.queries, args.write_rate)
+        figures["load_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
+        print(json.dumps(figures), flush=True)
+        return 0
     if args.data:
         figures = {"data": str(args.data), "disk_mib": round(disk_mib(args.data), 1)}
         if args.compact:

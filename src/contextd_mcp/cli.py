@@ -327,7 +327,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"memories: {status.get('memories')}")
         print(f"connections: {status.get('connections')}")
         print(sandbox_line(status.get("sandbox")))
+        for line in indexing_lines(store.get("indexing") or {}):
+            print(line)
     return 0
+
+
+def indexing_lines(indexing: dict[str, Any]) -> list[str]:
+    """The embedded store's indexing per collection: points not indexed yet, and the job under
+    way or the last one (adapters/edge_indexing.py)."""
+    lines = []
+    for name, info in sorted(indexing.items()):
+        job = info.get("job") or {}
+        line = f"indexing {name}: {info.get('unindexed_points')} points not indexed (threshold {info.get('index_after') or 'off'})"
+        if job:
+            took = ", ".join(f"{k} {job[k]} s" for k in ("copy_s", "build_s", "swap_s") if k in job)
+            line += f"; {job.get('stage')}" + (f" ({took})" if took else "") + (f": {job['error']}" if "error" in job else "")
+        lines.append(line)
+    return lines
 
 
 def cmd_migrate_tenant(args: argparse.Namespace) -> int:

@@ -83,7 +83,7 @@ def make_store(settings: StoreSettings, paths: DataPaths, layout: ServerCollecti
         return QdrantClientStore(settings.qdrant_url, settings.qdrant_api_key, settings.qdrant_path, shape)
     from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
 
-    return EdgeStore(paths.store)
+    return EdgeStore(paths.store, index_after=settings.index_after_points, index_nice=settings.index_nice)
 
 
 def make_embedder(settings: EmbeddingSettings) -> Embedder:

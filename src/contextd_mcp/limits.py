@@ -58,3 +58,14 @@ WRITE_TIMEOUT_S = 30
 TRANSFER_LINE_MAX_BYTES = 1 << 20  # a checkpoint's full state is the largest record (~130 KB escaped)
 TRANSFER_RECORDS_MAX = 1_000_000  # records of one kind read by an export, and lines read by an import
 TRANSFER_BATCH = 64  # memories embedded and written together on import
+
+# Indexing a live embedded collection (adapters/edge_indexing.py). Writes made while the child
+# builds are kept in memory until the swap (a 384-d point with its payload: ≈ 2 KB); past this
+# many points written the build is abandoned (the live shard has them all) rather than letting
+# the log grow without bound: ≈ 100 MiB, 8 minutes of memory_store at 20/s with five keys each.
+INDEX_OPLOG_MAX_POINTS = 50_000
+INDEX_SWAP_TAIL_OPS = 64  # logged writes left for the swap itself, under the store's lock
+# Free disk asked for before copying a shard: its size times this, plus this many bytes.
+INDEX_DISK_FACTOR = 1.5
+INDEX_DISK_SPARE_BYTES = 256 << 20
+INDEX_RETRY_S = 600  # after a failed build, wait this long before trying again

@@ -27,6 +27,13 @@ class StoreSettings(BaseSettings):
     qdrant_api_key: str | None = None
     # Only for tests of the qdrant-client adapter: its local mode, a folder.
     qdrant_path: Path | None = None
+    # The embedded store indexes a collection (HNSW, memory-mapped segments) in a child process
+    # once this many of its points are not indexed yet; 0 never does (``contextd-mcp compact``
+    # then does it with the daemon stopped). Below ~5k points the engine would not build a graph.
+    index_after_points: int = Field(default=20_000, ge=0, le=100_000_000)
+    # The indexer's priority: 19 yields the CPU to everything else (a busy machine delays the build,
+    # never a search); lower builds sooner where the daemon shares the machine with other loads.
+    index_nice: int = Field(default=19, ge=0, le=19)
 
     @model_validator(mode="after")
     def _one_backend(self) -> StoreSettings:

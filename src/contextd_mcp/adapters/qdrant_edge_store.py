@@ -1,7 +1,11 @@
 """VectorStore on the embedded Qdrant Edge engine: one shard directory per collection.
 
 Edge shards are synchronous and not documented as thread-safe, so every call holds
-one lock; calls take microseconds to a few milliseconds (DESIGN.md §3).
+one lock; calls take microseconds to a few milliseconds (DESIGN.md §3). Writes also take a
+second lock, the write gate, which indexing holds while it copies a shard (searches go on).
+
+A collection whose unindexed part passes ``index_after`` points is indexed by a child process
+on a copy, swapped in when built (adapters/edge_indexing.py, edge_generations.py).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from typing import Any
 
 import qdrant_edge as qe
 
+from contextd_mcp import limits
+from contextd_mcp.adapters import edge_generations as gen
+from contextd_mcp.adapters.edge_indexing import IndexJob, StageHook
 from contextd_mcp.adapters.store_meta import check_model
 from contextd_mcp.errors import NotFound
 from contextd_mcp.ports import vector_store as port
@@ -134,17 +141,32 @@ def compact_store(root: Path) -> dict[str, float]:
     last opened with (the daemon writes ``_config``'s at every open). No daemon may hold it."""
     took = {}
     for path in sorted(p for p in root.iterdir() if (p / _META).exists()):
+        gen.recover(root, path.name)
         shard = qe.EdgeShard.load(str(path))
         try:
             took[path.name] = _optimize(shard)
+            gen.write_marker(path.resolve(), {"indexed_points": int(shard.info().points_count), "built_at": time.time()})
         finally:
             shard.close()
     return took
 
 
 class EdgeStore:
-    def __init__(self, root: Path) -> None:
-        self._root = root
+    def __init__(self, root: Path, index_after: int = 0, on_stage: StageHook | None = None, index_nice: int = 19) -> None:
+        """``index_after``: unindexed points at which a collection is indexed in a child process
+        (0: never, the default of a store opened by a command rather than the daemon), run at
+        ``index_nice``."""
+        self._root = self.root = root
+        self._index_after = index_after
+        self._on_stage = on_stage
+        self._index_nice = index_nice
+        self._specs: dict[str, CollectionSpec] = {}
+        self._indexed: dict[str, int] = {}  # points the live generation's indexing saw
+        self._jobs: dict[str, IndexJob] = {}
+        self._oplogs: dict[str, list[qe.UpdateOperation]] = {}  # writes since a copy, per collection
+        self._logged: dict[str, int] = {}  # points those writes carry
+        self._closing = False
+        self.write_gate = threading.RLock()
         self._shards: dict[str, qe.EdgeShard] = {}
         self._dims: dict[str, int] = {}
         # Keyword indexes not built yet: (points at which to build them, fields), soonest first.
@@ -160,11 +182,13 @@ class EdgeStore:
             raise NotFound("collection", collection) from None
 
     def ensure(self, spec: CollectionSpec) -> None:
-        with self._lock:
+        with self.write_gate, self._lock:
             if spec.name in self._shards:
                 return
+            gen.recover(self._root, spec.name)
             path = self._root / spec.name
             meta_path = path / _META
+            self._indexed[spec.name] = int(gen.read_marker(path.resolve()).get("indexed_points", 0))
             if meta_path.exists():
                 meta = json.loads(meta_path.read_text())
                 check_model(spec, meta.get("model"), meta.get("dim"))
@@ -179,18 +203,31 @@ class EdgeStore:
                 shard.flush()
                 meta_path.write_text(json.dumps({"model": spec.model, "dim": spec.dim}))
             self._shards[spec.name] = shard
+            self._specs[spec.name] = spec
             self._dims[spec.name] = spec.dim
             cold = tuple(f for f in spec.keyword_fields if f not in spec.hot_fields)
             self._unindexed[spec.name] = [(HOT_INDEX_AT, tuple(spec.hot_fields)), (KEYWORD_INDEX_AT, cold)]
             self._index_if_large(spec.name)
 
-    @staticmethod
-    def _create_keyword_indexes(shard: qe.EdgeShard, fields: Sequence[str]) -> None:
+    def _apply(self, collection: str, op: qe.UpdateOperation, points: int = 1) -> None:
+        """Every write goes through here, under the write gate and the lock: while the collection
+        is being indexed, it is logged for the replay onto the new generation. ``points``: how
+        many the operation carries (what the log's bound counts)."""
+        self._shard(collection).update(op)
+        log = self._oplogs.get(collection)
+        if log is not None:
+            log.append(op)
+            self._logged[collection] = self._logged.get(collection, 0) + points
+            if self._logged[collection] > limits.INDEX_OPLOG_MAX_POINTS:
+                del self._oplogs[collection]  # the job sees it gone and gives up
+
+    def _create_keyword_indexes(self, collection: str, fields: Sequence[str]) -> None:
+        shard = self._shards[collection]
         present = set(shard.info().payload_schema)
         missing = [name for name in fields if name not in present]
         for name in missing:
             params = qe.KeywordIndexParams(is_tenant=name in _TENANT_FIELDS)
-            shard.update(qe.UpdateOperation.create_field_index(name, params))
+            self._apply(collection, qe.UpdateOperation.create_field_index(name, params))
         if missing:
             shard.flush()
 
@@ -210,7 +247,7 @@ class EdgeStore:
         shard = self._shards[collection]
         points = int(shard.info().points_count)
         while stages and points >= stages[0][0]:
-            self._create_keyword_indexes(shard, stages.pop(0)[1])
+            self._create_keyword_indexes(collection, stages.pop(0)[1])
         if not stages:
             self._unindexed.pop(collection, None)
 
@@ -222,13 +259,13 @@ class EdgeStore:
 
     def upsert(self, collection: str, records: Sequence[Record]) -> None:
         points = [qe.Point(id=r.id, vector=self._vector(collection, r), payload=r.payload) for r in records]
-        with self._lock:
-            self._shard(collection).update(qe.UpdateOperation.upsert_points(points))
-            if collection in self._unindexed:
-                self._writes[collection] = self._writes.get(collection, 0) + len(points)
-                if self._writes[collection] >= 64:  # look at the size now and then, not per write
-                    self._writes[collection] = 0
-                    self._index_if_large(collection)
+        with self.write_gate, self._lock:
+            self._apply(collection, qe.UpdateOperation.upsert_points(points), len(points))
+            self._writes[collection] = self._writes.get(collection, 0) + len(points)
+            if self._writes[collection] >= 64:  # look at the size now and then, not per write
+                self._writes[collection] = 0
+                self._index_if_large(collection)
+                self._maybe_index(collection)
 
     def get(
         self, collection: str, ids: Sequence[str], where: Where, fields: Sequence[str] | None = None
@@ -327,14 +364,14 @@ class EdgeStore:
         if not _valid_id(record_id):
             return
         flt = _by_ids([record_id], where)
-        with self._lock:
-            self._shard(collection).update(qe.UpdateOperation.set_payload_by_filter(flt, dict(fields)))
+        with self.write_gate, self._lock:
+            self._apply(collection, qe.UpdateOperation.set_payload_by_filter(flt, dict(fields)))
 
     def delete(self, collection: str, ids: Sequence[str], where: Where) -> None:
         wanted = [i for i in ids if _valid_id(i)]
         if wanted:
-            with self._lock:
-                self._shard(collection).update(qe.UpdateOperation.delete_points_by_filter(_by_ids(wanted, where)))
+            with self.write_gate, self._lock:
+                self._apply(collection, qe.UpdateOperation.delete_points_by_filter(_by_ids(wanted, where)))
 
     def count(self, collection: str, where: Where) -> int:
         with self._lock:
@@ -356,6 +393,11 @@ class EdgeStore:
                 shard.flush()
 
     def close(self) -> None:
+        self._closing = True
+        for job in list(self._jobs.values()):
+            job.stop()  # kills its child; a job already swapping finishes the swap first
+        for job in list(self._jobs.values()):
+            job.join(timeout=60)
         with self._lock:
             for shard in self._shards.values():
                 shard.flush()
@@ -363,7 +405,89 @@ class EdgeStore:
             self._shards.clear()
 
     def describe(self) -> dict[str, Any]:
-        size = sum(f.stat().st_blocks * 512 for f in self._root.rglob("*") if f.is_file())  # real, not sparse size
+        size = gen.disk_bytes(self._root)  # every generation, the one being built included
         with self._lock:
             points = {name: int(s.info().points_count) for name, s in self._shards.items()}
-        return {"engine": "qdrant-edge (embedded)", "path": str(self._root), "disk_bytes": size, "points": points}
+        return {
+            "engine": "qdrant-edge (embedded)", "path": str(self._root), "disk_bytes": size, "points": points,
+            "indexing": self.indexing(points),
+        }
+
+    # Indexing off the request path (adapters/edge_indexing.py drives these).
+
+    def indexing(self, points: Mapping[str, int]) -> dict[str, Any]:
+        """Per collection: points not indexed yet, the threshold, and the current or last job."""
+        return {
+            name: {
+                "unindexed_points": max(0, count - self._indexed.get(name, 0)),
+                "index_after": self._index_after,
+                **({"job": dict(self._jobs[name].state)} if name in self._jobs else {}),
+            }
+            for name, count in points.items()
+        }
+
+    def _maybe_index(self, collection: str) -> None:
+        """Starts an IndexJob when the collection's unindexed part passes the threshold: one at a
+        time per collection, none while closing, none within INDEX_RETRY_S of a failed one."""
+        if not self._index_after or self._closing:
+            return
+        job = self._jobs.get(collection)
+        if job is not None and (job.is_alive() or self._failed_lately(job)):
+            return
+        points = int(self._shards[collection].info().points_count)
+        if points - self._indexed.get(collection, 0) < self._index_after:
+            return
+        self._jobs[collection] = IndexJob(self, collection, self._on_stage, self._index_nice)
+        self._jobs[collection].start()
+
+    @staticmethod
+    def _failed_lately(job: IndexJob) -> bool:
+        return job.state.get("stage") == "failed" and time.time() - job.state.get("ended_at", 0) < limits.INDEX_RETRY_S
+
+    def begin_log(self, name: str) -> int:
+        """Flushes the shard and starts logging its writes; the caller holds the write gate and
+        copies the files next. The points it holds now."""
+        with self._lock:
+            shard = self._shard(name)
+            shard.flush()
+            self._oplogs[name] = []
+            self._logged[name] = 0
+            return int(shard.info().points_count)
+
+    def logged(self, name: str, start: int) -> list[qe.UpdateOperation] | None:
+        """Writes logged since the copy, from ``start`` on; None if the log overflowed."""
+        with self._lock:
+            log = self._oplogs.get(name)
+            return None if log is None else log[start:]
+
+    def end_log(self, name: str) -> None:
+        with self._lock:
+            self._oplogs.pop(name, None)
+
+    def open_generation(self, name: str, path: Path) -> qe.EdgeShard:
+        return qe.EdgeShard.load(str(path), _config(self._specs[name]))
+
+    def swap_in(self, name: str, shard: qe.EdgeShard, path: Path, replayed: int, record: dict[str, Any]) -> Path:
+        """Replays the last logged writes onto ``shard`` (opened at ``path``), makes it the live
+        generation and returns the old one's directory, to delete. Writes and searches wait for
+        this step, and only this one."""
+        with self.write_gate, self._lock:
+            log = self._oplogs.pop(name, None)
+            if log is None:
+                raise RuntimeError("operations log overflowed")
+            for op in log[replayed:]:
+                shard.update(op)
+            shard.flush()
+            gen.write_marker(path, record)
+            live = self._root / name
+            old = live.resolve() if live.is_symlink() else gen.generations_dir(self._root, name) / gen.RETIRED
+            # Closed before the link moves: a close flushes, and must not write through the new link.
+            self._shards[name].close()
+            try:
+                gen.link(self._root, name, path)
+            except BaseException:
+                self._shards[name] = qe.EdgeShard.load(str(live), _config(self._specs[name]))
+                raise
+            self._shards[name] = shard
+            self._indexed[name] = int(record.get("indexed_points", 0))
+            return old
