@@ -78,9 +78,8 @@ MARKS: dict[str, list[Edit]] = {
     ],
     # Init cannot reach the trace file (its own mount namespace): it sends its marks with its status.
     "sandbox/_worker.py": [
-        ("    got = receive(ws)\n    if got is None:\n        os._exit(0)  # the zygote is gone\n",
-         "    got = receive(ws)\n    if got is None:\n        os._exit(0)  # the zygote is gone\n"
-         "    globals()['TR'] = {'I_recv': __import__('time').perf_counter_ns()}\n"),
+        (re.compile(r"    got = receive\(ws[^\n]*\n    if got is None:\n        os\._exit\(0\)[^\n]*\n"),
+         lambda m: m.group(0) + "    globals()['TR'] = {'I_recv': __import__('time').perf_counter_ns()}\n"),
         (re.compile(r"        _confine\(req, seccomp, host[^\n]*\n"), lambda m: m.group(0) + "        TR['I_confined'] = __import__('time').perf_counter_ns()\n"),
         ("            started = None if req.command is None else _spawn(req.command, req.env, out_fd, err_fd)\n",
          "            started = None if req.command is None else _spawn(req.command, req.env, out_fd, err_fd)\n"
@@ -105,7 +104,7 @@ SPANS = {
     "D_shell": "ShellService: env check, root check, policy check",
     "D_run": "runner: resolve dirs, daemon files' real paths, env, request + size check",
     "D_prepared": "runner: call slot, protected paths (placeholders held), pipes, encode",
-    "D_launch": "send to the zygote, zygote to the warm worker (two wake-ups)",
+    "D_launch": "hand-off to the warm worker (through the zygote: two wake-ups; lent: one)",
     "I_recv": "init: decode, /tmp, project, protected binds, rlimits, seccomp",
     "I_confined": "init: spawn bash (vfork + exec)",
     "I_spawned": "bash runs `true` and exits; init reaps it",
