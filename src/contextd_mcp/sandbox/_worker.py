@@ -3,8 +3,7 @@
     worker (P)  unshare(user, mount, pid, net, ipc, uts, cgroup), uid/gid maps, fork, exit
     └ init      pid 1 of the new pid namespace (adopted by the zygote, a subreaper). Builds the
                 root (`_rootfs.prepare`) and empties its bounding set, then waits for one
-                request, from the zygote or (lent) straight from the server. It writes one
-                byte on its lifeline to the zygote when it takes it. On a request:
+                request, from the zygote or (lent) straight from the server. On a request:
                 `_rootfs.finish`, rlimits, capabilities cleared, no_new_privs, seccomp, and
                 spawns `bash -c command` (setsid, stdin /dev/null). It then reaps every
                 zombie until the command exits, kills and reaps whatever else is left in the
@@ -157,11 +156,7 @@ def _init(ws: socket.socket, life: socket.socket, seccomp: bytes, events_fd: int
     ws.close()
     # `life` stays open (close-on-exec keeps it from the command): its EOF when we exit tells the
     # zygote that this sandbox is done and a replacement may be warmed up without competing.
-    # The byte tells it now that this worker is taken (it may have been lent to the server).
-    try:
-        life.send(b"u")
-    except OSError:
-        pass  # the zygote is gone: the call still runs, as a request already here would
+    # Nothing is said on it before: waking the zygote during the call slowed the call.
     payload, (status_fd, out_fd, err_fd) = got
     status = socket.socket(fileno=status_fd)
     try:

@@ -5,9 +5,9 @@ itself: it keeps POOL_SIZE sandbox workers forked ahead of time (see `_worker`: 
 and the root built while idle) and lends each one to the server as soon as it is warm: it sends
 the worker's request socket back over the control socket (SCM_RIGHTS), and the server sends its
 next request straight to the worker, so a call wakes one process fewer (the zygote is not on
-its path). The zygote keeps each worker's lifeline (a second socketpair): the worker writes one
-byte on it when it takes a request, and its EOF says the sandbox is over; closing it makes an
-idle worker exit. A request the server sends to the zygote itself (no lent worker left, a
+its path). The zygote keeps each worker's lifeline (a second socketpair), on which nothing is
+ever sent: its EOF says the worker is gone (its sandbox is over), and shutting down the
+zygote's side makes an idle worker exit. A request the server sends to the zygote itself (no lent worker left, a
 `fresh` retry, changed cgroup limits) goes to a worker of its own, as before, then it forks a
 replacement. A request the operator allowed to run unsandboxed goes to a fresh `_unsafe`
 child instead. It exits when the server closes the socket (or dies); idle workers follow.
@@ -79,14 +79,19 @@ def _fork(child: Callable[[], NoReturn], *keep: int) -> None:
 @dataclass
 class _Worker:
     ws: socket.socket | None  # the request end; None once lent to the server
-    life: socket.socket  # the lifeline: b"u" when it takes a request, EOF when it is gone
+    life: socket.socket  # the lifeline: EOF when the worker is gone
     warmed: float  # time.monotonic() when forked
     group: WorkerGroup | None  # its cgroup (see `_cgroup`); None: no cgroups
 
 
 class Zygote:
     """Pre-forked workers: `_pool` (ours to dispatch), `_lent` (the server holds their request
-    end, and has not used them yet), `_busy` (running a request, or answering a set-up error).
+    end), `_busy` (we dispatched to them, or dropped them: their end is awaited).
+
+    A lent worker may be running the server's request: the zygote learns it only at its end, so
+    it counts as warm until then (no wake-up of the zygote during the call). While one runs long,
+    the server has one lent worker fewer; a call that finds none goes through the zygote, which
+    forks a worker for it if its own pool is empty.
 
     Warming a worker costs ~10 ms of CPU and takes the kernel's mount lock, so it is done when
     no command is starting: after a running sandbox ends (its lifeline reaches EOF), or at once
@@ -158,28 +163,26 @@ class Zygote:
             (self._lent if self._lend(worker) else self._pool).append(worker)
 
     def _drop(self, older_than: float) -> None:
-        """Close idle workers warmed before `older_than`; each sees EOF and exits. A lent one
-        exits on its lifeline's EOF; the server's send to it then fails and it takes another."""
-        for idle in (self._pool, self._lent):
-            while idle and idle[0].warmed < older_than:
-                self._retire(idle.popleft())
-
-    def _lifeline(self, worker: _Worker) -> bool:
-        """A worker's lifeline is readable: True if the worker is gone (retired now)."""
-        try:
-            used = worker.life.recv(16)
-        except OSError:
-            used = b""
-        if used and worker in self._lent:
-            self._lent.remove(worker)
+        """Drop workers warmed before `older_than`. A pooled one sees EOF and exits. A lent one
+        may be running a call: its lifeline is shut down (an idle one sees EOF, exits, and the
+        server's send to it fails, so it takes another) and its end awaited like a busy one's."""
+        while self._pool and self._pool[0].warmed < older_than:
+            self._retire(self._pool.popleft())
+        while self._lent and self._lent[0].warmed < older_than:
+            worker = self._lent.popleft()
+            try:
+                worker.life.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # already gone: its EOF is ready
             self._busy.append(worker)
-        if used:
-            return False
-        for group in (self._busy, self._lent):
-            if worker in group:
-                group.remove(worker)
+
+    def _gone(self, worker: _Worker) -> bool:
+        """Its lifeline reached EOF (nothing else is ever sent on it): retire it. True if it was
+        lent (the server used it, or dropped it)."""
+        lent = worker in self._lent
+        (self._lent if lent else self._busy).remove(worker)
         self._retire(worker)
-        return True
+        return lent
 
     def wait(self, ctl: socket.socket) -> None:
         """Block until a request is ready on `ctl`; meanwhile follow workers' lifelines, retire
@@ -199,7 +202,10 @@ class Zygote:
             watched = {w.life.fileno(): w for w in (*self._busy, *self._lent)}
             ready = select.select([ctl.fileno(), *watched], [], [], timeout)[0]
             for fd in ready:
-                if fd in watched and self._lifeline(watched[fd]):
+                # A lent worker's replacement is warmed at once: the server's next call goes to
+                # the other lent worker, not through us, so it never waits behind the refill;
+                # waiting for a quiet moment instead left back-to-back calls a cold worker.
+                if fd in watched and not self._gone(watched[fd]):
                     quiet_until = time.monotonic() + REFILL_QUIET_SECONDS
             if ctl.fileno() in ready:
                 return
