@@ -51,12 +51,12 @@ MARKS: dict[str, list[Edit]] = {
     "transports/framing.py": [
         ('    """The message on ``line``, or the error reply to send back for it."""\n',
          '    """The message on ``line``, or the error reply to send back for it."""\n    ' + _T + 't("D_read")\n'),
-        ("    async def send_raw(data: bytes) -> None:\n        nonlocal peer_gone\n",
-         "    async def send_raw(data: bytes) -> None:\n        nonlocal peer_gone\n        " + _T + "t('D_send')\n"),
+        ("    async def send_raw(self, data: bytes) -> None:\n",
+         "    async def send_raw(self, data: bytes) -> None:\n        " + _T + "t('D_send')\n"),
     ],
     "mcp/server.py": [
         ("        started = time.perf_counter()\n        # An unknown", "        " + _T + "t('D_call')\n        started = time.perf_counter()\n        # An unknown"),
-        ("            if inspect.iscoroutinefunction(tool.handler):", "            " + _T + "t('D_handler')\n            if inspect.iscoroutinefunction(tool.handler):"),
+        ("        if inspect.iscoroutinefunction(handler):", "        " + _T + "t('D_handler')\n        if inspect.iscoroutinefunction(handler):"),
         ('        data, redactions = scrub_tree(output.model_dump(mode="json"), self._scrubber)\n',
          "        " + _T + "t('D_handled')\n" + '        data, redactions = scrub_tree(output.model_dump(mode="json"), self._scrubber)\n'),
         ("                return result\n", "                " + _T + "t('D_ret')\n                return result\n"),
@@ -78,14 +78,14 @@ MARKS: dict[str, list[Edit]] = {
     ],
     # Init cannot reach the trace file (its own mount namespace): it sends its marks with its status.
     "sandbox/_worker.py": [
-        ("    got = receive(ws)\n    if got is None:\n        os._exit(0)  # the zygote is gone\n",
-         "    got = receive(ws)\n    if got is None:\n        os._exit(0)  # the zygote is gone\n"
-         "    globals()['TR'] = {'I_recv': __import__('time').perf_counter_ns()}\n"),
+        (re.compile(r"    got = receive\(ws[^\n]*\n    if got is None:\n        os\._exit\(0\)[^\n]*\n"),
+         lambda m: m.group(0) + "    globals()['TR'] = {'I_recv': __import__('time').perf_counter_ns()}\n"),
         (re.compile(r"        _confine\(req, seccomp, host[^\n]*\n"), lambda m: m.group(0) + "        TR['I_confined'] = __import__('time').perf_counter_ns()\n"),
         ("            started = None if req.command is None else _spawn(req.command, req.env, out_fd, err_fd)\n",
          "            started = None if req.command is None else _spawn(req.command, req.env, out_fd, err_fd)\n"
          "        TR['I_spawned'] = __import__('time').perf_counter_ns()\n"),
-        ("    # Empty the namespace before reporting", "    TR['I_exited'] = __import__('time').perf_counter_ns()\n    # Empty the namespace before reporting"),
+        ("        exit_code = _reap(command.pid, exit_code)\n    _empty_namespace()\n",
+         "        exit_code = _reap(command.pid, exit_code)\n    TR['I_exited'] = __import__('time').perf_counter_ns()\n    _empty_namespace()\n"),
         ("    send(status, exit=exit_code, **memory)", "    TR['I_send'] = __import__('time').perf_counter_ns()\n    send(status, exit=exit_code, trace=TR, **memory)"),
     ],
 }
@@ -104,7 +104,7 @@ SPANS = {
     "D_shell": "ShellService: env check, root check, policy check",
     "D_run": "runner: resolve dirs, daemon files' real paths, env, request + size check",
     "D_prepared": "runner: call slot, protected paths (placeholders held), pipes, encode",
-    "D_launch": "send to the zygote, zygote to the warm worker (two wake-ups)",
+    "D_launch": "hand-off to the warm worker (through the zygote: two wake-ups; lent: one)",
     "I_recv": "init: decode, /tmp, project, protected binds, rlimits, seccomp",
     "I_confined": "init: spawn bash (vfork + exec)",
     "I_spawned": "bash runs `true` and exits; init reaps it",

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -326,6 +327,23 @@ def test_a_dying_server_takes_its_sandboxes_and_helper_along(tmp_path: Path) -> 
         assert not Path(f"/proc/{zygotes[0]}").exists() or _is_zombie(zygotes[0])
     finally:
         server.kill()
+
+
+def test_a_call_goes_straight_to_a_warm_worker_not_through_the_zygote(tmp_path: Path) -> None:
+    """The zygote lends its warm workers to the server, which sends a request straight to one:
+    with the zygote stopped, a call still runs (through the zygote it would wait for it)."""
+    probe()
+    run("true", tmp_path)
+    time.sleep(1.0)  # the zygote warms and lends a replacement once the call's sandbox is over
+    zygotes = [int(line.split(":", 1)[0]) for line in _children_of(os.getpid())]
+    assert len(zygotes) == 1
+    os.kill(zygotes[0], signal.SIGSTOP)
+    try:
+        result = run("echo direct", tmp_path, limits=SandboxLimits(timeout_seconds=5))
+    finally:
+        os.kill(zygotes[0], signal.SIGCONT)
+    assert (result.exit_code, result.stdout, result.timed_out) == (0, "direct\n", False)
+    assert run("echo after", tmp_path).stdout == "after\n"  # and the zygote, resumed, still serves
 
 
 def _ppid(process_line: str) -> int:

@@ -52,7 +52,9 @@ placeholder lingers (`placeholder_linger_seconds`; the daemon: 5 s) and the next
 again; the project is cloned out of a detached copy of the host's tree, so the old root is
 unmounted while the worker waits (`_rootfs._clone_host`); and after a sandbox ends the zygote
 waits REFILL_QUIET_SECONDS for a next request before it warms a replacement. Figures:
-BENCHMARKS.md, "Session 4: sandbox overhead".
+BENCHMARKS.md, "Session 4: sandbox overhead". The zygote lends each warm worker's request socket
+to the server (SCM_RIGHTS), which sends a request straight to it: the zygote is off the call's
+path (one process wake-up fewer; "Session 6" there).
 
 One budget bounds all sandboxed work of the process (`_budget`, `_cgroup`, `_diskwatch`): each
 call runs in its own cgroup (memory.max counting its /tmp, pids.max, cpu.max; made by the

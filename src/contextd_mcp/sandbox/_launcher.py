@@ -1,7 +1,8 @@
 """Server side of the hand-off to the helper process.
 
-`ZygoteLauncher` (the default) starts one helper per server process, once, and hands it each
-request over a socketpair; the helper forks per command. `OnceLauncher` starts a fresh helper
+`ZygoteLauncher` (the default) starts one helper per server process, once; the helper forks per
+command. It sends each request straight to a warm worker the helper lent it (see `helper`), and
+over its socketpair to the helper only when none fits: one process wake-up fewer per call. `OnceLauncher` starts a fresh helper
 per command, which costs a Python start-up plus the pyseccomp import (it runs `ldconfig -p` to
 find libraries) on every call; it stays for the benchmark. Figures are in the package docstring.
 
@@ -12,18 +13,22 @@ sandbox through the processes forked from it.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
+import time
+from collections import deque
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from ._budget import helper_env
-from ._protocol import HELPER_MODULE
+from ._protocol import HELPER_MODULE, MAX_LENT_MESSAGE_BYTES, MAX_WARM_SECONDS
 from ._types import SandboxUnavailable
 
+_INT_BYTES = 4  # a file descriptor in SCM_RIGHTS data (C int)
 _ENV_PASSED = ("PATH", "PYTHONPATH", "PYTHONHOME", "LANG", "LC_ALL", "LC_CTYPE")
 
 
@@ -48,14 +53,26 @@ def _spawn(mode: str, fd: int) -> subprocess.Popen[bytes]:
     )
 
 
+class _Lent:
+    """A warm worker's request socket, lent by the helper, with when it warmed up and its limits."""
+
+    def __init__(self, sock: socket.socket, meta: dict[str, Any]) -> None:
+        self.sock = sock
+        self.warmed = float(meta["warmed"])
+        self.limits: dict[str, float] | None = meta.get("limits")
+
+
 class ZygoteLauncher:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._lent: deque[_Lent] = deque()
 
     def launch(self, payload: bytes, fds: Sequence[int]) -> None:
         with self._lock:
+            if self._launch_lent(payload, fds):
+                return
             for _ in range(2):  # a helper that died since the last call is restarted once
                 if self._sock is None:
                     self._start()
@@ -66,6 +83,65 @@ class ZygoteLauncher:
                 except (BrokenPipeError, ConnectionResetError):
                     self._stop()
             raise SandboxUnavailable("the sandbox helper exits as soon as it starts; see the server's stderr")
+
+    def _launch_lent(self, payload: bytes, fds: Sequence[int]) -> bool:
+        """Send the request to a lent worker, if one fits it; False: the helper must dispatch it.
+
+        It fits when it is a sandboxed request, not a `fresh` retry (which drops every warm
+        worker: they share a stale view), under MAX_WARM_SECONDS old, and made with the call's
+        cgroup limits (the helper applies new ones when it dispatches itself, as before).
+        """
+        self._collect()
+        if not self._lent:
+            return False
+        request = json.loads(payload)
+        limits = request.get("cgroup_limits")
+        if request.get("fresh") or (limits and limits != self._lent[-1].limits):
+            self._drop_lent()  # the helper replaces them: fresh view, new limits
+            return False
+        if not request.get("sandbox", True):
+            return False
+        now = time.monotonic()
+        while self._lent:
+            lent = self._lent.popleft()
+            with lent.sock:
+                if now - lent.warmed > MAX_WARM_SECONDS or (limits and limits != lent.limits):
+                    continue
+                try:
+                    socket.send_fds(lent.sock, [payload], list(fds))
+                except OSError:
+                    continue  # it exited meanwhile (the helper dropped it, or died)
+                return True
+        return False
+
+    def _collect(self) -> None:
+        """Take the workers the helper has lent since the last call (non-blocking)."""
+        while self._sock is not None:
+            try:
+                # recvmsg, not socket.recv_fds: that one drops its flags argument (CPython < 3.13).
+                meta, ancdata, _, _ = self._sock.recvmsg(
+                    MAX_LENT_MESSAGE_BYTES, socket.CMSG_SPACE(_INT_BYTES), socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC
+                )
+            except OSError:
+                return  # nothing more (BlockingIOError), or the helper is gone: launch finds out
+            got = [int.from_bytes(data[i : i + _INT_BYTES], sys.byteorder)
+                   for level, kind, data in ancdata if (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS)
+                   for i in range(0, len(data) - _INT_BYTES + 1, _INT_BYTES)]  # fmt: skip
+            if len(got) != 1:
+                for fd in got:
+                    os.close(fd)
+                if not meta:
+                    return  # EOF
+                continue
+            sock = socket.socket(fileno=got[0])
+            try:
+                self._lent.append(_Lent(sock, json.loads(meta)))
+            except (ValueError, KeyError, TypeError):
+                sock.close()
+
+    def _drop_lent(self) -> None:
+        while self._lent:
+            self._lent.popleft().sock.close()  # the worker sees EOF and exits
 
     def _start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -79,6 +155,7 @@ class ZygoteLauncher:
         self._sock = ours
 
     def _stop(self) -> None:
+        self._drop_lent()
         if self._sock is not None:
             self._sock.close()  # the helper sees EOF and exits
             self._sock = None

@@ -18,6 +18,12 @@ The namespace's init sends "exit" or "killed" only once every other process of t
 dead. The server asks for a kill by shutting down its sending side, or simply by closing the
 socket (when it is cancelled, or dies): init sees EOF and kills everything.
 Since sandboxed code never holds this socket, it cannot forge a status.
+
+The other way, on the same control socket, the zygote lends warm workers to the server: one
+message each, `{"warmed": t, "limits": {...} | null}` carrying the worker's request socket (one
+fd). `t` is when it was forked (CLOCK_MONOTONIC, shared by all processes), `limits` the cgroup
+limits it was made with. The server sends a request (as above) straight to such a worker when
+it is younger than MAX_WARM_SECONDS and its limits are the call's, and drops it otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +35,13 @@ HELPER_MODULE = "contextd_mcp.sandbox.helper"
 MAX_REQUEST_BYTES = 200 * 1024  # under the default unix socket buffer, so one send suffices
 MAX_COMMAND_BYTES = 128 * 1024 - 1  # execve refuses a single argument longer (MAX_ARG_STRLEN)
 FDS_PER_REQUEST = 3
+# A warm worker holds a copy of the host's mounts as they were when it warmed up. Where the host's
+# mounts propagate (shared /, the systemd default) the copy follows them; where they do not, the
+# project root is still checked exactly (see _rootfs.StaleView), and this bounds how old a view
+# of mounts *inside* the project can be. The zygote drops its idle workers at this age, and the
+# server does not use a lent one older.
+MAX_WARM_SECONDS = 60.0
+MAX_LENT_MESSAGE_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -68,3 +81,7 @@ class Request:
 
 def status_message(**fields: object) -> bytes:
     return json.dumps(fields).encode()
+
+
+def lent_message(warmed: float, limits: dict[str, float] | None) -> bytes:
+    return json.dumps({"warmed": warmed, "limits": limits}).encode()

@@ -160,9 +160,20 @@ def prepare() -> int | None:
     os.chdir(root)
     c.pivot_root(".", OLD_ROOT.lstrip("/"))
     os.chdir("/")
+    # These depend on no request, so a warm worker does them ahead; /proc/sys waits for `finish`,
+    # which writes the namespace's pid_max first.
+    _proc_readonly(tuple(name for name in PROC_READONLY if name != "sys"))
     if host is not None:
         _detach_old_root()
     return host
+
+
+def _proc_readonly(names: tuple[str, ...]) -> None:
+    for name in names:
+        path = f"/proc/{name}"
+        if os.path.exists(path):
+            c.mount(path, path, None, c.MS_BIND | c.MS_REC)
+            _setattr(path, RO | c.MOUNT_ATTR_NOEXEC, recursive=True)
 
 
 def _clone_host() -> int | None:
@@ -225,11 +236,7 @@ def finish(
             f.write(str(pid_max))
     except OSError:
         pass  # kernel < 6.14 has no per-namespace pid_max; RLIMIT_NPROC still bounds non-root
-    for name in PROC_READONLY:
-        path = f"/proc/{name}"
-        if os.path.exists(path):
-            c.mount(path, path, None, c.MS_BIND | c.MS_REC)
-            _setattr(path, RO | c.MOUNT_ATTR_NOEXEC, recursive=True)
+    _proc_readonly(("sys",))
     # The project last, so it shows through whatever is mounted on its parents (/tmp, /usr).
     os.makedirs(project, mode=0o755, exist_ok=True)
     _bind_project(host, project)

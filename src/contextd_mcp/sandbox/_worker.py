@@ -2,7 +2,8 @@
 
     worker (P)  unshare(user, mount, pid, net, ipc, uts, cgroup), uid/gid maps, fork, exit
     └ init      pid 1 of the new pid namespace (adopted by the zygote, a subreaper). Builds the
-                root (`_rootfs.prepare`) and empties its bounding set, then waits. On a request:
+                root (`_rootfs.prepare`) and empties its bounding set, then waits for one
+                request, from the zygote or (lent) straight from the server. On a request:
                 `_rootfs.finish`, rlimits, capabilities cleared, no_new_privs, seccomp, and
                 spawns `bash -c command` (setsid, stdin /dev/null). It then reaps every
                 zombie until the command exits, kills and reaps whatever else is left in the
@@ -100,8 +101,11 @@ def _enter_namespaces() -> None:
             f.write(text)
 
 
-def receive(ws: socket.socket) -> tuple[bytes, list[int]] | None:
-    """The next request from the zygote, or None when it has gone away."""
+def receive(ws: socket.socket, life: socket.socket) -> tuple[bytes, list[int]] | None:
+    """The request on `ws`, or None when whoever holds its other end (the zygote, or the server
+    it was lent to) closed it, or the zygote closed the lifeline (it dropped us, or died)."""
+    if life.fileno() in select.select([ws.fileno(), life.fileno()], [], [])[0]:
+        return None  # the zygote never writes on it: this is EOF
     payload, fds, _, _ = socket.recv_fds(ws, MAX_REQUEST_BYTES, FDS_PER_REQUEST, socket.MSG_CMSG_CLOEXEC)
     if len(fds) != FDS_PER_REQUEST:
         for fd in fds:
@@ -110,30 +114,33 @@ def receive(ws: socket.socket) -> tuple[bytes, list[int]] | None:
     return payload, fds
 
 
-def _answer_with_error(ws: socket.socket, reason: str) -> NoReturn:
+def _answer_with_error(ws: socket.socket, life: socket.socket, reason: str) -> NoReturn:
     """Set-up failed before any request: tell it to whoever comes (the probe, usually)."""
-    got = receive(ws)
+    got = receive(ws, life)
     if got is not None:
         send(socket.socket(fileno=got[1][0]), error=reason)
     os._exit(1)
 
 
-def run(ws: socket.socket, seccomp: bytes | None, seccomp_error: str | None, events_fd: int | None = None) -> NoReturn:
-    """Entry point in the freshly forked worker; `ws` is its socket with the zygote; `events_fd`
-    reads its cgroup's memory events (the zygote has already put it in the call's cgroup)."""
+def run(
+    ws: socket.socket, life: socket.socket, seccomp: bytes | None, seccomp_error: str | None, events_fd: int | None = None
+) -> NoReturn:
+    """Entry point in the freshly forked worker; `ws` is its request socket, `life` its lifeline
+    to the zygote (see `helper`); `events_fd` reads its cgroup's memory events (the zygote has
+    already put it in the call's cgroup)."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the zygote auto-reaps; init needs waitpid
     try:
         if seccomp is None:
             raise SetupError(seccomp_error or "no seccomp filter")
         _enter_namespaces()
         if os.fork() == 0:
-            _init(ws, seccomp, events_fd)
+            _init(ws, life, seccomp, events_fd)
     except BaseException as exc:  # noqa: BLE001 - whatever failed is the reason to report
-        _answer_with_error(ws, describe(exc))
+        _answer_with_error(ws, life, describe(exc))
     os._exit(0)  # init is adopted by the zygote
 
 
-def _init(ws: socket.socket, seccomp: bytes, events_fd: int | None) -> NoReturn:
+def _init(ws: socket.socket, life: socket.socket, seccomp: bytes, events_fd: int | None) -> NoReturn:
     try:
         # Not dumpable: the command (same uid) may not read our memory, environ or fds via /proc.
         c.prctl(c.PR_SET_DUMPABLE, 0)
@@ -142,12 +149,14 @@ def _init(ws: socket.socket, seccomp: bytes, events_fd: int | None) -> NoReturn:
         host = prepare()  # kept open until we exit: see _rootfs._clone_host
         c.lock_out_capabilities()
     except BaseException as exc:  # noqa: BLE001 - any failure here is reported, not raised
-        _answer_with_error(ws, f"building the sandbox: {describe(exc)}")
-    got = receive(ws)
+        _answer_with_error(ws, life, f"building the sandbox: {describe(exc)}")
+    got = receive(ws, life)
     if got is None:
-        os._exit(0)  # the zygote is gone
-    # `ws` stays open (close-on-exec keeps it from the command): its EOF when we exit tells the
+        os._exit(0)  # dropped, or the zygote is gone
+    ws.close()
+    # `life` stays open (close-on-exec keeps it from the command): its EOF when we exit tells the
     # zygote that this sandbox is done and a replacement may be warmed up without competing.
+    # Nothing is said on it before: waking the zygote during the call slowed the call.
     payload, (status_fd, out_fd, err_fd) = got
     status = socket.socket(fileno=status_fd)
     try:

@@ -2,8 +2,14 @@
 
 The zygote is started once per server process. It is single-threaded and never runs a command
 itself: it keeps POOL_SIZE sandbox workers forked ahead of time (see `_worker`: namespaces made
-and the root built while idle) and hands each request from the server to the oldest one, then
-forks a replacement. A request the operator allowed to run unsandboxed goes to a fresh `_unsafe`
+and the root built while idle) and lends each one to the server as soon as it is warm: it sends
+the worker's request socket back over the control socket (SCM_RIGHTS), and the server sends its
+next request straight to the worker, so a call wakes one process fewer (the zygote is not on
+its path). The zygote keeps each worker's lifeline (a second socketpair), on which nothing is
+ever sent: its EOF says the worker is gone (its sandbox is over), and shutting down the
+zygote's side makes an idle worker exit. A request the server sends to the zygote itself (no lent worker left, a
+`fresh` retry, changed cgroup limits) goes to a worker of its own, as before, then it forks a
+replacement. A request the operator allowed to run unsandboxed goes to a fresh `_unsafe`
 child instead. It exits when the server closes the socket (or dies); idle workers follow.
 
 `--once FD` serves exactly one request with no pool: a cold helper per command, kept only so the
@@ -24,19 +30,16 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NoReturn
 
 from . import _libc as c
 from . import _unsafe, _worker
 from ._cgroup import WorkerGroup, ZygoteCgroups, join
-from ._protocol import FDS_PER_REQUEST, MAX_REQUEST_BYTES
+from ._protocol import FDS_PER_REQUEST, MAX_REQUEST_BYTES, MAX_WARM_SECONDS, lent_message
 
 POOL_SIZE = 2  # enough for back-to-back commands on 2 cores; more only holds more namespaces
-# A warm worker holds a copy of the host's mounts as they were when it warmed up. Where the host's
-# mounts propagate (shared /, the systemd default) the copy follows them; where they do not, the
-# project root is still checked exactly (see _rootfs.StaleView), and this bounds how old a view
-# of mounts *inside* the project can be.
-MAX_WARM_SECONDS = 60.0
+__all__ = ["MAX_WARM_SECONDS", "POOL_SIZE", "Zygote", "main", "serve"]
 # After a sandbox ends, wait this long for the next request before warming a replacement, as
 # long as a warm worker is left: a caller running commands back to back sends the next one
 # within a few ms, and it should not wait behind the zygote's fork and cgroup set-up.
@@ -73,22 +76,37 @@ def _fork(child: Callable[[], NoReturn], *keep: int) -> None:
             os._exit(1)
 
 
+@dataclass
+class _Worker:
+    ws: socket.socket | None  # the request end; None once lent to the server
+    life: socket.socket  # the lifeline: EOF when the worker is gone
+    warmed: float  # time.monotonic() when forked
+    group: WorkerGroup | None  # its cgroup (see `_cgroup`); None: no cgroups
+
+
 class Zygote:
-    """Pre-forked workers in `_pool`; workers running a command in `_busy`.
+    """Pre-forked workers: `_pool` (ours to dispatch), `_lent` (the server holds their request
+    end), `_busy` (we dispatched to them, or dropped them: their end is awaited).
+
+    A lent worker may be running the server's request: the zygote learns it only at its end, so
+    it counts as warm until then (no wake-up of the zygote during the call). While one runs long,
+    the server has one lent worker fewer; a call that finds none goes through the zygote, which
+    forks a worker for it if its own pool is empty.
 
     Warming a worker costs ~10 ms of CPU and takes the kernel's mount lock, so it is done when
-    no command is starting: after a running sandbox ends (its socket reaches EOF), or at once
-    when the pool is empty.
+    no command is starting: after a running sandbox ends (its lifeline reaches EOF), or at once
+    when no warm worker is left.
     """
 
-    def __init__(self, pool_size: int) -> None:
+    def __init__(self, pool_size: int, lend_to: socket.socket | None = None) -> None:
         self._pool_size = pool_size
-        self._pool: deque[tuple[float, socket.socket]] = deque()  # (warmed since, socket)
-        self._busy: list[socket.socket] = []
+        self._lend_to = lend_to
+        self._pool: deque[_Worker] = deque()
+        self._lent: deque[_Worker] = deque()
+        self._busy: list[_Worker] = []
         self._seccomp, self._seccomp_error = _compile_seccomp()
         # Each worker's own cgroup (see `_cgroup`), joined while it warms up; None: no cgroups.
         self._cgroups = ZygoteCgroups.from_env()
-        self._groups: dict[socket.socket, WorkerGroup] = {}
 
     def _new_group(self) -> tuple[WorkerGroup | None, str | None]:
         if self._cgroups is None:
@@ -98,8 +116,9 @@ class Zygote:
         except OSError as exc:
             return None, f"cannot create the call's cgroup ({exc}); the budget cannot be enforced"
 
-    def _new_worker(self) -> socket.socket:
+    def _new_worker(self) -> _Worker:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        life, life_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         group, error = self._new_group()
         seccomp, seccomp_error = (None, error) if error else (self._seccomp, self._seccomp_error)
 
@@ -108,58 +127,90 @@ class Zygote:
             if group is not None:
                 join(group.procs_fds, new_namespace=False)  # _worker unshares the cgroup namespace
                 events_fd = group.events_fd
-            _worker.run(theirs, seccomp, seccomp_error, events_fd)
+            _worker.run(theirs, life_theirs, seccomp, seccomp_error, events_fd)
 
-        with theirs:
-            _fork(worker, theirs.fileno(), *(group.inherited() if group else []))
+        with theirs, life_theirs:
+            _fork(worker, theirs.fileno(), life_theirs.fileno(), *(group.inherited() if group else []))
         if group is not None:
             group.close_fds()
-            self._groups[ours] = group
-        return ours
+        return _Worker(ours, life, time.monotonic(), group)
 
-    def _retire(self, ws: socket.socket) -> None:
-        """Close a worker's socket (it exits, or has); its cgroup goes once empty."""
-        ws.close()
-        group = self._groups.pop(ws, None)
-        if group is not None and self._cgroups is not None:
-            self._cgroups.retire(group)
+    def _retire(self, worker: _Worker) -> None:
+        """Close our ends (an idle worker sees EOF and exits); its cgroup goes once empty."""
+        if worker.ws is not None:
+            worker.ws.close()
+        worker.life.close()
+        if worker.group is not None and self._cgroups is not None:
+            self._cgroups.retire(worker.group)
+
+    def _lend(self, worker: _Worker) -> bool:
+        """Hand the worker's request end to the server; False if it cannot take it now."""
+        if self._lend_to is None or worker.ws is None:
+            return False
+        limits = worker.group.limits if worker.group is not None else None
+        try:
+            socket.send_fds(self._lend_to, [lent_message(worker.warmed, limits)], [worker.ws.fileno()], socket.MSG_DONTWAIT)
+        except OSError:
+            return False  # its buffer is full or it is gone: keep the worker for our own dispatch
+        worker.ws.close()
+        worker.ws = None
+        return True
 
     def refill(self) -> None:
         target = self._pool_size if not self._busy else min(1, self._pool_size)
-        while len(self._pool) < target:
-            self._pool.append((time.monotonic(), self._new_worker()))
+        while len(self._pool) + len(self._lent) < target:
+            worker = self._new_worker()
+            (self._lent if self._lend(worker) else self._pool).append(worker)
 
     def _drop(self, older_than: float) -> None:
-        """Close pooled workers warmed before `older_than`; each sees EOF and exits."""
-        while self._pool and self._pool[0][0] < older_than:
-            self._retire(self._pool.popleft()[1])
+        """Drop workers warmed before `older_than`. A pooled one sees EOF and exits. A lent one
+        may be running a call: its lifeline is shut down (an idle one sees EOF, exits, and the
+        server's send to it fails, so it takes another) and its end awaited like a busy one's."""
+        while self._pool and self._pool[0].warmed < older_than:
+            self._retire(self._pool.popleft())
+        while self._lent and self._lent[0].warmed < older_than:
+            worker = self._lent.popleft()
+            try:
+                worker.life.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # already gone: its EOF is ready
+            self._busy.append(worker)
+
+    def _gone(self, worker: _Worker) -> bool:
+        """Its lifeline reached EOF (nothing else is ever sent on it): retire it. True if it was
+        lent (the server used it, or dropped it)."""
+        lent = worker in self._lent
+        (self._lent if lent else self._busy).remove(worker)
+        self._retire(worker)
+        return lent
 
     def wait(self, ctl: socket.socket) -> None:
-        """Block until a request is ready on `ctl`; meanwhile retire finished workers, replace
-        workers warmed too long ago, and refill the pool (once REFILL_QUIET_SECONDS passed
-        without a request since the last sandbox ended, or at once if no warm worker is left)."""
+        """Block until a request is ready on `ctl`; meanwhile follow workers' lifelines, retire
+        finished workers, replace workers warmed too long ago, and refill the pool (once
+        REFILL_QUIET_SECONDS passed without a request since the last sandbox ended, or at once
+        if no warm worker is left)."""
         quiet_until = 0.0
         while True:
             now = time.monotonic()
-            deadlines = []
-            if self._pool:
-                deadlines.append(self._pool[0][0] + MAX_WARM_SECONDS)
-                if quiet_until > now:
-                    deadlines.append(quiet_until)
+            deadlines = [idle[0].warmed + MAX_WARM_SECONDS for idle in (self._pool, self._lent) if idle]
+            if deadlines and quiet_until > now:
+                deadlines.append(quiet_until)
             retry = self._cgroups.sweep() if self._cgroups is not None else None
             if retry is not None:
                 deadlines.append(now + retry)
             timeout = max(0.0, min(deadlines) - now) if deadlines else None
-            ready = select.select([ctl, *self._busy], [], [], timeout)[0]
-            for ws in ready:
-                if ws is not ctl:  # only EOF ever arrives here: that sandbox is finished
-                    self._busy.remove(ws)
-                    self._retire(ws)
+            watched = {w.life.fileno(): w for w in (*self._busy, *self._lent)}
+            ready = select.select([ctl.fileno(), *watched], [], [], timeout)[0]
+            for fd in ready:
+                # A lent worker's replacement is warmed at once: the server's next call goes to
+                # the other lent worker, not through us, so it never waits behind the refill;
+                # waiting for a quiet moment instead left back-to-back calls a cold worker.
+                if fd in watched and not self._gone(watched[fd]):
                     quiet_until = time.monotonic() + REFILL_QUIET_SECONDS
-            if ctl in ready:
+            if ctl.fileno() in ready:
                 return
             self._drop(older_than=time.monotonic() - MAX_WARM_SECONDS)
-            if not self._pool or time.monotonic() >= quiet_until:
+            if not (self._pool or self._lent) or time.monotonic() >= quiet_until:
                 self.refill()
 
     def handle(self, payload: bytes, fds: list[int]) -> None:
@@ -177,22 +228,25 @@ class Zygote:
 
     def _dispatch(self, payload: bytes, fds: list[int], limits: dict[str, float] | None) -> None:
         for _ in range(3):  # a pooled worker may have died while it waited
-            ws = self._pool.popleft()[1] if self._pool else self._new_worker()
-            group = self._groups.get(ws)
+            worker = self._pool.popleft() if self._pool else self._new_worker()
             try:
-                if group is not None and self._cgroups is not None:
-                    self._cgroups.dispatching(group, limits)
-                socket.send_fds(ws, [payload], fds)
+                if worker.group is not None and self._cgroups is not None:
+                    self._cgroups.dispatching(worker.group, limits)
+                assert worker.ws is not None  # only lent workers lack it, and they are not pooled
+                socket.send_fds(worker.ws, [payload], fds)
             except OSError:
-                self._retire(ws)
+                self._retire(worker)
                 continue
-            self._busy.append(ws)
+            self._busy.append(worker)
             return
 
 
 def _receive(ctl: socket.socket) -> tuple[bytes, list[int]] | None:
     while True:
-        payload, fds, _, _ = socket.recv_fds(ctl, MAX_REQUEST_BYTES, FDS_PER_REQUEST, socket.MSG_CMSG_CLOEXEC)
+        try:
+            payload, fds, _, _ = socket.recv_fds(ctl, MAX_REQUEST_BYTES, FDS_PER_REQUEST)
+        except ConnectionResetError:
+            return None  # the server closed its end with lent workers unread
         if not payload and not fds:
             return None  # the server closed its end, or died
         if len(fds) == FDS_PER_REQUEST:
@@ -206,7 +260,7 @@ def serve(ctl: socket.socket, *, once: bool) -> None:
     # and SIG_IGN lets the kernel reap them (and the workers) without waitpid.
     c.prctl(c.PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    zygote = Zygote(pool_size=0 if once else POOL_SIZE)
+    zygote = Zygote(pool_size=0 if once else POOL_SIZE, lend_to=None if once else ctl)
     zygote.refill()
     while True:
         zygote.wait(ctl)
