@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -264,6 +265,64 @@ def test_project_growth_is_stopped_near_the_cap(budgeted: Sandbox) -> None:
     configure(budgeted)
     ok = budgeted.run("dd if=/dev/zero of=g bs=1M count=32 status=none && rm g && echo fine", limits=LIMITS)
     assert ok.result.stdout.strip() == "fine" and ok.result.killed is None
+
+
+def test_writes_by_others_on_the_same_filesystem_do_not_kill_a_call(budgeted: Sandbox) -> None:
+    """The watcher read only the filesystem's free space, so a host process writing 160 MiB
+    beside the project (same filesystem, outside it) got a call that wrote 1 MiB killed "for
+    writing more than 64 MiB into the project". The cap must still hold for the call itself."""
+    configure(budgeted, project_write_bytes=64 * MiB)
+    beside = budgeted.project.parent / f"{budgeted.project.name}-host-writes"
+    assert os.stat(beside.parent).st_dev == os.stat(budgeted.project).st_dev
+
+    def host_writes() -> None:
+        time.sleep(0.3)  # once the call has started (its baseline taken)
+        with open(beside, "wb") as f:
+            for _ in range(160):
+                f.write(b"x" * MiB)
+            os.fsync(f.fileno())
+
+    writer = threading.Thread(target=host_writes)
+    writer.start()
+    try:
+        run = budgeted.run("dd if=/dev/zero of=small bs=1M count=1 status=none; sleep 3; echo finished", limits=LIMITS)
+    finally:
+        writer.join()
+        written = beside.stat().st_size
+        beside.unlink()
+    assert written == 160 * MiB
+    assert run.result.killed is None, run.result
+    assert run.result.stdout.strip() == "finished" and run.result.exit_code == 0
+    # The same call writing past the cap is still stopped, with the host writing meanwhile too.
+    (budgeted.project / "small").unlink()
+    writer = threading.Thread(target=host_writes)
+    writer.start()
+    try:
+        fill = "for i in 1 2 3 4 5 6; do dd if=/dev/zero of=f$i bs=1M count=100 status=none; done; echo finished"
+        over = budgeted.run(fill, limits=LIMITS)
+    finally:
+        writer.join()
+        beside.unlink()
+    assert over.result.killed == f"killed: wrote more than {64 * MiB} bytes into the project", over.result
+    assert "finished" not in over.result.stdout
+    for f in budgeted.project.glob("f*"):
+        f.unlink()
+
+
+def test_the_cap_cannot_be_dodged_by_hiding_or_backdating_what_was_written(budgeted: Sandbox) -> None:
+    """Attribution looks at the project's changed files: a command that backdates its files
+    (touch sets mtime, never ctime) and writes them in a directory it cannot list (chmod 300: a non-root daemon
+    cannot list it, which counts as over the cap) is still stopped."""
+    configure(budgeted, project_write_bytes=64 * MiB)
+    dodge = (
+        "mkdir d; chmod 300 d; for i in 1 2 3 4 5 6; do dd if=/dev/zero of=d/f$i bs=1M count=50 status=none;"
+        " touch -d 2000-01-01 d/f$i; done; sleep 3; echo finished"
+    )
+    run = budgeted.run(dodge, limits=LIMITS)
+    subprocess.run(["chmod", "-R", "u+rwx", str(budgeted.project / "d")], check=False)
+    shutil.rmtree(budgeted.project / "d", ignore_errors=True)
+    assert run.result.killed == f"killed: wrote more than {64 * MiB} bytes into the project", run.result
+    assert "finished" not in run.result.stdout
 
 
 def test_concurrent_calls_queue_then_fail_clearly(budgeted: Sandbox) -> None:

@@ -14,6 +14,7 @@ import pwd
 import stat
 import subprocess
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -234,6 +235,35 @@ def test_a_placeholder_the_host_filled_meanwhile_is_kept(sandbox: Sandbox) -> No
     assert "host.json" in run.stdout, (run.stdout, run.stderr)
     assert (vscode / "host.json").read_text() == "{}"
     assert not any(p.name == ".mcp.json" for p in project.iterdir()), "the other placeholders are gone"
+
+
+def test_protected_paths_the_host_changes_between_calls_are_protected(sandbox: Sandbox) -> None:
+    """The guard for moving protection into a warm worker ahead of the call (issue 13): the
+    call's own plan decides, not the one the worker was warmed for. Between two calls, once the
+    replacement workers are warm, the host creates .mcp.json and a hook, and rewrites .git/config
+    by rename (as git does: a bind made earlier on the old file would be dropped by the kernel,
+    which detaches mounts on a dentry renamed over or unlinked in another namespace)."""
+    project = make_repo(sandbox)
+    first = sandbox.run("cat .git/config >/dev/null && echo warm", limits=FAST).result
+    assert first.stdout.strip() == "warm", first
+    time.sleep(1.0)  # the zygote has warmed (and lent) the replacements by now
+    (project / ".mcp.json").write_text('{"host": true}\n')
+    (project / ".git" / "hooks").mkdir(exist_ok=True)
+    (project / ".git" / "hooks" / "x").write_text("#!/bin/sh\n")
+    assert _host_git(project, "config", "user.name", "Renamed User").returncode == 0
+    _own(sandbox, project)
+    before = _tree(project)
+    attempts = (
+        "echo evil >> .mcp.json; echo mcp=$?; echo evil >> .git/hooks/x; echo hook=$?;"
+        " echo evil >> .git/config; echo cfg=$?; echo '{}' > .git/hooks/y; echo new=$?"
+    )
+    for _ in range(2):  # the first warm worker, then the one lent after it
+        run = sandbox.run(attempts + " 2>/dev/null", limits=FAST).result
+        for name in ("mcp", "hook", "cfg", "new"):
+            assert f"{name}=0" not in run.stdout, (name, run.stdout, run.stderr)
+        assert f"{name}=1" in run.stdout, run.stdout
+    assert _tree(project) == before, "a protected path changed on the host"
+    assert "Renamed User" in (project / ".git" / "config").read_text()
 
 
 # --- setuid / setgid -------------------------------------------------------------------------

@@ -61,7 +61,7 @@ call runs in its own cgroup (memory.max counting its /tmp, pids.max, cpu.max; ma
 zygote and joined by the worker while it warms up) under a parent whose ceiling bounds all calls
 together; at most max_concurrent calls run, the others wait up to
 queue_seconds and then get SandboxBusy; a watcher kills a call that grew the project's
-filesystem by more than project_write_bytes (result.killed says why). Without cgroups (not
+filesystem, and its own changed files, by more than project_write_bytes (result.killed says why). Without cgroups (not
 root on cgroup v1, no delegated v2 subtree) budget_status() says why, and the per-process
 rlimits of SandboxLimits remain.
 

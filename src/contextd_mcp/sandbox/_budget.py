@@ -15,7 +15,8 @@ What it bounds, beside the per-process rlimits of `SandboxLimits`:
   * concurrent calls: at most max_concurrent run; more wait in arrival order for up to
     queue_seconds, then fail with SandboxBusy.
   * bytes one call adds to the project: `_diskwatch` samples the free space of the project's
-    filesystem and kills the call once it fell by more than project_write_bytes.
+    filesystem and, once it fell by more than project_write_bytes, confirms with the blocks of
+    the project's files changed since the call started before killing the call.
 
 Where cgroups cannot be used (not root on cgroup v1, no delegated v2 subtree, no controller),
 the reason is logged once and reported by status(); the rlimits and the concurrency cap remain.
