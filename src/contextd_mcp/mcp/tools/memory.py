@@ -90,8 +90,9 @@ SPECS = (
     ),
     ToolSpec(
         "memory_feedback",
-        "Rate a memory: helpful raises its confidence and teaches it the query that found it; "
-        "unhelpful lowers it and demotes it for such queries (4 unhelpful hide a new memory).",
+        "Rate a memory: helpful raises its confidence, teaches it the query that found it and ranks it "
+        "above the hits you passed over in that search; unhelpful lowers it and demotes it for such "
+        "queries (4 unhelpful hide a new memory).",
         MemoryFeedback,
         NewConfidence,
         example={"memory_id": _ID, "helpful": True},
