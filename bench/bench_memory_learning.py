@@ -54,6 +54,7 @@ ABLATIONS: dict[str, dict[str, str]] = {
     "no sparse": {"CONTEXTD_MEMORY_SPARSE": "0"},
     "no learned keys": {"CONTEXTD_MEMORY_LEARNED_KEYS": "0"},
     "no negative keys": {"CONTEXTD_MEMORY_NEGATIVE_KEYS": "0"},
+    "no preferences": {"CONTEXTD_MEMORY_PREFERENCES": "0"},
 }
 
 

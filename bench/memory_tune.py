@@ -5,13 +5,15 @@
 The same protocol (bench.bench_memory_learning.protocol) through a real MCP client on the real
 server in-process, with the real model's vectors cached on disk (documents and queries), so a
 run costs seconds once the cache is warm. ``--set`` overrides a constant of
-services/memory_keys.py for one run (e.g. ``--set KEY_WEIGHT=0.2``). Reported figures come from
+services/memory_keys.py (or ``module.NAME`` of another services module) for one run
+(e.g. ``--set KEY_WEIGHT=0.2``, ``--set memory_preferences.PREFER_MARGIN=0.05``). Reported figures come from
 bench_memory_learning through the daemon; this is for trying things.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import tempfile
@@ -68,7 +70,11 @@ def main() -> None:
 
     for item in args.set:
         name, value = item.split("=", 1)
-        setattr(memory_keys, name, type(getattr(memory_keys, name))(value))
+        module = memory_keys
+        if "." in name:  # another services module, e.g. memory_preferences.PREFER_MARGIN=0.05
+            module_name, name = name.rsplit(".", 1)
+            module = importlib.import_module(f"contextd_mcp.services.{module_name}")
+        setattr(module, name, type(getattr(module, name))(value))
     data = first_lessons(load(args.split), args.lessons)
     embedder = QueryCachedEmbedder(FastEmbedEmbedder(DEFAULT_MODEL, EmbeddingSettings().cache_dir), CACHE)
     try:

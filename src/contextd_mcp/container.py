@@ -293,7 +293,9 @@ def _branch_charge(folding: FoldingService, sessions: SessionService) -> Respons
 
 
 def _memory_flags(s: MemorySettings) -> KeyFlags:
-    return KeyFlags(keys=s.keys, sparse=s.sparse, learned=s.learned_keys, negative=s.negative_keys)
+    return KeyFlags(
+        keys=s.keys, sparse=s.sparse, learned=s.learned_keys, negative=s.negative_keys, preferences=s.preferences
+    )
 
 
 def _default_toolsets(settings: Settings) -> frozenset[str]:

@@ -28,6 +28,8 @@ KEY_TEXT_CHARS = 300  # a task / error / learned query is clipped to this before
 LEARNED_KEYS_MAX = 8  # queries rated helpful, kept per memory (the oldest goes first)
 NEGATIVE_KEYS_MAX = 8  # queries rated unhelpful, kept per memory
 MEMORY_EVENTS_MAX = 50  # feedback / outcome events kept per memory for curation
+# Memories one memory was preferred over (services/memory_preferences.py), the newest kept.
+MEMORY_PREFERENCES_MAX = 32
 # memory_search results remembered for attributing later feedback (per process, newest kept).
 SEARCHES_REMEMBERED = 2000
 SEARCH_MEMORY_S = 6 * 3600  # and for at most this long

@@ -112,6 +112,7 @@ class MemorySettings(BaseSettings):
     sparse: bool = True  # lexical match fused with the dense one
     learned_keys: bool = True
     negative_keys: bool = True
+    preferences: bool = True  # services/memory_preferences.py
 
 
 class LimitSettings(BaseSettings):

@@ -3,6 +3,7 @@ of the dev split in the fast suite, the whole dev split in the slow one."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from contextd_mcp.container import Container
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.models.scope import Scope
 from tests.helpers import connected, data
+from tests.services.test_memory_preferences import COMPETITORS, LESSON, PHRASING_A, PHRASING_B
 
 pytestmark = pytest.mark.anyio
 
@@ -83,3 +85,44 @@ async def test_dev_split_goals(container: Container) -> None:
     assert figures["cold_b"]["r1"] >= baseline["r1"]
     assert figures["after_b"]["r3"] >= figures["cold_b"]["r3"] + 0.04
     assert figures["after_b"]["mrr"] > figures["cold_b"]["mrr"] + 0.02
+
+
+async def test_a_rating_after_a_search_ranks_the_memory_above_those_passed_over_for_another_phrasing(
+    container: Container,
+) -> None:
+    """Preferences (services/memory_preferences.py) through the real MCP client, rated with the
+    search_id a search returns; another project and another tenant see nothing of them."""
+    # Learned keys off: the rated phrasing would lift the lesson too; here only the preference acts.
+    container.memory.flags = replace(container.memory.flags, learned=False)
+    scopes = {"rated": A, "other tenant": B, "other project": Scope(tenant="acme", team="core", project="web")}
+    ids: dict[str, list[str]] = {}
+    cold: dict[str, list[str]] = {}
+    for name, scope in scopes.items():
+        async with connected(container, Caller(scope=scope, transport="memory", connection_id=name)) as client:
+            ids[name] = [
+                data(await client.call_tool("memory_store", item.model_dump(mode="json")))["id"]
+                for item in [LESSON, *COMPETITORS]
+            ]
+            cold[name] = await _ranking(client, PHRASING_B)
+    lesson, competitors = ids["rated"][0], ids["rated"][1:]
+    async with connected(container, Caller(scope=A, transport="memory", connection_id="rated")) as client:
+        found = data(await client.call_tool("memory_search", {"query": PHRASING_A, "min_confidence": 0.0}))
+        hits = [m["id"] for m in found["memories"]]
+        for memory_id, helpful in ((competitors[0], False), (competitors[1], False), (lesson, True)):
+            rated = {"memory_id": memory_id, "helpful": helpful, "search_id": found["search_id"]}
+            assert not (await client.call_tool("memory_feedback", rated)).is_error
+        after = await _ranking(client, PHRASING_B)
+    passed = {*hits[: hits.index(lesson)], *competitors[:2]}
+    # Cold, two memories the agent then passed over ranked above the lesson; after, it leads them.
+    assert cold["rated"].index(lesson) == 2 and set(cold["rated"][:2]) <= passed
+    assert after[0] == lesson and set(after[1:3]) == set(cold["rated"][:2])
+    for name in ("other tenant", "other project"):
+        scope = scopes[name]
+        async with connected(container, Caller(scope=scope, transport="memory", connection_id=name)) as client:
+            assert await _ranking(client, PHRASING_B) == cold[name]
+        assert cold[name].index(ids[name][0]) == 2
+
+
+async def _ranking(client: Any, query: str) -> list[str]:
+    found = data(await client.call_tool("memory_search", {"query": query, "limit": 10, "min_confidence": 0.0}))
+    return [m["id"] for m in found["memories"]]

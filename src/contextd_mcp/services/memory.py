@@ -26,6 +26,7 @@ from contextd_mcp.ports.embedder import Embedder
 from contextd_mcp.ports.scoped_store import ScopedStore
 from contextd_mcp.ports.vector_store import Hit, Range, Record
 from contextd_mcp.services import memory_keys as keys
+from contextd_mcp.services import memory_preferences as prefer
 from contextd_mcp.services.content_ids import content_id, digest
 from contextd_mcp.services.memory_keys import KeyFlags, KeyKind
 from contextd_mcp.services.search_log import LoggedSearch, SearchLog
@@ -58,7 +59,7 @@ def first_sentence(text: str, max_chars: int = 200) -> str:
 
 
 # What a hit shows; the content (the bulk of a memory) is read only by memory_get.
-HIT_FIELDS = ("tenant", "team", "project", "title", "description", "outcome", "confidence", "tags")
+HIT_FIELDS = ("tenant", "team", "project", "title", "description", "outcome", "confidence", "tags", prefer.FIELD)
 
 
 class MemoryService:
@@ -224,6 +225,8 @@ class MemoryService:
                     scope=relative_level(p, scope),
                 )
             )
+        if self.flags.preferences:
+            hits = _with_preferences(hits, found)
         hits.sort(key=lambda h: h.score, reverse=True)
         hits = hits[: request.limit]
         search_id = self.searches.add(scope, origin, request.query, vector, [h.id for h in hits])
@@ -270,9 +273,11 @@ class MemoryService:
         search: LoggedSearch | None,
         origin: str,
         comment: str | None = None,
+        passed_over: Sequence[str] = (),
     ) -> NewConfidence:
         """One piece of evidence about a memory (a rating, a use, a lesson learned again): its
-        belief updated, ``counter`` counted, the event kept in its capped history."""
+        belief updated, ``counter`` counted, the event kept in its capped history, and the
+        memories ``passed_over`` for it recorded as its preferences."""
         with self._lock:
             record = self._load(scope, memory_id, level)
             p = record.payload
@@ -296,6 +301,10 @@ class MemoryService:
                 "updated_ts": now,
                 "events": [*p.get("events", []), event][-limits.MEMORY_EVENTS_MAX :],
             }
+            # A search that repeats the memory's own key (a lookup by its title) says nothing of
+            # a need: it teaches neither a key ("known") nor what the memory beats.
+            if passed_over and event.get("key") != "known":
+                fields[prefer.FIELD] = prefer.recorded(p.get(prefer.FIELD), passed_over, now)
             store.set_fields(COLLECTION, record.id, fields, level)
         return NewConfidence(
             id=record.id, confidence=round(belief.confidence, 4), hidden_from_search=belief.confidence < HIDE_BELOW
@@ -304,17 +313,47 @@ class MemoryService:
     def feedback(self, scope: Scope, request: MemoryFeedback, origin: str = "") -> NewConfidence:
         counter = "helpful_count" if request.helpful else "unhelpful_count"
         search = self.searches.find(scope, origin, request.memory_id, request.search_id)
-        return self._observe(
+        passed, winners = self._in_context(search, request.memory_id, request.helpful)
+        result = self._observe(
             scope, request.memory_id, request.scope, request.helpful, FEEDBACK_WEIGHT, counter, search, origin,
-            request.comment,
+            request.comment, passed,
         )
+        for winner in winners:
+            self._prefer(scope, winner, request.memory_id, request.scope)
+        return result
 
     def outcome(self, scope: Scope, request: MemoryOutcome, origin: str = "") -> NewConfidence:
         counter = "uses_succeeded" if request.succeeded else "uses_failed"
         search = self.searches.find(scope, origin, request.memory_id, request.search_id)
-        return self._observe(
-            scope, request.memory_id, request.scope, request.succeeded, OUTCOME_WEIGHT, counter, search, origin
+        passed, winners = self._in_context(search, request.memory_id, request.succeeded)
+        result = self._observe(
+            scope, request.memory_id, request.scope, request.succeeded, OUTCOME_WEIGHT, counter, search, origin,
+            passed_over=passed,
         )
+        for winner in winners:
+            self._prefer(scope, winner, request.memory_id, request.scope)
+        return result
+
+    def _in_context(self, search: LoggedSearch | None, memory_id: str, helpful: bool) -> tuple[list[str], list[str]]:
+        """A rating read beside the search it answers: (the memories this one, found helpful,
+        was preferred over; the memories rated helpful after that search, which this one, found
+        unhelpful, was passed over for)."""
+        if search is None or not self.flags.preferences:
+            return [], []
+        earlier = self.searches.rate(search.search_id, memory_id, helpful)
+        if helpful:
+            return prefer.passed_over(search.memory_ids, memory_id, [m for m, h in earlier.items() if not h]), []
+        return [], [m for m, h in earlier.items() if h]
+
+    def _prefer(self, scope: Scope, winner: str, loser: str, level: ScopeLevel) -> None:
+        """Records that ``winner`` was preferred over ``loser`` (a later rating of the same search)."""
+        with self._lock:
+            try:
+                record = self._load(scope, winner, level)
+            except NotFound:  # deleted since it was rated
+                return
+            fields = {prefer.FIELD: prefer.recorded(record.payload.get(prefer.FIELD), [loser], self._now())}
+            self._stores.of(scope).set_fields(COLLECTION, record.id, fields, level)
 
     def session_outcome(self, scope: Scope, session_id: str, succeeded: bool | None) -> list[NewConfidence]:
         """A session ended: what was injected for its task counts as used, with its outcome
@@ -361,6 +400,15 @@ class MemoryService:
 
     def counts(self, scope: Scope) -> int:
         return self._stores.of(scope).count(COLLECTION)
+
+
+def _with_preferences(hits: list[MemoryHit], found: dict[str, dict[str, Any]]) -> list[MemoryHit]:
+    """Hits rescored by the preferences recorded on them (services/memory_preferences.py)."""
+    recorded = {h.id: found[h.id][prefer.FIELD] for h in hits if found[h.id].get(prefer.FIELD)}
+    if not recorded:
+        return hits
+    scores = prefer.adjusted({h.id: h.score for h in hits}, recorded)
+    return [h.model_copy(update={"score": round(scores[h.id], 4)}) for h in hits]
 
 
 def key_texts(memory: dict[str, Any]) -> list[tuple[KeyKind, str]]:

@@ -80,6 +80,7 @@ class KeyFlags:
     sparse: bool = True
     learned: bool = True
     negative: bool = True
+    preferences: bool = True  # a memory rated helpful moves above those it was preferred over
 
     def kinds(self) -> list[str]:
         """The key kinds a search reads."""

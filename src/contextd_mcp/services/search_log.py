@@ -43,6 +43,9 @@ class SearchLog:
         self._ttl_s = ttl_s
         self._now = now
         self._searches: OrderedDict[str, LoggedSearch] = OrderedDict()
+        # The ratings given after each remembered search (memory id -> helpful), so that a
+        # rating can be read beside the others of the same search (services/memory_preferences.py).
+        self._ratings: dict[str, dict[str, bool]] = {}
         self._lock = threading.Lock()
 
     def add(self, scope: Scope, origin: str, query: str, vector: list[float], memory_ids: list[str]) -> str:
@@ -51,8 +54,20 @@ class SearchLog:
         with self._lock:
             self._searches[search_id] = entry
             while len(self._searches) > self._size:
-                self._searches.popitem(last=False)
+                gone, _ = self._searches.popitem(last=False)
+                self._ratings.pop(gone, None)
         return search_id
+
+    def rate(self, search_id: str, memory_id: str, helpful: bool) -> dict[str, bool]:
+        """Records a rating given after ``search_id``; returns the earlier ratings of that search
+        (the newest rating of a memory counts, at most one per memory the search returned)."""
+        with self._lock:
+            if search_id not in self._searches:
+                return {}
+            ratings = self._ratings.setdefault(search_id, {})
+            earlier = {m: h for m, h in ratings.items() if m != memory_id}
+            ratings[memory_id] = helpful
+            return earlier
 
     def latest(self, scope: Scope, origin: str) -> LoggedSearch | None:
         """The newest live search by ``origin`` in ``scope``."""

@@ -90,8 +90,8 @@ SPECS = (
     ),
     ToolSpec(
         "memory_feedback",
-        "Rate a memory: helpful raises its confidence and teaches it the query that found it; "
-        "unhelpful lowers it and demotes it for such queries (4 unhelpful hide a new memory).",
+        "Rate a memory: helpful raises confidence, learns the query that found it, beats the hits above "
+        "it; unhelpful lowers it, demotes it near that query (4 hide a new memory).",
         MemoryFeedback,
         NewConfidence,
         example={"memory_id": _ID, "helpful": True},
