@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up (scripts/setup.sh) and runs the whole test suite, slow load/fault tests included.
-# For the fast suite while developing: .venv/bin/pytest -m "not slow"
+# For the fast suite while developing: .venv/bin/pytest -m "not slow" -n auto --dist loadfile
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONTEXTD_SETUP_BENCH=1 bash scripts/setup.sh
@@ -10,4 +10,13 @@ bash scripts/setup-clients.sh
 .venv/bin/ruff check src tests
 .venv/bin/mypy src
 export HF_HUB_OFFLINE=1
-exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
+if [ $# -gt 0 ]; then
+  exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
+fi
+# The fast suite on parallel workers (pytest-xdist; `--dist loadfile` keeps each module on one
+# worker, so its module-scoped daemons and worlds are started once), then the slow tests alone,
+# serially as before: their load, latency and fault budgets assume they have the machine.
+rc=0
+.venv/bin/python -m pytest -p no:cacheprovider -m "not slow" -n "${CONTEXTD_TEST_WORKERS:-auto}" --dist loadfile || rc=$?
+.venv/bin/python -m pytest -p no:cacheprovider -m slow || rc=$?
+exit $rc

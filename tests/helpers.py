@@ -48,16 +48,25 @@ def run_cli(data_dir: Path, *args: str, timeout: float = 60, **extra: str) -> su
     )
 
 
-def stop_daemon(data_dir: Path) -> None:
-    """Stops the daemon of ``data_dir`` if there is one. Looking is free; the stop command is a
-    new Python process (1 s, several under load), paid by every e2e test that started none."""
+def stop_daemon(data_dir: Path, timeout: float = 30) -> int | None:
+    """Stops the daemon of ``data_dir`` if there is one, and returns its pid (None: none answered).
+
+    What ``contextd-mcp stop`` does (the same stop request on the socket, then waiting for the
+    process to exit after flushing its store), run in this process: the command would cost a new
+    interpreter (1 s, several under load) at the end of every e2e test. Tests of the command
+    itself still run it."""
     from contextd_mcp.paths import DataPaths
-    from contextd_mcp.transports.bridge import owner_pid
+    from contextd_mcp.transports.bridge import owner_pid, request, wait_for_exit
 
     paths = DataPaths(data_dir)
     if owner_pid(paths) is None and not paths.socket.exists():
-        return
-    run_cli(data_dir, "stop", "--timeout", "30")
+        return None
+    reply = request(paths, "stop")
+    if reply is None:
+        return None
+    pid = int(reply["pid"])
+    assert wait_for_exit(pid, timeout), f"daemon {pid} did not stop within {timeout} s"
+    return pid
 
 
 def free_port() -> int:

@@ -22,7 +22,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 from contextd_mcp.transports.framing import jsonrpc_streams
 from contextd_mcp.transports.hello import PROTOCOL
-from tests.helpers import CLI, env_for, free_port, run_cli
+from tests.helpers import CLI, env_for, free_port, run_cli, stop_daemon
 
 
 @dataclass
@@ -49,8 +49,8 @@ class Daemon:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            stopped = run_cli(self.data_dir, "stop", "--timeout", "30")
-            assert stopped.returncode == 0, stopped.stderr
+            # The stop request `contextd-mcp stop` sends, without a new interpreter (helpers.py).
+            assert stop_daemon(self.data_dir) == self.process.pid, self.output()
             assert self.process.wait(timeout=30) == 0
 
 

@@ -161,9 +161,10 @@ def _ensure_test_user() -> tuple[int, int] | str:
             text=True,
             check=False,
         )
-        if created.returncode != 0:
+        try:  # a parallel test worker (pytest-xdist) may have created it first: useradd then fails
+            entry = pwd.getpwnam(TEST_USER)
+        except KeyError:
             return f"useradd {TEST_USER} failed: {created.stderr.strip()}"
-        entry = pwd.getpwnam(TEST_USER)
     return entry.pw_uid, entry.pw_gid
 
 
