@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench import scale_records
-from bench.bench_scale import _writer, project_name, scope_env
+from bench.bench_scale import _pct, _writer, project_name, scope_env
 from tests.e2e.daemons import socket_client, start_daemon
 
 FIELDS = ("VmRSS", "RssAnon", "RssFile")
@@ -78,6 +78,7 @@ async def _phase(daemon: Any, client: Any, kind: str, n: int, write_rate: float,
     s0, m0 = status_mib(pid), rss_by_mapping(pid)
     started = time.perf_counter()
     stores: list[float] = []
+    searches: list[float] = []
     if kind == "mixed":
         stop = anyio.Event()
         cwd = daemon.data_dir.parent / "cwd"
@@ -85,12 +86,16 @@ async def _phase(daemon: Any, client: Any, kind: str, n: int, write_rate: float,
             tg.start_soon(_writer, writer, write_rate, stop, stores, state["rng"])
             for _ in range(n):
                 state["serial"] += 1
+                t0 = time.perf_counter()
                 await _call(client, "search", state["serial"], state["texts"], state["rng"])
+                searches.append((time.perf_counter() - t0) * 1000)
             stop.set()
     else:
         for _ in range(n):
             state["serial"] += 1
+            t0 = time.perf_counter()
             await _call(client, kind, state["serial"], state["texts"], state["rng"])
+            (searches if kind == "search" else stores).append((time.perf_counter() - t0) * 1000)
     s1, m1 = status_mib(pid), rss_by_mapping(pid)
     writes = len(stores) if kind == "mixed" else n if kind == "store" else 0
     changed = {k: m1.get(k, 0) - m0.get(k, 0) for k in set(m0) | set(m1)}
@@ -100,6 +105,8 @@ async def _phase(daemon: Any, client: Any, kind: str, n: int, write_rate: float,
         "load_1m": float(Path("/proc/loadavg").read_text().split()[0]),
         "start_mib": {k: round(v, 1) for k, v in s0.items()}, "end_mib": {k: round(v, 1) for k, v in s1.items()},
         "per_write_kib": {k: round((s1[k] - s0[k]) * 1024 / writes, 1) for k in FIELDS} if writes else None,
+        "search_p50_p95_ms": [_pct(searches, 0.5), _pct(searches, 0.95)] if searches else None,
+        "store_p50_ms": _pct(stores, 0.5) if stores else None,
         "top_mappings_kib": [[k, v] for k, v in top if v],
     }
 
