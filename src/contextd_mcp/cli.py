@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contextd_mcp import __version__, env
+from contextd_mcp import __version__, env, limits
 from contextd_mcp.paths import DataPaths
 from contextd_mcp.transports.bridge import data_paths
 
@@ -34,10 +34,12 @@ TOOLSETS_HELP = "the toolsets listed and callable: e.g. memory,policy; default, 
 def cmd_serve(args: argparse.Namespace) -> int:
     import anyio
 
+    from contextd_mcp.adapters.malloc_arenas import limit_arenas
     from contextd_mcp.daemon import AlreadyRunning, CannotListen, ServeOptions, configure_logging, run_daemon
     from contextd_mcp.mcp.toolsets import parse
     from contextd_mcp.settings import Settings, ToolsetSettings
 
+    limit_arenas(limits.MALLOC_ARENAS)  # first: before any thread has an arena of its own
     settings = Settings()
     configure_logging(Path(args.log_file) if args.log_file else None, settings.diagnostics.log_level)
     if args.toolsets:  # the flag wins over the environment

@@ -71,3 +71,6 @@ INDEX_SWAP_TAIL_OPS = 64  # logged writes left for the swap itself, under the st
 INDEX_DISK_FACTOR = 1.5
 INDEX_DISK_SPARE_BYTES = 256 << 20
 INDEX_RETRY_S = 600  # after a failed build, wait this long before trying again
+# malloc arenas the daemon's threads share (adapters/malloc_arenas.py): glibc's default, 8 per
+# core, let each worker thread keep its own freed memory (BENCHMARKS.md, "RSS under writes").
+MALLOC_ARENAS = 2

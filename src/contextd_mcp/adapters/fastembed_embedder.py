@@ -13,6 +13,7 @@ import os
 import shutil
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,14 @@ class FastEmbedEmbedder:
                 "use the default model, a local model directory, or download the model once where a network exists"
             ) from exc
         self._dim = dim
+        # Inference runs on two threads of its own, one for documents and one for queries. glibc
+        # gives each thread that allocates a malloc arena of its own and keeps what is freed there;
+        # run on whichever worker thread took the call, inference left a copy of its buffers (tens
+        # of MiB) in every worker's arena: the daemon grew by MiB per memory_store (issue 19,
+        # BENCHMARKS.md "RSS under writes"). Queries get their own thread so that a search never
+        # waits behind a store's batch of keys.
+        self._documents = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contextd-embed-documents")
+        self._queries = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contextd-embed-queries")
 
     @property
     def model_name(self) -> str:
@@ -138,11 +147,17 @@ class FastEmbedEmbedder:
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
+        return self._documents.submit(self._embed_documents, list(texts)).result()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._queries.submit(self._embed_query, text).result()
+
+    def _embed_documents(self, texts: list[str]) -> list[list[float]]:
         vectors = [v.tolist() for v in self._model.embed(list(texts), batch_size=_BATCH)]
         if len(texts) > _BATCH:
             _release_heap()
         return vectors
 
-    def embed_query(self, text: str) -> list[float]:
+    def _embed_query(self, text: str) -> list[float]:
         vector: list[float] = next(iter(self._model.query_embed(text))).tolist()
         return vector
