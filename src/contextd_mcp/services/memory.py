@@ -312,26 +312,36 @@ class MemoryService:
 
     def feedback(self, scope: Scope, request: MemoryFeedback, origin: str = "") -> NewConfidence:
         counter = "helpful_count" if request.helpful else "unhelpful_count"
-        search = self.searches.find(scope, origin, request.memory_id, request.search_id)
-        passed, winners = self._in_context(search, request.memory_id, request.helpful)
-        result = self._observe(
-            scope, request.memory_id, request.scope, request.helpful, FEEDBACK_WEIGHT, counter, search, origin,
-            request.comment, passed,
+        return self._rated(
+            scope, request.memory_id, request.scope, request.helpful, FEEDBACK_WEIGHT, counter, request.search_id,
+            origin, request.comment,
         )
-        for winner in winners:
-            self._prefer(scope, winner, request.memory_id, request.scope)
-        return result
 
     def outcome(self, scope: Scope, request: MemoryOutcome, origin: str = "") -> NewConfidence:
         counter = "uses_succeeded" if request.succeeded else "uses_failed"
-        search = self.searches.find(scope, origin, request.memory_id, request.search_id)
-        passed, winners = self._in_context(search, request.memory_id, request.succeeded)
-        result = self._observe(
-            scope, request.memory_id, request.scope, request.succeeded, OUTCOME_WEIGHT, counter, search, origin,
-            passed_over=passed,
+        return self._rated(
+            scope, request.memory_id, request.scope, request.succeeded, OUTCOME_WEIGHT, counter, request.search_id,
+            origin,
         )
+
+    def _rated(
+        self,
+        scope: Scope,
+        memory_id: str,
+        level: ScopeLevel,
+        positive: bool,
+        weight: float,
+        counter: str,
+        search_id: str | None,
+        origin: str,
+        comment: str | None = None,
+    ) -> NewConfidence:
+        """A rating by the agent (feedback or an outcome), read beside the search it answers."""
+        search = self.searches.find(scope, origin, memory_id, search_id)
+        passed, winners = self._in_context(search, memory_id, positive)
+        result = self._observe(scope, memory_id, level, positive, weight, counter, search, origin, comment, passed)
         for winner in winners:
-            self._prefer(scope, winner, request.memory_id, request.scope)
+            self._prefer(scope, winner, memory_id, level)
         return result
 
     def _in_context(self, search: LoggedSearch | None, memory_id: str, helpful: bool) -> tuple[list[str], list[str]]:
