@@ -168,7 +168,7 @@ class QdrantClientStore:
                 _PREFIX + collection, query=list(vector), query_filter=_filter(where), limit=limit, with_payload=payload,
                 search_params=self._params,
             )
-        return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
+        return _hits(response.points)
 
     def sparse_search(
         self, collection: str, sparse: Sparse, where: Where, limit: int, fields: Sequence[str] | None = None
@@ -181,7 +181,7 @@ class QdrantClientStore:
                 _PREFIX + collection, query=_sparse(sparse), using=_SPARSE, query_filter=_filter(where), limit=limit,
                 with_payload=payload,
             )
-        return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
+        return _hits(response.points)
 
     def dense_and_sparse(
         self,
@@ -215,7 +215,7 @@ class QdrantClientStore:
                 _PREFIX + collection, prefetch=prefetch, query=fusion, limit=limit,
                 with_payload=list(fields) if fields is not None else True,
             )
-        return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
+        return _hits(response.points)
 
     def scan(
         self, collection: str, where: Where, limit: int, order_by: str | None = None, descending: bool = True
@@ -260,3 +260,8 @@ class QdrantClientStore:
         with self._lock:
             points = {c: self.count(c, {}) for c in sorted(self._ready)}
         return {"engine": "qdrant-client", "location": self._where, "points": points}
+
+
+def _hits(points: Any) -> list[Hit]:
+    """The engine's scored points as the port's hits."""
+    return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]

@@ -288,7 +288,7 @@ class EdgeStore:
         )
         with self._lock:
             points = self._shard(collection).query(request)
-        return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
+        return _hits(points)
 
     def sparse_search(
         self, collection: str, sparse: Sparse, where: Where, limit: int, fields: Sequence[str] | None = None
@@ -300,7 +300,7 @@ class EdgeStore:
         request = qe.QueryRequest(limit=limit, query=query, filter=_filter(where), with_payload=payload)
         with self._lock:
             points = self._shard(collection).query(request)
-        return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
+        return _hits(points)
 
     def dense_and_sparse(
         self,
@@ -320,7 +320,7 @@ class EdgeStore:
         # One planned batch: the two searches share a pass over the segments.
         with self._lock:
             found = self._shard(collection).query_batch(qe.QueryBatchRequest(queries))
-        hits = [[Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points] for points in found]
+        hits = [_hits(points) for points in found]
         return hits[0], hits[1] if sparse else []
 
     def hybrid_search(
@@ -346,7 +346,7 @@ class EdgeStore:
         request = qe.QueryRequest(limit=limit, query=fusion, prefetches=prefetches, with_payload=payload)  # type: ignore[arg-type]  # the stub lists Fusion, not its Rrf variant
         with self._lock:
             points = self._shard(collection).query(request)
-        return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
+        return _hits(points)
 
     def scan(
         self, collection: str, where: Where, limit: int, order_by: str | None = None, descending: bool = True
@@ -491,3 +491,8 @@ class EdgeStore:
             self._shards[name] = shard
             self._indexed[name] = int(record.get("indexed_points", 0))
             return old
+
+
+def _hits(points: Any) -> list[Hit]:
+    """The engine's scored points as the port's hits."""
+    return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
