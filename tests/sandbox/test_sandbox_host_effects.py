@@ -266,6 +266,38 @@ def test_protected_paths_the_host_changes_between_calls_are_protected(sandbox: S
     assert "Renamed User" in (project / ".git" / "config").read_text()
 
 
+def test_protected_paths_the_host_replaces_after_a_worker_prepared_them_are_protected(sandbox: Sandbox) -> None:
+    """Warm workers make the last project's binds ahead of the call, placeholders included while
+    they linger. Then the host replaces what was bound: the placeholder .mcp.json by a file, the
+    hooks directory by another, .git/config by rename. Each prepared bind is detached by the
+    kernel; the call must see that and bind the host's new paths read-only again."""
+    project = make_repo(sandbox)
+    for _ in range(3):  # each call's replacement worker is warmed for this project
+        run = sandbox.run("echo warm", limits=FAST, linger=30.0).result
+        assert run.stdout.strip() == "warm", run
+        time.sleep(0.5)
+    assert (project / ".mcp.json").is_dir(), "the placeholder lingers"
+    (project / ".mcp.json").rmdir()
+    (project / ".mcp.json").write_text('{"host": true}\n')
+    hooks = project / ".git" / "hooks"
+    hooks.rename(project / ".git" / "hooks.old")
+    hooks.mkdir()
+    (hooks / "x").write_text("#!/bin/sh\n")
+    assert _host_git(project, "config", "user.name", "Renamed User").returncode == 0
+    _own(sandbox, project)
+    before = _tree(project)
+    attempts = (
+        "echo evil >> .mcp.json; echo mcp=$?; echo evil >> .git/hooks/x; echo hook=$?;"
+        " echo evil >> .git/config; echo cfg=$?; echo '{}' > .git/hooks/y; echo new=$?"
+    )
+    for _ in range(2):  # both warm workers
+        run = sandbox.run(attempts + " 2>/dev/null", limits=FAST, linger=30.0).result
+        for name in ("mcp", "hook", "cfg", "new"):
+            assert f"{name}=0" not in run.stdout, (name, run.stdout, run.stderr)
+            assert f"{name}=1" in run.stdout, run.stdout
+    assert _tree(project) == before, "a protected path changed on the host"
+
+
 # --- setuid / setgid -------------------------------------------------------------------------
 
 

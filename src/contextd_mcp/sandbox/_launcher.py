@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ._budget import helper_env
-from ._protocol import HELPER_MODULE, MAX_LENT_MESSAGE_BYTES, MAX_WARM_SECONDS
+from ._protocol import HELPER_MODULE, MAX_LENT_MESSAGE_BYTES, MAX_WARM_SECONDS, prepare_message
 from ._types import SandboxUnavailable
 
 _INT_BYTES = 4  # a file descriptor in SCM_RIGHTS data (C int)
@@ -68,23 +68,47 @@ class ZygoteLauncher:
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._lent: deque[_Lent] = deque()
+        self._hinted: bytes | None = None  # the last hint the helper got (see _hint)
 
     def launch(self, payload: bytes, fds: Sequence[int]) -> None:
         with self._lock:
-            if self._launch_lent(payload, fds):
-                return
-            for _ in range(2):  # a helper that died since the last call is restarted once
-                if self._sock is None:
-                    self._start()
-                assert self._sock is not None
-                try:
-                    socket.send_fds(self._sock, [payload], list(fds))
-                    return
-                except (BrokenPipeError, ConnectionResetError):
-                    self._stop()
-            raise SandboxUnavailable("the sandbox helper exits as soon as it starts; see the server's stderr")
+            request = json.loads(payload)
+            self._launch(request, payload, fds)
+            self._hint(request)
 
-    def _launch_lent(self, payload: bytes, fds: Sequence[int]) -> bool:
+    def _hint(self, request: dict[str, Any]) -> None:
+        """Tell the helper the project this call ran on, if it changed: the workers it warms next
+        make its mounts while they wait. After the launch, and only on a change: a message to the
+        helper wakes it, which slowed the call it landed in."""
+        if self._sock is None or not request.get("sandbox", True) or request.get("fresh"):
+            return
+        try:
+            hint = prepare_message(request)
+        except (KeyError, TypeError):
+            return
+        if hint == self._hinted:
+            return
+        try:
+            self._sock.send(hint, socket.MSG_DONTWAIT)
+        except OSError:
+            return  # full or gone: the next call tries again
+        self._hinted = hint
+
+    def _launch(self, request: dict[str, Any], payload: bytes, fds: Sequence[int]) -> None:
+        if self._launch_lent(request, payload, fds):
+            return
+        for _ in range(2):  # a helper that died since the last call is restarted once
+            if self._sock is None:
+                self._start()
+            assert self._sock is not None
+            try:
+                socket.send_fds(self._sock, [payload], list(fds))
+                return
+            except (BrokenPipeError, ConnectionResetError):
+                self._stop()
+        raise SandboxUnavailable("the sandbox helper exits as soon as it starts; see the server's stderr")
+
+    def _launch_lent(self, request: dict[str, Any], payload: bytes, fds: Sequence[int]) -> bool:
         """Send the request to a lent worker, if one fits it; False: the helper must dispatch it.
 
         It fits when it is a sandboxed request, not a `fresh` retry (which drops every warm
@@ -94,7 +118,6 @@ class ZygoteLauncher:
         self._collect()
         if not self._lent:
             return False
-        request = json.loads(payload)
         limits = request.get("cgroup_limits")
         if request.get("fresh") or (limits and limits != self._lent[-1].limits):
             self._drop_lent()  # the helper replaces them: fresh view, new limits
@@ -159,6 +182,7 @@ class ZygoteLauncher:
         if self._sock is not None:
             self._sock.close()  # the helper sees EOF and exits
             self._sock = None
+        self._hinted = None  # a new helper knows nothing yet
         if self._proc is not None:
             self._proc.poll()  # reap it if it is already gone
             self._proc = None

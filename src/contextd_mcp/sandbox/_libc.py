@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import struct
 
 # The running interpreter already links libc; CDLL(None) reuses it without the slow
 # ctypes.util.find_library (which runs ldconfig in a subprocess).
@@ -56,6 +57,12 @@ AT_EMPTY_PATH = 0x1000
 OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = os.O_CLOEXEC
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+AT_SYMLINK_NOFOLLOW = 0x100
+STATX_INO = 0x100
+STATX_MNT_ID = 0x1000  # Linux 5.8
+STATX_MNT_ID_UNIQUE = 0x4000  # Linux 6.8: never reused; older kernels ignore the bit
+_STATX_BYTES = 256
+_STATX_INO_AT, _STATX_DEV_AT, _STATX_MNT_ID_AT = 32, 136, 144  # offsets in struct statx
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -99,6 +106,7 @@ _libc.mount.argtypes = [
 ]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
+_libc.statx.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_char_p]
 
 
 class _MountAttr(ctypes.Structure):
@@ -206,6 +214,21 @@ def move_mount_fd(fd: int, target: str) -> None:
         ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH),
     )
     _check(result, "move_mount", target)
+
+
+def mount_identity(path: str) -> tuple[int, int, int, int]:
+    """(mount id, device major, minor, inode) of `path` itself, symlinks not followed.
+
+    The mount id says which mount the path resolves through: a bind that the kernel detached
+    (its host file renamed over or unlinked) leaves the path resolving through the mount below.
+    """
+    buf = ctypes.create_string_buffer(_STATX_BYTES)
+    mask = STATX_INO | STATX_MNT_ID | STATX_MNT_ID_UNIQUE
+    _check(_libc.statx(AT_FDCWD, _b(path), AT_SYMLINK_NOFOLLOW, mask, buf), "statx", path)
+    raw = buf.raw
+    (ino,) = struct.unpack_from("=Q", raw, _STATX_INO_AT)
+    major, minor, mnt_id = struct.unpack_from("=IIQ", raw, _STATX_DEV_AT)
+    return mnt_id, major, minor, ino
 
 
 GLIBC_INTERNAL_SIGNALS = (32, 33)  # SIGCANCEL, SIGSETXID: below glibc's SIGRTMIN (34)

@@ -19,6 +19,10 @@ dead. The server asks for a kill by shutting down its sending side, or simply by
 socket (when it is cancelled, or dies): init sees EOF and kills everything.
 Since sandboxed code never holds this socket, it cannot forge a status.
 
+A message with no fds, `prepare {request}`, tells the zygote which project the server expects
+next (its last call's request, without command and environment): the workers it warms from then
+on make that project's mounts while they wait, and re-check them against the call's own request.
+
 The other way, on the same control socket, the zygote lends warm workers to the server: one
 message each, `{"warmed": t, "limits": {...} | null}` carrying the worker's request socket (one
 fd). `t` is when it was forked (CLOCK_MONOTONIC, shared by all processes), `limits` the cgroup
@@ -42,6 +46,9 @@ FDS_PER_REQUEST = 3
 # server does not use a lent one older.
 MAX_WARM_SECONDS = 60.0
 MAX_LENT_MESSAGE_BYTES = 4096
+PREPARE_PREFIX = b"prepare "
+# What a worker may prepare ahead of a call: the request's parts that say which mounts it needs.
+_PREPARE_FIELDS = ("project", "workdir", "project_id", "max_file_bytes", "max_processes", "protected", "masked")
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,12 @@ class Request:
         if fields.get("project_id") is not None:
             fields["project_id"] = tuple(fields["project_id"])
         return cls(**fields)
+
+
+def prepare_message(request: dict[str, object]) -> bytes:
+    """The hint for the zygote from a decoded request (see the module docstring)."""
+    hint = Request(command=None, **{name: request[name] for name in _PREPARE_FIELDS})  # type: ignore[arg-type]
+    return PREPARE_PREFIX + hint.encode()
 
 
 def status_message(**fields: object) -> bytes:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from dataclasses import dataclass, field
 
 from . import _libc as c
 
@@ -227,9 +228,28 @@ def finish(
     protected: list[tuple[str, str]] = [],  # noqa: B006 - never mutated
     masked: list[str] = [],  # noqa: B006 - never mutated
     host: int | None = None,
-) -> None:
+    prepared: Prepared | None = None,
+) -> bool:
     """The request's part: /tmp, pid_max, the project; then cut the way back to the host, and
-    make the protected paths read-only and the daemon's own files invisible."""
+    make the protected paths read-only and the daemon's own files invisible. With `prepared`
+    (see `prepare_project`) only what differs from it is done. True if `prepared` was used."""
+    key = (project, project_id, tmp_bytes, pid_max)
+    used = prepared is not None and prepared.key == key and _still_the_project(project, project_id)
+    if prepared is not None and not used:
+        _undo_prepared(prepared.project)
+    if used:
+        assert prepared is not None
+        protect(_changed_binds(protected, prepared.binds))
+        mask([path for path in masked if prepared.masks.get(path) != _identity(path)])
+    else:
+        _request_mounts(project, project_id, tmp_bytes, pid_max, host)
+        protect(protected)
+        mask(masked)
+    _setattr("/", RO, recursive=False)
+    return used
+
+
+def _request_mounts(project: str, project_id: tuple[int, int] | None, tmp_bytes: int, pid_max: int, host: int | None) -> None:
     _tmpfs("/tmp", f"mode=1777,size={tmp_bytes},nr_inodes=65536")
     try:
         with open("/proc/sys/kernel/pid_max", "w") as f:
@@ -249,9 +269,109 @@ def finish(
     _setattr(project, c.MOUNT_ATTR_NOSUID | c.MOUNT_ATTR_NODEV, recursive=True)
     if host is None:
         _detach_old_root()
-    protect(protected)
-    mask(masked)
-    _setattr("/", RO, recursive=False)
+
+
+# --- the per-project part ahead of the call ----------------------------------------------------
+
+Identity = tuple[int, int, int, int]  # see _libc.mount_identity
+
+
+@dataclass
+class Prepared:
+    """What `prepare_project` mounted while the worker waited, for the project the daemon
+    expects (`project`): key (project, project_id, tmp_bytes, pid_max), None if preparing failed
+    midway; and the identity of each protected bind and mask as made."""
+
+    project: str
+    key: tuple[str, tuple[int, int] | None, int, int] | None
+    binds: dict[tuple[str, str], Identity] = field(default_factory=dict)
+    masks: dict[str, Identity] = field(default_factory=dict)
+
+
+def prepare_project(
+    project: str,
+    project_id: tuple[int, int] | None,
+    tmp_bytes: int,
+    pid_max: int,
+    protected: list[tuple[str, str]],
+    masked: list[str],
+    host: int | None,
+) -> Prepared | None:
+    """`finish`'s mounts for the last call's project, made ahead (None: not possible here).
+
+    The call's own plan stays authoritative: `finish` re-checks each bind against it. Only with
+    a detached copy of the host (`host`): then nothing of the host but the project is reachable
+    from here, as in `finish`; with OLD_ROOT attached a symlink could lead out of the sandbox.
+    """
+    if host is None:
+        return None
+    prepared = Prepared(project, key=None)
+    try:
+        _request_mounts(project, project_id, tmp_bytes, pid_max, host)
+    except (OSError, SetupError, StaleView):
+        return prepared  # the call undoes what was done, then does it all
+    prepared.key = (project, project_id, tmp_bytes, pid_max)
+    for path, how in protected:
+        try:
+            protect([(path, how)])
+            prepared.binds[(path, how)] = c.mount_identity(path)
+        except (OSError, SetupError):
+            continue  # missing now (a placeholder not made yet), or a symlink: left to the call
+    for path in masked:
+        try:
+            mask([path])
+            prepared.masks[path] = c.mount_identity(path)
+        except OSError:
+            continue
+    return prepared
+
+
+def _identity(path: str) -> Identity | None:
+    try:
+        return c.mount_identity(path)
+    except OSError:
+        return None
+
+
+def _still_the_project(project: str, project_id: tuple[int, int] | None) -> bool:
+    """The prepared project bind still shows the project the daemon saw (the host may have
+    replaced the directory, which detaches a bind on it)."""
+    try:
+        st = os.stat(project)
+    except OSError:
+        return False
+    return project_id is None or (st.st_dev, st.st_ino) == project_id
+
+
+def _changed_binds(protected: list[tuple[str, str]], binds: dict[tuple[str, str], Identity]) -> list[tuple[str, str]]:
+    """The call's protected paths whose prepared bind is missing or no longer in place.
+
+    Since Linux 3.18 a bind on a file or directory that the host renames over or unlinks is
+    detached in every other mount namespace: the path then resolves through the mount below
+    (the project's), so its mount id differs from the one recorded; a new file in its place
+    has a new inode. Everything under a changed path is bound again too: a new bind of a
+    parent would otherwise cover the prepared binds below it. All identities are read before
+    any new bind, so a new mount cannot take a detached one's id.
+    """
+    now = [(path, how, _identity(path)) for path, how in protected]
+    changed: list[tuple[str, str]] = []
+    for path, how, identity in now:
+        prepared = binds.get((path, how))
+        under = any(path.startswith(parent.rstrip("/") + "/") for parent, _ in changed)
+        if prepared is None or identity != prepared or under:
+            changed.append((path, how))
+    return changed
+
+
+def _undo_prepared(project: str) -> None:
+    """Remove what `prepare_project` mounted (the project with its binds, /proc/sys, /tmp) so the
+    call's own mounts can be made: the call is not for the prepared project."""
+    for path in (project, "/proc/sys", "/tmp"):
+        try:
+            c.umount2(path, c.MNT_DETACH)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOENT):
+                raise
 
 
 def protect(mounts: list[tuple[str, str]]) -> None:

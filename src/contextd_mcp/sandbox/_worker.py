@@ -30,7 +30,7 @@ from typing import NoReturn
 from . import _libc as c
 from ._cgroup import command_dies_first, oom_kills
 from ._protocol import FDS_PER_REQUEST, MAX_REQUEST_BYTES, Request, status_message
-from ._rootfs import SetupError, StaleView, finish, prepare
+from ._rootfs import Prepared, SetupError, StaleView, finish, prepare, prepare_project
 
 NAMESPACES = (
     c.CLONE_NEWUSER | c.CLONE_NEWNS | c.CLONE_NEWPID | c.CLONE_NEWNET | c.CLONE_NEWIPC | c.CLONE_NEWUTS
@@ -123,30 +123,37 @@ def _answer_with_error(ws: socket.socket, life: socket.socket, reason: str) -> N
 
 
 def run(
-    ws: socket.socket, life: socket.socket, seccomp: bytes | None, seccomp_error: str | None, events_fd: int | None = None
+    ws: socket.socket,
+    life: socket.socket,
+    seccomp: bytes | None,
+    seccomp_error: str | None,
+    events_fd: int | None = None,
+    hint: bytes | None = None,
 ) -> NoReturn:
     """Entry point in the freshly forked worker; `ws` is its request socket, `life` its lifeline
     to the zygote (see `helper`); `events_fd` reads its cgroup's memory events (the zygote has
-    already put it in the call's cgroup)."""
+    already put it in the call's cgroup); `hint` the last call's request, whose project's mounts
+    are made while waiting (see `_rootfs.prepare_project`)."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the zygote auto-reaps; init needs waitpid
     try:
         if seccomp is None:
             raise SetupError(seccomp_error or "no seccomp filter")
         _enter_namespaces()
         if os.fork() == 0:
-            _init(ws, life, seccomp, events_fd)
+            _init(ws, life, seccomp, events_fd, hint)
     except BaseException as exc:  # noqa: BLE001 - whatever failed is the reason to report
         _answer_with_error(ws, life, describe(exc))
     os._exit(0)  # init is adopted by the zygote
 
 
-def _init(ws: socket.socket, life: socket.socket, seccomp: bytes, events_fd: int | None) -> NoReturn:
+def _init(ws: socket.socket, life: socket.socket, seccomp: bytes, events_fd: int | None, hint: bytes | None) -> NoReturn:
     try:
         # Not dumpable: the command (same uid) may not read our memory, environ or fds via /proc.
         c.prctl(c.PR_SET_DUMPABLE, 0)
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # pid 1 ignores signals it has no handler for
         socket.sethostname("sandbox")
         host = prepare()  # kept open until we exit: see _rootfs._clone_host
+        prepared = _prepare_hinted(hint, host)
         c.lock_out_capabilities()
     except BaseException as exc:  # noqa: BLE001 - any failure here is reported, not raised
         _answer_with_error(ws, life, f"building the sandbox: {describe(exc)}")
@@ -161,7 +168,7 @@ def _init(ws: socket.socket, life: socket.socket, seccomp: bytes, events_fd: int
     status = socket.socket(fileno=status_fd)
     try:
         req = Request.decode(payload)
-        _confine(req, seccomp, host, memory_cgroup=events_fd is not None)
+        _confine(req, seccomp, host, prepared, memory_cgroup=events_fd is not None)
         with command_dies_first():
             started = None if req.command is None else _spawn(req.command, req.env, out_fd, err_fd)
     except StaleView:
@@ -179,14 +186,31 @@ def _init(ws: socket.socket, life: socket.socket, seccomp: bytes, events_fd: int
     os._exit(_supervise(*started, status, events_fd))  # init exits with the command's status
 
 
-def _confine(req: Request, seccomp: bytes, host: int | None, memory_cgroup: bool = False) -> None:
+def _prepare_hinted(hint: bytes | None, host: int | None) -> Prepared | None:
+    """The hinted project's mounts, made now rather than on the call's path."""
+    if hint is None:
+        return None
+    try:
+        req = Request.decode(hint)
+    except (ValueError, TypeError):
+        return None  # the call does it all
+    protected = [(path, how) for path, how in req.protected]
+    return prepare_project(req.project, req.project_id, req.max_file_bytes, _pid_max(req), protected, req.masked, host)
+
+
+def _pid_max(req: Request) -> int:
+    return max(MIN_PID_MAX, req.max_processes + 2)
+
+
+def _confine(
+    req: Request, seccomp: bytes, host: int | None, prepared: Prepared | None = None, memory_cgroup: bool = False
+) -> None:
     """`memory_cgroup`: init is in the call's memory cgroup (the zygote put its worker there), whose
     memory.max bounds what the call really uses; address space is then left unlimited, since
     JITs and runtimes (node, the JVM, Go, wasm engines) reserve far more than they touch, and
     RLIMIT_AS made them fail to start. Without one, RLIMIT_AS is the only memory bound left."""
-    pid_max = max(MIN_PID_MAX, req.max_processes + 2)
     protected = [(path, how) for path, how in req.protected]
-    finish(req.project, req.project_id, req.max_file_bytes, pid_max, protected, req.masked, host)
+    finish(req.project, req.project_id, req.max_file_bytes, _pid_max(req), protected, req.masked, host, prepared)
     os.chdir(req.workdir)
     for which, value in (
         (resource.RLIMIT_AS, resource.RLIM_INFINITY if memory_cgroup else req.memory_bytes),

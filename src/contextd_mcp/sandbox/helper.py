@@ -36,7 +36,7 @@ from typing import NoReturn
 from . import _libc as c
 from . import _unsafe, _worker
 from ._cgroup import WorkerGroup, ZygoteCgroups, join
-from ._protocol import FDS_PER_REQUEST, MAX_REQUEST_BYTES, MAX_WARM_SECONDS, lent_message
+from ._protocol import FDS_PER_REQUEST, MAX_REQUEST_BYTES, MAX_WARM_SECONDS, PREPARE_PREFIX, lent_message
 
 POOL_SIZE = 2  # enough for back-to-back commands on 2 cores; more only holds more namespaces
 __all__ = ["MAX_WARM_SECONDS", "POOL_SIZE", "Zygote", "main", "serve"]
@@ -105,6 +105,9 @@ class Zygote:
         self._lent: deque[_Worker] = deque()
         self._busy: list[_Worker] = []
         self._seccomp, self._seccomp_error = _compile_seccomp()
+        # The server's last call, without its command: the workers it lends prepare its
+        # project's mounts while they wait (see `_rootfs.prepare_project`).
+        self._hint: bytes | None = None
         # Each worker's own cgroup (see `_cgroup`), joined while it warms up; None: no cgroups.
         self._cgroups = ZygoteCgroups.from_env()
 
@@ -116,7 +119,7 @@ class Zygote:
         except OSError as exc:
             return None, f"cannot create the call's cgroup ({exc}); the budget cannot be enforced"
 
-    def _new_worker(self) -> _Worker:
+    def _new_worker(self, hint: bytes | None = None) -> _Worker:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         life, life_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         group, error = self._new_group()
@@ -127,7 +130,7 @@ class Zygote:
             if group is not None:
                 join(group.procs_fds, new_namespace=False)  # _worker unshares the cgroup namespace
                 events_fd = group.events_fd
-            _worker.run(theirs, life_theirs, seccomp, seccomp_error, events_fd)
+            _worker.run(theirs, life_theirs, seccomp, seccomp_error, events_fd, hint)
 
         with theirs, life_theirs:
             _fork(worker, theirs.fileno(), life_theirs.fileno(), *(group.inherited() if group else []))
@@ -159,7 +162,7 @@ class Zygote:
     def refill(self) -> None:
         target = self._pool_size if not self._busy else min(1, self._pool_size)
         while len(self._pool) + len(self._lent) < target:
-            worker = self._new_worker()
+            worker = self._new_worker(self._hint)
             (self._lent if self._lend(worker) else self._pool).append(worker)
 
     def _drop(self, older_than: float) -> None:
@@ -214,6 +217,9 @@ class Zygote:
                 self.refill()
 
     def handle(self, payload: bytes, fds: list[int]) -> None:
+        if not fds:
+            self._hint = payload[len(PREPARE_PREFIX) :]  # workers warmed from now on prepare for it
+            return
         try:
             request = json.loads(payload)
             if request.get("fresh"):
@@ -249,7 +255,7 @@ def _receive(ctl: socket.socket) -> tuple[bytes, list[int]] | None:
             return None  # the server closed its end with lent workers unread
         if not payload and not fds:
             return None  # the server closed its end, or died
-        if len(fds) == FDS_PER_REQUEST:
+        if len(fds) == FDS_PER_REQUEST or (not fds and payload.startswith(PREPARE_PREFIX)):
             return payload, fds
         for fd in fds:  # malformed: drop it (its status socket closes, so the sender notices)
             os.close(fd)
