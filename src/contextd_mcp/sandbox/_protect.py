@@ -268,6 +268,7 @@ class _Hold:
 _lock = threading.RLock()  # re-entered by prepare_nowait, which holds it throughout
 _reaped = threading.Condition(_lock)  # notified when a placeholder starts to linger
 _reaper: threading.Thread | None = None
+_reaper_due: float | None = None  # when the reaper next wakes up by itself; None: not sleeping
 _held: dict[str, _Hold] = {}
 _swept: set[str] = set()
 _journals: dict[str, int] = {}  # state_dir -> fd of this process's append-only journal
@@ -372,7 +373,7 @@ def _release_locked(plan: Plan, state_dir: Path | None, linger: float) -> None:
     plan.placeholders.clear()
     _log(state_dir, removed)
     if linger > 0:
-        _start_reaper()
+        _start_reaper(until)
 
 
 def release_all() -> None:
@@ -411,9 +412,15 @@ def _reap(now: float) -> float | None:
     return min((h.idle_until for h in _held.values() if h.users == 0), default=None)
 
 
-def _start_reaper() -> None:
-    """Under _lock: make sure a thread removes lingering placeholders when they are due."""
+def _start_reaper(due: float) -> None:
+    """Under _lock: make sure a thread removes lingering placeholders when they are due.
+
+    The reaper is woken only if it sleeps past `due`: with one linger for all, a call's
+    placeholders are due after those already lingering, and waking it on every call put a
+    thread switch (and the GIL) in the middle of the next call."""
     global _reaper
+    if _reaper is not None and _reaper_due is not None and _reaper_due <= due:
+        return
     _reaped.notify()
     if _reaper is None:
         _reaper = threading.Thread(target=_reap_forever, name="contextd-placeholder-reaper", daemon=True)
@@ -421,14 +428,16 @@ def _start_reaper() -> None:
 
 
 def _reap_forever() -> None:
-    global _reaper
+    global _reaper, _reaper_due
     with _lock:
         while True:
             due = _reap(time.monotonic())
             if due is None:
-                _reaper = None  # the next lingering placeholder starts a new one
+                _reaper, _reaper_due = None, None  # the next lingering placeholder starts a new one
                 return
+            _reaper_due = due
             _reaped.wait(max(0.0, due - time.monotonic()))
+            _reaper_due = None
 
 
 atexit.register(release_all)
