@@ -1,7 +1,7 @@
 """A sandbox init that prepares a project's mounts ahead, then takes a call: for
 test_sandbox_prepared.py. Line protocol on stdio (JSON): argv[1] is the hint (project,
 project_id, tmp_bytes, pid_max, protected, masked); prints {"ready": true} once prepared, reads
-the call (same fields plus "writes": paths to try appending to), prints what it found, exits."""
+the call (same fields plus "writes": paths to try appending to, "reads": to read), prints what it found, exits."""
 
 from __future__ import annotations
 
@@ -27,6 +27,14 @@ def _try_write(path: str) -> str:
         return os.strerror(exc.errno or 0)
 
 
+def _try_read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as exc:
+        return os.strerror(exc.errno or 0)
+
+
 def _init(hint: dict) -> int:
     host = _rootfs.prepare()
     prepared = _rootfs.prepare_project(*_args(hint), host)
@@ -35,8 +43,10 @@ def _init(hint: dict) -> int:
     project, project_id, tmp_bytes, pid_max, protected, masked = _args(call)
     changed = _rootfs._changed_binds(protected, prepared.binds) if prepared and prepared.key else None
     used = _rootfs.finish(project, project_id, tmp_bytes, pid_max, protected, masked, host, prepared)
+    reads = {path: _try_read(path) for path in call.get("reads", [])}
     writes = {path: _try_write(path) for path in call["writes"]}
-    print(json.dumps({"used": used, "changed": changed and [p for p, _ in changed], "writes": writes}), flush=True)
+    found = {"used": used, "changed": changed and [p for p, _ in changed], "writes": writes, "reads": reads}
+    print(json.dumps(found), flush=True)
     return 0
 
 

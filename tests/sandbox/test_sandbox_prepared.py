@@ -34,10 +34,10 @@ def _repo(path: Path) -> Path:
     return path
 
 
-def _spec(project: Path, plan: _protect.Plan) -> dict[str, Any]:
+def _spec(project: Path, plan: _protect.Plan, masked: tuple[Path, ...] = ()) -> dict[str, Any]:
     st = os.stat(project)
     return {"project": str(project), "project_id": [st.st_dev, st.st_ino], "tmp_bytes": TMP_BYTES,
-            "pid_max": PID_MAX, "protected": plan.mounts, "masked": []}  # fmt: skip
+            "pid_max": PID_MAX, "protected": plan.mounts, "masked": [str(m) for m in masked]}  # fmt: skip
 
 
 class _Init:
@@ -54,9 +54,10 @@ class _Init:
         assert "error" not in answer, answer
         return answer
 
-    def call(self, spec: dict[str, Any], writes: list[Path]) -> dict[str, Any]:
+    def call(self, spec: dict[str, Any], writes: list[Path], reads: tuple[Path, ...] = ()) -> dict[str, Any]:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({**spec, "writes": [str(p) for p in writes]}) + "\n")
+        paths = {"writes": [str(p) for p in writes], "reads": [str(p) for p in reads]}
+        self.proc.stdin.write(json.dumps({**spec, **paths}) + "\n")
         self.proc.stdin.flush()
         answer = self._read()
         assert self.proc.wait(timeout=30) == 0
@@ -93,6 +94,28 @@ def test_binds_the_host_replaced_after_the_worker_prepared_are_made_again(tmp_pa
     assert all(result != "written" for result in found["writes"].values()), found["writes"]
     assert {p: p.read_text() for p in before} == before
     assert not (hooks / "new").exists()
+
+
+def test_a_daemon_file_the_host_replaced_after_the_worker_masked_it_stays_hidden(tmp_path: Path) -> None:
+    """The daemon rewrites its tokens file by rename: a mask made ahead is detached with it."""
+    project = _repo(tmp_path / "p")
+    data = project / "data"
+    data.mkdir()
+    tokens = data / "tokens.json"
+    tokens.write_text("old-secret\n")
+    plan = _protect.prepare(project, (), None)
+    try:
+        init = _Init(_spec(project, plan, (tokens, data / "audit.log")))
+        (data / "tokens.new").write_text("new-secret\n")
+        os.rename(data / "tokens.new", tokens)
+        (data / "audit.log").write_text("appeared after the worker prepared\n")
+        found = init.call(_spec(project, plan, (tokens, data / "audit.log")), [tokens], (tokens, data / "audit.log"))
+    finally:
+        _protect.release(plan)
+    assert found["used"] is True, found
+    assert all("secret" not in text and "appeared" not in text for text in found["reads"].values()), found["reads"]
+    assert found["writes"][str(tokens)] != "written"
+    assert tokens.read_text() == "new-secret\n"
 
 
 def test_a_call_for_another_project_undoes_the_prepared_one(tmp_path: Path) -> None:
