@@ -54,7 +54,13 @@ unmounted while the worker waits (`_rootfs._clone_host`); and after a sandbox en
 waits REFILL_QUIET_SECONDS for a next request before it warms a replacement. Figures:
 BENCHMARKS.md, "Session 4: sandbox overhead". The zygote lends each warm worker's request socket
 to the server (SCM_RIGHTS), which sends a request straight to it: the zygote is off the call's
-path (one process wake-up fewer; "Session 6" there).
+path (one process wake-up fewer; "Session 6" there). The server tells the zygote the project of
+its last call (only when it changes); the workers warmed after that also make that project's
+mounts while they wait: /tmp, the project bind, the protected binds and the masks
+(`_rootfs.prepare_project`). The call's own plan still decides: init checks each bind by mount
+id and inode and binds again whatever the host replaced meanwhile (the kernel detaches a bind
+whose file is renamed over or unlinked), and undoes the lot for a call on another project
+("Session 7" there).
 
 One budget bounds all sandboxed work of the process (`_budget`, `_cgroup`, `_diskwatch`): each
 call runs in its own cgroup (memory.max counting its /tmp, pids.max, cpu.max; made by the

@@ -13,7 +13,9 @@ Layout (every path not listed here simply does not exist inside):
     <daemon files>    an empty read-only tmpfs (directory) or /dev/null (file) over each one
 
 `prepare` builds everything but the request's parts while a pre-forked worker waits (off the
-critical path); `finish` adds /tmp, the project and the limits once the request is known. A bind
+critical path); `finish` adds /tmp, the project and the limits once the request is known.
+`prepare_project` makes `finish`'s mounts ahead too, for the project the server expects; then
+`finish` only re-checks them against the call's request and mounts what differs. A bind
 pins what it binds, so a host file replaced by rename (say /etc/passwd after useradd) shows its
 old content in a warm worker: for at most helper.MAX_WARM_SECONDS.
 
