@@ -29,6 +29,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import _libc as c
@@ -298,14 +299,17 @@ def prepare_project(
     protected: list[tuple[str, str]],
     masked: list[str],
     host: int | None,
+    pending: Callable[[], bool] = lambda: False,
 ) -> Prepared | None:
     """`finish`'s mounts for the last call's project, made ahead (None: not possible here).
 
     The call's own plan stays authoritative: `finish` re-checks each bind against it. Only with
     a detached copy of the host (`host`): then nothing of the host but the project is reachable
     from here, as in `finish`; with OLD_ROOT attached a symlink could lead out of the sandbox.
+    Stops as soon as `pending()` says the call has come: it would wait for the rest, which it
+    does itself at the same cost (what is left is simply not recorded as made).
     """
-    if host is None:
+    if host is None or pending():
         return None
     prepared = Prepared(project, key=None)
     try:
@@ -314,12 +318,16 @@ def prepare_project(
         return prepared  # the call undoes what was done, then does it all
     prepared.key = (project, project_id, tmp_bytes, pid_max)
     for path, how in protected:
+        if pending():
+            return prepared
         try:
             protect([(path, how)])
             prepared.binds[(path, how)] = c.mount_identity(path)
         except (OSError, SetupError):
             continue  # missing now (a placeholder not made yet), or a symlink: left to the call
     for path in masked:
+        if pending():
+            return prepared
         try:
             mask([path])
             prepared.masks[path] = c.mount_identity(path)

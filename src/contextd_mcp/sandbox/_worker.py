@@ -153,7 +153,7 @@ def _init(ws: socket.socket, life: socket.socket, seccomp: bytes, events_fd: int
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # pid 1 ignores signals it has no handler for
         socket.sethostname("sandbox")
         host = prepare()  # kept open until we exit: see _rootfs._clone_host
-        prepared = _prepare_hinted(hint, host)
+        prepared = _prepare_hinted(hint, host, ws)
         c.lock_out_capabilities()
     except BaseException as exc:  # noqa: BLE001 - any failure here is reported, not raised
         _answer_with_error(ws, life, f"building the sandbox: {describe(exc)}")
@@ -186,8 +186,9 @@ def _init(ws: socket.socket, life: socket.socket, seccomp: bytes, events_fd: int
     os._exit(_supervise(*started, status, events_fd))  # init exits with the command's status
 
 
-def _prepare_hinted(hint: bytes | None, host: int | None) -> Prepared | None:
-    """The hinted project's mounts, made now rather than on the call's path."""
+def _prepare_hinted(hint: bytes | None, host: int | None, ws: socket.socket) -> Prepared | None:
+    """The hinted project's mounts, made now rather than on the call's path; no more of them
+    once a request is waiting on `ws`."""
     if hint is None:
         return None
     try:
@@ -195,7 +196,8 @@ def _prepare_hinted(hint: bytes | None, host: int | None) -> Prepared | None:
     except (ValueError, TypeError):
         return None  # the call does it all
     protected = [(path, how) for path, how in req.protected]
-    return prepare_project(req.project, req.project_id, req.max_file_bytes, _pid_max(req), protected, req.masked, host)
+    pending = lambda: bool(select.select([ws.fileno()], [], [], 0)[0])  # noqa: E731
+    return prepare_project(req.project, req.project_id, req.max_file_bytes, _pid_max(req), protected, req.masked, host, pending)
 
 
 def _pid_max(req: Request) -> int:
