@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from contextd_mcp.sandbox import _protect
+from contextd_mcp.sandbox._protocol import PREPARE_PREFIX, Request, prepare_message
 
 CHILD = Path(__file__).with_name("_prepared_child.py")
 TMP_BYTES = 16 << 20
@@ -136,3 +137,19 @@ def test_a_call_for_another_project_undoes_the_prepared_one(tmp_path: Path) -> N
     assert writes[str(prepared_for / "tracked.txt")] != "written", "the prepared project is gone"
     assert writes[str(called_for / ".git/config")] != "written"
     assert (prepared_for / "tracked.txt").read_text() == "host\n"
+
+
+def test_the_hint_carries_the_mounts_and_not_the_command() -> None:
+    """What the server tells the zygote: the request's mount parts, decodable by the worker,
+    the same for a call in a subdirectory (so it does not wake the zygote again)."""
+    base = {"command": "echo secret-command", "project": "/srv/p", "workdir": "/srv/p", "env": {"TOKEN": "t"},
+            "project_id": [1, 2], "max_file_bytes": 5, "max_processes": 7, "protected": [["/srv/p/.mcp.json", "ro"]],
+            "masked": ["/srv/p/data"], "sandbox": True}  # fmt: skip
+    hint = prepare_message(base)
+    assert hint.startswith(PREPARE_PREFIX)
+    decoded = Request.decode(hint[len(PREPARE_PREFIX) :])
+    assert decoded.command is None and decoded.env == {}
+    assert (decoded.project, decoded.project_id, decoded.max_file_bytes, decoded.max_processes) == ("/srv/p", (1, 2), 5, 7)
+    assert decoded.protected == [["/srv/p/.mcp.json", "ro"]] and decoded.masked == ["/srv/p/data"]
+    assert prepare_message({**base, "workdir": "/srv/p/sub", "command": "ls"}) == hint
+    assert prepare_message({**base, "project": "/srv/q"}) != hint

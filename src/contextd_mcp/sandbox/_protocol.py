@@ -48,7 +48,7 @@ MAX_WARM_SECONDS = 60.0
 MAX_LENT_MESSAGE_BYTES = 4096
 PREPARE_PREFIX = b"prepare "
 # What a worker may prepare ahead of a call: the request's parts that say which mounts it needs.
-_PREPARE_FIELDS = ("project", "workdir", "project_id", "max_file_bytes", "max_processes", "protected", "masked")
+_PREPARE_FIELDS = ("project", "project_id", "max_file_bytes", "max_processes", "protected", "masked")
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,10 @@ class Request:
 
 def prepare_message(request: dict[str, object]) -> bytes:
     """The hint for the zygote from a decoded request (see the module docstring)."""
-    hint = Request(command=None, **{name: request[name] for name in _PREPARE_FIELDS})  # type: ignore[arg-type]
+    fields = {name: request[name] for name in _PREPARE_FIELDS}
+    # The project as working directory: a call in a subdirectory needs the same mounts, and a
+    # hint that changed with it would wake the zygote for nothing.
+    hint = Request(command=None, workdir=str(request["project"]), **fields)  # type: ignore[arg-type]
     return PREPARE_PREFIX + hint.encode()
 
 
