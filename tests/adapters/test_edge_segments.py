@@ -136,3 +136,55 @@ def test_the_compact_command_indexes_a_stopped_store(tmp_path: Path, monkeypatch
     assert edge_info(reopened).indexed_vectors_count == 4000
     assert reopened.count("keys", {"project": "p"}) == 2000
     reopened.close()
+
+
+FLOAT_SPEC = CollectionSpec(name="keys", dim=DIM, model="test-model", keyword_fields=("tenant", "project", "kind"),
+                            hot_fields=("tenant", "project"), float_fields=("n",), sparse=True)
+
+
+def _placements(store: EdgeStore) -> dict[str, object]:
+    return {name: getattr(info.params, "memory", None) for name, info in edge_info(store).payload_schema.items()}
+
+
+def test_payload_indexes_are_memory_mapped(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path)
+    store.ensure(FLOAT_SPEC)
+    store.upsert("keys", _records(_unit(np.random.default_rng(4), edge.KEYWORD_INDEX_AT + 64)))
+    placements = _placements(store)
+    store.close()
+    assert set(placements) == {"tenant", "project", "kind", "n"}, placements
+    assert all(p == qe.Memory.Cold for p in placements.values()), placements
+
+
+def test_a_store_with_heap_payload_indexes_gets_them_on_disk_when_opened(tmp_path: Path) -> None:
+    # A store as written before: keyword and float indexes without a placement (on the heap),
+    # compacted, so the points sit in an immutable segment with those indexes.
+    rng = np.random.default_rng(5)
+    config = edge._config(FLOAT_SPEC)
+    old = qe.EdgeShard.create(str(tmp_path / "keys"), config)
+    old.update(qe.UpdateOperation.create_field_index("n", qe.PayloadSchemaType.Float))
+    for name in ("tenant", "project", "kind"):
+        old.update(qe.UpdateOperation.create_field_index(name, qe.KeywordIndexParams(is_tenant=name != "kind")))
+    records = _records(_unit(rng, 600)) + _records(_unit(rng, 600), project="q")
+    old.update(qe.UpdateOperation.upsert_points(
+        [qe.Point(id=r.id, vector=r.vector or [], payload={**r.payload, "kind": "doc"}) for r in records]))
+    old.optimize()
+    old.flush()
+    old.close()
+    (tmp_path / "keys" / "contextd-collection.json").write_text(json.dumps({"model": "test-model", "dim": DIM}))
+    query = records[700].vector or []
+
+    store = EdgeStore(tmp_path)
+    store.ensure(FLOAT_SPEC)
+    placements = _placements(store)
+    hits = [h.id for h in store.search("keys", query, {"project": "q", "kind": "doc"}, 5)]
+    newest = store.scan("keys", {"project": "p"}, 3, order_by="n")
+    store.close()
+
+    assert placements == dict.fromkeys(("tenant", "project", "kind", "n"), qe.Memory.Cold), placements
+    assert hits[0] == records[700].id and len(hits) == 5
+    assert [r.payload["n"] for r in newest] == [599, 598, 597]
+    reopened = EdgeStore(tmp_path)
+    reopened.ensure(FLOAT_SPEC)
+    assert reopened.count("keys", {"project": "q"}) == 600
+    reopened.close()
