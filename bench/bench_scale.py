@@ -5,6 +5,7 @@
     .venv/bin/python -m bench.bench_scale --data DIR [--compact]     # measure a kept data dir
     .venv/bin/python -m bench.bench_scale --data DIR --index-live [--index-after 20000] [--json PROGRESS]
     .venv/bin/python -m bench.bench_scale --data DIR --swap-rss [--index-after 5000]
+    .venv/bin/python -m bench.bench_scale --data DIR --recall [--queries 200]   # index vs exact, in-process
 
 Per size: a data directory is filled in-process through ``MemoryService.store_many`` (the
 product's own records: memories and their key points), with the realistic generated lessons and
@@ -276,6 +277,50 @@ def swap_rss(data_dir: Path, index_after: int) -> dict[str, Any]:
     return figures
 
 
+def recall(data_dir: Path, queries: int) -> dict[str, Any]:
+    """memory_keys opened in-process (as the daemon opens it): recall@10 of the engine's search
+    (HNSW where a segment has a graph) against exact search, on real queries embedded by the
+    real model, with the project filter every memory search has; and each one's latency."""
+    import qdrant_edge as qe
+
+    from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
+    from contextd_mcp.container import make_embedder
+    from contextd_mcp.services.memory_keys import keys_spec
+    from contextd_mcp.settings import EmbeddingSettings
+
+    embedder = make_embedder(EmbeddingSettings())
+    vectors = [embedder.embed_query(text) for text in scale_records.queries(queries)]
+    store = EdgeStore(data_dir / "store")
+    started = time.perf_counter()
+    store.ensure(keys_spec(embedder.dim, embedder.model_name))
+    open_s = time.perf_counter() - started
+    shard = store._shards["memory_keys"]  # the engine's own search parameters, exact or not
+    flt = qe.Filter(must=[qe.FieldCondition(key="tenant", match=qe.MatchValue(TENANT)),
+                          qe.FieldCondition(key="project", match=qe.MatchValue(project_name(0)))])
+    found: dict[bool, list[list[str]]] = {False: [], True: []}
+    took: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        info = shard.info()
+        for vector in vectors:
+            for exact in (False, True):
+                request = qe.QueryRequest(limit=10, query=qe.Query.Nearest(vector), filter=flt,
+                                          params=qe.SearchParams(exact=exact))
+                t0 = time.perf_counter()
+                points = shard.query(request)
+                took[exact].append((time.perf_counter() - t0) * 1000)
+                found[exact].append([str(p.id) for p in points])
+    finally:
+        store.close()
+    hits = [len(set(a) & set(e)) / max(1, len(e)) for a, e in zip(found[False], found[True], strict=True)]
+    return {
+        "points": int(info.points_count), "segments": int(info.segments_count),
+        "indexed_vectors": int(info.indexed_vectors_count), "open_s": round(open_s, 2),
+        "recall_at_10": round(statistics.fmean(hits), 4),
+        "search_p50_ms": _pct(took[False], 0.5), "search_p95_ms": _pct(took[False], 0.95),
+        "exact_p50_ms": _pct(took[True], 0.5), "exact_p95_ms": _pct(took[True], 0.95),
+    }
+
+
 def run_size(root: Path, n: int, projects: int, queries: int, write_rate: float, local: bool) -> dict[str, Any]:
     data_dir = root / f"data-{n}"
     if local:
@@ -304,7 +349,11 @@ def main() -> int:
     parser.add_argument("--after", type=int, default=300, help="--index-live: searches after the swap")
     parser.add_argument("--budget-s", type=float, default=3600, help="--index-live: give up after this long")
     parser.add_argument("--swap-rss", action="store_true", help="with --data: RSS across one in-process indexing")
+    parser.add_argument("--recall", action="store_true", help="with --data: recall@10 of memory_keys' index vs exact")
     args = parser.parse_args()
+    if args.data and args.recall:
+        print(json.dumps({**recall(args.data, args.queries), "load": Path("/proc/loadavg").read_text().split()[:3]}))
+        return 0
     if args.data and args.swap_rss:
         print(json.dumps(swap_rss(args.data, args.index_after)), flush=True)
         return 0
