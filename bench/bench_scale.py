@@ -171,16 +171,23 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
                     assert result.structured_content["memories"], f"no hit for {text!r}"
                 stop.set()
             rss_after, rss_peak = rss_mib(daemon.process.pid)
+            parts = rss_parts_mib(daemon.process.pid)
     finally:
         daemon.stop()
     return {
-        "restart_to_first_answer_s": round(restart_s, 2),
+        "restart_to_first_answer_s": round(restart_s, 2), **parts,
         "search_p50_ms": _pct(search, 0.5), "search_p95_ms": _pct(search, 0.95),
         "search_mean_ms": round(statistics.fmean(search), 2),
         "stores_during": len(stores), "store_p50_ms": _pct(stores, 0.5),
         "rss_mib_before_writes": round(rss_before, 1), "rss_mib_after_writes": round(rss_after, 1),
         "rss_mib_peak": round(rss_peak, 1),
     }
+
+
+def rss_parts_mib(pid: int) -> dict[str, float]:
+    """Anonymous (heap, arenas) and file-backed (mapped store files, page cache) RSS, MiB."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {f"{k.lower()}_mib": round(int(status[k].split()[0]) / 1024, 1) for k in ("RssAnon", "RssFile")}
 
 
 async def _stage_poller(paths: DataPaths, stop: anyio.Event, state: dict[str, Any]) -> None:
