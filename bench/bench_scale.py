@@ -6,6 +6,8 @@
     .venv/bin/python -m bench.bench_scale --data DIR --index-live [--index-after 20000] [--json PROGRESS]
     .venv/bin/python -m bench.bench_scale --data DIR --swap-rss [--index-after 5000]
     .venv/bin/python -m bench.bench_scale --data DIR --recall [--queries 200]   # index vs exact, in-process
+    .venv/bin/python -m bench.bench_scale --data DIR --swap-stall [--index-after N] [--replay-pause S]
+    .venv/bin/python -m bench.bench_scale --data DIR --replay-contention 1000 [--replay-pause S]
 
 Per size: a data directory is filled in-process through ``MemoryService.store_many`` (the
 product's own records: memories and their key points), with the realistic generated lessons and
@@ -39,6 +41,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -328,6 +331,132 @@ def recall(data_dir: Path, queries: int) -> dict[str, Any]:
     }
 
 
+def swap_stall(data_dir: Path, index_after: int, writers_per_s: float, pause_s: float | None) -> dict[str, Any]:
+    """In-process, without MCP: one thread searches memory_keys back to back while another
+    upserts five-key batches at ``writers_per_s`` and the store indexes the collection (child at
+    nice 0); each search's latency is filed under the job's stage when it started. ``pause_s``
+    overrides limits.INDEX_REPLAY_PAUSE_S (0: the replay back to back). Modifies the store."""
+    import threading
+
+    import numpy as np
+
+    from contextd_mcp import limits
+    from contextd_mcp.container import build
+    from contextd_mcp.ports.vector_store import Record
+
+    if pause_s is not None:
+        limits.INDEX_REPLAY_PAUSE_S = pause_s
+    os.environ.update(CONTEXTD_INDEX_AFTER_POINTS=str(index_after), CONTEXTD_INDEX_NICE="0")
+    container = build(DataPaths(data_dir))
+    store, rng = container.store, np.random.default_rng(1)
+    where = {"tenant": TENANT, "project": project_name(0)}
+    queries = [rng.standard_normal(384).tolist() for _ in range(64)]
+    by_stage: dict[str, list[float]] = {}
+    stop = threading.Event()
+
+    current = {"stage": "not started"}
+
+    def poll() -> None:  # apart from the searches: reading the stage takes the store's lock
+        while not stop.wait(0.05):
+            job = store.describe()["indexing"]["memory_keys"].get("job") or {}
+            current["stage"] = str(job.get("stage", "not started"))
+
+    def write() -> None:
+        while not stop.wait(1 / writers_per_s):
+            batch = [Record(str(uuid.uuid4()), {**where, "kind": "doc"}, rng.standard_normal(384).tolist())
+                     for _ in range(5)]
+            store.upsert("memory_keys", batch)
+
+    threads = [threading.Thread(target=write), threading.Thread(target=poll)]
+    for thread in threads:
+        thread.start()
+    try:
+        serial = 0
+        while True:
+            now = current["stage"]
+            t0 = time.perf_counter()
+            store.search("memory_keys", queries[serial % 64], where, 10)
+            by_stage.setdefault(now, []).append((time.perf_counter() - t0) * 1000)
+            serial += 1
+            if now in ("done", "failed") and len(by_stage[now]) >= 200:
+                break
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        job = store.describe()["indexing"]["memory_keys"].get("job")
+        container.close()
+    return {
+        "pause_s": limits.INDEX_REPLAY_PAUSE_S, "job": job,
+        "search_ms_by_stage": {k: {"n": len(v), "p50": _pct(v, 0.5), "p95": _pct(v, 0.95), "max": round(max(v), 1)}
+                               for k, v in by_stage.items()},
+    }
+
+
+def replay_contention(data_dir: Path, ops: int, pause_s: float) -> dict[str, Any]:
+    """What the replay step does to searches, in isolation: one thread applies ``ops`` five-point
+    upserts to a copy of memory_keys (as a job replays its log onto the built generation),
+    pausing ``pause_s`` after each, while this thread searches the live memory_keys back to back.
+    Searches alone first, for comparison."""
+    import threading
+
+    import numpy as np
+    import qdrant_edge as qe
+
+    from contextd_mcp.adapters import edge_generations as gen
+    from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
+    from contextd_mcp.services.memory_keys import keys_spec
+
+    store = EdgeStore(data_dir / "store")
+    meta = json.loads((data_dir / "store" / "memory_keys" / "contextd-collection.json").read_text())
+    spec = keys_spec(meta["dim"], meta["model"])
+    store.ensure(spec)
+    copy = data_dir / "replay-copy"
+    gen.copy_shard(data_dir / "store" / "memory_keys", copy)
+    target = store.open_generation("memory_keys", copy)
+    rng = np.random.default_rng(2)
+    where = {"tenant": TENANT, "project": project_name(0)}
+    queries = [rng.standard_normal(384).tolist() for _ in range(64)]
+    batches = [qe.UpdateOperation.upsert_points([
+        qe.Point(id=str(uuid.uuid4()), vector={"": rng.standard_normal(384).tolist(),
+                                               "lexical": qe.SparseVector([1, 7, 40], [1.0, 0.5, 0.2])},
+                 payload={**where, "kind": "doc"}) for _ in range(5)]) for _ in range(ops)]
+    done = threading.Event()
+
+    def replay() -> None:
+        for op in batches:
+            target.update(op)
+            time.sleep(pause_s)
+        done.set()
+
+    def searches(until: Callable[[], bool]) -> list[float]:
+        took = []
+        while not until():
+            t0 = time.perf_counter()
+            store.search("memory_keys", queries[len(took) % 64], where, 10)
+            took.append((time.perf_counter() - t0) * 1000)
+        return took
+
+    try:
+        alone_until = time.perf_counter() + 3
+        alone = searches(lambda: time.perf_counter() > alone_until)
+        started = time.perf_counter()
+        thread = threading.Thread(target=replay)
+        thread.start()
+        during = searches(done.is_set)
+        thread.join()
+        replay_s = time.perf_counter() - started
+    finally:
+        target.close()
+        store.close()
+        shutil.rmtree(copy, ignore_errors=True)
+
+    def summary(v: list[float]) -> dict[str, float]:
+        return {"n": len(v), "p50": _pct(v, 0.5), "p95": _pct(v, 0.95), "max": round(max(v), 1)}
+
+    return {"ops": ops, "pause_s": pause_s, "replay_s": round(replay_s, 2), "alone": summary(alone), "during": summary(during)}
+
+
 def run_size(root: Path, n: int, projects: int, queries: int, write_rate: float, local: bool) -> dict[str, Any]:
     data_dir = root / f"data-{n}"
     if local:
@@ -357,7 +486,19 @@ def main() -> int:
     parser.add_argument("--budget-s", type=float, default=3600, help="--index-live: give up after this long")
     parser.add_argument("--swap-rss", action="store_true", help="with --data: RSS across one in-process indexing")
     parser.add_argument("--recall", action="store_true", help="with --data: recall@10 of memory_keys' index vs exact")
+    parser.add_argument("--swap-stall", action="store_true", help="with --data: in-process search latency by indexing stage")
+    parser.add_argument("--replay-pause", type=float, help="--swap-stall: INDEX_REPLAY_PAUSE_S to use")
+    parser.add_argument("--replay-contention", type=int, help="with --data: searches while this many ops replay")
     args = parser.parse_args()
+    if args.data and args.replay_contention:
+        pause = 0.0 if args.replay_pause is None else args.replay_pause
+        figures = replay_contention(args.data, args.replay_contention, pause)
+        print(json.dumps({**figures, "load": Path("/proc/loadavg").read_text().split()[:3]}), flush=True)
+        return 0
+    if args.data and args.swap_stall:
+        figures = swap_stall(args.data, args.index_after, args.write_rate, args.replay_pause)
+        print(json.dumps({**figures, "load": Path("/proc/loadavg").read_text().split()[:3]}), flush=True)
+        return 0
     if args.data and args.recall:
         print(json.dumps({**recall(args.data, args.queries), "load": Path("/proc/loadavg").read_text().split()[:3]}))
         return 0
