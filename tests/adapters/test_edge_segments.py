@@ -188,3 +188,36 @@ def test_a_store_with_heap_payload_indexes_gets_them_on_disk_when_opened(tmp_pat
     reopened.ensure(FLOAT_SPEC)
     assert reopened.count("keys", {"project": "q"}) == 600
     reopened.close()
+
+
+def _wal_rss_kib(wal: Path) -> int:
+    """This process's resident KiB of mappings of files in ``wal`` (/proc/self/smaps)."""
+    prefix, total, inside = str(wal.resolve()) + "/", 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and not fields[0].endswith(":"):
+            inside = len(fields) > 5 and fields[5].startswith(prefix)
+        elif fields[0] == "Rss:" and inside:
+            total += int(fields[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux /proc")
+def test_the_write_ahead_log_read_at_open_is_not_left_resident(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path)
+    store.ensure(SPEC)
+    records = _records(_unit(np.random.default_rng(6), 4000))
+    for i in range(0, len(records), 200):  # a WAL of some MiB: what the open reads through
+        store.upsert("keys", records[i : i + 200])
+    store.close()
+
+    reopened = EdgeStore(tmp_path)
+    reopened.ensure(SPEC)
+    resident = _wal_rss_kib(tmp_path / "keys" / "wal")
+    hits = reopened.search("keys", records[7].vector or [], {"project": "p"}, 1)
+    reopened.upsert("keys", _records(_unit(np.random.default_rng(7), 10), project="after"))
+    found = reopened.count("keys", {"project": "after"})
+    reopened.close()
+
+    assert resident < 256, f"{resident} KiB of the WAL resident after the open"
+    assert [h.id for h in hits] == [records[7].id] and found == 10  # and the store works as before

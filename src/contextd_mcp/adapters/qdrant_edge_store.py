@@ -24,6 +24,7 @@ import qdrant_edge as qe
 from contextd_mcp import limits
 from contextd_mcp.adapters import edge_generations as gen
 from contextd_mcp.adapters.edge_indexing import IndexJob, StageHook
+from contextd_mcp.adapters.mapped_files import page_out
 from contextd_mcp.adapters.store_meta import check_model
 from contextd_mcp.errors import NotFound
 from contextd_mcp.ports import vector_store as port
@@ -220,6 +221,7 @@ class EdgeStore:
             self._unindexed[spec.name] = [(HOT_INDEX_AT, tuple(spec.hot_fields)), (KEYWORD_INDEX_AT, cold)]
             self._move_indexes_to_disk(spec.name)
             self._index_if_large(spec.name)
+            page_out(path / "wal")  # read through at open, only appended to after
 
     def _apply(self, collection: str, op: qe.UpdateOperation, points: int = 1) -> None:
         """Every write goes through here, under the write gate and the lock: while the collection
@@ -513,6 +515,7 @@ class EdgeStore:
                 raise
             self._shards[name] = shard
             self._indexed[name] = int(record.get("indexed_points", 0))
+            page_out(path / "wal")
             return old
 
 
