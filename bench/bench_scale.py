@@ -287,7 +287,7 @@ def swap_rss(data_dir: Path, index_after: int) -> dict[str, Any]:
     return figures
 
 
-def recall(data_dir: Path, queries: int) -> dict[str, Any]:
+def recall(data_dir: Path, queries: int, ef: int | None = None) -> dict[str, Any]:
     """memory_keys opened in-process (as the daemon opens it): recall@10 of the engine's search
     (HNSW where a segment has a graph) against exact search, on real queries embedded by the
     real model, with the project filter every memory search has; and each one's latency."""
@@ -314,7 +314,7 @@ def recall(data_dir: Path, queries: int) -> dict[str, Any]:
         for vector in vectors:
             for exact in (False, True):
                 request = qe.QueryRequest(limit=10, query=qe.Query.Nearest(vector), filter=flt,
-                                          params=qe.SearchParams(exact=exact))
+                                          params=qe.SearchParams(exact=exact, hnsw_ef=None if exact else ef))
                 t0 = time.perf_counter()
                 points = shard.query(request)
                 took[exact].append((time.perf_counter() - t0) * 1000)
@@ -323,7 +323,7 @@ def recall(data_dir: Path, queries: int) -> dict[str, Any]:
         store.close()
     hits = [len(set(a) & set(e)) / max(1, len(e)) for a, e in zip(found[False], found[True], strict=True)]
     return {
-        "points": int(info.points_count), "segments": int(info.segments_count),
+        "hnsw_ef": ef, "points": int(info.points_count), "segments": int(info.segments_count),
         "indexed_vectors": int(info.indexed_vectors_count), "open_s": round(open_s, 2),
         "recall_at_10": round(statistics.fmean(hits), 4),
         "search_p50_ms": _pct(took[False], 0.5), "search_p95_ms": _pct(took[False], 0.95),
@@ -486,6 +486,7 @@ def main() -> int:
     parser.add_argument("--budget-s", type=float, default=3600, help="--index-live: give up after this long")
     parser.add_argument("--swap-rss", action="store_true", help="with --data: RSS across one in-process indexing")
     parser.add_argument("--recall", action="store_true", help="with --data: recall@10 of memory_keys' index vs exact")
+    parser.add_argument("--ef", type=int, help="--recall: hnsw_ef of the searches (default: the engine's)")
     parser.add_argument("--swap-stall", action="store_true", help="with --data: in-process search latency by indexing stage")
     parser.add_argument("--replay-pause", type=float, help="--swap-stall: INDEX_REPLAY_PAUSE_S to use")
     parser.add_argument("--replay-contention", type=int, help="with --data: searches while this many ops replay")
@@ -500,7 +501,7 @@ def main() -> int:
         print(json.dumps({**figures, "load": Path("/proc/loadavg").read_text().split()[:3]}), flush=True)
         return 0
     if args.data and args.recall:
-        print(json.dumps({**recall(args.data, args.queries), "load": Path("/proc/loadavg").read_text().split()[:3]}))
+        print(json.dumps({**recall(args.data, args.queries, args.ef), "load": Path("/proc/loadavg").read_text().split()[:3]}))
         return 0
     if args.data and args.swap_rss:
         print(json.dumps(swap_rss(args.data, args.index_after)), flush=True)
