@@ -80,8 +80,10 @@ def scope_env(project: str) -> dict[str, str]:
     return {"CONTEXTD_TENANT": TENANT, "CONTEXTD_TEAM": "default", "CONTEXTD_PROJECT": project}
 
 
-def fill(data_dir: Path, n: int, projects: int, seed: int = 7) -> float:
-    """n generated lessons over ``projects`` projects, in-process; returns seconds."""
+def fill(data_dir: Path, n: int, projects: int, seed: int = 7, start: int = 0) -> float:
+    """n generated lessons over ``projects`` projects, in-process; returns seconds. ``start``:
+    the first lessons are already in the store (a fill stopped after ``start``, a multiple of the
+    batch): generated again, not stored."""
     from contextd_mcp.container import build, make_embedder
     from contextd_mcp.settings import EmbeddingSettings
 
@@ -92,6 +94,8 @@ def fill(data_dir: Path, n: int, projects: int, seed: int = 7) -> float:
     try:
         batch: list[scale_records.Lesson] = []
         for index, item in enumerate(scale_records.lessons(n, seed)):
+            if index < start:
+                continue
             batch.append(item)
             if len(batch) == BATCH or index == n - 1:
                 # Consecutive batches go to consecutive projects: every project gets n / projects.
