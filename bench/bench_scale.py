@@ -8,6 +8,7 @@
     .venv/bin/python -m bench.bench_scale --data DIR --recall [--queries 200]   # index vs exact, in-process
     .venv/bin/python -m bench.bench_scale --data DIR --swap-stall [--index-after N] [--replay-pause S]
     .venv/bin/python -m bench.bench_scale --data DIR --replay-contention 1000 [--replay-pause S]
+    .venv/bin/python -m bench.bench_scale --open-profile DIR/store/memory_keys [--cold]
 
 Per size: a data directory is filled in-process through ``MemoryService.store_many`` (the
 product's own records: memories and their key points), with the realistic generated lessons and
@@ -461,6 +462,59 @@ def replay_contention(data_dir: Path, ops: int, pause_s: float) -> dict[str, Any
     return {"ops": ops, "pause_s": pause_s, "replay_s": round(replay_s, 2), "alone": summary(alone), "during": summary(during)}
 
 
+def open_profile(shard_dir: Path, cold: bool) -> dict[str, Any]:
+    """``EdgeShard.load`` of one collection with the daemon's config, in-process: wall, CPU,
+    run-queue wait (runnable, not scheduled), the longest gap of a thread ticking every 1 ms (the
+    GIL held), heap after. ``cold``: the shard's files are evicted from the page cache first."""
+    import resource
+    import threading
+
+    import qdrant_edge as qe
+
+    from contextd_mcp.adapters.qdrant_edge_store import _config
+    from contextd_mcp.services.memory_keys import keys_spec
+
+    def run_queue_s() -> float:
+        return sum(int((t / "schedstat").read_text().split()[1]) for t in Path("/proc/self/task").iterdir()) / 1e9
+
+    if cold:
+        for f in shard_dir.resolve().rglob("*"):
+            if f.is_file():
+                fd = os.open(f, os.O_RDONLY)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                os.close(fd)
+    meta = json.loads((shard_dir / "contextd-collection.json").read_text())
+    config = _config(keys_spec(meta["dim"], meta["model"]))
+    gaps: list[float] = []
+    stop = threading.Event()
+
+    def tick() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            time.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    time.sleep(0.05)
+    queued, usage, started = run_queue_s(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    shard = qe.EdgeShard.load(str(shard_dir), config)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    queued = run_queue_s() - queued
+    time.sleep(0.05)
+    stop.set()
+    ticker.join()
+    anon = int(Path("/proc/self/status").read_text().split("RssAnon:")[1].split()[0]) // 1024
+    points = int(shard.info().points_count)
+    shard.close()
+    cpu = after.ru_utime - usage.ru_utime + after.ru_stime - usage.ru_stime
+    return {"points": points, "cold": cold, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+            "run_queue_s": round(queued, 3), "longest_gil_gap_ms": round(max(gaps) * 1000, 1), "anon_mib": anon}
+
+
 def run_size(root: Path, n: int, projects: int, queries: int, write_rate: float, local: bool) -> dict[str, Any]:
     data_dir = root / f"data-{n}"
     if local:
@@ -494,7 +548,12 @@ def main() -> int:
     parser.add_argument("--swap-stall", action="store_true", help="with --data: in-process search latency by indexing stage")
     parser.add_argument("--replay-pause", type=float, help="--swap-stall: INDEX_REPLAY_PAUSE_S to use")
     parser.add_argument("--replay-contention", type=int, help="with --data: searches while this many ops replay")
+    parser.add_argument("--open-profile", type=Path, help="profile opening this collection directory (in-process)")
+    parser.add_argument("--cold", action="store_true", help="--open-profile: evict its files from the page cache first")
     args = parser.parse_args()
+    if args.open_profile:
+        print(json.dumps({**open_profile(args.open_profile, args.cold), "load": Path("/proc/loadavg").read_text().split()[:3]}))
+        return 0
     if args.data and args.replay_contention:
         pause = 0.0 if args.replay_pause is None else args.replay_pause
         figures = replay_contention(args.data, args.replay_contention, pause)
