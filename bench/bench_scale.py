@@ -5,6 +5,10 @@
     .venv/bin/python -m bench.bench_scale --data DIR [--compact]     # measure a kept data dir
     .venv/bin/python -m bench.bench_scale --data DIR --index-live [--index-after 20000] [--json PROGRESS]
     .venv/bin/python -m bench.bench_scale --data DIR --swap-rss [--index-after 5000]
+    .venv/bin/python -m bench.bench_scale --data DIR --recall [--queries 200]   # index vs exact, in-process
+    .venv/bin/python -m bench.bench_scale --data DIR --swap-stall [--index-after N] [--replay-pause S]
+    .venv/bin/python -m bench.bench_scale --data DIR --replay-contention 1000 [--replay-pause S]
+    .venv/bin/python -m bench.bench_scale --open-profile DIR/store/memory_keys [--cold]
 
 Per size: a data directory is filled in-process through ``MemoryService.store_many`` (the
 product's own records: memories and their key points), with the realistic generated lessons and
@@ -38,6 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +81,10 @@ def scope_env(project: str) -> dict[str, str]:
     return {"CONTEXTD_TENANT": TENANT, "CONTEXTD_TEAM": "default", "CONTEXTD_PROJECT": project}
 
 
-def fill(data_dir: Path, n: int, projects: int, seed: int = 7) -> float:
-    """n generated lessons over ``projects`` projects, in-process; returns seconds."""
+def fill(data_dir: Path, n: int, projects: int, seed: int = 7, start: int = 0) -> float:
+    """n generated lessons over ``projects`` projects, in-process; returns seconds. ``start``:
+    the first lessons are already in the store (a fill stopped after ``start``, a multiple of the
+    batch): generated again, not stored."""
     from contextd_mcp.container import build, make_embedder
     from contextd_mcp.settings import EmbeddingSettings
 
@@ -88,6 +95,8 @@ def fill(data_dir: Path, n: int, projects: int, seed: int = 7) -> float:
     try:
         batch: list[scale_records.Lesson] = []
         for index, item in enumerate(scale_records.lessons(n, seed)):
+            if index < start:
+                continue
             batch.append(item)
             if len(batch) == BATCH or index == n - 1:
                 # Consecutive batches go to consecutive projects: every project gets n / projects.
@@ -170,16 +179,23 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
                     assert result.structured_content["memories"], f"no hit for {text!r}"
                 stop.set()
             rss_after, rss_peak = rss_mib(daemon.process.pid)
+            parts = rss_parts_mib(daemon.process.pid)
     finally:
         daemon.stop()
     return {
-        "restart_to_first_answer_s": round(restart_s, 2),
+        "restart_to_first_answer_s": round(restart_s, 2), **parts,
         "search_p50_ms": _pct(search, 0.5), "search_p95_ms": _pct(search, 0.95),
         "search_mean_ms": round(statistics.fmean(search), 2),
         "stores_during": len(stores), "store_p50_ms": _pct(stores, 0.5),
         "rss_mib_before_writes": round(rss_before, 1), "rss_mib_after_writes": round(rss_after, 1),
         "rss_mib_peak": round(rss_peak, 1),
     }
+
+
+def rss_parts_mib(pid: int) -> dict[str, float]:
+    """Anonymous (heap, arenas) and file-backed (mapped store files, page cache) RSS, MiB."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {f"{k.lower()}_mib": round(int(status[k].split()[0]) / 1024, 1) for k in ("RssAnon", "RssFile")}
 
 
 async def _stage_poller(paths: DataPaths, stop: anyio.Event, state: dict[str, Any]) -> None:
@@ -276,6 +292,229 @@ def swap_rss(data_dir: Path, index_after: int) -> dict[str, Any]:
     return figures
 
 
+def recall(data_dir: Path, queries: int, ef: int | None = None) -> dict[str, Any]:
+    """memory_keys opened in-process (as the daemon opens it): recall@10 of the engine's search
+    (HNSW where a segment has a graph) against exact search, on real queries embedded by the
+    real model, with the project filter every memory search has; and each one's latency."""
+    import qdrant_edge as qe
+
+    from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
+    from contextd_mcp.container import make_embedder
+    from contextd_mcp.services.memory_keys import keys_spec
+    from contextd_mcp.settings import EmbeddingSettings
+
+    embedder = make_embedder(EmbeddingSettings())
+    vectors = [embedder.embed_query(text) for text in scale_records.queries(queries)]
+    store = EdgeStore(data_dir / "store")
+    started = time.perf_counter()
+    store.ensure(keys_spec(embedder.dim, embedder.model_name))
+    open_s = time.perf_counter() - started
+    shard = store._shards["memory_keys"]  # the engine's own search parameters, exact or not
+    flt = qe.Filter(must=[qe.FieldCondition(key="tenant", match=qe.MatchValue(TENANT)),
+                          qe.FieldCondition(key="project", match=qe.MatchValue(project_name(0)))])
+    found: dict[bool, list[list[str]]] = {False: [], True: []}
+    took: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        info = shard.info()
+        for vector in vectors:
+            for exact in (False, True):
+                request = qe.QueryRequest(limit=10, query=qe.Query.Nearest(vector), filter=flt,
+                                          params=qe.SearchParams(exact=exact, hnsw_ef=None if exact else ef))
+                t0 = time.perf_counter()
+                points = shard.query(request)
+                took[exact].append((time.perf_counter() - t0) * 1000)
+                found[exact].append([str(p.id) for p in points])
+    finally:
+        store.close()
+    hits = [len(set(a) & set(e)) / max(1, len(e)) for a, e in zip(found[False], found[True], strict=True)]
+    return {
+        "hnsw_ef": ef, "points": int(info.points_count), "segments": int(info.segments_count),
+        "indexed_vectors": int(info.indexed_vectors_count), "open_s": round(open_s, 2),
+        "recall_at_10": round(statistics.fmean(hits), 4),
+        "search_p50_ms": _pct(took[False], 0.5), "search_p95_ms": _pct(took[False], 0.95),
+        "exact_p50_ms": _pct(took[True], 0.5), "exact_p95_ms": _pct(took[True], 0.95),
+    }
+
+
+def swap_stall(data_dir: Path, index_after: int, writers_per_s: float, pause_s: float | None) -> dict[str, Any]:
+    """In-process, without MCP: one thread searches memory_keys back to back while another
+    upserts five-key batches at ``writers_per_s`` and the store indexes the collection (child at
+    nice 0); each search's latency is filed under the job's stage when it started. ``pause_s``
+    overrides limits.INDEX_REPLAY_PAUSE_S (0: the replay back to back). Modifies the store."""
+    import threading
+
+    import numpy as np
+
+    from contextd_mcp import limits
+    from contextd_mcp.container import build
+    from contextd_mcp.ports.vector_store import Record
+
+    if pause_s is not None:
+        limits.INDEX_REPLAY_PAUSE_S = pause_s
+    os.environ.update(CONTEXTD_INDEX_AFTER_POINTS=str(index_after), CONTEXTD_INDEX_NICE="0")
+    container = build(DataPaths(data_dir))
+    store, rng = container.store, np.random.default_rng(1)
+    where = {"tenant": TENANT, "project": project_name(0)}
+    queries = [rng.standard_normal(384).tolist() for _ in range(64)]
+    by_stage: dict[str, list[float]] = {}
+    stop = threading.Event()
+
+    current = {"stage": "not started"}
+
+    def poll() -> None:  # apart from the searches: reading the stage takes the store's lock
+        while not stop.wait(0.05):
+            job = store.describe()["indexing"]["memory_keys"].get("job") or {}
+            current["stage"] = str(job.get("stage", "not started"))
+
+    def write() -> None:
+        while not stop.wait(1 / writers_per_s):
+            batch = [Record(str(uuid.uuid4()), {**where, "kind": "doc"}, rng.standard_normal(384).tolist())
+                     for _ in range(5)]
+            store.upsert("memory_keys", batch)
+
+    threads = [threading.Thread(target=write), threading.Thread(target=poll)]
+    for thread in threads:
+        thread.start()
+    try:
+        serial = 0
+        while True:
+            now = current["stage"]
+            t0 = time.perf_counter()
+            store.search("memory_keys", queries[serial % 64], where, 10)
+            by_stage.setdefault(now, []).append((time.perf_counter() - t0) * 1000)
+            serial += 1
+            if now in ("done", "failed") and len(by_stage[now]) >= 200:
+                break
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        job = store.describe()["indexing"]["memory_keys"].get("job")
+        container.close()
+    return {
+        "pause_s": limits.INDEX_REPLAY_PAUSE_S, "job": job,
+        "search_ms_by_stage": {k: {"n": len(v), "p50": _pct(v, 0.5), "p95": _pct(v, 0.95), "max": round(max(v), 1)}
+                               for k, v in by_stage.items()},
+    }
+
+
+def replay_contention(data_dir: Path, ops: int, pause_s: float) -> dict[str, Any]:
+    """What the replay step does to searches, in isolation: one thread applies ``ops`` five-point
+    upserts to a copy of memory_keys (as a job replays its log onto the built generation),
+    pausing ``pause_s`` after each, while this thread searches the live memory_keys back to back.
+    Searches alone first, for comparison."""
+    import threading
+
+    import numpy as np
+    import qdrant_edge as qe
+
+    from contextd_mcp.adapters import edge_generations as gen
+    from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
+    from contextd_mcp.services.memory_keys import keys_spec
+
+    store = EdgeStore(data_dir / "store")
+    meta = json.loads((data_dir / "store" / "memory_keys" / "contextd-collection.json").read_text())
+    spec = keys_spec(meta["dim"], meta["model"])
+    store.ensure(spec)
+    copy = data_dir / "replay-copy"
+    gen.copy_shard(data_dir / "store" / "memory_keys", copy)
+    target = store.open_generation("memory_keys", copy)
+    rng = np.random.default_rng(2)
+    where = {"tenant": TENANT, "project": project_name(0)}
+    queries = [rng.standard_normal(384).tolist() for _ in range(64)]
+    batches = [qe.UpdateOperation.upsert_points([
+        qe.Point(id=str(uuid.uuid4()), vector={"": rng.standard_normal(384).tolist(),
+                                               "lexical": qe.SparseVector([1, 7, 40], [1.0, 0.5, 0.2])},
+                 payload={**where, "kind": "doc"}) for _ in range(5)]) for _ in range(ops)]
+    done = threading.Event()
+
+    def replay() -> None:
+        for op in batches:
+            target.update(op)
+            time.sleep(pause_s)
+        done.set()
+
+    def searches(until: Callable[[], bool]) -> list[float]:
+        took = []
+        while not until():
+            t0 = time.perf_counter()
+            store.search("memory_keys", queries[len(took) % 64], where, 10)
+            took.append((time.perf_counter() - t0) * 1000)
+        return took
+
+    try:
+        alone_until = time.perf_counter() + 3
+        alone = searches(lambda: time.perf_counter() > alone_until)
+        started = time.perf_counter()
+        thread = threading.Thread(target=replay)
+        thread.start()
+        during = searches(done.is_set)
+        thread.join()
+        replay_s = time.perf_counter() - started
+    finally:
+        target.close()
+        store.close()
+        shutil.rmtree(copy, ignore_errors=True)
+
+    def summary(v: list[float]) -> dict[str, float]:
+        return {"n": len(v), "p50": _pct(v, 0.5), "p95": _pct(v, 0.95), "max": round(max(v), 1)}
+
+    return {"ops": ops, "pause_s": pause_s, "replay_s": round(replay_s, 2), "alone": summary(alone), "during": summary(during)}
+
+
+def open_profile(shard_dir: Path, cold: bool) -> dict[str, Any]:
+    """``EdgeShard.load`` of one collection with the daemon's config, in-process: wall, CPU,
+    run-queue wait (runnable, not scheduled), the longest gap of a thread ticking every 1 ms (the
+    GIL held), heap after. ``cold``: the shard's files are evicted from the page cache first."""
+    import resource
+    import threading
+
+    import qdrant_edge as qe
+
+    from contextd_mcp.adapters.qdrant_edge_store import _config
+    from contextd_mcp.services.memory_keys import keys_spec
+
+    def run_queue_s() -> float:
+        return sum(int((t / "schedstat").read_text().split()[1]) for t in Path("/proc/self/task").iterdir()) / 1e9
+
+    if cold:
+        for f in shard_dir.resolve().rglob("*"):
+            if f.is_file():
+                fd = os.open(f, os.O_RDONLY)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                os.close(fd)
+    meta = json.loads((shard_dir / "contextd-collection.json").read_text())
+    config = _config(keys_spec(meta["dim"], meta["model"]))
+    gaps: list[float] = []
+    stop = threading.Event()
+
+    def tick() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            time.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    time.sleep(0.05)
+    queued, usage, started = run_queue_s(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    shard = qe.EdgeShard.load(str(shard_dir), config)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    queued = run_queue_s() - queued
+    time.sleep(0.05)
+    stop.set()
+    ticker.join()
+    anon = int(Path("/proc/self/status").read_text().split("RssAnon:")[1].split()[0]) // 1024
+    points = int(shard.info().points_count)
+    shard.close()
+    cpu = after.ru_utime - usage.ru_utime + after.ru_stime - usage.ru_stime
+    return {"points": points, "cold": cold, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+            "run_queue_s": round(queued, 3), "longest_gil_gap_ms": round(max(gaps) * 1000, 1), "anon_mib": anon}
+
+
 def run_size(root: Path, n: int, projects: int, queries: int, write_rate: float, local: bool) -> dict[str, Any]:
     data_dir = root / f"data-{n}"
     if local:
@@ -304,7 +543,29 @@ def main() -> int:
     parser.add_argument("--after", type=int, default=300, help="--index-live: searches after the swap")
     parser.add_argument("--budget-s", type=float, default=3600, help="--index-live: give up after this long")
     parser.add_argument("--swap-rss", action="store_true", help="with --data: RSS across one in-process indexing")
+    parser.add_argument("--recall", action="store_true", help="with --data: recall@10 of memory_keys' index vs exact")
+    parser.add_argument("--ef", type=int, help="--recall: hnsw_ef of the searches (default: the engine's)")
+    parser.add_argument("--swap-stall", action="store_true", help="with --data: in-process search latency by indexing stage")
+    parser.add_argument("--replay-pause", type=float, help="--swap-stall: INDEX_REPLAY_PAUSE_S to use")
+    parser.add_argument("--replay-contention", type=int, help="with --data: searches while this many ops replay")
+    parser.add_argument("--open-profile", type=Path, help="profile opening this collection directory (in-process)")
+    parser.add_argument("--cold", action="store_true", help="--open-profile: evict its files from the page cache first")
     args = parser.parse_args()
+    if args.open_profile:
+        print(json.dumps({**open_profile(args.open_profile, args.cold), "load": Path("/proc/loadavg").read_text().split()[:3]}))
+        return 0
+    if args.data and args.replay_contention:
+        pause = 0.0 if args.replay_pause is None else args.replay_pause
+        figures = replay_contention(args.data, args.replay_contention, pause)
+        print(json.dumps({**figures, "load": Path("/proc/loadavg").read_text().split()[:3]}), flush=True)
+        return 0
+    if args.data and args.swap_stall:
+        figures = swap_stall(args.data, args.index_after, args.write_rate, args.replay_pause)
+        print(json.dumps({**figures, "load": Path("/proc/loadavg").read_text().split()[:3]}), flush=True)
+        return 0
+    if args.data and args.recall:
+        print(json.dumps({**recall(args.data, args.queries, args.ef), "load": Path("/proc/loadavg").read_text().split()[:3]}))
+        return 0
     if args.data and args.swap_rss:
         print(json.dumps(swap_rss(args.data, args.index_after)), flush=True)
         return 0

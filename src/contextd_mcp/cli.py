@@ -342,7 +342,7 @@ def indexing_lines(indexing: dict[str, Any]) -> list[str]:
         job = info.get("job") or {}
         line = f"indexing {name}: {info.get('unindexed_points')} points not indexed (threshold {info.get('index_after') or 'off'})"
         if job:
-            took = ", ".join(f"{k} {job[k]} s" for k in ("copy_s", "build_s", "swap_s") if k in job)
+            took = ", ".join(f"{k} {job[k]} s" for k in ("copy_s", "build_s", "open_s", "replay_s", "swap_s") if k in job)
             line += f"; {job.get('stage')}" + (f" ({took})" if took else "") + (f": {job['error']}" if "error" in job else "")
         lines.append(line)
     return lines

@@ -41,12 +41,17 @@ def run_in_process(paths: DataPaths, scope_flags: dict[str, str] | None = None) 
     """``scope_flags``: ``stdio``'s --tenant/--team/--project/--toolsets, over this process's
     ``CONTEXTD_*`` scope variables (this process is the server: its caller is its own)."""
     from contextd_mcp import env
+    from contextd_mcp import limits as caps
+    from contextd_mcp.adapters.malloc_arenas import limit_arenas
     from contextd_mcp.container import build
     from contextd_mcp.daemon import AlreadyRunning, acquire_owner_lock
     from contextd_mcp.mcp.caller import CURRENT_CALLER, local_caller
     from contextd_mcp.settings import Settings
     from contextd_mcp.transports.framing import jsonrpc_streams
 
+    # As the daemon's serve: this process runs the same worker threads and embedder, so the same
+    # cap, first, before any thread has an arena of its own (adapters/malloc_arenas.py).
+    limit_arenas(caps.MALLOC_ARENAS)
     paths.ensure()
     try:
         lock = acquire_owner_lock(paths)

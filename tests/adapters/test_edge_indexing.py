@@ -86,6 +86,8 @@ def test_every_write_made_while_the_child_builds_is_in_the_swapped_generation(tm
     state = _wait_done(store)
 
     assert state["stage"] == "done", state
+    # Each step that stalls requests is timed in the status (the open holds the GIL).
+    assert state["open_s"] > 0 and state["replay_s"] >= 0 and state["replayed_ops"] == 0, state
     assert not _alive(child)
     live = tmp_path / "keys"
     # The copy holds what was written before it (the writes after it: replayed, not indexed yet).

@@ -136,3 +136,88 @@ def test_the_compact_command_indexes_a_stopped_store(tmp_path: Path, monkeypatch
     assert edge_info(reopened).indexed_vectors_count == 4000
     assert reopened.count("keys", {"project": "p"}) == 2000
     reopened.close()
+
+
+FLOAT_SPEC = CollectionSpec(name="keys", dim=DIM, model="test-model", keyword_fields=("tenant", "project", "kind"),
+                            hot_fields=("tenant", "project"), float_fields=("n",), sparse=True)
+
+
+def _placements(store: EdgeStore) -> dict[str, object]:
+    return {name: getattr(info.params, "memory", None) for name, info in edge_info(store).payload_schema.items()}
+
+
+def test_payload_indexes_are_memory_mapped(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path)
+    store.ensure(FLOAT_SPEC)
+    store.upsert("keys", _records(_unit(np.random.default_rng(4), edge.KEYWORD_INDEX_AT + 64)))
+    placements = _placements(store)
+    store.close()
+    assert set(placements) == {"tenant", "project", "kind", "n"}, placements
+    assert all(p == qe.Memory.Cold for p in placements.values()), placements
+
+
+def test_a_store_with_heap_payload_indexes_gets_them_on_disk_when_opened(tmp_path: Path) -> None:
+    # A store as written before: keyword and float indexes without a placement (on the heap),
+    # compacted, so the points sit in an immutable segment with those indexes.
+    rng = np.random.default_rng(5)
+    config = edge._config(FLOAT_SPEC)
+    old = qe.EdgeShard.create(str(tmp_path / "keys"), config)
+    old.update(qe.UpdateOperation.create_field_index("n", qe.PayloadSchemaType.Float))
+    for name in ("tenant", "project", "kind"):
+        old.update(qe.UpdateOperation.create_field_index(name, qe.KeywordIndexParams(is_tenant=name != "kind")))
+    records = _records(_unit(rng, 600)) + _records(_unit(rng, 600), project="q")
+    old.update(qe.UpdateOperation.upsert_points(
+        [qe.Point(id=r.id, vector=r.vector or [], payload={**r.payload, "kind": "doc"}) for r in records]))
+    old.optimize()
+    old.flush()
+    old.close()
+    (tmp_path / "keys" / "contextd-collection.json").write_text(json.dumps({"model": "test-model", "dim": DIM}))
+    query = records[700].vector or []
+
+    store = EdgeStore(tmp_path)
+    store.ensure(FLOAT_SPEC)
+    placements = _placements(store)
+    hits = [h.id for h in store.search("keys", query, {"project": "q", "kind": "doc"}, 5)]
+    newest = store.scan("keys", {"project": "p"}, 3, order_by="n")
+    store.close()
+
+    assert placements == dict.fromkeys(("tenant", "project", "kind", "n"), qe.Memory.Cold), placements
+    assert hits[0] == records[700].id and len(hits) == 5
+    assert [r.payload["n"] for r in newest] == [599, 598, 597]
+    reopened = EdgeStore(tmp_path)
+    reopened.ensure(FLOAT_SPEC)
+    assert reopened.count("keys", {"project": "q"}) == 600
+    reopened.close()
+
+
+def _wal_rss_kib(wal: Path) -> int:
+    """This process's resident KiB of mappings of files in ``wal`` (/proc/self/smaps)."""
+    prefix, total, inside = str(wal.resolve()) + "/", 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and not fields[0].endswith(":"):
+            inside = len(fields) > 5 and fields[5].startswith(prefix)
+        elif fields[0] == "Rss:" and inside:
+            total += int(fields[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux /proc")
+def test_the_write_ahead_log_read_at_open_is_not_left_resident(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path)
+    store.ensure(SPEC)
+    records = _records(_unit(np.random.default_rng(6), 4000))
+    for i in range(0, len(records), 200):  # a WAL of some MiB: what the open reads through
+        store.upsert("keys", records[i : i + 200])
+    store.close()
+
+    reopened = EdgeStore(tmp_path)
+    reopened.ensure(SPEC)
+    resident = _wal_rss_kib(tmp_path / "keys" / "wal")
+    hits = reopened.search("keys", records[7].vector or [], {"project": "p"}, 1)
+    reopened.upsert("keys", _records(_unit(np.random.default_rng(7), 10), project="after"))
+    found = reopened.count("keys", {"project": "after"})
+    reopened.close()
+
+    assert resident < 256, f"{resident} KiB of the WAL resident after the open"
+    assert [h.id for h in hits] == [records[7].id] and found == 10  # and the store works as before

@@ -39,7 +39,7 @@ async def test_the_daemon_swaps_in_an_indexed_generation_and_status_shows_it(tmp
                 time.sleep(0.2)
             job = _keys_job(data_dir)
             assert job.get("stage") == "done", job
-            assert {"copy_s", "build_s", "swap_s"} <= set(job)
+            assert {"copy_s", "build_s", "open_s", "replay_s", "swap_s"} <= set(job)
             text = run_cli(data_dir, "status").stdout
             assert "indexing memory_keys:" in text and "done (copy_s" in text, text
             # Everything stored before and during the build is there after the swap.

@@ -127,9 +127,12 @@ class IndexJob(threading.Thread):
 
     def _swap(self, target: Path) -> None:
         self._stage("replay")
-        shard = self._host.open_generation(self.collection, target)
+        started = time.perf_counter()
+        shard = self._host.open_generation(self.collection, target)  # holds the GIL throughout (the engine's)
+        self.state["open_s"] = round(time.perf_counter() - started, 3)
         replayed = 0
         try:
+            started = time.perf_counter()
             # Rounds outside the lock until what is left is a handful, applied under it.
             while True:
                 ops = self._host.logged(self.collection, replayed)
@@ -140,6 +143,7 @@ class IndexJob(threading.Thread):
                 for op in ops:
                     shard.update(op)
                 replayed += len(ops)
+            self.state.update(replayed_ops=replayed, replay_s=round(time.perf_counter() - started, 3))
             shard.flush()  # so that the flush under the lock writes only the last few
             self._stage("swap")
             started = time.perf_counter()

@@ -24,6 +24,7 @@ import qdrant_edge as qe
 from contextd_mcp import limits
 from contextd_mcp.adapters import edge_generations as gen
 from contextd_mcp.adapters.edge_indexing import IndexJob, StageHook
+from contextd_mcp.adapters.mapped_files import page_out
 from contextd_mcp.adapters.store_meta import check_model
 from contextd_mcp.errors import NotFound
 from contextd_mcp.ports import vector_store as port
@@ -50,6 +51,17 @@ HNSW_EF_CONSTRUCT = 100
 FULL_SCAN_KB = 2_000
 # Scope fields: stored per tenant in immutable segments, so a project's points are read together.
 _TENANT_FIELDS = ("tenant", "project")
+# Payload indexes are memory-mapped (Cold), not rebuilt on the heap at every open: in an
+# immutable segment they are then read from the page cache, which makes opening a built
+# generation cheap and keeps them out of RSS (BENCHMARKS.md, "Session 7: scale"). An appendable
+# segment keeps its indexes on the heap whatever the setting (the engine's).
+_ON_DISK_TYPES = (qe.PayloadSchemaType.Keyword, qe.PayloadSchemaType.Float)
+
+
+def _index_params(name: str, kind: qe.PayloadSchemaType) -> qe.KeywordIndexParams | qe.FloatIndexParams:
+    if kind == qe.PayloadSchemaType.Float:
+        return qe.FloatIndexParams(memory=qe.Memory.Cold)
+    return qe.KeywordIndexParams(is_tenant=name in _TENANT_FIELDS, memory=qe.Memory.Cold)
 
 
 def _config(spec: CollectionSpec) -> qe.EdgeConfig:
@@ -199,7 +211,7 @@ class EdgeStore:
                 shard = qe.EdgeShard.create(str(path), _config(spec))
                 # Range indexes are what order_by needs, so they exist from the start.
                 for name in spec.float_fields:
-                    shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Float))
+                    shard.update(qe.UpdateOperation.create_field_index(name, _index_params(name, qe.PayloadSchemaType.Float)))
                 shard.flush()
                 meta_path.write_text(json.dumps({"model": spec.model, "dim": spec.dim}))
             self._shards[spec.name] = shard
@@ -207,7 +219,9 @@ class EdgeStore:
             self._dims[spec.name] = spec.dim
             cold = tuple(f for f in spec.keyword_fields if f not in spec.hot_fields)
             self._unindexed[spec.name] = [(HOT_INDEX_AT, tuple(spec.hot_fields)), (KEYWORD_INDEX_AT, cold)]
+            self._move_indexes_to_disk(spec.name)
             self._index_if_large(spec.name)
+            page_out(path / "wal")  # read through at open, only appended to after
 
     def _apply(self, collection: str, op: qe.UpdateOperation, points: int = 1) -> None:
         """Every write goes through here, under the write gate and the lock: while the collection
@@ -226,9 +240,20 @@ class EdgeStore:
         present = set(shard.info().payload_schema)
         missing = [name for name in fields if name not in present]
         for name in missing:
-            params = qe.KeywordIndexParams(is_tenant=name in _TENANT_FIELDS)
-            self._apply(collection, qe.UpdateOperation.create_field_index(name, params))
+            self._apply(collection, qe.UpdateOperation.create_field_index(name, _index_params(name, qe.PayloadSchemaType.Keyword)))
         if missing:
+            shard.flush()
+
+    def _move_indexes_to_disk(self, collection: str) -> None:
+        """Payload indexes made before they were placed on disk are made again, memory-mapped
+        (once per store: the placement is kept with the index)."""
+        shard = self._shards[collection]
+        moved = False
+        for name, info in shard.info().payload_schema.items():
+            if info.data_type in _ON_DISK_TYPES and getattr(info.params, "memory", None) != qe.Memory.Cold:
+                self._apply(collection, qe.UpdateOperation.create_field_index(name, _index_params(name, info.data_type)))
+                moved = True
+        if moved:
             shard.flush()
 
     def _index_if_large(self, collection: str) -> None:
@@ -490,6 +515,7 @@ class EdgeStore:
                 raise
             self._shards[name] = shard
             self._indexed[name] = int(record.get("indexed_points", 0))
+            page_out(path / "wal")
             return old
 
 

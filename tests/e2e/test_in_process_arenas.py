@@ -1,0 +1,91 @@
+"""``stdio --in-process`` caps glibc's malloc arenas as ``serve`` does (issue 19, RSS under writes).
+
+The in-process server runs the daemon's worker threads and embedder in the stdio process; without
+the cap every thread that stored or searched kept an arena of its own (adapters/malloc_arenas.py).
+Concurrent tool calls go through the real command, then the process's mappings are read for the
+arenas glibc made: each non-main arena is a heap of HEAP_MAX_SIZE (64 MiB) reserved at a 64 MiB
+boundary, mapped read-write as far as it is used and inaccessible beyond.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contextd_mcp import limits
+from tests.helpers import CLI, env_for
+
+_HEAP = 64 * 2**20
+_CALLS = 24
+
+
+def arena_heaps(pid: int) -> int:
+    """Non-main arenas: a 64 MiB-aligned anonymous rw mapping whose reservation (with the ---p
+    rest after it) is exactly 64 MiB."""
+    rows = []
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        fields = line.split()
+        if len(fields) == 5:  # anonymous: no path
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            rows.append((start, end, fields[1]))
+    heaps = 0
+    for i, (start, end, perms) in enumerate(rows):
+        if start % _HEAP or not perms.startswith("rw"):
+            continue
+        reserved = end
+        if i + 1 < len(rows) and rows[i + 1][0] == end and rows[i + 1][2].startswith("---"):
+            reserved = rows[i + 1][1]
+        heaps += reserved - start == _HEAP
+    return heaps
+
+
+def _read_replies(process: subprocess.Popen[bytes], ids: set[int], timeout: float) -> dict[Any, Any]:
+    assert process.stdout is not None
+    replies: dict[Any, Any] = {}
+    deadline = time.monotonic() + timeout
+    while not ids <= replies.keys() and time.monotonic() < deadline:
+        if select.select([process.stdout], [], [], 1)[0]:
+            line = process.stdout.readline()
+            assert line, "the in-process server closed its output"
+            reply = json.loads(line)
+            replies[reply.get("id")] = reply
+    return replies
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's arenas, /proc")
+def test_in_process_server_threads_share_the_capped_arenas(tmp_path: Path) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    process = subprocess.Popen(
+        [*CLI, "stdio", "--in-process"], cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        env=env_for(tmp_path / "data"),
+    )
+    assert process.stdin is not None
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}
+    lines = [json.dumps(init), '{"jsonrpc":"2.0","method":"notifications/initialized"}']
+    for n in range(1, _CALLS + 1):  # sent at once: the server answers them on its worker threads
+        tool, args = (("memory_store", {"title": f"Lesson {n} about retries", "content": f"Back off {n} s " * 20})
+                      if n % 2 else ("memory_search", {"query": f"retry back off {n}"}))
+        lines.append(json.dumps({"jsonrpc": "2.0", "id": n, "method": "tools/call",
+                                 "params": {"name": tool, "arguments": args}}))
+    try:
+        process.stdin.write(("\n".join(lines) + "\n").encode())
+        process.stdin.flush()
+        replies = _read_replies(process, set(range(1, _CALLS + 1)), timeout=240)
+        assert len([r for r in replies.values() if "result" in r and not r["result"].get("isError")]) >= _CALLS, replies
+        # The main arena is the brk heap; the cap counts it.
+        assert arena_heaps(process.pid) <= limits.MALLOC_ARENAS - 1
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
