@@ -20,6 +20,7 @@ from contextd_mcp.container import Container, build
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.models.scope import Scope
 from tests.helpers import connected
+from tests.memo_embedder import MemoEmbedder
 from contextd_mcp.paths import DataPaths, default_cache_dir
 from contextd_mcp.settings import DEFAULT_MODEL
 
@@ -77,10 +78,17 @@ def store_dir(tmp_path: Path) -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def embeddings(embedder: FastEmbedEmbedder) -> MemoEmbedder:
+    """The session's model behind a memo of the texts it has embedded (tests/memo_embedder.py)."""
+    return MemoEmbedder(embedder)
+
+
 @pytest.fixture
-def container(store_dir: Path, embedder: FastEmbedEmbedder) -> Iterator[Container]:
-    """A whole container on the session's model; a fresh store and audit log for each test."""
-    built = build(DataPaths(store_dir), embedder=embedder)
+def container(store_dir: Path, embeddings: MemoEmbedder) -> Iterator[Container]:
+    """A whole container on the session's model (its vectors memoised per text); a fresh store
+    and audit log for each test."""
+    built = build(DataPaths(store_dir), embedder=embeddings)
     yield built
     built.close()
 
