@@ -92,8 +92,12 @@ def test_unconvertible_model_falls_back_to_the_source(tmp_path: Path, caplog: py
     assert "using the source model" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_batch_of_long_texts_does_not_keep_memory(model_cache: Path) -> None:
-    """onnxruntime's arena kept 1.3 GiB after one batch of long texts; it is off, and the heap is trimmed."""
+    """onnxruntime's arena kept 1.3 GiB after one batch of long texts; it is off, and the heap is trimmed.
+
+    Slow: a memory-under-load measurement like test_embedder_rss.py's (a fresh interpreter
+    embedding 64 texts of ~400 tokens: ~22 s of CPU, the fast suite's largest single cost)."""
     import subprocess
     import sys
 
