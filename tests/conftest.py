@@ -20,7 +20,8 @@ from contextd_mcp.container import Container, build
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.models.scope import Scope
 from tests.helpers import connected
-from contextd_mcp.paths import DataPaths
+from tests.memo_embedder import MemoEmbedder
+from contextd_mcp.paths import DataPaths, default_cache_dir
 from contextd_mcp.settings import DEFAULT_MODEL
 
 
@@ -30,8 +31,14 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("models")
+def model_cache() -> Path:
+    """The per-user model cache the daemons of the suite use too (they inherit HOME).
+
+    A fresh directory per session made every xdist worker rebuild the int8-kernel model (~10 s
+    of CPU each, more under load) although the product builds it once per user. The build itself
+    is tested in a new home of its own (tests/e2e/test_cli_quiet.py) and for its fallback
+    (tests/adapters/test_embedder.py)."""
+    return default_cache_dir() / "models"
 
 
 @pytest.fixture(scope="session")
@@ -71,10 +78,17 @@ def store_dir(tmp_path: Path) -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def embeddings(embedder: FastEmbedEmbedder) -> MemoEmbedder:
+    """The session's model behind a memo of the texts it has embedded (tests/memo_embedder.py)."""
+    return MemoEmbedder(embedder)
+
+
 @pytest.fixture
-def container(store_dir: Path, embedder: FastEmbedEmbedder) -> Iterator[Container]:
-    """A whole container on the session's model; a fresh store and audit log for each test."""
-    built = build(DataPaths(store_dir), embedder=embedder)
+def container(store_dir: Path, embeddings: MemoEmbedder) -> Iterator[Container]:
+    """A whole container on the session's model (its vectors memoised per text); a fresh store
+    and audit log for each test."""
+    built = build(DataPaths(store_dir), embedder=embeddings)
     yield built
     built.close()
 

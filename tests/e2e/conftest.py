@@ -16,6 +16,17 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     stop_daemon(path)
 
 
+@pytest.fixture(scope="module")
+def shared_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One data directory for a module's tests, so that the daemon the first bridge starts serves
+    them all (a daemon start is a new interpreter loading the stack and the model: ~3 s of CPU).
+    For tests that need a daemon but not their own: each test's ``project_dir`` is its own scope
+    (the project is named after its path), so they share no data. Stopped after the module."""
+    path = tmp_path_factory.mktemp("shared") / "contextd-data"
+    yield path
+    stop_daemon(path)
+
+
 @pytest.fixture
 def project_dir(tmp_path: Path) -> Path:
     """A working directory the bridge runs in: its scope comes from here."""

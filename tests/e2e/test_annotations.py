@@ -66,8 +66,8 @@ def _expected_hints(kind: str, idempotent: bool) -> dict[str, bool]:
     return {"destructiveHint": kind == D, "openWorldHint": False} | ({"idempotentHint": True} if idempotent else {})
 
 
-async def test_every_tool_states_honest_hints(data_dir: Path, project_dir: Path) -> None:
-    async with stdio(data_dir, project_dir) as client:
+async def test_every_tool_states_honest_hints(shared_data_dir: Path, project_dir: Path) -> None:
+    async with stdio(shared_data_dir, project_dir) as client:
         tools = (await client.list_tools()).tools
     listed = {t.name: t.annotations.model_dump(by_alias=True, exclude_none=True) for t in tools if t.annotations}
     assert set(listed) == {t.name for t in tools}, "every tool carries annotations"
@@ -76,9 +76,9 @@ async def test_every_tool_states_honest_hints(data_dir: Path, project_dir: Path)
     assert wrong == {}
 
 
-async def test_deletes_and_bash_are_destructive_by_name(data_dir: Path, project_dir: Path) -> None:
+async def test_deletes_and_bash_are_destructive_by_name(shared_data_dir: Path, project_dir: Path) -> None:
     """The rule behind the table, checked on what is listed: every delete and bash ask first."""
-    async with stdio(data_dir, project_dir) as client:
+    async with stdio(shared_data_dir, project_dir) as client:
         tools = (await client.list_tools()).tools
     risky = [t for t in tools if t.name == "bash" or t.name.endswith("_delete")]
     assert len(risky) == 4

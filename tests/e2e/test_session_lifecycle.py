@@ -33,8 +33,8 @@ async def wait_done(client: Any, job_id: str, timeout: float = 90) -> dict[str, 
     raise AssertionError(f"job {job_id} not finished within {timeout}s: {status}")
 
 
-async def test_start_store_end_then_the_next_session_gets_the_lesson(data_dir: Path, project_dir: Path) -> None:
-    async with stdio(data_dir, project_dir) as client:
+async def test_start_store_end_then_the_next_session_gets_the_lesson(shared_data_dir: Path, project_dir: Path) -> None:
+    async with stdio(shared_data_dir, project_dir) as client:
         first = await call(client, "session_start", task="get the S3 upload tests green after the boto3 upgrade")
         assert first["memories"] == []
         await call(client, "memory_store", title="Run the upload tests with moto 5",
@@ -50,15 +50,15 @@ async def test_start_store_end_then_the_next_session_gets_the_lesson(data_dir: P
         listed = (await call(client, "checkpoint_list", session_id=first["session_id"]))["checkpoints"]
         assert [c["id"] for c in listed] == [saved["checkpoint_id"]]
 
-    async with stdio(data_dir, project_dir) as client:  # a later session, another connection
+    async with stdio(shared_data_dir, project_dir) as client:  # a later session, another connection
         later = await call(client, "session_start", task="S3 put_object raises ParamValidationError after upgrading boto3")
         assert status["memories_created"][0] in [m["id"] for m in later["memories"]]
         assert "ChecksumAlgorithm" in later["injected_context"]
         assert later["latest_checkpoint"]["id"] == saved["checkpoint_id"]
 
 
-async def test_a_failed_session_yields_an_anti_pattern(data_dir: Path, project_dir: Path) -> None:
-    async with stdio(data_dir, project_dir) as client:
+async def test_a_failed_session_yields_an_anti_pattern(shared_data_dir: Path, project_dir: Path) -> None:
+    async with stdio(shared_data_dir, project_dir) as client:
         session = await call(client, "session_start")
         ended = await call(client, "session_end", session_id=session["session_id"], outcome="failure",
                            summary="The deploy failed: the migration locked the orders table for ten minutes. "
@@ -69,9 +69,9 @@ async def test_a_failed_session_yields_an_anti_pattern(data_dir: Path, project_d
         assert "How to avoid it: Build large indexes CONCURRENTLY." in memory["content"]
 
 
-async def test_checkpoint_save_list_resume_at_all_levels(data_dir: Path, project_dir: Path) -> None:
+async def test_checkpoint_save_list_resume_at_all_levels(shared_data_dir: Path, project_dir: Path) -> None:
     counter = WordPieceTokenCounter()
-    async with stdio(data_dir, project_dir) as client:
+    async with stdio(shared_data_dir, project_dir) as client:
         saved = await call(client, "checkpoint_save", summary="Half done.", context="Next: the retry path.",
                            full_state="Notes: " + "upload part retried; " * 50, tags=["s3"])
         assert (await call(client, "checkpoint_list"))["checkpoints"][0]["id"] == saved["checkpoint_id"]

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.daemons import socket_client, start_daemon
+from tests.e2e.daemons import Daemon, socket_client, start_daemon
 from tests.helpers import data, run_cli
 
 pytestmark = pytest.mark.anyio
@@ -33,6 +34,17 @@ def checkout(path: Path, remote: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """One daemon for the module: each case's checkouts are tenants of their own (new remotes),
+    so the cases share no data; what is tested is the scope a checkout resolves to, not the
+    daemon's lifecycle."""
+    root = tmp_path_factory.mktemp("tenants")
+    daemon = start_daemon(root / "data", root)
+    yield daemon
+    daemon.stop()
+
+
 @pytest.mark.parametrize(
     ("owner", "intruder"),
     [
@@ -40,22 +52,19 @@ def checkout(path: Path, remote: str) -> Path:
         ("git@github.com:acme/app.git", "https://git.client-corp.example.net/acme/app"),
     ],
 )
-async def test_another_host_or_group_never_gets_the_memories(tmp_path: Path, owner: str, intruder: str) -> None:
-    data_dir = tmp_path / "data"
+async def test_another_host_or_group_never_gets_the_memories(
+    daemon: Daemon, tmp_path: Path, owner: str, intruder: str
+) -> None:
     mine, theirs = checkout(tmp_path / "mine", owner), checkout(tmp_path / "theirs", intruder)
-    daemon = start_daemon(data_dir, tmp_path)
-    try:
-        async with socket_client(daemon.socket, mine) as client:
-            stored = data(await client.call_tool("memory_store", LESSON))
-            again = data(await client.call_tool("session_start", {"task": TASK}))
-            assert stored["id"] in [m["id"] for m in again["memories"]]  # the lesson is injectable
-        async with socket_client(daemon.socket, theirs) as client:
-            started = data(await client.call_tool("session_start", {"task": TASK}))
-            assert started["memories"] == [] and "lock_timeout" not in started["injected_context"]
-            found = data(await client.call_tool("memory_search", {"query": TASK, "scope": "org"}))
-            assert found["memories"] == []
-    finally:
-        daemon.stop()
+    async with socket_client(daemon.socket, mine) as client:
+        stored = data(await client.call_tool("memory_store", LESSON))
+        again = data(await client.call_tool("session_start", {"task": TASK}))
+        assert stored["id"] in [m["id"] for m in again["memories"]]  # the lesson is injectable
+    async with socket_client(daemon.socket, theirs) as client:
+        started = data(await client.call_tool("session_start", {"task": TASK}))
+        assert started["memories"] == [] and "lock_timeout" not in started["injected_context"]
+        found = data(await client.call_tool("memory_search", {"query": TASK, "scope": "org"}))
+        assert found["memories"] == []
 
 
 def test_status_shows_the_scope_and_where_each_part_came_from(tmp_path: Path) -> None:

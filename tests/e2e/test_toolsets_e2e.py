@@ -42,10 +42,10 @@ async def names(client: Any) -> set[str]:
     return {t.name for t in (await client.list_tools()).tools}
 
 
-async def test_a_bridge_starts_with_the_default_set_and_enables_policy_in_one_call(data_dir: Path, project_dir: Path) -> None:
+async def test_a_bridge_starts_with_the_default_set_and_enables_policy_in_one_call(shared_data_dir: Path, project_dir: Path) -> None:
     heard: list[Any] = []
-    async with stdio(data_dir, project_dir, heard=heard, CONTEXTD_TOOLSETS="default") as agent, \
-            stdio(data_dir, project_dir, CONTEXTD_TOOLSETS="default") as other:
+    async with stdio(shared_data_dir, project_dir, heard=heard, CONTEXTD_TOOLSETS="default") as agent, \
+            stdio(shared_data_dir, project_dir, CONTEXTD_TOOLSETS="default") as other:
         assert await names(agent) == DEFAULT
         refused = await agent.call_tool("policy_set", RULE)
         assert refused.is_error and error_text(refused).startswith("not_found: policy_set is in toolset 'policy'")
@@ -65,14 +65,14 @@ async def test_a_bridge_starts_with_the_default_set_and_enables_policy_in_one_ca
         assert (await other.call_tool("policy_list", {})).is_error
 
 
-async def test_the_flag_and_the_variable_choose_a_bridges_toolsets(data_dir: Path, project_dir: Path) -> None:
-    async with stdio(data_dir, project_dir, "--toolsets", "memory,policy", CONTEXTD_TOOLSETS="all") as client:
+async def test_the_flag_and_the_variable_choose_a_bridges_toolsets(shared_data_dir: Path, project_dir: Path) -> None:
+    async with stdio(shared_data_dir, project_dir, "--toolsets", "memory,policy", CONTEXTD_TOOLSETS="all") as client:
         listed = await names(client)
     assert listed == {n for n in DEFAULT if n.startswith("memory_")} | POLICY | {"toolsets"}
-    async with stdio(data_dir, project_dir, CONTEXTD_TOOLSETS="folding") as client:
+    async with stdio(shared_data_dir, project_dir, CONTEXTD_TOOLSETS="folding") as client:
         assert await names(client) == {"branch_create", "branch_return", "branch_status", "toolsets"}
 
-    bad = run_cli(data_dir, "stdio", "--toolsets", "memory,nope", timeout=60)
+    bad = run_cli(shared_data_dir, "stdio", "--toolsets", "memory,nope", timeout=60)
     assert bad.returncode != 0
     assert "unknown toolset 'nope'" in bad.stderr and "policy" in bad.stderr
 
