@@ -18,7 +18,7 @@ from contextd_mcp.transports.bridge import data_paths
 if TYPE_CHECKING:  # imported inside the commands: the CLI starts light
     from contextd_mcp.adapters.token_store import TokenStore
     from contextd_mcp.settings import Settings
-    from contextd_mcp.transports.auth import HttpAuth
+    from contextd_mcp.transports.http_options import HttpAuth
 
 
 def _host_port(value: str) -> tuple[str, int]:
@@ -146,7 +146,7 @@ def _already_running_hint(args: argparse.Namespace) -> str:
 def _http_auth(args: argparse.Namespace, settings: Settings) -> HttpAuth:
     """Tokens file or explicit open loopback; raises ValueError when HTTP must not start."""
     from contextd_mcp.adapters.token_store import FILE_NAME, TokenStore
-    from contextd_mcp.transports.auth import HttpAuth, check_http_auth
+    from contextd_mcp.transports.http_options import HttpAuth, check_http_auth
 
     auth = settings.auth
     path = auth.tokens_file or data_paths(args.data_dir).root / FILE_NAME
@@ -522,7 +522,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    request = {"command": "import", "path": str(Path(args.file).resolve()), "dry_run": args.dry_run,
+    from contextd_mcp.services.transfer_format import BadLine, check_file
+
+    path = Path(args.file).resolve()
+    try:  # a file that is no export fails here, not after a store and a model load (~3 s)
+        check_file(path)
+    except OSError as exc:
+        print(f"contextd-mcp: {path}: {exc.strerror}", file=sys.stderr)
+        return 1
+    except BadLine as exc:
+        print(f"contextd-mcp: {exc}", file=sys.stderr)
+        return 1
+    request = {"command": "import", "path": str(path), "dry_run": args.dry_run,
                "into_project": args.into_project, "tenant": args.tenant, "on_error": args.on_error}
     lines = _run_admin(args, request)
     if lines is None:

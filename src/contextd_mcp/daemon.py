@@ -21,7 +21,7 @@ from contextd_mcp.paths import DataPaths
 
 if TYPE_CHECKING:  # heavy (pydantic, starlette): imported where they are used
     from contextd_mcp.settings import HttpSettings, Settings
-    from contextd_mcp.transports.auth import HttpAuth
+    from contextd_mcp.transports.http_options import HttpAuth
     from contextd_mcp.transports.http_guard import HttpLimits
 
 log = logging.getLogger("contextd_mcp")
@@ -82,7 +82,7 @@ async def _stop_on_signal(stop_event: anyio.Event) -> None:
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    from contextd_mcp.transports.http import bind
+    from contextd_mcp.transports.http_options import bind
 
     try:
         return bind(host, port)
@@ -93,11 +93,8 @@ def _listen(host: str, port: int) -> socket.socket:
 
 async def run_daemon(paths: DataPaths, options: ServeOptions | None = None, settings: Settings | None = None) -> None:
     from contextd_mcp.adapters.token_store import FILE_NAME
-    from contextd_mcp.admin import Admin
-    from contextd_mcp.container import build
     from contextd_mcp.settings import Settings
-    from contextd_mcp.transports.auth import HttpAuth
-    from contextd_mcp.transports.socket_server import SocketServer
+    from contextd_mcp.transports.http_options import HttpAuth
 
     settings = settings or Settings()
     options = options or ServeOptions()
@@ -113,6 +110,11 @@ async def run_daemon(paths: DataPaths, options: ServeOptions | None = None, sett
             lock.close()
             raise
         http = (http[0], listener.getsockname()[1])  # port 0 means any free one: say which
+    # After the lock and the port: a taken one fails before the ~1 s of the SDK's and the tools' imports.
+    from contextd_mcp.admin import Admin
+    from contextd_mcp.container import build
+    from contextd_mcp.transports.socket_server import SocketServer
+
     limits = settings.limits
     access = None
     if http is not None:

@@ -11,7 +11,6 @@ import ctypes
 import json
 import os
 import shutil
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +22,6 @@ from contextd_mcp.adapters.shipped_model import SHIPPED_MODEL
 
 _VENDORED = Path(__file__).with_name("minilm")
 _TOKENIZER_FILES = ("tokenizer.json", "config.json", "special_tokens_map.json", "tokenizer_config.json")
-_register_lock = threading.Lock()
 # Small batches: onnxruntime's working memory grows with batch x sequence length, and per text
 # a batch of 8 is no slower than 64 on two cores (the attention is the cost, not the call).
 _BATCH = 8
@@ -85,9 +83,6 @@ class FastEmbedEmbedder:
     def __init__(self, model: str, cache_dir: Path) -> None:
         # Without this, a missing model costs ~40 s of hub retries before failing.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from fastembed import TextEmbedding
-        from fastembed.common.model_description import ModelSource, PoolingType
-
         # enable_cpu_mem_arena=False everywhere below: the arena keeps the biggest batch's buffers
         # for the life of the process (1.3 GiB after one batch of 32 long texts, measured).
         self._name = model
@@ -99,22 +94,15 @@ class FastEmbedEmbedder:
             self._name = f"local/{local_dir.name}"
         try:
             if local_dir is not None:
+                # A model directory runs without fastembed (its import is ~0.4 s of every start):
+                # the same mean-pooled, normalised vectors (onnx_mean_pooled.py).
+                from contextd_mcp.adapters.onnx_mean_pooled import MeanPooledModel
+
                 dim = _dim_of(local_dir)
-                with _register_lock:
-                    known = {m["model"] for m in TextEmbedding.list_supported_models()}
-                    if self._name not in known:
-                        TextEmbedding.add_custom_model(
-                            model=self._name,
-                            pooling=PoolingType.MEAN,
-                            normalization=True,
-                            sources=ModelSource(hf="sentence-transformers/all-MiniLM-L6-v2"),
-                            dim=dim,
-                            model_file="model.onnx",
-                        )
-                self._model: Any = TextEmbedding(
-                    model_name=self._name, specific_model_path=str(local_dir), enable_cpu_mem_arena=False
-                )
+                self._model: Any = MeanPooledModel(local_dir)
             else:
+                from fastembed import TextEmbedding
+
                 self._model = TextEmbedding(
                     model_name=model, cache_dir=str(cache_dir), local_files_only=True, enable_cpu_mem_arena=False
                 )

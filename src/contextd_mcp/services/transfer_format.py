@@ -16,6 +16,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -136,6 +137,16 @@ def parse_header(raw: bytes) -> Header:
     if not head.scope.get("tenant"):
         raise BadLine("header.scope.tenant: required")
     return head
+
+
+def check_file(path: Path) -> None:
+    """The file opens and its first line is an export header (OSError or BadLine otherwise): what
+    an import refuses first, checked by the CLI before it loads a store and a model for it."""
+    with path.open("rb") as stream:
+        first = stream.readline(limits.TRANSFER_LINE_MAX_BYTES + 1)
+    if not first:
+        raise BadLine("line 1: the file is empty (no header)")
+    parse_header(first.rstrip(b"\n"))
 
 
 def parse_line(number: int, raw: bytes, tenant: str) -> Line:

@@ -10,11 +10,9 @@ agent's id, fixed when the token was made).
 
 from __future__ import annotations
 
-import ipaddress
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
@@ -29,6 +27,12 @@ from contextd_mcp.adapters.token_store import TokenEntry, TokenStore
 from contextd_mcp.errors import Denied
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.models.scope import Scope
+from contextd_mcp.transports.http_options import (  # noqa: F401 - re-exported, where callers look
+    AuthConfigError,
+    HttpAuth,
+    check_http_auth,
+    is_loopback,
+)
 
 READ_SCOPE = "contextd:read"
 WRITE_SCOPE = "contextd:write"
@@ -202,61 +206,6 @@ async def _refuse(send: Send, description: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-class AuthConfigError(ValueError):
-    """The HTTP transport would be reachable without the protection it needs."""
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _is_wildcard(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_unspecified
-    except ValueError:
-        return False
-
-
-def check_http_auth(host: str, active_tokens: int, allow_local_noauth: bool, allowed_hosts: Sequence[str]) -> bool:
-    """Whether HTTP needs tokens (True) or runs open on loopback (False); raises when refused."""
-    if allow_local_noauth:
-        if not is_loopback(host):
-            raise AuthConfigError(
-                f"unauthenticated HTTP is allowed on loopback only, not on {host}; create a token with "
-                "`contextd-mcp token create --tenant NAME` instead"
-            )
-        return False
-    if active_tokens == 0:
-        where = "non-loopback address " + host if not is_loopback(host) else host
-        raise AuthConfigError(
-            f"refusing to serve HTTP on {where} without auth: no tokens configured. Create one with "
-            "`contextd-mcp token create --tenant NAME`"
-            + ("" if not is_loopback(host) else ", or pass --allow-unauthenticated-loopback")
-        )
-    if _is_wildcard(host) and not allowed_hosts:
-        raise AuthConfigError(
-            f"binding {host} accepts any Host header; name the host clients use with --allowed-host "
-            "(DNS-rebinding protection)"
-        )
-    return True
-
-
-@dataclass(frozen=True)
-class HttpAuth:
-    """Who may use HTTP, as ``serve`` settled it (cli.py): tokens from a file, or (the operator's
-    explicit opt-in, loopback only) every caller acting as the operator in ``cwd``'s scope."""
-
-    tokens_file: Path | None
-    allowed_hosts: tuple[str, ...] = ()
-    # The daemon's working directory: the open loopback's callers act in its scope.
-    cwd: Path = field(default_factory=Path.cwd)
 
 
 def access_from_options(auth: HttpAuth) -> HttpAccess:

@@ -143,20 +143,6 @@ def _identify(access: HttpAccess | None) -> Identify:
     return identify
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The HTTP listening socket, bound now: a taken port is an OSError here, before anything
-    loads, not uvicorn's ``sys.exit`` from inside the daemon's task group."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart over TIME_WAIT
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 class _QuietServer(uvicorn.Server):
     """The daemon owns signal handling; uvicorn must not replace it."""
 

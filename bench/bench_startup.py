@@ -1,0 +1,131 @@
+"""The daemon's start-up cost (issues 18, 19): CPU and wall of a ``contextd-mcp serve`` start,
+to its announce (socket accepting) and to its first answered ``memory_search`` through the real
+MCP client on its socket, at a small store (``--records`` lessons stored by a first daemon).
+
+Each start is a fresh interpreter (``python -m contextd_mcp serve``), as a user's restart or a
+test's daemon is; CPU is the daemon's own utime+stime read from /proc at the two moments.
+``--failures`` also times the two early failures: ``serve --http`` on a taken port and
+``import`` of a file that is not an export (both must fail before the store or model load).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_startup --runs 5
+    PYTHONPATH=<other tree>/src ...   # the same bench against another tree's code
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import scale_records  # noqa: E402
+from tests.e2e.daemons import socket_client, start_daemon  # noqa: E402
+from tests.helpers import CLI, env_for  # noqa: E402
+
+_TICK = os.sysconf("SC_CLK_TCK")
+ENV = {"CONTEXTD_TENANT": "bootco", "CONTEXTD_TEAM": "default", "CONTEXTD_PROJECT": "boot"}
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of ``pid`` (its threads included), seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+async def _fill(data_dir: Path, cwd: Path, records: int) -> None:
+    daemon = start_daemon(data_dir, cwd)
+    try:
+        async with socket_client(daemon.socket, cwd, ENV) as client:
+            rng = __import__("random").Random(3)
+            for i in range(records):
+                item = scale_records.lesson(i, rng)
+                result = await client.call_tool("memory_store", item.request.model_dump(mode="json", exclude_none=True))
+                assert not result.is_error, str(result.content[0])
+    finally:
+        daemon.stop()
+
+
+async def one_start(data_dir: Path, cwd: Path) -> dict[str, float]:
+    started = time.perf_counter()
+    daemon = start_daemon(data_dir, cwd)
+    ready_wall = time.perf_counter() - started
+    ready_cpu = cpu_s(daemon.process.pid)
+    try:
+        async with socket_client(daemon.socket, cwd, ENV) as client:
+            first = await client.call_tool("memory_search", {"query": "how to fix a failing build"})
+            answer_wall = time.perf_counter() - started
+            answer_cpu = cpu_s(daemon.process.pid)
+            assert not first.is_error, str(first.content[0])
+            assert first.structured_content["memories"], "the small store answered nothing"
+    finally:
+        daemon.stop()
+    return {"ready_wall_s": ready_wall, "ready_cpu_s": ready_cpu, "first_answer_wall_s": answer_wall, "first_answer_cpu_s": answer_cpu}
+
+
+def _timed_cli(data_dir: Path, *args: str) -> tuple[float, float, int, str]:
+    """Wall and CPU (children's rusage) of one CLI command, its exit code and stderr."""
+    before = os.times()
+    t0 = time.perf_counter()
+    done = subprocess.run([*CLI, *args], env=env_for(data_dir), capture_output=True, text=True, timeout=120, check=False)
+    wall = time.perf_counter() - t0
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return wall, cpu, done.returncode, done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+
+
+def failures(root: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        wall, cpu, code, err = _timed_cli(root / "taken", "serve", "--allow-unauthenticated-loopback", "--http", f"127.0.0.1:{port}")
+        out["serve_taken_port"] = {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "exit": code, "stderr": err}
+    bad = root / "bad.jsonl"
+    bad.write_text("this is not an export\n")
+    wall, cpu, code, err = _timed_cli(root / "import", "import", str(bad))
+    out["import_bad_file"] = {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "exit": code, "stderr": err}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--records", type=int, default=50)
+    parser.add_argument("--failures", action="store_true")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        root = Path(tmp)
+        data_dir, cwd = root / "data", root / "cwd"
+        cwd.mkdir()
+        anyio.run(_fill, data_dir, cwd, args.records)
+        runs = [anyio.run(one_start, data_dir, cwd) for _ in range(args.runs)]
+        result: dict[str, Any] = {
+            "load_before": os.getloadavg()[0],
+            **{k: round(statistics.median(r[k] for r in runs), 2) for k in runs[0]},
+            "runs": [{k: round(v, 2) for k, v in r.items()} for r in runs],
+        }
+        if args.failures:
+            result.update(failures(root))
+        result["load_after"] = os.getloadavg()[0]
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
