@@ -7,7 +7,7 @@ test's daemon is; CPU is the daemon's own utime+stime read from /proc at the two
 ``--failures`` also times the two early failures: ``serve --http`` on a taken port and
 ``import`` of a file that is not an export (both must fail before the store or model load).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_startup --runs 5
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_startup --runs 5 --importtime --failures
     PYTHONPATH=<other tree>/src ...   # the same bench against another tree's code
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -29,9 +30,9 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import scale_records  # noqa: E402
-from tests.e2e.daemons import socket_client, start_daemon  # noqa: E402
-from tests.helpers import CLI, env_for  # noqa: E402
+from bench import scale_records
+from tests.e2e.daemons import socket_client, start_daemon
+from tests.helpers import CLI, env_for
 
 _TICK = os.sysconf("SC_CLK_TCK")
 ENV = {"CONTEXTD_TENANT": "bootco", "CONTEXTD_TEAM": "default", "CONTEXTD_PROJECT": "boot"}
@@ -84,6 +85,30 @@ def _timed_cli(data_dir: Path, *args: str) -> tuple[float, float, int, str]:
     return wall, cpu, done.returncode, done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
 
 
+IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)$", re.MULTILINE)
+
+
+async def importtime(data_dir: Path, cwd: Path, top: int = 12) -> dict[str, Any]:
+    """One more start under ``-X importtime`` (to its first answer): the packages by their own
+    import time (summed over their modules) and the slowest modules by cumulative time."""
+    daemon = start_daemon(data_dir, cwd, PYTHONPROFILEIMPORTTIME="1")
+    try:
+        async with socket_client(daemon.socket, cwd, ENV) as client:
+            await client.call_tool("memory_search", {"query": "how to fix a failing build"})
+    finally:
+        daemon.stop()
+    packages: dict[str, int] = {}
+    cumulative: list[tuple[int, str]] = []
+    for self_us, cum_us, _, name in IMPORT_LINE.findall(daemon.output()):
+        packages[name.split(".")[0]] = packages.get(name.split(".")[0], 0) + int(self_us)
+        cumulative.append((int(cum_us), name))
+    return {
+        "import_total_s": round(sum(packages.values()) / 1e6, 2),
+        "import_by_package_s": {k: round(v / 1e6, 3) for k, v in sorted(packages.items(), key=lambda kv: -kv[1])[:top]},
+        "import_slowest_cumulative_s": {n: round(c / 1e6, 3) for c, n in sorted(cumulative, reverse=True)[:top]},
+    }
+
+
 def failures(root: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with socket.socket() as taken:
@@ -104,6 +129,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--records", type=int, default=50)
     parser.add_argument("--failures", action="store_true")
+    parser.add_argument("--importtime", action="store_true", help="one more start under -X importtime")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -118,6 +144,8 @@ def main() -> None:
             **{k: round(statistics.median(r[k] for r in runs), 2) for k in runs[0]},
             "runs": [{k: round(v, 2) for k, v in r.items()} for r in runs],
         }
+        if args.importtime:
+            result.update(anyio.run(importtime, data_dir, cwd))
         if args.failures:
             result.update(failures(root))
         result["load_after"] = os.getloadavg()[0]
