@@ -5,7 +5,9 @@ and as the unprivileged user, through the real helper, init and namespaces:
   is still hidden from the next one, and a path reached through a symlink that changes between
   calls is hidden where it points now;
 * the project watcher starts only once a call outlives its first sample: a call that writes past
-  the cap at once and then keeps running is still killed, one that ends sooner is not watched.
+  the cap at once and then keeps running is still killed, one that ends sooner is not watched;
+* a lingering placeholder directory is listed again only when its ctime moved: one the host
+  filled is the host's, whether it was already trusted as empty or filled right after it was made.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
+import time
 from pathlib import Path
 
-from contextd_mcp.sandbox import SandboxLimits
+from contextd_mcp.sandbox import SandboxLimits, _protect
 
 from .conftest import TEST_USER, Sandbox
 from .test_sandbox_budget import configure
@@ -86,3 +89,41 @@ def test_a_call_that_writes_past_the_cap_at_once_is_killed(sandbox: Sandbox) -> 
         assert ok.stdout == "fine\n" and ok.killed is None, ok
     finally:
         configure(sandbox)  # the defaults again, for the next test on this driver
+
+
+def test_a_placeholder_trusted_as_empty_and_then_filled_by_the_host_is_the_hosts(sandbox: Sandbox) -> None:
+    """A lingering placeholder directory is no longer listed on every call once its ctime is
+    old (`_protect.CTIME_TRUST_NS`); the host filling it afterwards must still make it the host's
+    path: read-only in the sandbox, shown as the host wrote it, never removed."""
+    project = sandbox.project
+    assert sandbox.run("true", limits=FAST, linger=60).result.exit_code == 0
+    time.sleep(_protect.CTIME_TRUST_NS / 1e9 + 0.2)
+    assert sandbox.run("true", limits=FAST, linger=60).result.exit_code == 0  # seen empty, trusted
+    (project / ".vscode" / "tasks.json").write_text('{"host": 1}\n')
+    run = sandbox.run("cat .vscode/tasks.json; echo x > .vscode/tasks.json; echo task=$?", limits=FAST).result
+    assert '{"host": 1}' in run.stdout and "task=0" not in run.stdout, (run.stdout, run.stderr)
+    assert (project / ".vscode" / "tasks.json").read_text() == '{"host": 1}\n'
+    assert sorted(os.listdir(project)) == [".vscode"], "only the host's own path stays"
+
+
+def test_a_placeholder_filled_within_the_trust_window_is_seen(tmp_path: Path) -> None:
+    """Server side only: a fill right after the placeholder was made (same clock tick, or the
+    same second on a coarse filesystem) must not be taken for an untouched placeholder."""
+    project = tmp_path / "p"
+    project.mkdir()
+    plan = _protect.prepare(project, (), None)
+    vscode = str(project / ".vscode")
+    assert vscode in plan.placeholders
+    _protect.release(plan, None, 60.0)
+    try:
+        again = _protect.prepare_nowait(project, (), None)
+        assert again is not None and vscode in again.placeholders  # empty: held again, no thread
+        _protect.release(again, None, 60.0)
+        (project / ".vscode" / "tasks.json").write_text("{}")
+        filled = _protect.prepare_nowait(project, (), None)
+        assert filled is not None
+        assert vscode not in filled.placeholders and (vscode, "ro") in filled.mounts
+        _protect.release(filled, None, 60.0)
+    finally:
+        _protect.release_all()
+    assert sorted(os.listdir(project)) == [".vscode"]

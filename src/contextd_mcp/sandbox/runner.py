@@ -35,6 +35,7 @@ DRAIN_GRACE_SECONDS = 2.0  # after the status, wait this long for the pipes to r
 _READ_CHUNK = 1 << 20
 _FINAL_KEYS = frozenset(("exit", "killed", "error", "stale"))
 _F_SETPIPE_SZ = 1031
+_DEFAULT_PIPE_BYTES = 1 << 16  # Linux's default pipe capacity (16 pages)
 
 
 def resolve_dirs(project_dir: Path, working_dir: Path | None) -> tuple[Path, Path]:
@@ -168,8 +169,8 @@ async def run(
     launcher = launcher or default_launcher()
     budget = _budget.current()
     async with budget.call() as cgroup_limits:
-        request = dataclasses.replace(request, cgroup_limits=cgroup_limits)
         if not sandboxed:
+            request = dataclasses.replace(request, cgroup_limits=cgroup_limits)
             return await _execute_fresh_if_stale(request, limits, sandboxed, launcher, budget.budget)
         # In a thread when it makes or removes placeholders: a dozen mkdir/rmdir on a busy disk
         # took 20-40 ms here, and must not stall the server's other calls. Holding lingering ones
@@ -179,7 +180,8 @@ async def run(
             held = _protect.prepare_nowait(Path(project), extra, state_dir)
             plan = held if held is not None else await anyio.to_thread.run_sync(_protect.prepare, Path(project), extra, state_dir)
         try:
-            request = dataclasses.replace(request, protected=[list(m) for m in plan.mounts], masked=_existing(masks))
+            protected = [list(m) for m in plan.mounts]
+            request = dataclasses.replace(request, cgroup_limits=cgroup_limits, protected=protected, masked=_existing(masks))
             return await _execute_fresh_if_stale(request, limits, sandboxed, launcher, budget.budget)
         finally:
             with anyio.CancelScope(shield=True):
@@ -253,7 +255,6 @@ async def _execute(
     try:
         for fd in (out_r, err_r):
             os.set_blocking(fd, False)
-            _grow_pipe(fd)
         status.setblocking(False)
         started = time.perf_counter()
         try:
@@ -340,6 +341,7 @@ def _grow_pipe(fd: int) -> None:
 
 
 async def _pump(fd: int, sink: HeadTail) -> None:
+    grown = False
     while True:
         try:
             chunk = os.read(fd, _READ_CHUNK)
@@ -348,6 +350,11 @@ async def _pump(fd: int, sink: HeadTail) -> None:
             continue
         if not chunk:
             return
+        if not grown and len(chunk) >= _DEFAULT_PIPE_BYTES:
+            # A full default pipe: a flood. Grown only now, as growing both pipes of every call
+            # up front cost ~60 µs (the kernel allocates the larger ring), for output most calls never make.
+            _grow_pipe(fd)
+            grown = True
         sink.feed(chunk)
         # A flood is always readable: yield so the timeout and the other stream still run.
         await anyio.lowlevel.checkpoint()
