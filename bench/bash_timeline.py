@@ -66,14 +66,16 @@ MARKS: dict[str, list[Edit]] = {
         ("        return BashResult(\n", "        " + _T + "t('D_sandboxed')\n        return BashResult(\n"),
     ],
     "sandbox/runner.py": [
-        ("    _check_command(command)\n    project, workdir", "    " + _T + "t('D_run')\n    _check_command(command)\n    project, workdir"),
+        ("    _check_command(command)\n", "    " + _T + "t('D_run')\n    _check_command(command)\n"),
         ("    launcher = launcher or default_launcher()\n", "    " + _T + "t('D_prepared')\n    launcher = launcher or default_launcher()\n"),
         ("            launcher.launch(payload, [theirs.fileno(), out_w, err_w])\n",
          "            " + _T + "t('D_launch')\n            launcher.launch(payload, [theirs.fileno(), out_w, err_w])\n"),
-        ("                await _read_status(status, messages)\n            watching.cancel()",
-         "                await _read_status(status, messages)\n            " + _T + "t('D_status')\n"
+        # Where the status has been read, the command's deadline scope left (the same place in
+        # trees that start the disk watcher with the call and in those that start it lazily).
+        ("            watching.cancel()\n",
+         "            " + _T + "t('D_status')\n"
          "            for m in messages:\n                for k, v in m.get('trace', {}).items():\n                    t(k, v)\n"
-         "            watching.cancel()"),
+         "            watching.cancel()\n"),
         ('    if any(m.get("stale") for m in messages):', "    " + _T + "t('D_drained')\n" + '    if any(m.get("stale") for m in messages):'),
     ],
     # Init cannot reach the trace file (its own mount namespace): it sends its marks with its status.

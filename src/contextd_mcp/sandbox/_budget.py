@@ -55,6 +55,7 @@ class _Budget:
         self._waiting: list[int] = []
         self._lock = threading.Lock()
         self._cgroups: Cgroups | None = None
+        self._limits_of: tuple[SandboxBudget, dict[str, float]] | None = None
 
     def cgroups(self) -> Cgroups:
         with self._lock:
@@ -78,6 +79,9 @@ class _Budget:
 
     async def _acquire(self) -> None:
         """A slot, in arrival order. Polled, so that it works from any event loop or thread."""
+        if self.running < self.budget.max_concurrent and not self._waiting:
+            self.running += 1  # nobody queued before us: no cancel scope, no poll (every call)
+            return
         ticket = next(self._tickets)
         self._waiting.append(ticket)
         try:
@@ -101,9 +105,16 @@ class _Budget:
         await self._acquire()
         try:
             cgroups = self.cgroups()
-            yield None if cgroups.version == "none" else call_limits(self.budget.cgroup_limits())
+            yield None if cgroups.version == "none" else dict(self._call_limits())
         finally:
             self.running -= 1
+
+    def _call_limits(self) -> dict[str, float]:
+        """The call's cgroup limits, derived once per budget (asdict on every call cost ~15 µs)."""
+        cached = self._limits_of
+        if cached is None or cached[0] is not self.budget:
+            cached = self._limits_of = (self.budget, call_limits(self.budget.cgroup_limits()))
+        return cached[1]
 
     def status(self) -> dict[str, object]:
         groups = self.cgroups()

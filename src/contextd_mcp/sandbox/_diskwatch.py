@@ -101,11 +101,13 @@ class DiskWatch:
         except OSError:
             return False  # the project itself is gone: nothing of it to cap
 
-    async def watch(self, kill: anyio.CancelScope) -> None:
+    async def watch(self, kill: anyio.CancelScope, first_sample_after: float = SAMPLE_SECONDS) -> None:
         """Cancel `kill` (the scope that waits for the command) once over the cap."""
         next_walk = 0.0
+        delay = first_sample_after
         while True:
-            await anyio.sleep(SAMPLE_SECONDS)
+            await anyio.sleep(delay)
+            delay = SAMPLE_SECONDS
             try:
                 grown = _used_bytes(self.project) - self.baseline
             except OSError:

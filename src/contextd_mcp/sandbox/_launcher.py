@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ._budget import helper_env
-from ._protocol import HELPER_MODULE, MAX_LENT_MESSAGE_BYTES, MAX_WARM_SECONDS, prepare_message
+from ._protocol import HELPER_MODULE, MAX_LENT_MESSAGE_BYTES, MAX_WARM_SECONDS, prepare_key, prepare_message
 from ._types import SandboxUnavailable
 
 _INT_BYTES = 4  # a file descriptor in SCM_RIGHTS data (C int)
@@ -68,7 +68,7 @@ class ZygoteLauncher:
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._lent: deque[_Lent] = deque()
-        self._hinted: bytes | None = None  # the last hint the helper got (see _hint)
+        self._hinted: list[object] | None = None  # the key of the last hint the helper got (see _hint)
 
     def launch(self, payload: bytes, fds: Sequence[int]) -> None:
         with self._lock:
@@ -83,16 +83,17 @@ class ZygoteLauncher:
         if self._sock is None or not request.get("sandbox", True) or request.get("fresh"):
             return
         try:
+            key = prepare_key(request)
+            if key == self._hinted:
+                return
             hint = prepare_message(request)
         except (KeyError, TypeError):
-            return
-        if hint == self._hinted:
             return
         try:
             self._sock.send(hint, socket.MSG_DONTWAIT)
         except OSError:
             return  # full or gone: the next call tries again
-        self._hinted = hint
+        self._hinted = key
 
     def _launch(self, request: dict[str, Any], payload: bytes, fds: Sequence[int]) -> None:
         if self._launch_lent(request, payload, fds):

@@ -86,6 +86,12 @@ class Request:
         return cls(**fields)
 
 
+def prepare_key(request: dict[str, object]) -> list[object]:
+    """What decides a hint, from a decoded request: equal keys give equal `prepare_message`s
+    (compared on every call; building the message each time cost ~25 µs)."""
+    return [request[name] for name in _PREPARE_FIELDS]
+
+
 def prepare_message(request: dict[str, object]) -> bytes:
     """The hint for the zygote from a decoded request (see the module docstring)."""
     fields = {name: request[name] for name in _PREPARE_FIELDS}

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+import stat
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ import anyio.lowlevel
 
 from . import _budget, _probe, _protect
 from ._budgetspec import SandboxBudget
-from ._diskwatch import DiskWatch
+from ._diskwatch import SAMPLE_SECONDS, DiskWatch
 from ._launcher import Launcher, default_launcher
 from ._output import HeadTail
 from ._protocol import MAX_COMMAND_BYTES, MAX_REQUEST_BYTES, Request
@@ -34,40 +35,45 @@ DRAIN_GRACE_SECONDS = 2.0  # after the status, wait this long for the pipes to r
 _READ_CHUNK = 1 << 20
 _FINAL_KEYS = frozenset(("exit", "killed", "error", "stale"))
 _F_SETPIPE_SZ = 1031
+_DEFAULT_PIPE_BYTES = 1 << 16  # Linux's default pipe capacity (16 pages)
 
 
 def resolve_dirs(project_dir: Path, working_dir: Path | None) -> tuple[Path, Path]:
     """Both as real paths; the working directory must be inside the project after symlinks."""
+    project, workdir, _ = _resolve(project_dir, working_dir)
+    return Path(project), Path(workdir)
+
+
+def _resolve(project_dir: Path, working_dir: Path | None) -> tuple[str, str, tuple[int, int]]:
+    """`resolve_dirs` on strings (pathlib's parsing was most of its time, on every call), with
+    the project's (st_dev, st_ino) from the same stat that checks it is a directory."""
     try:
-        project = Path(project_dir).resolve(strict=True)
+        project = os.path.realpath(project_dir, strict=True)
+        st = os.stat(project)
     except OSError as exc:
         raise SandboxInputError("working_dir", f"project directory {project_dir} does not exist ({exc.strerror})") from exc
-    if not project.is_dir():
+    if not stat.S_ISDIR(st.st_mode):
         raise SandboxInputError("working_dir", f"project directory {project} is not a directory")
-    if project == Path("/"):
+    if project == "/":
         raise SandboxInputError("working_dir", "the project directory cannot be / (it would expose the whole host)")
     for parent in FORBIDDEN_PROJECT_PARENTS:
-        if project.is_relative_to(parent):
+        if _under(project, parent):
             raise SandboxInputError("working_dir", f"the project directory cannot be under {parent}, which the sandbox replaces")
+    identity = (st.st_dev, st.st_ino)
     if working_dir is None:
-        return project, project
+        return project, project, identity
     try:
-        workdir = (project / working_dir).resolve(strict=True)
+        workdir = os.path.realpath(os.path.join(project, working_dir), strict=True)
     except OSError as exc:
         raise SandboxInputError("working_dir", f"working directory {working_dir} does not exist ({exc.strerror})") from exc
-    if not workdir.is_relative_to(project):
+    if not _under(workdir, project):
         raise SandboxInputError(
             "working_dir",
             f"working directory {working_dir} resolves to {workdir}, which is outside the project {project}"
         )
-    if not workdir.is_dir():
+    if not os.path.isdir(workdir):
         raise SandboxInputError("working_dir", f"working directory {workdir} is not a directory")
-    return project, workdir
-
-
-def _identity(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_dev, st.st_ino
+    return project, workdir, identity
 
 
 class _StaleView(Exception):
@@ -132,11 +138,11 @@ async def run(
     launcher: Launcher | None = None,
 ) -> SandboxResult:
     _check_command(command)
-    project, workdir = resolve_dirs(project_dir, working_dir)
+    project, workdir, project_id = _resolve(project_dir, working_dir)
     extra = _protect.check_extra(protect)
     linger = _protect.check_linger(placeholder_linger_seconds)
     # A mask over the project or one of its parents would hide the project itself.
-    masks = [real for real in map(os.path.realpath, hidden) if not _under(str(project), real)]
+    masks = [real for real in _real_paths(tuple(hidden)) if not _under(project, real)]
     full_env = build_env(env)
     sandboxed = True
     try:
@@ -147,8 +153,8 @@ async def run(
         sandboxed = False
     request = Request(
         command=command,
-        project=str(project),
-        workdir=str(workdir),
+        project=project,
+        workdir=workdir,
         env=full_env,
         sandbox=sandboxed,
         memory_bytes=limits.memory_bytes,
@@ -156,30 +162,52 @@ async def run(
         max_processes=limits.max_processes,
         max_file_bytes=limits.max_file_bytes,
         max_open_files=limits.max_open_files,
-        project_id=_identity(project),
+        project_id=project_id,
     )
     if len(request.encode()) > MAX_REQUEST_BYTES:
         raise ValueError(f"command and environment together exceed {MAX_REQUEST_BYTES} bytes")
     launcher = launcher or default_launcher()
     budget = _budget.current()
     async with budget.call() as cgroup_limits:
-        request = dataclasses.replace(request, cgroup_limits=cgroup_limits)
         if not sandboxed:
+            request = dataclasses.replace(request, cgroup_limits=cgroup_limits)
             return await _execute_fresh_if_stale(request, limits, sandboxed, launcher, budget.budget)
         # In a thread when it makes or removes placeholders: a dozen mkdir/rmdir on a busy disk
         # took 20-40 ms here, and must not stall the server's other calls. Holding lingering ones
         # again is a few lstat calls: done here (a thread hop is 0.15 ms, 2 ms at p95 under load).
         # Shielded: a cancelled call still gets (and later drops) its hold.
         with anyio.CancelScope(shield=True):
-            held = _protect.prepare_nowait(project, extra, state_dir)
-            plan = held if held is not None else await anyio.to_thread.run_sync(_protect.prepare, project, extra, state_dir)
+            held = _protect.prepare_nowait(Path(project), extra, state_dir)
+            plan = held if held is not None else await anyio.to_thread.run_sync(_protect.prepare, Path(project), extra, state_dir)
         try:
-            request = dataclasses.replace(request, protected=[list(m) for m in plan.mounts], masked=_existing(masks))
+            protected = [list(m) for m in plan.mounts]
+            request = dataclasses.replace(request, cgroup_limits=cgroup_limits, protected=protected, masked=_existing(masks))
             return await _execute_fresh_if_stale(request, limits, sandboxed, launcher, budget.budget)
         finally:
             with anyio.CancelScope(shield=True):
                 if not _protect.release_nowait(plan, state_dir, linger):
                     await anyio.to_thread.run_sync(_protect.release, plan, state_dir, linger)
+
+
+_REAL_PATHS: dict[tuple[Path, ...], tuple[str, ...]] = {}
+_MAX_REAL_PATH_SETS = 8  # one per ShellService; tests make a few
+
+
+def _real_paths(paths: tuple[Path, ...]) -> tuple[str, ...]:
+    """The daemon's own files as real paths. A realpath of five paths was ~70 µs of every call,
+    so a set whose every path is already real (no symlink on the way, the usual case) is kept:
+    the daemon made these paths and holds the data directory's lock, and a project that contains
+    the data directory is refused (ShellRoots resolves it once too). A path reached through a
+    symlink is resolved on every call: whoever can change the link moves the file's real path.
+    Whether each exists is asked on every call (`_existing`): a tokens file or an audit log made
+    after the first call is hidden from the next one."""
+    cached = _REAL_PATHS.get(paths)
+    if cached is not None:
+        return cached
+    reals = tuple(os.path.realpath(path) for path in paths)
+    if len(_REAL_PATHS) < _MAX_REAL_PATH_SETS and all(real == os.path.abspath(p) for p, real in zip(paths, reals, strict=True)):
+        _REAL_PATHS[paths] = reals
+    return reals
 
 
 def _existing(reals: Sequence[str]) -> list[str]:
@@ -227,7 +255,6 @@ async def _execute(
     try:
         for fd in (out_r, err_r):
             os.set_blocking(fd, False)
-            _grow_pipe(fd)
         status.setblocking(False)
         started = time.perf_counter()
         try:
@@ -243,9 +270,9 @@ async def _execute(
             tg.start_soon(_pump, out_r, stdout)
             tg.start_soon(_pump, err_r, stderr)
             # Ends at the timeout, or when the project watcher finds the call over its cap.
+            watching = anyio.CancelScope()  # the watcher's, if it starts: cancelled in any case
             with anyio.CancelScope(deadline=anyio.current_time() + limits.timeout_seconds) as deadline:
-                watching = _start_watch(tg, watch, deadline)
-                await _read_status(status, messages)
+                await _status_then_watch(tg, status, messages, watch, deadline, watching)
             watching.cancel()
             if deadline.cancelled_caught:
                 kill_requested = True
@@ -278,15 +305,31 @@ async def _execute(
     )
 
 
-def _start_watch(tg: anyio.abc.TaskGroup, watch: DiskWatch, kill: anyio.CancelScope) -> anyio.CancelScope:
-    scope = anyio.CancelScope()
+async def _status_then_watch(
+    tg: anyio.abc.TaskGroup,
+    status: socket.socket,
+    messages: list[dict[str, Any]],
+    watch: DiskWatch,
+    kill: anyio.CancelScope,
+    scope: anyio.CancelScope,
+) -> None:
+    """Read the status; the project watcher (in `scope`) starts only if the call outlives its
+    first sample (most calls end sooner, and a task started and cancelled on every call cost
+    ~0.1 ms). Its first sample is then taken at once: the cadence of a watcher started with the call."""
+    with anyio.move_on_after(SAMPLE_SECONDS):
+        await _read_status(status, messages)
+        return
+    # _read_status appends a message only after its recv: cancelled, it lost nothing.
+    _start_watch(tg, watch, kill, scope)
+    await _read_status(status, messages)
 
+
+def _start_watch(tg: anyio.abc.TaskGroup, watch: DiskWatch, kill: anyio.CancelScope, scope: anyio.CancelScope) -> None:
     async def run() -> None:
-        with scope:
-            await watch.watch(kill)
+        with scope:  # cancelled before it starts (the call ended meanwhile): never samples
+            await watch.watch(kill, first_sample_after=0.0)
 
     tg.start_soon(run)
-    return scope
 
 
 def _grow_pipe(fd: int) -> None:
@@ -298,6 +341,7 @@ def _grow_pipe(fd: int) -> None:
 
 
 async def _pump(fd: int, sink: HeadTail) -> None:
+    grown = False
     while True:
         try:
             chunk = os.read(fd, _READ_CHUNK)
@@ -306,6 +350,11 @@ async def _pump(fd: int, sink: HeadTail) -> None:
             continue
         if not chunk:
             return
+        if not grown and len(chunk) >= _DEFAULT_PIPE_BYTES:
+            # A full default pipe: a flood. Grown only now, as growing both pipes of every call
+            # up front cost ~60 µs (the kernel allocates the larger ring), for output most calls never make.
+            _grow_pipe(fd)
+            grown = True
         sink.feed(chunk)
         # A flood is always readable: yield so the timeout and the other stream still run.
         await anyio.lowlevel.checkpoint()
