@@ -15,7 +15,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from contextd_mcp.adapters.server_layout import ServerLayout
-from contextd_mcp.adapters.sparse_rewrite import Engine, Page, rewrite
+from contextd_mcp.adapters.sparse_rewrite import OWNER, Engine, Page, rewrite
 from contextd_mcp.adapters.store_meta import check_model
 from contextd_mcp.ports import vector_store as port
 from contextd_mcp.ports.vector_store import (
@@ -252,7 +252,7 @@ class QdrantClientStore:
         def read(offset: Any, limit: int) -> Page:
             with self._lock:
                 points, following = self._client.scroll(
-                    name, offset=offset, limit=limit, with_payload=True, with_vectors=[_SPARSE]
+                    name, offset=offset, limit=limit, with_payload=list(OWNER), with_vectors=[_SPARSE]
                 )
             vectors: list[Any] = [p.vector or {} for p in points]
             items = [(str(p.id), dict(p.payload or {}), _of_sparse(v[_SPARSE]))

@@ -26,7 +26,7 @@ from contextd_mcp import limits
 from contextd_mcp.adapters import edge_generations as gen
 from contextd_mcp.adapters.edge_indexing import IndexJob, StageHook
 from contextd_mcp.adapters.mapped_files import page_out
-from contextd_mcp.adapters.sparse_rewrite import Engine, Page, rewrite
+from contextd_mcp.adapters.sparse_rewrite import OWNER, Engine, Page, rewrite
 from contextd_mcp.adapters.store_meta import check_model
 from contextd_mcp.errors import NotFound
 from contextd_mcp.ports import vector_store as port
@@ -152,7 +152,7 @@ def _write_json(path: Path, value: Mapping[str, Any]) -> None:
     """Replaces ``path`` durably: a crash leaves the old file or the new one, never half."""
     temporary = path.with_suffix(".tmp")
     with temporary.open("w") as out:
-        json.dump(value, out)
+        out.write(json.dumps(value))  # dumps: the C encoder (dump streams through the Python one)
         out.flush()
         os.fsync(out.fileno())
     os.replace(temporary, path)
@@ -434,7 +434,7 @@ class EdgeStore:
         shard = self._shard(collection)
 
         def read(offset: Any, limit: int) -> Page:
-            request = qe.ScrollRequest(offset=offset, limit=limit, with_payload=True, with_vector=[_SPARSE])
+            request = qe.ScrollRequest(offset=offset, limit=limit, with_payload=list(OWNER), with_vector=[_SPARSE])
             with self._lock:
                 points, following = shard.scroll(request)
             vectors: list[Any] = [p.vector or {} for p in points]

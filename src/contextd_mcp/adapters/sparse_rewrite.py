@@ -10,9 +10,10 @@ with the collection (a JSON object the adapter stores durably) and is read befor
 
 A remap is not idempotent (an XOR applied twice undoes itself), so no vector is ever
 remapped from what the collection holds now unless the state says it is unwritten: each
-batch's *results* are journalled (durably) before they are written, and an interrupted run
-first writes the journal again (writing a result twice is harmless), then goes on from the
-saved offset. Batches are small, so a journal is a few hundred KiB at most.
+batch's *results* are journalled (durably, with the offset after it) before they are written,
+and the next batch's journal replaces it only once they are durable; an interrupted run first
+writes the journal again (writing a result twice is harmless), then goes on from the saved
+offset. A journal is ≈ 1 MiB at most (``limits.SPARSE_REWRITE_BATCH``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from typing import Any, TypeAlias
 from contextd_mcp.limits import SPARSE_REWRITE_BATCH
 from contextd_mcp.ports.vector_store import Sparse, SparseRemap
 
-# A scroll page: (id, payload, sparse) of each point that has a sparse vector, and where the
+# What of a record's payload a remap is given (its owner: the rest would only cost reading).
+OWNER = ("tenant", "team", "project")
+# A scroll page: (id, owner fields, sparse) of each point that has a sparse vector, and where the
 # next page starts (None: the last page). Offsets must be JSON values (ids as strings).
 Page: TypeAlias = tuple[list[tuple[str, dict[str, Any], dict[int, float]]], Any]
 
@@ -40,11 +43,12 @@ class Engine:
 
 
 def _journal(batch: list[tuple[str, Sparse]]) -> list[list[Any]]:
-    return [[ident, [[int(i), float(w)] for i, w in sparse.items()]] for ident, sparse in batch]
+    return [[ident, [int(i) for i in sparse], [float(w) for w in sparse.values()]] for ident, sparse in batch]
 
 
 def _unjournal(journal: list[list[Any]]) -> list[tuple[str, Sparse]]:
-    return [(str(ident), {int(i): float(w) for i, w in pairs}) for ident, pairs in journal]
+    return [(str(ident), dict(zip(map(int, indices), map(float, weights), strict=True)))
+            for ident, indices, weights in journal]
 
 
 def rewrite(engine: Engine, layout: str, remap: SparseRemap) -> int:
@@ -55,17 +59,15 @@ def rewrite(engine: Engine, layout: str, remap: SparseRemap) -> int:
     progress = dict(state.get("rewrite") or {"offset": None, "journal": None})
     written = 0
     while True:
-        if progress.get("journal"):  # an interrupted batch: its results, written again
+        if progress.get("journal"):  # the batch journalled last (again, after a crash: harmless)
             batch = _unjournal(progress["journal"])
-            engine.write(batch)
+            engine.write(batch)  # durable on return: the next save may drop its journal
             written += len(batch)
-            progress["journal"] = None
-            engine.save({**state, "rewrite": progress})
         if progress.get("done"):
             break
         items, following = engine.read(progress["offset"], SPARSE_REWRITE_BATCH)
-        progress = {"offset": following, "journal": _journal([(i, remap(p, s)) for i, p, s in items])}
-        progress["done"] = following is None
-        engine.save({**state, "rewrite": progress})
+        journal = _journal([(i, remap(p, s)) for i, p, s in items])
+        progress = {"offset": following, "journal": journal, "done": following is None}
+        engine.save({**state, "rewrite": progress})  # one durable write a batch
     engine.save({**state, "rewrite": None, "terms": layout})  # None, not absent: a server merges metadata
     return written

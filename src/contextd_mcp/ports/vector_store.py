@@ -137,9 +137,9 @@ class VectorStore(Protocol):
     def count(self, collection: str, where: Where) -> int: ...
 
     def rewrite_sparse(self, collection: str, layout: str, remap: SparseRemap) -> int:
-        """Once per ``layout``: every stored sparse vector becomes ``remap(payload, sparse)``, dense
-        vectors untouched, and the collection is marked as holding ``layout`` (called again:
-        nothing). An interrupted run, called again, finishes it with no vector remapped twice.
+        """Once per ``layout``: every stored sparse vector becomes ``remap(owner, sparse)`` (``owner``:
+        the record's tenant, team and project), dense vectors untouched, and the collection is
+        marked as holding ``layout`` (called again: nothing). An interrupted run, called again, finishes it with no vector remapped twice.
         Returns how many vectors were written."""
         ...
 
