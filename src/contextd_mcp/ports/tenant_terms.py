@@ -7,10 +7,14 @@ of tenant B's lexical searches: B could probe whether A's records hold a word by
 own scores. So each tenant's terms live in their own part of the index space: an index is XORed
 with a 32-bit hash of the record's tenant when written, and a query's with the caller's tenant
 (``ScopedStore``, the one place that knows both). XOR with a constant is a bijection of the u32
-space: a tenant's own term statistics, and so its own scores, are exactly what they would be in
-a store of its own, up to hash collisions between tenants' vocabularies (as likely as within one).
+space: a term's document frequency counts that tenant's records only, up to hash collisions
+between tenants' vocabularies (as likely as within one).
 
-Limit: the hash is public, so a tenant who knows another's tenant name could craft a word
+Limits. The engine's IDF, ``ln(1 + (N - n + 0.5) / (n + 0.5))``, also takes N, the number of
+records in the collection, every tenant's: how *many* records others hold moves a tenant's
+lexical scores slightly (not which words they hold; tests/isolation/test_term_statistics.py pins
+it as known). Closing it needs N per tenant: a sparse vector name per tenant, or IDF computed
+here from per-tenant counts. And the hash is public, so a tenant who knows another's tenant name could craft a word
 whose index lands on one of that tenant's terms (crc32 can be forced) and watch that one term's
 frequency; a keyed hash with a per-store secret would close that too (not done: the secret
 would have to live as long as the store).
