@@ -158,3 +158,30 @@ def test_an_interrupted_rewrite_resumes_without_remapping_twice(
         assert _results(store) == reference
     finally:
         store.close()
+
+
+def test_move_sparse_moves_owner_and_terms_together(kind: str, tmp_path: Path) -> None:
+    """migrate-tenant's write: the record lands in the new tenant with its terms in that tenant's
+    layout, as if written there; its dense vector as it was."""
+    store = open_store(kind, tmp_path / "move")
+    try:
+        stores = Stores(store)
+        stores.ensure(SPEC)
+        old, new = TENANTS[0], TENANTS[1]
+        records = [record for scope, record in _records() if scope == old]
+        stores.of(old).upsert(SPEC.name, records)
+        query = sparse_vector(normalise("ledger locked timeout zanzibar"))
+        before_lexical = _ranked(stores.of(old).sparse_search(SPEC.name, query, 10))
+        before_dense = _ranked(stores.of(old).search(SPEC.name, [1.0, 2.0, 1.0, 0.5], 10))
+        assert before_lexical
+        for record in records:
+            store.move_sparse(SPEC.name, record.id, new.fields(), old.fields(),
+                              lambda owner, sparse: tenant_terms.between(sparse, str(owner["tenant"]), new.tenant))
+        assert stores.of(old).sparse_search(SPEC.name, query, 10) == []
+        assert _ranked(stores.of(new).sparse_search(SPEC.name, query, 10)) == before_lexical
+        assert _ranked(stores.of(new).search(SPEC.name, [1.0, 2.0, 1.0, 0.5], 10)) == before_dense
+        # A record outside ``where`` is left as it is.
+        store.move_sparse(SPEC.name, records[0].id, old.fields(), TENANTS[2].fields(), lambda owner, sparse: {})
+        assert _ranked(stores.of(new).sparse_search(SPEC.name, query, 10)) == before_lexical
+    finally:
+        store.close()
