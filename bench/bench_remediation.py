@@ -122,6 +122,7 @@ def service_latency(container: Container, queries: list[str]) -> dict[str, float
 
 def store_latency(container: Container, queries: list[str]) -> dict[str, dict[str, float]]:
     """The two parts of a search: embedding the query, and the store's fused search (+ re-rank)."""
+    from contextd_mcp.ports.tenant_terms import for_tenant
     from contextd_mcp.services import remediation as module
     from contextd_mcp.services.error_text import dense_text, normalise, sparse_vector
 
@@ -132,7 +133,8 @@ def store_latency(container: Container, queries: list[str]) -> dict[str, dict[st
         signature = normalise(error)
         vector = container.embedder.embed_query(dense_text(signature))
         middle = time.perf_counter()
-        container.store.hybrid_search(module.COLLECTION, vector, sparse_vector(signature), where, limit=20,
+        terms = for_tenant(sparse_vector(signature), SCOPE.tenant)  # as ScopedStore does: the tenant's own terms
+        container.store.hybrid_search(module.COLLECTION, vector, terms, where, limit=20,
                                       candidates=module.CANDIDATES, weights=module.WEIGHTS, fields=module.HIT_FIELDS)
         search.append((time.perf_counter() - middle) * 1000)
         embed.append((middle - started) * 1000)

@@ -13,12 +13,22 @@ from contextd_mcp.container import build
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.paths import DataPaths
+from contextd_mcp.ports.scoped_store import Stores
+from contextd_mcp.services.error_text import normalise, sparse_vector
 from contextd_mcp.scope_resolver import resolve_scope
 from contextd_mcp.tenant_migration import legacy_scope
 from tests.helpers import connected, data, error_text, run_cli
 from tests.test_scope_resolver import git_repo
 
 pytestmark = pytest.mark.anyio
+
+
+# The remediation's own terms: a lexical-only search for them finds it, in its tenant's layout.
+REMEDY_TERMS = sparse_vector(normalise("ModuleNotFoundError: yaml No module named 'yaml'"))
+
+
+def _lexical(container: Any, scope: Scope) -> list[tuple[str, float]]:
+    return [(h.id, h.score) for h in Stores(container.store).of(scope).sparse_search("remediations", REMEDY_TERMS, 5)]
 
 
 def caller(scope: Scope) -> Caller:
@@ -46,6 +56,7 @@ async def _seed(data_dir: Path, embedder: FastEmbedEmbedder, old: Scope, victim:
             seeded["checkpoint"] = data(await call("checkpoint_save", summary="Halfway through the upgrade."))
         async with connected(container, caller(victim)) as client:  # another host's acme/other
             seeded["other"] = data(await client.call_tool("memory_store", {"title": "Other", "content": "Not theirs."}))
+        seeded["lexical"] = _lexical(container, old)
     finally:
         container.close()
     return seeded
@@ -84,6 +95,9 @@ async def test_migrate_tenant_moves_the_checkouts_records_and_nothing_else(tmp_p
             assert data(await call("memory_get", memory_id=seeded["memory"]["id"]))["title"] == "Pin boto3 below 1.36"
             found = data(await call("memory_search", query="boto3 ContentMD5"))["memories"]
             assert [m["id"] for m in found] == [seeded["memory"]["id"]]
+            # Its terms moved with it, into the new tenant's layout: the same lexical match as before.
+            assert _lexical(container, new) == seeded["lexical"] != []
+            assert _lexical(container, old) == []
             assert data(await call("skill_get", name="review"))["id"] == seeded["skill"]["id"]
             helper = data(await call("agent_get", name="helper"))
             assert [s["name"] for s in helper["skills"]] == ["review"] and helper["missing_skills"] == []

@@ -66,6 +66,10 @@ TRANSFER_BATCH = 64  # memories embedded and written together on import
 # many points written the build is abandoned (the live shard has them all) rather than letting
 # the log grow without bound: ≈ 100 MiB, 8 minutes of memory_store at 20/s with five keys each.
 INDEX_OPLOG_MAX_POINTS = 50_000
+# Sparse vectors rewritten per batch when a store's term layout changes (adapters/sparse_rewrite.py):
+# the batch's results are journalled first (one fsync a batch), ≈ 25 bytes a term, ≈ 20 terms a
+# record: a journal stays ≈ 1 MiB.
+SPARSE_REWRITE_BATCH = 2000
 INDEX_SWAP_TAIL_OPS = 64  # logged writes left for the swap itself, under the store's lock
 # Free disk asked for before copying a shard: its size times this, plus this many bytes.
 INDEX_DISK_FACTOR = 1.5

@@ -15,6 +15,11 @@ moves one checkout's project from the old scope to the new, in every collection:
   (sessions, checkpoints, agents → skills, policy overrides) stay valid. A memory or fix stored
   again with the very same text under the new scope then gets a second copy (its content id
   includes the scope) instead of matching the moved one;
+- a record's sparse (lexical) vector is in its tenant's part of the term index space
+  (``ports.tenant_terms``): moving it to another tenant re-maps its terms in the same engine
+  write as its owner fields (``move_sparse``), so it never holds one tenant's name and another's
+  terms. A collection never opened by the per-tenant code holds plain terms: ``set_fields``
+  suffices there, its one-time rewrite later reads the (new) owner;
 - a named record (skill, agent) whose name is already taken where it would go is left in place
   and reported: rename one, then run again.
 
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from contextd_mcp.models.scope import Scope
+from contextd_mcp.ports import tenant_terms
 from contextd_mcp.ports.vector_store import CollectionSpec, VectorStore
 from contextd_mcp.scope_resolver import LOCAL_TENANT, find_repo_root, local_project, remote_urls
 
@@ -72,7 +78,9 @@ def existing_collections(store_dir: Path) -> list[CollectionSpec]:
     specs = []
     for meta in sorted(store_dir.glob(f"*/{_META}")):
         described = json.loads(meta.read_text())
-        specs.append(CollectionSpec(name=meta.parent.name, dim=int(described["dim"]), model=str(described["model"])))
+        # A term layout is recorded only for collections with sparse vectors (ports/scoped_store.py).
+        sparse = bool(described.get("terms"))
+        specs.append(CollectionSpec(meta.parent.name, int(described["dim"]), str(described["model"]), sparse=sparse))
     return specs
 
 
@@ -123,7 +131,17 @@ def _name_taken(store: VectorStore, collection: str, payload: Mapping[str, Any],
     return bool(store.scan(collection, where, limit=1))
 
 
-def _move_where(store: VectorStore, collection: str, where: dict[str, Any], move: Move, apply: bool) -> int:
+def _move_one(store: VectorStore, spec: CollectionSpec, record_id: str, target: dict[str, Any], where: dict[str, Any]) -> None:
+    if not spec.sparse:
+        store.set_fields(spec.name, record_id, target, where)
+        return
+    new = str(target["tenant"])
+    store.move_sparse(spec.name, record_id, target, where,
+                      lambda payload, sparse: tenant_terms.between(sparse, str(payload["tenant"]), new))
+
+
+def _move_where(store: VectorStore, spec: CollectionSpec, where: dict[str, Any], move: Move, apply: bool) -> int:
+    collection = spec.name
     total = store.count(collection, where)
     if not apply:  # one read: count, and find the names that would clash
         records = store.scan(collection, where, limit=max(total, 1))
@@ -141,7 +159,7 @@ def _move_where(store: VectorStore, collection: str, where: dict[str, Any], move
                 move.conflicts.append(f"{collection}/{record.payload.get('name', record.id)}")
                 skipped.add(record.id)
                 continue
-            store.set_fields(collection, record.id, target, where)
+            _move_one(store, spec, record.id, target, where)
             moved += 1
 
 
@@ -153,7 +171,9 @@ def plan_or_apply(store: VectorStore, collections: list[CollectionSpec], move: M
     shared = move.include_shared and move.old.tenant != move.new.tenant
     for spec in collections:
         store.ensure(spec)
-        moved = sum(_move_where(store, spec.name, where, move, apply) for where in _wheres(move.old, shared))
+        if spec.sparse and apply:  # finishes an interrupted rewrite first: every term then per tenant
+            store.rewrite_sparse(spec.name, tenant_terms.LAYOUT, tenant_terms.from_plain)
+        moved = sum(_move_where(store, spec, where, move, apply) for where in _wheres(move.old, shared))
         if moved:
             move.moved[spec.name] = moved
         left = 0 if shared or move.old.tenant == move.new.tenant else store.count(spec.name, _shared_where(move.old))

@@ -15,9 +15,19 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from contextd_mcp.adapters.server_layout import ServerLayout
+from contextd_mcp.adapters.sparse_rewrite import OWNER, Engine, Page, rewrite
 from contextd_mcp.adapters.store_meta import check_model
 from contextd_mcp.ports import vector_store as port
-from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, Sparse, Where, placeholder_vector
+from contextd_mcp.ports.vector_store import (
+    CollectionSpec,
+    Hit,
+    Range,
+    Record,
+    Sparse,
+    SparseRemap,
+    Where,
+    placeholder_vector,
+)
 
 _PREFIX = "contextd_"
 # The sparse vector's name; the dense one stays unnamed, so dense-only collections are unchanged.
@@ -79,6 +89,10 @@ def _collection_args(spec: CollectionSpec, layout: ServerLayout) -> dict[str, An
         ),
         "metadata": {"model": spec.model, "dim": spec.dim},
     }
+
+
+def _of_sparse(vector: Any) -> dict[int, float]:
+    return dict(zip(vector.indices, vector.values, strict=True))
 
 
 def _valid_id(record_id: str) -> bool:
@@ -229,6 +243,54 @@ class QdrantClientStore:
                 _PREFIX + collection, scroll_filter=_filter(where), limit=limit, with_payload=True, order_by=order
             )
         return [Record(id=str(r.id), payload=dict(r.payload or {})) for r in found]
+
+    # -- term layout (adapters/sparse_rewrite.py); the state lives in the collection's metadata --
+
+    def rewrite_sparse(self, collection: str, layout: str, remap: SparseRemap) -> int:
+        name = _PREFIX + collection
+
+        def read(offset: Any, limit: int) -> Page:
+            with self._lock:
+                points, following = self._client.scroll(
+                    name, offset=offset, limit=limit, with_payload=list(OWNER), with_vectors=[_SPARSE]
+                )
+            vectors: list[Any] = [p.vector or {} for p in points]
+            items = [(str(p.id), dict(p.payload or {}), _of_sparse(v[_SPARSE]))
+                     for p, v in zip(points, vectors, strict=True) if _SPARSE in v]
+            return items, None if following is None else str(following)
+
+        def write(batch: list[tuple[str, Sparse]]) -> None:
+            points = [models.PointVectors(id=i, vector={_SPARSE: _sparse(v)}) for i, v in batch]
+            with self._lock:
+                self._client.update_vectors(name, points=points, wait=True)
+
+        def load() -> dict[str, Any]:
+            with self._lock:
+                return dict(self._client.get_collection(name).config.metadata or {})
+
+        def save(state: dict[str, Any]) -> None:
+            with self._lock:
+                self._client.update_collection(name, metadata=state)
+
+        return rewrite(Engine(read, write, load, save), layout, remap)
+
+    def move_sparse(
+        self, collection: str, record_id: str, fields: Mapping[str, Any], where: Where, remap: SparseRemap
+    ) -> None:
+        if not _valid_id(record_id):
+            return
+        name = _PREFIX + collection
+        with self._lock:
+            found, _ = self._client.scroll(name, scroll_filter=_by_ids([record_id], where), limit=1,
+                                           with_payload=True, with_vectors=True)
+            if not found:
+                return
+            payload = dict(found[0].payload or {})
+            vector: dict[str, Any] = dict(found[0].vector or {})  # type: ignore[arg-type]  # named vectors
+            if _SPARSE in vector:  # the dense vector as stored: one upsert moves owner and terms together
+                vector[_SPARSE] = _sparse(remap(payload, _of_sparse(vector[_SPARSE])))
+            point = models.PointStruct(id=found[0].id, vector=vector, payload={**payload, **fields})
+            self._client.upsert(name, points=[point], wait=True)
 
     def set_fields(self, collection: str, record_id: str, fields: Mapping[str, Any], where: Where) -> None:
         if not _valid_id(record_id):

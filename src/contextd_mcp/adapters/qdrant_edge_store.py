@@ -11,6 +11,7 @@ on a copy, swapped in when built (adapters/edge_indexing.py, edge_generations.py
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -25,10 +26,20 @@ from contextd_mcp import limits
 from contextd_mcp.adapters import edge_generations as gen
 from contextd_mcp.adapters.edge_indexing import IndexJob, StageHook
 from contextd_mcp.adapters.mapped_files import page_out
+from contextd_mcp.adapters.sparse_rewrite import OWNER, Engine, Page, rewrite
 from contextd_mcp.adapters.store_meta import check_model
 from contextd_mcp.errors import NotFound
 from contextd_mcp.ports import vector_store as port
-from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Range, Record, Sparse, Where, placeholder_vector
+from contextd_mcp.ports.vector_store import (
+    CollectionSpec,
+    Hit,
+    Range,
+    Record,
+    Sparse,
+    SparseRemap,
+    Where,
+    placeholder_vector,
+)
 
 _META = "contextd-collection.json"
 # Keyword payload indexes are built once a collection holds this many points (see _index_if_large):
@@ -131,6 +142,20 @@ def _matches(payload: Mapping[str, Any], where: Where) -> bool:
 def _sparse(values: Sparse) -> qe.SparseVector:
     indices = sorted(values)
     return qe.SparseVector(indices, [float(values[i]) for i in indices])
+
+
+def _of_sparse(vector: Any) -> dict[int, float]:
+    return dict(zip(vector.indices, vector.values, strict=True))
+
+
+def _write_json(path: Path, value: Mapping[str, Any]) -> None:
+    """Replaces ``path`` durably: a crash leaves the old file or the new one, never half."""
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("w") as out:
+        out.write(json.dumps(value))  # dumps: the C encoder (dump streams through the Python one)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
 
 
 def _valid_id(record_id: str) -> bool:
@@ -401,6 +426,50 @@ class EdgeStore:
     def count(self, collection: str, where: Where) -> int:
         with self._lock:
             return int(self._shard(collection).count(qe.CountRequest(exact=True, filter=_filter(where))))
+
+    # -- term layout (adapters/sparse_rewrite.py) --------------------------------------------
+
+    def rewrite_sparse(self, collection: str, layout: str, remap: SparseRemap) -> int:
+        meta_path = self._root / collection / _META
+        shard = self._shard(collection)
+
+        def read(offset: Any, limit: int) -> Page:
+            request = qe.ScrollRequest(offset=offset, limit=limit, with_payload=list(OWNER), with_vector=[_SPARSE])
+            with self._lock:
+                points, following = shard.scroll(request)
+            vectors: list[Any] = [p.vector or {} for p in points]
+            items = [(str(p.id), dict(p.payload or {}), _of_sparse(v[_SPARSE]))
+                     for p, v in zip(points, vectors, strict=True) if _SPARSE in v]
+            return items, None if following is None else str(following)
+
+        def write(batch: list[tuple[str, Sparse]]) -> None:
+            op = qe.UpdateOperation.update_vectors([qe.PointVectors(id=i, vector={_SPARSE: _sparse(v)}) for i, v in batch])
+            with self.write_gate, self._lock:
+                self._apply(collection, op, len(batch))
+                shard.flush()  # durable before the journal that holds it is dropped
+
+        def load() -> dict[str, Any]:
+            return dict(json.loads(meta_path.read_text()))
+
+        return rewrite(Engine(read, write, load, lambda state: _write_json(meta_path, state)), layout, remap)
+
+    def move_sparse(
+        self, collection: str, record_id: str, fields: Mapping[str, Any], where: Where, remap: SparseRemap
+    ) -> None:
+        if not _valid_id(record_id):
+            return
+        with self.write_gate, self._lock:
+            shard = self._shard(collection)
+            found = [p for p in shard.retrieve([record_id], with_payload=True, with_vector=True)
+                     if _matches(p.payload or {}, where)]
+            if not found:
+                return
+            point, payload = found[0], dict(found[0].payload or {})
+            vector: dict[str, Any] = dict(point.vector or {})  # type: ignore[arg-type]  # named vectors
+            if _SPARSE in vector:  # the dense vector as stored: one upsert moves owner and terms together
+                vector[_SPARSE] = _sparse(remap(payload, _of_sparse(vector[_SPARSE])))
+            self._apply(collection, qe.UpdateOperation.upsert_points([qe.Point(id=point.id, vector=vector,
+                                                                               payload={**payload, **fields})]))
 
     def compact(self) -> dict[str, float]:
         """Runs the engine's optimizer on every collection: segments over the indexing threshold

@@ -14,6 +14,10 @@ fixed when the handle is made:
   reach reads what applies to the caller, then its team's / org's (``visible_where``).
 
 ``match`` adds conditions; it may name an owner field only to narrow the scope's own filter.
+Sparse (lexical) vectors are written and queried in the tenant's own part of the term index
+space (``ports.tenant_terms``): the engine's term statistics then count one tenant's records,
+so another tenant's writes cannot move a caller's lexical scores.
+
 The one way around the handle is ``AcrossScopes``, the admin path, named as such: the background
 sweeps find overdue records in every scope with it and then act on each through a handle made
 from that record's own scope; ``status`` counts totals with it.
@@ -26,6 +30,7 @@ from enum import StrEnum
 from typing import Any
 
 from contextd_mcp.models.scope import Scope, ScopeLevel, visible_where
+from contextd_mcp.ports import tenant_terms
 from contextd_mcp.ports.vector_store import CollectionSpec, Condition, Hit, Record, Sparse, VectorStore, Where
 
 OWNER_FIELDS = ("tenant", "team", "project")
@@ -70,6 +75,10 @@ class ScopedStore:
     def _owned(self, payload: Mapping[str, Any], where: Mapping[str, Condition]) -> bool:
         return all(payload.get(key) in _values(where[key]) for key in OWNER_FIELDS if key in where)
 
+    def _terms(self, sparse: Sparse) -> Sparse:
+        """A query's terms in the tenant's layout: every reach stays inside the scope's tenant."""
+        return tenant_terms.for_tenant(sparse, self.scope.tenant)
+
     # -- writes ----------------------------------------------------------------------------
 
     def upsert(self, collection: str, records: Sequence[Record], reach: ScopeLevel = ScopeLevel.project) -> None:
@@ -82,7 +91,9 @@ class ScopedStore:
             if not self._owned(payload, where):
                 owner = {k: payload[k] for k in OWNER_FIELDS}
                 raise ScopeViolation(f"record {record.id} is owned by {owner}, outside the scope")
-            stamped.append(Record(record.id, payload, record.vector, record.sparse))
+            # The record's own tenant (a handle writes only inside its tenant, so it is the scope's).
+            sparse = tenant_terms.for_tenant(record.sparse, payload["tenant"]) if record.sparse else record.sparse
+            stamped.append(Record(record.id, payload, record.vector, sparse))
         self._store.upsert(collection, stamped)
 
     def set_fields(
@@ -130,7 +141,8 @@ class ScopedStore:
         match: Where | None = None,
         fields: Sequence[str] | None = None,
     ) -> list[Hit]:
-        return self._store.sparse_search(collection, sparse, self.where(reach, match), limit, fields)
+        where = self.where(reach, match)
+        return self._store.sparse_search(collection, self._terms(sparse), where, limit, fields)
 
     def dense_and_sparse(
         self,
@@ -142,7 +154,8 @@ class ScopedStore:
         match: Where | None = None,
         fields: Sequence[str] | None = None,
     ) -> tuple[list[Hit], list[Hit]]:
-        return self._store.dense_and_sparse(collection, vector, sparse, self.where(reach, match), limit, fields)
+        where = self.where(reach, match)
+        return self._store.dense_and_sparse(collection, vector, self._terms(sparse), where, limit, fields)
 
     def hybrid_search(
         self,
@@ -157,7 +170,8 @@ class ScopedStore:
         fields: Sequence[str] | None = None,
     ) -> list[Hit]:
         where = self.where(reach, match)
-        return self._store.hybrid_search(collection, vector, sparse, where, limit, candidates, weights, fields)
+        terms = self._terms(sparse)
+        return self._store.hybrid_search(collection, vector, terms, where, limit, candidates, weights, fields)
 
     def scan(
         self,
@@ -181,7 +195,12 @@ class Stores:
         self.__store = store  # name-mangled: reached only through the handles below
 
     def ensure(self, spec: CollectionSpec) -> None:
+        """Opens (or creates) the collection; one that holds sparse vectors in an older term
+        layout (written before terms were per tenant) is rewritten once, here, before any
+        service reads or writes it."""
         self.__store.ensure(spec)
+        if spec.sparse:
+            self.__store.rewrite_sparse(spec.name, tenant_terms.LAYOUT, tenant_terms.from_plain)
 
     def of(self, scope: Scope) -> ScopedStore:
         """A handle for a kind owned by one project (``owned``)."""

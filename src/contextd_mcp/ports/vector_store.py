@@ -15,7 +15,7 @@ from 0; with ``RRF_K = 1`` that is ``sum of weight / (rank + 1)``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
@@ -29,6 +29,9 @@ class Range:
 # Term index (any 32-bit unsigned int, e.g. a hashed token) → weight.
 Sparse: TypeAlias = Mapping[int, float]
 RRF_K = 1
+
+# A stored record's sparse vector rewritten from its payload and its present value.
+SparseRemap: TypeAlias = Callable[[Mapping[str, Any], Sparse], Sparse]
 
 Condition: TypeAlias = str | int | bool | list[str] | Range
 Where: TypeAlias = Mapping[str, Condition]
@@ -132,6 +135,20 @@ class VectorStore(Protocol):
         ...
 
     def count(self, collection: str, where: Where) -> int: ...
+
+    def rewrite_sparse(self, collection: str, layout: str, remap: SparseRemap) -> int:
+        """Once per ``layout``: every stored sparse vector becomes ``remap(owner, sparse)`` (``owner``:
+        the record's tenant, team and project), dense vectors untouched, and the collection is
+        marked as holding ``layout`` (called again: nothing). An interrupted run, called again, finishes it with no vector remapped twice.
+        Returns how many vectors were written."""
+        ...
+
+    def move_sparse(
+        self, collection: str, record_id: str, fields: Mapping[str, Any], where: Where, remap: SparseRemap
+    ) -> None:
+        """``set_fields``, and the record's sparse vector becomes ``remap(payload, sparse)`` (the
+        payload before the update), in one engine write: either both happen or neither."""
+        ...
 
     def flush(self) -> None: ...
 
