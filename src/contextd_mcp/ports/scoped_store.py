@@ -25,6 +25,8 @@ from that record's own scope; ``status`` counts totals with it.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
@@ -32,6 +34,8 @@ from typing import Any
 from contextd_mcp.models.scope import Scope, ScopeLevel, visible_where
 from contextd_mcp.ports import tenant_terms
 from contextd_mcp.ports.vector_store import CollectionSpec, Condition, Hit, Record, Sparse, VectorStore, Where
+
+log = logging.getLogger("contextd_mcp")
 
 OWNER_FIELDS = ("tenant", "team", "project")
 
@@ -200,7 +204,12 @@ class Stores:
         service reads or writes it."""
         self.__store.ensure(spec)
         if spec.sparse:
-            self.__store.rewrite_sparse(spec.name, tenant_terms.LAYOUT, tenant_terms.from_plain)
+            started = time.monotonic()
+            rewritten = self.__store.rewrite_sparse(spec.name, tenant_terms.LAYOUT, tenant_terms.from_plain)
+            if rewritten:
+                # Once per store, on the first start after the upgrade; a long pause needs a reason.
+                log.info("%s: %d sparse vectors moved to per-tenant term indexes in %.1f s (once)",
+                         spec.name, rewritten, time.monotonic() - started)
 
     def of(self, scope: Scope) -> ScopedStore:
         """A handle for a kind owned by one project (``owned``)."""
