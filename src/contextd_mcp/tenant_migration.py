@@ -135,9 +135,9 @@ def _move_one(store: VectorStore, spec: CollectionSpec, record_id: str, target: 
     if not spec.sparse:
         store.set_fields(spec.name, record_id, target, where)
         return
-    new = str(target["tenant"])
+    new, secret = str(target["tenant"]), store.term_key(spec.name)
     store.move_sparse(spec.name, record_id, target, where,
-                      lambda payload, sparse: tenant_terms.between(sparse, str(payload["tenant"]), new))
+                      lambda payload, sparse: tenant_terms.between(sparse, str(payload["tenant"]), new, secret))
 
 
 def _move_where(store: VectorStore, spec: CollectionSpec, where: dict[str, Any], move: Move, apply: bool) -> int:
@@ -172,7 +172,7 @@ def plan_or_apply(store: VectorStore, collections: list[CollectionSpec], move: M
     for spec in collections:
         store.ensure(spec)
         if spec.sparse and apply:  # finishes an interrupted rewrite first: every term then per tenant
-            store.rewrite_sparse(spec.name, tenant_terms.LAYOUT, tenant_terms.from_plain)
+            store.rewrite_sparse(spec.name, tenant_terms.LAYOUT, tenant_terms.from_plain(store.term_key(spec.name)))
         moved = sum(_move_where(store, spec, where, move, apply) for where in _wheres(move.old, shared))
         if moved:
             move.moved[spec.name] = moved

@@ -26,7 +26,7 @@ from contextd_mcp import limits
 from contextd_mcp.adapters import edge_generations as gen
 from contextd_mcp.adapters.edge_indexing import IndexJob, StageHook
 from contextd_mcp.adapters.mapped_files import page_out
-from contextd_mcp.adapters.sparse_rewrite import OWNER, Engine, Page, rewrite
+from contextd_mcp.adapters.sparse_rewrite import OWNER, Engine, Page, rewrite, term_key
 from contextd_mcp.adapters.store_meta import check_model
 from contextd_mcp.errors import NotFound
 from contextd_mcp.ports import vector_store as port
@@ -198,6 +198,7 @@ class EdgeStore:
         self._on_stage = on_stage
         self._index_nice = index_nice
         self._specs: dict[str, CollectionSpec] = {}
+        self._term_keys: dict[str, bytes] = {}
         self._indexed: dict[str, int] = {}  # points the live generation's indexing saw
         self._jobs: dict[str, IndexJob] = {}
         self._oplogs: dict[str, list[qe.UpdateOperation]] = {}  # writes since a copy, per collection
@@ -429,7 +430,17 @@ class EdgeStore:
 
     # -- term layout (adapters/sparse_rewrite.py) --------------------------------------------
 
+    def term_key(self, collection: str) -> bytes:
+        # On every sparse write and query (ScopedStore): read once, it never changes once made.
+        secret = self._term_keys.get(collection)
+        if secret is None:
+            secret = self._term_keys[collection] = term_key(self._terms_engine(collection))
+        return secret
+
     def rewrite_sparse(self, collection: str, layout: str, remap: SparseRemap) -> int:
+        return rewrite(self._terms_engine(collection), layout, remap)
+
+    def _terms_engine(self, collection: str) -> Engine:
         meta_path = self._root / collection / _META
         shard = self._shard(collection)
 
@@ -451,7 +462,7 @@ class EdgeStore:
         def load() -> dict[str, Any]:
             return dict(json.loads(meta_path.read_text()))
 
-        return rewrite(Engine(read, write, load, lambda state: _write_json(meta_path, state)), layout, remap)
+        return Engine(read, write, load, lambda state: _write_json(meta_path, state))
 
     def move_sparse(
         self, collection: str, record_id: str, fields: Mapping[str, Any], where: Where, remap: SparseRemap

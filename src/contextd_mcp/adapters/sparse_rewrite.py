@@ -18,6 +18,7 @@ offset. A journal is ≈ 1 MiB at most (``limits.SPARSE_REWRITE_BATCH``).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -49,6 +50,16 @@ def _journal(batch: list[tuple[str, Sparse]]) -> list[list[Any]]:
 def _unjournal(journal: list[list[Any]]) -> list[tuple[str, Sparse]]:
     return [(str(ident), dict(zip(map(int, indices), map(float, weights), strict=True)))
             for ident, indices, weights in journal]
+
+
+def term_key(engine: Engine) -> bytes:
+    """The collection's term secret (``ports.tenant_terms``), made on first use. Read back after
+    saving: with a server, another daemon may have made one first, and the stored one wins."""
+    state = engine.load()
+    if not state.get("term_key"):
+        engine.save({**state, "term_key": secrets.token_hex(16)})
+        state = engine.load()
+    return bytes.fromhex(str(state["term_key"]))
 
 
 def rewrite(engine: Engine, layout: str, remap: SparseRemap) -> int:

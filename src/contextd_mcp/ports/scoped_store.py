@@ -79,9 +79,9 @@ class ScopedStore:
     def _owned(self, payload: Mapping[str, Any], where: Mapping[str, Condition]) -> bool:
         return all(payload.get(key) in _values(where[key]) for key in OWNER_FIELDS if key in where)
 
-    def _terms(self, sparse: Sparse) -> Sparse:
-        """A query's terms in the tenant's layout: every reach stays inside the scope's tenant."""
-        return tenant_terms.for_tenant(sparse, self.scope.tenant)
+    def _terms(self, collection: str, sparse: Sparse, tenant: str | None = None) -> Sparse:
+        """Terms in the tenant's layout (the scope's unless named): every reach stays inside it."""
+        return tenant_terms.for_tenant(sparse, tenant or self.scope.tenant, self._store.term_key(collection))
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -96,7 +96,7 @@ class ScopedStore:
                 owner = {k: payload[k] for k in OWNER_FIELDS}
                 raise ScopeViolation(f"record {record.id} is owned by {owner}, outside the scope")
             # The record's own tenant (a handle writes only inside its tenant, so it is the scope's).
-            sparse = tenant_terms.for_tenant(record.sparse, payload["tenant"]) if record.sparse else record.sparse
+            sparse = self._terms(collection, record.sparse, payload["tenant"]) if record.sparse else record.sparse
             stamped.append(Record(record.id, payload, record.vector, sparse))
         self._store.upsert(collection, stamped)
 
@@ -146,7 +146,7 @@ class ScopedStore:
         fields: Sequence[str] | None = None,
     ) -> list[Hit]:
         where = self.where(reach, match)
-        return self._store.sparse_search(collection, self._terms(sparse), where, limit, fields)
+        return self._store.sparse_search(collection, self._terms(collection, sparse), where, limit, fields)
 
     def dense_and_sparse(
         self,
@@ -159,7 +159,7 @@ class ScopedStore:
         fields: Sequence[str] | None = None,
     ) -> tuple[list[Hit], list[Hit]]:
         where = self.where(reach, match)
-        return self._store.dense_and_sparse(collection, vector, self._terms(sparse), where, limit, fields)
+        return self._store.dense_and_sparse(collection, vector, self._terms(collection, sparse), where, limit, fields)
 
     def hybrid_search(
         self,
@@ -174,7 +174,7 @@ class ScopedStore:
         fields: Sequence[str] | None = None,
     ) -> list[Hit]:
         where = self.where(reach, match)
-        terms = self._terms(sparse)
+        terms = self._terms(collection, sparse)
         return self._store.hybrid_search(collection, vector, terms, where, limit, candidates, weights, fields)
 
     def scan(
@@ -205,7 +205,8 @@ class Stores:
         self.__store.ensure(spec)
         if spec.sparse:
             started = time.monotonic()
-            rewritten = self.__store.rewrite_sparse(spec.name, tenant_terms.LAYOUT, tenant_terms.from_plain)
+            secret = self.__store.term_key(spec.name)
+            rewritten = self.__store.rewrite_sparse(spec.name, tenant_terms.LAYOUT, tenant_terms.from_plain(secret))
             if rewritten:
                 # Once per store, on the first start after the upgrade; a long pause needs a reason.
                 log.info("%s: %d sparse vectors moved to per-tenant term indexes in %.1f s (once)",

@@ -136,6 +136,11 @@ class VectorStore(Protocol):
 
     def count(self, collection: str, where: Where) -> int: ...
 
+    def term_key(self, collection: str) -> bytes:
+        """The collection's secret for per-tenant term indexes (``ports.tenant_terms``): random,
+        made and stored durably with the collection on first use, the same ever after."""
+        ...
+
     def rewrite_sparse(self, collection: str, layout: str, remap: SparseRemap) -> int:
         """Once per ``layout``: every stored sparse vector becomes ``remap(owner, sparse)`` (``owner``:
         the record's tenant, team and project), dense vectors untouched, and the collection is
