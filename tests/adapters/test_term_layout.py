@@ -16,13 +16,15 @@ from typing import Any
 
 import pytest
 
-from contextd_mcp.adapters import qdrant_client_store, qdrant_edge_store, sparse_rewrite
+from contextd_mcp.adapters import sparse_rewrite
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.ports import tenant_terms
 from contextd_mcp.ports.scoped_store import Stores
 from contextd_mcp.ports.vector_store import CollectionSpec, Hit, Record, VectorStore
 from contextd_mcp.services.error_text import normalise, sparse_vector
 from tests.adapters.test_vector_store_contract import BACKENDS, open_store
+
+_REWRITE = sparse_rewrite.rewrite  # the real one, for the crashing wrapper below
 
 SPEC = CollectionSpec(name="fixes", dim=4, model="test-model", keyword_fields=("tenant", "team", "project"), sparse=True)
 TENANTS = [Scope(tenant=t, team="core", project="api") for t in ("initech", "umbrella", "globex")]
@@ -155,7 +157,7 @@ def _crashing(at: int, after_write: bool) -> Callable[..., int]:
             engine.write(batch)
             if calls["n"] == at:
                 raise Crash("after the write, before the journal is dropped")
-        return sparse_rewrite.rewrite(sparse_rewrite.Engine(engine.read, write, engine.load, engine.save), layout, remap)
+        return _REWRITE(sparse_rewrite.Engine(engine.read, write, engine.load, engine.save), layout, remap)
 
     return run
 
@@ -169,16 +171,14 @@ def test_an_interrupted_rewrite_resumes_without_remapping_twice(
     store.close()
 
     monkeypatch.setattr(sparse_rewrite, "SPARSE_REWRITE_BATCH", 5)  # 23 records: five batches
-    for module in (qdrant_edge_store, qdrant_client_store):
-        monkeypatch.setattr(module, "rewrite", _crashing(at=3, after_write=after_write))
+    monkeypatch.setattr(sparse_rewrite, "rewrite", _crashing(at=3, after_write=after_write))
     store = open_store(kind, tmp_path / "old")
     try:
         with pytest.raises(Crash):
             Stores(store).ensure(SPEC)
     finally:
         store.close()
-    for module in (qdrant_edge_store, qdrant_client_store):
-        monkeypatch.setattr(module, "rewrite", sparse_rewrite.rewrite)
+    monkeypatch.setattr(sparse_rewrite, "rewrite", _REWRITE)
 
     store = open_store(kind, tmp_path / "old")
     try:

@@ -15,7 +15,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from contextd_mcp.adapters.server_layout import ServerLayout
-from contextd_mcp.adapters.sparse_rewrite import OWNER, Engine, Page, rewrite, term_key
+from contextd_mcp.adapters.sparse_rewrite import OWNER, Engine, Page, TermLayouts
 from contextd_mcp.adapters.store_meta import check_model
 from contextd_mcp.ports import vector_store as port
 from contextd_mcp.ports.vector_store import (
@@ -112,7 +112,7 @@ class QdrantClientStore:
         layout: ServerLayout | None = None,
     ) -> None:
         self._layout = layout or ServerLayout()
-        self._term_keys: dict[str, bytes] = {}
+        self._term_layouts = TermLayouts(self._terms_engine)
         rescore = models.QuantizationSearchParams(rescore=True, oversampling=self._layout.oversampling)
         # Local mode searches exactly and warns at search params.
         self._params = models.SearchParams(quantization=rescore) if self._layout.quantization and path is None else None
@@ -248,14 +248,10 @@ class QdrantClientStore:
     # -- term layout (adapters/sparse_rewrite.py); the state lives in the collection's metadata --
 
     def term_key(self, collection: str) -> bytes:
-        # On every sparse write and query (ScopedStore): read once, it never changes once made.
-        secret = self._term_keys.get(collection)
-        if secret is None:
-            secret = self._term_keys[collection] = term_key(self._terms_engine(collection))
-        return secret
+        return self._term_layouts.key(collection)
 
     def rewrite_sparse(self, collection: str, layout: str, remap: SparseRemap) -> int:
-        return rewrite(self._terms_engine(collection), layout, remap)
+        return self._term_layouts.rewrite(collection, layout, remap)
 
     def _terms_engine(self, collection: str) -> Engine:
         name = _PREFIX + collection

@@ -26,7 +26,7 @@ from contextd_mcp import limits
 from contextd_mcp.adapters import edge_generations as gen
 from contextd_mcp.adapters.edge_indexing import IndexJob, StageHook
 from contextd_mcp.adapters.mapped_files import page_out
-from contextd_mcp.adapters.sparse_rewrite import OWNER, Engine, Page, rewrite, term_key
+from contextd_mcp.adapters.sparse_rewrite import OWNER, Engine, Page, TermLayouts
 from contextd_mcp.adapters.store_meta import check_model
 from contextd_mcp.errors import NotFound
 from contextd_mcp.ports import vector_store as port
@@ -198,7 +198,7 @@ class EdgeStore:
         self._on_stage = on_stage
         self._index_nice = index_nice
         self._specs: dict[str, CollectionSpec] = {}
-        self._term_keys: dict[str, bytes] = {}
+        self._term_layouts = TermLayouts(self._terms_engine)
         self._indexed: dict[str, int] = {}  # points the live generation's indexing saw
         self._jobs: dict[str, IndexJob] = {}
         self._oplogs: dict[str, list[qe.UpdateOperation]] = {}  # writes since a copy, per collection
@@ -431,14 +431,10 @@ class EdgeStore:
     # -- term layout (adapters/sparse_rewrite.py) --------------------------------------------
 
     def term_key(self, collection: str) -> bytes:
-        # On every sparse write and query (ScopedStore): read once, it never changes once made.
-        secret = self._term_keys.get(collection)
-        if secret is None:
-            secret = self._term_keys[collection] = term_key(self._terms_engine(collection))
-        return secret
+        return self._term_layouts.key(collection)
 
     def rewrite_sparse(self, collection: str, layout: str, remap: SparseRemap) -> int:
-        return rewrite(self._terms_engine(collection), layout, remap)
+        return self._term_layouts.rewrite(collection, layout, remap)
 
     def _terms_engine(self, collection: str) -> Engine:
         meta_path = self._root / collection / _META

@@ -82,3 +82,22 @@ def rewrite(engine: Engine, layout: str, remap: SparseRemap) -> int:
         engine.save({**state, "rewrite": progress})  # one durable write a batch
     engine.save({**state, "rewrite": None, "terms": layout})  # None, not absent: a server merges metadata
     return written
+
+
+class TermLayouts:
+    """An adapter's side of the port's ``term_key`` and ``rewrite_sparse``, given how to reach a
+    collection's term state (``engine_of``). Keys are read once: ScopedStore asks on every
+    sparse write and query, and a key never changes once made."""
+
+    def __init__(self, engine_of: Callable[[str], Engine]) -> None:
+        self._engine_of = engine_of
+        self._keys: dict[str, bytes] = {}
+
+    def key(self, collection: str) -> bytes:
+        secret = self._keys.get(collection)
+        if secret is None:
+            secret = self._keys[collection] = term_key(self._engine_of(collection))
+        return secret
+
+    def rewrite(self, collection: str, layout: str, remap: SparseRemap) -> int:
+        return rewrite(self._engine_of(collection), layout, remap)
