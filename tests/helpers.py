@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +87,38 @@ def data(result: types.CallToolResult) -> Any:
 def error_text(result: types.CallToolResult) -> str:
     assert result.is_error, f"expected an error, got {result.structured_content}"
     return result.content[0].text  # type: ignore[union-attr]
+
+
+@contextmanager
+def raw_in_process(tmp_path: Path, **extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``contextd-mcp stdio --in-process`` spoken to in raw JSON lines (cwd and data under
+    ``tmp_path``); closing its input ends it, and one that does not end is killed."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    process = subprocess.Popen(
+        [*CLI, "stdio", "--in-process"], cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        env=env_for(tmp_path / "data", **extra),
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        yield process
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def read_replies(process: subprocess.Popen[bytes], ids: set[Any], timeout: float) -> dict[Any, Any]:
+    """JSON-RPC replies by id (None: a parse error's) until all of ``ids`` came or time ran out."""
+    assert process.stdout is not None
+    replies: dict[Any, Any] = {}
+    deadline = time.monotonic() + timeout
+    while not ids <= replies.keys() and time.monotonic() < deadline:
+        if select.select([process.stdout], [], [], 1)[0]:
+            line = process.stdout.readline()
+            assert line, "the in-process server closed its output"
+            reply = json.loads(line)
+            replies[reply.get("id")] = reply
+    return replies

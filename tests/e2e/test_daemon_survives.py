@@ -117,40 +117,18 @@ async def test_a_bad_request_is_answered_with_its_own_id(
 
 
 def test_in_process_stdio_speaks_the_same_framing_and_caps(tmp_path: Path) -> None:
-    import select
-    import subprocess
+    from tests.helpers import raw_in_process, read_replies
 
-    from tests.helpers import CLI, env_for
-
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    process = subprocess.Popen(
-        [*CLI, "stdio", "--in-process"], cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        env=env_for(tmp_path / "data", CONTEXTD_REQUEST_MAX_BYTES=str(CAP)),
-    )
-    assert process.stdin is not None and process.stdout is not None
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
             "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}
     lines = [json.dumps(init).encode(), b'{"jsonrpc":"2.0","method":"notifications/initialized"}',
              b'{"jsonrpc":"2.0","id":77,"method":"tools/call","params":{"pad":"' + b"x" * (2 * CAP) + b'"}}',
              b"garbage", b'{"jsonrpc":"2.0","id":78,"method":"tools/list"}']
-    try:
+    with raw_in_process(tmp_path, CONTEXTD_REQUEST_MAX_BYTES=str(CAP)) as process:
+        assert process.stdin is not None
         process.stdin.write(b"\n".join(lines) + b"\n")
         process.stdin.flush()
-        replies: dict[Any, dict[str, Any]] = {}
-        deadline = time.monotonic() + 90
-        while 78 not in replies and time.monotonic() < deadline:
-            if select.select([process.stdout], [], [], 1)[0]:
-                line = process.stdout.readline()
-                assert line, "the in-process server closed its output"
-                reply = json.loads(line)
-                replies[reply.get("id")] = reply
+        replies = read_replies(process, {78}, timeout=90)
         assert f"larger than {CAP} bytes" in replies[77]["error"]["message"]
         assert replies[None]["error"]["code"] == -32700
         assert any(t["name"] == "memory_store" for t in replies[78]["result"]["tools"])
-    finally:
-        process.stdin.close()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()

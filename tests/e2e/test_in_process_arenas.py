@@ -10,17 +10,13 @@ boundary, mapped read-write as far as it is used and inaccessible beyond.
 from __future__ import annotations
 
 import json
-import select
-import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from contextd_mcp import limits
-from tests.helpers import CLI, env_for
+from tests.helpers import raw_in_process, read_replies
 
 _HEAP = 64 * 2**20
 _CALLS = 24
@@ -46,28 +42,8 @@ def arena_heaps(pid: int) -> int:
     return heaps
 
 
-def _read_replies(process: subprocess.Popen[bytes], ids: set[int], timeout: float) -> dict[Any, Any]:
-    assert process.stdout is not None
-    replies: dict[Any, Any] = {}
-    deadline = time.monotonic() + timeout
-    while not ids <= replies.keys() and time.monotonic() < deadline:
-        if select.select([process.stdout], [], [], 1)[0]:
-            line = process.stdout.readline()
-            assert line, "the in-process server closed its output"
-            reply = json.loads(line)
-            replies[reply.get("id")] = reply
-    return replies
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's arenas, /proc")
 def test_in_process_server_threads_share_the_capped_arenas(tmp_path: Path) -> None:
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    process = subprocess.Popen(
-        [*CLI, "stdio", "--in-process"], cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        env=env_for(tmp_path / "data"),
-    )
-    assert process.stdin is not None
     init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
             "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}
     lines = [json.dumps(init), '{"jsonrpc":"2.0","method":"notifications/initialized"}']
@@ -76,16 +52,11 @@ def test_in_process_server_threads_share_the_capped_arenas(tmp_path: Path) -> No
                       if n % 2 else ("memory_search", {"query": f"retry back off {n}"}))
         lines.append(json.dumps({"jsonrpc": "2.0", "id": n, "method": "tools/call",
                                  "params": {"name": tool, "arguments": args}}))
-    try:
+    with raw_in_process(tmp_path) as process:
+        assert process.stdin is not None
         process.stdin.write(("\n".join(lines) + "\n").encode())
         process.stdin.flush()
-        replies = _read_replies(process, set(range(1, _CALLS + 1)), timeout=240)
+        replies = read_replies(process, set(range(1, _CALLS + 1)), timeout=240)
         assert len([r for r in replies.values() if "result" in r and not r["result"].get("isError")]) >= _CALLS, replies
         # The main arena is the brk heap; the cap counts it.
         assert arena_heaps(process.pid) <= limits.MALLOC_ARENAS - 1
-    finally:
-        process.stdin.close()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()

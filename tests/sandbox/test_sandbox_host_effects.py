@@ -237,6 +237,18 @@ def test_a_placeholder_the_host_filled_meanwhile_is_kept(sandbox: Sandbox) -> No
     assert not any(p.name == ".mcp.json" for p in project.iterdir()), "the other placeholders are gone"
 
 
+def _writes_to_protected_paths_refused(sandbox: Sandbox, **options: float) -> None:
+    """One call tries .mcp.json, a hook, .git/config and a new hook: each write must fail."""
+    attempts = (
+        "echo evil >> .mcp.json; echo mcp=$?; echo evil >> .git/hooks/x; echo hook=$?;"
+        " echo evil >> .git/config; echo cfg=$?; echo '{}' > .git/hooks/y; echo new=$?"
+    )
+    run = sandbox.run(attempts + " 2>/dev/null", limits=FAST, **options).result
+    for name in ("mcp", "hook", "cfg", "new"):
+        assert f"{name}=0" not in run.stdout, (name, run.stdout, run.stderr)
+        assert f"{name}=1" in run.stdout, run.stdout
+
+
 def test_protected_paths_the_host_changes_between_calls_are_protected(sandbox: Sandbox) -> None:
     """The guard for moving protection into a warm worker ahead of the call (issue 13): the
     call's own plan decides, not the one the worker was warmed for. Between two calls, once the
@@ -253,15 +265,8 @@ def test_protected_paths_the_host_changes_between_calls_are_protected(sandbox: S
     assert _host_git(project, "config", "user.name", "Renamed User").returncode == 0
     _own(sandbox, project)
     before = _tree(project)
-    attempts = (
-        "echo evil >> .mcp.json; echo mcp=$?; echo evil >> .git/hooks/x; echo hook=$?;"
-        " echo evil >> .git/config; echo cfg=$?; echo '{}' > .git/hooks/y; echo new=$?"
-    )
     for _ in range(2):  # the first warm worker, then the one lent after it
-        run = sandbox.run(attempts + " 2>/dev/null", limits=FAST).result
-        for name in ("mcp", "hook", "cfg", "new"):
-            assert f"{name}=0" not in run.stdout, (name, run.stdout, run.stderr)
-        assert f"{name}=1" in run.stdout, run.stdout
+        _writes_to_protected_paths_refused(sandbox)
     assert _tree(project) == before, "a protected path changed on the host"
     assert "Renamed User" in (project / ".git" / "config").read_text()
 
@@ -286,15 +291,8 @@ def test_protected_paths_the_host_replaces_after_a_worker_prepared_them_are_prot
     assert _host_git(project, "config", "user.name", "Renamed User").returncode == 0
     _own(sandbox, project)
     before = _tree(project)
-    attempts = (
-        "echo evil >> .mcp.json; echo mcp=$?; echo evil >> .git/hooks/x; echo hook=$?;"
-        " echo evil >> .git/config; echo cfg=$?; echo '{}' > .git/hooks/y; echo new=$?"
-    )
     for _ in range(2):  # both warm workers
-        run = sandbox.run(attempts + " 2>/dev/null", limits=FAST, linger=30.0).result
-        for name in ("mcp", "hook", "cfg", "new"):
-            assert f"{name}=0" not in run.stdout, (name, run.stdout, run.stderr)
-            assert f"{name}=1" in run.stdout, run.stdout
+        _writes_to_protected_paths_refused(sandbox, linger=30.0)
     assert _tree(project) == before, "a protected path changed on the host"
 
 
