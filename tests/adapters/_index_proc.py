@@ -1,14 +1,18 @@
 """A store process for the crash tests: fills a collection until it indexes, writes at ``stage``
 and then waits to be killed (tests/adapters/test_edge_indexing.py).
 
-    python -m tests.adapters._index_proc <root> <stage>
+    python -m tests.adapters._index_proc <root> <stage> <fd>
 
-Prints ``acked <json>`` after every acknowledged write batch, then ``ready <child pid or 0>``.
+Writes ``filled <json>`` once the fill is acknowledged, ``acked <json>`` after the writes made at the
+stage and ``ready <child pid or 0>`` when it stops there (in either order with ``filled``), to the
+inherited pipe ``fd``, not stdout: the stage callback runs on the indexing thread while the main
+thread may still be writing its 120 kB first line, and native code may write to fd 1 too.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -34,12 +38,19 @@ def records(rng: np.random.Generator, n: int, project: str = "p") -> list[Record
     return [Record(str(uuid.uuid4()), {"tenant": "t", "project": project}, x.tolist(), {i % 50: 1.0}) for i, x in enumerate(v)]
 
 
+_said = threading.Lock()
+_out: list[int] = []
+
+
 def say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    data = (line + "\n").encode()
+    with _said:  # one whole line at a time, whichever thread speaks
+        while data:
+            data = data[os.write(_out[0], data) :]
 
 
-def main(root: Path, stop_at: str) -> None:
+def main(root: Path, stop_at: str, fd: int) -> None:
+    _out.append(fd)
     edge.INDEXING_THRESHOLD_KB = 50  # 3,000 points of 32 dims make an indexed segment
     rng = np.random.default_rng(7)
     store: EdgeStore
@@ -63,9 +74,9 @@ def main(root: Path, stop_at: str) -> None:
     first = records(rng, FILL)
     for i in range(0, FILL, 100):
         store.upsert("keys", first[i : i + 100])
-    say("acked " + json.dumps({"upserted": [r.id for r in first]}))
+    say("filled " + json.dumps({"upserted": [r.id for r in first]}))
     threading.Event().wait(3600)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2])
+    main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))

@@ -142,21 +142,29 @@ def test_searches_are_answered_while_the_child_is_building(tmp_path: Path) -> No
     print(f"{answered_while_alive} searches answered during a {state['build_s']} s build")
 
 
-def _run_until(root: Path, stage: str) -> tuple[subprocess.Popen[str], dict[str, Any], int]:
+def _run_until(root: Path, stage: str) -> tuple[subprocess.Popen[bytes], dict[str, Any], int]:
+    read_end, write_end = os.pipe()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.adapters._index_proc", str(root), stage],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "tests.adapters._index_proc", str(root), stage, str(write_end)],
+        cwd=ROOT, pass_fds=(write_end,),
     )
+    os.close(write_end)
     acked: dict[str, Any] = {"upserted": []}
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        word, _, rest = line.strip().partition(" ")
-        if word == "acked":
-            got = json.loads(rest)
-            acked["upserted"] += got.pop("upserted")
-            acked.update(got)
-        elif word == "ready":
-            return proc, acked, int(rest)
+    child: int | None = None
+    filled = False
+    with os.fdopen(read_end, encoding="utf-8") as lines:
+        # The indexing thread stops at early stages before the main thread reports the fill.
+        for line in lines:
+            word, _, rest = line.strip().partition(" ")
+            if word in ("acked", "filled"):
+                got = json.loads(rest)
+                acked["upserted"] += got.pop("upserted")
+                acked.update(got)
+                filled = filled or word == "filled"
+            elif word == "ready":
+                child = int(rest)
+            if filled and child is not None:
+                return proc, acked, child
     raise AssertionError(f"the store process ended: {proc.wait()}")
 
 
