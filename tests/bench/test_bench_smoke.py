@@ -13,6 +13,7 @@ ROOT = Path(__file__).parents[2]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # its subprocess has the same bound; a loaded CI host needs it
 def test_quick_bench_produces_every_section(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     result = subprocess.run(

@@ -72,6 +72,7 @@ async def test_feedback_names_its_search_or_is_refused(client: Any) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # ~4 min quiet; the default 300 s failed at load 15
 async def test_dev_split_goals(container: Container) -> None:
     """Figures reached on the dev split (BENCHMARKS.md, Session 4), a little under, as floors."""
     split = load("dev")
