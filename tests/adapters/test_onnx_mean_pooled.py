@@ -62,6 +62,8 @@ def test_the_thread_setting_reaches_the_session_and_not_the_vectors(model_cache:
     one, default = MeanPooledModel(model_dir, threads=1), MeanPooledModel(model_dir)
     assert one._session.get_session_options().intra_op_num_threads == 1
     assert default._session.get_session_options().intra_op_num_threads == 0
+    # The short texts (the 400-word one alone is most of this file's CPU; the test above has it).
+    short = [t for t in TEXTS if len(t) < 200]
     np.testing.assert_allclose(
-        np.stack(list(one.embed(TEXTS, batch_size=8))), np.stack(list(default.embed(TEXTS, batch_size=8))), rtol=0, atol=1e-6
+        np.stack(list(one.embed(short, batch_size=8))), np.stack(list(default.embed(short, batch_size=8))), rtol=0, atol=1e-6
     )
