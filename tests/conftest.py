@@ -14,6 +14,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # The suite exercises every tool: its servers and daemons list all of them unless a test picks
 # toolsets itself (tests/mcp/test_toolsets.py, and any test that proves the default set).
 os.environ.setdefault("CONTEXTD_TOOLSETS", "all")
+# One onnxruntime thread per inference: the suite runs two worker processes (and their daemons)
+# on two cores, where a second intra-op thread mostly spins: it doubled the CPU of each short
+# embedding (BENCHMARKS.md "Session 8: the fast suite"). Vectors are the model's either way.
+os.environ.setdefault("CONTEXTD_EMBEDDING_THREADS", "1")
 
 from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder
 from contextd_mcp.container import Container, build
@@ -22,7 +26,7 @@ from contextd_mcp.models.scope import Scope
 from tests.helpers import connected
 from tests.memo_embedder import MemoEmbedder
 from contextd_mcp.paths import DataPaths, default_cache_dir
-from contextd_mcp.settings import DEFAULT_MODEL
+from contextd_mcp.settings import DEFAULT_MODEL, EmbeddingSettings
 
 
 @pytest.fixture
@@ -44,7 +48,7 @@ def model_cache() -> Path:
 @pytest.fixture(scope="session")
 def embedder(model_cache: Path) -> FastEmbedEmbedder:
     """The real default model, loaded once per test session (about 1 s), shared by every container of the session."""
-    return FastEmbedEmbedder(DEFAULT_MODEL, model_cache)
+    return FastEmbedEmbedder(DEFAULT_MODEL, model_cache, threads=EmbeddingSettings().threads)
 
 
 def _ram_disk() -> Path | None:

@@ -40,7 +40,10 @@ def env_for(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTEXTD_")}
     # Every tool, as the in-process suite (tests/conftest.py); a test of the default set passes
     # CONTEXTD_TOOLSETS="default".
-    env.update({"CONTEXTD_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "CONTEXTD_TOOLSETS": "all", **extra})
+    # The model on one thread, as in-process (tests/conftest.py: a second one spins on 2 cores).
+    threads = os.environ.get("CONTEXTD_EMBEDDING_THREADS", "1")
+    env.update({"CONTEXTD_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "CONTEXTD_TOOLSETS": "all",
+                "CONTEXTD_EMBEDDING_THREADS": threads, **extra})
     return env
 
 

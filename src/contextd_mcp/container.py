@@ -90,7 +90,7 @@ def make_embedder(settings: EmbeddingSettings) -> Embedder:
     from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder
 
     # Per user, not per data directory: the model files and their int8-kernel copy are shared.
-    return FastEmbedEmbedder(settings.model, settings.cache_dir)
+    return FastEmbedEmbedder(settings.model, settings.cache_dir, threads=settings.threads)
 
 
 def make_scrubber() -> Scrubber:

@@ -83,6 +83,11 @@ class EmbeddingSettings(BaseSettings):
     model: str = DEFAULT_MODEL
     # Model files and the derived int8-kernel model; per user, so every data directory shares them.
     cache_dir: Path = Field(default_factory=lambda: default_cache_dir() / "models")
+    # onnxruntime's threads for one inference; 0: its own choice (one per physical core). On a
+    # busy machine a second thread mostly spins: one thread embedded a short text with half the
+    # CPU (4.0–4.4 vs 8.2–9.6 ms, load ≈ 12 on 2 cores; BENCHMARKS.md "Session 8: the fast
+    # suite"), and the test suite runs with 1.
+    threads: int = Field(default=0, ge=0, le=64)
 
 
 class RemediationSettings(BaseSettings):

@@ -53,3 +53,17 @@ def test_vectors_equal_fastembeds(model_cache: Path, embedder: FastEmbedEmbedder
     # and through the adapter the daemon uses (alone, not padded in a batch: int8 scales differ)
     alone = next(iter(theirs.query_embed(TEXTS[0])))  # type: ignore[attr-defined]
     np.testing.assert_allclose(np.array(embedder.embed_query(TEXTS[0])), alone, rtol=0, atol=1e-6)
+
+
+def test_the_thread_setting_reaches_the_session_and_not_the_vectors(model_cache: Path) -> None:
+    """CONTEXTD_EMBEDDING_THREADS (the suite runs with 1): onnxruntime's session gets it, and one
+    thread computes the vectors the default's threads do."""
+    model_dir = model_cache / "all-MiniLM-L6-v2-int8"
+    one, default = MeanPooledModel(model_dir, threads=1), MeanPooledModel(model_dir)
+    assert one._session.get_session_options().intra_op_num_threads == 1
+    assert default._session.get_session_options().intra_op_num_threads == 0
+    # The short texts (the 400-word one alone is most of this file's CPU; the test above has it).
+    short = [t for t in TEXTS if len(t) < 200]
+    np.testing.assert_allclose(
+        np.stack(list(one.embed(short, batch_size=8))), np.stack(list(default.embed(short, batch_size=8))), rtol=0, atol=1e-6
+    )

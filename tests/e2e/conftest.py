@@ -16,12 +16,14 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     stop_daemon(path)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def shared_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One data directory for a module's tests, so that the daemon the first bridge starts serves
-    them all (a daemon start is a new interpreter loading the stack and the model: ~3 s of CPU).
-    For tests that need a daemon but not their own: each test's ``project_dir`` is its own scope
-    (the project is named after its path), so they share no data. Stopped after the module."""
+    """One data directory for the tests of every module that asks for it (per xdist worker), so
+    that the daemon the first bridge starts serves them all (a daemon start is a new interpreter
+    loading the stack and the model: ~2 s of CPU). For tests that need a daemon but not their
+    own: each test's ``project_dir`` is its own scope (the project is named after its path), so
+    they share no data; a test that names its tenant picks one no other user of this directory
+    names (``acme`` in test_prompts_stdio.py). Stopped at the end of the session."""
     path = tmp_path_factory.mktemp("shared") / "contextd-data"
     yield path
     stop_daemon(path)

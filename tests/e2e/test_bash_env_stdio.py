@@ -14,10 +14,10 @@ from tests.helpers import data, error_text
 pytestmark = pytest.mark.anyio
 
 
-async def test_bash_env_refused_and_the_daemon_keeps_serving(data_dir: Path, project_dir: Path) -> None:
+async def test_bash_env_refused_and_the_daemon_keeps_serving(shared_data_dir: Path, project_dir: Path) -> None:
     subprocess.run(["git", "init", "-q", str(project_dir)], check=True)
     (project_dir / "hook.sh").write_text("touch sourced\n")
-    async with stdio(data_dir, project_dir) as client:
+    async with stdio(shared_data_dir, project_dir) as client:
         refused = await client.call_tool("bash", {"command": "true", "env": {"BASH_ENV": "./hook.sh"}})
         assert error_text(refused).startswith("invalid_input: env.BASH_ENV: refused")
         refused = await client.call_tool("bash", {"command": "ls", "env": {"LD_PRELOAD": "./x.so"}})

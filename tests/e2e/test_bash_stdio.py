@@ -13,10 +13,10 @@ from tests.helpers import data
 pytestmark = pytest.mark.anyio
 
 
-async def test_bash_runs_in_the_bridges_repository(data_dir: Path, project_dir: Path) -> None:
+async def test_bash_runs_in_the_bridges_repository(shared_data_dir: Path, project_dir: Path) -> None:
     subprocess.run(["git", "init", "-q", str(project_dir)], check=True)
     (project_dir / "pkg").mkdir()
-    async with stdio(data_dir, project_dir / "pkg") as client:
+    async with stdio(shared_data_dir, project_dir / "pkg") as client:
         result = data(await client.call_tool("bash", {"command": "git rev-parse --show-toplevel; touch from-agent"}))
         assert result["exit_code"] == 0, result
         assert result["stdout"].strip() == str(project_dir)

@@ -17,8 +17,13 @@ from tests.helpers import CLI, data, env_for, free_port, run_cli
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def http_daemon(data_dir: Path, project_dir: Path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def http_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One daemon for the module's two tests of a running server (the others test refusals to
+    start): the rebinding test sends no MCP call, so the store test sees the store it would alone."""
+    root = tmp_path_factory.mktemp("http")
+    data_dir, project_dir = root / "data", root / "project"
+    project_dir.mkdir()
     port = free_port()
     process = subprocess.Popen(
         [*CLI, "serve", "--http", f"127.0.0.1:{port}", "--allow-unauthenticated-loopback"],

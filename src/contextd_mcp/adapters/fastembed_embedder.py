@@ -80,7 +80,8 @@ def _dim_of(model_dir: Path) -> int:
 
 
 class FastEmbedEmbedder:
-    def __init__(self, model: str, cache_dir: Path) -> None:
+    def __init__(self, model: str, cache_dir: Path, threads: int = 0) -> None:
+        """``threads``: onnxruntime's intra-op threads (0: its default, one per physical core)."""
         # Without this, a missing model costs ~40 s of hub retries before failing.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         # enable_cpu_mem_arena=False everywhere below: the arena keeps the biggest batch's buffers
@@ -99,12 +100,13 @@ class FastEmbedEmbedder:
                 from contextd_mcp.adapters.onnx_mean_pooled import MeanPooledModel
 
                 dim = _dim_of(local_dir)
-                self._model: Any = MeanPooledModel(local_dir)
+                self._model: Any = MeanPooledModel(local_dir, threads=threads)
             else:
                 from fastembed import TextEmbedding
 
                 self._model = TextEmbedding(
-                    model_name=model, cache_dir=str(cache_dir), local_files_only=True, enable_cpu_mem_arena=False
+                    model_name=model, cache_dir=str(cache_dir), local_files_only=True, enable_cpu_mem_arena=False,
+                    threads=threads or None,
                 )
                 dim = int(self._model.embedding_size)
         except Unavailable:

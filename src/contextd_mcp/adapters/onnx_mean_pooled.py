@@ -70,9 +70,11 @@ def _special_tokens(tokens_map: dict[str, Any]) -> Iterator[str | dict[str, Any]
 class MeanPooledModel:
     """``embed``/``query_embed`` as fastembed's ``TextEmbedding`` (the two the embedder uses)."""
 
-    def __init__(self, model_dir: Path, model_file: str = "model.onnx") -> None:
+    def __init__(self, model_dir: Path, model_file: str = "model.onnx", threads: int = 0) -> None:
         self._tokenizer = load_tokenizer(model_dir)
         options = ort.SessionOptions()
+        if threads:  # 0 leaves onnxruntime's default (settings.EmbeddingSettings.threads)
+            options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # the arena keeps the biggest batch's buffers for the life of the process (fastembed_embedder.py)
         options.enable_cpu_mem_arena = False
