@@ -228,7 +228,7 @@ def build(
         periodic(MemoryRekey(memory, stores, sweeps).step, 1.0),
     )
     # Before the store closes: let the job in hand finish (or go back to pending); end sandboxes.
-    closers = (distill.stop, shell.close, memory.close)
+    closers = (distill.stop, shell.close)
     return Container(
         paths, store, embedder, scrubber, audit, memory, runner, skills, agents, bindings, sessions, checkpoints,
         distill, folding, shell, remediation, policies, workers, closers,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from typing import Any
 
@@ -78,7 +77,6 @@ class MemoryService:
         self.searches = SearchLog(now=backing.now)
         # Feedback is read-modify-write on counters; serialise it per process.
         self._lock = threading.Lock()
-        self._lexical = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contextd-memory-lexical")
         backing.stores.ensure(
             backing.spec(
                 COLLECTION,
@@ -88,9 +86,6 @@ class MemoryService:
             )
         )
         backing.stores.ensure(keys.keys_spec(backing.dim, backing.model))
-
-    def close(self) -> None:
-        self._lexical.shutdown(wait=True)
 
     def _scrub(self, text: str) -> str:
         return self._scrubber.scrub(text).text
@@ -202,13 +197,9 @@ class MemoryService:
             match["outcome"] = request.outcome.value
         if request.tags:
             match["tags"] = list(request.tags)
-        store = self._stores.of(scope)
-        # The lexical half of the key search needs no vector: it runs while the query is embedded
-        # (the embedding is most of a search's time; BENCHMARKS.md, "Session 8: memory").
-        lexical = self._lexical.submit(keys.lexical, store, request.query, request.scope, match, self.flags)
         vector = self._embedder.embed_query(request.query)
-        dense = keys.nearest(store, vector, request.scope, match, self.flags)
-        ranked = keys.rank(dense, lexical.result(), self.flags)
+        store = self._stores.of(scope)
+        ranked = keys.find(store, vector, request.query, request.scope, match, self.flags)
         ranked = ranked[: request.limit * limits.RERANK_FACTOR]
         # Confidence changes with every rating, so it is read from the memories, not the keys.
         where = {"confidence": Range(gte=request.min_confidence)}
