@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from contextd_mcp import limits
 from contextd_mcp.models.scope import ScopeLevel
@@ -94,8 +94,9 @@ class KeyFlags:
         return kinds
 
 
-@dataclass(frozen=True)
-class Ranked:
+class Ranked(NamedTuple):
+    """One memory's place in a search (a tuple: a search makes one per candidate, ~170 at 10k)."""
+
     memory_id: str
     relevance: float  # best cosine of a positive key, 0..1
     fused: float  # the ranking score, scaled so that a perfect match on every part is 1
@@ -124,10 +125,15 @@ def rank(dense: Sequence[Hit], lexical: Sequence[Hit], flags: KeyFlags) -> list[
     """
     best: dict[str, dict[str, float]] = {}
     floor = min((h.score for h in dense), default=0.0)
+    # Plain loops over local names: a search ranks ~200 hits into ~170 memories, and this is
+    # the Python part of its time (0.6 ms at 10k before, BENCHMARKS.md "Session 8: memory").
     for hit in dense:
-        group = _GROUP[hit.payload["kind"]]
-        per = best.setdefault(hit.payload["memory_id"], {})
-        per[group] = max(per.get(group, -1.0), hit.score)
+        group, memory_id, score = _GROUP[hit.payload["kind"]], hit.payload["memory_id"], hit.score
+        per = best.get(memory_id)
+        if per is None:
+            best[memory_id] = {group: score}
+        elif score > per.get(group, -1.0):
+            per[group] = score
     lexical_best: dict[str, float] = {}
     if flags.sparse:
         for hit in lexical:
@@ -136,22 +142,33 @@ def rank(dense: Sequence[Hit], lexical: Sequence[Hit], flags: KeyFlags) -> list[
             memory_id = hit.payload["memory_id"]
             lexical_best[memory_id] = max(lexical_best.get(memory_id, 0.0), hit.score)
     top_lexical = max(lexical_best.values(), default=0.0) or 1.0
-    ranked = []
-    for memory_id in best.keys() | lexical_best.keys():
-        per = best.get(memory_id, {})
-        # A memory found only by another key or by terms scores its doc as the list's last.
-        doc = per.get("doc", floor)
-        score = doc + KEY_WEIGHT * per.get("key", doc) if flags.keys else doc
-        learned = per.get("learned", 0.0)
-        if flags.learned:
-            score += LEARNED_WEIGHT * max(0.0, learned - LEARNED_FLOOR)
-        score += SPARSE_WEIGHT * lexical_best.get(memory_id, 0.0) / top_lexical
-        if flags.negative and per.get("negative", 0.0) >= NEGATIVE_NEAR:
-            score *= NEGATIVE_FACTOR
-        relevance = max(0.0, min(1.0, max(doc, per.get("key", 0.0), learned if flags.learned else 0.0)))
-        ranked.append(Ranked(memory_id, relevance, score / _TOP))
-    ranked.sort(key=lambda r: r.fused, reverse=True)
+    ranked = [
+        _ranked(memory_id, best.get(memory_id, {}), floor, lexical_best.get(memory_id, 0.0), top_lexical, flags)
+        for memory_id in best.keys() | lexical_best.keys()
+    ]
+    ranked.sort(key=_by_fused, reverse=True)
     return ranked
+
+
+def _ranked(
+    memory_id: str, per: dict[str, float], floor: float, lexical: float, top_lexical: float, flags: KeyFlags
+) -> Ranked:
+    """One memory's score from its best key of each group (``rank``'s formula)."""
+    # A memory found only by another key or by terms scores its doc as the list's last.
+    doc = per.get("doc", floor)
+    score = doc + KEY_WEIGHT * per.get("key", doc) if flags.keys else doc
+    learned = per.get("learned", 0.0)
+    if flags.learned:
+        score += LEARNED_WEIGHT * max(0.0, learned - LEARNED_FLOOR)
+    score += SPARSE_WEIGHT * lexical / top_lexical
+    if flags.negative and per.get("negative", 0.0) >= NEGATIVE_NEAR:
+        score *= NEGATIVE_FACTOR
+    relevance = max(0.0, min(1.0, max(doc, per.get("key", 0.0), learned if flags.learned else 0.0)))
+    return Ranked(memory_id, relevance, score / _TOP)
+
+
+def _by_fused(ranked: Ranked) -> float:
+    return ranked.fused
 
 
 def keys_spec(dim: int, model: str) -> CollectionSpec:

@@ -1,0 +1,141 @@
+"""memory_search's three paths interleaved in one process, on one store, under one load.
+
+    .venv/bin/python -m bench.memory_search_paths --fill 10000 [--queries 300] [--json FILE]
+
+Fills a store with ``bench_memory_learning``'s synthetic corpus (text-seeded vectors, cached on
+disk), then runs each query, in rotating order, through: the pre-keys search (aa7b155's
+``MemoryService.search``, reproduced below: one dense search of the memories), this tree's
+``search_logged`` (one batch of the dense and sparse key searches, then the memories) and a variant
+tried in session 8 (the sparse search on another thread while the query is embedded). All three embed the query with the real model. On a loaded machine
+(2 cores shared with other work) the daemon's figures swing 2-4x between runs of one tree;
+interleaved query by query, the paths see the same load. The last two must rank alike (checked).
+BENCHMARKS.md, "Session 8: memory (issue 15)".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench import corpus
+from bench.bench_memory_learning import _fill
+from contextd_mcp import limits
+from contextd_mcp.container import Container, build
+from contextd_mcp.models.confidence import rank_score
+from contextd_mcp.models.memory import MemoryHit, Outcome
+from contextd_mcp.models.requests import SearchMemories
+from contextd_mcp.models.scope import Scope
+from contextd_mcp.paths import DataPaths
+from contextd_mcp.ports.vector_store import Range
+from contextd_mcp.scope_resolver import resolve_scope
+from contextd_mcp.services import memory_keys as keys
+from contextd_mcp.services.memory import COLLECTION, HIT_FIELDS, _with_preferences
+from contextd_mcp.services.record_fields import relative_level
+
+Search = Callable[[str], list[MemoryHit]]
+
+
+def _hit(scope: Scope, memory_id: str, p: dict[str, Any], relevance: float, fused: float) -> MemoryHit:
+    confidence = float(p["confidence"])
+    return MemoryHit(
+        id=memory_id, title=p["title"], description=p["description"], outcome=Outcome(p["outcome"]),
+        confidence=round(confidence, 4), relevance=round(relevance, 4), score=round(rank_score(fused, confidence), 4),
+        tags=list(p.get("tags", [])), scope=relative_level(p, scope),
+    )
+
+
+def paths(container: Container, scope: Scope) -> dict[str, Search]:
+    svc = container.memory
+    embed = svc._embedder.embed_query
+    store = svc._stores.of(scope)
+
+    def pre_keys(query: str) -> list[MemoryHit]:
+        req = SearchMemories(query=query)
+        where = {"confidence": Range(gte=req.min_confidence)}
+        found = store.search(COLLECTION, embed(query), req.limit * limits.RERANK_FACTOR, req.scope, where, fields=HIT_FIELDS)
+        hits = [_hit(scope, h.id, h.payload, max(0.0, min(1.0, h.score)), max(0.0, min(1.0, h.score))) for h in found]
+        return sorted(hits, key=lambda h: h.score, reverse=True)[: req.limit]
+
+    lexical_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-lexical")
+
+    def lexical_during_embedding(query: str) -> list[MemoryHit]:
+        """Tried in session 8 and not kept: the sparse key search, which needs no vector, on a
+        thread of its own while the query is embedded, then the dense one; the rest as this tree."""
+        req = SearchMemories(query=query)
+        fields = ("memory_id", "kind")
+        lexical = lexical_pool.submit(
+            store.sparse_search, keys.KEYS, keys.key_sparse(query, unit=False), keys.CANDIDATES, req.scope, {}, fields
+        )
+        vector = embed(query)
+        dense = store.search(keys.KEYS, vector, keys.CANDIDATES, req.scope, {}, fields=fields)
+        ranked = keys.rank(dense, lexical.result(), svc.flags)[: req.limit * limits.RERANK_FACTOR]
+        where = {"confidence": Range(gte=req.min_confidence)}
+        found = {r.id: r.payload for r in store.get(COLLECTION, [r.memory_id for r in ranked], req.scope, where, fields=HIT_FIELDS)}
+        hits = [_hit(scope, r.memory_id, found[r.memory_id], r.relevance, r.fused) for r in ranked if r.memory_id in found]
+        hits = sorted(_with_preferences(hits, found), key=lambda h: h.score, reverse=True)[: req.limit]
+        svc.searches.add(scope, "", query, vector, [h.id for h in hits])
+        return hits
+
+    def this_tree(query: str) -> list[MemoryHit]:
+        return svc.search_logged(scope, SearchMemories(query=query))[1]
+
+    return {"pre-keys (aa7b155 path)": pre_keys, "this tree": this_tree, "lexical during the embedding": lexical_during_embedding}
+
+
+def measure(container: Container, scope: Scope, queries: list[str]) -> dict[str, Any]:
+    runs = paths(container, scope)
+    names = list(runs)
+    for query in queries[:20]:  # warm the model, the store's pages and the thread pools
+        for run in runs.values():
+            run(query)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i, query in enumerate(queries):
+        for name in names[i % 3 :] + names[: i % 3]:
+            started = time.perf_counter_ns()
+            runs[name](query)
+            times[name].append((time.perf_counter_ns() - started) / 1e6)
+        if [h.id for h in runs[names[1]](query)] != [h.id for h in runs[names[2]](query)]:
+            raise AssertionError(f"the two key paths rank {query!r} differently")
+    out: dict[str, Any] = {"load": os.getloadavg(), "queries": len(queries)}
+    for name, values in times.items():
+        values.sort()
+        out[name] = {q: round(values[int(len(values) * f)], 2) for q, f in (("p25", 0.25), ("p50", 0.5), ("p90", 0.9))}
+    reference = out[names[0]]["p50"]
+    for name in names:
+        out[name]["p50_over_pre_keys"] = round(out[name]["p50"] / reference, 2)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fill", type=int, default=10_000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "contextd-bench-doc-vectors.pickle"))
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="contextd-search-paths-") as tmp:
+        data, project = Path(tmp) / "data", Path(tmp) / "project"
+        project.mkdir()
+        _fill(data, project, args.fill, Path(args.cache), synthetic=True)
+        container = build(DataPaths(data))
+        try:
+            out = {"memories": args.fill, **measure(container, resolve_scope(project, {}), corpus.queries(args.queries))}
+        finally:
+            container.close()
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
