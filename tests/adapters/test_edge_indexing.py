@@ -20,6 +20,8 @@ import pytest
 from contextd_mcp.adapters import edge_generations as gen
 from contextd_mcp.adapters import qdrant_edge_store as edge
 from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
+from contextd_mcp.ports import tenant_terms
+from contextd_mcp.ports.scoped_store import Stores
 from tests.adapters._index_proc import INDEX_AFTER, SPEC, records
 
 ROOT = Path(__file__).parents[2]
@@ -273,3 +275,35 @@ def test_writes_past_the_log_bound_drop_the_build_and_keep_every_write(
     assert list(gen.generations_dir(tmp_path, "keys").iterdir()) == []
     assert store.count("keys", {"tenant": "t"}) == 3000 + 3000 - copied + 40
     store.close()
+
+
+@pytest.mark.usefixtures("small_segments")
+def test_a_store_indexed_in_plain_terms_is_indexed_again_after_its_one_time_rewrite(tmp_path: Path) -> None:
+    """The move to per-tenant term indexes rewrites every sparse vector, and the engine copies
+    each rewritten point out of its indexed segment: the store must index itself again (a job
+    starts), not go on scanning every point while its record says they are indexed."""
+    rng = np.random.default_rng(3)
+    store = EdgeStore(tmp_path, index_after=INDEX_AFTER, index_nice=0)
+    store.ensure(SPEC)  # the raw store: plain term indexes, as the code before the move wrote
+    first = records(rng, 3000)
+    for i in range(0, len(first), 100):
+        store.upsert("keys", first[i : i + 100])
+    assert _wait_done(store)["stage"] == "done"
+    indexed = store._shards["keys"].info().indexed_vectors_count
+    assert indexed >= 3000
+    store.close()
+
+    reopened = EdgeStore(tmp_path, index_after=INDEX_AFTER, index_nice=0)
+    try:
+        Stores(reopened).ensure(SPEC)  # as every service's first call does: the one-time rewrite
+        assert reopened.describe()["indexing"]["keys"]["unindexed_points"] >= 3000 - INDEX_AFTER
+        assert "keys" in reopened._jobs, "no indexing job after the rewrite: the store would be scanned whole"
+        assert _wait_done(reopened)["stage"] == "done"
+        assert reopened._shards["keys"].info().indexed_vectors_count >= indexed
+        assert reopened.describe()["indexing"]["keys"]["unindexed_points"] == 0
+        assert gen.read_marker((tmp_path / "keys").resolve())["indexed_points"] == 3000
+        term = tenant_terms.for_tenant({7: 1.0}, "t", reopened.term_key("keys"))
+        hits = reopened.sparse_search("keys", term, {"tenant": "t"}, 100)
+        assert {h.id for h in hits} == {r.id for n, r in enumerate(first) if n % 50 == 7}  # the rewritten terms, indexed
+    finally:
+        reopened.close()

@@ -434,7 +434,23 @@ class EdgeStore:
         return self._term_layouts.key(collection)
 
     def rewrite_sparse(self, collection: str, layout: str, remap: SparseRemap) -> int:
-        return self._term_layouts.rewrite(collection, layout, remap)
+        written = self._term_layouts.rewrite(collection, layout, remap)
+        if written:
+            self._unindexed_by_rewrite(collection, written)
+        return written
+
+    def _unindexed_by_rewrite(self, collection: str, written: int) -> None:
+        """A rewritten point leaves its indexed segment (the engine copies it on write into the
+        appendable one), so the live generation's record of what its indexing saw no longer
+        holds: left as it was, no job would start and a large store would be scanned whole
+        from then on. The record is lowered on disk too, for the next open."""
+        with self.write_gate, self._lock:
+            live = (self._root / collection).resolve()
+            indexed = max(0, self._indexed.get(collection, 0) - written)
+            self._indexed[collection] = indexed
+            if gen.read_marker(live):
+                gen.write_marker(live, {**gen.read_marker(live), "indexed_points": indexed})
+            self._maybe_index(collection)
 
     def _terms_engine(self, collection: str) -> Engine:
         meta_path = self._root / collection / _META
