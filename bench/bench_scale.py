@@ -9,6 +9,7 @@
     .venv/bin/python -m bench.bench_scale --data DIR --swap-stall [--index-after N] [--replay-pause S]
     .venv/bin/python -m bench.bench_scale --data DIR --replay-contention 1000 [--replay-pause S]
     .venv/bin/python -m bench.bench_scale --open-profile DIR/store/memory_keys [--cold]
+    .venv/bin/python -m bench.bench_scale --data DIR --search-profile [--queries 150]   # where a search goes
 
 Per size: a data directory is filled in-process through ``MemoryService.store_many`` (the
 product's own records: memories and their key points), with the realistic generated lessons and
@@ -179,7 +180,7 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
                     assert result.structured_content["memories"], f"no hit for {text!r}"
                 stop.set()
             rss_after, rss_peak = rss_mib(daemon.process.pid)
-            parts = rss_parts_mib(daemon.process.pid)
+            parts = rss_parts_mib(daemon.process.pid, data_dir / "store")
     finally:
         daemon.stop()
     return {
@@ -192,10 +193,105 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
     }
 
 
-def rss_parts_mib(pid: int) -> dict[str, float]:
-    """Anonymous (heap, arenas) and file-backed (mapped store files, page cache) RSS, MiB."""
+def rss_parts_mib(pid: int, store: Path | None = None) -> dict[str, float]:
+    """Anonymous (heap, arenas) and file-backed (mapped store files, page cache) RSS, MiB; with
+    ``store``, the part of RssFile that is mappings of its files, of them the quantised vectors
+    (kept in memory on purpose), and how much of the store the page cache holds (not RSS)."""
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return {f"{k.lower()}_mib": round(int(status[k].split()[0]) / 1024, 1) for k in ("RssAnon", "RssFile")}
+    parts = {f"{k.lower()}_mib": round(int(status[k].split()[0]) / 1024, 1) for k in ("RssAnon", "RssFile")}
+    if store is None:
+        return parts
+    prefix, mapped, quantized, path = str(store.resolve()) + "/", 0, 0, ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and not fields[0].endswith(":"):
+            path = fields[5] if len(fields) > 5 else ""
+        elif fields[0] == "Rss:" and path.startswith(prefix):
+            mapped += int(fields[1])
+            quantized += int(fields[1]) if "quantized" in path else 0
+    parts["store_mapped_mib"] = round(mapped / 1024, 1)
+    parts["quantized_mapped_mib"] = round(quantized / 1024, 1)
+    parts["store_page_cache_mib"] = round(page_cache_bytes(store) / 2**20, 1)
+    return parts
+
+
+def page_cache_bytes(root: Path) -> int:
+    """Bytes of the files under ``root`` in the page cache (mincore through util-linux fincore)."""
+    import subprocess
+
+    files = [str(f) for f in root.resolve().rglob("*") if f.is_file()]
+    total = 0
+    for i in range(0, len(files), 200):
+        done = subprocess.run(["fincore", "-b", "-n", "-o", "RES", *files[i : i + 200]],
+                              capture_output=True, text=True, timeout=60, check=False)
+        total += sum(int(x) for x in done.stdout.split() if x.isdigit())
+    return total
+
+
+def search_profile(data_dir: Path, queries: int, top: int = 25) -> dict[str, Any]:
+    """Where one memory search's time goes, in-process with the daemon's container (no MCP):
+    each engine call of ``MemoryService.search`` timed alone (the dense key search, the sparse
+    one, both as the batch the service sends, the memories' payload read), the query's
+    embedding, the whole search; then cProfile of the whole searches (``top`` functions by
+    cumulative time, on stderr). Distinct queries: each first touches of the store as a
+    daemon's searches do."""
+    import cProfile
+    import pstats
+
+    import qdrant_edge as qe
+
+    from contextd_mcp.adapters import qdrant_edge_store as edge
+    from contextd_mcp.container import build
+    from contextd_mcp.models.requests import SearchMemories
+    from contextd_mcp.services import memory_keys as mk
+
+    started = time.perf_counter()
+    container = build(DataPaths(data_dir))
+    build_s = time.perf_counter() - started
+    scope = Scope(tenant=TENANT, project=project_name(0))
+    service = container.memory
+    store = service._stores.of(scope)
+    engine = store._store  # the EdgeStore under the scoped view
+    shard = engine._shards[mk.KEYS]
+    flt = qe.Filter(must=[qe.FieldCondition(key="tenant", match=qe.MatchValue(TENANT)),
+                          qe.FieldCondition(key="project", match=qe.MatchValue(project_name(0)))])
+    fields = ["memory_id", "kind"]
+    took: dict[str, list[float]] = {k: [] for k in ("embed", "dense", "sparse", "batch", "memories_get", "search")}
+
+    def timed(name: str, call: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter_ns()
+        out = call()
+        took[name].append((time.perf_counter_ns() - t0) / 1e6)
+        return out
+
+    texts = scale_records.queries(2 * queries)
+    profiler = cProfile.Profile()
+    try:
+        for text in texts[:queries]:
+            vector = timed("embed", lambda t=text: service._embedder.embed_query(t))
+            sparse = mk.key_sparse(text, unit=False)
+            if hasattr(store, "_terms"):  # the tenant's term layout (absent from older trees)
+                sparse = store._terms(mk.KEYS, sparse)
+            timed("dense", lambda v=vector: shard.query(qe.QueryRequest(
+                limit=mk.CANDIDATES, query=qe.Query.Nearest(v), filter=flt, with_payload=fields,
+                params=getattr(edge, "_DENSE", None))))
+            timed("sparse", lambda s=sparse: shard.query(qe.QueryRequest(
+                limit=mk.CANDIDATES, query=qe.Query.Nearest(edge._sparse(s), using="lexical"), filter=flt,
+                with_payload=fields)))
+            dense, _ = timed("batch", lambda v=vector, s=sparse: engine.dense_and_sparse(
+                mk.KEYS, v, s, {"tenant": TENANT, "project": project_name(0)}, mk.CANDIDATES, fields=fields))
+            ids = list(dict.fromkeys(h.payload["memory_id"] for h in dense))[:20]
+            timed("memories_get", lambda i=ids: engine.get("memories", i, {"tenant": TENANT}, fields=["title"]))
+        for text in texts[queries:]:
+            profiler.enable()
+            timed("search", lambda t=text: service.search(scope, SearchMemories(query=t, limit=5)))
+            profiler.disable()
+        parts = rss_parts_mib(os.getpid(), data_dir / "store")
+    finally:
+        container.close()
+    pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(top)
+    return {"build_s": round(build_s, 2), **{f"{k}_p50_p95_ms": [_pct(v, 0.5), _pct(v, 0.95)] for k, v in took.items()},
+            **parts}
 
 
 async def _stage_poller(paths: DataPaths, stop: anyio.Event, state: dict[str, Any]) -> None:
@@ -292,11 +388,15 @@ def swap_rss(data_dir: Path, index_after: int) -> dict[str, Any]:
     return figures
 
 
-def recall(data_dir: Path, queries: int, ef: int | None = None) -> dict[str, Any]:
+def recall(data_dir: Path, queries: int, ef: int | None = None, oversampling: float | None = None) -> dict[str, Any]:
     """memory_keys opened in-process (as the daemon opens it): recall@10 of the engine's search
     (HNSW where a segment has a graph) against exact search, on real queries embedded by the
-    real model, with the project filter every memory search has; and each one's latency."""
+    real model, with the project filter every memory search has; and each one's latency.
+    ``oversampling``: rescoring, for a store whose segments hold quantised vectors (BENCHMARKS.md,
+    "Session 8: scale"; the store's own searches send none)."""
     import qdrant_edge as qe
+
+    from contextd_mcp import limits
 
     from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
     from contextd_mcp.container import make_embedder
@@ -305,6 +405,8 @@ def recall(data_dir: Path, queries: int, ef: int | None = None) -> dict[str, Any
 
     embedder = make_embedder(EmbeddingSettings())
     vectors = [embedder.embed_query(text) for text in scale_records.queries(queries)]
+    oversampling = oversampling or getattr(limits, "RESCORE_OVERSAMPLING", None)
+    rescoring = qe.QuantizationSearchParams(rescore=True, oversampling=oversampling) if oversampling else None
     store = EdgeStore(data_dir / "store")
     started = time.perf_counter()
     store.ensure(keys_spec(embedder.dim, embedder.model_name))
@@ -318,8 +420,10 @@ def recall(data_dir: Path, queries: int, ef: int | None = None) -> dict[str, Any
         info = shard.info()
         for vector in vectors:
             for exact in (False, True):
-                request = qe.QueryRequest(limit=10, query=qe.Query.Nearest(vector), filter=flt,
-                                          params=qe.SearchParams(exact=exact, hnsw_ef=None if exact else ef))
+                # Exact: every point, on the original vectors (not the quantised ones).
+                originals = qe.QuantizationSearchParams(ignore=True)
+                params = qe.SearchParams(exact=True, quantization=originals) if exact else qe.SearchParams(hnsw_ef=ef, quantization=rescoring)
+                request = qe.QueryRequest(limit=10, query=qe.Query.Nearest(vector), filter=flt, params=params)
                 t0 = time.perf_counter()
                 points = shard.query(request)
                 took[exact].append((time.perf_counter() - t0) * 1000)
@@ -328,7 +432,7 @@ def recall(data_dir: Path, queries: int, ef: int | None = None) -> dict[str, Any
         store.close()
     hits = [len(set(a) & set(e)) / max(1, len(e)) for a, e in zip(found[False], found[True], strict=True)]
     return {
-        "hnsw_ef": ef, "points": int(info.points_count), "segments": int(info.segments_count),
+        "hnsw_ef": ef, "oversampling": oversampling, "points": int(info.points_count), "segments": int(info.segments_count),
         "indexed_vectors": int(info.indexed_vectors_count), "open_s": round(open_s, 2),
         "recall_at_10": round(statistics.fmean(hits), 4),
         "search_p50_ms": _pct(took[False], 0.5), "search_p95_ms": _pct(took[False], 0.95),
@@ -545,9 +649,11 @@ def main() -> int:
     parser.add_argument("--swap-rss", action="store_true", help="with --data: RSS across one in-process indexing")
     parser.add_argument("--recall", action="store_true", help="with --data: recall@10 of memory_keys' index vs exact")
     parser.add_argument("--ef", type=int, help="--recall: hnsw_ef of the searches (default: the engine's)")
+    parser.add_argument("--oversampling", type=float, help="--recall: rescoring oversampling (quantised stores)")
     parser.add_argument("--swap-stall", action="store_true", help="with --data: in-process search latency by indexing stage")
     parser.add_argument("--replay-pause", type=float, help="--swap-stall: INDEX_REPLAY_PAUSE_S to use")
     parser.add_argument("--replay-contention", type=int, help="with --data: searches while this many ops replay")
+    parser.add_argument("--search-profile", action="store_true", help="with --data: where a search's time goes")
     parser.add_argument("--open-profile", type=Path, help="profile opening this collection directory (in-process)")
     parser.add_argument("--cold", action="store_true", help="--open-profile: evict its files from the page cache first")
     args = parser.parse_args()
@@ -563,8 +669,11 @@ def main() -> int:
         figures = swap_stall(args.data, args.index_after, args.write_rate, args.replay_pause)
         print(json.dumps({**figures, "load": Path("/proc/loadavg").read_text().split()[:3]}), flush=True)
         return 0
+    if args.data and args.search_profile:
+        print(json.dumps({**search_profile(args.data, args.queries), "load": Path("/proc/loadavg").read_text().split()[:3]}))
+        return 0
     if args.data and args.recall:
-        print(json.dumps({**recall(args.data, args.queries, args.ef), "load": Path("/proc/loadavg").read_text().split()[:3]}))
+        print(json.dumps({**recall(args.data, args.queries, args.ef, args.oversampling), "load": Path("/proc/loadavg").read_text().split()[:3]}))
         return 0
     if args.data and args.swap_rss:
         print(json.dumps(swap_rss(args.data, args.index_after)), flush=True)
