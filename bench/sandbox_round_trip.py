@@ -12,6 +12,12 @@ checkout instead of an empty directory: an empty directory lacks every protected
 call makes and removes a read-only placeholder for each (the sandbox's worst case); a fresh
 repository already has `.git/config`, `hooks/` and `info/`.
 
+Beside each daemon's `bash("true")` row, a no-op tool call on the same daemon and bridge (`toolsets`
+with no argument: the tool layer's validation, audit and result shaping around an in-memory
+answer) is the MCP floor: tool minus floor is what the sandbox adds, to set beside bwrap minus
+plain `true`. The `relay` row is this tree's bash tool through a bridge that relays lines instead
+of handing its stdio to the daemon (`CONTEXTD_STDIO_HANDOFF=0`), on the same daemon.
+
 The daemons run with their default placeholder linger (5 s, so back-to-back calls hold the same
 placeholders again); the helper row uses the same. The cold-helper row of bench_sandbox (a Python
 start-up per call, ~100 ms of CPU) is left out: in an interleaved loop its exit overlapped the
@@ -86,6 +92,20 @@ def _clients(work_dir: Path, project: Path, baseline_src: Path | None) -> dict[s
     return found
 
 
+# Row name -> (bridge's row in _clients, extra bridge environment, tool, arguments).
+_BASH = ("bash", {"command": "true"})
+_NOOP = ("toolsets", {})
+
+
+def _rows(clients: dict[str, Any]) -> dict[str, tuple[str, dict[str, str], str, dict[str, Any]]]:
+    rows: dict[str, tuple[str, dict[str, str], str, dict[str, Any]]] = {}
+    for name in clients:
+        rows[name] = (name, {}, *_BASH)
+        rows[name.replace("bash tool", "no-op tool")] = (name, {}, *_NOOP)
+    rows["mcp bash tool (relay)"] = ("mcp bash tool", {"CONTEXTD_STDIO_HANDOFF": "0"}, *_BASH)
+    return rows
+
+
 async def _measure(work_dir: Path, project: Path, runs: int, baseline_src: Path | None, gap_ms: float) -> dict[str, Any]:
     from bench.bench_sandbox import rows
     from contextd_mcp.settings import SandboxSettings
@@ -94,14 +114,20 @@ async def _measure(work_dir: Path, project: Path, runs: int, baseline_src: Path 
     state.mkdir()
     table = rows(project, once=False, linger=SandboxSettings().placeholder_linger_s, state_dir=state)
     samples: dict[str, list[float]] = {name: [] for name in table}
+    daemons = _clients(work_dir, project, baseline_src)
     async with AsyncExitStack() as stack:
-        clients = {}
-        for name, (_, env) in _clients(work_dir, project, baseline_src).items():
-            client = await stack.enter_async_context(stdio_client([*CLI, "stdio"], env, project))
-            if "bash" not in {t.name for t in (await client.list_tools()).tools}:
+        clients: dict[str, tuple[Any, str, dict[str, Any]]] = {}
+        bridges: dict[tuple[str, str], Any] = {}
+        for name, (daemon, extra, tool, arguments) in _rows(daemons).items():
+            key = (daemon, json.dumps(extra))
+            if key not in bridges:
+                env = daemons[daemon][1] | extra
+                bridges[key] = await stack.enter_async_context(stdio_client([*CLI, "stdio"], env, project))
+            client = bridges[key]
+            if tool not in {t.name for t in (await client.list_tools()).tools}:
                 continue
-            await client.call_tool("bash", {"command": "true"})  # start the helper once
-            clients[name] = client
+            await client.call_tool(tool, arguments)  # start the helper once
+            clients[name] = (client, tool, arguments)
             samples[name] = []
         for row in table.values():
             await row()
@@ -112,10 +138,10 @@ async def _measure(work_dir: Path, project: Path, runs: int, baseline_src: Path 
                 started = time.perf_counter()
                 await row()
                 samples[name].append((time.perf_counter() - started) * 1000)
-            for name, client in clients.items():
+            for name, (client, tool, arguments) in clients.items():
                 await anyio.sleep(gap_ms / 1000)
                 started = time.perf_counter()
-                result = await client.call_tool("bash", {"command": "true"})
+                result = await client.call_tool(tool, arguments)
                 samples[name].append((time.perf_counter() - started) * 1000)
                 assert not result.is_error, result.content
     out: dict[str, Any] = {name: summary(values) for name, values in samples.items()}
