@@ -298,3 +298,34 @@ def test_the_write_end_of_a_pipe_is_refused_as_stdin(daemon: tuple[Path, Path]) 
     finally:
         for fd in (a_read, a_write, b_read, b_write):
             os.close(fd)
+
+
+def test_a_bridge_on_socketpairs_hands_them_over_and_leaves_them_blocking(data_dir: Path, project_dir: Path) -> None:
+    """Node (Claude Code) gives a child socketpairs, not pipes, for its stdio."""
+    ours_in, theirs_in = socket.socketpair()
+    ours_out, theirs_out = socket.socketpair()
+    process = subprocess.Popen([*CLI, "stdio"], cwd=project_dir, stdin=theirs_in, stdout=theirs_out,
+                               env=env_for(data_dir))
+    # theirs_in stays open here: the same open file description as the bridge's stdin, whose
+    # flags the daemon changes while it serves it.
+    theirs_out.close()
+    ours_out.settimeout(90)
+    try:
+        reader = ours_out.makefile("rb")
+        for message in (INIT, INITIALIZED, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}):
+            ours_in.sendall(json.dumps(message).encode() + b"\n")
+        replies = [json.loads(reader.readline()) for _ in range(2)]
+        assert [r["id"] for r in replies] == [1, 2] and replies[1]["result"]["tools"], replies
+        assert status(data_dir)["handed_off"] == 1
+        link = _pipe_of(process.pid, 0)
+        assert link.startswith("socket:"), link
+        assert not os.get_blocking(theirs_in.fileno())  # the daemon serves it, non-blocking
+        ours_in.shutdown(socket.SHUT_WR)
+        assert process.wait(30) == 0
+        assert wait_connections(data_dir, 0)["handed_off"] == 0
+        assert os.get_blocking(theirs_in.fileno())  # given back as it came
+    finally:
+        if process.poll() is None:
+            process.kill()
+        for sock in (ours_in, ours_out, theirs_in):
+            sock.close()

@@ -197,5 +197,10 @@ class HandedStdio(ByteStream):
         pass
 
     async def aclose(self) -> None:
+        for fd in (self._in, self._out):
+            try:  # the description is the client's and the bridge's too: leave it as it came
+                os.set_blocking(fd, True)
+            except OSError:
+                pass
         _close([self._in, self._out])
         self._in = self._out = -1

@@ -56,6 +56,19 @@ class HandoffRelay(Relay):
         self._over = False  # the daemon ended the session (the client stopped reading)
         self._next_version = ""
 
+    def run(self) -> int:
+        try:
+            return super().run()
+        finally:
+            self._restore_blocking()
+
+    def _restore_blocking(self) -> None:
+        for fd in (self._in, self._out):
+            try:  # shared with whoever gave the bridge its stdio
+                os.set_blocking(fd, True)
+            except OSError:
+                pass
+
     def _hello_fields(self) -> dict[str, Any]:
         fields = super()._hello_fields()
         if self._handoff and not self._client_started:
@@ -178,8 +191,7 @@ class HandoffRelay(Relay):
         if not self._handed:
             return
         self._handed = False
-        for fd in (self._in, self._out):
-            os.set_blocking(fd, True)  # the daemon made them non-blocking
+        self._restore_blocking()  # a daemon killed while serving left them non-blocking
         if self._big:  # the daemon may have died mid-line: end it, so the next line stands alone
             self._write(b"\n")
             self._big = False
