@@ -135,14 +135,36 @@ class Tee:
 
     def __init__(self, stream: SocketStream) -> None:
         self._stream = stream
+        self._raw = stream.extra(SocketAttribute.raw_socket)  # noqa: S610 - anyio stream attributes, not Django
         self._lock = anyio.Lock()
 
     async def send(self, kind: bytes, payload: bytes = b"") -> None:
+        data = wire.frame(kind, payload)
+        if self._lock.locked():  # another frame is on its way: after it
+            await self._send_rest(data, locked=False)
+            return
+        # At once, without a turn of the event loop: the copy of a request is sent before the
+        # request is handled, on the call's path. The socket's buffer nearly always has room.
+        try:
+            sent = self._raw.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise anyio.BrokenResourceError from exc
+        if sent < len(data):
+            self._lock.acquire_nowait()  # no other frame may come between the two parts
+            await self._send_rest(data[sent:], locked=True)
+
+    async def _send_rest(self, data: bytes, locked: bool) -> None:
         # Shielded: a chunk read from the client but not copied would be lost to the bridge
         # should the daemon stop right then; bounded by the write timeout instead.
         with anyio.CancelScope(shield=True), anyio.fail_after(WRITE_TIMEOUT_S):
-            async with self._lock:
-                await self._stream.send(wire.frame(kind, payload))
+            if not locked:
+                await self._lock.acquire()
+            try:
+                await self._stream.send(data)
+            finally:
+                self._lock.release()
 
     async def sent(self, message: SessionMessage) -> None:
         root = message.message
