@@ -169,7 +169,8 @@ class _Wire:
         self._stream = stream
         self._hidden = hidden
         self._on_sent = on_sent
-        self._send_lock = anyio.Lock()
+        # Uncontended (nearly always), taken without a turn of the event loop before each reply.
+        self._send_lock = anyio.Lock(fast_acquire=True)
         self.reader_scope = anyio.CancelScope()
         self._peer_gone = False
 

@@ -136,7 +136,7 @@ class Tee:
     def __init__(self, stream: SocketStream) -> None:
         self._stream = stream
         self._raw = stream.extra(SocketAttribute.raw_socket)  # noqa: S610 - anyio stream attributes, not Django
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock(fast_acquire=True)
 
     async def send(self, kind: bytes, payload: bytes = b"") -> None:
         data = wire.frame(kind, payload)
