@@ -6,7 +6,9 @@ One daemon of this tree; two real `contextd-mcp stdio` bridges under the real MC
 one handing its stdin/stdout to the daemon (the default), one relaying lines
 (`CONTEXTD_STDIO_HANDOFF=0`). Each round times, in a new random order: a no-op tool call
 (`toolsets`: an in-memory answer of ~1 KB) and `tools/list` (a reply of tens of KB, which the
-daemon writes in more than one piece) on each bridge. The SDK's `ping` is not served here. Nothing of the
+daemon writes in more than one piece) on each bridge, and `ping`, which this server answers
+with a JSON-RPC error (method not found): the smallest round trip through the SDK's dispatch,
+no tool, no worker thread. Nothing of the
 sandbox is involved, so the rows share one daemon fairly, and the difference between the two
 bridges is the relay's two socket hops and wake-ups, measured where they are a large part of
 the call rather than a few percent of a `bash` call. The load average before and after is
@@ -44,6 +46,7 @@ async def _measure(work: Path, runs: int, gap_ms: float) -> dict[str, Any]:
             client = await stack.enter_async_context(stdio_client([*CLI, "stdio"], contextd_env(data, **extra), project))
             await client.list_tools()
             calls[f"tools/list ({name})"] = client.list_tools
+            calls[f"ping ({name})"] = lambda c=client: _ping(c)
             calls[f"no-op tool ({name})"] = lambda c=client: c.call_tool("toolsets", {})
         for call in calls.values():
             await call()
@@ -60,12 +63,21 @@ async def _measure(work: Path, runs: int, gap_ms: float) -> dict[str, Any]:
                 started = time.perf_counter()
                 await calls[name]()
                 samples[name].append((time.perf_counter() - started) * 1000)
-        cpu = {name: (_cpu_ms(pid) - cpu_before[name]) / (2 * runs) for name, pid in bridges.items()}
+        cpu = {name: (_cpu_ms(pid) - cpu_before[name]) / (3 * runs) for name, pid in bridges.items()}
     out: dict[str, Any] = {name: summary(values) for name, values in samples.items()}
     out["bridge_cpu_ms_per_call"] = {name: round(value, 3) for name, value in cpu.items()}
     out["loadavg_1m_before_after"] = [round(load, 2), round(os.getloadavg()[0], 2)]
     out["gap_ms"] = gap_ms
     return out
+
+
+async def _ping(client: Any) -> None:
+    from mcp.shared.exceptions import MCPError
+
+    try:
+        await client.send_ping()
+    except MCPError:
+        pass  # answered, with an error: the round trip is what is timed
 
 
 def _bridge_pids() -> dict[str, int]:
