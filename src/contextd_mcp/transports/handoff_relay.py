@@ -126,6 +126,7 @@ class HandoffRelay(Relay):
 
     def _refused(self, exc: BaseException) -> None:
         self._handoff = False
+        self._restore_blocking()  # in case the daemon took them before failing
         print(f"contextd-mcp: relaying stdio instead of handing it to the daemon: {exc}", file=sys.stderr, flush=True)
 
     def _hand_off(self, sock: socket.socket, rest: bytes, replay: list[dict[str, Any]]) -> bytes:
