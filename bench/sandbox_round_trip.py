@@ -12,10 +12,16 @@ checkout instead of an empty directory: an empty directory lacks every protected
 call makes and removes a read-only placeholder for each (the sandbox's worst case); a fresh
 repository already has `.git/config`, `hooks/` and `info/`.
 
+Beside each daemon's `bash("true")` row, a no-op tool call on the same daemon and bridge (`toolsets`
+with no argument: the tool layer's validation, audit and result shaping around an in-memory
+answer) is the MCP floor: tool minus floor is what the sandbox adds, to set beside bwrap minus
+plain `true`. The `relay` row is this tree's bash tool through a bridge that relays lines instead
+of handing its stdio to the daemon (`CONTEXTD_STDIO_HANDOFF=0`), on a daemon of its own.
+
 The daemons run with their default placeholder linger (5 s, so back-to-back calls hold the same
 placeholders again); the helper row uses the same. The cold-helper row of bench_sandbox (a Python
 start-up per call, ~100 ms of CPU) is left out: in an interleaved loop its exit overlapped the
-next rows. `--gap-ms` idles before each timed call (untimed), as an agent does between tool
+next rows. Rows run in a new (seeded) random order each round. `--gap-ms` idles before each timed call (untimed), as an agent does between tool
 calls: what a row leaves running in the background (a helper warming its next worker, a process
 exiting) is then over before the next row is timed, instead of landing on it. The load
 average before and after the run is reported: on 2 cores shared with other work, figures at a
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import subprocess
 import tempfile
@@ -73,17 +80,34 @@ def run(
     except Exception as exc:  # noqa: BLE001 - one broken row must not sink the whole bench
         return {"error": f"{type(exc).__name__}: {exc}"[:300]}
     finally:
-        for name in ("data", "data-baseline"):
+        for name in ("data", "data-relay", "data-baseline"):
             stop_contextd(work_dir / name)
 
 
 def _clients(work_dir: Path, project: Path, baseline_src: Path | None) -> dict[str, tuple[Path, dict[str, str]]]:
     """Row name -> (data dir, environment) of each daemon to time."""
     found = {"mcp bash tool": (work_dir / "data", contextd_env(work_dir / "data"))}
+    # Its own daemon (of this tree): two calls a round on one daemon would each find the
+    # sandbox's next worker still warming from the other more often than a row with one.
+    relay = work_dir / "data-relay"
+    found["mcp bash tool (relay)"] = (relay, contextd_env(relay, CONTEXTD_STDIO_HANDOFF="0"))
     if baseline_src is not None:
         data = work_dir / "data-baseline"
         found["mcp bash tool (baseline)"] = (data, contextd_env(data, PYTHONPATH=str(baseline_src)))
     return found
+
+
+# Row name -> (bridge's row in _clients, extra bridge environment, tool, arguments).
+_BASH = ("bash", {"command": "true"})
+_NOOP = ("toolsets", {})
+
+
+def _rows(clients: dict[str, Any]) -> dict[str, tuple[str, dict[str, str], str, dict[str, Any]]]:
+    rows: dict[str, tuple[str, dict[str, str], str, dict[str, Any]]] = {}
+    for name in clients:
+        rows[name] = (name, {}, *_BASH)
+        rows[name.replace("bash tool", "no-op tool")] = (name, {}, *_NOOP)
+    return rows
 
 
 async def _measure(work_dir: Path, project: Path, runs: int, baseline_src: Path | None, gap_ms: float) -> dict[str, Any]:
@@ -94,35 +118,48 @@ async def _measure(work_dir: Path, project: Path, runs: int, baseline_src: Path 
     state.mkdir()
     table = rows(project, once=False, linger=SandboxSettings().placeholder_linger_s, state_dir=state)
     samples: dict[str, list[float]] = {name: [] for name in table}
+    daemons = _clients(work_dir, project, baseline_src)
     async with AsyncExitStack() as stack:
-        clients = {}
-        for name, (_, env) in _clients(work_dir, project, baseline_src).items():
-            client = await stack.enter_async_context(stdio_client([*CLI, "stdio"], env, project))
-            if "bash" not in {t.name for t in (await client.list_tools()).tools}:
+        clients: dict[str, tuple[Any, str, dict[str, Any]]] = {}
+        bridges: dict[tuple[str, str], Any] = {}
+        for name, (daemon, extra, tool, arguments) in _rows(daemons).items():
+            key = (daemon, json.dumps(extra))
+            if key not in bridges:
+                env = daemons[daemon][1] | extra
+                bridges[key] = await stack.enter_async_context(stdio_client([*CLI, "stdio"], env, project))
+            client = bridges[key]
+            if tool not in {t.name for t in (await client.list_tools()).tools}:
                 continue
-            await client.call_tool("bash", {"command": "true"})  # start the helper once
-            clients[name] = client
+            await client.call_tool(tool, arguments)  # start the helper once
+            clients[name] = (client, tool, arguments)
             samples[name] = []
         for row in table.values():
             await row()
         load_before = os.getloadavg()
+        order = [*table, *clients]
+        shuffle = random.Random(13).shuffle
         for _ in range(runs):  # interleaved, so background load hits every row alike
-            for name, row in table.items():
+            # In a new order each round: what a row leaves running (a daemon's zygote warming
+            # its next worker, a process exiting) lands on a different row each time.
+            shuffle(order)
+            for name in order:
                 await anyio.sleep(gap_ms / 1000)
-                started = time.perf_counter()
-                await row()
-                samples[name].append((time.perf_counter() - started) * 1000)
-            for name, client in clients.items():
-                await anyio.sleep(gap_ms / 1000)
-                started = time.perf_counter()
-                result = await client.call_tool("bash", {"command": "true"})
-                samples[name].append((time.perf_counter() - started) * 1000)
-                assert not result.is_error, result.content
+                samples[name].append(await _timed(table.get(name), clients.get(name)))
     out: dict[str, Any] = {name: summary(values) for name, values in samples.items()}
     out["bwrap_installed"] = shutil.which("bwrap") is not None
     out["loadavg_1m_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     out["gap_ms"] = gap_ms
     return out
+
+
+async def _timed(row: Any, client: tuple[Any, str, dict[str, Any]] | None) -> float:
+    started = time.perf_counter()
+    if client is None:
+        await row()
+    else:
+        result = await client[0].call_tool(client[1], client[2])
+        assert not result.is_error, result.content
+    return (time.perf_counter() - started) * 1000
 
 
 def _mem_available() -> int:

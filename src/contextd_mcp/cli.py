@@ -327,7 +327,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"store: {store.get('engine')} — {store.get('disk_bytes', '?')} bytes on disk")
         print(f"embedding model: {status.get('embedding_model')} ({status.get('embedding_dim')}-d)")
         print(f"memories: {status.get('memories')}")
-        print(f"connections: {status.get('connections')}")
+        print(f"connections: {status.get('connections')} ({status.get('handed_off', 0)} on the client's own stdio, "
+              "the rest relayed or HTTP)")
         print(sandbox_line(status.get("sandbox")))
         for line in indexing_lines(store.get("indexing") or {}):
             print(line)

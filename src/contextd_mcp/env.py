@@ -70,3 +70,8 @@ def hook_timeout_s() -> float:
 def tokens_file() -> str | None:
     """``CONTEXTD_TOKENS_FILE``, for the token commands that run without the daemon's settings."""
     return os.environ.get("CONTEXTD_TOKENS_FILE") or None
+
+
+def stdio_handoff() -> bool:
+    """``CONTEXTD_STDIO_HANDOFF=0``: the bridge relays lines instead of handing its stdio to the daemon."""
+    return os.environ.get("CONTEXTD_STDIO_HANDOFF", "1").strip().lower() not in ("0", "false", "no", "off")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -129,16 +129,21 @@ def error_reply(request_id: int | str | None, code: int, message: str) -> bytes:
 
 
 @asynccontextmanager
-async def jsonrpc_streams(stream: ByteStream, max_bytes: int, first: bytes = b"") -> AsyncIterator[tuple[Any, Any]]:
+async def jsonrpc_streams(
+    stream: ByteStream, max_bytes: int, first: bytes = b"", hidden: Collection[Any] = (),
+    on_sent: Callable[[SessionMessage], Awaitable[None]] | None = None,
+) -> AsyncIterator[tuple[Any, Any]]:
     """The (read, write) stream pair the MCP server runs on, over a byte stream.
 
     Malformed or oversize input is answered with a JSON-RPC error right here, so the session
     stays up and the client learns what was wrong. A write that fails or stalls for
     ``WRITE_TIMEOUT_S`` ends the reading side, so the session ends; later replies are dropped.
+    Replies to the ``hidden`` ids (requests a bridge replayed in ``first``) are not written;
+    ``on_sent`` sees every message after it is written (the stdio hand-off's bookkeeping).
     """
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](16)
     write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](16)
-    wire = _Wire(stream)
+    wire = _Wire(stream, set(hidden), on_sent)
     async with anyio.create_task_group() as tg:
 
         async def run_reader() -> None:
@@ -158,9 +163,14 @@ async def jsonrpc_streams(stream: ByteStream, max_bytes: int, first: bytes = b""
 class _Wire:
     """One connection's byte stream: lines in, messages and error replies out."""
 
-    def __init__(self, stream: ByteStream) -> None:
+    def __init__(
+        self, stream: ByteStream, hidden: set[Any], on_sent: Callable[[SessionMessage], Awaitable[None]] | None,
+    ) -> None:
         self._stream = stream
-        self._send_lock = anyio.Lock()
+        self._hidden = hidden
+        self._on_sent = on_sent
+        # Uncontended (nearly always), taken without a turn of the event loop before each reply.
+        self._send_lock = anyio.Lock(fast_acquire=True)
         self.reader_scope = anyio.CancelScope()
         self._peer_gone = False
 
@@ -191,5 +201,16 @@ class _Wire:
         async with write_recv:
             async for session_message in write_recv:
                 # Keep draining after the peer is gone, so the server never blocks on a reply.
-                data = session_message.message.model_dump_json(by_alias=True, exclude_unset=True)
-                await self.send_raw(data.encode() + b"\n")
+                if not self._is_hidden(session_message.message):
+                    data = session_message.message.model_dump_json(by_alias=True, exclude_unset=True)
+                    await self.send_raw(data.encode() + b"\n")
+                if self._on_sent is not None and not self._peer_gone:
+                    await self._on_sent(session_message)
+
+    def _is_hidden(self, message: Any) -> bool:
+        if not self._hidden or not isinstance(message, types.JSONRPCResponse | types.JSONRPCError):
+            return False
+        if message.id not in self._hidden:
+            return False
+        self._hidden.discard(message.id)
+        return True

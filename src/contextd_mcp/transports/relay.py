@@ -61,6 +61,7 @@ PARSE_MAX_BYTES = 16 << 20
 # JSON-RPC "server error" range: the request met a connection that went away.
 LOST_CODE = -32000
 _REINIT_ID = "contextd-bridge-reinitialize"
+LIST_CHANGED = b'{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}\n'
 
 Key = tuple[str, int | str]
 
@@ -121,20 +122,23 @@ class Relay:
         self._client_closed = False
         self._failure: str | None = None
         self._client_done = threading.Event()
+        self._client_started = False
+        # What the client sent after its last whole line (read by the stdin thread, or by a
+        # daemon the stdio was handed to: handoff_relay.py).
+        self._client_data = bytearray()
 
     # -- the main thread: the daemon's side ---------------------------------------------
 
     def run(self) -> int:
         try:
             sock, reply, rest = self._open()
+            sock, rest = self._begin(sock, reply, rest)
         except (BridgeError, OSError) as exc:
             print(f"contextd-mcp: cannot reach the daemon for {self._paths.root}: {exc}", file=sys.stderr)
             return 1
-        self._publish(sock, reply)
-        threading.Thread(target=self._client_loop, name="contextd-stdin", daemon=True).start()
         while True:
             try:
-                self._daemon_loop(sock, rest)
+                self._serve(sock, rest)
             except OSError:  # stdout is gone: so is the client
                 return 1
             finally:
@@ -142,7 +146,10 @@ class Relay:
             with self._cv:
                 if self._client_closed:
                     return 0
+                if self._session_over():
+                    return 1
                 lost = self._drop_connection()
+            self._take_back()
             dropped_at = time.monotonic()
             old_pid = self._daemon_pid
             try:
@@ -163,11 +170,35 @@ class Relay:
                 flush=True,
             )
 
-    def _open(self, autostart: bool = True, start_timeout: float = START_TIMEOUT_S) -> tuple[socket.socket, dict[str, Any], bytes]:
+    def _begin(self, sock: socket.socket, reply: dict[str, Any], rest: bytes) -> tuple[socket.socket, bytes]:
+        """The first connection is up: start moving lines."""
+        self._publish(sock, reply)
+        self._start_client()
+        return sock, rest
+
+    def _start_client(self) -> None:
+        if not self._client_started:
+            self._client_started = True
+            threading.Thread(target=self._client_loop, name="contextd-stdin", daemon=True).start()
+
+    def _serve(self, sock: socket.socket, rest: bytes) -> None:
+        self._daemon_loop(sock, rest)
+
+    def _session_over(self) -> bool:
+        """Under the lock, the connection gone: True when the session ended for good."""
+        return False
+
+    def _take_back(self) -> None:
+        """The connection is gone and the client is not: whatever the bridge must own again."""
+
+    def _hello_fields(self) -> dict[str, Any]:
         hello_env = dict(self._scope_env)
         if self._agent:
             hello_env["CONTEXTD_AGENT"] = self._agent
-        return open_session(self._paths, "mcp", autostart, {"env": hello_env, "resume": self._resume}, start_timeout)
+        return {"env": hello_env, "resume": self._resume}
+
+    def _open(self, autostart: bool = True, start_timeout: float = START_TIMEOUT_S) -> tuple[socket.socket, dict[str, Any], bytes]:
+        return open_session(self._paths, "mcp", autostart, self._hello_fields(), start_timeout)
 
     def _publish(self, sock: socket.socket, reply: dict[str, Any]) -> None:
         previous = self._version
@@ -180,8 +211,11 @@ class Relay:
             self._cv.notify_all()
         if closed:  # the client left while we reconnected: end the new session too
             _shutdown_write(sock)
-        elif previous and previous != self._version and self._initialize is not None:
-            self._write(b'{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}\n')
+        elif self._version_changed(previous):
+            self._write(LIST_CHANGED)
+
+    def _version_changed(self, previous: str) -> bool:
+        return bool(previous) and previous != self._version and self._initialize is not None
 
     def _daemon_loop(self, sock: socket.socket, buffer: bytes) -> None:
         data = bytearray(buffer)
@@ -197,6 +231,10 @@ class Relay:
             data.extend(chunk)
 
     def _from_daemon(self, line: bytes) -> None:
+        self._note_daemon(line)
+        self._write(line)
+
+    def _note_daemon(self, line: bytes) -> None:
         message = _parse(line)
         if message is not None:
             key = _key(message.get("id"))
@@ -205,7 +243,6 @@ class Relay:
                     self._settle(key, message)
                 elif key is not None:
                     self._server_requests[key] = self._generation
-        self._write(line)
 
     def _settle(self, key: Key, reply: dict[str, Any]) -> None:
         """A reply arrived for ``key``: it is no longer in flight (called under the lock)."""
@@ -302,13 +339,14 @@ class Relay:
             file=sys.stderr,
             flush=True,
         )
+        self._start_client()  # the stdin a daemon had may be the bridge's again
         self._client_done.wait(FAIL_LINGER_S)  # answer what the client sends meanwhile
         return 1
 
     # -- the stdin thread: the client's side ----------------------------------------------
 
     def _client_loop(self) -> None:
-        data = bytearray()
+        data = self._client_data
         try:
             while True:
                 chunk = os.read(self._in, 65536)
@@ -331,29 +369,34 @@ class Relay:
 
     def _from_client(self, line: bytes) -> None:
         message = _parse(line) or {}
-        key = _key(message.get("id"))
-        method = message.get("method")
-        is_request = key is not None and isinstance(method, str)
         with self._cv:
             while self._sock is None and self._failure is None:
                 self._cv.wait()
             if self._failure is not None:
-                if is_request:
+                if _key(message.get("id")) is not None and isinstance(message.get("method"), str):
                     self._write(_error(message["id"], f"the contextd daemon is unreachable: {self._failure}"))
                 return
-            if key is not None and method is None and self._server_requests.pop(key, self._generation) != self._generation:
-                return  # the reply to a request the previous daemon made: nobody waits for it now
-            if is_request:
-                self._pending[key] = _InFlight(self._generation, message["id"], str(method), _agent_of(message))  # type: ignore[index]
-                if method == "initialize":
-                    self._initialize_sent[key] = message  # type: ignore[index]
-            elif method == "notifications/initialized":
-                self._initialized = line
+            if not self._note_client(message, line):
+                return
             sock = self._sock
         try:
             sock.sendall(line)  # type: ignore[union-attr]
         except OSError:
             pass  # the connection is gone: the main thread answers what was in flight on it
+
+    def _note_client(self, message: dict[str, Any], line: bytes) -> bool:
+        """Under the lock: track a client line; False when it must not reach the daemon."""
+        key = _key(message.get("id"))
+        method = message.get("method")
+        if key is not None and method is None and self._server_requests.pop(key, self._generation) != self._generation:
+            return False  # the reply to a request the previous daemon made: nobody waits for it now
+        if key is not None and isinstance(method, str):
+            self._pending[key] = _InFlight(self._generation, message["id"], method, _agent_of(message))
+            if method == "initialize":
+                self._initialize_sent[key] = message
+        elif method == "notifications/initialized":
+            self._initialized = line
+        return True
 
     def _answer(self, lost: list[_InFlight], text: str) -> None:
         for p in lost:
@@ -397,4 +440,9 @@ def _shutdown_write(sock: socket.socket) -> None:
 
 
 def run_relay(paths: DataPaths, scope_env: dict[str, str] | None = None) -> int:
+    """The stdio handed to the daemon where it can be (handoff_relay.py), else relayed."""
+    from contextd_mcp.transports.handoff_relay import HandoffRelay, can_hand_off
+
+    if can_hand_off(0, 1):
+        return HandoffRelay(paths, scope_env).run()
     return Relay(paths, scope_env).run()

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,6 +21,8 @@ from contextd_mcp import __version__, limits
 from contextd_mcp.errors import ERROR_META, AdminError
 from contextd_mcp.mcp import toolsets
 from contextd_mcp.mcp.caller import CURRENT_CALLER, local_caller
+from contextd_mcp.transports import handoff
+from contextd_mcp.transports import handoff_wire as wire
 from contextd_mcp.transports.framing import jsonrpc_streams
 from contextd_mcp.transports.hello import MAX_HELLO_BYTES, PROTOCOL
 from contextd_mcp.transports.peer import PeerRefused, check_peer, peer_of
@@ -111,6 +114,22 @@ def _quiet_cancelled_reads(loop: asyncio.AbstractEventLoop) -> None:
         loop.set_exception_handler(handler)
 
 
+def _handoff_asked(hello: dict[str, Any], rest: bytes) -> bool:
+    """A bridge that can hand its stdio over asks in its hello, and sends nothing more until
+    the reply (a relaying peer that writes MCP lines at once gets the relay)."""
+    return hello.get(wire.FIELD) == wire.VERSION and not rest and hasattr(socket, "MSG_CMSG_CLOEXEC")
+
+
+async def _end_with_bridge(stream: SocketStream, scope: anyio.CancelScope) -> None:
+    """The bridge is the process the client manages: when it exits (even killed), the session
+    ends and the client's pipes are closed here too. It sends nothing after the hand-off."""
+    try:
+        await stream.receive()
+    except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        pass
+    scope.cancel()
+
+
 class SocketServer:
     def __init__(
         self,
@@ -137,6 +156,8 @@ class SocketServer:
         # The AuditLog port: refused peers are recorded there (who and why, never what they sent).
         self._audit = audit
         self.connections = 0
+        # Of those, the sessions served on the client's own pipes (handoff.py), not relayed.
+        self.handed_off = 0
 
     async def serve(self, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         _quiet_cancelled_reads(asyncio.get_running_loop())
@@ -188,7 +209,7 @@ class SocketServer:
         op = hello.get("op")
         if op == "status":
             await _reply(stream, {"ok": True, "pid": os.getpid(), "version": __version__, **self._status(),
-                                  "connections": self.connections})
+                                  "connections": self.connections, "handed_off": self.handed_off})
         elif op == "stop":
             await _reply(stream, {"ok": True, "pid": os.getpid()})
             await self._request_stop()
@@ -225,18 +246,50 @@ class SocketServer:
             await self._safe_reply(stream, {"ok": False, "error": f"cannot resolve scope: {_scope_error(exc)}"})
             return
         scope = caller.scope
-        await _reply(stream, {"ok": True, "pid": os.getpid(), "version": __version__, "scope": scope.fields()})
+        offer = {wire.FIELD: wire.VERSION} if _handoff_asked(hello, rest) else {}
+        await _reply(stream, {"ok": True, "pid": os.getpid(), "version": __version__, "scope": scope.fields(), **offer})
         CURRENT_CALLER.set(caller)
         self.connections += 1
         try:
-            async with jsonrpc_streams(stream, self._max, rest) as (read, write):
-                await self._server.run(read, write, self._server.create_initialization_options())
+            if offer:
+                await self._serve_handed(stream, hello)
+            else:
+                async with jsonrpc_streams(stream, self._max, rest) as (read, write):
+                    await self._server.run(read, write, self._server.create_initialization_options())
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
             pass
         finally:
             self.connections -= 1
             if self._runner is not None:  # what this connection enabled ends with it
                 self._runner.enabled.forget(caller.connection_id)
+
+    async def _serve_handed(self, stream: SocketStream, hello: dict[str, Any]) -> None:
+        """The session on the client's own pipes (handoff.py); the socket carries the bridge's copy."""
+        try:
+            handed = await handoff.receive(stream, self._max)
+        except (handoff.HandoffRefused, ValueError, TimeoutError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, ValueError) else f"handoff: {type(exc).__name__}"
+            log.warning("stdio hand-off refused (bridge pid %s): %s", hello.get("pid"), reason)
+            if self._audit is not None:
+                self._audit.record({"event": "handoff_refused", "outcome": "refused", "transport": "socket",
+                                    "reason": reason})
+            await self._safe_reply(stream, {"ok": False, "error": reason})
+            return
+        tee = handoff.Tee(stream)
+        stdio = handoff.HandedStdio(handed, tee)
+        self.handed_off += 1
+        log.info("serving the client's stdio directly (handed off by bridge pid %s)", hello.get("pid"))
+        try:
+            await _reply(stream, {"ok": True})
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_end_with_bridge, stream, tg.cancel_scope)
+                async with jsonrpc_streams(stdio, self._max, handed.prefix, handed.hidden, tee.sent) as (read, write):
+                    await self._server.run(read, write, self._server.create_initialization_options())
+                await tee.send(wire.EOF if stdio.eof else wire.END)
+                tg.cancel_scope.cancel()
+        finally:
+            self.handed_off -= 1
+            await stdio.aclose()
 
     async def _serve_admin(self, stream: SocketStream, hello: dict[str, Any]) -> None:
         """One owner command (the socket is the owner's only, peers checked): ``{"ok": true}``,
