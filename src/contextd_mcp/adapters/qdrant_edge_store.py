@@ -448,8 +448,9 @@ class EdgeStore:
             live = (self._root / collection).resolve()
             indexed = max(0, self._indexed.get(collection, 0) - written)
             self._indexed[collection] = indexed
-            if gen.read_marker(live):
-                gen.write_marker(live, {**gen.read_marker(live), "indexed_points": indexed})
+            record = gen.read_marker(live)
+            if record:
+                gen.write_marker(live, {**record, "indexed_points": indexed})
             self._maybe_index(collection)
 
     def _terms_engine(self, collection: str) -> Engine:
