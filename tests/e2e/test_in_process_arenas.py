@@ -22,24 +22,29 @@ _HEAP = 64 * 2**20
 _CALLS = 24
 
 
-def arena_heaps(pid: int) -> int:
-    """Non-main arenas: a 64 MiB-aligned anonymous rw mapping whose reservation (with the ---p
-    rest after it) is exactly 64 MiB."""
+def arenas(pid: int) -> int:
+    """Non-main arenas. Each is one or more heaps: 64 MiB-aligned anonymous rw mappings whose
+    reservation (with the ---p rest after it) is exactly 64 MiB. An arena that outgrows its heap
+    chains another, so heaps are counted by owner: a heap starts with glibc's `heap_info`, whose
+    first field is its arena's `malloc_state` pointer (read through /proc/PID/mem)."""
     rows = []
     for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
         fields = line.split()
         if len(fields) == 5:  # anonymous: no path
             start, end = (int(x, 16) for x in fields[0].split("-"))
             rows.append((start, end, fields[1]))
-    heaps = 0
-    for i, (start, end, perms) in enumerate(rows):
-        if start % _HEAP or not perms.startswith("rw"):
-            continue
-        reserved = end
-        if i + 1 < len(rows) and rows[i + 1][0] == end and rows[i + 1][2].startswith("---"):
-            reserved = rows[i + 1][1]
-        heaps += reserved - start == _HEAP
-    return heaps
+    owners = set()
+    with open(f"/proc/{pid}/mem", "rb") as mem:
+        for i, (start, end, perms) in enumerate(rows):
+            if start % _HEAP or not perms.startswith("rw"):
+                continue
+            reserved = end
+            if i + 1 < len(rows) and rows[i + 1][0] == end and rows[i + 1][2].startswith("---"):
+                reserved = rows[i + 1][1]
+            if reserved - start == _HEAP:
+                mem.seek(start)
+                owners.add(int.from_bytes(mem.read(8), sys.byteorder))
+    return len(owners)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's arenas, /proc")
@@ -59,4 +64,4 @@ def test_in_process_server_threads_share_the_capped_arenas(tmp_path: Path) -> No
         replies = read_replies(process, set(range(1, _CALLS + 1)), timeout=240)
         assert len([r for r in replies.values() if "result" in r and not r["result"].get("isError")]) >= _CALLS, replies
         # The main arena is the brk heap; the cap counts it.
-        assert arena_heaps(process.pid) <= limits.MALLOC_ARENAS - 1
+        assert arenas(process.pid) <= limits.MALLOC_ARENAS - 1
