@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder
-from contextd_mcp.adapters.onnx_mean_pooled import MeanPooledModel
+from contextd_mcp.adapters.onnx_mean_pooled import ALLOW_SPINNING, MeanPooledModel
 
 TEXTS = [
     "pytest fixture has the wrong scope",
@@ -35,12 +35,14 @@ def _fastembed_model(model_dir: Path) -> object:
             model=name, pooling=PoolingType.MEAN, normalization=True,
             sources=ModelSource(hf="sentence-transformers/all-MiniLM-L6-v2"), dim=384, model_file="model.onnx",
         )
-    return TextEmbedding(model_name=name, specific_model_path=str(model_dir), enable_cpu_mem_arena=False)
+    # One thread, as ours below: the thread test shows the vectors do not depend on it, and
+    # spinning default threads made this the costliest test of its directory.
+    return TextEmbedding(model_name=name, specific_model_path=str(model_dir), enable_cpu_mem_arena=False, threads=1)
 
 
 def test_vectors_equal_fastembeds(model_cache: Path, embedder: FastEmbedEmbedder) -> None:
     model_dir = model_cache / "all-MiniLM-L6-v2-int8"
-    ours = MeanPooledModel(model_dir)
+    ours = MeanPooledModel(model_dir, threads=1)
     theirs: object = _fastembed_model(model_dir)
     mine = np.stack(list(ours.embed(TEXTS, batch_size=8)))
     reference = np.stack(list(theirs.embed(TEXTS, batch_size=8)))  # type: ignore[attr-defined]
@@ -62,6 +64,8 @@ def test_the_thread_setting_reaches_the_session_and_not_the_vectors(model_cache:
     one, default = MeanPooledModel(model_dir, threads=1), MeanPooledModel(model_dir)
     assert one._session.get_session_options().intra_op_num_threads == 1
     assert default._session.get_session_options().intra_op_num_threads == 0
+    # idle threads sleep instead of spinning: a query's CPU stays its own (bench/embedder_threads.py)
+    assert default._session.get_session_options().get_session_config_entry(ALLOW_SPINNING) == "0"
     # The short texts (the 400-word one alone is most of this file's CPU; the test above has it).
     short = [t for t in TEXTS if len(t) < 200]
     np.testing.assert_allclose(
