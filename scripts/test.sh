@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up (scripts/setup.sh) and runs the whole test suite, slow load/fault tests included.
-# For the fast suite while developing: .venv/bin/pytest -m "not slow" -n auto --dist loadfile
+# For the fast suite while developing: .venv/bin/pytest -m "not slow" -n 4 --dist loadfile
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONTEXTD_SETUP_BENCH=1 bash scripts/setup.sh
@@ -16,7 +16,11 @@ fi
 # The fast suite on parallel workers (pytest-xdist; `--dist loadfile` keeps each module on one
 # worker, so its module-scoped daemons and worlds are started once), then the slow tests alone,
 # serially as before: their load, latency and fault budgets assume they have the machine.
+# Two workers per core (at most 8): a third of the fast suite's time is waiting (daemons
+# starting, sandboxes, timeouts under test), which a second worker per core fills. On 2 cores:
+# 6:15-6:35 with one per core, 4:48 with two (BENCHMARKS.md, "Session 9: the fast suite").
+workers=$(( $(nproc) * 2 )); [ "$workers" -le 8 ] || workers=8
 rc=0
-.venv/bin/python -m pytest -p no:cacheprovider -m "not slow" -n "${CONTEXTD_TEST_WORKERS:-auto}" --dist loadfile || rc=$?
+.venv/bin/python -m pytest -p no:cacheprovider -m "not slow" -n "${CONTEXTD_TEST_WORKERS:-$workers}" --dist loadfile || rc=$?
 .venv/bin/python -m pytest -p no:cacheprovider -m slow || rc=$?
 exit $rc
