@@ -80,12 +80,13 @@ async def test_dev_split_goals(container: Container) -> None:
         figures = await protocol(client, split)
     baseline = naive(split)
     print("dev:", figures, "naive:", baseline)
-    # Measured (daemon run): naive 0.373 / 0.627 / 0.514, cold 0.400 / 0.653 / 0.552,
-    # after 0.467 / 0.733 / 0.608 (R@1 / R@3 / MRR).
+    # Measured (in-process, BENCHMARKS.md "Session 9: memory"): naive 0.373 / 0.627 / 0.514,
+    # cold 0.400 / 0.653 / 0.552, after 0.527 / 0.780 / 0.658 (R@1 / R@3 / MRR); with the learned
+    # floor at 0.3 (before session 9) after was 0.493 / 0.740 / 0.629, which these floors refuse.
     assert figures["cold_b"]["r3"] >= baseline["r3"]
     assert figures["cold_b"]["r1"] >= baseline["r1"]
-    assert figures["after_b"]["r3"] >= figures["cold_b"]["r3"] + 0.04
-    assert figures["after_b"]["mrr"] > figures["cold_b"]["mrr"] + 0.02
+    assert figures["after_b"]["r3"] >= figures["cold_b"]["r3"] + 0.10
+    assert figures["after_b"]["mrr"] > figures["cold_b"]["mrr"] + 0.09
 
 
 async def test_a_rating_after_a_search_ranks_the_memory_above_those_passed_over_for_another_phrasing(
