@@ -92,6 +92,8 @@ async def diagnose(client: Any, data: dict[str, Any], embedder: Any) -> dict[str
         await run.store_all()
         run.phase = "cold"
         cold = await run.recall("phrasing_b")
+        run.phase = "cold_a"  # as protocol() does: the searches it logs can attribute a rating
+        cold_a = await run.recall("phrasing_a")
         run.phase = "learn"
         counts = await run.learn()
         run.phase = "after"
@@ -101,7 +103,7 @@ async def diagnose(client: Any, data: dict[str, Any], embedder: Any) -> dict[str
         got = _data(await client.call_tool("memory_get", {"memory_id": ident}))
         confidence[key] = got["confidence"]
     return {
-        "cold_b": cold, "after_b": after, "learning": counts, **_analyse(run, embedder),
+        "cold_b": cold, "cold_a": cold_a, "after_b": after, "learning": counts, **_analyse(run, embedder),
         "confidence": confidence, "features": _features(run),
     }
 
