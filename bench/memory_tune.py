@@ -37,7 +37,7 @@ class QueryCachedEmbedder(CachedEmbedder):
         return self._cache[key]
 
 
-async def _run(data: dict[str, Any], embedder: QueryCachedEmbedder, unhelpful: bool) -> dict[str, Any]:
+async def _run(data: dict[str, Any], embedder: QueryCachedEmbedder, unhelpful: bool, diagnose: bool = False) -> dict[str, Any]:
     from contextd_mcp.container import build
     from contextd_mcp.mcp.caller import Caller
     from contextd_mcp.paths import DataPaths
@@ -51,6 +51,10 @@ async def _run(data: dict[str, Any], embedder: QueryCachedEmbedder, unhelpful: b
         try:
             caller = Caller(scope=resolve_scope(project, {}), transport="memory", connection_id="tune")
             async with connected(container, caller) as client:
+                if diagnose:
+                    from bench.memory_diagnose import diagnose as traced
+
+                    return await traced(client, data, embedder)
                 return await protocol(client, data, unhelpful)
         finally:
             container.close()
@@ -63,6 +67,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--unhelpful", action="store_true")
     parser.add_argument("--naive", action="store_true")
+    parser.add_argument("--diagnose", action="store_true", help="lesson by lesson (bench/memory_diagnose.py)")
+    parser.add_argument("--json", default=None, help="write the whole result here")
+    parser.add_argument("--seed", type=int, default=None, help="another draw of the protocol's decoys and lesson order")
     args = parser.parse_args()
     from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder
     from contextd_mcp.services import memory_keys
@@ -76,15 +83,25 @@ def main() -> None:
             module = importlib.import_module(f"contextd_mcp.services.{module_name}")
         setattr(module, name, type(getattr(module, name))(value))
     data = first_lessons(load(args.split), args.lessons)
+    if args.seed is not None:  # the spread of one setting over protocol draws (what is noise)
+        import random
+
+        import bench.bench_memory_learning as protocol_module
+
+        protocol_module.SEED = args.seed
+        random.Random(args.seed).shuffle(data["lessons"])
     embedder = QueryCachedEmbedder(FastEmbedEmbedder(DEFAULT_MODEL, EmbeddingSettings().cache_dir), CACHE)
     try:
-        out = anyio.run(_run, data, embedder, args.unhelpful)
+        out = anyio.run(_run, data, embedder, args.unhelpful, args.diagnose)
     finally:
         embedder.save()
     if args.naive:
         out["naive_b"] = naive(data)
-    print(json.dumps({"set": args.set, "cold_b": out["cold_b"], "after_b": out["after_b"], "cold_a": out["cold_a"],
-                      "naive_b": out.get("naive_b"), "learning": out["learning"]}))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"set": args.set, **out}, indent=1) + "\n")
+    print(json.dumps({"set": args.set, "cold_b": out["cold_b"], "after_b": out["after_b"], "cold_a": out.get("cold_a"),
+                      "naive_b": out.get("naive_b"), "learning": out["learning"],
+                      **{k: out[k] for k in ("summary", "winner_causes") if k in out}}))
 
 
 if __name__ == "__main__":

@@ -80,12 +80,13 @@ async def test_dev_split_goals(container: Container) -> None:
         figures = await protocol(client, split)
     baseline = naive(split)
     print("dev:", figures, "naive:", baseline)
-    # Measured (daemon run): naive 0.373 / 0.627 / 0.514, cold 0.400 / 0.653 / 0.552,
-    # after 0.467 / 0.733 / 0.608 (R@1 / R@3 / MRR).
+    # Measured (in-process, BENCHMARKS.md "Session 9: memory"): naive 0.373 / 0.627 / 0.514,
+    # cold 0.400 / 0.653 / 0.552, after 0.527 / 0.780 / 0.658 (R@1 / R@3 / MRR); with the learned
+    # floor at 0.3 (before session 9) after was 0.493 / 0.740 / 0.629, which these floors refuse.
     assert figures["cold_b"]["r3"] >= baseline["r3"]
     assert figures["cold_b"]["r1"] >= baseline["r1"]
-    assert figures["after_b"]["r3"] >= figures["cold_b"]["r3"] + 0.04
-    assert figures["after_b"]["mrr"] > figures["cold_b"]["mrr"] + 0.02
+    assert figures["after_b"]["r3"] >= figures["cold_b"]["r3"] + 0.10
+    assert figures["after_b"]["mrr"] > figures["cold_b"]["mrr"] + 0.09
 
 
 async def test_a_rating_after_a_search_ranks_the_memory_above_those_passed_over_for_another_phrasing(
@@ -127,3 +128,26 @@ async def test_a_rating_after_a_search_ranks_the_memory_above_those_passed_over_
 async def _ranking(client: Any, query: str) -> list[str]:
     found = data(await client.call_tool("memory_search", {"query": query, "limit": 10, "min_confidence": 0.0}))
     return [m["id"] for m in found["memories"]]
+
+
+async def test_a_loosely_similar_rated_phrasing_lifts_the_lesson_through_the_client(client: Any) -> None:
+    """Dev lesson d133 among its hard negatives, through the MCP client: its two phrasings are
+    only ~0.28 apart (below the learned floor of sessions 4-8, 0.3); rated helpful after
+    phrasing A, it leads for phrasing B, above the peer that led cold, which the protocol's
+    control rated as often (after a search for its own title)."""
+    split = load("dev")
+    lesson = next(item for item in split["lessons"] if item["key"] == "d133")
+    peers = [item for item in split["negatives"] if item["negative_of"] == "d133"]
+    run = Run(client, {"lessons": [lesson], "negatives": peers})
+    await run.store_all()
+    want = run.ids["d133"]
+    cold = await _ranking(client, lesson["phrasing_b"])
+    assert cold.index(want) == 1
+    leader = next(item for item in peers if run.ids[item["key"]] == cold[0])
+    for query, memory_id in ((lesson["phrasing_a"], want), (leader["title"], cold[0])):
+        found = data(await client.call_tool("memory_search", {"query": query, "limit": 10}))
+        assert memory_id in [m["id"] for m in found["memories"]]
+        rated = {"memory_id": memory_id, "helpful": True, "search_id": found["search_id"]}
+        assert not (await client.call_tool("memory_feedback", rated)).is_error
+    after = await _ranking(client, lesson["phrasing_b"])
+    assert after[:2] == [want, cold[0]]
