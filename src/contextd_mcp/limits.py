@@ -78,3 +78,7 @@ INDEX_RETRY_S = 600  # after a failed build, wait this long before trying again
 # malloc arenas the daemon's threads share (adapters/malloc_arenas.py): glibc's default, 8 per
 # core, let each worker thread keep its own freed memory (BENCHMARKS.md, "RSS under writes").
 MALLOC_ARENAS = 2
+# Bytes of the embedded store's files read ahead into the page cache as the daemon starts
+# (adapters/edge_warm.py, smallest files first): the engine evicts them at every close, and a
+# restart at 100k memories otherwise answers its first search after ~1 s of page faults. 0: off.
+STORE_WARM_MAX_BYTES = 384 << 20
