@@ -78,7 +78,7 @@ def read_ahead(paths: list[Path]) -> int:
 
 def warm(store: Path, budget: int = limits.STORE_WARM_MAX_BYTES) -> threading.Thread | None:
     """``read_ahead(plan(store, budget))`` on a thread, beside the daemon's imports: a 100k store
-    is ~400 files to list and ~100 advices a 384 MiB budget, syscalls that release the GIL.
+    is ~560 files to list and ~300 advices, syscalls that release the GIL.
     None when there is no store yet."""
     if budget <= 0 or not store.is_dir():
         return None
