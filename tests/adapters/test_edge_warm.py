@@ -29,19 +29,28 @@ SPEC = CollectionSpec(name="keys", dim=DIM, model="test-model", keyword_fields=(
 _PAGE = mmap.PAGESIZE
 
 
-def resident(path: Path) -> int:
-    """Pages of ``path`` in the page cache."""
+def resident_pages(path: Path) -> list[int]:
+    """Which pages of ``path`` are in the page cache."""
     size = path.stat().st_size
     if size == 0:
-        return 0
+        return []
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p)
+    flags = ctypes.create_string_buffer((size + _PAGE - 1) // _PAGE)
     with path.open("rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as mapped:
-        pages = (size + _PAGE - 1) // _PAGE
-        vec = ctypes.create_string_buffer(pages)
-        address = ctypes.addressof(ctypes.c_char.from_buffer(mapped))
-        assert libc.mincore(address, size, vec) == 0, os.strerror(ctypes.get_errno())
-        return sum(b & 1 for b in vec.raw)
+        view = ctypes.c_char.from_buffer(mapped)
+        assert libc.mincore(ctypes.addressof(view), size, flags) == 0, os.strerror(ctypes.get_errno())
+        del view
+    return [i for i, flag in enumerate(flags.raw) if flag & 1]
+
+
+def resident(path: Path) -> int:
+    return len(resident_pages(path))
+
+
+def resident_in(path: Path, offset: int, length: int) -> int:
+    """Pages of ``path`` in the page cache within [offset, offset + length)."""
+    return sum(1 for page in resident_pages(path) if offset <= page * _PAGE < offset + length)
 
 
 def store_files(root: Path) -> list[Path]:
@@ -84,8 +93,9 @@ def test_the_engine_drops_the_store_from_the_page_cache_when_it_closes(tmp_path:
     assert left < total // 2, (left, total)
 
 
-def test_warming_reads_the_evicted_store_back_into_the_page_cache(tmp_path: Path) -> None:
+def test_warming_reads_an_evicted_store_back_into_the_page_cache(tmp_path: Path) -> None:
     root = filled_store(tmp_path)
+    (root / edge_warm.RECORD).unlink()  # a store closed by an older version, or killed: whole files
     files = store_files(root)
     evict(files)
     before = sum(resident(p) for p in files)
@@ -111,6 +121,30 @@ def test_warming_reads_the_evicted_store_back_into_the_page_cache(tmp_path: Path
     store.close()
 
 
+def test_a_closed_store_records_the_pages_it_used_and_the_next_start_reads_exactly_those(tmp_path: Path) -> None:
+    root = filled_store(tmp_path)
+    recorded = edge_warm.plan(root, 1 << 30)
+    assert (root / edge_warm.RECORD).exists() and recorded  # EdgeStore.close recorded its pages
+    assert {path.resolve() for path, _, _ in recorded} <= set(store_files(root))
+    # Pages 1-2 of one file touched through a mapping, as the engine's searches touch theirs; another
+    # file read whole with read(), as a read-ahead would leave it: only the first is the working set.
+    big, other = sorted(store_files(root), key=lambda p: p.stat().st_size)[-2:]
+    other.read_bytes()
+    with big.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        assert mapped[_PAGE] >= 0 and mapped[2 * _PAGE] >= 0
+        recorded_bytes = edge_warm.record(root)
+    again = edge_warm.plan(root, 1 << 30)
+    # The kernel maps a fault's neighbours too (fault-around, 64 KiB): the record is that window.
+    assert {path.resolve() for path, _, _ in again} == {big}, again
+    assert any(offset <= _PAGE and offset + length >= 3 * _PAGE for _, offset, length in again), again
+    assert 2 * _PAGE <= recorded_bytes == sum(length for _, _, length in again) <= 32 * _PAGE
+    # Nothing touched (a command that opened the store and read nothing): the record stays.
+    assert edge_warm.record(root) == 0 and edge_warm.plan(root, 1 << 30) == again
+    # A record that cannot be read is no plan of its own: whole files, smallest first.
+    (root / edge_warm.RECORD).write_text("{not json")
+    assert [offset for _, offset, _ in edge_warm.plan(root, 1 << 30) if offset] == []
+
+
 def test_the_plan_is_smallest_first_within_the_budget_without_the_log_or_holes(tmp_path: Path) -> None:
     live = tmp_path / ".generations" / "1"
     (live / "wal").mkdir(parents=True)
@@ -124,9 +158,9 @@ def test_the_plan_is_smallest_first_within_the_budget_without_the_log_or_holes(t
         f.truncate(64 * _PAGE)
     (tmp_path / "empty-dir").mkdir()
 
-    names = [p.name for p in edge_warm.plan(tmp_path, 6 * _PAGE)]
+    names = [path.name for path, _, _ in edge_warm.plan(tmp_path, 6 * _PAGE)]
     assert names == ["b", "c", "a"]  # 1 + 2 + 3 pages fit 6; "d" would not
-    assert [p.name for p in edge_warm.plan(tmp_path, 1 << 30)] == ["b", "c", "a", "d"]
+    assert [path.name for path, _, _ in edge_warm.plan(tmp_path, 1 << 30)] == ["b", "c", "a", "d"]
     assert edge_warm.plan(tmp_path, _PAGE - 1) == []
     assert edge_warm.warm(tmp_path / "no-store") is None and edge_warm.warm(tmp_path, budget=0) is None
 
