@@ -160,6 +160,15 @@ def warm(store: Path, budget: int = limits.STORE_WARM_MAX_BYTES) -> threading.Th
     advices are syscalls that release the GIL). None when there is no store yet."""
     if budget <= 0 or not store.is_dir():
         return None
-    thread = threading.Thread(target=lambda: read_ahead(plan(store, budget)), name="store-warm", daemon=True)
+    def run() -> None:
+        # Niced, this thread alone (Linux: a thread is its own scheduling entity): the kernel's
+        # share of the reading is charged to it, and must not slow the imports beside it.
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except OSError:
+            pass
+        read_ahead(plan(store, budget))
+
+    thread = threading.Thread(target=run, name="store-warm", daemon=True)
     thread.start()
     return thread
