@@ -531,10 +531,12 @@ class EdgeStore:
     def _record_working_set(self) -> None:
         """What of the store's files is in the page cache, for the next start to read back
         (adapters/edge_warm.py): the engine's close is about to drop it."""
+        if not self._root.is_dir():  # the data directory was removed under the daemon
+            return
         try:
             edge_warm.record(self._root)
-        except OSError:
-            log.warning("could not record the store's working set: the next start reads it smallest file first", exc_info=True)
+        except OSError as exc:  # not fatal: the next start reads the last record, or whole files
+            log.warning("could not record the store's working set for the next start: %s", exc)
 
     def describe(self) -> dict[str, Any]:
         size = gen.disk_bytes(self._root)  # every generation, the one being built included
