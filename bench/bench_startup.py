@@ -6,8 +6,14 @@ Each start is a fresh interpreter (``python -m contextd_mcp serve``), as a user'
 test's daemon is; CPU is the daemon's own utime+stime read from /proc at the two moments.
 ``--failures`` also times the two early failures: ``serve --http`` on a taken port and
 ``import`` of a file that is not an export (both must fail before the store or model load).
+``--data DIR``: restarts of a kept data directory instead (e.g. bench_scale's 100k store, with
+``--tenant scaleco --project proj-0000``). ``--phases``: each start also taken apart
+(bench/start_phases.py): when the interpreter was up, the imports, the model, each collection's
+open, the tools, the socket accepting, the first call, its query embedding and engine search,
+each as seconds since the spawn (medians over the runs).
 
     HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_startup --runs 5 --importtime --failures
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_startup --runs 5 --phases --data D --tenant scaleco --project proj-0000
     PYTHONPATH=<other tree>/src ...   # the same bench against another tree's code
 """
 
@@ -28,7 +34,8 @@ from typing import Any
 
 import anyio
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from bench import scale_records
 from tests.e2e.daemons import socket_client, start_daemon
@@ -57,9 +64,15 @@ async def _fill(data_dir: Path, cwd: Path, records: int) -> None:
         daemon.stop()
 
 
-async def one_start(data_dir: Path, cwd: Path) -> dict[str, float]:
+async def one_start(data_dir: Path, cwd: Path, phases: Path | None = None) -> dict[str, float]:
+    """One start to its first answer; with ``phases`` (a file), run through bench/start_phases.py."""
+    env: dict[str, str] = {"CONTEXTD_INDEX_AFTER_POINTS": "0"}  # a restart, not an index build
+    if phases is not None:
+        phases.unlink(missing_ok=True)
+        env["START_PHASES_OUT"] = str(phases)
+    spawned = time.time()
     started = time.perf_counter()
-    daemon = start_daemon(data_dir, cwd)
+    daemon = start_daemon(data_dir, cwd, **env) if phases is None else _start_phased(data_dir, cwd, env)
     ready_wall = time.perf_counter() - started
     ready_cpu = cpu_s(daemon.process.pid)
     try:
@@ -68,10 +81,41 @@ async def one_start(data_dir: Path, cwd: Path) -> dict[str, float]:
             answer_wall = time.perf_counter() - started
             answer_cpu = cpu_s(daemon.process.pid)
             assert not first.is_error, str(first.content[0])
-            assert first.structured_content["memories"], "the small store answered nothing"
+            assert first.structured_content["memories"], "the store answered nothing"
     finally:
         daemon.stop()
-    return {"ready_wall_s": ready_wall, "ready_cpu_s": ready_cpu, "first_answer_wall_s": answer_wall, "first_answer_cpu_s": answer_cpu}
+    out = {"ready_wall_s": ready_wall, "ready_cpu_s": ready_cpu, "first_answer_wall_s": answer_wall, "first_answer_cpu_s": answer_cpu}
+    if phases is not None:
+        out.update(_phase_times(phases, spawned))
+    return out
+
+
+def _start_phased(data_dir: Path, cwd: Path, env: dict[str, str]) -> Any:
+    """start_daemon with the phase-timing wrapper as its command."""
+    from tests.e2e import daemons
+
+    wrapped = [sys.executable, "-m", "bench.start_phases"]
+    saved = daemons.CLI
+    daemons.CLI = wrapped
+    try:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(ROOT)) if p)
+        return start_daemon(data_dir, cwd, **env)
+    finally:
+        daemons.CLI = saved
+
+
+def _phase_times(path: Path, spawned: float) -> dict[str, float]:
+    """Each phase's end (and, for spans, its length) in seconds since the spawn."""
+    out: dict[str, float] = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        name = row["phase"].replace(" ", "_")
+        if name in out or f"{name}_at_s" in out:
+            continue
+        out[f"{name}_at_s"] = row["end"] - spawned
+        if row["end"] > row["start"]:
+            out[f"{name}_s"] = row["end"] - row["start"]
+    return out
 
 
 def _timed_cli(data_dir: Path, *args: str) -> tuple[float, float, int, str]:
@@ -131,17 +175,31 @@ def main() -> None:
     parser.add_argument("--failures", action="store_true")
     parser.add_argument("--importtime", action="store_true", help="one more start under -X importtime")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--data", type=Path, help="restart this kept data directory (no fill)")
+    parser.add_argument("--tenant", help="the scope searched (with --data)")
+    parser.add_argument("--project")
+    parser.add_argument("--phases", action="store_true", help="time each start's phases (bench/start_phases.py)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.tenant:
+        ENV.update({"CONTEXTD_TENANT": args.tenant, "CONTEXTD_PROJECT": args.project or "default"})
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         root = Path(tmp)
         data_dir, cwd = root / "data", root / "cwd"
         cwd.mkdir()
-        anyio.run(_fill, data_dir, cwd, args.records)
-        runs = [anyio.run(one_start, data_dir, cwd) for _ in range(args.runs)]
+        if args.data:
+            data_dir = args.data
+        else:
+            anyio.run(_fill, data_dir, cwd, args.records)
+        phases = root / "phases.jsonl" if args.phases else None
+        runs = []
+        for _ in range(args.runs):
+            load = os.getloadavg()[0]
+            runs.append({**anyio.run(one_start, data_dir, cwd, phases), "load": load})
+        keys = sorted({k for r in runs for k in r}, key=lambda k: (k not in runs[0], k))
         result: dict[str, Any] = {
             "load_before": os.getloadavg()[0],
-            **{k: round(statistics.median(r[k] for r in runs), 2) for k in runs[0]},
+            **{k: round(statistics.median(r[k] for r in runs if k in r), 3) for k in keys},
             "runs": [{k: round(v, 2) for k, v in r.items()} for r in runs],
         }
         if args.importtime:

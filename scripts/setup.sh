@@ -42,5 +42,10 @@ s = EmbeddingSettings()
 FastEmbedEmbedder(s.model, s.cache_dir)
 "
 
+# Our sources' bytecode, written now: an editable install under PYTHONDONTWRITEBYTECODE=1 (set
+# here and in some CI images) otherwise compiles them at every daemon start, ~0.1 s of CPU each
+# (BENCHMARKS.md, "Session 9: restart"). A file changed later is recompiled in memory as before.
+.venv/bin/python -m compileall -q src >/dev/null
+
 # The command on the user's PATH, so MCP clients and hooks find it (CONTEXTD_SETUP_LINK=0: not).
 if [ "${CONTEXTD_SETUP_LINK:-1}" = "1" ]; then bash scripts/install-command.sh; fi

@@ -110,6 +110,12 @@ async def run_daemon(paths: DataPaths, options: ServeOptions | None = None, sett
             lock.close()
             raise
         http = (http[0], listener.getsockname()[1])  # port 0 means any free one: say which
+    if not (settings.store.qdrant_url or settings.store.qdrant_path):
+        from contextd_mcp.adapters.edge_warm import warm
+
+        # The kernel reads the store's files back into the page cache (its last close dropped
+        # them) while the SDK, the model and the tools load: the first search finds them there.
+        warm(paths.store)
     # After the lock and the port: a taken one fails before the ~1 s of the SDK's and the tools' imports.
     from contextd_mcp.admin import Admin
     from contextd_mcp.container import build

@@ -78,3 +78,9 @@ INDEX_RETRY_S = 600  # after a failed build, wait this long before trying again
 # malloc arenas the daemon's threads share (adapters/malloc_arenas.py): glibc's default, 8 per
 # core, let each worker thread keep its own freed memory (BENCHMARKS.md, "RSS under writes").
 MALLOC_ARENAS = 2
+# Bytes of the embedded store's files read ahead into the page cache as the daemon starts
+# (adapters/edge_warm.py): the engine evicts them at every close, and a restart at 100k memories
+# otherwise answers its first search after ~1 s of page faults. What is read is the pages the
+# last daemon used (364 MiB at 100k after a few searches), else whole files, smallest first (the
+# whole 100k store, 0.9 GiB on disk, fits). Page cache, not RSS: nothing is mapped. 0: off.
+STORE_WARM_MAX_BYTES = 1 << 30

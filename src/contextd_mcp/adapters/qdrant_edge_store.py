@@ -11,6 +11,7 @@ on a copy, swapped in when built (adapters/edge_indexing.py, edge_generations.py
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -24,6 +25,7 @@ import qdrant_edge as qe
 
 from contextd_mcp import limits
 from contextd_mcp.adapters import edge_generations as gen
+from contextd_mcp.adapters import edge_warm
 from contextd_mcp.adapters.edge_indexing import IndexJob, StageHook
 from contextd_mcp.adapters.mapped_files import page_out
 from contextd_mcp.adapters.sparse_rewrite import OWNER, Engine, Page, TermLayouts
@@ -40,6 +42,8 @@ from contextd_mcp.ports.vector_store import (
     Where,
     placeholder_vector,
 )
+
+log = logging.getLogger("contextd_mcp")
 
 _META = "contextd-collection.json"
 # Keyword payload indexes are built once a collection holds this many points (see _index_if_large):
@@ -517,10 +521,22 @@ class EdgeStore:
         for job in list(self._jobs.values()):
             job.join(timeout=60)
         with self._lock:
+            if self._shards:
+                self._record_working_set()
             for shard in self._shards.values():
                 shard.flush()
                 shard.close()
             self._shards.clear()
+
+    def _record_working_set(self) -> None:
+        """What of the store's files is in the page cache, for the next start to read back
+        (adapters/edge_warm.py): the engine's close is about to drop it."""
+        if not self._root.is_dir():  # the data directory was removed under the daemon
+            return
+        try:
+            edge_warm.record(self._root)
+        except OSError as exc:  # not fatal: the next start reads the last record, or whole files
+            log.warning("could not record the store's working set for the next start: %s", exc)
 
     def describe(self) -> dict[str, Any]:
         size = gen.disk_bytes(self._root)  # every generation, the one being built included
