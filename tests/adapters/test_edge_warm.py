@@ -10,6 +10,7 @@ evicted and the tests that need an eviction say so and skip.
 from __future__ import annotations
 
 import ctypes
+import json
 import mmap
 import os
 import uuid
@@ -169,3 +170,19 @@ def test_the_budget_is_the_documented_limit() -> None:
     import inspect
 
     assert inspect.signature(edge_warm.warm).parameters["budget"].default == limits.STORE_WARM_MAX_BYTES > 0
+
+
+def test_a_record_naming_files_outside_the_store_reads_none_of_them(tmp_path: Path) -> None:
+    """The record is a file on disk, so hostile input: a name that climbs out of the store
+    (``..``, an absolute path, a link planted in the store) is skipped, not read ahead."""
+    store = tmp_path / "store"
+    (store / "memories").mkdir(parents=True)
+    inside = store / "memories" / "vectors.dat"
+    inside.write_bytes(b"v" * 8192)
+    outside = tmp_path / "secret.txt"
+    outside.write_bytes(b"s" * 8192)
+    (store / "memories" / "planted").symlink_to(outside)
+    files = {"memories/vectors.dat": [[0, 4096]], "../secret.txt": [[0, 4096]], str(outside): [[0, 4096]],
+             "memories/planted": [[0, 4096]]}
+    (store / edge_warm.RECORD).write_text(json.dumps({"version": 1, "files": files}))
+    assert [path for path, _, _ in edge_warm.plan(store, 1 << 20)] == [inside]

@@ -106,8 +106,13 @@ def _recorded(store: Path) -> Iterator[Range]:
         files = json.loads((store / RECORD).read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return
+    root = store.resolve()
     for name, runs in files.items():
-        path = store / name
+        # Only the store's own files: the record is read from disk, and a name that climbs out
+        # (``..``, an absolute path, a planted link) must not make the daemon open anything else.
+        path = (store / name).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            continue
         for offset, length in runs:
             yield path, int(offset), int(length)
 
