@@ -67,7 +67,7 @@ def _special_tokens(tokens_map: dict[str, Any]) -> Iterator[str | dict[str, Any]
         yield from value if isinstance(value, list) else [value]
 
 
-ALLOW_SPINNING = "session.intra_op.allow_spinning"
+SPINNING_STOP = "session.force_spinning_stop"
 
 
 class MeanPooledModel:
@@ -79,9 +79,10 @@ class MeanPooledModel:
         if threads:  # 0 leaves onnxruntime's default (settings.EmbeddingSettings.threads)
             options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle intra-op threads otherwise spin-wait after each run: with the default two threads a
-        # query cost twice its CPU for no speed (BENCHMARKS.md, "Session 9: the model's threads").
-        options.add_session_config_entry(ALLOW_SPINNING, "0")
+        # The intra-op threads spin between the ops of a run (what makes two threads fast) and
+        # stop when it ends: left spinning after each run, a query cost ~50 ms of CPU instead of
+        # ~7; not spinning at all cost ~1.3 ms a query (BENCHMARKS.md, "Session 9: the model's threads").
+        options.add_session_config_entry(SPINNING_STOP, "1")
         # the arena keeps the biggest batch's buffers for the life of the process (fastembed_embedder.py)
         options.enable_cpu_mem_arena = False
         self._session = ort.InferenceSession(str(model_dir / model_file), providers=["CPUExecutionProvider"], sess_options=options)
