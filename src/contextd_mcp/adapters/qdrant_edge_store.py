@@ -529,8 +529,8 @@ class EdgeStore:
             self._shards.clear()
 
     def _record_working_set(self) -> None:
-        """What of the store's files is in the page cache, for the next start to read back
-        (adapters/edge_warm.py): the engine's close is about to drop it."""
+        """Which pages of the store's files this process touched, for the next start to read
+        back (adapters/edge_warm.py): the engine's close is about to drop them from the cache."""
         if not self._root.is_dir():  # the data directory was removed under the daemon
             return
         try:
