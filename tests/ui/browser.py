@@ -57,3 +57,15 @@ def console_problems(driver: Any) -> list[str]:
     """Console messages that say the page broke: CSP refusals, script errors, failed loads."""
     return [entry["message"] for entry in driver.get_log("browser")
             if entry["level"] == "SEVERE" or "Content Security Policy" in entry["message"]]
+
+
+def submit(driver: Any, button_id: str, timeout: float = 30) -> None:
+    """Click a form's button and wait until the page it leads to has replaced this one: click()
+    returns before the navigation, and elements found in between belong to the old page (a search
+    read the unfiltered list, or its elements went stale mid-read)."""
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    old = driver.find_element("tag name", "html")
+    driver.find_element("id", button_id).click()
+    WebDriverWait(driver, timeout).until(staleness_of(old))

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.ui.browser import chromium, console_problems
+from tests.ui.browser import chromium, console_problems, submit
 from tests.ui.world import LESSONS, World, csrf_of, get, page, search
 
 pytestmark = pytest.mark.slow  # a browser start and a dozen page loads: ~10 s
@@ -47,7 +47,7 @@ def test_search_finds_a_stored_lesson(world: World, browser: Any) -> None:
     browser.get(f"{world.base}/ui/memories")
     browser.find_element("id", "q").send_keys("which redis version breaks the cache tests in CI")
     browser.find_element("id", "project").send_keys("api")
-    browser.find_element("id", "search").click()
+    submit(browser, "search")
     titles = [a.text for a in browser.find_elements("css selector", "#memories a.memory")]
     assert titles and titles[0] == LESSONS[1][0]
     assert console_problems(browser) == []
@@ -70,7 +70,7 @@ def test_an_edit_changes_what_memory_get_returns(world: World, browser: Any) -> 
     title = browser.find_element("id", "edit-title")
     title.clear()
     title.send_keys("Format with ruff format only")
-    browser.find_element("id", "save").click()
+    submit(browser, "save")
     assert browser.find_element("id", "notice").text == "Saved."
     assert get(world.base, world.tokens["acme"], memory_id)["title"] == "Format with ruff format only"
 
