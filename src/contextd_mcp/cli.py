@@ -359,7 +359,7 @@ def cmd_migrate_tenant(args: argparse.Namespace) -> int:
     from contextd_mcp.tenant_migration import migrate
 
     settings = StoreSettings(data_dir=paths.root)
-    if settings.qdrant_url or settings.qdrant_path:
+    if not settings.embedded:
         print("contextd-mcp: migrate-tenant works on the embedded store only", file=sys.stderr)
         return 2
     store = EdgeStore(paths.store)

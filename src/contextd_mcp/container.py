@@ -73,7 +73,7 @@ log = logging.getLogger("contextd_mcp")
 
 
 def make_store(settings: StoreSettings, paths: DataPaths, layout: ServerCollectionSettings | None = None) -> VectorStore:
-    if settings.qdrant_url or settings.qdrant_path:
+    if not settings.embedded:
         from contextd_mcp.adapters.qdrant_client_store import QdrantClientStore
 
         from contextd_mcp.adapters.server_layout import ServerLayout

@@ -110,7 +110,7 @@ async def run_daemon(paths: DataPaths, options: ServeOptions | None = None, sett
             lock.close()
             raise
         http = (http[0], listener.getsockname()[1])  # port 0 means any free one: say which
-    if not (settings.store.qdrant_url or settings.store.qdrant_path):
+    if settings.store.embedded:
         from contextd_mcp.adapters.edge_warm import warm
 
         # The kernel reads the store's files back into the page cache (its last close dropped

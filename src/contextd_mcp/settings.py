@@ -35,6 +35,11 @@ class StoreSettings(BaseSettings):
     # never a search); lower builds sooner where the daemon shares the machine with other loads.
     index_nice: int = Field(default=19, ge=0, le=19)
 
+    @property
+    def embedded(self) -> bool:
+        """The embedded engine under ``data_dir`` (no Qdrant server or qdrant-client folder)."""
+        return not (self.qdrant_url or self.qdrant_path)
+
     @model_validator(mode="after")
     def _one_backend(self) -> StoreSettings:
         if self.qdrant_url and self.qdrant_path:
