@@ -126,10 +126,11 @@ def test_searches_are_answered_while_the_child_is_building(tmp_path: Path) -> No
         time.sleep(0.01)
     child = int(_job(store)["child_pid"])
     niceness = set()
+    inherited = os.getpriority(os.PRIO_PROCESS, 0)  # the child's until it renices itself
     answered_while_alive = 0
     while _alive(child):
         try:
-            niceness.add(os.getpriority(os.PRIO_PROCESS, child))  # 0 until the child has set it
+            niceness.add(os.getpriority(os.PRIO_PROCESS, child))
         except ProcessLookupError:
             break
         hits = store.search("keys", queries[answered_while_alive % 50], {"project": "p"}, 10)
@@ -140,7 +141,7 @@ def test_searches_are_answered_while_the_child_is_building(tmp_path: Path) -> No
     store.close()
     assert state["stage"] == "done", state
     assert answered_while_alive >= 3, (answered_while_alive, state)
-    assert 19 in niceness and niceness <= {0, 19}, niceness
+    assert 19 in niceness and niceness <= {inherited, 19}, niceness
     print(f"{answered_while_alive} searches answered during a {state['build_s']} s build")
 
 

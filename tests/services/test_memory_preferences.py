@@ -51,8 +51,8 @@ COMPETITORS = [
 PHRASING_A = "my async tests hang with a RuntimeError about a different event loop"
 # Far from phrasing A for the model. The lesson ranks third, a near-tie behind two competitors;
 # for FAR_AHEAD one competitor leads it by more than PREFER_MARGIN.
-PHRASING_B = "asyncio tests never finish after bumping pytest-asyncio"
-FAR_AHEAD = "pytest-asyncio tests stuck forever in CI"
+PHRASING_B = "after upgrading pytest-asyncio the async tests never complete"
+FAR_AHEAD = "pytest-asyncio upgrade made my async tests hang"
 
 
 @pytest.fixture

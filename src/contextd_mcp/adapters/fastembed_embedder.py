@@ -22,9 +22,16 @@ from contextd_mcp.adapters.shipped_model import SHIPPED_MODEL
 
 _VENDORED = Path(__file__).with_name("minilm")
 _TOKENIZER_FILES = ("tokenizer.json", "config.json", "special_tokens_map.json", "tokenizer_config.json")
-# Small batches: onnxruntime's working memory grows with batch x sequence length, and per text
-# a batch of 8 is no slower than 64 on two cores (the attention is the cost, not the call).
-_BATCH = 8
+# Documents run one text at a time. In batches (of 8, in the order given) a text's vector depended
+# on its neighbours: the int8 model scales each run's activations to the run's range (dynamic
+# quantisation), so a title stored beside other texts or alone moved by up to 0.045 in a
+# coordinate (cosine 0.985), and a batch is padded to its longest text, so a memory's title ran
+# at its 8 kB content's 512 tokens: one store of 20 long memories took 19-20 s of CPU, 5.7 s one
+# text at a time. A short text alone costs ~1 ms more on one thread, the same on two
+# (BENCHMARKS.md, "Session 10: one text per run").
+_BATCH = 1
+# Past this many texts a store's buffers are given back (below).
+_RELEASE_AFTER = 8
 
 
 def _release_heap() -> None:
@@ -144,7 +151,7 @@ class FastEmbedEmbedder:
 
     def _embed_documents(self, texts: list[str]) -> list[list[float]]:
         vectors = [v.tolist() for v in self._model.embed(list(texts), batch_size=_BATCH)]
-        if len(texts) > _BATCH:
+        if len(texts) > _RELEASE_AFTER:
             _release_heap()
         return vectors
 
