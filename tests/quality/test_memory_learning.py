@@ -151,3 +151,48 @@ async def test_a_loosely_similar_rated_phrasing_lifts_the_lesson_through_the_cli
         assert not (await client.call_tool("memory_feedback", rated)).is_error
     after = await _ranking(client, lesson["phrasing_b"])
     assert after[:2] == [want, cold[0]]
+
+
+# A need phrased two ways, and a lesson that answers it in other words again.
+NEED_B = "pytest hangs forever at the end of the run in CI"
+NEED_A = "test process never exits after the last test passes"
+LESSON_X = {
+    "title": "Join the background threads the fixtures start",
+    "description": "A non-daemon thread left running by a fixture keeps the interpreter alive after the session ends.",
+    "content": "Stop every thread a fixture starts in its teardown, or start it as a daemon thread.",
+}
+
+
+async def test_a_rated_query_lifts_its_memory_even_when_other_keys_crowd_it_out(container: Container) -> None:
+    """Through the MCP client: 112 situations of other memories are nearer to phrasing B than
+    anything of the lesson (cosine ~0.9 against ~0.39 for the phrasing A it was rated for), so a
+    search's 100 nearest key points are all theirs. The query's nearest learned keys are read by
+    a search of their own (memory_keys.LEARNED_NEAREST): rated after A, the lesson is found for B.
+    Session 9's search read learned keys only among the 100 and never found it."""
+    crowd = [
+        {
+            "title": f"Rotate the staging certificate, region {i}",
+            "content": f"Region {i} renews its certificate by hand every ninety days.",
+            "applies_when": [f"pytest hangs at the end of the CI run, runner {i}-{j}" for j in range(8)],
+        }
+        for i in range(14)
+    ]
+    ids: dict[str, str] = {}
+    cold: dict[str, list[str]] = {}
+    for name, scope in (("rated", A), ("other tenant", B)):
+        async with connected(container, Caller(scope=scope, transport="memory", connection_id=name)) as client:
+            for item in crowd:
+                assert not (await client.call_tool("memory_store", item)).is_error
+            ids[name] = data(await client.call_tool("memory_store", LESSON_X))["id"]
+            cold[name] = await _ranking(client, NEED_B)
+    async with connected(container, Caller(scope=A, transport="memory", connection_id="rated")) as client:
+        found = data(await client.call_tool("memory_search", {"query": NEED_A, "min_confidence": 0.0}))
+        assert ids["rated"] in [m["id"] for m in found["memories"]]
+        rated = {"memory_id": ids["rated"], "helpful": True, "search_id": found["search_id"]}
+        assert not (await client.call_tool("memory_feedback", rated)).is_error
+        after = await _ranking(client, NEED_B)
+    async with connected(container, Caller(scope=B, transport="memory", connection_id="other tenant")) as client:
+        other_after = await _ranking(client, NEED_B)
+    assert ids["rated"] not in cold["rated"] and ids["rated"] in after
+    # The other tenant's identical store was never rated: its lesson stays out of reach.
+    assert ids["other tenant"] not in cold["other tenant"] and other_after == cold["other tenant"]
