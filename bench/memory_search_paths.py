@@ -106,7 +106,29 @@ def measure(container: Container, scope: Scope, queries: list[str]) -> dict[str,
     reference = out[names[0]]["p50"]
     for name in names:
         out[name]["p50_over_pre_keys"] = round(out[name]["p50"] / reference, 2)
+    out["engine call alone"] = engine_calls(container, scope, queries)
     return out
+
+
+def engine_calls(container: Container, scope: Scope, queries: list[str]) -> dict[str, Any]:
+    """The key search's engine call with and without the learned-key search, interleaved, on
+    vectors embedded beforehand: what the third search adds, without the model's time around it."""
+    store = container.memory._stores.of(scope)
+    embedded = [(container.memory._embedder.embed_query(q), keys.key_sparse(q, unit=False)) for q in queries]
+    fields = ("memory_id", "kind")
+    calls: dict[str, Callable[[list[float], Any], Any]] = {
+        "two searches (session 9)": lambda v, s: store.dense_and_sparse(keys.KEYS, v, s, keys.CANDIDATES, fields=fields),
+        "three searches (this tree)": lambda v, s: store.dense_sparse_narrowed(
+            keys.KEYS, v, s, keys.CANDIDATES, {"kind": keys.KeyKind.learned.value}, keys.LEARNED_NEAREST, fields=fields
+        ),
+    }
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for i, (vector, sparse) in enumerate(embedded * 2):
+        for name in list(calls)[i % 2 :] + list(calls)[: i % 2]:
+            started = time.perf_counter_ns()
+            calls[name](vector, sparse)
+            times[name].append((time.perf_counter_ns() - started) / 1e6)
+    return {name: {"p25": round(sorted(v)[len(v) // 4], 2), "p50": round(sorted(v)[len(v) // 2], 2)} for name, v in times.items()}
 
 
 def add_learned(container: Container, scope: Scope, n: int, seed: int = 5) -> None:
