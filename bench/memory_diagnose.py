@@ -42,11 +42,13 @@ class Tracer:
     def _find(self, store: Any, vector: Any, query: str, reach: Any, match: Any, flags: Any) -> Any:
         k = self.keys
         sparse = k.key_sparse(query, unit=False) if flags.sparse else {}
-        dense, lexical = store.dense_and_sparse(
-            k.KEYS, vector, sparse, k.CANDIDATES, reach, dict(match), fields=("memory_id", "kind", "text")
-        )
+        fields = ("memory_id", "kind", "text")
+        narrowed = {"kind": k.KeyKind.learned.value}
+        dense, lexical, learned = store.dense_sparse_narrowed(
+            k.KEYS, vector, sparse, k.CANDIDATES, narrowed, k.LEARNED_NEAREST, reach, dict(match), fields=fields
+        ) if flags.learned else (*store.dense_and_sparse(k.KEYS, vector, sparse, k.CANDIDATES, reach, dict(match), fields=fields), [])
         per: dict[str, dict[str, Any]] = {}
-        for hit in dense:
+        for hit in (*dense, *learned):
             group = k._GROUP[hit.payload["kind"]]
             mine = per.setdefault(hit.payload["memory_id"], {})
             if hit.score > mine.get(group, (-1.0,))[0]:
@@ -57,7 +59,7 @@ class Tracer:
             mine = per.setdefault(hit.payload["memory_id"], {})
             if hit.score > mine.get("lexical", (0.0,))[0]:
                 mine["lexical"] = (hit.score, hit.payload["kind"], hit.payload.get("text", ""))
-        ranked = k.rank(dense, lexical, flags)
+        ranked = k.rank(dense, lexical, flags, learned)
         for r in ranked:
             per.setdefault(r.memory_id, {})["fused"] = r.fused
         self.last = per

@@ -1,15 +1,17 @@
 """memory_search's three paths interleaved in one process, on one store, under one load.
 
-    .venv/bin/python -m bench.memory_search_paths --fill 10000 [--queries 300] [--json FILE]
+    .venv/bin/python -m bench.memory_search_paths --fill 10000 [--learned 1000] [--queries 300] [--json FILE]
 
 Fills a store with ``bench_memory_learning``'s synthetic corpus (text-seeded vectors, cached on
-disk), then runs each query, in rotating order, through: the pre-keys search (aa7b155's
-``MemoryService.search``, reproduced below: one dense search of the memories), this tree's
-``search_logged`` (one batch of the dense and sparse key searches, then the memories) and a variant
-tried in session 8 (the sparse search on another thread while the query is embedded). All three embed the query with the real model. On a loaded machine
+disk) and gives ``--learned`` of its memories one learned key each (a rated query: the real
+model's vector of a corpus-style query), then runs each query, in rotating order, through: the
+pre-keys search (aa7b155's ``MemoryService.search``, reproduced below: one dense search of the
+memories), this tree's ``search_logged`` (one batch of the dense, sparse and learned-key searches,
+then the memories) and session 9's search (the batch without the learned-key search; the rest as
+this tree). All three embed the query with the real model. On a loaded machine
 (2 cores shared with other work) the daemon's figures swing 2-4x between runs of one tree;
-interleaved query by query, the paths see the same load. The last two must rank alike (checked).
-BENCHMARKS.md, "Session 8: memory (issue 15)".
+interleaved query by query, the paths see the same load.
+BENCHMARKS.md, "Session 8: memory (issue 15)" and "Session 10: memory".
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -65,19 +67,13 @@ def paths(container: Container, scope: Scope) -> dict[str, Search]:
         hits = [_hit(scope, h.id, h.payload, max(0.0, min(1.0, h.score)), max(0.0, min(1.0, h.score))) for h in found]
         return sorted(hits, key=lambda h: h.score, reverse=True)[: req.limit]
 
-    lexical_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-lexical")
-
-    def lexical_during_embedding(query: str) -> list[MemoryHit]:
-        """Tried in session 8 and not kept: the sparse key search, which needs no vector, on a
-        thread of its own while the query is embedded, then the dense one; the rest as this tree."""
+    def two_searches(query: str) -> list[MemoryHit]:
+        """Session 9's search: the batch of the dense and sparse key searches, no learned-key search."""
         req = SearchMemories(query=query)
-        fields = ("memory_id", "kind")
-        lexical = lexical_pool.submit(
-            store.sparse_search, keys.KEYS, keys.key_sparse(query, unit=False), keys.CANDIDATES, req.scope, {}, fields
-        )
         vector = embed(query)
-        dense = store.search(keys.KEYS, vector, keys.CANDIDATES, req.scope, {}, fields=fields)
-        ranked = keys.rank(dense, lexical.result(), svc.flags)[: req.limit * limits.RERANK_FACTOR]
+        sparse = keys.key_sparse(query, unit=False)
+        dense, lexical = store.dense_and_sparse(keys.KEYS, vector, sparse, keys.CANDIDATES, req.scope, {}, ("memory_id", "kind"))
+        ranked = keys.rank(dense, lexical, svc.flags)[: req.limit * limits.RERANK_FACTOR]
         where = {"confidence": Range(gte=req.min_confidence)}
         found = {r.id: r.payload for r in store.get(COLLECTION, [r.memory_id for r in ranked], req.scope, where, fields=HIT_FIELDS)}
         hits = [_hit(scope, r.memory_id, found[r.memory_id], r.relevance, r.fused) for r in ranked if r.memory_id in found]
@@ -88,7 +84,7 @@ def paths(container: Container, scope: Scope) -> dict[str, Search]:
     def this_tree(query: str) -> list[MemoryHit]:
         return svc.search_logged(scope, SearchMemories(query=query))[1]
 
-    return {"pre-keys (aa7b155 path)": pre_keys, "this tree": this_tree, "lexical during the embedding": lexical_during_embedding}
+    return {"pre-keys (aa7b155 path)": pre_keys, "this tree": this_tree, "session 9 (no learned-key search)": two_searches}
 
 
 def measure(container: Container, scope: Scope, queries: list[str]) -> dict[str, Any]:
@@ -103,8 +99,6 @@ def measure(container: Container, scope: Scope, queries: list[str]) -> dict[str,
             started = time.perf_counter_ns()
             runs[name](query)
             times[name].append((time.perf_counter_ns() - started) / 1e6)
-        if [h.id for h in runs[names[1]](query)] != [h.id for h in runs[names[2]](query)]:
-            raise AssertionError(f"the two key paths rank {query!r} differently")
     out: dict[str, Any] = {"load": os.getloadavg(), "queries": len(queries)}
     for name, values in times.items():
         values.sort()
@@ -112,13 +106,52 @@ def measure(container: Container, scope: Scope, queries: list[str]) -> dict[str,
     reference = out[names[0]]["p50"]
     for name in names:
         out[name]["p50_over_pre_keys"] = round(out[name]["p50"] / reference, 2)
+    out["engine call alone"] = engine_calls(container, scope, queries)
     return out
+
+
+def engine_calls(container: Container, scope: Scope, queries: list[str]) -> dict[str, Any]:
+    """The key search's engine call with and without the learned-key search, interleaved, on
+    vectors embedded beforehand: what the third search adds, without the model's time around it."""
+    store = container.memory._stores.of(scope)
+    embedded = [(container.memory._embedder.embed_query(q), keys.key_sparse(q, unit=False)) for q in queries]
+    fields = ("memory_id", "kind")
+    calls: dict[str, Callable[[list[float], Any], Any]] = {
+        "two searches (session 9)": lambda v, s: store.dense_and_sparse(keys.KEYS, v, s, keys.CANDIDATES, fields=fields),
+        "three searches (this tree)": lambda v, s: store.dense_sparse_narrowed(
+            keys.KEYS, v, s, keys.CANDIDATES, {"kind": keys.KeyKind.learned.value}, keys.LEARNED_NEAREST, fields=fields
+        ),
+    }
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for i, (vector, sparse) in enumerate(embedded * 2):
+        for name in list(calls)[i % 2 :] + list(calls)[: i % 2]:
+            started = time.perf_counter_ns()
+            calls[name](vector, sparse)
+            times[name].append((time.perf_counter_ns() - started) / 1e6)
+    return {name: {"p25": round(sorted(v)[len(v) // 4], 2), "p50": round(sorted(v)[len(v) // 2], 2)} for name, v in times.items()}
+
+
+def add_learned(container: Container, scope: Scope, n: int, seed: int = 5) -> None:
+    """One learned key each for ``n`` memories: what ratings leave behind (a corpus-style query)."""
+    rng = random.Random(seed)
+    store = container.memory._stores.of(scope)
+    found = store.scan(COLLECTION, n * 3)
+    chosen = rng.sample(found, min(n, len(found)))
+    texts = [f"{q} (rated {i})" for i, q in enumerate(corpus.queries(len(chosen), seed=seed))]
+    vectors = container.memory._embedder.embed_documents(texts)
+    now = time.time()
+    points = []
+    for memory, text, vector in zip(chosen, texts, vectors, strict=True):
+        points += keys.key_records(memory.payload, memory.id, [(keys.KeyKind.learned, text)], [vector], now)
+    for start in range(0, len(points), 256):
+        store.upsert(keys.KEYS, points[start : start + 256])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fill", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--learned", type=int, default=1000, help="memories given one learned key each")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "contextd-bench-doc-vectors.pickle"))
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -127,8 +160,10 @@ def main() -> None:
         project.mkdir()
         _fill(data, project, args.fill, Path(args.cache), synthetic=True)
         container = build(DataPaths(data))
+        scope = resolve_scope(project, {})
         try:
-            out = {"memories": args.fill, **measure(container, resolve_scope(project, {}), corpus.queries(args.queries))}
+            add_learned(container, scope, args.learned)
+            out = {"memories": args.fill, "learned_keys": args.learned, **measure(container, scope, corpus.queries(args.queries))}
         finally:
             container.close()
     text = json.dumps(out, indent=2)

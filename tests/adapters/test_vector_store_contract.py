@@ -275,6 +275,28 @@ def test_dense_and_sparse_are_the_two_searches_in_one_call(hybrid_store: tuple[V
     assert store.dense_and_sparse(coll, [1, 0, 0, 0], {}, where, limit=5)[1] == []
 
 
+def test_a_narrowed_third_search_finds_what_the_first_list_crowds_out(hybrid_store: tuple[VectorStore, str]) -> None:
+    store, coll = hybrid_store
+    crowd = [
+        Record(id=str(uuid.uuid4()), payload={"tenant": "a", "kind": "doc"}, vector=[1, 0.01 * i, 0, 0], sparse={7: 1.0})
+        for i in range(6)
+    ]
+    far = Record(id=str(uuid.uuid4()), payload={"tenant": "a", "kind": "learned"}, vector=[0, 0, 1, 0], sparse={42: 1.0})
+    foreign = Record(id=str(uuid.uuid4()), payload={"tenant": "b", "kind": "learned"}, vector=[1, 0, 0, 0])
+    store.upsert(coll, [*crowd, far, foreign])
+    where = {"tenant": "a"}
+    dense, lexical, narrowed = store.dense_sparse_narrowed(
+        coll, [1, 0, 0.1, 0], {42: 1.0}, where, 5, {"kind": "learned"}, 3, fields=["kind"]
+    )
+    two = store.dense_and_sparse(coll, [1, 0, 0.1, 0], {42: 1.0}, where, limit=5, fields=["kind"])
+    assert [[h.id for h in hits] for hits in (dense, lexical)] == [[h.id for h in hits] for hits in two]
+    assert far.id not in {h.id for h in dense} and [h.id for h in lexical] == [far.id]  # five nearer points fill the first list
+    # The third list: the same query under both filters, the other tenant's nearer point not in it.
+    assert [h.id for h in narrowed] == [far.id] and narrowed[0].payload == {"kind": "learned"}
+    alone = store.search(coll, [1, 0, 0.1, 0], {"tenant": "a", "kind": "learned"}, 3, ["kind"])
+    assert narrowed[0].score == pytest.approx(alone[0].score) and len(alone) == 1
+
+
 def test_get_returns_only_the_fields_asked_for_and_still_checks_the_scope(store: VectorStore) -> None:
     record = Record(id=str(uuid.uuid4()), payload={"tenant": "a", "title": "t", "body": "x" * 5000}, vector=[1, 0, 0, 0])
     store.upsert(SPEC.name, [record])

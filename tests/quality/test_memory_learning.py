@@ -80,13 +80,16 @@ async def test_dev_split_goals(container: Container) -> None:
         figures = await protocol(client, split)
     baseline = naive(split)
     print("dev:", figures, "naive:", baseline)
-    # Measured (in-process, BENCHMARKS.md "Session 9: memory"): naive 0.373 / 0.627 / 0.514,
-    # cold 0.400 / 0.653 / 0.552, after 0.527 / 0.780 / 0.658 (R@1 / R@3 / MRR); with the learned
-    # floor at 0.3 (before session 9) after was 0.493 / 0.740 / 0.629, which these floors refuse.
+    # Measured (in-process, BENCHMARKS.md "Session 10: memory"): naive 0.373 / 0.627 / 0.514,
+    # cold 0.400 / 0.653 / 0.552, after 0.560 / 0.773 / 0.677 (R@1 / R@3 / MRR; other draws of the
+    # protocol R@1 0.547-0.553, MRR 0.671-0.678). Session 9's search (learned keys only among the
+    # 100 nearest key points) gave after 0.527 / 0.780 / 0.658, which the R@1 and MRR floors refuse;
+    # with the learned floor at 0.3 (before session 9) 0.493 / 0.740 / 0.629.
     assert figures["cold_b"]["r3"] >= baseline["r3"]
     assert figures["cold_b"]["r1"] >= baseline["r1"]
     assert figures["after_b"]["r3"] >= figures["cold_b"]["r3"] + 0.10
-    assert figures["after_b"]["mrr"] > figures["cold_b"]["mrr"] + 0.09
+    assert figures["after_b"]["r1"] >= figures["cold_b"]["r1"] + 0.135
+    assert figures["after_b"]["mrr"] > figures["cold_b"]["mrr"] + 0.11
 
 
 async def test_a_rating_after_a_search_ranks_the_memory_above_those_passed_over_for_another_phrasing(
@@ -151,3 +154,48 @@ async def test_a_loosely_similar_rated_phrasing_lifts_the_lesson_through_the_cli
         assert not (await client.call_tool("memory_feedback", rated)).is_error
     after = await _ranking(client, lesson["phrasing_b"])
     assert after[:2] == [want, cold[0]]
+
+
+# A need phrased two ways, and a lesson that answers it in other words again.
+NEED_B = "pytest hangs forever at the end of the run in CI"
+NEED_A = "test process never exits after the last test passes"
+LESSON_X = {
+    "title": "Join the background threads the fixtures start",
+    "description": "A non-daemon thread left running by a fixture keeps the interpreter alive after the session ends.",
+    "content": "Stop every thread a fixture starts in its teardown, or start it as a daemon thread.",
+}
+
+
+async def test_a_rated_query_lifts_its_memory_even_when_other_keys_crowd_it_out(container: Container) -> None:
+    """Through the MCP client: 112 situations of other memories are nearer to phrasing B than
+    anything of the lesson (cosine ~0.9 against ~0.39 for the phrasing A it was rated for), so a
+    search's 100 nearest key points are all theirs. The query's nearest learned keys are read by
+    a search of their own (memory_keys.LEARNED_NEAREST): rated after A, the lesson is found for B.
+    Session 9's search read learned keys only among the 100 and never found it."""
+    crowd = [
+        {
+            "title": f"Rotate the staging certificate, region {i}",
+            "content": f"Region {i} renews its certificate by hand every ninety days.",
+            "applies_when": [f"pytest hangs at the end of the CI run, runner {i}-{j}" for j in range(8)],
+        }
+        for i in range(14)
+    ]
+    ids: dict[str, str] = {}
+    cold: dict[str, list[str]] = {}
+    for name, scope in (("rated", A), ("other tenant", B)):
+        async with connected(container, Caller(scope=scope, transport="memory", connection_id=name)) as client:
+            for item in crowd:
+                assert not (await client.call_tool("memory_store", item)).is_error
+            ids[name] = data(await client.call_tool("memory_store", LESSON_X))["id"]
+            cold[name] = await _ranking(client, NEED_B)
+    async with connected(container, Caller(scope=A, transport="memory", connection_id="rated")) as client:
+        found = data(await client.call_tool("memory_search", {"query": NEED_A, "min_confidence": 0.0}))
+        assert ids["rated"] in [m["id"] for m in found["memories"]]
+        rated = {"memory_id": ids["rated"], "helpful": True, "search_id": found["search_id"]}
+        assert not (await client.call_tool("memory_feedback", rated)).is_error
+        after = await _ranking(client, NEED_B)
+    async with connected(container, Caller(scope=B, transport="memory", connection_id="other tenant")) as client:
+        other_after = await _ranking(client, NEED_B)
+    assert ids["rated"] not in cold["rated"] and ids["rated"] in after
+    # The other tenant's identical store was never rated: its lesson stays out of reach.
+    assert ids["other tenant"] not in cold["other tenant"] and other_after == cold["other tenant"]

@@ -209,6 +209,20 @@ class QdrantClientStore:
     ) -> tuple[list[Hit], list[Hit]]:
         return self.search(collection, vector, where, limit, fields), self.sparse_search(collection, sparse, where, limit, fields)
 
+    def dense_sparse_narrowed(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        sparse: Sparse,
+        where: Where,
+        limit: int,
+        narrowed: Where,
+        narrowed_limit: int,
+        fields: Sequence[str] | None = None,
+    ) -> tuple[list[Hit], list[Hit], list[Hit]]:
+        dense, lexical = self.dense_and_sparse(collection, vector, sparse, where, limit, fields)
+        return dense, lexical, self.search(collection, vector, {**where, **narrowed}, narrowed_limit, fields)
+
     def hybrid_search(
         self,
         collection: str,

@@ -366,17 +366,47 @@ class EdgeStore:
         limit: int,
         fields: Sequence[str] | None = None,
     ) -> tuple[list[Hit], list[Hit]]:
+        dense, lexical, _ = self._key_batch(collection, vector, sparse, where, limit, fields, None)
+        return dense, lexical
+
+    def dense_sparse_narrowed(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        sparse: Sparse,
+        where: Where,
+        limit: int,
+        narrowed: Where,
+        narrowed_limit: int,
+        fields: Sequence[str] | None = None,
+    ) -> tuple[list[Hit], list[Hit], list[Hit]]:
+        return self._key_batch(collection, vector, sparse, where, limit, fields, ({**where, **narrowed}, narrowed_limit))
+
+    def _key_batch(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        sparse: Sparse,
+        where: Where,
+        limit: int,
+        fields: Sequence[str] | None,
+        narrowed: tuple[Where, int] | None,
+    ) -> tuple[list[Hit], list[Hit], list[Hit]]:
         flt = _filter(where)
         payload = list(fields) if fields is not None else True
-        queries = [qe.QueryRequest(limit=limit, query=qe.Query.Nearest(list(vector)), filter=flt, with_payload=payload)]
+        nearest = qe.Query.Nearest(list(vector))
+        queries = [qe.QueryRequest(limit=limit, query=nearest, filter=flt, with_payload=payload)]
+        if narrowed is not None:
+            queries.append(qe.QueryRequest(limit=narrowed[1], query=nearest, filter=_filter(narrowed[0]), with_payload=payload))
         if sparse:
             query = qe.Query.Nearest(_sparse(sparse), using=_SPARSE)
             queries.append(qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=payload))
-        # One planned batch: the two searches share a pass over the segments.
+        # One planned batch: the searches share a pass over the segments.
         with self._lock:
             found = self._shard(collection).query_batch(qe.QueryBatchRequest(queries))
         hits = [_hits(points) for points in found]
-        return hits[0], hits[1] if sparse else []
+        third = hits.pop(1) if narrowed is not None else []
+        return hits[0], hits[1] if sparse else [], third
 
     def hybrid_search(
         self,

@@ -161,6 +161,24 @@ class ScopedStore:
         where = self.where(reach, match)
         return self._store.dense_and_sparse(collection, vector, self._terms(collection, sparse), where, limit, fields)
 
+    def dense_sparse_narrowed(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        sparse: Sparse,
+        limit: int,
+        narrowed: Where,
+        narrowed_limit: int,
+        reach: ScopeLevel = ScopeLevel.project,
+        match: Where | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> tuple[list[Hit], list[Hit], list[Hit]]:
+        where = self.where(reach, match)
+        # Checked like any match: the narrowing may add conditions, never widen the scope's.
+        third = self.where(reach, {**(match or {}), **narrowed})
+        terms = self._terms(collection, sparse)
+        return self._store.dense_sparse_narrowed(collection, vector, terms, where, limit, third, narrowed_limit, fields)
+
     def hybrid_search(
         self,
         collection: str,

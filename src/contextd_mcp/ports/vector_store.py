@@ -105,6 +105,21 @@ class VectorStore(Protocol):
         can batch them (both lists, unfused: the caller weighs each score itself)."""
         ...
 
+    def dense_sparse_narrowed(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        sparse: Sparse,
+        where: Where,
+        limit: int,
+        narrowed: Where,
+        narrowed_limit: int,
+        fields: Sequence[str] | None = None,
+    ) -> tuple[list[Hit], list[Hit], list[Hit]]:
+        """``dense_and_sparse`` and a third, dense search whose filter is ``where`` and ``narrowed``
+        (e.g. one kind of point, which the first list may crowd out), in the same engine call."""
+        ...
+
     def hybrid_search(
         self,
         collection: str,

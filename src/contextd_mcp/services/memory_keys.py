@@ -12,10 +12,12 @@ sparse vector of its terms:
 - ``negative``: a query after which it was rated unhelpful. A negative key never finds its
   memory; a query near it (cosine >= ``NEGATIVE_NEAR``) demotes the memory, other queries do not.
 
-Ranking (``rank``): one engine call per query (a batch of two searches), the nearest key points
-by cosine and the best key points by sparse (IDF-weighted) terms; each memory scores by its best key of each group (its
-doc, its other keys, its learned keys: max-sim within a group) plus its best lexical match,
-and a negative key near the query demotes it. Weights and the reasons for them are at ``rank``.
+Ranking (``rank``): one engine call per query (a batch of three searches), the nearest key points
+by cosine, the best key points by sparse (IDF-weighted) terms, and the nearest learned keys
+(which the first list crowds out: a confirmed query is often far from a new phrasing of the same
+need); each memory scores by its best key of each group (its doc, its other keys, its learned
+keys: max-sim within a group) plus its best lexical match, and a negative key near the query
+demotes it. Weights and the reasons for them are at ``rank``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ _TOP = 1.0 + KEY_WEIGHT + LEARNED_WEIGHT * (1 - LEARNED_FLOOR) + SPARSE_WEIGHT
 # Key points read per list: enough for the memories of a page even when each has several
 # keys among the nearest.
 CANDIDATES = 100
+# Learned keys read by a search of their own (the third of the batch). Among the first list's 100
+# points, learned keys under cosine ~0.2 are crowded out by static keys of the hard negatives, and
+# their memories lose the bonus they earned: on dev, 46 rated lessons had theirs out of reach.
+# 5 found too few of them, 20 to 150 the same (BENCHMARKS.md, "Session 10: memory").
+LEARNED_NEAREST = 20
 # A query this close to a negative key is "the same need" the memory was rated useless for.
 NEGATIVE_NEAR = 0.8
 NEGATIVE_FACTOR = 0.3
@@ -114,11 +121,12 @@ def key_sparse(text: str, unit: bool = True) -> dict[int, float]:
     return sparse_vector(normalise(text), unit=unit)
 
 
-def rank(dense: Sequence[Hit], lexical: Sequence[Hit], flags: KeyFlags) -> list[Ranked]:
+def rank(dense: Sequence[Hit], lexical: Sequence[Hit], flags: KeyFlags, learned: Sequence[Hit] = ()) -> list[Ranked]:
     """Memories ranked from the key hits of one query, best first.
 
     ``dense`` hits carry cosine scores (every kind searched, negative keys included);
-    ``lexical`` hits carry sparse scores (positive keys only). A memory scores
+    ``lexical`` hits carry sparse scores (positive keys only); ``learned`` hits are the query's
+    nearest learned keys (cosine), which may repeat some of ``dense``. A memory scores
 
         doc + KEY_WEIGHT * best other key + LEARNED_WEIGHT * max(0, best learned - LEARNED_FLOOR)
             + SPARSE_WEIGHT * its best sparse score / the query's best sparse score
@@ -131,7 +139,7 @@ def rank(dense: Sequence[Hit], lexical: Sequence[Hit], flags: KeyFlags) -> list[
     floor = min((h.score for h in dense), default=0.0)
     # Plain loops over local names: a search ranks ~200 hits into ~170 memories, and this is
     # the Python part of its time (0.6 ms at 10k before, BENCHMARKS.md "Session 8: memory").
-    for hit in dense:
+    for hit in (*dense, *learned):
         group, memory_id, score = _GROUP[hit.payload["kind"]], hit.payload["memory_id"], hit.score
         per = best.get(memory_id)
         if per is None:
@@ -220,8 +228,8 @@ def find(
     match: dict[str, Condition],
     flags: KeyFlags,
 ) -> list[Ranked]:
-    """Memories in reach ranked by their keys for this query (one engine call: dense and sparse
-    as one batch)."""
+    """Memories in reach ranked by their keys for this query (one engine call: the dense, sparse
+    and learned-key searches as one batch)."""
     kinds = flags.kinds()
     where = dict(match)
     # A filter that admits every kind selects nothing and tripled the dense search's time (10k
@@ -229,8 +237,13 @@ def find(
     if len(kinds) < len(KeyKind):
         where["kind"] = kinds
     sparse = key_sparse(query, unit=False) if flags.sparse else {}
-    dense, lexical = store.dense_and_sparse(KEYS, vector, sparse, CANDIDATES, reach, where, fields=_KEY_FIELDS)
-    return rank(dense, lexical, flags)
+    if not flags.learned:
+        dense, lexical = store.dense_and_sparse(KEYS, vector, sparse, CANDIDATES, reach, where, fields=_KEY_FIELDS)
+        return rank(dense, lexical, flags)
+    dense, lexical, learned = store.dense_sparse_narrowed(
+        KEYS, vector, sparse, CANDIDATES, {"kind": KeyKind.learned.value}, LEARNED_NEAREST, reach, where, fields=_KEY_FIELDS
+    )
+    return rank(dense, lexical, flags, learned)
 
 
 def learn(
