@@ -134,16 +134,16 @@ async def _ranking(client: Any, query: str) -> list[str]:
 
 
 async def test_a_loosely_similar_rated_phrasing_lifts_the_lesson_through_the_client(client: Any) -> None:
-    """Dev lesson d043 among its hard negatives, through the MCP client: its two phrasings are
-    only ~0.24 apart (below the learned floor of sessions 4-8, 0.3); rated helpful after
+    """Dev lesson d117 among its hard negatives, through the MCP client: its two phrasings are
+    only ~0.23 apart (below the learned floor of sessions 4-8, 0.3); rated helpful after
     phrasing A, it leads for phrasing B, above the peer that led cold, which the protocol's
     control rated as often (after a search for its own title)."""
     split = load("dev")
-    lesson = next(item for item in split["lessons"] if item["key"] == "d043")
-    peers = [item for item in split["negatives"] if item["negative_of"] == "d043"]
+    lesson = next(item for item in split["lessons"] if item["key"] == "d117")
+    peers = [item for item in split["negatives"] if item["negative_of"] == "d117"]
     run = Run(client, {"lessons": [lesson], "negatives": peers})
     await run.store_all()
-    want = run.ids["d043"]
+    want = run.ids["d117"]
     cold = await _ranking(client, lesson["phrasing_b"])
     assert cold.index(want) == 1
     leader = next(item for item in peers if run.ids[item["key"]] == cold[0])

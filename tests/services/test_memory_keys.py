@@ -205,14 +205,14 @@ def test_a_rated_phrasing_lifts_its_memory_for_another_phrasing_of_the_same_need
 ) -> None:
     """A confirmed query is evidence even when it is only loosely similar to a new one: two
     phrasings of one need are ~0.2-0.3 apart for MiniLM (dev median 0.29), below the old floor
-    of 0.3 (BENCHMARKS.md, "Session 9: memory"). Dev lesson d043 among its own hard negatives;
+    of 0.3 (BENCHMARKS.md, "Session 9: memory"). Dev lesson d117 among its own hard negatives;
     the peer that leads cold is rated too (after a search for its own title, the protocol's
     control), so confidence is equal and only the learned key can move the lesson."""
     from bench.bench_memory_learning import _store_args, load
 
     split = load("dev")
-    lesson = next(item for item in split["lessons"] if item["key"] == "d043")
-    peers = [item for item in split["negatives"] if item["negative_of"] == "d043"]
+    lesson = next(item for item in split["lessons"] if item["key"] == "d117")
+    peers = [item for item in split["negatives"] if item["negative_of"] == "d117"]
     a, b = (np.array(embedder.embed_query(lesson[p])) for p in ("phrasing_a", "phrasing_b"))
     similarity = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
     assert 0.2 < similarity < 0.3, similarity
