@@ -118,6 +118,10 @@ def _read(process: subprocess.Popen[bytes], count: int, timeout: float = 90) -> 
         line = process.stdout.readline()
         if not line:
             break
+        if line == b"\n":
+            # The bridge ends a long line the daemon may have died in the middle of; killed after
+            # writing it and before telling the bridge it was whole, the line was whole already.
+            continue
         replies.append(json.loads(line))
     return replies
 
