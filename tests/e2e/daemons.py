@@ -22,12 +22,13 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 from contextd_mcp.transports.framing import jsonrpc_streams
 from contextd_mcp.transports.hello import PROTOCOL
+from tests import zygote as forks
 from tests.helpers import CLI, env_for, free_port, run_cli, stop_daemon
 
 
 @dataclass
 class Daemon:
-    process: subprocess.Popen[bytes]
+    process: Any  # subprocess.Popen, or its like for a zygote's child (tests/zygote.py)
     data_dir: Path
     base: str | None  # http://host:port when serving HTTP
 
@@ -60,13 +61,16 @@ def create_token(data_dir: Path, *args: str) -> str:
     return created.stdout.strip()
 
 
-def start_daemon(data_dir: Path, cwd: Path, *args: str, http: str | None = None, **env: str) -> Daemon:
-    """``contextd-mcp serve`` in the foreground; returns once its socket (and HTTP) answer."""
+def start_daemon(data_dir: Path, cwd: Path, *args: str, http: str | None = None, zygote: bool = True, **env: str) -> Daemon:
+    """``contextd-mcp serve`` in the foreground; returns once its socket (and HTTP) answer.
+
+    Forked from the worker's zygote (tests/zygote.py: the same entry point without a fresh
+    interpreter's ≈ 1 s of imports) unless ``zygote=False``, for tests of a start itself."""
     command = [*CLI, "serve", *(["--http", http] if http else []), *args]
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     out = data_dir.parent / f"{data_dir.name}-serve-starting.out"
     with open(out, "wb") as sink:
-        process = subprocess.Popen(command, env=env_for(data_dir, **env), cwd=cwd, stdout=sink, stderr=subprocess.STDOUT)
+        process = forks.popen(command, env=env_for(data_dir, **env), cwd=cwd, stdout=sink, stderr=subprocess.STDOUT, zygote=zygote)
     daemon = Daemon(process, data_dir, f"http://{http.replace('0.0.0.0', '127.0.0.1')}" if http else None)
     out.replace(daemon.log)
     deadline = time.monotonic() + 90
