@@ -84,6 +84,41 @@ def start_daemon(data_dir: Path, cwd: Path, *args: str, http: str | None = None,
     raise AssertionError("daemon did not come up")
 
 
+def start_as_bridge(data_dir: Path, env: dict[str, str]) -> None:
+    """The daemon a bridge with ``env`` would start on ``data_dir`` when none runs, as it would
+    (transports/bridge.py ``_spawn``: its argv, env, cwd, log and session), but forked from the
+    worker's zygote; returns once it has announced itself. Tests that need a bridge's daemon,
+    not its start, call this first (tests/e2e/test_stdio.py ``stdio``); the bridge then finds it
+    running. The bridge's own start stays tested where it is the subject (test_stdio.py,
+    test_two_bridges.py, test_bridge_reconnect.py, test_stdio_handoff.py, test_stdio_flags.py)."""
+    from contextd_mcp import env as names
+    from contextd_mcp.paths import DataPaths
+    from contextd_mcp.transports.bridge import connect, owner_pid
+
+    paths = DataPaths(data_dir)
+    running = connect(paths)
+    if running is not None:
+        running.close()
+        return
+    if owner_pid(paths) is not None:
+        return  # one starting, or stopping: the bridge waits for it, as it would
+    paths.ensure()
+    environ = {k: v for k, v in env.items() if k != names.TOOLSETS}
+    environ[names.DATA_DIR] = str(paths.root)
+    idle = env.get("CONTEXTD_IDLE_EXIT_SECONDS", "1800")
+    with open(paths.log, "ab") as log:
+        process = forks.popen(
+            [*CLI, "serve", "--log-file", str(paths.log), "--idle-exit", idle], cwd=str(paths.root), env=environ,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )
+    deadline = time.monotonic() + 90
+    while not _announced(data_dir, process.pid):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"daemon exited {process.poll()}: {paths.log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.02)
+
+
 @contextmanager
 def serving_http(root: Path, *token_args: str, **env: str) -> Iterator[tuple[Daemon, str, Path]]:
     """A daemon on a free loopback HTTP port, a token made by ``token create *token_args``, and the

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests import zygote as forks
 from tests.e2e.test_stdio import stdio
 from tests.helpers import CLI, data, env_for
 
@@ -30,7 +31,7 @@ def sample(name: str, project: Path, transcript: Path | None, session_id: str | 
 
 
 def hook(data_dir: Path, event: str, stdin: bytes, cwd: Path, **env: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
+    return forks.run(
         [*CLI, "hook", event], input=stdin, capture_output=True, env=env_for(data_dir, **env), cwd=str(cwd), timeout=120
     )
 
@@ -104,7 +105,7 @@ def test_a_hook_never_fails_the_session(data_dir: Path, project_dir: Path, tmp_p
     # A data directory that cannot exist: no daemon can start; still exit 0, reason on stderr.
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    result = subprocess.run(
+    result = forks.run(
         [*CLI, "hook", "session-start"], input=b"{}", capture_output=True, timeout=60,
         env=env_for(blocker / "data"), cwd=str(project_dir),
     )
