@@ -136,6 +136,7 @@ def main() -> int:
         "load_before": round(load_before, 2), "load_after": round(load_after, 2), "starts": dict(starts),
         "tests_cpu_s": round(sum(tests.values()), 1),
         "modules": {m: round(c, 2) for m, c in modules.most_common()},
+        "tests": {t: round(c, 2) for t, c in Counter(tests).most_common(args.top)},
     }
     print(f"{args.label}: exit {done.returncode}, wall {wall:.1f} s, CPU {cpu:.1f} s (user {stat.get('user', 0):.1f}, "
           f"sys {stat.get('system', 0):.1f}), load {load_before:.1f} -> {load_after:.1f}; starts {dict(starts)}")
