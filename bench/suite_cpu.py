@@ -113,7 +113,7 @@ def main() -> int:
     try:
         done = subprocess.run(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "bench.suite_cpu", *pytest_args], env=env,
-            preexec_fn=lambda: (group / "cgroup.procs").write_text(str(os.getpid())),  # noqa: PLW1509 - before exec, on purpose
+            preexec_fn=lambda: (group / "cgroup.procs").write_text(str(os.getpid())),
             check=False,
         )
         wall = time.monotonic() - started
