@@ -96,14 +96,14 @@ def error_text(result: types.CallToolResult) -> str:
 
 
 @contextmanager
-def raw_in_process(tmp_path: Path, **extra: str) -> Iterator[Any]:
+def raw_in_process(tmp_path: Path, zygote: bool = True, **extra: str) -> Iterator[Any]:
     """``contextd-mcp stdio --in-process`` spoken to in raw JSON lines (cwd and data under
     ``tmp_path``); closing its input ends it, and one that does not end is killed."""
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     process = forks.popen(
         [*CLI, "stdio", "--in-process"], cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        env=env_for(tmp_path / "data", **extra),
+        env=env_for(tmp_path / "data", **extra), zygote=zygote,
     )
     assert process.stdin is not None and process.stdout is not None
     try:
