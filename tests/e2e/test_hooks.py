@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests import zygote as forks
+from tests.e2e.daemons import start_as_bridge
 from tests.e2e.test_stdio import stdio
 from tests.helpers import CLI, data, env_for
 
@@ -116,6 +117,7 @@ def test_a_hook_never_fails_the_session(data_dir: Path, project_dir: Path, tmp_p
 def test_session_end_without_a_session_start_still_distils(
     data_dir: Path, project_dir: Path, transcript: Path
 ) -> None:
+    start_as_bridge(data_dir, env_for(data_dir))  # as the hook would start it (its own start: the session test)
     ended = hook(data_dir, "session-end", sample("session_end", project_dir, transcript, "11111111-solo"), project_dir)
     assert ended.returncode == 0 and ended.stdout == b"", ended.stderr
     assert ended.stderr == b""
