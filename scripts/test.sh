@@ -19,6 +19,8 @@ fi
 # Two workers per core (at most 8): a third of the fast suite's time is waiting (daemons
 # starting, sandboxes, timeouts under test), which a second worker per core fills. On 2 cores:
 # 6:15-6:35 with one per core, 4:48 with two (BENCHMARKS.md, "Session 9: the fast suite").
+# The daemons and CLI commands the tests start fork from one preloaded interpreter per worker
+# (tests/zygote.py); CONTEXTD_TEST_ZYGOTE=0 spawns each one fresh, to rule that out of a failure.
 workers=$(( $(nproc) * 2 )); [ "$workers" -le 8 ] || workers=8
 rc=0
 .venv/bin/python -m pytest -p no:cacheprovider -m "not slow" -n "${CONTEXTD_TEST_WORKERS:-$workers}" --dist loadfile || rc=$?

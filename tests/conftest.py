@@ -23,10 +23,16 @@ from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder
 from contextd_mcp.container import Container, build
 from contextd_mcp.mcp.caller import Caller
 from contextd_mcp.models.scope import Scope
+from tests import zygote
 from tests.helpers import connected
 from tests.memo_embedder import MemoEmbedder
 from contextd_mcp.paths import DataPaths, default_cache_dir
 from contextd_mcp.settings import DEFAULT_MODEL, EmbeddingSettings
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After every fixture's teardown: the worker's zygote (tests/zygote.py) ends with its children."""
+    zygote.finish()
 
 
 @pytest.fixture

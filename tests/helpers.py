@@ -19,6 +19,7 @@ from mcp import Client
 
 from contextd_mcp.mcp.caller import Caller, acting_as
 from contextd_mcp.models.scope import Scope
+from tests import zygote as forks
 
 CLI = [sys.executable, "-m", "contextd_mcp"]
 
@@ -47,9 +48,11 @@ def env_for(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(data_dir: Path, *args: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args], env=env_for(data_dir, **extra), capture_output=True, text=True, timeout=timeout
+def run_cli(data_dir: Path, *args: str, timeout: float = 60, zygote: bool = True, **extra: str) -> subprocess.CompletedProcess[str]:
+    """``contextd-mcp *args`` to its end, forked from the worker's zygote (tests/zygote.py) unless
+    ``zygote=False``: a test of the command's own start (its imports, a new home) spawns it."""
+    return forks.run(
+        [*CLI, *args], env=env_for(data_dir, **extra), capture_output=True, text=True, timeout=timeout, zygote=zygote
     )
 
 
@@ -93,14 +96,14 @@ def error_text(result: types.CallToolResult) -> str:
 
 
 @contextmanager
-def raw_in_process(tmp_path: Path, **extra: str) -> Iterator[subprocess.Popen[bytes]]:
+def raw_in_process(tmp_path: Path, zygote: bool = True, **extra: str) -> Iterator[Any]:
     """``contextd-mcp stdio --in-process`` spoken to in raw JSON lines (cwd and data under
     ``tmp_path``); closing its input ends it, and one that does not end is killed."""
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    process = subprocess.Popen(
+    process = forks.popen(
         [*CLI, "stdio", "--in-process"], cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        env=env_for(tmp_path / "data", **extra),
+        env=env_for(tmp_path / "data", **extra), zygote=zygote,
     )
     assert process.stdin is not None and process.stdout is not None
     try:
@@ -113,7 +116,7 @@ def raw_in_process(tmp_path: Path, **extra: str) -> Iterator[subprocess.Popen[by
             process.kill()
 
 
-def read_replies(process: subprocess.Popen[bytes], ids: set[Any], timeout: float) -> dict[Any, Any]:
+def read_replies(process: Any, ids: set[Any], timeout: float) -> dict[Any, Any]:
     """JSON-RPC replies by id (None: a parse error's) until all of ``ids`` came or time ran out."""
     assert process.stdout is not None
     replies: dict[Any, Any] = {}

@@ -22,12 +22,13 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 from contextd_mcp.transports.framing import jsonrpc_streams
 from contextd_mcp.transports.hello import PROTOCOL
+from tests import zygote as forks
 from tests.helpers import CLI, env_for, free_port, run_cli, stop_daemon
 
 
 @dataclass
 class Daemon:
-    process: subprocess.Popen[bytes]
+    process: Any  # subprocess.Popen, or its like for a zygote's child (tests/zygote.py)
     data_dir: Path
     base: str | None  # http://host:port when serving HTTP
 
@@ -60,13 +61,16 @@ def create_token(data_dir: Path, *args: str) -> str:
     return created.stdout.strip()
 
 
-def start_daemon(data_dir: Path, cwd: Path, *args: str, http: str | None = None, **env: str) -> Daemon:
-    """``contextd-mcp serve`` in the foreground; returns once its socket (and HTTP) answer."""
+def start_daemon(data_dir: Path, cwd: Path, *args: str, http: str | None = None, zygote: bool = True, **env: str) -> Daemon:
+    """``contextd-mcp serve`` in the foreground; returns once its socket (and HTTP) answer.
+
+    Forked from the worker's zygote (tests/zygote.py: the same entry point without a fresh
+    interpreter's ≈ 1 s of imports) unless ``zygote=False``, for tests of a start itself."""
     command = [*CLI, "serve", *(["--http", http] if http else []), *args]
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     out = data_dir.parent / f"{data_dir.name}-serve-starting.out"
     with open(out, "wb") as sink:
-        process = subprocess.Popen(command, env=env_for(data_dir, **env), cwd=cwd, stdout=sink, stderr=subprocess.STDOUT)
+        process = forks.popen(command, env=env_for(data_dir, **env), cwd=cwd, stdout=sink, stderr=subprocess.STDOUT, zygote=zygote)
     daemon = Daemon(process, data_dir, f"http://{http.replace('0.0.0.0', '127.0.0.1')}" if http else None)
     out.replace(daemon.log)
     deadline = time.monotonic() + 90
@@ -78,6 +82,41 @@ def start_daemon(data_dir: Path, cwd: Path, *args: str, http: str | None = None,
         time.sleep(0.05)
     process.kill()
     raise AssertionError("daemon did not come up")
+
+
+def start_as_bridge(data_dir: Path, env: dict[str, str]) -> None:
+    """The daemon a bridge with ``env`` would start on ``data_dir`` when none runs, as it would
+    (transports/bridge.py ``_spawn``: its argv, env, cwd, log and session), but forked from the
+    worker's zygote; returns once it has announced itself. Tests that need a bridge's daemon,
+    not its start, call this first (tests/e2e/test_stdio.py ``stdio``); the bridge then finds it
+    running. The bridge's own start stays tested where it is the subject (test_stdio.py,
+    test_two_bridges.py, test_bridge_reconnect.py, test_stdio_handoff.py, test_stdio_flags.py)."""
+    from contextd_mcp import env as names
+    from contextd_mcp.paths import DataPaths
+    from contextd_mcp.transports.bridge import connect, owner_pid
+
+    paths = DataPaths(data_dir)
+    running = connect(paths)
+    if running is not None:
+        running.close()
+        return
+    if owner_pid(paths) is not None:
+        return  # one starting, or stopping: the bridge waits for it, as it would
+    paths.ensure()
+    environ = {k: v for k, v in env.items() if k != names.TOOLSETS}
+    environ[names.DATA_DIR] = str(paths.root)
+    idle = env.get("CONTEXTD_IDLE_EXIT_SECONDS", "1800")
+    with open(paths.log, "ab") as log:
+        process = forks.popen(
+            [*CLI, "serve", "--log-file", str(paths.log), "--idle-exit", idle], cwd=str(paths.root), env=environ,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )
+    deadline = time.monotonic() + 90
+    while not _announced(data_dir, process.pid):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"daemon exited {process.poll()}: {paths.log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.02)
 
 
 @contextmanager

@@ -26,6 +26,7 @@ import pytest
 
 from contextd_mcp.sandbox._libc import GLIBC_INTERNAL_SIGNALS, _KernelSigaction, _syscall_nr
 from contextd_mcp.scope_resolver import resolve_scope
+from tests import zygote as forks
 from tests.e2e.daemons import _announced, socket_client, start_daemon
 from tests.helpers import CLI, data, env_for, error_text
 
@@ -261,7 +262,7 @@ async def test_a_daemon_under_nohup_gives_commands_a_clean_process_state(data_di
     finally:
         os.close(extra_r)
         os.close(extra_w)
-        subprocess.run([*CLI, "stop", "--timeout", "30"], env=env_for(data_dir), capture_output=True, timeout=60)
+        forks.run([*CLI, "stop", "--timeout", "30"], env=env_for(data_dir), capture_output=True, timeout=60)
         process.wait(timeout=30)
     lines = result["stdout"].splitlines()
     assert lines[:3] == ["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000", "0022"], result

@@ -25,14 +25,19 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
 
+from tests.e2e.daemons import start_as_bridge
 from tests.helpers import CLI, data, env_for, run_cli
 
 pytestmark = pytest.mark.anyio
 
 
 @asynccontextmanager
-async def bridge(data_dir: Path, cwd: Path, errlog: Path, **env: str) -> AsyncIterator[Any]:
-    """The real `contextd-mcp stdio` under the real SDK client, its stderr kept in ``errlog``."""
+async def bridge(data_dir: Path, cwd: Path, errlog: Path, bridge_starts: bool = False, **env: str) -> AsyncIterator[Any]:
+    """The real `contextd-mcp stdio` under the real SDK client, its stderr kept in ``errlog``.
+    Its first daemon is started for it as it would start it (daemons.start_as_bridge) unless
+    ``bridge_starts``; the daemons it starts again after a stop or a kill are its own."""
+    if not bridge_starts:
+        start_as_bridge(data_dir, env_for(data_dir, **env))
     params = StdioServerParameters(command=CLI[0], args=[*CLI[1:], "stdio"], env=env_for(data_dir, **env), cwd=str(cwd))
     with open(errlog, "w") as log:
         async with Client(stdio_client(params, errlog=log), read_timeout_seconds=90) as client:
@@ -127,7 +132,8 @@ def _read(process: subprocess.Popen[bytes], count: int, timeout: float = 90) -> 
 
 
 def _raw_bridge(data_dir: Path, project_dir: Path, reconnect_seconds: str) -> subprocess.Popen[bytes]:
-    """`contextd-mcp stdio` driven line by line, initialized."""
+    """`contextd-mcp stdio` driven line by line, initialized (its first daemon started for it)."""
+    start_as_bridge(data_dir, env_for(data_dir, CONTEXTD_RECONNECT_SECONDS=reconnect_seconds))
     process = subprocess.Popen(
         [*CLI, "stdio"], cwd=project_dir, env=env_for(data_dir, CONTEXTD_RECONNECT_SECONDS=reconnect_seconds),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,  # select() sees every line
@@ -204,7 +210,7 @@ async def test_serve_http_beside_a_bridge_started_daemon_says_what_to_run_and_th
     from tests.helpers import free_port
 
     address = f"127.0.0.1:{free_port()}"
-    async with bridge(data_dir, project_dir, tmp_path / "bridge.err") as client:
+    async with bridge(data_dir, project_dir, tmp_path / "bridge.err", bridge_starts=True) as client:
         stored = data(await client.call_tool("memory_store", {"title": "Before HTTP", "content": "Socket only."}))
         refused = run_cli(data_dir, "serve", "--http", address, "--allow-unauthenticated-loopback")
         assert refused.returncode == 1 and "Traceback" not in refused.stderr

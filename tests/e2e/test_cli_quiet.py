@@ -70,7 +70,7 @@ def _copy_of_the_package(root: Path) -> Path:
 
 
 async def _store_and_find(data_dir: Path, cwd: Path, **env: str) -> None:
-    daemon = start_daemon(data_dir, cwd, **env)
+    daemon = start_daemon(data_dir, cwd, zygote=False, **env)
     try:
         async with socket_client(daemon.socket, cwd) as client:
             data(await client.call_tool("memory_store", {"title": "Pin the base image digest", "content": "Reproducible builds."}))
@@ -88,7 +88,8 @@ async def test_a_new_home_starts_quietly_and_its_model_cache_outlives_the_checko
     home = tmp_path / "home"
     home.mkdir()
     user = {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
-    first = start_daemon(tmp_path / "data", tmp_path, PYTHONPATH=str(checkout), **user)  # builds the int8 model
+    # Fresh interpreters (zygote=False): a new user's first start, from another checkout.
+    first = start_daemon(tmp_path / "data", tmp_path, zygote=False, PYTHONPATH=str(checkout), **user)  # builds the int8 model
     first.stop()
     log = first.output()
     assert "Quantization parameters" not in log and "pre-processing" not in log, log

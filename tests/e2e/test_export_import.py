@@ -7,11 +7,11 @@ The CLI's commands run in the daemon when one holds the data directory (over its
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests import zygote as forks
 from tests.e2e.test_stdio import stdio
 from tests.e2e.daemons import audit_events
 from tests.helpers import CLI, data, env_for, run_cli, stop_daemon
@@ -80,7 +80,7 @@ async def test_memories_cli_through_the_daemon_and_without(tmp_path: Path, proje
             assert hits[0]["title"] == LESSONS[4][0]
             shown = run_cli(where, "memories", "show", target, *flags)
             assert "applies when: pyc in docker image" in shown.stdout
-            refused = subprocess.run([*CLI, "memories", "rm", target, *flags], input="n\n", text=True,
+            refused = forks.run([*CLI, "memories", "rm", target, *flags], input="n\n", text=True,
                                      capture_output=True, env=env_for(where), timeout=60)
             assert refused.returncode == 1 and "nothing deleted" in refused.stdout
             assert json.loads(run_cli(where, "memories", "show", target, *flags, "--json").stdout)["id"] == target

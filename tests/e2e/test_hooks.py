@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests import zygote as forks
+from tests.e2e.daemons import start_as_bridge
 from tests.e2e.test_stdio import stdio
 from tests.helpers import CLI, data, env_for
 
@@ -30,7 +32,7 @@ def sample(name: str, project: Path, transcript: Path | None, session_id: str | 
 
 
 def hook(data_dir: Path, event: str, stdin: bytes, cwd: Path, **env: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
+    return forks.run(
         [*CLI, "hook", event], input=stdin, capture_output=True, env=env_for(data_dir, **env), cwd=str(cwd), timeout=120
     )
 
@@ -104,7 +106,7 @@ def test_a_hook_never_fails_the_session(data_dir: Path, project_dir: Path, tmp_p
     # A data directory that cannot exist: no daemon can start; still exit 0, reason on stderr.
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    result = subprocess.run(
+    result = forks.run(
         [*CLI, "hook", "session-start"], input=b"{}", capture_output=True, timeout=60,
         env=env_for(blocker / "data"), cwd=str(project_dir),
     )
@@ -115,6 +117,7 @@ def test_a_hook_never_fails_the_session(data_dir: Path, project_dir: Path, tmp_p
 def test_session_end_without_a_session_start_still_distils(
     data_dir: Path, project_dir: Path, transcript: Path
 ) -> None:
+    start_as_bridge(data_dir, env_for(data_dir))  # as the hook would start it (its own start: the session test)
     ended = hook(data_dir, "session-end", sample("session_end", project_dir, transcript, "11111111-solo"), project_dir)
     assert ended.returncode == 0 and ended.stdout == b"", ended.stderr
     assert ended.stderr == b""

@@ -12,6 +12,7 @@ import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
 
+from tests import zygote as forks
 from tests.helpers import CLI, data, env_for, free_port, run_cli
 
 pytestmark = pytest.mark.anyio
@@ -25,7 +26,7 @@ def http_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir, project_dir = root / "data", root / "project"
     project_dir.mkdir()
     port = free_port()
-    process = subprocess.Popen(
+    process = forks.popen(
         [*CLI, "serve", "--http", f"127.0.0.1:{port}", "--allow-unauthenticated-loopback"],
         env=env_for(data_dir),
         cwd=project_dir,

@@ -57,7 +57,9 @@ def test_in_process_server_threads_share_the_capped_arenas(tmp_path: Path) -> No
                       if n % 2 else ("memory_search", {"query": f"retry back off {n}"}))
         lines.append(json.dumps({"jsonrpc": "2.0", "id": n, "method": "tools/call",
                                  "params": {"name": tool, "arguments": args}}))
-    with raw_in_process(tmp_path) as process:
+    # A fresh interpreter (zygote=False): the test reads the process's own malloc state, and a
+    # child forked from the suite's zygote once showed 2 arenas here (1 of 3 runs, not root-caused).
+    with raw_in_process(tmp_path, zygote=False) as process:
         assert process.stdin is not None
         process.stdin.write(("\n".join(lines) + "\n").encode())
         process.stdin.flush()

@@ -26,7 +26,9 @@ def _files(data_dir: Path) -> list[Path]:
 def test_a_restarted_daemon_has_its_store_read_back_before_the_first_search(tmp_path: Path) -> None:
     data_dir, cwd = tmp_path / "data", tmp_path / "cwd"
     cwd.mkdir()
-    daemon = start_daemon(data_dir, cwd)
+    # Real starts (zygote=False): the test is about a restart's own start (the store read back
+    # while it imports and loads), as a user's restart runs it.
+    daemon = start_daemon(data_dir, cwd, zygote=False)
 
     async def store() -> None:
         async with socket_client(daemon.socket, cwd) as client:
@@ -57,7 +59,7 @@ def test_a_restarted_daemon_has_its_store_read_back_before_the_first_search(tmp_
     if resident_recorded() == wanted:
         pytest.skip("this filesystem keeps every page (tmpfs): nothing to read back")
 
-    daemon = start_daemon(data_dir, cwd)
+    daemon = start_daemon(data_dir, cwd, zygote=False)
     try:
         warmed = 0
         for _ in range(50):  # the kernel's reads finish soon after the advice

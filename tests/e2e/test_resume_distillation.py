@@ -18,7 +18,8 @@ import pytest
 
 from tests.e2e.test_hooks import hook, sample
 from tests.e2e.test_stdio import stdio
-from tests.helpers import data, run_cli
+from tests.e2e.daemons import start_as_bridge
+from tests.helpers import data, env_for, run_cli
 
 pytestmark = pytest.mark.anyio
 SESSION = "5c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
@@ -68,6 +69,8 @@ def settle(data_dir: Path, done: int, timeout: float = 120) -> list[str]:
 
 
 def end(data_dir: Path, project: Path, transcript: Path) -> None:
+    # Its daemon started as the hook would start it (the hooks' own start: test_hooks.py's session).
+    start_as_bridge(data_dir, env_for(data_dir))
     for event, name in (("session-start", "session_start"), ("session-end", "session_end")):
         result = hook(data_dir, event, sample(name, project, transcript, SESSION), project)
         assert result.returncode == 0 and result.stderr == b"", result.stderr

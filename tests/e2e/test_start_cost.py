@@ -2,7 +2,9 @@
 load (issues 18, 19; BENCHMARKS.md "Session 7: the daemon's start-up").
 
 Each runs the real CLI in a fresh interpreter with ``PYTHONPROFILEIMPORTTIME=1`` (``-X importtime``):
-its stderr then names every module the process imported, in order.
+its stderr then names every module the process imported, in order. Never from the suite's
+zygote (``zygote=False``): a forked child has imported what the zygote preloaded, which is what
+these tests must see it not import.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def heavy(modules: set[str], roots: tuple[str, ...]) -> set[str]:
 def test_daemon_start_and_first_search_import_no_fastembed(tmp_path: Path) -> None:
     data_dir, cwd = tmp_path / "data", tmp_path / "cwd"
     cwd.mkdir()
-    daemon = start_daemon(data_dir, cwd, PYTHONPROFILEIMPORTTIME="1")
+    daemon = start_daemon(data_dir, cwd, zygote=False, PYTHONPROFILEIMPORTTIME="1")
 
     async def search() -> None:
         async with socket_client(daemon.socket, cwd) as client:
@@ -60,7 +62,7 @@ def test_serve_on_a_taken_port_fails_before_the_store(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         done = run_cli(data_dir, "serve", "--allow-unauthenticated-loopback", "--http", f"127.0.0.1:{port}",
-                       timeout=30, PYTHONPROFILEIMPORTTIME="1")
+                       timeout=30, zygote=False, PYTHONPROFILEIMPORTTIME="1")
     assert done.returncode == 1, done.stderr[-2000:]
     lines = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
     assert lines[-1] == (f"contextd-mcp: cannot listen on 127.0.0.1:{port}: Address already in use; another process "
@@ -79,7 +81,7 @@ def test_import_of_a_file_that_is_no_export_fails_before_the_store(tmp_path: Pat
     for body, message in cases.items():
         bad = tmp_path / "bad.jsonl"
         bad.write_text(body)
-        done = run_cli(data_dir, "import", str(bad), timeout=30, PYTHONPROFILEIMPORTTIME="1")
+        done = run_cli(data_dir, "import", str(bad), timeout=30, zygote=False, PYTHONPROFILEIMPORTTIME="1")
         lines = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
         assert done.returncode == 1 and lines[-1].startswith(message), (body, lines)
         assert heavy(imported(done.stderr), NOT_BEFORE_FAILING) == set(), body

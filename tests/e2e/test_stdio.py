@@ -10,15 +10,21 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
+from tests import zygote as forks
+from tests.e2e.daemons import start_as_bridge
 from tests.helpers import CLI, data, env_for, run_cli
 
 pytestmark = pytest.mark.anyio
 
 
-def stdio(data_dir: Path, cwd: Path, *extra_args: str, **env: str) -> Client:
-    params = StdioServerParameters(
-        command=CLI[0], args=[*CLI[1:], "stdio", *extra_args], env=env_for(data_dir, **env), cwd=str(cwd)
-    )
+def stdio(data_dir: Path, cwd: Path, *extra_args: str, bridge_starts: bool = False, **env: str) -> Client:
+    """A real bridge (``contextd-mcp stdio``) and the SDK's client on it. Its daemon, when none
+    runs, is started for it as it would start it (daemons.start_as_bridge, from the zygote),
+    unless ``bridge_starts``: tests of the bridge's own start let it spawn one."""
+    environ = env_for(data_dir, **env)
+    if not bridge_starts and "--in-process" not in extra_args:
+        start_as_bridge(data_dir, environ)
+    params = StdioServerParameters(command=CLI[0], args=[*CLI[1:], "stdio", *extra_args], env=environ, cwd=str(cwd))
     return Client(params, read_timeout_seconds=60)
 
 
@@ -39,7 +45,7 @@ async def exercise(client: Any) -> str:
 
 
 async def test_store_search_feedback_get_then_restart(data_dir: Path, project_dir: Path) -> None:
-    async with stdio(data_dir, project_dir) as client:
+    async with stdio(data_dir, project_dir, bridge_starts=True) as client:
         mid = await exercise(client)
     status = json.loads(run_cli(data_dir, "status", "--json").stdout)
     assert status["running"] is True and status["memories"] == 1
@@ -48,7 +54,7 @@ async def test_store_search_feedback_get_then_restart(data_dir: Path, project_di
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert json.loads(run_cli(data_dir, "status", "--json").stdout)["running"] is False
 
-    async with stdio(data_dir, project_dir) as client:  # starts a fresh daemon on the same store
+    async with stdio(data_dir, project_dir, bridge_starts=True) as client:  # starts a fresh daemon on the same store
         found = data(await client.call_tool("memory_search", {"query": "python bytecode files in container images"}))
         assert [m["id"] for m in found["memories"]] == [mid]
         assert found["memories"][0]["confidence"] == 0.75
@@ -90,7 +96,7 @@ def test_daemon_stops_when_its_data_directory_is_removed(tmp_path: Path) -> None
     from tests.helpers import env_for
 
     data_dir = tmp_path / "doomed"
-    daemon = subprocess.Popen([*CLI, "serve"], env=env_for(data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    daemon = forks.popen([*CLI, "serve"], env=env_for(data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while not (data_dir / "contextd.sock").exists() and time.monotonic() < deadline:
@@ -106,7 +112,7 @@ def test_idle_daemon_exits(data_dir: Path, project_dir: Path) -> None:
 
     from tests.helpers import env_for
 
-    daemon = subprocess.Popen([*CLI, "serve", "--idle-exit", "1"], env=env_for(data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    daemon = forks.popen([*CLI, "serve", "--idle-exit", "1"], env=env_for(data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert daemon.wait(timeout=60) == 0
     finally:

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from contextd_mcp.transports.hello import PROTOCOL
-from tests.e2e.daemons import audit_events, start_daemon
+from tests.e2e.daemons import audit_events, start_as_bridge, start_daemon
 from tests.helpers import CLI, env_for, run_cli
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -49,7 +49,9 @@ def _reply(process: subprocess.Popen[bytes], timeout: float = 90) -> dict[str, A
 
 @contextmanager
 def raw_bridge(data_dir: Path, cwd: Path, **extra: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``contextd-mcp stdio`` on pipes, initialized; killed if a test leaves it running."""
+    """``contextd-mcp stdio`` on pipes, initialized; killed if a test leaves it running. Its
+    first daemon is started for it, as it would start it (daemons.start_as_bridge)."""
+    start_as_bridge(data_dir, env_for(data_dir, **extra))
     process = subprocess.Popen([*CLI, "stdio"], cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, env=env_for(data_dir, **extra))
     try:
@@ -304,6 +306,7 @@ def test_a_bridge_on_socketpairs_hands_them_over_and_leaves_them_blocking(data_d
     """Node (Claude Code) gives a child socketpairs, not pipes, for its stdio."""
     ours_in, theirs_in = socket.socketpair()
     ours_out, theirs_out = socket.socketpair()
+    start_as_bridge(data_dir, env_for(data_dir))
     process = subprocess.Popen([*CLI, "stdio"], cwd=project_dir, stdin=theirs_in, stdout=theirs_out,
                                env=env_for(data_dir))
     # theirs_in stays open here: the same open file description as the bridge's stdin, whose

@@ -12,7 +12,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from tests.e2e.daemons import http_client, serving_http, start_daemon
+from tests.e2e.daemons import http_client, serving_http, start_as_bridge, start_daemon
 from tests.e2e.test_hooks import hook, sample
 from tests.helpers import CLI, data, env_for, error_text, run_cli
 
@@ -27,6 +27,7 @@ RULE = {"title": "No force-push", "severity": "critical", "scope": "project",
 
 
 def stdio(data_dir: Path, cwd: Path, *args: str, heard: list[Any] | None = None, **env: str) -> Client:
+    start_as_bridge(data_dir, env_for(data_dir, **env))  # its daemon, as the bridge would start it
     params = StdioServerParameters(
         command=CLI[0], args=[*CLI[1:], "stdio", *args], env=env_for(data_dir, **env), cwd=str(cwd)
     )

@@ -17,7 +17,8 @@ PER_AGENT = 15
 
 async def test_interleaved_writes_from_two_bridges_are_all_seen(data_dir: Path, project_dir: Path) -> None:
     ids: dict[str, list[str]] = {"a": [], "b": []}
-    async with stdio(data_dir, project_dir) as first, stdio(data_dir, project_dir) as second:
+    # Both bridges race to start the daemon (bridge_starts): the start lock lets one win.
+    async with stdio(data_dir, project_dir, bridge_starts=True) as first, stdio(data_dir, project_dir, bridge_starts=True) as second:
 
         async def agent(name: str, client: object) -> None:
             for i in range(PER_AGENT):
