@@ -190,3 +190,14 @@ def test_a_sparse_collection_in_the_current_layout_is_not_opened_by_the_check(tm
     hits = Stores(store).of(SCOPE).sparse_search(SPARSE.name, {9: 1.0}, limit=1)
     assert opened == [SPARSE.name] and [h.id for h in hits] == [sparse_rec(2).id]
     store.close()
+
+
+def test_a_new_sparse_collection_is_made_by_the_term_check(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path / "store", open_first=set())
+    stores = Stores(store)
+    stores.ensure(SPARSE)  # the term key lives in the collection's state file: made with it
+    assert (tmp_path / "store" / SPARSE.name).is_dir()
+    record = Record(id=str(uuid.uuid4()), vector=[1.0, 0.0, 0.0, 0.0], payload=SCOPE.fields(), sparse={3: 1.0})
+    stores.of(SCOPE).upsert(SPARSE.name, [record])
+    assert [h.id for h in stores.of(SCOPE).sparse_search(SPARSE.name, {3: 1.0}, limit=1)] == [record.id]
+    store.close()

@@ -490,8 +490,10 @@ class EdgeStore:
 
     def _terms_engine(self, collection: str) -> Engine:
         meta_path = self._root / collection / _META
-        # The shard is looked up when read or written, not now: a deferred collection whose
-        # terms are already in the layout asked for is not opened by the check (load only).
+        if not meta_path.exists():
+            self._shard(collection)  # a deferred collection not made yet: made now, with its state file
+        # Otherwise the shard is looked up when read or written, not now: a deferred collection
+        # whose terms are already in the layout asked for is not opened by the check.
 
         def read(offset: Any, limit: int) -> Page:
             request = qe.ScrollRequest(offset=offset, limit=limit, with_payload=list(OWNER), with_vector=[_SPARSE])
