@@ -10,7 +10,9 @@ test's daemon is; CPU is the daemon's own utime+stime read from /proc at the two
 ``--tenant scaleco --project proj-0000``). ``--phases``: each start also taken apart
 (bench/start_phases.py): when the interpreter was up, the imports, the model, each collection's
 open, the tools, the socket accepting, the first call, its query embedding and engine search,
-each as seconds since the spawn (medians over the runs).
+each as seconds since the spawn (medians over the runs). ``--gc N``: the CPU of the daemon's
+imports and of its container's build in fresh interpreters, the collector on against held off
+(contextd_mcp/start_gc.py), N runs each, alternated.
 
     HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_startup --runs 5 --importtime --failures
     HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_startup --runs 5 --phases --data D --tenant scaleco --project proj-0000
@@ -153,6 +155,39 @@ async def importtime(data_dir: Path, cwd: Path, top: int = 12) -> dict[str, Any]
     }
 
 
+_GC_PROBE = """
+import gc, json, sys, time
+from pathlib import Path
+if sys.argv[1] == "paused":
+    gc.disable()
+c0 = time.process_time()
+from contextd_mcp import cli, container, daemon  # what run_daemon imports
+from contextd_mcp.adapters import fastembed_embedder, qdrant_edge_store
+from contextd_mcp.mcp import server
+from contextd_mcp.transports import socket_server
+from contextd_mcp.paths import DataPaths
+c1 = time.process_time()
+built = container.build(DataPaths(Path(sys.argv[2])))
+built.server()
+c2 = time.process_time()
+print(json.dumps({"import_cpu_s": c1 - c0, "build_cpu_s": c2 - c1, "collections": sum(s["collections"] for s in gc.get_stats())}))
+built.close()
+"""
+
+
+def gc_cpu(data_dir: Path, runs: int) -> dict[str, Any]:
+    """CPU of the daemon's imports and of its container's build in fresh interpreters, with the
+    collector on and held off (start_gc.py), alternated run by run."""
+    seen: dict[str, list[dict[str, float]]] = {"on": [], "paused": []}
+    for _ in range(runs):
+        for mode in seen:
+            env = {**env_for(data_dir), "CONTEXTD_INDEX_AFTER_POINTS": "0"}
+            done = subprocess.run([sys.executable, "-c", _GC_PROBE, mode, str(data_dir)], env=env, capture_output=True,
+                                  text=True, timeout=300, check=True)
+            seen[mode].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {f"gc_{mode}": {k: round(statistics.median(r[k] for r in rows), 3) for k in rows[0]} for mode, rows in seen.items()}
+
+
 def failures(root: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with socket.socket() as taken:
@@ -179,6 +214,7 @@ def main() -> None:
     parser.add_argument("--tenant", help="the scope searched (with --data)")
     parser.add_argument("--project")
     parser.add_argument("--phases", action="store_true", help="time each start's phases (bench/start_phases.py)")
+    parser.add_argument("--gc", type=int, metavar="N", help="also: import and build CPU, collector on vs held off, N runs each")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.tenant:
@@ -204,6 +240,8 @@ def main() -> None:
         }
         if args.importtime:
             result.update(anyio.run(importtime, data_dir, cwd))
+        if args.gc:
+            result.update(gc_cpu(data_dir, args.gc))
         if args.failures:
             result.update(failures(root))
         result["load_after"] = os.getloadavg()[0]

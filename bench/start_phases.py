@@ -58,6 +58,12 @@ def _timed(owner: Any, name: str, phase: str, first_only: bool = False, label: C
 
 def main() -> None:
     _record("interpreter", _UP, _UP)
+    try:  # what cmd_serve does first (a tree without it: nothing)
+        from contextd_mcp import start_gc
+
+        start_gc.pause()
+    except ImportError:
+        pass
     start = time.time()
     from contextd_mcp import cli, container, daemon  # what run_daemon imports
     from contextd_mcp.adapters import fastembed_embedder, qdrant_edge_store

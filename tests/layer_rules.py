@@ -25,7 +25,7 @@ TOP_LEVEL = {
     # Entry points and the composition root: parse, read settings, build, hand over.
     "entry": {
         "__main__", "entry", "cli", "container", "settings", "daemon", "in_process", "docs", "hooks",
-        "audit_view", "token_agent", "tenant_migration", "session_workers", "admin", "ui_command",
+        "audit_view", "token_agent", "tenant_migration", "session_workers", "admin", "ui_command", "start_gc",
     },
 }
 

@@ -32,6 +32,9 @@ TOOLSETS_HELP = "the toolsets listed and callable: e.g. memory,policy; default, 
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from contextd_mcp import start_gc
+
+    start_gc.pause()  # first: the imports and the build below are most of a start (run_daemon settles it)
     import anyio
 
     from contextd_mcp.adapters.malloc_arenas import limit_arenas

@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 
-from contextd_mcp import __version__
+from contextd_mcp import __version__, start_gc
 from contextd_mcp.paths import DataPaths
 
 if TYPE_CHECKING:  # heavy (pydantic, starlette): imported where they are used
@@ -173,6 +173,7 @@ async def run_daemon(paths: DataPaths, options: ServeOptions | None = None, sett
 
                 http_server = await tg.start(run_http)
             _announce(paths, http, started, ui=ui_parts is not None)
+            start_gc.settle()  # the start's objects frozen, the collector back on (cli.py paused it)
 
             tg.start_soon(_stop_on_signal, stop_event)
             tg.start_soon(watch_liveness, paths, socket_server, options.idle_exit_s, stop_event)
