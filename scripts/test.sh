@@ -5,10 +5,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CONTEXTD_SETUP_BENCH=1 bash scripts/setup.sh
 bash scripts/setup-clients.sh
+# The test modules' bytecode (pytest's assertion-rewritten form, and the helpers'), written by
+# one collection while ruff and mypy run: under PYTHONDONTWRITEBYTECODE=1 (set here and in some
+# CI images) every xdist worker rewrote and compiled every test module at its collection, ~2.8 s
+# of CPU each (BENCHMARKS.md, "Session 10: the fast suite"). Nothing else is kept between runs.
+(env -u PYTHONDONTWRITEBYTECODE HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -p no:cacheprovider -q --collect-only \
+   >/dev/null 2>&1; env -u PYTHONDONTWRITEBYTECODE .venv/bin/python -m compileall -q tests bench >/dev/null) &
+compiled=$!
 # Static checks first (rule sets and their reasons: pyproject.toml [tool.ruff], [tool.mypy]);
 # both come with the test extras that setup.sh installs.
 .venv/bin/ruff check src tests
 .venv/bin/mypy src
+wait "$compiled" || true  # a collection error shows again, with its reason, in the run below
 export HF_HUB_OFFLINE=1
 if [ $# -gt 0 ]; then
   exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from contextd_mcp.adapters.qdrant_client_store import QdrantClientStore
 from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
 from contextd_mcp.errors import Unavailable
 from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record, VectorStore
@@ -24,6 +23,9 @@ SPEC = CollectionSpec(
 def open_store(kind: str, path: Path) -> VectorStore:
     if kind == "edge":
         return EdgeStore(path / "edge")
+    # Imported here: qdrant_client costs every xdist worker ~1.6 s at collection otherwise.
+    from contextd_mcp.adapters.qdrant_client_store import QdrantClientStore
+
     if kind == "qdrant-client-local":
         return QdrantClientStore(path=path / "local")
     return QdrantClientStore(url=os.environ["CONTEXTD_TEST_QDRANT_URL"], api_key=os.environ.get("CONTEXTD_TEST_QDRANT_API_KEY"))
