@@ -49,7 +49,6 @@ from contextd_mcp.services.folding import FoldingService
 from contextd_mcp.services.injection import Injector
 from contextd_mcp.services.memory import COLLECTION as MEMORIES
 from contextd_mcp.services.memory import MemoryService
-from contextd_mcp.services.memory_keys import KEYS as MEMORY_KEYS
 from contextd_mcp.services.memory_keys import KeyFlags
 from contextd_mcp.services.memory_rekey import MemoryRekey
 from contextd_mcp.services.policy import PolicyService
@@ -84,12 +83,7 @@ def make_store(settings: StoreSettings, paths: DataPaths, layout: ServerCollecti
         return QdrantClientStore(settings.qdrant_url, settings.qdrant_api_key, settings.qdrant_path, shape)
     from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
 
-    # What memory_search reads opens with the store; the other collections at their first use
-    # (after a restart's first answer: the sweeps reach them a second later).
-    return EdgeStore(
-        paths.store, index_after=settings.index_after_points, index_nice=settings.index_nice,
-        open_first=frozenset({MEMORIES, MEMORY_KEYS}),
-    )
+    return EdgeStore(paths.store, index_after=settings.index_after_points, index_nice=settings.index_nice)
 
 
 def make_embedder(settings: EmbeddingSettings) -> Embedder:

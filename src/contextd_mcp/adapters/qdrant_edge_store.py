@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from uuid import UUID
 from typing import Any
@@ -193,19 +193,10 @@ def compact_store(root: Path) -> dict[str, float]:
 
 
 class EdgeStore:
-    def __init__(
-        self,
-        root: Path,
-        index_after: int = 0,
-        on_stage: StageHook | None = None,
-        index_nice: int = 19,
-        open_first: Collection[str] | None = None,
-    ) -> None:
+    def __init__(self, root: Path, index_after: int = 0, on_stage: StageHook | None = None, index_nice: int = 19) -> None:
         """``index_after``: unindexed points at which a collection is indexed in a child process
         (0: never, the default of a store opened by a command rather than the daemon), run at
-        ``index_nice``. ``open_first``: the collections ``ensure`` opens at once; the others
-        open at their first use (None: every one at once). A daemon's restart names those its
-        first search reads: the others' opens (≈ 0.1 s at 100k memories) leave its start."""
+        ``index_nice``."""
         self._root = self.root = root
         self._index_after = index_after
         self._on_stage = on_stage
@@ -219,8 +210,6 @@ class EdgeStore:
         self._closing = False
         self.write_gate = threading.RLock()
         self._shards: dict[str, qe.EdgeShard] = {}
-        self._open_first = open_first
-        self._deferred: dict[str, CollectionSpec] = {}  # ensured, opened at first use
         self._dims: dict[str, int] = {}
         # Keyword indexes not built yet: (points at which to build them, fields), soonest first.
         self._unindexed: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
@@ -229,60 +218,40 @@ class EdgeStore:
         root.mkdir(parents=True, exist_ok=True)
 
     def _shard(self, collection: str) -> qe.EdgeShard:
-        shard = self._shards.get(collection)
-        if shard is not None:
-            return shard
-        # A deferred collection opens here, once: under the lock only (callers may hold it, and
-        # the write gate is taken before the lock, never after). No indexing job can hold the
-        # gate for a collection that is not open, and its writes wait on the lock.
-        with self._lock:
-            spec = self._deferred.get(collection)
-            if spec is not None:
-                self._open(spec)
-                del self._deferred[collection]
-            try:
-                return self._shards[collection]
-            except KeyError:
-                raise NotFound("collection", collection) from None
+        try:
+            return self._shards[collection]
+        except KeyError:
+            raise NotFound("collection", collection) from None
 
     def ensure(self, spec: CollectionSpec) -> None:
         with self.write_gate, self._lock:
-            if spec.name in self._shards or spec.name in self._deferred:
+            if spec.name in self._shards:
                 return
             gen.recover(self._root, spec.name)
-            meta_path = self._root / spec.name / _META
-            if meta_path.exists():  # a store made for another model fails the start, as before
+            path = self._root / spec.name
+            meta_path = path / _META
+            self._indexed[spec.name] = int(gen.read_marker(path.resolve()).get("indexed_points", 0))
+            if meta_path.exists():
                 meta = json.loads(meta_path.read_text())
                 check_model(spec, meta.get("model"), meta.get("dim"))
+                # The config given at load replaces the stored one: shards made before segment
+                # settings existed get them (the vectors' own parameters are unchanged).
+                shard = qe.EdgeShard.load(str(path), _config(spec))
+            else:
+                shard = qe.EdgeShard.create(str(path), _config(spec))
+                # Range indexes are what order_by needs, so they exist from the start.
+                for name in spec.float_fields:
+                    shard.update(qe.UpdateOperation.create_field_index(name, _index_params(name, qe.PayloadSchemaType.Float)))
+                shard.flush()
+                meta_path.write_text(json.dumps({"model": spec.model, "dim": spec.dim}))
+            self._shards[spec.name] = shard
             self._specs[spec.name] = spec
             self._dims[spec.name] = spec.dim
-            if self._open_first is None or spec.name in self._open_first:
-                self._open(spec)
-            else:
-                self._deferred[spec.name] = spec
-
-    def _open(self, spec: CollectionSpec) -> None:
-        """Opens (or creates) the collection; the caller holds the lock."""
-        path = self._root / spec.name
-        meta_path = path / _META
-        self._indexed[spec.name] = int(gen.read_marker(path.resolve()).get("indexed_points", 0))
-        if meta_path.exists():
-            # The config given at load replaces the stored one: shards made before segment
-            # settings existed get them (the vectors' own parameters are unchanged).
-            shard = qe.EdgeShard.load(str(path), _config(spec))
-        else:
-            shard = qe.EdgeShard.create(str(path), _config(spec))
-            # Range indexes are what order_by needs, so they exist from the start.
-            for name in spec.float_fields:
-                shard.update(qe.UpdateOperation.create_field_index(name, _index_params(name, qe.PayloadSchemaType.Float)))
-            shard.flush()
-            meta_path.write_text(json.dumps({"model": spec.model, "dim": spec.dim}))
-        self._shards[spec.name] = shard
-        cold = tuple(f for f in spec.keyword_fields if f not in spec.hot_fields)
-        self._unindexed[spec.name] = [(HOT_INDEX_AT, tuple(spec.hot_fields)), (KEYWORD_INDEX_AT, cold)]
-        self._move_indexes_to_disk(spec.name)
-        self._index_if_large(spec.name)
-        page_out(path / "wal")  # read through at open, only appended to after
+            cold = tuple(f for f in spec.keyword_fields if f not in spec.hot_fields)
+            self._unindexed[spec.name] = [(HOT_INDEX_AT, tuple(spec.hot_fields)), (KEYWORD_INDEX_AT, cold)]
+            self._move_indexes_to_disk(spec.name)
+            self._index_if_large(spec.name)
+            page_out(path / "wal")  # read through at open, only appended to after
 
     def _apply(self, collection: str, op: qe.UpdateOperation, points: int = 1) -> None:
         """Every write goes through here, under the write gate and the lock: while the collection
@@ -520,15 +489,12 @@ class EdgeStore:
 
     def _terms_engine(self, collection: str) -> Engine:
         meta_path = self._root / collection / _META
-        if not meta_path.exists():
-            self._shard(collection)  # a deferred collection not made yet: made now, with its state file
-        # Otherwise the shard is looked up when read or written, not now: a deferred collection
-        # whose terms are already in the layout asked for is not opened by the check.
+        shard = self._shard(collection)
 
         def read(offset: Any, limit: int) -> Page:
             request = qe.ScrollRequest(offset=offset, limit=limit, with_payload=list(OWNER), with_vector=[_SPARSE])
             with self._lock:
-                points, following = self._shard(collection).scroll(request)
+                points, following = shard.scroll(request)
             vectors: list[Any] = [p.vector or {} for p in points]
             items = [(str(p.id), dict(p.payload or {}), _of_sparse(v[_SPARSE]))
                      for p, v in zip(points, vectors, strict=True) if _SPARSE in v]
@@ -538,7 +504,7 @@ class EdgeStore:
             op = qe.UpdateOperation.update_vectors([qe.PointVectors(id=i, vector={_SPARSE: _sparse(v)}) for i, v in batch])
             with self.write_gate, self._lock:
                 self._apply(collection, op, len(batch))
-                self._shard(collection).flush()  # durable before the journal that holds it is dropped
+                shard.flush()  # durable before the journal that holds it is dropped
 
         def load() -> dict[str, Any]:
             return dict(json.loads(meta_path.read_text()))
@@ -571,13 +537,7 @@ class EdgeStore:
         (``contextd-mcp`` with the daemon stopped, the bench), never on a request path.
         """
         with self._lock:
-            self._open_deferred()
             return {name: _optimize(shard) for name, shard in self._shards.items()}
-
-    def _open_deferred(self) -> None:
-        """Every collection ensured and not opened yet, opened now (the caller holds the lock)."""
-        for name in list(self._deferred):
-            self._shard(name)
 
     def flush(self) -> None:
         with self._lock:
@@ -611,7 +571,6 @@ class EdgeStore:
     def describe(self) -> dict[str, Any]:
         size = gen.disk_bytes(self._root)  # every generation, the one being built included
         with self._lock:
-            self._open_deferred()  # status, on request: every collection's count
             points = {name: int(s.info().points_count) for name, s in self._shards.items()}
         return {
             "engine": "qdrant-edge (embedded)", "path": str(self._root), "disk_bytes": size, "points": points,
