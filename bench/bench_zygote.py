@@ -72,6 +72,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("CONTEXTD_EMBEDDING_THREADS", "1")  # as the suite runs them (tests/conftest.py)
+    zygote.in_use = True  # outside the suite the helpers spawn for real
     zygote.shared()  # its own start, once per worker, is not a row
     rows: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:

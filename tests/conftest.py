@@ -30,6 +30,11 @@ from contextd_mcp.paths import DataPaths, default_cache_dir
 from contextd_mcp.settings import DEFAULT_MODEL, EmbeddingSettings
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite's daemons and CLI commands start from a fork server (tests/zygote.py)."""
+    zygote.in_use = True
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """After every fixture's teardown: the worker's zygote (tests/zygote.py) ends with its children."""
     zygote.finish()

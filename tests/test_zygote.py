@@ -175,6 +175,7 @@ def test_the_zygote_and_its_children_die_with_the_worker(tmp_path: Path) -> None
         from tests import zygote
         from tests.helpers import CLI, env_for
         from pathlib import Path
+        zygote.in_use = True  # as tests/conftest.py sets it in a worker
         data = Path({str(tmp_path / "data")!r}); data.mkdir(); (data / "audit.log").touch()
         child = zygote.popen([*CLI, "audit", "tail", "-f"], env=env_for(data), stdout=subprocess.DEVNULL)
         print(zygote.shared().pid, child.pid, flush=True)
