@@ -82,7 +82,7 @@ class Zygote:
         """A child running ``python -m contextd_mcp *argv``, or why the zygote refused."""
         mine, channel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         request = {
-            "argv": argv, "env": env, "cwd": cwd, "new_session": new_session, "umask": _umask(),
+            "argv": argv, "env": env, "cwd": cwd, "new_session": new_session, "umask": _umask(), "ignored": _ignored(),
             "rlimits": {name: resource.getrlimit(getattr(resource, name)) for name in _RLIMITS},
         }
         fds = array.array("i", [channel.fileno(), *stdio])
@@ -104,6 +104,16 @@ class Zygote:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _ignored() -> list[int]:
+    """The signals this process ignores, which a spawned child keeps ignoring across exec
+    (subprocess restores SIGPIPE and SIGXFSZ, which the new interpreter ignores again itself)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            mask = int(line.split()[1], 16)
+            return [sig for sig in range(1, 65) if mask >> (sig - 1) & 1]
+    raise AssertionError("no SigIgn in /proc/self/status")
 
 
 def _umask() -> int:

@@ -110,18 +110,21 @@ def single_threaded() -> None:
     assert threading.active_count() == 1 and len(tasks) == 1, f"threads at fork: {threading.enumerate()}, tasks {tasks}"
 
 
-def _reset_signals() -> None:
-    """What a fresh interpreter starts with: defaults, SIGINT raising KeyboardInterrupt, SIGPIPE
-    and SIGXFSZ ignored (Python sets both), nothing blocked."""
+def _reset_signals(ignored: frozenset[int]) -> None:
+    """What a fresh interpreter spawned by the caller starts with: what the caller ignores stays
+    ignored (exec keeps it: a suite run under nohup ignores SIGHUP), the rest default; SIGINT
+    raising KeyboardInterrupt unless ignored, SIGPIPE and SIGXFSZ ignored (Python sets both),
+    nothing blocked."""
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     for sig in signal.valid_signals():
         if sig in (signal.SIGKILL, signal.SIGSTOP):
             continue
         try:
-            signal.signal(sig, signal.SIG_DFL)
+            signal.signal(sig, signal.SIG_IGN if sig in ignored else signal.SIG_DFL)
         except (OSError, ValueError):
             continue  # e.g. glibc's real-time signals
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.SIGINT not in ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
@@ -150,7 +153,7 @@ def _become(request: dict[str, Any], stdio: list[int]) -> None:
     for target, fd in enumerate(stdio):
         os.dup2(fd, target)  # dup2 makes 0-2 inheritable, as a spawned child has them
     os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-    _reset_signals()
+    _reset_signals(frozenset(request["ignored"]))
     os.umask(request["umask"])
     for name, (soft, hard) in request["rlimits"].items():
         resource.setrlimit(getattr(resource, name), (soft, hard))
