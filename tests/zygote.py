@@ -82,7 +82,7 @@ class Zygote:
         """A child running ``python -m contextd_mcp *argv``, or why the zygote refused."""
         mine, channel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         request = {
-            "argv": argv, "env": env, "cwd": cwd, "new_session": new_session, "umask": _umask(), "ignored": _ignored(),
+            "argv": argv, "env": env, "cwd": cwd, "new_session": new_session, **_inherited(),
             "rlimits": {name: resource.getrlimit(getattr(resource, name)) for name in _RLIMITS},
         }
         fds = array.array("i", [channel.fileno(), *stdio])
@@ -106,22 +106,13 @@ class Zygote:
             self.process.wait()
 
 
-def _ignored() -> list[int]:
-    """The signals this process ignores, which a spawned child keeps ignoring across exec
-    (subprocess restores SIGPIPE and SIGXFSZ, which the new interpreter ignores again itself)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("SigIgn:"):
-            mask = int(line.split()[1], 16)
-            return [sig for sig in range(1, 65) if mask >> (sig - 1) & 1]
-    raise AssertionError("no SigIgn in /proc/self/status")
-
-
-def _umask() -> int:
-    """This process's umask, read without setting it (os.umask would race other threads)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("Umask:"):
-            return int(line.split()[1], 8)
-    raise AssertionError("no Umask in /proc/self/status")
+def _inherited() -> dict[str, Any]:
+    """What a spawned child would take from this process, read from /proc/self/status: the umask
+    (os.umask would race other threads to read it), and the signals it ignores, which exec keeps
+    ignored (subprocess restores SIGPIPE and SIGXFSZ, which the new interpreter ignores again)."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    ignored = int(fields["SigIgn"], 16)
+    return {"umask": int(fields["Umask"], 8), "ignored": [sig for sig in range(1, 65) if ignored >> (sig - 1) & 1]}
 
 
 def _receive(sock: socket.socket) -> tuple[dict[str, Any], int | None]:
