@@ -206,8 +206,13 @@ def test_a_rated_phrasing_lifts_its_memory_for_another_phrasing_of_the_same_need
     """A confirmed query is evidence even when it is only loosely similar to a new one: two
     phrasings of one need are ~0.2-0.3 apart for MiniLM (dev median 0.29), below the old floor
     of 0.3 (BENCHMARKS.md, "Session 9: memory"). Dev lesson d117 among its own hard negatives;
-    the peer that leads cold is rated too (after a search for its own title, the protocol's
-    control), so confidence is equal and only the learned key can move the lesson."""
+    its strongest peer for phrasing B is rated too (after a search for its own title, the
+    protocol's control), so confidence is equal and only the learned key can move the lesson.
+
+    Cold, d117 and that peer are within 0.01 of each other, and which leads depends on the CPU:
+    the model's int8 kernels give vectors that differ in the last digits from one CPU to another
+    (BENCHMARKS.md, "Session 11"). So the lift is asserted on the score gap, which such noise does not move by
+    anything near the ~0.02 a learned key at ~0.23 similarity adds (0 under the old floor)."""
     from bench.bench_memory_learning import _store_args, load
 
     split = load("dev")
@@ -218,18 +223,21 @@ def test_a_rated_phrasing_lifts_its_memory_for_another_phrasing_of_the_same_need
     assert 0.2 < similarity < 0.3, similarity
     # Its own container on the model itself, storing one by one as memory_store does.
     container = build(DataPaths(tmp_path / "store"), embedder=embedder)
+    query = SearchMemories(query=lesson["phrasing_b"], limit=10, min_confidence=0.0)
     try:
         memory = container.memory
         ids = [memory.store(A, StoreMemory(**_store_args(item))).id for item in [lesson, *peers]]
-        cold = [h.id for h in memory.search(A, SearchMemories(query=lesson["phrasing_b"], limit=10, min_confidence=0.0))]
-        assert cold.index(ids[0]) == 1  # a hard negative leads
-        leader = peers[ids.index(cold[0]) - 1]
-        for query, memory_id in ((lesson["phrasing_a"], ids[0]), (leader["title"], cold[0])):
-            search_id, hits = memory.search_logged(A, SearchMemories(query=query, limit=10), "c")
+        cold = {h.id: h.score for h in memory.search(A, query)}
+        rival = max(ids[1:], key=lambda i: cold.get(i, -1.0))
+        assert abs(cold[ids[0]] - cold[rival]) < 0.02  # a near tie that a ranking alone would hide
+        for text, memory_id in ((lesson["phrasing_a"], ids[0]), (peers[ids.index(rival) - 1]["title"], rival)):
+            search_id, hits = memory.search_logged(A, SearchMemories(query=text, limit=10), "c")
             assert memory_id in [h.id for h in hits]
             memory.feedback(A, MemoryFeedback(memory_id=memory_id, helpful=True, search_id=search_id))
-        after = memory.search(A, SearchMemories(query=lesson["phrasing_b"], limit=10, min_confidence=0.0))
+        after = memory.search(A, query)
     finally:
         container.close()
-    assert [h.id for h in after[:2]] == [ids[0], cold[0]]
+    scores = {h.id: h.score for h in after}
+    assert [h.id for h in after[:2]] == [ids[0], rival]
+    assert (scores[ids[0]] - scores[rival]) - (cold[ids[0]] - cold[rival]) > 0.01
     assert after[0].confidence == after[1].confidence  # not popularity: both were rated once
