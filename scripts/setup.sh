@@ -27,6 +27,17 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   fi
 fi
 
+# The test that the model gives the same vectors on every x86 CPU runs it under qemu's user-mode
+# emulation of older CPUs (tests/adapters/test_embedding_portable.py); without it, it is skipped.
+if [ "${CONTEXTD_SETUP_BENCH:-0}" = "1" ] && [ "$(uname -m)" = "x86_64" ] && ! command -v qemu-x86_64 >/dev/null; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user >/dev/null 2>&1 \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user >/dev/null; }
+  else
+    echo "setup: the CPU-portability test needs qemu-user (sudo apt-get install qemu-user)" >&2
+  fi
+fi
+
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 extras="test"

@@ -80,18 +80,17 @@ async def test_dev_split_goals(container: Container) -> None:
         figures = await protocol(client, split)
     baseline = naive(split)
     print("dev:", figures, "naive:", baseline)
-    # Measured, each document embedded alone (R@1 / R@3 / MRR; BENCHMARKS.md "Session 10", "Session 11"):
-    # on session 10's machine naive 0.367 / 0.640 / 0.505, cold 0.407 / 0.673 / 0.557, after 0.533
-    # / 0.780 / 0.667; on session 11's (AMD EPYC, AVX-512 VNNI: the vectors differ in the last digits) naive
-    # 0.353 / 0.593 / 0.492, cold 0.427 / 0.653 / 0.563, after 0.533-0.540 / 0.767 / 0.663. The
-    # floors hold on both; the learned floor at 0.3 (before session 9) gives after 0.480 / 0.753 /
-    # 0.625 there, which the R@1 and MRR floors refuse. What session 10 added over session 9 (learned
-    # keys found by a search of their own) is held by the crowded-out test below instead.
+    # Measured with the 7-bit weights, whose vectors are the same on every x86 CPU (R@1 / R@3 /
+    # MRR; BENCHMARKS.md "Session 11: vectors that do not depend on the CPU"): naive 0.373 / 0.633
+    # / 0.514, cold 0.413 / 0.680 / 0.566, after 0.547 / 0.767 / 0.669. The learned floor at 0.3
+    # (before session 9) gives after 0.520 / 0.747 / 0.646, which each floor refuses. What session
+    # 10 added over session 9 (learned keys found by a search of their own) is held by the
+    # crowded-out test below instead.
     assert figures["cold_b"]["r3"] >= baseline["r3"]
     assert figures["cold_b"]["r1"] >= baseline["r1"]
-    assert figures["after_b"]["r3"] >= figures["cold_b"]["r3"] + 0.09
-    assert figures["after_b"]["r1"] >= figures["cold_b"]["r1"] + 0.09
-    assert figures["after_b"]["mrr"] >= figures["cold_b"]["mrr"] + 0.08
+    assert figures["after_b"]["r3"] >= figures["cold_b"]["r3"] + 0.08
+    assert figures["after_b"]["r1"] >= figures["cold_b"]["r1"] + 0.12
+    assert figures["after_b"]["mrr"] >= figures["cold_b"]["mrr"] + 0.09
 
 
 async def test_a_rating_after_a_search_ranks_the_memory_above_those_passed_over_for_another_phrasing(
@@ -136,10 +135,9 @@ async def _ranking(client: Any, query: str) -> list[str]:
 
 
 # Dev lessons whose phrasing B sits just behind one hard negative cold, with phrasings ~0.21-0.23
-# apart. Which of them does depends on the CPU: cold, the two lead by under 0.02, and the model's
-# int8 kernels give vectors that differ in the last digits from one CPU to another (BENCHMARKS.md,
-# "Session 11"). d117 is the one on session 10's machine, d002 and d046 on session 11's (AVX-512
-# VNNI). The learned key's lift itself is
+# apart. Cold, the two are within 0.02, so which of them is second moved with every change of the
+# model's vectors: d117 with 8-bit weights on AVX2 machines, d002 and d046 on AVX-512 VNNI ones
+# (BENCHMARKS.md, "Session 11"); the vectors are now the same on every CPU. The learned key's lift itself is
 # asserted on unrounded scores, CPU-proof, in tests/services/test_memory_keys.py.
 NEAR_TIES = ("d117", "d002", "d046")
 

@@ -209,9 +209,9 @@ def test_a_rated_phrasing_lifts_its_memory_for_another_phrasing_of_the_same_need
     its strongest peer for phrasing B is rated too (after a search for its own title, the
     protocol's control), so confidence is equal and only the learned key can move the lesson.
 
-    Cold, d117 and that peer are within 0.01 of each other, and which leads depends on the CPU:
-    the model's int8 kernels give vectors that differ in the last digits from one CPU to another
-    (BENCHMARKS.md, "Session 11"). So the lift is asserted on the score gap, which such noise does not move by
+    Cold, d117 and that peer are within 0.01 of each other, and which leads moved with every change
+    of the model's vectors (with 8-bit weights, from one CPU to another: BENCHMARKS.md, "Session
+    11"). So the lift is asserted on the score gap, which such noise does not move by
     anything near the ~0.02 a learned key at ~0.23 similarity adds (0 under the old floor)."""
     from bench.bench_memory_learning import _store_args, load
 

@@ -52,7 +52,7 @@ PHRASING_A = "my async tests hang with a RuntimeError about a different event lo
 # Far from phrasing A for the model. The lesson ranks third, a near-tie behind two competitors;
 # for FAR_AHEAD one competitor leads it by more than PREFER_MARGIN.
 PHRASING_B = "after upgrading pytest-asyncio the async tests never complete"
-FAR_AHEAD = "pytest-asyncio upgrade made my async tests hang"
+FAR_AHEAD = "pytest-asyncio tests hang"
 
 
 @pytest.fixture
