@@ -70,13 +70,21 @@ _TENANT_FIELDS = ("tenant", "project")
 # immutable segment they are then read from the page cache, which makes opening a built
 # generation cheap and keeps them out of RSS (BENCHMARKS.md, "Session 7: scale"). An appendable
 # segment keeps its indexes on the heap whatever the setting (the engine's).
+# Except a spec's pinned fields (Pinned: on the heap): a filtered graph search checks each of
+# them at every point it visits, and on the mapped index those checks were most of a dense key
+# search at 100k memories (3.5 ms of 3.7 with the three owner fields; 1.05 ms pinned), for
+# ~12 MiB of heap per field at 500k points and no measurable cost to an open
+# (BENCHMARKS.md, "Session 11: scale").
 _ON_DISK_TYPES = (qe.PayloadSchemaType.Keyword, qe.PayloadSchemaType.Float)
 
 
-def _index_params(name: str, kind: qe.PayloadSchemaType) -> qe.KeywordIndexParams | qe.FloatIndexParams:
+def _index_params(
+    name: str, kind: qe.PayloadSchemaType, pinned: bool = False
+) -> qe.KeywordIndexParams | qe.FloatIndexParams:
     if kind == qe.PayloadSchemaType.Float:
         return qe.FloatIndexParams(memory=qe.Memory.Cold)
-    return qe.KeywordIndexParams(is_tenant=name in _TENANT_FIELDS, memory=qe.Memory.Cold)
+    memory = qe.Memory.Pinned if pinned else qe.Memory.Cold
+    return qe.KeywordIndexParams(is_tenant=name in _TENANT_FIELDS, memory=memory)
 
 
 def _config(spec: CollectionSpec) -> qe.EdgeConfig:
@@ -249,7 +257,7 @@ class EdgeStore:
             self._dims[spec.name] = spec.dim
             cold = tuple(f for f in spec.keyword_fields if f not in spec.hot_fields)
             self._unindexed[spec.name] = [(HOT_INDEX_AT, tuple(spec.hot_fields)), (KEYWORD_INDEX_AT, cold)]
-            self._move_indexes_to_disk(spec.name)
+            self._place_indexes(spec.name)
             self._index_if_large(spec.name)
             page_out(path / "wal")  # read through at open, only appended to after
 
@@ -269,19 +277,26 @@ class EdgeStore:
         shard = self._shards[collection]
         present = set(shard.info().payload_schema)
         missing = [name for name in fields if name not in present]
+        pinned = self._specs[collection].pinned_fields
         for name in missing:
-            self._apply(collection, qe.UpdateOperation.create_field_index(name, _index_params(name, qe.PayloadSchemaType.Keyword)))
+            params = _index_params(name, qe.PayloadSchemaType.Keyword, name in pinned)
+            self._apply(collection, qe.UpdateOperation.create_field_index(name, params))
         if missing:
             shard.flush()
 
-    def _move_indexes_to_disk(self, collection: str) -> None:
-        """Payload indexes made before they were placed on disk are made again, memory-mapped
-        (once per store: the placement is kept with the index)."""
+    def _place_indexes(self, collection: str) -> None:
+        """Payload indexes placed otherwise than the spec says (made before they were placed on
+        disk, or before a field was pinned) are made again where they belong (once per store:
+        the placement is kept with the index; 500k points: ~10 s for three fields)."""
         shard = self._shards[collection]
+        pinned = self._specs[collection].pinned_fields
         moved = False
         for name, info in shard.info().payload_schema.items():
-            if info.data_type in _ON_DISK_TYPES and getattr(info.params, "memory", None) != qe.Memory.Cold:
-                self._apply(collection, qe.UpdateOperation.create_field_index(name, _index_params(name, info.data_type)))
+            if info.data_type not in _ON_DISK_TYPES:
+                continue
+            params = _index_params(name, info.data_type, name in pinned)
+            if getattr(info.params, "memory", None) != params.memory:
+                self._apply(collection, qe.UpdateOperation.create_field_index(name, params))
                 moved = True
         if moved:
             shard.flush()
