@@ -80,7 +80,7 @@ def test_compaction_indexes_segments_and_keeps_the_answers(tmp_path: Path, monke
     took = store.compact()
 
     assert took["keys"] >= 0
-    assert edge_info(store).indexed_vectors_count == 6000
+    assert edge_info(store).indexed_vectors_count == 12000  # dense (the graph) and sparse
     approx = [[h.id for h in store.search("keys", q.tolist(), {"project": "p"}, 10)] for q in queries]
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact, strict=True)])
     assert recall >= 0.98, recall
@@ -240,6 +240,34 @@ def test_memory_keys_pin_the_scope_fields_of_every_key_search() -> None:
 
     spec = memory_keys.keys_spec(DIM, "test-model")
     assert set(spec.pinned_fields) == {"tenant", "team", "project"} <= set(spec.keyword_fields)
+
+
+def test_dense_searches_walk_the_graph_with_the_configured_ef(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A graph small enough to build here, searched through it (not by the exact scan below the
+    # threshold): the store's searches keep DENSE_EF candidates, which decides their recall.
+    monkeypatch.setattr(edge, "INDEXING_THRESHOLD_KB", 20)
+    monkeypatch.setattr(edge, "FULL_SCAN_KB", 1)
+    rng = np.random.default_rng(8)
+    store = EdgeStore(tmp_path)
+    store.ensure(SPEC)
+    store.upsert("keys", _records(_unit(rng, 6000)))
+    store.compact()
+    assert edge_info(store).indexed_vectors_count == 12000  # dense (the graph) and sparse
+    queries = _unit(rng, 60)
+    shard = store._shards["keys"]
+
+    def recall() -> float:
+        found = 0
+        for q in queries:
+            exact = shard.query(qe.QueryRequest(limit=10, query=qe.Query.Nearest(q.tolist()), params=qe.SearchParams(exact=True)))
+            found += len({str(p.id) for p in exact} & {h.id for h in store.search("keys", q.tolist(), {}, 10)})
+        return found / (10 * len(queries))
+
+    shipped = recall()
+    monkeypatch.setattr(edge, "DENSE_EF", 10, raising=False)  # no more candidates than the limit
+    narrow = recall()
+    store.close()
+    assert shipped >= 0.98 and narrow < shipped - 0.05, (shipped, narrow)
 
 
 def _wal_rss_kib(wal: Path) -> int:

@@ -61,6 +61,10 @@ MAX_SEGMENT_KB = 400_000  # ≈ 260k vectors: two segments for 100k memories' ke
 SEGMENTS = 2  # searched in parallel, one per core
 HNSW_M = 16
 HNSW_EF_CONSTRUCT = 100
+# Candidates a dense search keeps while walking a segment's graph (at least its limit). The
+# engine's default (ef_construct, 100) found 0.974-0.978 of the exact top 10 at 100k memories
+# (500k keys); 160 finds 0.986-0.988 for ~0.4 ms more a search (BENCHMARKS.md, "Session 11: scale").
+DENSE_EF = 160
 # Below this many KB of vectors in a segment a filtered search scans exactly, not the graph
 # (a project of a few thousand keys among many projects).
 FULL_SCAN_KB = 2_000
@@ -112,6 +116,10 @@ def _config(spec: CollectionSpec) -> qe.EdgeConfig:
         payload_memory=qe.Memory.Cold,
         id_tracker_memory=qe.Memory.Cold,
     )
+
+
+def _dense_params() -> qe.SearchParams:
+    return qe.SearchParams(hnsw_ef=DENSE_EF)
 
 
 def _condition(key: str, value: object) -> qe.FieldCondition:
@@ -354,7 +362,8 @@ class EdgeStore:
     ) -> list[Hit]:
         payload = list(fields) if fields is not None else True
         request = qe.QueryRequest(
-            limit=limit, query=qe.Query.Nearest(list(vector)), filter=_filter(where), with_payload=payload
+            limit=limit, query=qe.Query.Nearest(list(vector)), filter=_filter(where), with_payload=payload,
+            params=_dense_params(),
         )
         with self._lock:
             points = self._shard(collection).query(request)
@@ -410,9 +419,11 @@ class EdgeStore:
         flt = _filter(where)
         payload = list(fields) if fields is not None else True
         nearest = qe.Query.Nearest(list(vector))
-        queries = [qe.QueryRequest(limit=limit, query=nearest, filter=flt, with_payload=payload)]
+        dense = _dense_params()
+        queries = [qe.QueryRequest(limit=limit, query=nearest, filter=flt, with_payload=payload, params=dense)]
         if narrowed is not None:
-            queries.append(qe.QueryRequest(limit=narrowed[1], query=nearest, filter=_filter(narrowed[0]), with_payload=payload))
+            third = _filter(narrowed[0])
+            queries.append(qe.QueryRequest(limit=narrowed[1], query=nearest, filter=third, with_payload=payload, params=dense))
         if sparse:
             query = qe.Query.Nearest(_sparse(sparse), using=_SPARSE)
             queries.append(qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=payload))
@@ -435,7 +446,7 @@ class EdgeStore:
         fields: Sequence[str] | None = None,
     ) -> list[Hit]:
         flt = _filter(where)
-        prefetches = [qe.Prefetch(limit=candidates, query=qe.Query.Nearest(list(vector)), filter=flt)]
+        prefetches = [qe.Prefetch(limit=candidates, query=qe.Query.Nearest(list(vector)), filter=flt, params=_dense_params())]
         if sparse:
             query = qe.Query.Nearest(_sparse(sparse), using=_SPARSE)
             prefetches.append(qe.Prefetch(limit=candidates, query=query, filter=flt))
