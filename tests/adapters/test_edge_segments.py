@@ -80,7 +80,7 @@ def test_compaction_indexes_segments_and_keeps_the_answers(tmp_path: Path, monke
     took = store.compact()
 
     assert took["keys"] >= 0
-    assert edge_info(store).indexed_vectors_count == 12000  # dense (the graph) and sparse
+    assert edge_info(store).indexed_vectors_count == 6000
     approx = [[h.id for h in store.search("keys", q.tolist(), {"project": "p"}, 10)] for q in queries]
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact, strict=True)])
     assert recall >= 0.98, recall

@@ -422,8 +422,8 @@ class EdgeStore:
         dense = _dense_params()
         queries = [qe.QueryRequest(limit=limit, query=nearest, filter=flt, with_payload=payload, params=dense)]
         if narrowed is not None:
-            third = _filter(narrowed[0])
-            queries.append(qe.QueryRequest(limit=narrowed[1], query=nearest, filter=third, with_payload=payload, params=dense))
+            learned = _filter(narrowed[0])
+            queries.append(qe.QueryRequest(limit=narrowed[1], query=nearest, filter=learned, with_payload=payload, params=dense))
         if sparse:
             query = qe.Query.Nearest(_sparse(sparse), using=_SPARSE)
             queries.append(qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=payload))
