@@ -274,7 +274,7 @@ def search_profile(data_dir: Path, queries: int, top: int = 25) -> dict[str, Any
                 sparse = store._terms(mk.KEYS, sparse)
             timed("dense", lambda v=vector: shard.query(qe.QueryRequest(
                 limit=mk.CANDIDATES, query=qe.Query.Nearest(v), filter=flt, with_payload=fields,
-                params=getattr(edge, "_DENSE", None))))
+                params=edge._dense_params() if hasattr(edge, "_dense_params") else None)))  # the product's ef
             timed("sparse", lambda s=sparse: shard.query(qe.QueryRequest(
                 limit=mk.CANDIDATES, query=qe.Query.Nearest(edge._sparse(s), using="lexical"), filter=flt,
                 with_payload=fields)))
