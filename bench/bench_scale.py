@@ -274,7 +274,7 @@ def search_profile(data_dir: Path, queries: int, top: int = 25) -> dict[str, Any
                 sparse = store._terms(mk.KEYS, sparse)
             timed("dense", lambda v=vector: shard.query(qe.QueryRequest(
                 limit=mk.CANDIDATES, query=qe.Query.Nearest(v), filter=flt, with_payload=fields,
-                params=getattr(edge, "_DENSE", None))))
+                params=edge._dense_params() if hasattr(edge, "_dense_params") else None)))  # the product's ef
             timed("sparse", lambda s=sparse: shard.query(qe.QueryRequest(
                 limit=mk.CANDIDATES, query=qe.Query.Nearest(edge._sparse(s), using="lexical"), filter=flt,
                 with_payload=fields)))
@@ -403,8 +403,11 @@ def recall(data_dir: Path, queries: int, ef: int | None = None, oversampling: fl
     from contextd_mcp.services.memory_keys import keys_spec
     from contextd_mcp.settings import EmbeddingSettings
 
+    from contextd_mcp.adapters import qdrant_edge_store as edge
+
     embedder = make_embedder(EmbeddingSettings())
     vectors = [embedder.embed_query(text) for text in scale_records.queries(queries)]
+    ef = ef or getattr(edge, "DENSE_EF", None)  # the product's searches' ef unless asked otherwise
     oversampling = oversampling or getattr(limits, "RESCORE_OVERSAMPLING", None)
     rescoring = qe.QuantizationSearchParams(rescore=True, oversampling=oversampling) if oversampling else None
     store = EdgeStore(data_dir / "store")
@@ -648,7 +651,7 @@ def main() -> int:
     parser.add_argument("--budget-s", type=float, default=3600, help="--index-live: give up after this long")
     parser.add_argument("--swap-rss", action="store_true", help="with --data: RSS across one in-process indexing")
     parser.add_argument("--recall", action="store_true", help="with --data: recall@10 of memory_keys' index vs exact")
-    parser.add_argument("--ef", type=int, help="--recall: hnsw_ef of the searches (default: the engine's)")
+    parser.add_argument("--ef", type=int, help="--recall: hnsw_ef of the searches (default: the store's DENSE_EF)")
     parser.add_argument("--oversampling", type=float, help="--recall: rescoring oversampling (quantised stores)")
     parser.add_argument("--swap-stall", action="store_true", help="with --data: in-process search latency by indexing stage")
     parser.add_argument("--replay-pause", type=float, help="--swap-stall: INDEX_REPLAY_PAUSE_S to use")

@@ -308,3 +308,25 @@ def test_a_store_indexed_in_plain_terms_is_indexed_again_after_its_one_time_rewr
         assert {h.id for h in hits} == {r.id for n, r in enumerate(first) if n % 50 == 7}  # the rewritten terms, indexed
     finally:
         reopened.close()
+
+
+@pytest.mark.usefixtures("small_segments")
+def test_pinned_indexes_stay_on_the_heap_in_the_generation_the_child_builds(tmp_path: Path) -> None:
+    import dataclasses
+
+    import qdrant_edge as qe
+
+    pinned = dataclasses.replace(SPEC, pinned_fields=("tenant", "project"))
+    store = EdgeStore(tmp_path, index_after=INDEX_AFTER, index_nice=0)
+    store.ensure(pinned)
+    rows = records(np.random.default_rng(9), 3000)
+    for i in range(0, len(rows), 100):
+        store.upsert("keys", rows[i : i + 100])
+    state = _wait_done(store)
+    placements = {name: info.params.memory for name, info in store._shards["keys"].info().payload_schema.items()}
+    hits = store.search("keys", rows[5].vector or [], {"tenant": "t", "project": "p"}, 1)
+    store.close()
+
+    assert state["stage"] == "done", state
+    assert placements["tenant"] == qe.Memory.Pinned and placements["project"] == qe.Memory.Pinned, placements
+    assert [h.id for h in hits] == [rows[5].id]

@@ -190,6 +190,86 @@ def test_a_store_with_heap_payload_indexes_gets_them_on_disk_when_opened(tmp_pat
     reopened.close()
 
 
+PINNED_SPEC = CollectionSpec(name="keys", dim=DIM, model="test-model", keyword_fields=("tenant", "project", "kind"),
+                             hot_fields=("tenant", "project"), pinned_fields=("tenant", "project"), float_fields=("n",),
+                             sparse=True)
+
+
+def test_pinned_fields_are_indexed_on_the_heap_the_others_memory_mapped(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path)
+    store.ensure(PINNED_SPEC)
+    store.upsert("keys", _records(_unit(np.random.default_rng(6), edge.KEYWORD_INDEX_AT + 64)))
+    placements = _placements(store)
+    store.close()
+    assert placements == {"tenant": qe.Memory.Pinned, "project": qe.Memory.Pinned,
+                          "kind": qe.Memory.Cold, "n": qe.Memory.Cold}, placements
+
+
+def test_a_built_store_gets_its_pinned_fields_on_the_heap_when_opened_and_back_when_unpinned(tmp_path: Path) -> None:
+    # A store built before fields were pinned: every index memory-mapped, in an immutable segment.
+    rng = np.random.default_rng(7)
+    store = EdgeStore(tmp_path)
+    store.ensure(FLOAT_SPEC)
+    records = _records(_unit(rng, 1500)) + _records(_unit(rng, 1500), project="q")
+    store.upsert("keys", records)
+    store.compact()
+    assert all(p == qe.Memory.Cold for p in _placements(store).values())
+    store.close()
+    query = records[2100].vector or []
+
+    pinned = EdgeStore(tmp_path)
+    pinned.ensure(PINNED_SPEC)
+    placements = _placements(pinned)
+    hits = pinned.search("keys", query, {"tenant": "t", "project": "q"}, 20)
+    counted = pinned.count("keys", {"project": "q"})
+    pinned.close()
+
+    assert placements == {"tenant": qe.Memory.Pinned, "project": qe.Memory.Pinned,
+                          "kind": qe.Memory.Cold, "n": qe.Memory.Cold}, placements
+    assert hits[0].id == records[2100].id and len(hits) == 20
+    assert {h.id for h in hits} <= {r.id for r in records[1500:]}  # the filter still holds
+    assert counted == 1500
+    unpinned = EdgeStore(tmp_path)
+    unpinned.ensure(FLOAT_SPEC)
+    assert all(p == qe.Memory.Cold for p in _placements(unpinned).values())
+    unpinned.close()
+
+
+def test_memory_keys_pin_the_scope_fields_of_every_key_search() -> None:
+    from contextd_mcp.services import memory_keys
+
+    spec = memory_keys.keys_spec(DIM, "test-model")
+    assert set(spec.pinned_fields) == {"tenant", "team", "project"} <= set(spec.keyword_fields)
+
+
+def test_dense_searches_walk_the_graph_with_the_configured_ef(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A graph small enough to build here, searched through it (not by the exact scan below the
+    # threshold): the store's searches keep DENSE_EF candidates, which decides their recall.
+    monkeypatch.setattr(edge, "INDEXING_THRESHOLD_KB", 20)
+    monkeypatch.setattr(edge, "FULL_SCAN_KB", 1)
+    rng = np.random.default_rng(8)
+    store = EdgeStore(tmp_path)
+    store.ensure(SPEC)
+    store.upsert("keys", _records(_unit(rng, 6000)))
+    store.compact()
+    assert edge_info(store).indexed_vectors_count == 12000  # dense (the graph) and sparse
+    queries = _unit(rng, 60)
+    shard = store._shards["keys"]
+
+    def recall() -> float:
+        found = 0
+        for q in queries:
+            exact = shard.query(qe.QueryRequest(limit=10, query=qe.Query.Nearest(q.tolist()), params=qe.SearchParams(exact=True)))
+            found += len({str(p.id) for p in exact} & {h.id for h in store.search("keys", q.tolist(), {}, 10)})
+        return found / (10 * len(queries))
+
+    shipped = recall()
+    monkeypatch.setattr(edge, "DENSE_EF", 10, raising=False)  # no more candidates than the limit
+    narrow = recall()
+    store.close()
+    assert shipped >= 0.98 and narrow < shipped - 0.05, (shipped, narrow)
+
+
 def _wal_rss_kib(wal: Path) -> int:
     """This process's resident KiB of mappings of files in ``wal`` (/proc/self/smaps)."""
     prefix, total, inside = str(wal.resolve()) + "/", 0, False

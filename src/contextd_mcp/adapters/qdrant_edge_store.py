@@ -61,6 +61,10 @@ MAX_SEGMENT_KB = 400_000  # ≈ 260k vectors: two segments for 100k memories' ke
 SEGMENTS = 2  # searched in parallel, one per core
 HNSW_M = 16
 HNSW_EF_CONSTRUCT = 100
+# Candidates a dense search keeps while walking a segment's graph (at least its limit). The
+# engine's default (ef_construct, 100) found 0.974-0.978 of the exact top 10 at 100k memories
+# (500k keys); 160 finds 0.986-0.988 for ~0.4 ms more a search (BENCHMARKS.md, "Session 11: scale").
+DENSE_EF = 160
 # Below this many KB of vectors in a segment a filtered search scans exactly, not the graph
 # (a project of a few thousand keys among many projects).
 FULL_SCAN_KB = 2_000
@@ -70,13 +74,21 @@ _TENANT_FIELDS = ("tenant", "project")
 # immutable segment they are then read from the page cache, which makes opening a built
 # generation cheap and keeps them out of RSS (BENCHMARKS.md, "Session 7: scale"). An appendable
 # segment keeps its indexes on the heap whatever the setting (the engine's).
+# Except a spec's pinned fields (Pinned: on the heap): a filtered graph search checks each of
+# them at every point it visits, and on the mapped index those checks were most of a dense key
+# search at 100k memories (3.5 ms of 3.7 with the three owner fields; 1.05 ms pinned), for
+# ~12 MiB of heap per field at 500k points and no measurable cost to an open
+# (BENCHMARKS.md, "Session 11: scale").
 _ON_DISK_TYPES = (qe.PayloadSchemaType.Keyword, qe.PayloadSchemaType.Float)
 
 
-def _index_params(name: str, kind: qe.PayloadSchemaType) -> qe.KeywordIndexParams | qe.FloatIndexParams:
+def _index_params(
+    name: str, kind: qe.PayloadSchemaType, pinned: bool = False
+) -> qe.KeywordIndexParams | qe.FloatIndexParams:
     if kind == qe.PayloadSchemaType.Float:
         return qe.FloatIndexParams(memory=qe.Memory.Cold)
-    return qe.KeywordIndexParams(is_tenant=name in _TENANT_FIELDS, memory=qe.Memory.Cold)
+    memory = qe.Memory.Pinned if pinned else qe.Memory.Cold
+    return qe.KeywordIndexParams(is_tenant=name in _TENANT_FIELDS, memory=memory)
 
 
 def _config(spec: CollectionSpec) -> qe.EdgeConfig:
@@ -104,6 +116,10 @@ def _config(spec: CollectionSpec) -> qe.EdgeConfig:
         payload_memory=qe.Memory.Cold,
         id_tracker_memory=qe.Memory.Cold,
     )
+
+
+def _dense_params() -> qe.SearchParams:
+    return qe.SearchParams(hnsw_ef=DENSE_EF)
 
 
 def _condition(key: str, value: object) -> qe.FieldCondition:
@@ -249,7 +265,7 @@ class EdgeStore:
             self._dims[spec.name] = spec.dim
             cold = tuple(f for f in spec.keyword_fields if f not in spec.hot_fields)
             self._unindexed[spec.name] = [(HOT_INDEX_AT, tuple(spec.hot_fields)), (KEYWORD_INDEX_AT, cold)]
-            self._move_indexes_to_disk(spec.name)
+            self._place_indexes(spec.name)
             self._index_if_large(spec.name)
             page_out(path / "wal")  # read through at open, only appended to after
 
@@ -269,19 +285,26 @@ class EdgeStore:
         shard = self._shards[collection]
         present = set(shard.info().payload_schema)
         missing = [name for name in fields if name not in present]
+        pinned = self._specs[collection].pinned_fields
         for name in missing:
-            self._apply(collection, qe.UpdateOperation.create_field_index(name, _index_params(name, qe.PayloadSchemaType.Keyword)))
+            params = _index_params(name, qe.PayloadSchemaType.Keyword, name in pinned)
+            self._apply(collection, qe.UpdateOperation.create_field_index(name, params))
         if missing:
             shard.flush()
 
-    def _move_indexes_to_disk(self, collection: str) -> None:
-        """Payload indexes made before they were placed on disk are made again, memory-mapped
-        (once per store: the placement is kept with the index)."""
+    def _place_indexes(self, collection: str) -> None:
+        """Payload indexes placed otherwise than the spec says (made before they were placed on
+        disk, or before a field was pinned) are made again where they belong (once per store:
+        the placement is kept with the index; 500k points: ~10 s for three fields)."""
         shard = self._shards[collection]
+        pinned = self._specs[collection].pinned_fields
         moved = False
         for name, info in shard.info().payload_schema.items():
-            if info.data_type in _ON_DISK_TYPES and getattr(info.params, "memory", None) != qe.Memory.Cold:
-                self._apply(collection, qe.UpdateOperation.create_field_index(name, _index_params(name, info.data_type)))
+            if info.data_type not in _ON_DISK_TYPES:
+                continue
+            params = _index_params(name, info.data_type, name in pinned)
+            if getattr(info.params, "memory", None) != params.memory:
+                self._apply(collection, qe.UpdateOperation.create_field_index(name, params))
                 moved = True
         if moved:
             shard.flush()
@@ -339,7 +362,8 @@ class EdgeStore:
     ) -> list[Hit]:
         payload = list(fields) if fields is not None else True
         request = qe.QueryRequest(
-            limit=limit, query=qe.Query.Nearest(list(vector)), filter=_filter(where), with_payload=payload
+            limit=limit, query=qe.Query.Nearest(list(vector)), filter=_filter(where), with_payload=payload,
+            params=_dense_params(),
         )
         with self._lock:
             points = self._shard(collection).query(request)
@@ -395,9 +419,11 @@ class EdgeStore:
         flt = _filter(where)
         payload = list(fields) if fields is not None else True
         nearest = qe.Query.Nearest(list(vector))
-        queries = [qe.QueryRequest(limit=limit, query=nearest, filter=flt, with_payload=payload)]
+        dense = _dense_params()
+        queries = [qe.QueryRequest(limit=limit, query=nearest, filter=flt, with_payload=payload, params=dense)]
         if narrowed is not None:
-            queries.append(qe.QueryRequest(limit=narrowed[1], query=nearest, filter=_filter(narrowed[0]), with_payload=payload))
+            learned = _filter(narrowed[0])
+            queries.append(qe.QueryRequest(limit=narrowed[1], query=nearest, filter=learned, with_payload=payload, params=dense))
         if sparse:
             query = qe.Query.Nearest(_sparse(sparse), using=_SPARSE)
             queries.append(qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=payload))
@@ -420,7 +446,7 @@ class EdgeStore:
         fields: Sequence[str] | None = None,
     ) -> list[Hit]:
         flt = _filter(where)
-        prefetches = [qe.Prefetch(limit=candidates, query=qe.Query.Nearest(list(vector)), filter=flt)]
+        prefetches = [qe.Prefetch(limit=candidates, query=qe.Query.Nearest(list(vector)), filter=flt, params=_dense_params())]
         if sparse:
             query = qe.Query.Nearest(_sparse(sparse), using=_SPARSE)
             prefetches.append(qe.Prefetch(limit=candidates, query=query, filter=flt))

@@ -69,6 +69,10 @@ class CollectionSpec:
     # Of keyword_fields, those every hot-path search filters on: an adapter that defers
     # indexes to save memory (the embedded one) indexes these early (at a few hundred points).
     hot_fields: tuple[str, ...] = ()
+    # Of keyword_fields, those a large collection's graph search checks at every point it visits
+    # (the scope's owner fields): an adapter that can keep their indexes in memory does (the
+    # embedded one, BENCHMARKS.md "Session 11: scale"); the others are placed to save memory.
+    pinned_fields: tuple[str, ...] = ()
 
 
 class VectorStore(Protocol):

@@ -191,6 +191,8 @@ def keys_spec(dim: int, model: str) -> CollectionSpec:
         keyword_fields=("tenant", "team", "project", "memory_id", "kind", "outcome", "tags"),
         float_fields=("created_ts",),
         hot_fields=("tenant", "team", "project", "kind"),
+        # Every key search's scope filter, checked at each point the graph search visits.
+        pinned_fields=OWNER,
         sparse=True,
     )
 
