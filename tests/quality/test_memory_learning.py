@@ -83,13 +83,15 @@ async def test_dev_split_goals(container: Container) -> None:
     # Measured, each document embedded alone (R@1 / R@3 / MRR; BENCHMARKS.md "Session 10", "Session 11"):
     # on session 10's machine naive 0.367 / 0.640 / 0.505, cold 0.407 / 0.673 / 0.557, after 0.533
     # / 0.780 / 0.667; on session 11's (AMD EPYC, AVX-512 VNNI: the vectors differ in the last digits) naive
-    # 0.353 / 0.593 / 0.492, cold 0.427 / 0.653 / 0.563, after 0.533-0.540 / 0.767 / 0.663. The
-    # floors hold on both; the learned floor at 0.3 (before session 9) gives after 0.480 / 0.753 /
-    # 0.625 there, which the R@1 and MRR floors refuse. What session 10 added over session 9 (learned
-    # keys found by a search of their own) is held by the crowded-out test below instead.
-    assert figures["cold_b"]["r3"] >= baseline["r3"]
-    assert figures["cold_b"]["r1"] >= baseline["r1"]
-    assert figures["after_b"]["r3"] >= figures["cold_b"]["r3"] + 0.09
+    # 0.353 / 0.593 / 0.492, cold 0.427 / 0.653 / 0.563, after 0.533-0.540 / 0.767 / 0.663 before the
+    # second stage (services/memory_rerank.py); with it cold 0.500 / 0.767 / 0.638, after 0.627 / 0.827
+    # / 0.738, which the cold floors ask for (without it cold is +0.06 R@3 over naive). The learned
+    # floor at 0.3 (before session 9) gives after 0.567 / 0.813 / 0.689 with the second stage (0.480 /
+    # 0.753 / 0.625 without), which the R@1 and MRR floors refuse. What session 10 added over session 9
+    # (learned keys found by a search of their own) is held by the crowded-out test below instead.
+    assert figures["cold_b"]["r3"] >= baseline["r3"] + 0.12
+    assert figures["cold_b"]["r1"] >= baseline["r1"] + 0.10
+    assert figures["after_b"]["r3"] >= figures["cold_b"]["r3"] + 0.04
     assert figures["after_b"]["r1"] >= figures["cold_b"]["r1"] + 0.09
     assert figures["after_b"]["mrr"] >= figures["cold_b"]["mrr"] + 0.08
 
@@ -217,3 +219,27 @@ async def test_a_rated_query_lifts_its_memory_even_when_other_keys_crowd_it_out(
     assert ids["rated"] not in cold["rated"] and ids["rated"] in after
     # The other tenant's identical store was never rated: its lesson stays out of reach.
     assert ids["other tenant"] not in cold["other tenant"] and other_after == cold["other tenant"]
+
+
+async def test_the_query_words_only_the_lesson_holds_put_it_first_through_the_client(container: Container) -> None:
+    """Cold, the second stage (services/memory_rerank.py) through the real MCP client: dev lesson
+    d094 ("Attach a request id to every log line with contextvars") among its four hard negatives.
+    For phrasing B ("stamp every diagnostic line with the id of the web call") the first stage puts
+    three of them ahead (logging look-alikes); the words of B only the lesson holds ("line",
+    "call"; "every" and "id" are in others too) put it first, with a lead of ~0.03 in score."""
+    split = load("dev")
+    lesson = next(x for x in split["lessons"] if x["key"] == "d094")
+    sample = {"lessons": [lesson], "negatives": [n for n in split["negatives"] if n["negative_of"] == "d094"]}
+    async with connected(container, Caller(scope=A, transport="memory", connection_id="agent")) as client:
+        run = Run(client, sample)
+        await run.store_all()
+        _, with_stage = await run.search(lesson["phrasing_b"])
+        flags = container.memory.flags
+        container.memory.flags = replace(flags, rerank=False)
+        try:
+            _, first_stage = await run.search(lesson["phrasing_b"])
+        finally:
+            container.memory.flags = flags
+    want = run.ids["d094"]
+    assert with_stage[0] == want
+    assert first_stage.index(want) >= 2
