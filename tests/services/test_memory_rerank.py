@@ -13,7 +13,7 @@ A = Scope(tenant="acme", team="core", project="api")
 
 
 def test_a_word_only_one_candidate_holds_decides_and_a_shared_word_does_not() -> None:
-    texts = ["pytest fixture leaked rows", "pytest fixture ran twice", "pytest fixture with a schema per test"]
+    texts = ["pytest fixture leaked rows", "pytest fixture ran twice", "pytest fixture kept schema"]
     got = rerank.shares("pytest fixture schema", texts)
     # "pytest" and "fixture" are in all three: they weigh nothing; "schema" is the whole share.
     assert got == [0.0, 0.0, 1.0]
@@ -23,9 +23,18 @@ def test_a_word_only_one_candidate_holds_decides_and_a_shared_word_does_not() ->
 def test_endings_meet_and_stop_words_do_not_count() -> None:
     assert rerank.words("The tests were tested; it builds the libraries") == {"test", "build", "library"}
     assert rerank.words("it copied what the others copies") == {"copy", "other"}
-    got = rerank.shares("a failing test", ["two tests failed", "one fail", "nothing here"])
+    got = rerank.shares("a failing test", ["two tests failed", "one fail too", "nothing here now"])
     # "failing", "failed" and "fail" meet, as "test" and "tests" do: the first text holds both words.
     assert got[0] == 1.0 and 0.0 < got[1] < 0.5 and got[2] == 0.0
+
+
+def test_a_longer_text_holding_the_same_words_gets_less() -> None:
+    """Every text here holds "schema" once; the longer ones hold more other words too, which a
+    query of other words would also find: the share is levelled by length, the short text keeps it."""
+    short, long = "schema kept", "schema kept " + " ".join(f"word{i}" for i in range(30))
+    got = rerank.shares("schema", [short, long, "other", "other too"])
+    assert got[0] == 1.0 and 0.0 < got[1] < 0.3
+    assert rerank.shares("schema", [short, short + " x", "other", "other too"])[1] > got[1]
 
 
 def test_the_rescored_stay_above_those_past_the_top() -> None:

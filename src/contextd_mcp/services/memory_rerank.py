@@ -14,23 +14,32 @@ query's words found in the candidate's text (title, description, content, situat
 error), each word weighed by how few of *those candidates* hold it (a word all of them share
 decides nothing; as services/remediation_rerank.py does for error lines). Words are lower-cased,
 stop words dropped, and a plural or tense ending cut ("builds", "built" stay apart; "tests",
-"tested" meet "test"): phrasings of one need rarely repeat a word's exact form. The ranking score
-becomes ``(1 - WEIGHT) * fused + WEIGHT * share``; candidates past ``TOP`` keep ``(1 - WEIGHT) *
-fused``, so they stay below every rescored one. Nothing here loads a model.
+"tested" meet "test"): phrasings of one need rarely repeat a word's exact form. A long text holds
+more of any query's words, so the share is levelled by the text's length (``LENGTH``). The ranking
+score becomes ``(1 - WEIGHT) * fused + WEIGHT * share``; candidates past ``TOP`` keep ``(1 - WEIGHT)
+* fused``, so they stay below every rescored one. Nothing here loads a model.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 # Candidates scored again, and the feature's share of the final score; chosen on the dev split
 # (0.1-0.3 and 10-40 all gained cold R@3; BENCHMARKS.md, "Session 11: memory").
 TOP = 20
 WEIGHT = 0.2
+# How much a text's length discounts its share. A longer text holds more of any query's words: with
+# no discount (0) the stage moved unrelated lessons (on dev ~2x the words of their hard negatives)
+# up a rank among the top 20 on average and the negatives down; at 0.6 both move alike (dev, offline,
+# BENCHMARKS.md "Session 11: memory"), so the stage rewards the query's words, not length.
+LENGTH = 0.6
 
-# ASCII punctuation and spaces split words (str.translate + split: ~40 % less time than a regex).
-_SPLIT = str.maketrans({c: " " for c in map(chr, range(128)) if not c.isalnum()})
+# ASCII punctuation and spaces split words, on the UTF-8 bytes of the lower-cased text (bytes.translate
+# + split: a third of a regex's time; the stage's cost is mostly this, ~20 texts of hundreds of words).
+_SPLIT = bytes(c if c >= 128 or chr(c).isalnum() else 32 for c in range(256))
 _STOP = frozenset(
     "a an and are as at be by do does did for from has have how i in into is it its me my no not "
     "of on or our out so that the this to up was we were what when where which why with you your "
@@ -48,27 +57,32 @@ def stem(word: str) -> str:
     return word
 
 
-def _raw(text: str) -> set[str]:
-    return set(text.lower().translate(_SPLIT).split())
+def _raw(text: str) -> set[bytes]:
+    """The distinct lower-cased words of a text, as UTF-8 bytes."""
+    return set(text.lower().encode().translate(_SPLIT).split())
 
 
 def words(text: str) -> frozenset[str]:
     """The distinct stemmed words of a text, stop words and single characters left out."""
-    return frozenset(stem(w) for w in _raw(text) if len(w) > 1 and w not in _STOP)
+    return frozenset(stem(w) for w in (b.decode() for b in _raw(text)) if len(w) > 1 and w not in _STOP)
 
 
-def _forms(stemmed: str) -> frozenset[str]:
+# Query words recur across searches; their forms are a few bytes each (1024 of them: ~0.5 MB).
+@lru_cache(maxsize=1024)
+def _forms(stemmed: str) -> frozenset[bytes]:
     """Every word whose stem this is: a text's words are matched against these, which is cheaper
     than stemming each of them (a search reads ~20 texts of hundreds of words)."""
     guesses = {stemmed, *(stemmed + ending for ending in _ENDINGS)}
     if stemmed.endswith("y"):
         guesses.update(stemmed[:-1] + ending for ending in _TO_Y)
-    return frozenset(w for w in guesses if stem(w) == stemmed)
+    return frozenset(w.encode() for w in guesses if stem(w) == stemmed)
 
 
 def shares(query: str, texts: Sequence[str]) -> list[float]:
-    """For each text, the weighted share of the query's words it holds (0..1); a word's weight
-    is log((n + 1) / (1 + how many of the n texts hold it))."""
+    """For each text, the weighted share of the query's words it holds, levelled for its length
+    (0..1). A word's weight is log((n + 1) / (1 + how many of the n texts hold it)); the share is
+    then multiplied by (the texts' median number of words / the text's own) ** ``LENGTH``, capped
+    at 1: a long text holds more of any query's words, related or not."""
     forms = [_forms(w) for w in words(query)]
     held = [_raw(t) for t in texts]
     holds = [[not f.isdisjoint(h) for f in forms] for h in held]
@@ -77,7 +91,10 @@ def shares(query: str, texts: Sequence[str]) -> list[float]:
     total = sum(weights)
     if total <= 0:
         return [0.0] * n
-    return [sum(w for w, hit in zip(weights, row, strict=True) if hit) / total for row in holds]
+    covered = [sum(w for w, hit in zip(weights, row, strict=True) if hit) / total for row in holds]
+    sizes = [max(1, len(h)) for h in held]
+    pivot = statistics.median(sizes)
+    return [min(1.0, c * (pivot / size) ** LENGTH) for c, size in zip(covered, sizes, strict=True)]
 
 
 def rescored(query: str, fused: Sequence[float], texts: Iterable[str]) -> list[float]:
