@@ -55,6 +55,7 @@ ABLATIONS: dict[str, dict[str, str]] = {
     "no learned keys": {"CONTEXTD_MEMORY_LEARNED_KEYS": "0"},
     "no negative keys": {"CONTEXTD_MEMORY_NEGATIVE_KEYS": "0"},
     "no preferences": {"CONTEXTD_MEMORY_PREFERENCES": "0"},
+    "no rerank": {"CONTEXTD_MEMORY_RERANK": "0"},
 }
 
 

@@ -1,4 +1,4 @@
-"""memory_search's three paths interleaved in one process, on one store, under one load.
+"""memory_search's paths interleaved in one process, on one store, under one load.
 
     .venv/bin/python -m bench.memory_search_paths --fill 10000 [--learned 1000] [--queries 300] [--json FILE]
 
@@ -7,16 +7,18 @@ disk) and gives ``--learned`` of its memories one learned key each (a rated quer
 model's vector of a corpus-style query), then runs each query, in rotating order, through: the
 pre-keys search (aa7b155's ``MemoryService.search``, reproduced below: one dense search of the
 memories), this tree's ``search_logged`` (one batch of the dense, sparse and learned-key searches,
-then the memories) and session 9's search (the batch without the learned-key search; the rest as
-this tree). All three embed the query with the real model. On a loaded machine
-(2 cores shared with other work) the daemon's figures swing 2-4x between runs of one tree;
-interleaved query by query, the paths see the same load.
-BENCHMARKS.md, "Session 8: memory (issue 15)" and "Session 10: memory".
+then the memories, then the second stage), session 9's search (the batch without the learned-key
+search and no second stage) and session 10's (this tree without the second stage). All of them
+embed the query with the real model. On a loaded machine (2 cores shared with other work) the
+daemon's figures swing 2-4x between runs of one tree; interleaved query by query, the paths see
+the same load. BENCHMARKS.md, "Session 8: memory (issue 15)", "Session 10: memory" and
+"Session 11: memory".
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -84,7 +86,18 @@ def paths(container: Container, scope: Scope) -> dict[str, Search]:
     def this_tree(query: str) -> list[MemoryHit]:
         return svc.search_logged(scope, SearchMemories(query=query))[1]
 
-    return {"pre-keys (aa7b155 path)": pre_keys, "this tree": this_tree, "session 9 (no learned-key search)": two_searches}
+    def no_rerank(query: str) -> list[MemoryHit]:
+        """Session 10's search: this tree without the second stage (services/memory_rerank.py)."""
+        flags, svc.flags = svc.flags, dataclasses.replace(svc.flags, rerank=False)
+        try:
+            return svc.search_logged(scope, SearchMemories(query=query))[1]
+        finally:
+            svc.flags = flags
+
+    return {
+        "pre-keys (aa7b155 path)": pre_keys, "this tree": this_tree, "session 9 (no learned-key search)": two_searches,
+        "session 10 (no rerank)": no_rerank,
+    }
 
 
 def measure(container: Container, scope: Scope, queries: list[str]) -> dict[str, Any]:
@@ -95,7 +108,7 @@ def measure(container: Container, scope: Scope, queries: list[str]) -> dict[str,
             run(query)
     times: dict[str, list[float]] = {name: [] for name in names}
     for i, query in enumerate(queries):
-        for name in names[i % 3 :] + names[: i % 3]:
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             started = time.perf_counter_ns()
             runs[name](query)
             times[name].append((time.perf_counter_ns() - started) / 1e6)

@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--diagnose", action="store_true", help="lesson by lesson (bench/memory_diagnose.py)")
     parser.add_argument("--json", default=None, help="write the whole result here")
     parser.add_argument("--seed", type=int, default=None, help="another draw of the protocol's decoys and lesson order")
+    parser.add_argument("--model", default=None, help="a local model directory instead of the default (own vector cache)")
     args = parser.parse_args()
     from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder
     from contextd_mcp.services import memory_keys
@@ -90,7 +91,8 @@ def main() -> None:
 
         protocol_module.SEED = args.seed
         random.Random(args.seed).shuffle(data["lessons"])
-    embedder = QueryCachedEmbedder(FastEmbedEmbedder(DEFAULT_MODEL, EmbeddingSettings().cache_dir), CACHE)
+    cache = CACHE if args.model is None else CACHE.with_name(f"contextd-tune-vectors-{Path(args.model).resolve().name}.pickle")
+    embedder = QueryCachedEmbedder(FastEmbedEmbedder(args.model or DEFAULT_MODEL, EmbeddingSettings().cache_dir), cache)
     try:
         out = anyio.run(_run, data, embedder, args.unhelpful, args.diagnose)
     finally:

@@ -294,7 +294,8 @@ def _branch_charge(folding: FoldingService, sessions: SessionService) -> Respons
 
 def _memory_flags(s: MemorySettings) -> KeyFlags:
     return KeyFlags(
-        keys=s.keys, sparse=s.sparse, learned=s.learned_keys, negative=s.negative_keys, preferences=s.preferences
+        keys=s.keys, sparse=s.sparse, learned=s.learned_keys, negative=s.negative_keys, preferences=s.preferences,
+        rerank=s.rerank,
     )
 
 

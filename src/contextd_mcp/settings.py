@@ -123,6 +123,7 @@ class MemorySettings(BaseSettings):
     learned_keys: bool = True
     negative_keys: bool = True
     preferences: bool = True  # services/memory_preferences.py
+    rerank: bool = True  # services/memory_rerank.py
 
 
 class LimitSettings(BaseSettings):

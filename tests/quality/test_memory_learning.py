@@ -80,17 +80,19 @@ async def test_dev_split_goals(container: Container) -> None:
         figures = await protocol(client, split)
     baseline = naive(split)
     print("dev:", figures, "naive:", baseline)
-    # Measured with the 7-bit weights, whose vectors are the same on every x86 CPU (R@1 / R@3 /
-    # MRR; BENCHMARKS.md "Session 11: vectors that do not depend on the CPU"): naive 0.373 / 0.633
-    # / 0.514, cold 0.413 / 0.680 / 0.566, after 0.547 / 0.767 / 0.669. The learned floor at 0.3
-    # (before session 9) gives after 0.520 / 0.747 / 0.646, which each floor refuses. What session
-    # 10 added over session 9 (learned keys found by a search of their own) is held by the
-    # crowded-out test below instead.
-    assert figures["cold_b"]["r3"] >= baseline["r3"]
-    assert figures["cold_b"]["r1"] >= baseline["r1"]
-    assert figures["after_b"]["r3"] >= figures["cold_b"]["r3"] + 0.08
-    assert figures["after_b"]["r1"] >= figures["cold_b"]["r1"] + 0.12
-    assert figures["after_b"]["mrr"] >= figures["cold_b"]["mrr"] + 0.09
+    # Measured with the 7-bit weights, whose vectors are the same on every x86 CPU, and the second
+    # stage (services/memory_rerank.py); R@1 / R@3 / MRR, BENCHMARKS.md "Session 11": naive 0.373 /
+    # 0.633 / 0.514, cold 0.447 / 0.740 / 0.600, after 0.540 / 0.800 / 0.680. Without the second
+    # stage cold is 0.413 / 0.680 / 0.566: the cold R@3 floor (the issue's goal, +0.10) asks for it.
+    # With the second stage the learned floor at 0.3 (before session 9) gives after 0.533 / 0.780 /
+    # 0.661, which the R@3 and MRR floors refuse; the lift a loosely similar rated phrasing gives is
+    # held on unrounded scores by tests/services/test_memory_keys.py, and what session 10 added
+    # over session 9 by the crowded-out test below.
+    assert figures["cold_b"]["r3"] >= baseline["r3"] + 0.10
+    assert figures["cold_b"]["r1"] >= baseline["r1"] + 0.05
+    assert figures["after_b"]["r3"] >= figures["cold_b"]["r3"] + 0.05
+    assert figures["after_b"]["r1"] >= figures["cold_b"]["r1"] + 0.08
+    assert figures["after_b"]["mrr"] >= figures["cold_b"]["mrr"] + 0.07
 
 
 async def test_a_rating_after_a_search_ranks_the_memory_above_those_passed_over_for_another_phrasing(
@@ -146,7 +148,10 @@ async def test_a_loosely_similar_rated_phrasing_lifts_the_lesson_through_the_cli
     """A dev lesson among its hard negatives, through the MCP client: its two phrasings are only
     ~0.22 apart (below the learned floor of sessions 4-8, 0.3); cold, a peer leads for phrasing B;
     rated helpful after phrasing A, the lesson leads, above that peer, which the protocol's
-    control rated as often (after a search for its own title)."""
+    control rated as often (after a search for its own title). The near ties are the first stage's:
+    the second stage (services/memory_rerank.py) reorders them, so it is off here; learning with both
+    is held by the dev protocol's floors (test_dev_split_goals)."""
+    container.memory.flags = replace(container.memory.flags, rerank=False)
     split = load("dev")
     for n, key in enumerate(NEAR_TIES):
         lesson = next(item for item in split["lessons"] if item["key"] == key)
@@ -215,3 +220,27 @@ async def test_a_rated_query_lifts_its_memory_even_when_other_keys_crowd_it_out(
     assert ids["rated"] not in cold["rated"] and ids["rated"] in after
     # The other tenant's identical store was never rated: its lesson stays out of reach.
     assert ids["other tenant"] not in cold["other tenant"] and other_after == cold["other tenant"]
+
+
+async def test_the_query_words_only_the_lesson_holds_put_it_first_through_the_client(container: Container) -> None:
+    """Cold, the second stage (services/memory_rerank.py) through the real MCP client: dev lesson
+    d094 ("Attach a request id to every log line with contextvars") among its four hard negatives.
+    For phrasing B ("stamp every diagnostic line with the id of the web call") the first stage puts
+    three of them ahead (logging look-alikes); the words of B only the lesson holds ("line",
+    "call"; "every" and "id" are in others too) put it first, with a lead of ~0.03 in score."""
+    split = load("dev")
+    lesson = next(x for x in split["lessons"] if x["key"] == "d094")
+    sample = {"lessons": [lesson], "negatives": [n for n in split["negatives"] if n["negative_of"] == "d094"]}
+    async with connected(container, Caller(scope=A, transport="memory", connection_id="agent")) as client:
+        run = Run(client, sample)
+        await run.store_all()
+        _, with_stage = await run.search(lesson["phrasing_b"])
+        flags = container.memory.flags
+        container.memory.flags = replace(flags, rerank=False)
+        try:
+            _, first_stage = await run.search(lesson["phrasing_b"])
+        finally:
+            container.memory.flags = flags
+    want = run.ids["d094"]
+    assert with_stage[0] == want
+    assert first_stage.index(want) >= 2

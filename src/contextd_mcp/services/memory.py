@@ -27,6 +27,7 @@ from contextd_mcp.ports.scoped_store import ScopedStore
 from contextd_mcp.ports.vector_store import Hit, Range, Record
 from contextd_mcp.services import memory_keys as keys
 from contextd_mcp.services import memory_preferences as prefer
+from contextd_mcp.services import memory_rerank as rerank
 from contextd_mcp.services.content_ids import content_id, digest
 from contextd_mcp.services.memory_keys import KeyFlags, KeyKind
 from contextd_mcp.services.search_log import LoggedSearch, SearchLog
@@ -60,6 +61,8 @@ def first_sentence(text: str, max_chars: int = 200) -> str:
 
 # What a hit shows; the content (the bulk of a memory) is read only by memory_get.
 HIT_FIELDS = ("tenant", "team", "project", "title", "description", "outcome", "confidence", "tags", prefer.FIELD)
+# What the second stage of a search reads besides (services/memory_rerank.py).
+RERANK_FIELDS = ("content", "applies_when", "task", "error")
 
 
 class MemoryService:
@@ -204,12 +207,17 @@ class MemoryService:
         # Confidence changes with every rating, so it is read from the memories, not the keys.
         where = {"confidence": Range(gte=request.min_confidence)}
         ids = [r.memory_id for r in ranked]
-        found = {r.id: r.payload for r in store.get(COLLECTION, ids, request.scope, where, fields=HIT_FIELDS)}
+        fields = (*HIT_FIELDS, *RERANK_FIELDS) if self.flags.rerank else HIT_FIELDS
+        found = {r.id: r.payload for r in store.get(COLLECTION, ids, request.scope, where, fields=fields)}
+        # below min_confidence, or its keys outlived it
+        ranked = [r for r in ranked if r.memory_id in found]
+        fused = [r.fused for r in ranked]
+        if self.flags.rerank:
+            texts = (rerank.memory_text(found[r.memory_id]) for r in ranked)
+            fused = rerank.rescored(request.query, fused, texts)
         hits = []
-        for candidate in ranked:
-            p = found.get(candidate.memory_id)
-            if p is None:  # below min_confidence, or its keys outlived it
-                continue
+        for candidate, score in zip(ranked, fused, strict=True):
+            p = found[candidate.memory_id]
             relevance = candidate.relevance
             confidence = float(p["confidence"])
             hits.append(
@@ -220,7 +228,7 @@ class MemoryService:
                     outcome=Outcome(p["outcome"]),
                     confidence=round(confidence, 4),
                     relevance=round(relevance, 4),
-                    score=round(rank_score(candidate.fused, confidence), 4),
+                    score=round(rank_score(score, confidence), 4),
                     tags=list(p.get("tags", [])),
                     scope=relative_level(p, scope),
                 )

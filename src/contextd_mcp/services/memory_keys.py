@@ -92,6 +92,7 @@ class KeyFlags:
     learned: bool = True
     negative: bool = True
     preferences: bool = True  # a memory rated helpful moves above those it was preferred over
+    rerank: bool = True  # the top candidates scored again on the query's words (services/memory_rerank.py)
 
     def kinds(self) -> list[str]:
         """The key kinds a search reads."""
