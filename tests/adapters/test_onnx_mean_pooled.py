@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder
+from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder, default_model_dir
 from contextd_mcp.adapters.onnx_mean_pooled import SPINNING_STOP, MeanPooledModel
 
 TEXTS = [
@@ -41,7 +41,7 @@ def _fastembed_model(model_dir: Path) -> object:
 
 
 def test_vectors_equal_fastembeds(model_cache: Path, embedder: FastEmbedEmbedder) -> None:
-    model_dir = model_cache / "all-MiniLM-L6-v2-int8"
+    model_dir = default_model_dir(model_cache)
     ours = MeanPooledModel(model_dir, threads=1)
     theirs: object = _fastembed_model(model_dir)
     mine = np.stack(list(ours.embed(TEXTS, batch_size=8)))
@@ -60,7 +60,7 @@ def test_vectors_equal_fastembeds(model_cache: Path, embedder: FastEmbedEmbedder
 def test_the_thread_setting_reaches_the_session_and_not_the_vectors(model_cache: Path) -> None:
     """CONTEXTD_EMBEDDING_THREADS (the suite runs with 1): onnxruntime's session gets it, and one
     thread computes the vectors the default's threads do."""
-    model_dir = model_cache / "all-MiniLM-L6-v2-int8"
+    model_dir = default_model_dir(model_cache)
     one, default = MeanPooledModel(model_dir, threads=1), MeanPooledModel(model_dir)
     assert one._session.get_session_options().intra_op_num_threads == 1
     assert default._session.get_session_options().intra_op_num_threads == 0

@@ -94,7 +94,8 @@ async def test_a_new_home_starts_quietly_and_its_model_cache_outlives_the_checko
     log = first.output()
     assert "Quantization parameters" not in log and "pre-processing" not in log, log
     assert len(log.splitlines()) <= 8, log  # sandbox, session manager, the one model line, ready, stop...
-    cache = home / ".cache" / "contextd-mcp" / "models" / "all-MiniLM-L6-v2-int8"
+    # One folder per build (q8/<source, onnxruntime, conversion>), the model's files in it.
+    [cache] = (home / ".cache" / "contextd-mcp" / "models" / "q8").iterdir()
     placed = {p.name: p for p in cache.iterdir() if not p.name.startswith(".")}
     assert set(placed) == MODEL_FILES
     assert not [name for name, p in placed.items() if p.is_symlink()], "links die with the checkout"

