@@ -22,10 +22,11 @@ score becomes ``(1 - WEIGHT) * fused + WEIGHT * share``; candidates past ``TOP``
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+
+from contextd_mcp.services.candidate_overlap import overlaps
 
 # Candidates scored again, and the feature's share of the final score; chosen on the dev split
 # (0.1-0.3 and 10-40 all gained cold R@3; BENCHMARKS.md, "Session 11: memory").
@@ -85,13 +86,9 @@ def shares(query: str, texts: Sequence[str]) -> list[float]:
     at 1: a long text holds more of any query's words, related or not."""
     forms = [_forms(w) for w in words(query)]
     held = [_raw(t) for t in texts]
-    holds = [[not f.isdisjoint(h) for f in forms] for h in held]
-    n = len(held)
-    weights = [math.log((n + 1) / (1 + sum(row[k] for row in holds))) for k in range(len(forms))]
-    total = sum(weights)
-    if total <= 0:
-        return [0.0] * n
-    covered = [sum(w for w, hit in zip(weights, row, strict=True) if hit) / total for row in holds]
+    if not held:
+        return []
+    covered = overlaps([[not f.isdisjoint(h) for f in forms] for h in held])
     sizes = [max(1, len(h)) for h in held]
     pivot = statistics.median(sizes)
     return [min(1.0, c * (pivot / size) ** LENGTH) for c, size in zip(covered, sizes, strict=True)]

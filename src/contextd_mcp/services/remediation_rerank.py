@@ -26,10 +26,10 @@ model.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
+from contextd_mcp.services.candidate_overlap import overlaps
 from contextd_mcp.services.error_text import decisive_lines, normalise, terms
 from contextd_mcp.transcript import program_of
 
@@ -68,15 +68,11 @@ def _context_commands(context: str) -> set[str]:
     return {p for p in (program_of(c) for c in quoted or [context]) if p}
 
 
-def _weights(query: set[str], documents: list[set[str]]) -> dict[str, float]:
-    """IDF over the candidates: a term all of them hold weighs ~0."""
-    n = len(documents)
-    return {t: math.log((n + 1) / (1 + sum(t in d for d in documents))) for t in query}
-
-
-def _overlap(query: set[str], document: set[str], weights: dict[str, float]) -> float:
-    total = sum(weights.values())
-    return sum(w for t, w in weights.items() if t in document) / total if total > 0 else 0.0
+def _overlaps(query: set[str], documents: list[set[str]]) -> list[float]:
+    """Each document's share of the query's terms, weighed over the candidates (a term all of
+    them hold weighs ~0)."""
+    wanted = list(query)
+    return overlaps([[t in d for t in wanted] for d in documents])
 
 
 def rerank(
@@ -91,9 +87,8 @@ def rerank(
     if settings.error_lines:
         wanted = set(terms("\n".join(decisive_lines(query_norm))))
         held = [set(terms("\n".join(decisive_lines(n)))) for n in normalised]
-        weights = _weights(wanted, held)
-        for f, h in zip(features, held, strict=True):
-            f.append(_overlap(wanted, h, weights))
+        for f, share in zip(features, _overlaps(wanted, held), strict=True):
+            f.append(share)
     if settings.command:
         ran = commands(error) | (_context_commands(context) if context else set())
         if ran:
@@ -102,9 +97,8 @@ def rerank(
     if settings.context and context:
         wanted = set(terms(normalise(context)))
         held = [set(terms(n)) for n in normalised]
-        weights = _weights(wanted, held)
-        for f, h in zip(features, held, strict=True):
-            f.append(_overlap(wanted, h, weights))
+        for f, share in zip(features, _overlaps(wanted, held), strict=True):
+            f.append(share)
     # A feature equal for every candidate tells none apart; averaging it in would only flatten the others.
     telling = [k for k in range(len(features[0])) if len({round(f[k], 6) for f in features}) > 1]
     if not telling:
