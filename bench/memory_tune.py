@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None, help="another draw of the protocol's decoys and lesson order")
     parser.add_argument("--model", default=None, help="a local model directory instead of the default (own vector cache)")
     args = parser.parse_args()
-    from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder
+    from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder, default_model_dir
     from contextd_mcp.services import memory_keys
     from contextd_mcp.settings import DEFAULT_MODEL, EmbeddingSettings
 
@@ -91,8 +91,12 @@ def main() -> None:
 
         protocol_module.SEED = args.seed
         random.Random(args.seed).shuffle(data["lessons"])
-    cache = CACHE if args.model is None else CACHE.with_name(f"contextd-tune-vectors-{Path(args.model).resolve().name}.pickle")
-    embedder = QueryCachedEmbedder(FastEmbedEmbedder(args.model or DEFAULT_MODEL, EmbeddingSettings().cache_dir), cache)
+    # Vectors are cached per model build: the default model's folder is named for its source,
+    # onnxruntime and int8 conversion, so a new conversion never reads an older one's vectors.
+    models = EmbeddingSettings().cache_dir
+    model_dir = Path(args.model).resolve() if args.model else default_model_dir(models)
+    cache = CACHE.with_name(f"contextd-tune-vectors-{model_dir.name}.pickle")
+    embedder = QueryCachedEmbedder(FastEmbedEmbedder(args.model or DEFAULT_MODEL, models), cache)
     try:
         out = anyio.run(_run, data, embedder, args.unhelpful, args.diagnose)
     finally:
