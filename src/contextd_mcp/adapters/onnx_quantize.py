@@ -16,7 +16,9 @@ pair can saturate and the vectors agree to 1e-7 (tests/adapters/test_embedding_p
 the model under emulated CPUs of each kind).
 
 The result is cached under a key of the source file and the onnxruntime version; a failure
-leaves the caller on the source model, slower and bigger but correct.
+leaves the caller on the source model, slower and bigger but correct. Every install, upgrade or
+checkout makes its own build (23 MB); builds no install has loaded for ``UNUSED_DAYS`` are
+removed when a new one is made, so the cache does not grow with every upgrade.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +35,12 @@ log = logging.getLogger(__name__)
 
 # Bump when the conversion below changes, so caches rebuild.
 _CONVERTER = 2
+# A build no install has loaded for this long is removed at the next conversion: long enough
+# for a checkout left a few weeks to start without a ~10 s rebuild.
+UNUSED_DAYS = 30
+# A build's "last loaded" stamp is refreshed at most this often (a start costs a stat, no write).
+_USED_STAMP_EVERY_S = 86_400
+_USED = ".used"
 
 
 def _key(source: Path) -> str:
@@ -84,6 +93,7 @@ def quantized_model(source: Path, cache_dir: Path) -> Path | None:
         folder = cache_dir / "q8" / _key(source)
         target = folder / "model.onnx"
         if target.exists():
+            _stamp_used(folder)
             return target
         folder.mkdir(parents=True, exist_ok=True)
         # Two daemons starting together convert once: the second waits, then finds the file.
@@ -94,7 +104,51 @@ def quantized_model(source: Path, cache_dir: Path) -> Path | None:
                 _convert(source, target)
                 log.info("built the int8-kernel copy of the embedding model in %.1fs (once per user)",
                          time.perf_counter() - started)
+                _stamp_used(folder)
+                remove_unused_builds(folder.parent, keep=folder)
         return target
     except Exception as exc:  # noqa: BLE001 - any failure degrades to the source model
         log.warning("could not build the int8-kernel model (%s: %s); using the source model", type(exc).__name__, exc)
         return None
+
+
+def _stamp_used(folder: Path) -> None:
+    stamp = folder / _USED
+    try:
+        if time.time() - stamp.stat().st_mtime < _USED_STAMP_EVERY_S:
+            return
+        os.utime(stamp)
+    except FileNotFoundError:
+        stamp.touch()
+    except OSError:  # a read-only cache still serves; the build just looks unused
+        pass
+
+
+def _last_used(folder: Path) -> float:
+    """When an install last loaded this build (a build from before the stamps: when it was made)."""
+    for probe in (folder / _USED, folder / "model.onnx", folder):
+        try:
+            return probe.stat().st_mtime
+        except OSError:
+            continue
+    return 0.0
+
+
+def remove_unused_builds(builds: Path, keep: Path, now: float | None = None) -> list[str]:
+    """Removes the builds under ``builds`` (other than ``keep``) no install has loaded for
+    ``UNUSED_DAYS``; returns their names. A build being made holds its lock and is skipped."""
+    cutoff = (time.time() if now is None else now) - UNUSED_DAYS * 86_400
+    removed = []
+    for folder in sorted(builds.iterdir()):
+        if folder == keep or not folder.is_dir() or _last_used(folder) >= cutoff:
+            continue
+        try:
+            with open(folder / ".lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(folder)
+        except OSError:  # in use (its lock held) or not ours to remove: left for a later sweep
+            continue
+        removed.append(folder.name)
+    if removed:
+        log.info("removed %d int8 model builds unused for %d days: %s", len(removed), UNUSED_DAYS, ", ".join(removed))
+    return removed
