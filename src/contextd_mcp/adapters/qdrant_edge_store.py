@@ -460,13 +460,20 @@ class EdgeStore:
         return _hits(points)
 
     def scan(
-        self, collection: str, where: Where, limit: int, order_by: str | None = None, descending: bool = True
+        self,
+        collection: str,
+        where: Where,
+        limit: int,
+        order_by: str | None = None,
+        descending: bool = True,
+        fields: Sequence[str] | None = None,
     ) -> list[Record]:
         order = None
         if order_by:
             direction = qe.Direction.Desc if descending else qe.Direction.Asc
             order = qe.OrderBy(key=order_by, direction=direction)
-        request = qe.ScrollRequest(limit=limit, filter=_filter(where), with_payload=True, order_by=order)
+        payload = list(fields) if fields is not None else True
+        request = qe.ScrollRequest(limit=limit, filter=_filter(where), with_payload=payload, order_by=order)
         with self._lock:
             records, _ = self._shard(collection).scroll(request)
         return [Record(id=str(r.id), payload=dict(r.payload or {})) for r in records]
