@@ -38,6 +38,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -60,6 +61,10 @@ from contextd_mcp.paths import DataPaths  # noqa: E402
 from tests.e2e.daemons import socket_client, start_daemon  # noqa: E402
 
 TENANT = "scaleco"
+WRITER_PROCESS = False  # --writer-process
+# --daemon-env K=V: settings for the measured daemon (its environment is built afresh, without
+# this process's CONTEXTD_ variables).
+DAEMON_ENV: dict[str, str] = {}
 BATCH = 512
 
 
@@ -156,7 +161,7 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
     started = time.perf_counter()
     # No indexing in the daemon unless asked (the daemon's environment is built afresh).
     index_after = os.environ.get("CONTEXTD_INDEX_AFTER_POINTS", "0")
-    daemon = start_daemon(data_dir, cwd, CONTEXTD_INDEX_AFTER_POINTS=index_after, **_backend_env)
+    daemon = start_daemon(data_dir, cwd, CONTEXTD_INDEX_AFTER_POINTS=index_after, **_backend_env, **DAEMON_ENV)
     texts = scale_records.queries(queries + 20)
     try:
         async with socket_client(daemon.socket, cwd, env) as client:
@@ -169,16 +174,35 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
             search: list[float] = []
             stores: list[float] = []
             stop = anyio.Event()
+            writer_process = None
+            if write_rate > 0 and WRITER_PROCESS:
+                # Another agent's writes come from another process: the writer's client work (its
+                # JSON, its validation of each answer) then does not hold up this loop's searches.
+                writer_process = await anyio.open_process(
+                    [sys.executable, "-m", "bench.bench_scale", "--writer", str(daemon.socket), str(cwd), str(write_rate)],
+                    cwd=ROOT, env={**os.environ, **env},
+                )
+                await anyio.sleep(1.0)  # its imports and connection, before the searches start
             async with socket_client(daemon.socket, cwd, env) as writer, anyio.create_task_group() as tg:
-                if write_rate > 0:
+                if write_rate > 0 and writer_process is None:
                     tg.start_soon(_writer, writer, write_rate, stop, stores, random.Random(5))
+                window = time.perf_counter()
                 for text in texts[20:]:
                     t0 = time.perf_counter()
                     result = await client.call_tool("memory_search", {"query": text, "limit": 5})
                     search.append((time.perf_counter() - t0) * 1000)
                     assert not result.is_error, str(result.content[0])
                     assert result.structured_content["memories"], f"no hit for {text!r}"
+                window = time.perf_counter() - window
                 stop.set()
+            if writer_process is not None:
+                writer_process.send_signal(signal.SIGINT)
+                out = b""
+                if writer_process.stdout:
+                    async for chunk in writer_process.stdout:
+                        out += chunk
+                await writer_process.wait()
+                stores.extend(json.loads(out.decode().strip().splitlines()[-1]))
             rss_after, rss_peak = rss_mib(daemon.process.pid)
             parts = rss_parts_mib(daemon.process.pid, data_dir / "store")
     finally:
@@ -188,9 +212,24 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
         "search_p50_ms": _pct(search, 0.5), "search_p95_ms": _pct(search, 0.95),
         "search_mean_ms": round(statistics.fmean(search), 2),
         "stores_during": len(stores), "store_p50_ms": _pct(stores, 0.5),
+        "stores_per_s": round(len(stores) / window, 1),
         "rss_mib_before_writes": round(rss_before, 1), "rss_mib_after_writes": round(rss_after, 1),
         "rss_mib_peak": round(rss_peak, 1),
     }
+
+
+def writer_main(socket: Path, cwd: Path, rate: float) -> None:
+    """``--writer``: stores at ``rate`` until SIGINT, then prints the stores' latencies (ms)."""
+    stores: list[float] = []
+
+    async def run() -> None:
+        stop = anyio.Event()
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        async with socket_client(socket, cwd, scope_env(project_name(0))) as client:
+            await _writer(client, rate, stop, stores, random.Random(5))
+
+    anyio.run(run)
+    print(json.dumps(stores), flush=True)
 
 
 def rss_parts_mib(pid: int, store: Path | None = None) -> dict[str, float]:
@@ -644,6 +683,9 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="fill and keep data directories here (default: a temp dir)")
     parser.add_argument("--qdrant-local", action="store_true", help="the qdrant-client adapter in local mode")
     parser.add_argument("--data", type=Path, help="measure this filled data directory (no fill)")
+    parser.add_argument("--writer-process", action="store_true", help="the writes come from another process")
+    parser.add_argument("--writer", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--daemon-env", action="append", default=[], metavar="K=V", help="a setting for the daemon")
     parser.add_argument("--compact", action="store_true", help="with --data: compact the store first (timed)")
     parser.add_argument("--index-live", action="store_true", help="with --data: the daemon indexes while measured")
     parser.add_argument("--index-after", type=int, default=20_000, help="CONTEXTD_INDEX_AFTER_POINTS for --index-live")
@@ -660,6 +702,12 @@ def main() -> int:
     parser.add_argument("--open-profile", type=Path, help="profile opening this collection directory (in-process)")
     parser.add_argument("--cold", action="store_true", help="--open-profile: evict its files from the page cache first")
     args = parser.parse_args()
+    DAEMON_ENV.update(item.split("=", 1) for item in args.daemon_env)
+    if args.writer:
+        writer_main(Path(args.writer[0]), Path(args.writer[1]), float(args.writer[2]))
+        return 0
+    global WRITER_PROCESS
+    WRITER_PROCESS = args.writer_process
     if args.open_profile:
         print(json.dumps({**open_profile(args.open_profile, args.cold), "load": Path("/proc/loadavg").read_text().split()[:3]}))
         return 0

@@ -90,7 +90,9 @@ def make_embedder(settings: EmbeddingSettings) -> Embedder:
     from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder
 
     # Per user, not per data directory: the model files and their int8-kernel copy are shared.
-    return FastEmbedEmbedder(settings.model, settings.cache_dir, threads=settings.threads)
+    return FastEmbedEmbedder(
+        settings.model, settings.cache_dir, threads=settings.threads, documents_nice=settings.documents_nice
+    )
 
 
 def make_scrubber() -> Scrubber:

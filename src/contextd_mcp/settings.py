@@ -93,6 +93,13 @@ class EmbeddingSettings(BaseSettings):
     # CPU (4.0–4.4 vs 8.2–9.6 ms, load ≈ 12 on 2 cores; BENCHMARKS.md "Session 8: the fast
     # suite"), and the test suite runs with 1.
     threads: int = Field(default=0, ge=0, le=64)
+    # How much lower (nice steps, Linux) the thread that embeds documents (a store's keys,
+    # distillation, imports) runs than the rest of the daemon. Off by default: on 2 cores with
+    # another process taking one, +3 to +6 cut memory_search p50 through MCP with writes at 100k
+    # by 1-3 ms, but the stores slowed (p50 43-50 -> 59-75 ms) and fell from 17-19/s to 13-15/s
+    # (BENCHMARKS.md, "Session 12: 100k with writes"); judge it on a machine with idle CPU.
+    # With threads > 1, onnxruntime's own pool threads keep the daemon's priority.
+    documents_nice: int = Field(default=0, ge=0, le=19)
 
 
 class RemediationSettings(BaseSettings):

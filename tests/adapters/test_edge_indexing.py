@@ -330,3 +330,26 @@ def test_pinned_indexes_stay_on_the_heap_in_the_generation_the_child_builds(tmp_
     assert state["stage"] == "done", state
     assert placements["tenant"] == qe.Memory.Pinned and placements["project"] == qe.Memory.Pinned, placements
     assert [h.id for h in hits] == [rows[5].id]
+
+
+def test_a_compacted_store_records_every_point_as_indexed(tmp_path: Path) -> None:
+    """``compact`` (the bench's, and any caller's under a held store) indexes every point: the
+    generation's record must say so, or the next daemon opening it indexes the whole collection
+    again at its first writes."""
+    rng = np.random.default_rng(5)
+    store = EdgeStore(tmp_path)  # no indexing job of its own: a command's store
+    store.ensure(SPEC)
+    for batch in (records(rng, 3000)[i : i + 500] for i in range(0, 3000, 500)):
+        store.upsert("keys", batch)
+    store.compact()
+    assert store.describe()["indexing"]["keys"]["unindexed_points"] == 0
+    store.close()
+    assert gen.read_marker((tmp_path / "keys").resolve())["indexed_points"] == 3000
+    reopened = EdgeStore(tmp_path, index_after=INDEX_AFTER, index_nice=0)
+    try:
+        reopened.ensure(SPEC)
+        reopened.upsert("keys", records(rng, 64))
+        assert reopened.describe()["indexing"]["keys"]["unindexed_points"] <= 64
+        assert "keys" not in reopened._jobs, "an indexing job of a collection compacted a moment ago"
+    finally:
+        reopened.close()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import pytest
 from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder, default_model_dir
 from contextd_mcp.adapters.token_counter import WordPieceTokenCounter
 from contextd_mcp.errors import Unavailable
+from contextd_mcp.settings import DEFAULT_MODEL
 
 
 def cosine(a: list[float], b: list[float]) -> float:
@@ -140,3 +144,19 @@ print(before, rss())
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     before, after = map(int, out.stdout.split()[-2:])
     assert after - before < 100, (before, after)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice is per thread on Linux only")
+def test_documents_are_embedded_below_the_priority_of_queries(model_cache: Path) -> None:
+    """A store's key embeddings must not take the CPU from a search on a busy machine: the
+    documents' thread runs ``documents_nice`` steps below the queries' (settings.EmbeddingSettings)."""
+    embedder = FastEmbedEmbedder(DEFAULT_MODEL, model_cache, threads=1, documents_nice=3)
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    query, documents = embedder._queries.submit(nice).result(), embedder._documents.submit(nice).result()
+    assert documents == min(19, query + 3)
+    assert embedder.embed_documents(["still embeds"])[0] != []
+    same = FastEmbedEmbedder(DEFAULT_MODEL, model_cache, threads=1)
+    assert same._documents.submit(nice).result() == same._queries.submit(nice).result()

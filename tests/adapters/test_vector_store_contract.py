@@ -87,6 +87,15 @@ def test_scan_orders_and_set_fields_and_delete(store: VectorStore) -> None:
     store.set_fields(name(store), "garbage", {"note": "x"}, {"tenant": "a"})  # not an id: nothing, no error
 
 
+def test_a_scan_reads_only_the_fields_asked_for(store: VectorStore) -> None:
+    """A sweep over every memory reads a few small fields of each, not its content."""
+    records = [rec("a", [1, i, 0, 0], ts=float(i), confidence=0.5, content="x" * 1000) for i in range(3)]
+    store.upsert(name(store), records)
+    page = store.scan(name(store), {"tenant": "a"}, limit=10, order_by="ts", descending=False, fields=("ts", "tenant"))
+    assert [r.payload for r in page] == [{"ts": float(i), "tenant": "a"} for i in range(3)]
+    assert "content" in store.scan(name(store), {"tenant": "a"}, limit=1)[0].payload
+
+
 def test_by_id_writes_apply_only_to_records_matching_the_filter(store: VectorStore) -> None:
     """set_fields and delete take the scope filter into the engine: an id outside it is left alone."""
     mine, theirs = rec("a", [1, 0, 0, 0], note="mine"), rec("b", [1, 0, 0, 0], note="theirs")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tarfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +18,9 @@ from contextd_mcp.models.requests import GetMemory, MemoryFeedback, MemoryOutcom
 from contextd_mcp.models.scope import Scope
 from contextd_mcp.paths import DataPaths
 from contextd_mcp.ports.scoped_store import AcrossScopes, Stores
+from contextd_mcp.ports.vector_store import Record
+from contextd_mcp.services.memory import COLLECTION as MEMORIES
+from contextd_mcp.services.memory import KEYS_VERSION
 from contextd_mcp.services.memory_keys import KEYS
 from contextd_mcp.services.memory_rekey import MemoryRekey
 
@@ -164,6 +168,38 @@ def test_a_store_written_by_the_previous_version_is_rekeyed(tmp_path: Path, embe
         assert again == 0
     finally:
         container.close()
+
+
+class _CountedScans(AcrossScopes):
+    """The real cross-scope reads, counted, with the payload fields each one returned."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.scans: list[set[str]] = []
+
+    def scan(self, *args: Any, **kwargs: Any) -> list[Record]:
+        page = super().scan(*args, **kwargs)
+        self.scans.append({k for r in page for k in r.payload})
+        return page
+
+
+def test_the_rekey_sweep_reads_batches_once_and_no_content(container: Container) -> None:
+    """Memories stored in batches share one timestamp (imports, distillation): the sweep widens
+    its page to get past a batch, and must keep it wide, not read every batch three times over
+    again at each step; and it reads the fields it sorts and filters on, not whole memories."""
+    store = Stores(container.store).of(A)
+    for batch in range(4):
+        records = [
+            Record(f"00000000-0000-4000-8000-{batch:04d}{i:08d}",
+                   {**A.fields(), "created_ts": float(batch), "keys_version": KEYS_VERSION, "content": "x" * 500})
+            for i in range(300)
+        ]
+        store.upsert(MEMORIES, records)
+    sweeps = _CountedScans(container.store)
+    rekey = MemoryRekey(container.memory, Stores(container.store), sweeps, page=100)
+    assert rekey.run() == 0
+    assert set().union(*sweeps.scans) <= {"created_ts", "keys_version", "tenant", "team", "project"}
+    assert len(sweeps.scans) <= 8, f"{len(sweeps.scans)} scans for 4 batches"
 
 
 @pytest.mark.anyio

@@ -11,6 +11,8 @@ import ctypes
 import json
 import os
 import shutil
+import sys
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,6 +41,18 @@ def _release_heap() -> None:
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _lower_priority(steps: int) -> None:
+    """The calling thread, ``steps`` nice steps below where it runs (Linux: nice is per thread;
+    raising it needs no privilege). Elsewhere, or if refused, it keeps its priority."""
+    if not steps or not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + steps))
+    except OSError:
         pass
 
 
@@ -95,8 +109,9 @@ def _dim_of(model_dir: Path) -> int:
 
 
 class FastEmbedEmbedder:
-    def __init__(self, model: str, cache_dir: Path, threads: int = 0) -> None:
-        """``threads``: onnxruntime's intra-op threads (0: its default, one per physical core)."""
+    def __init__(self, model: str, cache_dir: Path, threads: int = 0, documents_nice: int = 0) -> None:
+        """``threads``: onnxruntime's intra-op threads (0: its default, one per physical core);
+        ``documents_nice``: how many nice steps below the process documents are embedded."""
         # Without this, a missing model costs ~40 s of hub retries before failing.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         # enable_cpu_mem_arena=False everywhere below: the arena keeps the biggest batch's buffers
@@ -137,8 +152,12 @@ class FastEmbedEmbedder:
         # run on whichever worker thread took the call, inference left a copy of its buffers (tens
         # of MiB) in every worker's arena: the daemon grew by MiB per memory_store (issue 19,
         # BENCHMARKS.md "RSS under writes"). Queries get their own thread so that a search never
-        # waits behind a store's batch of keys.
-        self._documents = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contextd-embed-documents")
+        # waits behind a store's batch of keys; documents' runs at a lower priority, so that a
+        # search's threads get the CPU first when they wake (settings.EmbeddingSettings).
+        self._documents = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="contextd-embed-documents", initializer=_lower_priority,
+            initargs=(documents_nice,),
+        )
         self._queries = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contextd-embed-queries")
 
     @property

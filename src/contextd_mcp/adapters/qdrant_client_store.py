@@ -247,7 +247,13 @@ class QdrantClientStore:
         return _hits(response.points)
 
     def scan(
-        self, collection: str, where: Where, limit: int, order_by: str | None = None, descending: bool = True
+        self,
+        collection: str,
+        where: Where,
+        limit: int,
+        order_by: str | None = None,
+        descending: bool = True,
+        fields: Sequence[str] | None = None,
     ) -> list[Record]:
         order = None
         if order_by:
@@ -255,7 +261,8 @@ class QdrantClientStore:
             order = models.OrderBy(key=order_by, direction=direction)
         with self._lock:
             found, _ = self._client.scroll(
-                _PREFIX + collection, scroll_filter=_filter(where), limit=limit, with_payload=True, order_by=order
+                _PREFIX + collection, scroll_filter=_filter(where), limit=limit, order_by=order,
+                with_payload=list(fields) if fields is not None else True,
             )
         return [Record(id=str(r.id), payload=dict(r.payload or {})) for r in found]
 

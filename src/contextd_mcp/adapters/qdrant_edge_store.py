@@ -460,13 +460,20 @@ class EdgeStore:
         return _hits(points)
 
     def scan(
-        self, collection: str, where: Where, limit: int, order_by: str | None = None, descending: bool = True
+        self,
+        collection: str,
+        where: Where,
+        limit: int,
+        order_by: str | None = None,
+        descending: bool = True,
+        fields: Sequence[str] | None = None,
     ) -> list[Record]:
         order = None
         if order_by:
             direction = qe.Direction.Desc if descending else qe.Direction.Asc
             order = qe.OrderBy(key=order_by, direction=direction)
-        request = qe.ScrollRequest(limit=limit, filter=_filter(where), with_payload=True, order_by=order)
+        payload = list(fields) if fields is not None else True
+        request = qe.ScrollRequest(limit=limit, filter=_filter(where), with_payload=payload, order_by=order)
         with self._lock:
             records, _ = self._shard(collection).scroll(request)
         return [Record(id=str(r.id), payload=dict(r.payload or {})) for r in records]
@@ -562,8 +569,18 @@ class EdgeStore:
         Blocking, and it holds the GIL (qdrant-edge 0.9): for a store no daemon is serving
         (``contextd-mcp`` with the daemon stopped, the bench), never on a request path.
         """
+        took = {}
         with self._lock:
-            return {name: _optimize(shard) for name, shard in self._shards.items()}
+            for name, shard in self._shards.items():
+                took[name] = _optimize(shard)
+                # Every point is indexed now, and the generation's record must say so (as
+                # compact_store's does): left at an older count, the next daemon started an
+                # indexing job of the whole collection at its first writes (BENCHMARKS.md,
+                # "Session 12: 100k with writes", §1).
+                points = int(shard.info().points_count)
+                gen.write_marker((self._root / name).resolve(), {"indexed_points": points, "built_at": time.time()})
+                self._indexed[name] = points
+        return took
 
     def flush(self) -> None:
         with self._lock:

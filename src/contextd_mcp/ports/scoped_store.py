@@ -250,9 +250,15 @@ class AcrossScopes:
         self.__store = store
 
     def scan(
-        self, collection: str, where: Where, limit: int, order_by: str | None = None, descending: bool = True
+        self,
+        collection: str,
+        where: Where,
+        limit: int,
+        order_by: str | None = None,
+        descending: bool = True,
+        fields: Sequence[str] | None = None,
     ) -> list[Record]:
-        return self.__store.scan(collection, where, limit, order_by, descending)
+        return self.__store.scan(collection, where, limit, order_by, descending, fields)
 
     def count(self, collection: str, where: Where | None = None) -> int:
         return self.__store.count(collection, where or {})

@@ -141,8 +141,17 @@ class VectorStore(Protocol):
         ...
 
     def scan(
-        self, collection: str, where: Where, limit: int, order_by: str | None = None, descending: bool = True
-    ) -> list[Record]: ...
+        self,
+        collection: str,
+        where: Where,
+        limit: int,
+        order_by: str | None = None,
+        descending: bool = True,
+        fields: Sequence[str] | None = None,
+    ) -> list[Record]:
+        """Up to ``limit`` records matching ``where``, in ``order_by`` order; ``fields``: only
+        these payload fields (None: all)."""
+        ...
 
     def set_fields(self, collection: str, record_id: str, fields: Mapping[str, Any], where: Where) -> None:
         """Sets ``fields`` on the record if it matches ``where``, in one engine call (no

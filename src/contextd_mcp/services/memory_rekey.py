@@ -18,6 +18,9 @@ from contextd_mcp.services.memory import COLLECTION, KEYS_VERSION, MemoryService
 
 log = logging.getLogger(__name__)
 PAGE = 256
+# What a sweep reads of each memory: whole payloads (the content above all) cost a step at 100k
+# memories 41 ms, every second for minutes after each start (BENCHMARKS.md, "Session 12").
+_SWEPT = ("created_ts", "keys_version", "tenant", "team", "project")
 
 
 class MemoryRekey:
@@ -35,20 +38,26 @@ class MemoryRekey:
             return 0
         limit = self._page
         while True:
-            page = self._sweeps.scan(COLLECTION, {"created_ts": Range(gte=self._cursor)}, limit, "created_ts", False)
+            page = self._sweeps.scan(
+                COLLECTION, {"created_ts": Range(gte=self._cursor)}, limit, "created_ts", False, fields=_SWEPT
+            )
             last = float(page[-1].payload["created_ts"]) if page else self._cursor
             # A full page of one timestamp (a batch store) would never move the cursor: widen it.
             if len(page) == limit and last == self._cursor:
                 limit *= 2
                 continue
             break
+        # Kept wider: the next batch is likely as big, and each narrower try re-reads it all.
+        self._page = limit
         stale = [r for r in page if int(r.payload.get("keys_version", 0)) < KEYS_VERSION]
         by_scope: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
         for record in stale:
             scope = scope_of(record.payload)
             by_scope[(scope.tenant, scope.team, scope.project)].append(record)
         for records in by_scope.values():
-            self._memory.rekey(self._stores.of(scope_of(records[0].payload)), records)
+            store = self._stores.of(scope_of(records[0].payload))
+            # The whole memory, read again through its own scope: its texts make its keys.
+            self._memory.rekey(store, store.get(COLLECTION, [r.id for r in records]))
         if len(page) < limit:
             self.done = True
         self._cursor = last
