@@ -235,6 +235,30 @@ def test_a_built_store_gets_its_pinned_fields_on_the_heap_when_opened_and_back_w
     unpinned.close()
 
 
+def test_pinned_fields_go_back_to_mapped_indexes_once_the_collection_is_past_the_pin_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Their heap grows with every point; past the limit the store keeps them memory-mapped.
+    rng = np.random.default_rng(9)
+    store = EdgeStore(tmp_path)
+    store.ensure(PINNED_SPEC)
+    records = _records(_unit(rng, 1500)) + _records(_unit(rng, 1500), project="q")
+    store.upsert("keys", records)
+    store.compact()
+    assert _placements(store)["project"] == qe.Memory.Pinned
+    store.close()
+
+    monkeypatch.setattr(edge, "PIN_MAX_POINTS", 2000, raising=False)
+    reopened = EdgeStore(tmp_path)
+    reopened.ensure(PINNED_SPEC)
+    placements = _placements(reopened)
+    hits = reopened.search("keys", records[2100].vector or [], {"tenant": "t", "project": "q"}, 20)
+    reopened.close()
+
+    assert all(p == qe.Memory.Cold for p in placements.values()), placements
+    assert hits[0].id == records[2100].id and {h.id for h in hits} <= {r.id for r in records[1500:]}
+
+
 def test_memory_keys_pin_the_scope_fields_of_every_key_search() -> None:
     from contextd_mcp.services import memory_keys
 
