@@ -61,6 +61,9 @@ from tests.e2e.daemons import socket_client, start_daemon  # noqa: E402
 
 TENANT = "scaleco"
 BATCH = 512
+# The writer's lessons: the same seed stores the same ones, which a second run on one store finds
+# already there (duplicates: no embedding); a new seed per run keeps its writes real.
+WRITE_SEED = int(os.environ.get("CONTEXTD_BENCH_WRITE_SEED", "5"))
 
 
 def project_name(i: int) -> str:
@@ -171,7 +174,7 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
             stop = anyio.Event()
             async with socket_client(daemon.socket, cwd, env) as writer, anyio.create_task_group() as tg:
                 if write_rate > 0:
-                    tg.start_soon(_writer, writer, write_rate, stop, stores, random.Random(5))
+                    tg.start_soon(_writer, writer, write_rate, stop, stores, random.Random(WRITE_SEED))
                 for text in texts[20:]:
                     t0 = time.perf_counter()
                     result = await client.call_tool("memory_search", {"query": text, "limit": 5})
