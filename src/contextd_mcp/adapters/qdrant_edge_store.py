@@ -84,9 +84,10 @@ _ON_DISK_TYPES = (qe.PayloadSchemaType.Keyword, qe.PayloadSchemaType.Float)
 # with every point (~100 B a point for the three owner fields: 1M memories, 5M keys, 500 MiB of a
 # 1 GiB daemon), and what they buy, a cheap filter check at each point a graph walk visits, is
 # spent only by searches that walk the graph with the scope's filter: a project under the
-# full-scan threshold (about 1,000 memories) is scanned through its payload index instead, as fast
-# on mapped indexes (1M memories over 1,000 projects: key batch 1.3 ms either way). Up to this
-# size (100k memories in one project: 500k keys) they stay pinned (BENCHMARKS.md, "Session 12").
+# full-scan threshold (about 1,000 memories) is scanned through its payload index instead, nearly
+# as fast on mapped indexes (1M memories over 1,000 projects: key batch 1.3 ms mapped, 1.7 pinned;
+# through MCP ~0.5 ms of p50, for 460 MiB of RSS). Up to this size (100k memories in one project:
+# 500k keys) they stay pinned (BENCHMARKS.md, "Session 12").
 PIN_MAX_POINTS = 2_000_000
 
 
