@@ -66,6 +66,9 @@ WRITER_PROCESS = False  # --writer-process
 # this process's CONTEXTD_ variables).
 DAEMON_ENV: dict[str, str] = {}
 BATCH = 512
+# The writer's lessons: the same seed stores the same ones, which a second run on one store finds
+# already there (duplicates: no embedding); a new seed per run keeps its writes real.
+WRITE_SEED = int(os.environ.get("CONTEXTD_BENCH_WRITE_SEED", "5"))
 
 
 def project_name(i: int) -> str:
@@ -185,7 +188,7 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
                 await anyio.sleep(1.0)  # its imports and connection, before the searches start
             async with socket_client(daemon.socket, cwd, env) as writer, anyio.create_task_group() as tg:
                 if write_rate > 0 and writer_process is None:
-                    tg.start_soon(_writer, writer, write_rate, stop, stores, random.Random(5))
+                    tg.start_soon(_writer, writer, write_rate, stop, stores, random.Random(WRITE_SEED))
                 window = time.perf_counter()
                 for text in texts[20:]:
                     t0 = time.perf_counter()
@@ -226,7 +229,7 @@ def writer_main(socket: Path, cwd: Path, rate: float) -> None:
         stop = anyio.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         async with socket_client(socket, cwd, scope_env(project_name(0))) as client:
-            await _writer(client, rate, stop, stores, random.Random(5))
+            await _writer(client, rate, stop, stores, random.Random(WRITE_SEED))
 
     anyio.run(run)
     print(json.dumps(stores), flush=True)

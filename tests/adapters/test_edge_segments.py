@@ -235,6 +235,30 @@ def test_a_built_store_gets_its_pinned_fields_on_the_heap_when_opened_and_back_w
     unpinned.close()
 
 
+def test_pinned_fields_go_back_to_mapped_indexes_once_the_collection_is_past_the_pin_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Their heap grows with every point; past the limit the store keeps them memory-mapped.
+    rng = np.random.default_rng(9)
+    store = EdgeStore(tmp_path)
+    store.ensure(PINNED_SPEC)
+    records = _records(_unit(rng, 1500)) + _records(_unit(rng, 1500), project="q")
+    store.upsert("keys", records)
+    store.compact()
+    assert _placements(store)["project"] == qe.Memory.Pinned
+    store.close()
+
+    monkeypatch.setattr(edge, "PIN_MAX_POINTS", 2000, raising=False)
+    reopened = EdgeStore(tmp_path)
+    reopened.ensure(PINNED_SPEC)
+    placements = _placements(reopened)
+    hits = reopened.search("keys", records[2100].vector or [], {"tenant": "t", "project": "q"}, 20)
+    reopened.close()
+
+    assert all(p == qe.Memory.Cold for p in placements.values()), placements
+    assert hits[0].id == records[2100].id and {h.id for h in hits} <= {r.id for r in records[1500:]}
+
+
 def test_memory_keys_pin_the_scope_fields_of_every_key_search() -> None:
     from contextd_mcp.services import memory_keys
 
@@ -301,3 +325,43 @@ def test_the_write_ahead_log_read_at_open_is_not_left_resident(tmp_path: Path) -
 
     assert resident < 256, f"{resident} KiB of the WAL resident after the open"
     assert [h.id for h in hits] == [records[7].id] and found == 10  # and the store works as before
+
+
+@pytest.mark.slow  # a graph of 10,000 points of 384 dims: ~5 s
+def test_a_project_of_a_thousand_memories_is_searched_exactly_and_a_tenant_through_the_graph(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The product's vectors (384 dims) and full-scan threshold; a segment small enough to be
+    # indexed here. Two projects of 5,000 keys (1,000 memories with five keys each): a search
+    # within one is an exact scan through the project's payload index (recall 1.0 even at
+    # hnsw_ef 10); a search of the whole tenant walks the graph (BENCHMARKS.md, "Session 12").
+    dim = 384
+    monkeypatch.setattr(edge, "INDEXING_THRESHOLD_KB", 2_000)
+    spec = CollectionSpec(name="keys", dim=dim, model="test-model", keyword_fields=("tenant", "project"),
+                          hot_fields=("tenant", "project"))
+    rng = np.random.default_rng(12)
+    store = EdgeStore(tmp_path)
+    store.ensure(spec)
+    for project in ("a", "b"):
+        v = rng.standard_normal((5000, dim)).astype(np.float32)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        records = [Record(str(uuid.uuid4()), {"tenant": "t", "project": project}, x.tolist()) for x in v]
+        for i in range(0, len(records), 1000):
+            store.upsert("keys", records[i : i + 1000])
+    store.compact()
+    shard = store._shards["keys"]
+    queries = rng.standard_normal((20, dim)).astype(np.float32)
+
+    def recall(where: dict[str, str]) -> float:
+        flt = edge._filter(where)
+        found = 0
+        for q in queries:
+            nearest = qe.Query.Nearest(q.tolist())
+            exact = shard.query(qe.QueryRequest(limit=10, query=nearest, filter=flt, params=qe.SearchParams(exact=True)))
+            walked = shard.query(qe.QueryRequest(limit=10, query=nearest, filter=flt, params=qe.SearchParams(hnsw_ef=10)))
+            found += len({p.id for p in exact} & {p.id for p in walked})
+        return found / (10 * len(queries))
+
+    project, tenant = recall({"tenant": "t", "project": "a"}), recall({"tenant": "t"})
+    store.close()
+    assert project == 1.0 and tenant < 0.95, (project, tenant)

@@ -80,6 +80,15 @@ _TENANT_FIELDS = ("tenant", "project")
 # ~12 MiB of heap per field at 500k points and no measurable cost to an open
 # (BENCHMARKS.md, "Session 11: scale").
 _ON_DISK_TYPES = (qe.PayloadSchemaType.Keyword, qe.PayloadSchemaType.Float)
+# ... but only while the collection holds at most this many points. The pinned indexes' heap grows
+# with every point (~100 B a point for the three owner fields: 1M memories, 5M keys, 500 MiB of a
+# 1 GiB daemon), and what they buy, a cheap filter check at each point a graph walk visits, is
+# spent only by searches that walk the graph with the scope's filter: a project under the
+# full-scan threshold (about 1,000 memories) is scanned through its payload index instead, nearly
+# as fast on mapped indexes (1M memories over 1,000 projects: key batch 1.3 ms mapped, 1.7 pinned;
+# through MCP ~0.5 ms of p50, for 460 MiB of RSS). Up to this size (100k memories in one project:
+# 500k keys) they stay pinned (BENCHMARKS.md, "Session 12").
+PIN_MAX_POINTS = 2_000_000
 
 
 def _index_params(
@@ -285,19 +294,26 @@ class EdgeStore:
         shard = self._shards[collection]
         present = set(shard.info().payload_schema)
         missing = [name for name in fields if name not in present]
-        pinned = self._specs[collection].pinned_fields
+        pinned = self._pinned(collection)
         for name in missing:
             params = _index_params(name, qe.PayloadSchemaType.Keyword, name in pinned)
             self._apply(collection, qe.UpdateOperation.create_field_index(name, params))
         if missing:
             shard.flush()
 
+    def _pinned(self, collection: str) -> tuple[str, ...]:
+        """The spec's pinned fields, none once the collection is past PIN_MAX_POINTS."""
+        if int(self._shards[collection].info().points_count) > PIN_MAX_POINTS:
+            return ()
+        return self._specs[collection].pinned_fields
+
     def _place_indexes(self, collection: str) -> None:
         """Payload indexes placed otherwise than the spec says (made before they were placed on
-        disk, or before a field was pinned) are made again where they belong (once per store:
-        the placement is kept with the index; 500k points: ~10 s for three fields)."""
+        disk, or before a field was pinned, or before the collection passed PIN_MAX_POINTS) are
+        made again where they belong (once per store: the placement is kept with the index; 500k
+        points: ~10 s for three fields; 5M points, unpinned: 38 s)."""
         shard = self._shards[collection]
-        pinned = self._specs[collection].pinned_fields
+        pinned = self._pinned(collection)
         moved = False
         for name, info in shard.info().payload_schema.items():
             if info.data_type not in _ON_DISK_TYPES:
