@@ -258,6 +258,19 @@ def test_pinned_fields_go_back_to_mapped_indexes_once_the_collection_is_past_the
     assert all(p == qe.Memory.Cold for p in placements.values()), placements
     assert hits[0].id == records[2100].id and {h.id for h in hits} <= {r.id for r in records[1500:]}
 
+    # Back just under the limit it stays mapped (no move at every start of a store hovering at
+    # it); well under it, the fields are pinned again.
+    monkeypatch.setattr(edge, "PIN_MAX_POINTS", 3200, raising=False)
+    again = EdgeStore(tmp_path)
+    again.ensure(PINNED_SPEC)
+    assert all(p == qe.Memory.Cold for p in _placements(again).values())
+    again.close()
+    monkeypatch.setattr(edge, "PIN_MAX_POINTS", 4000, raising=False)
+    repinned = EdgeStore(tmp_path)
+    repinned.ensure(PINNED_SPEC)
+    assert _placements(repinned)["project"] == qe.Memory.Pinned
+    repinned.close()
+
 
 def test_memory_keys_pin_the_scope_fields_of_every_key_search() -> None:
     from contextd_mcp.services import memory_keys

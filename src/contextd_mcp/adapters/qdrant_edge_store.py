@@ -89,6 +89,9 @@ _ON_DISK_TYPES = (qe.PayloadSchemaType.Keyword, qe.PayloadSchemaType.Float)
 # through MCP ~0.5 ms of p50, for 460 MiB of RSS). Up to this size (100k memories in one project:
 # 500k keys) they stay pinned (BENCHMARKS.md, "Session 12").
 PIN_MAX_POINTS = 2_000_000
+# Pinned again only once back under this share of the limit: a collection hovering at the limit
+# would otherwise move its indexes (15-40 s) at every start.
+_REPIN_BELOW = 0.8
 
 
 def _index_params(
@@ -302,10 +305,17 @@ class EdgeStore:
             shard.flush()
 
     def _pinned(self, collection: str) -> tuple[str, ...]:
-        """The spec's pinned fields, none once the collection is past PIN_MAX_POINTS."""
-        if int(self._shards[collection].info().points_count) > PIN_MAX_POINTS:
+        """The spec's pinned fields, none once the collection is past PIN_MAX_POINTS (and until it
+        is back under _REPIN_BELOW of it)."""
+        info = self._shards[collection].info()
+        points, fields = int(info.points_count), self._specs[collection].pinned_fields
+        if points > PIN_MAX_POINTS:
             return ()
-        return self._specs[collection].pinned_fields
+        if points > PIN_MAX_POINTS * _REPIN_BELOW:
+            schema = info.payload_schema
+            if any(getattr(schema[name].params, "memory", None) == qe.Memory.Cold for name in fields if name in schema):
+                return ()
+        return fields
 
     def _place_indexes(self, collection: str) -> None:
         """Payload indexes placed otherwise than the spec says (made before they were placed on
