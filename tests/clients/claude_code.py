@@ -127,7 +127,11 @@ class ClaudeWorld:
     def jobs(self) -> list[dict[str, Any]]:
         """Distillation jobs in every state (the durable queue's files)."""
         queue = self.data_dir / "queue"
-        return [json.loads(p.read_text()) for p in sorted(queue.glob("*/*.json"))] if queue.exists() else []
+        while True:
+            try:
+                return [json.loads(p.read_text()) for p in sorted(queue.glob("*/*.json"))] if queue.exists() else []
+            except FileNotFoundError:  # a job moved on (running → done) between the listing and its read
+                time.sleep(0.05)
 
     def wait_jobs_done(self, count: int, timeout: float = 90) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
