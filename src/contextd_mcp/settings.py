@@ -97,7 +97,8 @@ class EmbeddingSettings(BaseSettings):
     # distillation, imports) runs than the rest of the daemon. Off by default: on 2 cores with
     # another process taking one, +3 to +6 cut memory_search p50 through MCP with writes at 100k
     # by 1-3 ms, but the stores slowed (p50 43-50 -> 59-75 ms) and fell from 17-19/s to 13-15/s
-    # (BENCHMARKS.md, "Session 12: 100k with writes"); judge it on a machine with idle CPU.
+    # (BENCHMARKS.md, "Session 12: 100k with writes"); on an idle machine it changed nothing
+    # (p50 10.1-13.1 against 10.5-13.1 ms; "Session 12: the merged tree").
     # With threads > 1, onnxruntime's own pool threads keep the daemon's priority.
     documents_nice: int = Field(default=0, ge=0, le=19)
 
