@@ -166,7 +166,7 @@ async def in_daemon(work: Path, project: Path, runs: int) -> dict[str, Any]:
             await shell.run(caller.scope, caller.project_dir, request)
 
         async def sandbox() -> None:
-            await run_sandboxed("true", project, **shell._sandbox_paths())  # noqa: SLF001 - the same paths as the service
+            await run_sandboxed("true", project, **shell._sandbox_paths())
 
         load = os.getloadavg()[0]
         out: dict[str, Any] = await _interleave(
@@ -186,7 +186,7 @@ async def in_daemon(work: Path, project: Path, runs: int) -> dict[str, Any]:
 async def _steps(container: Any, caller: Any, request: Any) -> dict[str, float]:
     """Each step the runner and the service take around the sandbox, alone: median µs of 2,000."""
     from contextd_mcp.mcp.response import cap_tree, scrub_tree
-    from contextd_mcp.mcp.server import _answer_text  # noqa: PLC2701 - the runner's own encoder
+    from contextd_mcp.mcp.server import _answer_text
     from contextd_mcp.models.shell import RunCommand
     from contextd_mcp.services.shell import budget_limits
 
@@ -194,7 +194,7 @@ async def _steps(container: Any, caller: Any, request: Any) -> dict[str, float]:
 
     shell, runner = container.shell, container.runner
     result = await shell.run(caller.scope, caller.project_dir, request)
-    project, paths = Path(caller.project_dir), shell._sandbox_paths()  # noqa: SLF001 - what the service passes
+    project, paths = Path(caller.project_dir), shell._sandbox_paths()
     request_bytes = HelperRequest(
         command="true", project=str(project), workdir=str(project), env={"PATH": "/usr/bin", "HOME": "/tmp"},
         protected=[[str(project / ".git" / "config"), "ro"]] * 20, masked=[str(p) for p in paths["hidden"]],
@@ -206,12 +206,12 @@ async def _steps(container: Any, caller: Any, request: Any) -> dict[str, float]:
         "json.dumps(arguments) for the audit": lambda: json.dumps({"command": "true"}, default=str),
         "RunCommand.model_validate": lambda: RunCommand.model_validate({"command": "true"}),
         "guards (agent access)": lambda: [g(caller, tool, request) for g in runner.guards],
-        "policy check": lambda: shell._policies(caller.scope, request, Path(caller.project_dir)),  # noqa: SLF001
-        "project root check": lambda: shell._roots.check(Path(caller.project_dir)),  # noqa: SLF001
-        "budget_limits (AppliedLimits' cgroup part)": lambda: budget_limits(shell._settings.budget),  # noqa: SLF001
+        "policy check": lambda: shell._policies(caller.scope, request, Path(caller.project_dir)),
+        "project root check": lambda: shell._roots.check(Path(caller.project_dir)),
+        "budget_limits (AppliedLimits' cgroup part)": lambda: budget_limits(shell._settings.budget),
         "BashResult.model_dump": lambda: result.model_dump(mode="json"),
         "scrub_tree": lambda: scrub_tree(dumped, container.scrubber),
-        "cap_tree": lambda: cap_tree(dumped, runner._counter, runner._max_tokens, _answer_text),  # noqa: SLF001
+        "cap_tree": lambda: cap_tree(dumped, runner._counter, runner._max_tokens, _answer_text),
         "_answer_text (JSON)": lambda: _answer_text(dumped),
         "response hooks": lambda: [h(caller, tool, dumped, lambda: 0) for h in runner.response_hooks],
         "audit record": lambda: container.audit.record({"tool": "bash", "outcome": "ok", "output_bytes": len(text)}),

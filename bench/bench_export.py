@@ -27,11 +27,11 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from contextd_mcp.admin import Admin  # noqa: E402
-from contextd_mcp.container import build  # noqa: E402
-from contextd_mcp.models.requests import MemoryFeedback, SearchMemories, StoreMemory  # noqa: E402
-from contextd_mcp.models.scope import Scope  # noqa: E402
-from contextd_mcp.paths import DataPaths  # noqa: E402
+from contextd_mcp.admin import Admin
+from contextd_mcp.container import build
+from contextd_mcp.models.requests import MemoryFeedback, SearchMemories, StoreMemory
+from contextd_mcp.models.scope import Scope
+from contextd_mcp.paths import DataPaths
 
 SCOPE = Scope(tenant="bench", team="core", project="api")
 TOOLS = ["pytest", "docker", "alembic", "numpy", "uv", "ruff", "mypy", "git", "nginx", "redis", "kafka", "terraform"]

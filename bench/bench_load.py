@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from tests.e2e.daemons import Daemon, create_token, http_client, socket_client, start_daemon  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
+from tests.e2e.daemons import Daemon, create_token, http_client, socket_client, start_daemon
+from tests.helpers import free_port
 
 TENANT, PROJECT = "loadco", "loadtest"
 SCOPE_ENV = {"CONTEXTD_TENANT": TENANT, "CONTEXTD_TEAM": "default", "CONTEXTD_PROJECT": PROJECT}
@@ -208,7 +208,7 @@ async def kill9_cycle(daemon: Daemon, cwd: Path, writers: int, kill_after: float
                         raise RuntimeError(result.content[0].text)
                     report.ack_ms.append((time.perf_counter() - started) * 1000)
                     acked.append(result.structured_content["id"])
-        except Exception:  # noqa: S110 - the daemon was killed under this writer: expected
+        except Exception:
             pass
 
     async def killer() -> None:

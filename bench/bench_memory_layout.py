@@ -26,10 +26,10 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import qdrant_edge as qe  # noqa: E402
+import numpy as np
+import qdrant_edge as qe
 
-from bench.quality import score  # noqa: E402
+from bench.quality import score
 
 DIM = 384
 QUERIES = 200

@@ -39,9 +39,9 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import anyio  # noqa: E402
+import anyio
 
-from bench.quality import score  # noqa: E402
+from bench.quality import score
 
 ROOT = Path(__file__).parents[1]
 EVAL = ROOT / "bench" / "data" / "memory_eval"

@@ -26,12 +26,12 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pydantic import TypeAdapter  # noqa: E402
+from pydantic import TypeAdapter
 
-from contextd_mcp.container import Container, build  # noqa: E402
-from contextd_mcp.models.policy import EnablePack, PolicyContext, Rule, SetPolicy  # noqa: E402
-from contextd_mcp.models.scope import Scope, ScopeLevel  # noqa: E402
-from contextd_mcp.paths import DataPaths  # noqa: E402
+from contextd_mcp.container import Container, build
+from contextd_mcp.models.policy import EnablePack, PolicyContext, Rule, SetPolicy
+from contextd_mcp.models.scope import Scope, ScopeLevel
+from contextd_mcp.paths import DataPaths
 
 SCOPE = Scope(tenant="bench", team="core", project="api")
 RULE: TypeAdapter[Any] = TypeAdapter(Rule)

@@ -19,7 +19,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from tests.e2e.test_stdio import stdio  # noqa: E402
-from tests.helpers import run_cli  # noqa: E402
+from tests.e2e.test_stdio import stdio
+from tests.helpers import run_cli
 
 QUERY = {"query": "restart recovery probe"}
 

@@ -38,11 +38,11 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.quality import DATA, SCOPE, Quality, remediation_quality, score  # noqa: E402
-from contextd_mcp.container import Container, build  # noqa: E402
-from contextd_mcp.models.remediation import RecordRemediation, SearchRemediations  # noqa: E402
-from contextd_mcp.paths import DataPaths  # noqa: E402
-from contextd_mcp.ports.vector_store import CollectionSpec, Record  # noqa: E402
+from bench.quality import DATA, SCOPE, Quality, remediation_quality, score
+from contextd_mcp.container import Container, build
+from contextd_mcp.models.remediation import RecordRemediation, SearchRemediations
+from contextd_mcp.paths import DataPaths
+from contextd_mcp.ports.vector_store import CollectionSpec, Record
 
 SERVICES = ["billing", "ledger", "orders", "search", "notifier", "gateway", "reports", "ingest", "auth", "crm"]
 DIRS = ["/srv", "/opt", "/home/dev/src", "/builds/acme", "/Users/sam/code", "/workspace"]

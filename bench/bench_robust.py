@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from tests.e2e.abuse import run_abuse  # noqa: E402
-from tests.e2e.daemons import Daemon, create_token, http_client, socket_client, start_daemon  # noqa: E402
-from tests.e2e.fuzz import INIT_PARAMS, fuzz_http, fuzz_socket  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
+from tests.e2e.abuse import run_abuse
+from tests.e2e.daemons import Daemon, create_token, http_client, socket_client, start_daemon
+from tests.e2e.fuzz import INIT_PARAMS, fuzz_http, fuzz_socket
+from tests.helpers import free_port
 
 CAP = 65536
 BATCH = 500

@@ -38,7 +38,7 @@ Row = Callable[[], Awaitable[None]]
 
 def _subprocess_row(argv: list[str]) -> Row:
     async def row() -> None:
-        subprocess.run(argv, check=True)  # noqa: ASYNC221 - blocking on purpose: it is what is timed
+        subprocess.run(argv, check=True)
 
     return row
 

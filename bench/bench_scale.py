@@ -54,11 +54,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench import scale_records  # noqa: E402
-from bench.driver import rss_mib  # noqa: E402
-from contextd_mcp.models.scope import Scope  # noqa: E402
-from contextd_mcp.paths import DataPaths  # noqa: E402
-from tests.e2e.daemons import socket_client, start_daemon  # noqa: E402
+from bench import scale_records
+from bench.driver import rss_mib
+from contextd_mcp.models.scope import Scope
+from contextd_mcp.paths import DataPaths
+from tests.e2e.daemons import socket_client, start_daemon
 
 TENANT = "scaleco"
 WRITER_PROCESS = False  # --writer-process

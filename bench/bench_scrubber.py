@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.data.secrets
 
-from contextd_mcp.adapters.secret_scrubber import RegexScrubber  # noqa: E402
-from tests.data.secrets import secret_corpus as corpus  # noqa: E402
+from contextd_mcp.adapters.secret_scrubber import RegexScrubber
+from tests.data.secrets import secret_corpus as corpus
 
 
 def stdlib_documents(size: int) -> list[str]:

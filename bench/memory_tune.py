@@ -22,9 +22,9 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import anyio  # noqa: E402
+import anyio
 
-from bench.bench_memory_learning import CachedEmbedder, first_lessons, load, naive, protocol  # noqa: E402
+from bench.bench_memory_learning import CachedEmbedder, first_lessons, load, naive, protocol
 
 CACHE = Path(tempfile.gettempdir()) / "contextd-tune-vectors.pickle"
 

@@ -25,12 +25,12 @@ if os.environ.get("GC_ON") != "1":
     gc.disable()
 _STARTED = T()
 
-from contextd_mcp import cli, container, daemon  # noqa: E402,F401 - what run_daemon imports
-from contextd_mcp.adapters import fastembed_embedder, qdrant_edge_store  # noqa: E402,F401
-from contextd_mcp.mcp import server  # noqa: E402
-from contextd_mcp.paths import DataPaths  # noqa: E402
-from contextd_mcp.settings import Settings  # noqa: E402
-from contextd_mcp.transports import socket_server  # noqa: E402,F401
+from contextd_mcp import cli, container, daemon  # noqa: F401 - what run_daemon imports
+from contextd_mcp.adapters import fastembed_embedder, qdrant_edge_store  # noqa: F401
+from contextd_mcp.mcp import server
+from contextd_mcp.paths import DataPaths
+from contextd_mcp.settings import Settings
+from contextd_mcp.transports import socket_server  # noqa: F401
 
 OUT: dict[str, float] = {"imports": T() - _STARTED}
 

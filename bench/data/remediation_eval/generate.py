@@ -95,7 +95,7 @@ def wrap(ecosystem: str, error: str, command: str, v: dict[str, str], style: int
                               f"FAILED tests/test_{v['file']}.py::test_{v['file']}_{v['var']}"])
         return "\n".join([*noise, *error.split("\n"), f"INFO  shutting down {v['svc']} (pid {v['pid']})"])
     head = {
-        "py": [f"Traceback (most recent call last):", f"  File \"{v['root']}/{v['svc']}/{v['file']}.py\", line {v['n']}, in run"],
+        "py": ["Traceback (most recent call last):", f"  File \"{v['root']}/{v['svc']}/{v['file']}.py\", line {v['n']}, in run"],
         "node": [f"> {v['svc']}@{v['ver']} start", f"> {command}", ""],
         "rust": [f"   Compiling {v['svc']} v{v['ver']} ({v['root']})"],
         "go": [f"go: downloading github.com/{v['org']}/kit v{v['ver']}"],
