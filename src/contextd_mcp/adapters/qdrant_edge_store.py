@@ -213,11 +213,20 @@ def compact_store(root: Path) -> dict[str, float]:
         gen.recover(root, path.name)
         shard = qe.EdgeShard.load(str(path))
         try:
-            took[path.name] = _optimize(shard)
-            gen.write_marker(path.resolve(), {"indexed_points": int(shard.info().points_count), "built_at": time.time()})
+            took[path.name], _ = _compact(shard, path)
         finally:
             shard.close()
     return took
+
+
+def _compact(shard: qe.EdgeShard, path: Path) -> tuple[float, int]:
+    """Optimizes ``shard`` (at ``path``) and records in its generation's marker that every point
+    is indexed now: left at an older count, the next daemon would index the whole collection again
+    at its first writes (BENCHMARKS.md, "Session 12: 100k with writes", §1). Seconds, points."""
+    took = _optimize(shard)
+    points = int(shard.info().points_count)
+    gen.write_marker(path.resolve(), {"indexed_points": points, "built_at": time.time()})
+    return took, points
 
 
 class EdgeStore:
@@ -598,14 +607,7 @@ class EdgeStore:
         took = {}
         with self._lock:
             for name, shard in self._shards.items():
-                took[name] = _optimize(shard)
-                # Every point is indexed now, and the generation's record must say so (as
-                # compact_store's does): left at an older count, the next daemon started an
-                # indexing job of the whole collection at its first writes (BENCHMARKS.md,
-                # "Session 12: 100k with writes", §1).
-                points = int(shard.info().points_count)
-                gen.write_marker((self._root / name).resolve(), {"indexed_points": points, "built_at": time.time()})
-                self._indexed[name] = points
+                took[name], self._indexed[name] = _compact(shard, self._root / name)
         return took
 
     def flush(self) -> None:
