@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from contextd_mcp import limits
+from contextd_mcp.adapters.thread_priority import LOWEST, lower_this_thread
 
 RECORD = ".warm.json"  # in the store's root
 _CHUNK = 4 << 20  # one advice per chunk: the kernel reads at most ~8 MiB of a single one (measured)
@@ -166,12 +167,9 @@ def warm(store: Path, budget: int = limits.STORE_WARM_MAX_BYTES) -> threading.Th
     if budget <= 0 or not store.is_dir():
         return None
     def run() -> None:
-        # Niced, this thread alone (Linux: a thread is its own scheduling entity): the kernel's
-        # share of the reading is charged to it, and must not slow the imports beside it.
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except OSError:
-            pass
+        # Niced, this thread alone: the kernel's share of the reading is charged to it, and must
+        # not slow the imports beside it.
+        lower_this_thread(LOWEST)
         read_ahead(plan(store, budget))
 
     thread = threading.Thread(target=run, name="store-warm", daemon=True)

@@ -11,14 +11,13 @@ import ctypes
 import json
 import os
 import shutil
-import sys
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from contextd_mcp.adapters.onnx_quantize import quantized_model
+from contextd_mcp.adapters.thread_priority import lower_this_thread
 from contextd_mcp.errors import Unavailable
 from contextd_mcp.adapters.shipped_model import SHIPPED_MODEL
 
@@ -41,18 +40,6 @@ def _release_heap() -> None:
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
-        pass
-
-
-def _lower_priority(steps: int) -> None:
-    """The calling thread, ``steps`` nice steps below where it runs (Linux: nice is per thread;
-    raising it needs no privilege). Elsewhere, or if refused, it keeps its priority."""
-    if not steps or not sys.platform.startswith("linux"):
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + steps))
-    except OSError:
         pass
 
 
@@ -155,7 +142,7 @@ class FastEmbedEmbedder:
         # waits behind a store's batch of keys; documents' runs at a lower priority, so that a
         # search's threads get the CPU first when they wake (settings.EmbeddingSettings).
         self._documents = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="contextd-embed-documents", initializer=_lower_priority,
+            max_workers=1, thread_name_prefix="contextd-embed-documents", initializer=lower_this_thread,
             initargs=(documents_nice,),
         )
         self._queries = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contextd-embed-queries")
