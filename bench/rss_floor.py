@@ -1,13 +1,15 @@
 """The RSS floor of a daemon (issue 19): what an idle daemon holds on an empty store and on a
 filled one, and how the store's mapped pages grow with the searches' working set.
 
-    .venv/bin/python -m bench.rss_floor [--data DIR] [--searches 20,200,1000]
+    .venv/bin/python -m bench.rss_floor [--data DIR] [--searches 20,200,1000] [--idle 300]
 
 Without ``--data`` the daemon runs on a new, empty data directory. A real daemon
 (`contextd-mcp serve`, forked as the other benches do) answers ``memory_search`` through MCP;
 after its first answer and after each number of distinct searches, its RSS is split from
 ``/proc/PID/smaps``: anonymous (heap, arenas, the model's buffers), libraries, and each kind of
 store file (segment files with their ids folded, so "vector_storage/..." sums every segment's).
+``--idle S``: before the searches, the daemon is left alone for S seconds after its first answer
+and sampled every 30 s (what its own background work, the re-keying sweep above all, makes resident).
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def _folded(kib: collections.Counter[str]) -> dict[str, float]:
     return {k: round(v / 1024, 1) for k, v in sorted(rows.items(), key=lambda kv: -kv[1]) if v >= 512}
 
 
-async def _measure(data_dir: Path, searches: list[int]) -> list[dict[str, Any]]:
+async def _measure(data_dir: Path, searches: list[int], idle: float = 0.0) -> list[dict[str, Any]]:
     cwd = data_dir.parent / "cwd"
     cwd.mkdir(exist_ok=True)
     env = scope_env(project_name(0))
@@ -87,6 +89,10 @@ async def _measure(data_dir: Path, searches: list[int]) -> list[dict[str, Any]]:
             await client.call_tool("memory_search", {"query": texts[0]})
             time.sleep(2)  # the start's background work (warming, sweeps) settles
             rows.append({"searches": 1, **smaps_mib(daemon.process.pid, store)})
+            started = time.monotonic()
+            while time.monotonic() - started < idle:
+                await anyio.sleep(min(30.0, idle - (time.monotonic() - started)))
+                rows.append({"searches": 1, "idle_s": round(time.monotonic() - started), **smaps_mib(daemon.process.pid, store)})
             done = 1
             for n in searches:
                 for text in texts[done:n + 1]:
@@ -102,12 +108,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="a filled data directory (default: a new, empty one)")
     parser.add_argument("--searches", default="20,200,1000")
+    parser.add_argument("--idle", type=float, default=0.0, help="seconds left alone after the first answer")
     args = parser.parse_args()
     counts = [int(n) for n in args.searches.split(",")]
     with tempfile.TemporaryDirectory(prefix="rss-floor-") as tmp:
         data = args.data or Path(tmp) / "data"
         data.mkdir(parents=True, exist_ok=True)
-        for row in anyio.run(_measure, data, counts):
+        for row in anyio.run(_measure, data, counts, args.idle):
             print(json.dumps({"load1": round(os.getloadavg()[0], 2), **row}), flush=True)
     return 0
 

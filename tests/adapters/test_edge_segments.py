@@ -13,7 +13,7 @@ import qdrant_edge as qe
 
 from contextd_mcp.adapters import qdrant_edge_store as edge
 from contextd_mcp.adapters.qdrant_edge_store import EdgeStore
-from contextd_mcp.ports.vector_store import CollectionSpec, Record
+from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record
 
 DIM = 32
 SPEC = CollectionSpec(name="keys", dim=DIM, model="test-model", keyword_fields=("tenant", "project"),
@@ -188,6 +188,28 @@ def test_a_store_with_heap_payload_indexes_gets_them_on_disk_when_opened(tmp_pat
     reopened.ensure(FLOAT_SPEC)
     assert reopened.count("keys", {"project": "q"}) == 600
     reopened.close()
+
+
+def test_a_range_field_added_to_a_spec_is_indexed_when_the_collection_is_next_opened(tmp_path: Path) -> None:
+    """The re-keying sweep asks ``memories`` for ``keys_version`` by range: a store made before the
+    field was in the spec gets its index at the next open, kept, with the range answered from it."""
+    rng = np.random.default_rng(6)
+    store = EdgeStore(tmp_path)
+    store.ensure(SPEC)
+    store.upsert("keys", _records(_unit(rng, 300)))
+    store.close()
+    grown = CollectionSpec(**{**SPEC.__dict__, "float_fields": ("n",)})
+
+    reopened = EdgeStore(tmp_path)
+    reopened.ensure(grown)
+    indexed = set(edge_info(reopened).payload_schema)
+    below = reopened.count("keys", {"n": Range(lte=99)})
+    reopened.close()
+    assert "n" in indexed and below == 100
+    again = EdgeStore(tmp_path)
+    again.ensure(SPEC)  # a spec without it keeps the index: nothing is dropped
+    assert "n" in set(edge_info(again).payload_schema)
+    again.close()
 
 
 PINNED_SPEC = CollectionSpec(name="keys", dim=DIM, model="test-model", keyword_fields=("tenant", "project", "kind"),

@@ -176,10 +176,12 @@ class _CountedScans(AcrossScopes):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.scans: list[set[str]] = []
+        self.reads: list[int] = []
 
     def scan(self, *args: Any, **kwargs: Any) -> list[Record]:
         page = super().scan(*args, **kwargs)
         self.scans.append({k for r in page for k in r.payload})
+        self.reads.append(len(page))
         return page
 
 
@@ -195,11 +197,43 @@ def test_the_rekey_sweep_reads_batches_once_and_no_content(container: Container)
             for i in range(300)
         ]
         store.upsert(MEMORIES, records)
+    # One memory as written before keys_version existed: the store is read in creation order.
+    _unversioned(container, container.memory.store(A, LESSON).id, created_ts=4.0)
     sweeps = _CountedScans(container.store)
     rekey = MemoryRekey(container.memory, Stores(container.store), sweeps, page=100)
-    assert rekey.run() == 0
+    assert rekey.run() == 1
     assert set().union(*sweeps.scans) <= {"created_ts", "keys_version", "tenant", "team", "project"}
-    assert len(sweeps.scans) <= 8, f"{len(sweeps.scans)} scans for 4 batches"
+    assert len(sweeps.scans) <= 8, f"{len(sweeps.scans)} scans for 5 batches"
+
+
+def _unversioned(container: Container, memory_id: str, created_ts: float, version: int | None = None) -> None:
+    """Rewrites a stored memory as an older version left it: no ``keys_version`` (or ``version``)."""
+    record = container.store.get(MEMORIES, [memory_id], {})[0]
+    payload = {k: v for k, v in record.payload.items() if k != "keys_version"}
+    if version is not None:
+        payload["keys_version"] = version
+    container.store.upsert(MEMORIES, [Record(memory_id, {**payload, "created_ts": created_ts})])
+
+
+def test_a_keyed_store_is_swept_from_the_index_without_reading_its_memories(container: Container) -> None:
+    """At every start the sweep used to read every memory (1M memories: ~750 MiB of payload pages
+    resident for the daemon's life); now the range index on ``keys_version`` names the ones behind."""
+    container.memory.store_many(A, DISTRACTORS)
+    container.memory.store_many(B, DISTRACTORS[:3])
+    behind = container.memory.store(B, LESSON).id
+    _unversioned(container, behind, created_ts=1.0, version=KEYS_VERSION - 1)
+    own_keys = [r.id for r in container.store.scan(KEYS, {"memory_id": behind}, 100)]
+    container.store.delete(KEYS, own_keys, {})  # as an older key set: found by none of today's keys
+    assert behind not in [h.id for h in container.memory.search(B, SearchMemories(query=LESSON.title))]
+    sweeps = _CountedScans(container.store)
+    assert MemoryRekey(container.memory, Stores(container.store), sweeps).run() == 1
+    assert sum(sweeps.reads) == 1, f"{sum(sweeps.reads)} memories read"
+    assert container.store.get(MEMORIES, [behind], {})[0].payload["keys_version"] == KEYS_VERSION
+    found = container.memory.search(B, SearchMemories(query=LESSON.title, limit=1))
+    assert [h.id for h in found] == [behind]
+    again = _CountedScans(container.store)
+    assert MemoryRekey(container.memory, Stores(container.store), again).run() == 0
+    assert sum(again.reads) == 0
 
 
 @pytest.mark.anyio

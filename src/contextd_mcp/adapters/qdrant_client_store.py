@@ -138,6 +138,9 @@ class QdrantClientStore:
                 info = self._client.get_collection(name)
                 meta = info.config.metadata or {}
                 check_model(spec, meta.get("model"), meta.get("dim"))
+                if self._indexes:  # range fields a spec gained after the collection was made
+                    for field in (f for f in spec.float_fields if f not in (info.payload_schema or {})):
+                        self._client.create_payload_index(name, field, models.PayloadSchemaType.FLOAT)
             else:
                 self._client.create_collection(name, **_collection_args(spec, self._layout))
                 if self._indexes:

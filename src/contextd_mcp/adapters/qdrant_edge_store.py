@@ -286,6 +286,7 @@ class EdgeStore:
             self._dims[spec.name] = spec.dim
             cold = tuple(f for f in spec.keyword_fields if f not in spec.hot_fields)
             self._unindexed[spec.name] = [(HOT_INDEX_AT, tuple(spec.hot_fields)), (KEYWORD_INDEX_AT, cold)]
+            self._add_range_indexes(spec.name)
             self._place_indexes(spec.name)
             self._index_if_large(spec.name)
             page_out(path / "wal")  # read through at open, only appended to after
@@ -310,6 +311,19 @@ class EdgeStore:
         for name in missing:
             params = _index_params(name, qe.PayloadSchemaType.Keyword, name in pinned)
             self._apply(collection, qe.UpdateOperation.create_field_index(name, params))
+        if missing:
+            shard.flush()
+
+    def _add_range_indexes(self, collection: str) -> None:
+        """Range indexes the spec names that the collection was made without (a field added to a
+        spec later, as ``keys_version``), made once, at the open that first knows of them: the
+        engine reads every payload for it (BENCHMARKS.md "Session 13")."""
+        shard = self._shards[collection]
+        present = set(shard.info().payload_schema)
+        missing = [name for name in self._specs[collection].float_fields if name not in present]
+        for name in missing:
+            log.info("indexing %s.%s (once)", collection, name)
+            self._apply(collection, qe.UpdateOperation.create_field_index(name, _index_params(name, qe.PayloadSchemaType.Float)))
         if missing:
             shard.flush()
 

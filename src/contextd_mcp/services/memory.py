@@ -84,7 +84,9 @@ class MemoryService:
             backing.spec(
                 COLLECTION,
                 keyword_fields=("tenant", "team", "project", "outcome", "tags"),
-                float_fields=("confidence", "created_ts"),
+                # keys_version: the re-keying sweep asks the index which memories are behind,
+                # instead of reading every memory at every start (services/memory_rekey.py).
+                float_fields=("confidence", "created_ts", "keys_version"),
                 hot_fields=("tenant", "team", "project"),
             )
         )

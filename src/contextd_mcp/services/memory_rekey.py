@@ -2,9 +2,15 @@
 
 A store written by an earlier version holds memories with one vector and no key points; search
 finds memories only through keys, so the daemon's background worker runs ``step`` until every
-memory is keyed: it reads memories across scopes in creation order, a page at a time, and writes
-the keys of those below ``KEYS_VERSION`` through each memory's own scope handle. Measured cost:
-the embedding of two or more texts per memory (about 340 texts/s on 2 cores).
+memory is keyed, writing the keys of those below ``KEYS_VERSION`` through each memory's own scope
+handle. Measured cost: the embedding of two or more texts per memory (about 340 texts/s on 2 cores).
+
+Which memories are behind, the store's range index on ``keys_version`` answers: a keyed store
+costs two counts at start and reads no memory. Only a store with memories that have no
+``keys_version`` at all (written before it existed) is read whole, once, in creation order: each
+memory it keys gets the field, so the next start takes the index's way. Reading every memory at
+every start, as before, made every memory's payload pages resident for the daemon's life
+(100k memories: 75 MiB; 1M: ~750) and cost a core ~2 s at 100k (BENCHMARKS.md "Session 13").
 """
 
 from __future__ import annotations
@@ -30,12 +36,35 @@ class MemoryRekey:
         self._sweeps = sweeps
         self._page = page
         self._cursor = float("-inf")
+        self._indexed: bool | None = None  # may the index tell which memories are behind? (first step)
         self.done = False
 
     def step(self) -> int:
         """Keys one page of memories; returns how many it keyed (0 once all are)."""
         if self.done:
             return 0
+        if self._indexed is None:
+            self._indexed = self._all_versioned()
+        if self._indexed:
+            return self._step_behind()
+        return self._step_in_order()
+
+    def _all_versioned(self) -> bool:
+        """Does every memory carry ``keys_version``? A memory stored between the two counts makes
+        them differ, which only sends this start the slow, still correct way."""
+        versioned = self._sweeps.count(COLLECTION, {"keys_version": Range(gte=0)})
+        return versioned == self._sweeps.count(COLLECTION)
+
+    def _step_behind(self) -> int:
+        """One page of the memories the index finds below ``KEYS_VERSION``: keying them lifts them
+        out of the next page's filter."""
+        behind = {"keys_version": Range(lte=KEYS_VERSION - 1)}
+        page = self._sweeps.scan(COLLECTION, behind, self._page, fields=_SWEPT)
+        if len(page) < self._page:
+            self.done = True
+        return self._key(page)
+
+    def _step_in_order(self) -> int:
         limit = self._page
         while True:
             page = self._sweeps.scan(
@@ -49,7 +78,12 @@ class MemoryRekey:
             break
         # Kept wider: the next batch is likely as big, and each narrower try re-reads it all.
         self._page = limit
-        stale = [r for r in page if int(r.payload.get("keys_version", 0)) < KEYS_VERSION]
+        if len(page) < limit:
+            self.done = True
+        self._cursor = last
+        return self._key([r for r in page if int(r.payload.get("keys_version", 0)) < KEYS_VERSION])
+
+    def _key(self, stale: list[Record]) -> int:
         by_scope: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
         for record in stale:
             scope = scope_of(record.payload)
@@ -58,9 +92,6 @@ class MemoryRekey:
             store = self._stores.of(scope_of(records[0].payload))
             # The whole memory, read again through its own scope: its texts make its keys.
             self._memory.rekey(store, store.get(COLLECTION, [r.id for r in records]))
-        if len(page) < limit:
-            self.done = True
-        self._cursor = last
         if stale:
             log.info("gave %d older memories their keys", len(stale))
         return len(stale)
