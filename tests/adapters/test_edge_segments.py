@@ -329,13 +329,13 @@ def test_dense_searches_walk_the_graph_with_the_configured_ef(tmp_path: Path, mo
     assert shipped >= 0.98 and narrow < shipped - 0.05, (shipped, narrow)
 
 
-def _wal_rss_kib(wal: Path) -> int:
-    """This process's resident KiB of mappings of files in ``wal`` (/proc/self/smaps)."""
-    prefix, total, inside = str(wal.resolve()) + "/", 0, False
+def _rss_kib(directory: Path, part: str = "") -> int:
+    """This process's resident KiB of mappings of files in ``directory`` (whose path holds ``part``)."""
+    prefix, total, inside = str(directory.resolve()) + "/", 0, False
     for line in Path("/proc/self/smaps").read_text().splitlines():
         fields = line.split()
         if "-" in fields[0] and not fields[0].endswith(":"):
-            inside = len(fields) > 5 and fields[5].startswith(prefix)
+            inside = len(fields) > 5 and fields[5].startswith(prefix) and part in fields[5]
         elif fields[0] == "Rss:" and inside:
             total += int(fields[1])
     return total
@@ -352,7 +352,7 @@ def test_the_write_ahead_log_read_at_open_is_not_left_resident(tmp_path: Path) -
 
     reopened = EdgeStore(tmp_path)
     reopened.ensure(SPEC)
-    resident = _wal_rss_kib(tmp_path / "keys" / "wal")
+    resident = _rss_kib(tmp_path / "keys" / "wal")
     hits = reopened.search("keys", records[7].vector or [], {"project": "p"}, 1)
     reopened.upsert("keys", _records(_unit(np.random.default_rng(7), 10), project="after"))
     found = reopened.count("keys", {"project": "after"})
@@ -360,6 +360,30 @@ def test_the_write_ahead_log_read_at_open_is_not_left_resident(tmp_path: Path) -
 
     assert resident < 256, f"{resident} KiB of the WAL resident after the open"
     assert [h.id for h in hits] == [records[7].id] and found == 10  # and the store works as before
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux /proc")
+def test_the_payload_indexes_an_open_reads_whole_are_not_left_resident(tmp_path: Path) -> None:
+    """An appendable segment's keyword and range indexes are page files the engine reads whole at
+    load (3 MiB each, however few their points): 30 MiB of every restarted daemon was the small
+    collections' range indexes. They are paged out after the open; filters still answer."""
+    store = EdgeStore(tmp_path)
+    store.ensure(FLOAT_SPEC)
+    records = _records(_unit(np.random.default_rng(8), edge.KEYWORD_INDEX_AT + 64))
+    store.upsert("keys", records)
+    store.close()
+
+    reopened = EdgeStore(tmp_path)
+    reopened.ensure(FLOAT_SPEC)
+    resident = _rss_kib(tmp_path / "keys", "/payload_index/")
+    below = reopened.count("keys", {"n": Range(lte=99), "project": "p"})
+    newest = [r.payload["n"] for r in reopened.scan("keys", {"project": "p"}, 2, order_by="n")]
+    reopened.upsert("keys", _records(_unit(np.random.default_rng(9), 10), project="after"))
+    after = reopened.count("keys", {"project": "after"})
+    reopened.close()
+
+    assert resident < 1024, f"{resident} KiB of payload index files resident after the open"
+    assert below == 100 and newest == [len(records) - 1, len(records) - 2] and after == 10
 
 
 @pytest.mark.slow  # a graph of 10,000 points of 384 dims: ~5 s

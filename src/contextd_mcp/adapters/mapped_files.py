@@ -6,19 +6,25 @@ in the daemon's RSS, although nothing reads them again (new entries are appended
 pages are the kernel's page cache, reclaimable, but counted in RSS (issue 19's 400 MiB goal).
 ``MADV_PAGEOUT`` asks the kernel to reclaim them from this process now (BENCHMARKS.md, "Session
 7: scale").
+
+The same holds for the payload indexes of a collection's appendable segment: each (a keyword or
+range index) is a 2 MiB page file and a 1 MiB tracker that the engine reads whole when it loads
+the segment and then keeps on the heap, reading back only the few pages its points' values sit on
+(BENCHMARKS.md, "Session 13").
 """
 
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from pathlib import Path
 
 _MADV_PAGEOUT = 21  # Linux 5.4+, from asm-generic/mman-common.h
 
 
-def page_out(directory: Path) -> int:
-    """Pages out this process's mappings of files under ``directory``; the bytes advised (0 where
-    the kernel or libc cannot)."""
+def page_out(directory: Path, only: Callable[[str], bool] | None = None) -> int:
+    """Pages out this process's mappings of files under ``directory`` (those whose path ``only``
+    accepts, when given); the bytes advised (0 where the kernel or libc cannot)."""
     prefix = str(directory.resolve()) + "/"
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -29,7 +35,7 @@ def page_out(directory: Path) -> int:
     advised = 0
     for line in maps.splitlines():
         fields = line.split(maxsplit=5)
-        if len(fields) < 6 or not fields[5].startswith(prefix):
+        if len(fields) < 6 or not fields[5].startswith(prefix) or (only is not None and not only(fields[5])):
             continue
         start, end = (int(x, 16) for x in fields[0].split("-"))
         if libc.madvise(start, end - start, _MADV_PAGEOUT) == 0:

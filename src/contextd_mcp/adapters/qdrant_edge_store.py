@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -290,6 +291,7 @@ class EdgeStore:
             self._place_indexes(spec.name)
             self._index_if_large(spec.name)
             page_out(path / "wal")  # read through at open, only appended to after
+            page_out(path / "segments", _loaded_index_file)
 
     def _apply(self, collection: str, op: qe.UpdateOperation, points: int = 1) -> None:
         """Every write goes through here, under the write gate and the lock: while the collection
@@ -323,7 +325,8 @@ class EdgeStore:
         missing = [name for name in self._specs[collection].float_fields if name not in present]
         for name in missing:
             log.info("indexing %s.%s (once)", collection, name)
-            self._apply(collection, qe.UpdateOperation.create_field_index(name, _index_params(name, qe.PayloadSchemaType.Float)))
+            params = _index_params(name, qe.PayloadSchemaType.Float)
+            self._apply(collection, qe.UpdateOperation.create_field_index(name, params))
         if missing:
             shard.flush()
 
@@ -740,7 +743,18 @@ class EdgeStore:
             self._shards[name] = shard
             self._indexed[name] = int(record.get("indexed_points", 0))
             page_out(path / "wal")
+            page_out(path / "segments", _loaded_index_file)
             return old
+
+
+# An appendable segment's payload index files (the engine's page store: pages, tracker, bitmask,
+# gaps), read whole at load into the index it keeps on the heap; an immutable segment's indexes
+# (data.bin, point_to_values.bin...) are what its searches read, and stay.
+_LOADED_INDEX_FILE = re.compile(r"/payload_index/[^/]+/(page_\d+|tracker|bitmask|gaps)\.dat$")
+
+
+def _loaded_index_file(path: str) -> bool:
+    return _LOADED_INDEX_FILE.search(path) is not None
 
 
 def _hits(points: Any) -> list[Hit]:
