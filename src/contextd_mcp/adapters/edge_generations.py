@@ -104,6 +104,59 @@ def copy_shard(source: Path, target: Path) -> float:
     return time.perf_counter() - started
 
 
+# (size, mtime in ns) of each file of a shard, by its path under the shard.
+Stamps = dict[str, tuple[int, int]]
+# A file changed this little before the pre-copy began is copied again whatever its stamp says:
+# the file system's clock is coarse (a tick of a few ms), and a write within the tick of the
+# stamp would leave the mtime as it was.
+_RECENT_NS = 1_000_000_000
+
+
+def stamp(source: Path) -> Stamps:
+    """Every file's size and mtime under ``source``."""
+    source = source.resolve()
+    stamps: Stamps = {}
+    for directory, _subdirs, names in os.walk(source):
+        for name in names:
+            path = Path(directory, name)
+            st = path.stat()
+            stamps[str(path.relative_to(source))] = (st.st_size, st.st_mtime_ns)
+    return stamps
+
+
+def catch_up(source: Path, target: Path, before: Stamps, since_ns: int) -> tuple[float, int]:
+    """Makes ``target``, a copy of ``source`` made after ``before`` was stamped, equal to ``source``
+    as it is now (no writer may touch it meanwhile): the files new or changed since, or changed
+    within ``_RECENT_NS`` of ``since_ns``, are copied again; files gone from ``source`` go.
+    Sound because every mapping of ``source`` was written back (``mapped_files.write_back``) at
+    ``since_ns``, before ``before`` was stamped: the first write to a clean mapped page, and any
+    write through a file descriptor, sets the file's mtime. (Seconds, bytes copied.)"""
+    started = time.perf_counter()
+    source = source.resolve()
+    now = stamp(source)
+    changed = [
+        rel for rel, st in now.items()
+        if before.get(rel) != st or before[rel][1] >= since_ns - _RECENT_NS
+    ]
+    for rel in set(before) - set(now):
+        (target / rel).unlink(missing_ok=True)
+    for directory, subdirs, _names in os.walk(target, topdown=False):
+        rel_dir = Path(directory).relative_to(target)
+        for sub in subdirs:
+            if not (source / rel_dir / sub).is_dir():
+                shutil.rmtree(Path(directory, sub), ignore_errors=True)
+    by_dir: dict[Path, list[str]] = {}
+    for rel in changed:
+        by_dir.setdefault(Path(rel).parent, []).append(str(source / rel))
+    for rel_dir, files in sorted(by_dir.items()):
+        (target / rel_dir).mkdir(parents=True, exist_ok=True)
+        subprocess.run(  # fixed argv, paths of our own store
+            ["/bin/cp", "-a", "--sparse=always", "--reflink=auto", "--", *files, str(target / rel_dir)],
+            check=True, capture_output=True, timeout=COPY_TIMEOUT_S,
+        )
+    return time.perf_counter() - started, sum(now[rel][0] for rel in changed)
+
+
 def link(root: Path, name: str, generation: Path) -> None:
     """Makes ``generation`` live: one atomic rename of a fresh link over ``<root>/<name>``.
 

@@ -2,9 +2,11 @@
 
 One ``IndexJob`` (a thread of the daemon) per collection at a time:
 
-1. **copy** — writes to the collection wait (searches do not) while the shard is flushed and its
-   files copied into a new generation directory; from the flush on, every write the store applies
-   is also appended to an in-memory operations log.
+1. **copy** — the shard's files are copied into a new generation directory while writes go on
+   (a pre-copy: at 1M memories 6.9 GiB, ~19 s); then writes to the collection wait (searches do
+   not) while the shard is flushed and the files changed since are copied again (the catch-up);
+   from that flush on, every write the store applies is also appended to an in-memory operations
+   log.
 2. **build** — ``edge_indexer`` (a child process, nice 19, one thread) runs the optimizer on the
    copy. The daemon serves from the live shard meanwhile, exactly as before.
 3. **replay** — the daemon opens the built copy and applies the log to it, in rounds, without
@@ -34,8 +36,9 @@ import qdrant_edge as qe
 from contextd_mcp import limits
 from contextd_mcp.adapters import edge_generations as gen
 from contextd_mcp.adapters.edge_indexer import spawn
+from contextd_mcp.adapters.mapped_files import write_back
 
-# Called at each step with (collection, stage): "copy", "build", "swap", "swapped". Tests stop a
+# Called at each step with (collection, stage): "copy", "catch_up", "build", "swap", "swapped". Tests stop a
 # store process there to kill it; the daemon passes nothing.
 StageHook = Callable[[str, str], None]
 _POLL_S = 0.5
@@ -51,6 +54,7 @@ class IndexHost(Protocol):
     root: Path
     write_gate: threading.RLock
 
+    def flush(self) -> None: ...
     def begin_log(self, name: str) -> int: ...
     def logged(self, name: str, start: int) -> list[qe.UpdateOperation] | None: ...
     def end_log(self, name: str) -> None: ...
@@ -105,9 +109,18 @@ class IndexJob(threading.Thread):
         free = shutil.disk_usage(self._host.root).free
         if free < need:
             raise IndexingAborted(f"{free} bytes free, the copy needs {need}")
+        with self._host.write_gate:  # a moment: every page clean, so a later write shows in its file's mtime
+            self._host.flush()
+            since = time.time_ns()
+            write_back(live)
+        before = gen.stamp(live)
+        self.state["precopy_s"] = round(gen.copy_shard(live, target), 3)  # writes go on
+        self._stage("catch_up")
         with self._host.write_gate:  # writes wait; searches go on (they only read the files)
             self.state["points"] = self._host.begin_log(self.collection)
-            self.state["copy_s"] = round(gen.copy_shard(live, target), 3)
+            write_back(live)
+            copy_s, copied = gen.catch_up(live, target, before, since)
+            self.state.update(copy_s=round(copy_s, 3), caught_up_bytes=copied)
 
     def _build(self, target: Path) -> None:
         started = time.perf_counter()

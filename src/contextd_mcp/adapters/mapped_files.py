@@ -41,3 +41,27 @@ def page_out(directory: Path, only: Callable[[str], bool] | None = None) -> int:
         if libc.madvise(start, end - start, _MADV_PAGEOUT) == 0:
             advised += end - start
     return advised
+
+
+_MS_SYNC = 4
+
+
+def write_back(directory: Path) -> int:
+    """Writes back this process's dirty shared mappings of files under ``directory`` (msync):
+    their pages are clean after, so the kernel marks the next write to any of them in its file's
+    mtime (edge_generations.catch_up relies on it). The bytes synced."""
+    prefix = str(directory.resolve()) + "/"
+    # No fallback: without it a later write could go unseen (the caller then copies everything).
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    maps = Path("/proc/self/maps").read_text()
+    libc.msync.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    synced = 0
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6 or not fields[5].startswith(prefix) or "s" not in fields[1]:
+            continue
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        if libc.msync(start, end - start, _MS_SYNC) != 0:
+            raise OSError(ctypes.get_errno(), f"msync of {fields[5]} failed")
+        synced += end - start
+    return synced
