@@ -7,10 +7,12 @@ pages are the kernel's page cache, reclaimable, but counted in RSS (issue 19's 4
 ``MADV_PAGEOUT`` asks the kernel to reclaim them from this process now (BENCHMARKS.md, "Session
 7: scale").
 
-The same holds for the payload indexes of a collection's appendable segment: each (a keyword or
-range index) is a 2 MiB page file and a 1 MiB tracker that the engine reads whole when it loads
-the segment and then keeps on the heap, reading back only the few pages its points' values sit on
-(BENCHMARKS.md, "Session 13").
+The payload indexes of a collection's appendable segment are read whole too: each (a keyword or
+range index) is a 2 MiB page file and a 1 MiB tracker that the engine reads when it loads the
+segment and then keeps on the heap, reading back only the few pages its points' values sit on.
+Those pages are ones the next start reads back into the page cache (adapters/edge_warm.py), so
+``let_go`` only unmaps them from this process (``MADV_DONTNEED`` on a shared mapping: the page
+cache keeps them, a later read is a minor fault) (BENCHMARKS.md, "Session 13").
 """
 
 from __future__ import annotations
@@ -19,12 +21,24 @@ import ctypes
 from collections.abc import Callable
 from pathlib import Path
 
+_MADV_DONTNEED = 4
 _MADV_PAGEOUT = 21  # Linux 5.4+, from asm-generic/mman-common.h
 
 
-def page_out(directory: Path, only: Callable[[str], bool] | None = None) -> int:
-    """Pages out this process's mappings of files under ``directory`` (those whose path ``only``
-    accepts, when given); the bytes advised (0 where the kernel or libc cannot)."""
+def page_out(directory: Path) -> int:
+    """Pages out this process's mappings of files under ``directory``; the bytes advised (0 where
+    the kernel or libc cannot)."""
+    return _advise(directory, _MADV_PAGEOUT, lambda _perms, _path: True)
+
+
+def let_go(directory: Path, only: Callable[[str], bool]) -> int:
+    """Unmaps the resident pages of this process's shared mappings of the files under ``directory``
+    that ``only`` accepts, leaving them in the page cache (a private mapping's written pages
+    would be lost: those are left alone); the bytes advised."""
+    return _advise(directory, _MADV_DONTNEED, lambda perms, path: perms.endswith("s") and only(path))
+
+
+def _advise(directory: Path, advice: int, which: Callable[[str, str], bool]) -> int:
     prefix = str(directory.resolve()) + "/"
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -35,10 +49,10 @@ def page_out(directory: Path, only: Callable[[str], bool] | None = None) -> int:
     advised = 0
     for line in maps.splitlines():
         fields = line.split(maxsplit=5)
-        if len(fields) < 6 or not fields[5].startswith(prefix) or (only is not None and not only(fields[5])):
+        if len(fields) < 6 or not fields[5].startswith(prefix) or not which(fields[1], fields[5]):
             continue
         start, end = (int(x, 16) for x in fields[0].split("-"))
-        if libc.madvise(start, end - start, _MADV_PAGEOUT) == 0:
+        if libc.madvise(start, end - start, advice) == 0:
             advised += end - start
     return advised
 

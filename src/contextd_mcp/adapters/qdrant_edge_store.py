@@ -28,7 +28,7 @@ from contextd_mcp import limits
 from contextd_mcp.adapters import edge_generations as gen
 from contextd_mcp.adapters import edge_warm
 from contextd_mcp.adapters.edge_indexing import IndexJob, StageHook
-from contextd_mcp.adapters.mapped_files import page_out
+from contextd_mcp.adapters.mapped_files import let_go, page_out
 from contextd_mcp.adapters.sparse_rewrite import OWNER, Engine, Page, TermLayouts
 from contextd_mcp.adapters.store_meta import check_model
 from contextd_mcp.errors import NotFound
@@ -291,7 +291,7 @@ class EdgeStore:
             self._place_indexes(spec.name)
             self._index_if_large(spec.name)
             page_out(path / "wal")  # read through at open, only appended to after
-            page_out(path / "segments", _loaded_index_file)
+            let_go(path / "segments", _loaded_index_file)
 
     def _apply(self, collection: str, op: qe.UpdateOperation, points: int = 1) -> None:
         """Every write goes through here, under the write gate and the lock: while the collection
@@ -743,7 +743,7 @@ class EdgeStore:
             self._shards[name] = shard
             self._indexed[name] = int(record.get("indexed_points", 0))
             page_out(path / "wal")
-            page_out(path / "segments", _loaded_index_file)
+            let_go(path / "segments", _loaded_index_file)
             return old
 
 
