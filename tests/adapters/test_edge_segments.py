@@ -190,22 +190,32 @@ def test_a_store_with_heap_payload_indexes_gets_them_on_disk_when_opened(tmp_pat
     reopened.close()
 
 
-def test_a_range_field_added_to_a_spec_is_indexed_when_the_collection_is_next_opened(tmp_path: Path) -> None:
+def test_a_range_field_added_to_a_spec_is_indexed_when_the_collection_is_next_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The re-keying sweep asks ``memories`` for ``keys_version`` by range: a store made before the
     field was in the spec gets its index at the next open, kept, with the range answered from it."""
+    monkeypatch.setattr(edge, "INDEXING_THRESHOLD_KB", 50)  # the points in an immutable segment
     rng = np.random.default_rng(6)
     store = EdgeStore(tmp_path)
     store.ensure(SPEC)
-    store.upsert("keys", _records(_unit(rng, 300)))
+    # 2 kB of text a point that does not compress: 6 MB of payload pages for the index to read.
+    records = [Record(r.id, {**r.payload, "text": rng.bytes(1000).hex()}, r.vector, r.sparse) for r in _records(_unit(rng, 3000))]
+    for i in range(0, len(records), 500):
+        store.upsert("keys", records[i : i + 500])
+    store.compact()
     store.close()
     grown = CollectionSpec(**{**SPEC.__dict__, "float_fields": ("n",)})
 
     reopened = EdgeStore(tmp_path)
     reopened.ensure(grown)
     indexed = set(edge_info(reopened).payload_schema)
+    # The index read every payload; they are not left in the process's RSS.
+    payload_resident = _rss_kib(tmp_path / "keys", "/payload_storage/")
     below = reopened.count("keys", {"n": Range(lte=99)})
     reopened.close()
     assert "n" in indexed and below == 100
+    assert payload_resident < 1024, f"{payload_resident} KiB of payload resident after the index was made"
     again = EdgeStore(tmp_path)
     again.ensure(SPEC)  # a spec without it keeps the index: nothing is dropped
     assert "n" in set(edge_info(again).payload_schema)

@@ -329,6 +329,8 @@ class EdgeStore:
             self._apply(collection, qe.UpdateOperation.create_field_index(name, params))
         if missing:
             shard.flush()
+            # Every payload was read for it; the searches' few are read again as minor faults.
+            let_go(self._root / collection / "segments", _payload_file)
 
     def _pinned(self, collection: str) -> tuple[str, ...]:
         """The spec's pinned fields, none once the collection is past PIN_MAX_POINTS (and until it
@@ -755,6 +757,10 @@ _LOADED_INDEX_FILE = re.compile(r"/payload_index/[^/]+/(page_\d+|tracker|bitmask
 
 def _loaded_index_file(path: str) -> bool:
     return _LOADED_INDEX_FILE.search(path) is not None
+
+
+def _payload_file(path: str) -> bool:
+    return "/payload_storage/" in path
 
 
 def _hits(points: Any) -> list[Hit]:
