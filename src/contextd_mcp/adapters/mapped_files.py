@@ -18,7 +18,7 @@ cache keeps them, a later read is a minor fault) (BENCHMARKS.md, "Session 13").
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 _MADV_DONTNEED = 4
@@ -39,20 +39,14 @@ def let_go(directory: Path, only: Callable[[str], bool]) -> int:
 
 
 def _advise(directory: Path, advice: int, which: Callable[[str, str], bool]) -> int:
-    prefix = str(directory.resolve()) + "/"
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        maps = Path("/proc/self/maps").read_text()
+        libc, mappings = _libc(), list(_mappings(directory))
     except OSError:
         return 0
     libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     advised = 0
-    for line in maps.splitlines():
-        fields = line.split(maxsplit=5)
-        if len(fields) < 6 or not fields[5].startswith(prefix) or not which(fields[1], fields[5]):
-            continue
-        start, end = (int(x, 16) for x in fields[0].split("-"))
-        if libc.madvise(start, end - start, advice) == 0:
+    for start, end, perms, path in mappings:
+        if which(perms, path) and libc.madvise(start, end - start, advice) == 0:
             advised += end - start
     return advised
 
@@ -64,18 +58,29 @@ def write_back(directory: Path) -> int:
     """Writes back this process's dirty shared mappings of files under ``directory`` (msync):
     their pages are clean after, so the kernel marks the next write to any of them in its file's
     mtime (edge_generations.catch_up relies on it). The bytes synced."""
-    prefix = str(directory.resolve()) + "/"
     # No fallback: without it a later write could go unseen (the caller then copies everything).
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    maps = Path("/proc/self/maps").read_text()
+    libc = _libc()
     libc.msync.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     synced = 0
-    for line in maps.splitlines():
-        fields = line.split(maxsplit=5)
-        if len(fields) < 6 or not fields[5].startswith(prefix) or "s" not in fields[1]:
+    for start, end, perms, path in _mappings(directory):
+        if "s" not in perms:
             continue
-        start, end = (int(x, 16) for x in fields[0].split("-"))
         if libc.msync(start, end - start, _MS_SYNC) != 0:
-            raise OSError(ctypes.get_errno(), f"msync of {fields[5]} failed")
+            raise OSError(ctypes.get_errno(), f"msync of {path} failed")
         synced += end - start
     return synced
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL("libc.so.6", use_errno=True)
+
+
+def _mappings(directory: Path) -> Iterator[tuple[int, int, str, str]]:
+    """(start, end, permissions, path) of this process's mappings of files under ``directory``."""
+    prefix = str(directory.resolve()) + "/"
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6 or not fields[5].startswith(prefix):
+            continue
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        yield start, end, fields[1], fields[5]

@@ -138,16 +138,16 @@ class QdrantClientStore:
                 info = self._client.get_collection(name)
                 meta = info.config.metadata or {}
                 check_model(spec, meta.get("model"), meta.get("dim"))
-                if self._indexes:  # range fields a spec gained after the collection was made
-                    for field in (f for f in spec.float_fields if f not in (info.payload_schema or {})):
-                        self._client.create_payload_index(name, field, models.PayloadSchemaType.FLOAT)
+                present = set(info.payload_schema or {})
             else:
                 self._client.create_collection(name, **_collection_args(spec, self._layout))
+                present = set()
                 if self._indexes:
                     for field in spec.keyword_fields:
                         self._client.create_payload_index(name, field, _keyword_index(field))
-                    for field in spec.float_fields:
-                        self._client.create_payload_index(name, field, models.PayloadSchemaType.FLOAT)
+            if self._indexes:  # and range fields a spec gained after its collection was made
+                for field in (f for f in spec.float_fields if f not in present):
+                    self._client.create_payload_index(name, field, models.PayloadSchemaType.FLOAT)
             self._ready.add(spec.name)
             self._dims[spec.name] = spec.dim
 

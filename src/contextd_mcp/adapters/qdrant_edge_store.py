@@ -305,31 +305,26 @@ class EdgeStore:
             if self._logged[collection] > limits.INDEX_OPLOG_MAX_POINTS:
                 del self._oplogs[collection]  # the job sees it gone and gives up
 
-    def _create_keyword_indexes(self, collection: str, fields: Sequence[str]) -> None:
+    def _create_indexes(self, collection: str, fields: Sequence[str], kind: qe.PayloadSchemaType) -> bool:
+        """Indexes of ``kind`` for those of ``fields`` the collection has none for; whether it made any."""
         shard = self._shards[collection]
         present = set(shard.info().payload_schema)
         missing = [name for name in fields if name not in present]
         pinned = self._pinned(collection)
         for name in missing:
-            params = _index_params(name, qe.PayloadSchemaType.Keyword, name in pinned)
+            params = _index_params(name, kind, name in pinned)
             self._apply(collection, qe.UpdateOperation.create_field_index(name, params))
         if missing:
             shard.flush()
+        return bool(missing)
 
     def _add_range_indexes(self, collection: str) -> None:
         """Range indexes the spec names that the collection was made without (a field added to a
         spec later, as ``keys_version``), made once, at the open that first knows of them: the
         engine reads every payload for it (BENCHMARKS.md "Session 13")."""
-        shard = self._shards[collection]
-        present = set(shard.info().payload_schema)
-        missing = [name for name in self._specs[collection].float_fields if name not in present]
-        for name in missing:
-            log.info("indexing %s.%s (once)", collection, name)
-            params = _index_params(name, qe.PayloadSchemaType.Float)
-            self._apply(collection, qe.UpdateOperation.create_field_index(name, params))
-        if missing:
-            shard.flush()
-            # Every payload was read for it; the searches' few are read again as minor faults.
+        if self._create_indexes(collection, self._specs[collection].float_fields, qe.PayloadSchemaType.Float):
+            log.info("indexed %s's new range fields (once)", collection)
+            # Every payload was read for them; the searches' few are read again as minor faults.
             let_go(self._root / collection / "segments", _payload_file)
 
     def _pinned(self, collection: str) -> tuple[str, ...]:
@@ -379,7 +374,7 @@ class EdgeStore:
         shard = self._shards[collection]
         points = int(shard.info().points_count)
         while stages and points >= stages[0][0]:
-            self._create_keyword_indexes(collection, stages.pop(0)[1])
+            self._create_indexes(collection, stages.pop(0)[1], qe.PayloadSchemaType.Keyword)
         if not stages:
             self._unindexed.pop(collection, None)
 
