@@ -77,3 +77,32 @@ def test_status_shows_the_scope_and_where_each_part_came_from(tmp_path: Path) ->
     assert "glpat-secret" not in shown.stdout
     text = run_cli(tmp_path / "data", "status", "--path", str(repo)).stdout
     assert f"tenant: {scope['tenant']}" in text and "not running" in text
+
+
+
+
+async def test_a_newcomer_tenants_first_memory_is_never_listed_to_the_first_tenant(tmp_path: Path) -> None:
+    """A collection that has held one owner only is read without that owner's filter in the
+    engine (adapters/uniform_fields.py); another tenant's first write must put the filter back
+    before anyone reads again. ``memories list`` through the daemon reads the memories with no
+    second check (memory_search re-reads what it found by id, under the scope)."""
+    mine, theirs = checkout(tmp_path / "mine", "git@github.com:acme/app.git"), checkout(
+        tmp_path / "theirs", "git@github.com:intruder/app.git"
+    )
+    daemon = start_daemon(tmp_path / "data", tmp_path)
+    try:
+        async with socket_client(daemon.socket, mine) as client:
+            for i in range(3):
+                lesson = {"title": f"Acme lesson {i}", "content": f"Clear the acme build cache, step {i}"}
+                assert not (await client.call_tool("memory_store", lesson)).is_error
+        async with socket_client(daemon.socket, theirs) as client:
+            plan = {"title": "Intruder payroll plan", "content": "Rotate the payroll export key every Friday"}
+            theirs_id = data(await client.call_tool("memory_store", plan))["id"]
+        status = json.loads(run_cli(tmp_path / "data", "status", "--json", "--path", str(mine)).stdout)["scope"]
+        flags = ["--tenant", status["tenant"], "--team", status["team"], "--project", status["project"]]
+        listed = run_cli(tmp_path / "data", "memories", "list", *flags, "--json")
+        assert listed.returncode == 0, listed.stderr
+        titles = sorted(m["title"] for m in json.loads(listed.stdout))
+        assert titles == [f"Acme lesson {i}" for i in range(3)] and theirs_id not in listed.stdout, titles
+    finally:
+        daemon.stop()

@@ -31,6 +31,7 @@ from contextd_mcp.adapters.edge_indexing import IndexJob, StageHook
 from contextd_mcp.adapters.mapped_files import let_go, page_out
 from contextd_mcp.adapters.sparse_rewrite import OWNER, Engine, Page, TermLayouts
 from contextd_mcp.adapters.store_meta import check_model
+from contextd_mcp.adapters.uniform_fields import UniformFields
 from contextd_mcp.errors import NotFound
 from contextd_mcp.ports import vector_store as port
 from contextd_mcp.ports.vector_store import (
@@ -252,6 +253,7 @@ class EdgeStore:
         # Keyword indexes not built yet: (points at which to build them, fields), soonest first.
         self._unindexed: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
         self._writes: dict[str, int] = {}
+        self._uniform = UniformFields()  # read and written under the lock, with the engine
         self._lock = threading.RLock()
         root.mkdir(parents=True, exist_ok=True)
 
@@ -290,6 +292,7 @@ class EdgeStore:
             self._add_range_indexes(spec.name)
             self._place_indexes(spec.name)
             self._index_if_large(spec.name)
+            self._uniform.learn(spec.name, shard, spec.hot_fields)
             page_out(path / "wal")  # read through at open, only appended to after
             let_go(path / "segments", _loaded_index_file)
 
@@ -378,6 +381,11 @@ class EdgeStore:
         if not stages:
             self._unindexed.pop(collection, None)
 
+    def _filter(self, collection: str, where: Where) -> qe.Filter | None:
+        """The engine's filter for ``where``: without the conditions every point of the
+        collection meets (adapters/uniform_fields.py). Under the lock, with the query it serves."""
+        return _filter(self._uniform.needed(collection, where))
+
     def _vector(self, collection: str, record: Record) -> Any:
         dense = record.vector or placeholder_vector(self._dims[collection])
         if not record.sparse:
@@ -387,6 +395,7 @@ class EdgeStore:
     def upsert(self, collection: str, records: Sequence[Record]) -> None:
         points = [qe.Point(id=r.id, vector=self._vector(collection, r), payload=r.payload) for r in records]
         with self.write_gate, self._lock:
+            self._uniform.wrote(collection, (r.payload for r in records))
             self._apply(collection, qe.UpdateOperation.upsert_points(points), len(points))
             self._writes[collection] = self._writes.get(collection, 0) + len(points)
             if self._writes[collection] >= 64:  # look at the size now and then, not per write
@@ -410,11 +419,12 @@ class EdgeStore:
         self, collection: str, vector: Sequence[float], where: Where, limit: int, fields: Sequence[str] | None = None
     ) -> list[Hit]:
         payload = list(fields) if fields is not None else True
-        request = qe.QueryRequest(
-            limit=limit, query=qe.Query.Nearest(list(vector)), filter=_filter(where), with_payload=payload,
-            params=_dense_params(),
-        )
+        query = qe.Query.Nearest(list(vector))
         with self._lock:
+            request = qe.QueryRequest(
+                limit=limit, query=query, filter=self._filter(collection, where), with_payload=payload,
+                params=_dense_params(),
+            )
             points = self._shard(collection).query(request)
         return _hits(points)
 
@@ -425,8 +435,8 @@ class EdgeStore:
             return []
         payload = list(fields) if fields is not None else True
         query = qe.Query.Nearest(_sparse(sparse), using=_SPARSE)
-        request = qe.QueryRequest(limit=limit, query=query, filter=_filter(where), with_payload=payload)
         with self._lock:
+            request = qe.QueryRequest(limit=limit, query=query, filter=self._filter(collection, where), with_payload=payload)
             points = self._shard(collection).query(request)
         return _hits(points)
 
@@ -465,19 +475,21 @@ class EdgeStore:
         fields: Sequence[str] | None,
         narrowed: tuple[Where, int] | None,
     ) -> tuple[list[Hit], list[Hit], list[Hit]]:
-        flt = _filter(where)
         payload = list(fields) if fields is not None else True
         nearest = qe.Query.Nearest(list(vector))
         dense = _dense_params()
-        queries = [qe.QueryRequest(limit=limit, query=nearest, filter=flt, with_payload=payload, params=dense)]
-        if narrowed is not None:
-            learned = _filter(narrowed[0])
-            queries.append(qe.QueryRequest(limit=narrowed[1], query=nearest, filter=learned, with_payload=payload, params=dense))
-        if sparse:
-            query = qe.Query.Nearest(_sparse(sparse), using=_SPARSE)
-            queries.append(qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=payload))
-        # One planned batch: the searches share a pass over the segments.
+        lexical = qe.Query.Nearest(_sparse(sparse), using=_SPARSE) if sparse else None
         with self._lock:
+            flt = self._filter(collection, where)
+            queries = [qe.QueryRequest(limit=limit, query=nearest, filter=flt, with_payload=payload, params=dense)]
+            if narrowed is not None:
+                learned = self._filter(collection, narrowed[0])
+                queries.append(
+                    qe.QueryRequest(limit=narrowed[1], query=nearest, filter=learned, with_payload=payload, params=dense)
+                )
+            if lexical is not None:
+                queries.append(qe.QueryRequest(limit=limit, query=lexical, filter=flt, with_payload=payload))
+            # One planned batch: the searches share a pass over the segments.
             found = self._shard(collection).query_batch(qe.QueryBatchRequest(queries))
         hits = [_hits(points) for points in found]
         third = hits.pop(1) if narrowed is not None else []
@@ -494,17 +506,19 @@ class EdgeStore:
         weights: tuple[float, float] = (1.0, 1.0),
         fields: Sequence[str] | None = None,
     ) -> list[Hit]:
-        flt = _filter(where)
-        prefetches = [qe.Prefetch(limit=candidates, query=qe.Query.Nearest(list(vector)), filter=flt, params=_dense_params())]
-        if sparse:
-            query = qe.Query.Nearest(_sparse(sparse), using=_SPARSE)
-            prefetches.append(qe.Prefetch(limit=candidates, query=query, filter=flt))
-        fusion = qe.Fusion.Rrf(k=port.RRF_K, weights=list(weights[: len(prefetches)]))
         payload = list(fields) if fields is not None else True
-        # The filter sits on the prefetches only: fused results come from them, and a second
-        # top-level pass over the same filter costs ~30 % more on unindexed collections.
-        request = qe.QueryRequest(limit=limit, query=fusion, prefetches=prefetches, with_payload=payload)  # type: ignore[arg-type]  # the stub lists Fusion, not its Rrf variant
         with self._lock:
+            flt = self._filter(collection, where)
+            prefetches = [
+                qe.Prefetch(limit=candidates, query=qe.Query.Nearest(list(vector)), filter=flt, params=_dense_params())
+            ]
+            if sparse:
+                query = qe.Query.Nearest(_sparse(sparse), using=_SPARSE)
+                prefetches.append(qe.Prefetch(limit=candidates, query=query, filter=flt))
+            fusion = qe.Fusion.Rrf(k=port.RRF_K, weights=list(weights[: len(prefetches)]))
+            # The filter sits on the prefetches only: fused results come from them, and a second
+            # top-level pass over the same filter costs ~30 % more on unindexed collections.
+            request = qe.QueryRequest(limit=limit, query=fusion, prefetches=prefetches, with_payload=payload)  # type: ignore[arg-type]  # the stub lists Fusion, not its Rrf variant
             points = self._shard(collection).query(request)
         return _hits(points)
 
@@ -522,8 +536,8 @@ class EdgeStore:
             direction = qe.Direction.Desc if descending else qe.Direction.Asc
             order = qe.OrderBy(key=order_by, direction=direction)
         payload = list(fields) if fields is not None else True
-        request = qe.ScrollRequest(limit=limit, filter=_filter(where), with_payload=payload, order_by=order)
         with self._lock:
+            request = qe.ScrollRequest(limit=limit, filter=self._filter(collection, where), with_payload=payload, order_by=order)
             records, _ = self._shard(collection).scroll(request)
         return [Record(id=str(r.id), payload=dict(r.payload or {})) for r in records]
 
@@ -532,6 +546,7 @@ class EdgeStore:
             return
         flt = _by_ids([record_id], where)
         with self.write_gate, self._lock:
+            self._uniform.set(collection, fields)
             self._apply(collection, qe.UpdateOperation.set_payload_by_filter(flt, dict(fields)))
 
     def delete(self, collection: str, ids: Sequence[str], where: Where) -> None:
@@ -542,7 +557,7 @@ class EdgeStore:
 
     def count(self, collection: str, where: Where) -> int:
         with self._lock:
-            return int(self._shard(collection).count(qe.CountRequest(exact=True, filter=_filter(where))))
+            return int(self._shard(collection).count(qe.CountRequest(exact=True, filter=self._filter(collection, where))))
 
     # -- term layout (adapters/sparse_rewrite.py) --------------------------------------------
 
@@ -608,6 +623,7 @@ class EdgeStore:
             vector: dict[str, Any] = dict(point.vector or {})  # type: ignore[arg-type]  # named vectors
             if _SPARSE in vector:  # the dense vector as stored: one upsert moves owner and terms together
                 vector[_SPARSE] = _sparse(remap(payload, _of_sparse(vector[_SPARSE])))
+            self._uniform.wrote(collection, [{**payload, **fields}])
             self._apply(collection, qe.UpdateOperation.upsert_points([qe.Point(id=point.id, vector=vector,
                                                                                payload={**payload, **fields})]))
 
@@ -642,6 +658,7 @@ class EdgeStore:
                 shard.flush()
                 shard.close()
             self._shards.clear()
+            self._uniform = UniformFields()
 
     def _record_working_set(self) -> None:
         """Which pages of the store's files this process touched, for the next start to read

@@ -1,0 +1,118 @@
+"""A condition every point of a collection meets is left out of the engine's filter (a store of
+one tenant's one project); every write that could make it false for some point puts it back
+first. Real embedded Qdrant; the attacks are another owner's writes after the store has learned
+that it holds one owner only."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from contextd_mcp.adapters.qdrant_edge_store import HOT_INDEX_AT, EdgeStore
+from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record
+
+DIM = 16
+SPEC = CollectionSpec(name="keys", dim=DIM, model="test-model", keyword_fields=("tenant", "project", "kind"),
+                      hot_fields=("tenant", "project", "kind"), float_fields=("created_ts",), sparse=True)
+MINE = {"tenant": "a", "project": "p"}
+WIDE = max(HOT_INDEX_AT, 250)  # past the hot fields' index: what an open asks is the index
+
+
+def _records(n: int, owner: dict[str, str], seed: int = 0, vector: list[float] | None = None) -> list[Record]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        v = vector or (rng.standard_normal(DIM) / 4).tolist()
+        payload = {**owner, "kind": "doc" if i % 2 else "title", "created_ts": float(i)}
+        out.append(Record(str(uuid.uuid4()), payload, v, {i % 7: 1.0}))
+    return out
+
+
+def _reopened(root: Path, *batches: list[Record]) -> EdgeStore:
+    store = EdgeStore(root)
+    store.ensure(SPEC)
+    for batch in batches:
+        store.upsert(SPEC.name, batch)
+    store.close()
+    store = EdgeStore(root)
+    store.ensure(SPEC)
+    return store
+
+
+def _owners(hits: list) -> set[tuple[str, str]]:
+    return {(h.payload["tenant"], h.payload["project"]) for h in hits}
+
+
+def test_a_store_of_one_owner_searches_without_the_owner_filter_and_finds_the_same(tmp_path: Path) -> None:
+    store = _reopened(tmp_path, _records(WIDE, MINE))
+    where = {**MINE, "kind": "doc"}
+    # The owner's conditions are met by every point; the kind's is not.
+    assert store._uniform.needed(SPEC.name, where) == {"kind": "doc"}
+    assert store._uniform.needed(SPEC.name, {"tenant": ["a", "z"]}) == {}
+    assert store._uniform.needed(SPEC.name, {"tenant": "b"}) == {"tenant": "b"}  # matches nothing: kept
+    assert store._uniform.needed(SPEC.name, {"created_ts": Range(gte=0)}) == {"created_ts": Range(gte=0)}
+    hits = store.search(SPEC.name, [1.0] * DIM, where, 50, ["tenant", "project", "kind"])
+    assert len(hits) == 50 and {h.payload["kind"] for h in hits} == {"doc"} and _owners(hits) == {("a", "p")}
+    assert store.count(SPEC.name, MINE) == WIDE
+    store.close()
+
+
+@pytest.mark.parametrize("foreign", [{"tenant": "b", "project": "p"}, {"tenant": "a", "project": "q"}])
+def test_another_owners_write_after_the_open_is_never_found_by_the_first_owner(tmp_path: Path, foreign: dict) -> None:
+    store = _reopened(tmp_path, _records(WIDE, MINE))
+    assert store._uniform.needed(SPEC.name, MINE) == {}
+    target = [0.0] * DIM
+    target[3] = 1.0
+    store.upsert(SPEC.name, _records(20, foreign, seed=1, vector=target))  # nearest to the query below
+    fields = ["tenant", "project", "kind"]
+    assert _owners(store.search(SPEC.name, target, MINE, 30, fields)) == {("a", "p")}
+    assert _owners(store.sparse_search(SPEC.name, {3: 1.0}, MINE, 30, fields)) == {("a", "p")}
+    dense, lexical = store.dense_and_sparse(SPEC.name, target, {3: 1.0}, MINE, 30, fields)
+    assert _owners(dense) == _owners(lexical) == {("a", "p")}
+    assert _owners(store.hybrid_search(SPEC.name, target, {3: 1.0}, MINE, 30, fields=fields)) == {("a", "p")}
+    assert store.count(SPEC.name, MINE) == WIDE
+    assert _owners([*store.scan(SPEC.name, MINE, 500, fields=fields)]) == {("a", "p")}
+    assert store._uniform.needed(SPEC.name, MINE) != {}
+    store.close()
+
+
+def test_an_owner_field_set_on_a_point_puts_the_filter_back(tmp_path: Path) -> None:
+    records = _records(WIDE, MINE)
+    store = _reopened(tmp_path, records)
+    moved = records[0]
+    store.set_fields(SPEC.name, moved.id, {"tenant": "b"}, MINE)
+    hits = store.search(SPEC.name, moved.vector or [], MINE, 5, ["tenant"])
+    assert moved.id not in {h.id for h in hits} and {h.payload["tenant"] for h in hits} == {"a"}
+    store.close()
+
+
+def test_a_store_holding_two_owners_keeps_the_filter_from_its_open(tmp_path: Path) -> None:
+    target = [0.0] * DIM
+    target[5] = 1.0
+    store = _reopened(tmp_path, _records(WIDE, MINE), _records(10, {"tenant": "a", "project": "q"}, vector=target))
+    assert store._uniform.needed(SPEC.name, MINE) == {"project": "p"}  # one tenant, two projects
+    assert _owners(store.search(SPEC.name, target, MINE, 20, ["tenant", "project"])) == {("a", "p")}
+    store.close()
+
+
+def test_a_point_without_an_owner_field_keeps_that_condition(tmp_path: Path) -> None:
+    bare = Record(str(uuid.uuid4()), {"tenant": "a", "kind": "doc"}, [0.5] * DIM, {1: 1.0})  # no project
+    store = _reopened(tmp_path, _records(WIDE, MINE), [bare])
+    assert "project" in store._uniform.needed(SPEC.name, MINE)
+    assert bare.id not in {h.id for h in store.search(SPEC.name, [0.5] * DIM, MINE, 10)}
+    store.close()
+
+
+def test_a_new_collection_learns_its_owner_from_its_writes(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path)
+    store.ensure(SPEC)
+    assert store._uniform.needed(SPEC.name, MINE) == MINE  # empty: nothing to leave out yet
+    store.upsert(SPEC.name, _records(5, MINE))
+    target = [0.0] * DIM
+    target[0] = 1.0
+    store.upsert(SPEC.name, _records(5, {"tenant": "b", "project": "p"}, vector=target))
+    assert _owners(store.search(SPEC.name, target, MINE, 10, ["tenant", "project"])) == {("a", "p")}
+    store.close()
