@@ -230,11 +230,35 @@ PINNED_SPEC = CollectionSpec(name="keys", dim=DIM, model="test-model", keyword_f
 def test_pinned_fields_are_indexed_on_the_heap_the_others_memory_mapped(tmp_path: Path) -> None:
     store = EdgeStore(tmp_path)
     store.ensure(PINNED_SPEC)
-    store.upsert("keys", _records(_unit(np.random.default_rng(6), edge.KEYWORD_INDEX_AT + 64)))
+    rng = np.random.default_rng(6)
+    store.upsert("keys", _records(_unit(rng, edge.KEYWORD_INDEX_AT)) + _records(_unit(rng, 64), project="q"))
     placements = _placements(store)
     store.close()
-    assert placements == {"tenant": qe.Memory.Pinned, "project": qe.Memory.Pinned,
+    # Every point has tenant "t": no search filters on it (adapters/uniform_fields.py), so it is not pinned.
+    assert placements == {"tenant": qe.Memory.Cold, "project": qe.Memory.Pinned,
                           "kind": qe.Memory.Cold, "n": qe.Memory.Cold}, placements
+
+
+def test_a_store_of_one_owner_pins_nothing_until_a_second_owner_writes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(16)
+    store = EdgeStore(tmp_path)
+    store.ensure(PINNED_SPEC)
+    store.upsert("keys", _records(_unit(rng, 1500)))
+    store.compact()
+    assert _placements(store)["project"] == qe.Memory.Cold and _placements(store)["tenant"] == qe.Memory.Cold
+    store.close()
+    reopened = EdgeStore(tmp_path)
+    reopened.ensure(PINNED_SPEC)
+    assert _placements(reopened)["project"] == qe.Memory.Cold
+    newcomer = _records(_unit(rng, 10), project="q")
+    reopened.upsert("keys", newcomer)
+    hits = reopened.search("keys", newcomer[0].vector or [], {"tenant": "t", "project": "p"}, 20, ["project"])
+    reopened.close()
+    assert len(hits) == 20 and {h.payload["project"] for h in hits} == {"p"}
+    again = EdgeStore(tmp_path)
+    again.ensure(PINNED_SPEC)  # two projects now: the project's index goes to the heap; the tenant's stays mapped
+    assert _placements(again)["project"] == qe.Memory.Pinned and _placements(again)["tenant"] == qe.Memory.Cold
+    again.close()
 
 
 def test_a_built_store_gets_its_pinned_fields_on_the_heap_when_opened_and_back_when_unpinned(tmp_path: Path) -> None:
@@ -256,7 +280,7 @@ def test_a_built_store_gets_its_pinned_fields_on_the_heap_when_opened_and_back_w
     counted = pinned.count("keys", {"project": "q"})
     pinned.close()
 
-    assert placements == {"tenant": qe.Memory.Pinned, "project": qe.Memory.Pinned,
+    assert placements == {"tenant": qe.Memory.Cold, "project": qe.Memory.Pinned,  # one tenant: not pinned
                           "kind": qe.Memory.Cold, "n": qe.Memory.Cold}, placements
     assert hits[0].id == records[2100].id and len(hits) == 20
     assert {h.id for h in hits} <= {r.id for r in records[1500:]}  # the filter still holds

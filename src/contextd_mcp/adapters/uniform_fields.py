@@ -4,7 +4,9 @@ A store that holds one project of one tenant (a developer's own daemon; the 100k
 issue 19) is searched with that owner's filter at every call, and the engine checks it at every
 point a graph walk visits: at 100k memories (500k keys) it doubled a dense key search (1.9 ms
 against 1.0) and admitted every point (BENCHMARKS.md "Session 14"). A condition every point
-meets is left out of the engine's filter; the matches are the same set.
+meets is left out of the engine's filter; the matches are the same set. Such a field's index is
+then not pinned on the heap either (``EdgeStore._pinned``): ~70 MiB of heap at 100k memories.
+A second owner's writes put the condition back at once; the index is pinned at the next open.
 
 What is known is kept conservative: a field's value is learned at open by asking the engine
 (the one value its index lists, then an exact count of the points without it: none), followed
@@ -69,6 +71,12 @@ class UniformFields:
                 values[name] = value
             elif known is not value and known != value:
                 values[name] = _MIXED
+
+    def holds(self, collection: str, name: str) -> bool:
+        """Whether every point of the collection is known to have one value for ``name`` (an
+        empty collection: not yet)."""
+        known = self._values.get(collection, {}).get(name, _MIXED)
+        return known is not _MIXED and known is not _EMPTY
 
     def needed(self, collection: str, where: Where) -> Where:
         """``where`` without the conditions every point of the collection meets."""
