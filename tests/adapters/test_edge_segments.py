@@ -458,3 +458,29 @@ def test_a_project_of_a_thousand_memories_is_searched_exactly_and_a_tenant_throu
     project, tenant = recall({"tenant": "t", "project": "a"}), recall({"tenant": "t"})
     store.close()
     assert project == 1.0 and tenant < 0.95, (project, tenant)
+
+
+def test_a_key_search_makes_no_id_strings_it_is_not_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key search reads ~240 hits for their payload alone: their ids become strings (a
+    ``uuid.UUID`` built in Python, then formatted) only when read, and then equal the port's."""
+    from contextd_mcp.ports.vector_store import Hit
+
+    store = EdgeStore(tmp_path)
+    store.ensure(SPEC)
+    records = _records(_unit(np.random.default_rng(21), 60))
+    store.upsert("keys", records)
+    made: list[int] = []
+    real = uuid.UUID.__init__
+
+    def counted(self: uuid.UUID, *args: object, **kwargs: object) -> None:
+        made.append(1)
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(uuid.UUID, "__init__", counted)
+    dense, lexical = store.dense_and_sparse("keys", records[3].vector or [], {3: 1.0}, {"tenant": "t"}, 20, ["n"])
+    assert len(dense) == 20 and lexical and {h.payload["n"] for h in dense} and not made
+    assert dense[0].id == records[3].id and made  # read: made, and the record's own id
+    monkeypatch.undo()
+    assert dense[0] == Hit(id=records[3].id, score=dense[0].score, payload=dense[0].payload) == dense[0]
+    assert dense[0] != dense[1]
+    store.close()
