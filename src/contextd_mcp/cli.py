@@ -335,6 +335,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(sandbox_line(status.get("sandbox")))
         for line in indexing_lines(store.get("indexing") or {}):
             print(line)
+        for name, fields in sorted((store.get("shared_by_every_point") or {}).items()):
+            print(f"  {name}: every point shares {', '.join(fields)} (searched without filtering on them)")
     return 0
 
 

@@ -57,11 +57,15 @@ def test_a_store_of_one_owner_searches_without_the_owner_filter_and_finds_the_sa
     hits = store.search(SPEC.name, [1.0] * DIM, where, 50, ["tenant", "project", "kind"])
     assert len(hits) == 50 and {h.payload["kind"] for h in hits} == {"doc"} and _owners(hits) == {("a", "p")}
     assert store.count(SPEC.name, MINE) == WIDE
+    assert store.describe()["shared_by_every_point"] == {SPEC.name: ["tenant", "project"]}  # kind has two values
     store.close()
 
 
-@pytest.mark.parametrize("foreign", [{"tenant": "b", "project": "p"}, {"tenant": "a", "project": "q"}])
-def test_another_owners_write_after_the_open_is_never_found_by_the_first_owner(tmp_path: Path, foreign: dict) -> None:
+@pytest.mark.parametrize(("foreign", "still_shared"), [({"tenant": "b", "project": "p"}, ["project"]),
+                                                      ({"tenant": "a", "project": "q"}, ["tenant"])])
+def test_another_owners_write_after_the_open_is_never_found_by_the_first_owner(
+    tmp_path: Path, foreign: dict, still_shared: list[str]
+) -> None:
     store = _reopened(tmp_path, _records(WIDE, MINE))
     assert store._uniform.needed(SPEC.name, MINE) == {}
     target = [0.0] * DIM
@@ -76,6 +80,7 @@ def test_another_owners_write_after_the_open_is_never_found_by_the_first_owner(t
     assert store.count(SPEC.name, MINE) == WIDE
     assert _owners([*store.scan(SPEC.name, MINE, 500, fields=fields)]) == {("a", "p")}
     assert store._uniform.needed(SPEC.name, MINE) != {}
+    assert store.describe()["shared_by_every_point"][SPEC.name] == still_shared
     store.close()
 
 

@@ -95,6 +95,8 @@ async def test_a_newcomer_tenants_first_memory_is_never_listed_to_the_first_tena
             for i in range(3):
                 lesson = {"title": f"Acme lesson {i}", "content": f"Clear the acme build cache, step {i}"}
                 assert not (await client.call_tool("memory_store", lesson)).is_error
+        shared = json.loads(run_cli(tmp_path / "data", "status", "--json").stdout)["store"]["shared_by_every_point"]
+        assert "tenant" in shared["memories"] and "tenant" in shared["memory_keys"], shared
         async with socket_client(daemon.socket, theirs) as client:
             plan = {"title": "Intruder payroll plan", "content": "Rotate the payroll export key every Friday"}
             theirs_id = data(await client.call_tool("memory_store", plan))["id"]
@@ -104,5 +106,8 @@ async def test_a_newcomer_tenants_first_memory_is_never_listed_to_the_first_tena
         assert listed.returncode == 0, listed.stderr
         titles = sorted(m["title"] for m in json.loads(listed.stdout))
         assert titles == [f"Acme lesson {i}" for i in range(3)] and theirs_id not in listed.stdout, titles
+        shown = run_cli(tmp_path / "data", "status").stdout.splitlines()
+        line = next(text for text in shown if "memory_keys: every point shares" in text)
+        assert "tenant" not in line, line  # the newcomer's first write ended it
     finally:
         daemon.stop()

@@ -682,9 +682,12 @@ class EdgeStore:
         size = gen.disk_bytes(self._root)  # every generation, the one being built included
         with self._lock:
             points = {name: int(s.info().points_count) for name, s in self._shards.items()}
+            shared = self._uniform.shared()
         return {
             "engine": "qdrant-edge (embedded)", "path": str(self._root), "disk_bytes": size, "points": points,
             "indexing": self.indexing(points),
+            # Left out of every filter, and not pinned (adapters/uniform_fields.py).
+            "shared_by_every_point": shared,
         }
 
     # Indexing off the request path (adapters/edge_indexing.py drives these).

@@ -78,6 +78,14 @@ class UniformFields:
         known = self._values.get(collection, {}).get(name, _MIXED)
         return known is not _MIXED and known is not _EMPTY
 
+    def shared(self) -> dict[str, list[str]]:
+        """Per collection, the fields every point is known to share (names only: for status)."""
+        return {
+            collection: names
+            for collection in self._values
+            if (names := [name for name in self._values[collection] if self.holds(collection, name)])
+        }
+
     def needed(self, collection: str, where: Where) -> Where:
         """``where`` without the conditions every point of the collection meets."""
         values = self._values.get(collection)
