@@ -240,13 +240,21 @@ def test_tasks_of_parallel_calls_share_one_ceiling(budgeted: Sandbox) -> None:
     configure(budgeted, call_max_tasks=100, total_max_tasks=150)
     # Children live 5 s (the call waits for them), so the three calls' children are alive at once.
     answers = parallel(budgeted, [FORKS.format(n=140, hold=5)] * 3)
-    started = [int(result_of(a).stdout.split()[-1]) for a in answers]
     if cgroups_expected(budgeted):
+        # A call whose set-up finds the shared ceiling already full (the other two calls' children
+        # took it first, as under a loaded CI run) is refused with EAGAIN: that is the ceiling
+        # holding, and it started nothing.
+        started = [0 if _refused_at_ceiling(a) else int(result_of(a).stdout.split()[-1]) for a in answers]
         assert max(started) < 100, started
-        assert sum(started) < 150, started
+        assert 0 < sum(started) < 150, (started, answers)
     else:
         # RLIMIT_NPROC (256 per call by default) is the bound that remains.
+        started = [int(result_of(a).stdout.split()[-1]) for a in answers]
         assert all(n == 140 for n in started), started
+
+
+def _refused_at_ceiling(answer: dict[str, Any]) -> bool:
+    return answer.get("error") == "SandboxUnavailable" and "Resource temporarily unavailable" in answer.get("message", "")
 
 
 def test_project_growth_is_stopped_near_the_cap(budgeted: Sandbox) -> None:
