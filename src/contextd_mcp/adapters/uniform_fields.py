@@ -42,9 +42,6 @@ class UniformFields:
             values[name] = _EMPTY if points == 0 else _only_value(shard, name) if name in indexed else _MIXED
         self._values[collection] = values
 
-    def forget(self, collection: str) -> None:
-        self._values.pop(collection, None)
-
     def wrote(self, collection: str, payloads: Iterable[Mapping[str, Any]]) -> None:
         """Points written whole (upserts): a value other than the known one ends what is known."""
         values = self._values.get(collection)
@@ -69,21 +66,20 @@ class UniformFields:
             value = payload[name]
             if known is _EMPTY and isinstance(value, str):
                 values[name] = value
-            elif known is not value and known != value:
+            elif known != value:
                 values[name] = _MIXED
 
     def holds(self, collection: str, name: str) -> bool:
         """Whether every point of the collection is known to have one value for ``name`` (an
         empty collection: not yet)."""
-        known = self._values.get(collection, {}).get(name, _MIXED)
-        return known is not _MIXED and known is not _EMPTY
+        return _one(self._values.get(collection, {}).get(name, _MIXED))
 
     def shared(self) -> dict[str, list[str]]:
         """Per collection, the fields every point is known to share (names only: for status)."""
         return {
             collection: names
-            for collection in self._values
-            if (names := [name for name in self._values[collection] if self.holds(collection, name)])
+            for collection, values in self._values.items()
+            if (names := [name for name, known in values.items() if _one(known)])
         }
 
     def needed(self, collection: str, where: Where) -> Where:
@@ -94,8 +90,13 @@ class UniformFields:
         return {key: cond for key, cond in where.items() if not _met(values.get(key, _MIXED), cond)}
 
 
+def _one(known: object) -> bool:
+    """Whether ``known`` is a value every point has (not _MIXED, not _EMPTY)."""
+    return known is not _MIXED and known is not _EMPTY
+
+
 def _met(known: object, cond: object) -> bool:
-    if known is _MIXED or known is _EMPTY or isinstance(cond, Range):
+    if not _one(known) or isinstance(cond, Range):
         return False
     if isinstance(cond, list):
         return known in cond
