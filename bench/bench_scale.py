@@ -311,7 +311,8 @@ def search_profile(data_dir: Path, queries: int, top: int = 25) -> dict[str, Any
     try:
         for text in texts[:queries]:
             vector = timed("embed", lambda t=text: service._embedder.embed_query(t))
-            sparse = mk.key_sparse(text, unit=False)
+            # the product's query terms (older trees: every term)
+            sparse = mk.query_sparse(text) if hasattr(mk, "query_sparse") else mk.key_sparse(text, unit=False)
             if hasattr(store, "_terms"):  # the tenant's term layout (absent from older trees)
                 sparse = store._terms(mk.KEYS, sparse)
             timed("dense", lambda v=vector: shard.query(qe.QueryRequest(

@@ -86,7 +86,7 @@ def main() -> int:
     where = store.where(ScopeLevel.project, {})
     texts = scale_records.queries(args.queries * len(variants) + 200, seed=23)
     vectors = [container.memory._embedder.embed_query(t) for t in texts]
-    sparses = [store._terms(mk.KEYS, mk.key_sparse(t, unit=False)) for t in texts]
+    sparses = [store._terms(mk.KEYS, mk.query_sparse(t)) for t in texts]
 
     def run(variant: str, i: int) -> float:
         batch = qe.QueryBatchRequest(requests(variant, vectors[i], sparses[i], where))

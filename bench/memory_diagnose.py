@@ -41,7 +41,7 @@ class Tracer:
 
     def _find(self, store: Any, vector: Any, query: str, reach: Any, match: Any, flags: Any) -> Any:
         k = self.keys
-        sparse = k.key_sparse(query, unit=False) if flags.sparse else {}
+        sparse = k.query_sparse(query) if flags.sparse else {}
         fields = ("memory_id", "kind", "text")
         narrowed = {"kind": k.KeyKind.learned.value}
         dense, lexical, learned = store.dense_sparse_narrowed(

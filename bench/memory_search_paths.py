@@ -73,7 +73,7 @@ def paths(container: Container, scope: Scope) -> dict[str, Search]:
         """Session 9's search: the batch of the dense and sparse key searches, no learned-key search."""
         req = SearchMemories(query=query)
         vector = embed(query)
-        sparse = keys.key_sparse(query, unit=False)
+        sparse = keys.query_sparse(query)
         dense, lexical = store.dense_and_sparse(keys.KEYS, vector, sparse, keys.CANDIDATES, req.scope, {}, ("memory_id", "kind"))
         ranked = keys.rank(dense, lexical, svc.flags)[: req.limit * limits.RERANK_FACTOR]
         where = {"confidence": Range(gte=req.min_confidence)}
@@ -127,7 +127,7 @@ def engine_calls(container: Container, scope: Scope, queries: list[str]) -> dict
     """The key search's engine call with and without the learned-key search, interleaved, on
     vectors embedded beforehand: what the third search adds, without the model's time around it."""
     store = container.memory._stores.of(scope)
-    embedded = [(container.memory._embedder.embed_query(q), keys.key_sparse(q, unit=False)) for q in queries]
+    embedded = [(container.memory._embedder.embed_query(q), keys.query_sparse(q)) for q in queries]
     fields = ("memory_id", "kind")
     calls: dict[str, Callable[[list[float], Any], Any]] = {
         "two searches (session 9)": lambda v, s: store.dense_and_sparse(keys.KEYS, v, s, keys.CANDIDATES, fields=fields),

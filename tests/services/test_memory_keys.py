@@ -21,7 +21,8 @@ from contextd_mcp.ports.scoped_store import AcrossScopes, Stores
 from contextd_mcp.ports.vector_store import Record
 from contextd_mcp.services.memory import COLLECTION as MEMORIES
 from contextd_mcp.services.memory import KEYS_VERSION
-from contextd_mcp.services.memory_keys import KEYS
+from contextd_mcp.services.error_text import term_index
+from contextd_mcp.services.memory_keys import KEYS, key_sparse, query_sparse
 from contextd_mcp.services.memory_rekey import MemoryRekey
 
 A = Scope(tenant="acme", team="core", project="api")
@@ -315,3 +316,22 @@ def test_a_rated_phrasing_lifts_its_memory_for_another_phrasing_of_the_same_need
     assert [h.id for h in after[:2]] == [ids[0], rival]
     assert (scores[ids[0]] - scores[rival]) - (cold[ids[0]] - cold[rival]) > 0.01
     assert after[0].confidence == after[1].confidence  # not popularity: both were rated once
+
+
+def test_a_query_searches_no_function_words_and_a_key_keeps_them() -> None:
+    # Function words were 1/3 of a key search's lexical work at 100k memories (BENCHMARKS.md,
+    # "Session 15"); a stored key keeps them so that stored scores do not change.
+    query = "we keep getting a timeout between these workflow runs"
+    searched, stored = query_sparse(query), key_sparse(query)
+    for word in ("we", "between", "these"):
+        assert term_index(word) not in searched
+        assert term_index(word) in stored
+    for term in ("keep", "timeout", "workflow", "we+keep", "getting+timeout"):
+        assert term_index(term) in searched
+    # Negations and particles carry meaning in an error; they stay.
+    assert {term_index("not"), term_index("up")} <= query_sparse("pip does not pick up the lockfile").keys()
+    # Pairs stay, even of two function words: a phrase is rarer than its words.
+    pairs = {term_index(p) for p in ("what+did", "did+we", "we+do", "do+about")}
+    assert query_sparse("what did we do about it").keys() == pairs
+    # Not scaled: the engine ranks by dot product, and a query's length changes no order.
+    assert all(weight == 1.0 for weight in searched.values())

@@ -203,14 +203,33 @@ def term_index(term: str) -> int:
     return zlib.crc32(term.encode())
 
 
-def sparse_vector(normalised: str, unit: bool = False) -> dict[int, float]:
+# English function words (pronouns, determiners, auxiliaries, conjunctions, the commonest
+# prepositions), left out of a query's single-word terms (``sparse_vector(drop=...)``). Each is in
+# a large share of all stored texts, so its posting list is long while its IDF leaves it little
+# weight: at 100k memories "we" was in a fifth of the 500k key points, and without these words a
+# key search's lexical half took 1.85 -> 1.25 ms (BENCHMARKS.md, "Session 15"). Negations,
+# particles and adverbs of time stay ("not", "up", "after": they carry meaning in an error, and
+# dropping them too lost ranks on the dev split). Stored vectors keep every word, so their unit
+# length and every stored score stay as they were; a pair holding one stays in the query.
+FUNCTION_WORDS = frozenset(
+    """i me my myself we our ours ourselves you your yours he him his she her they them their it its
+    what which who whom whose this that these those am is are was were be been being have has had
+    having do does did doing a an the and but if or because as until while of at by for with about
+    against between into through during to from in on""".split()
+)
+
+
+def sparse_vector(normalised: str, unit: bool = False, drop: frozenset[str] = frozenset()) -> dict[int, float]:
     """Hashed terms with a saturating term frequency (repeats add little, as in BM25).
 
     ``unit=True`` (stored records) scales the vector to length 1: the engine scores a dot
     product, which would otherwise favour long logs that happen to share boilerplate.
+    ``drop``: single-word terms a query leaves out (``FUNCTION_WORDS``).
     """
     vector: dict[int, float] = {}
     for term, count in terms(normalised).items():
+        if term in drop:
+            continue
         index = term_index(term)
         vector[index] = vector.get(index, 0.0) + 1.0 + math.log(count)
     if unit and vector:
