@@ -398,3 +398,33 @@ def test_a_compacted_store_records_every_point_as_indexed(tmp_path: Path) -> Non
         assert "keys" not in reopened._jobs, "an indexing job of a collection compacted a moment ago"
     finally:
         reopened.close()
+
+
+def test_a_store_that_gains_a_second_owner_has_its_index_pinned_by_the_next_build_without_a_reopen(tmp_path: Path) -> None:
+    import dataclasses
+
+    import qdrant_edge as qe
+
+    pinned = dataclasses.replace(SPEC, pinned_fields=("tenant", "project"))
+    store = EdgeStore(tmp_path, index_after=INDEX_AFTER, index_nice=0)
+    store.ensure(pinned)
+    rng = np.random.default_rng(19)
+    rows = records(rng, INDEX_AFTER - 100) + records(rng, 100, project="q")
+
+    def placements() -> dict[str, Any]:
+        return {name: info.params.memory for name, info in store._shards["keys"].info().payload_schema.items()}
+
+    for i in range(0, INDEX_AFTER - 100, 100):
+        store.upsert("keys", rows[i : i + 100])
+    # One project: no search filters on it (adapters/uniform_fields.py), so its index is mapped.
+    assert placements()["project"] == qe.Memory.Cold
+    store.upsert("keys", rows[-100:])  # a second project, and the job starts
+    state = _wait_done(store)
+    after = placements()
+    hits = store.search("keys", rows[-1].vector or [], {"tenant": "t", "project": "q"}, 200)
+    store.close()
+
+    assert state["stage"] == "done", state
+    # Before, it stayed mapped until the store was opened again.
+    assert after["project"] == qe.Memory.Pinned and after["tenant"] == qe.Memory.Cold, after
+    assert hits[0].id == rows[-1].id and {h.id for h in hits} == {r.id for r in rows[-100:]}

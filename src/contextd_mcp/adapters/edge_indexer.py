@@ -5,17 +5,23 @@ the daemon: the daemon copies the shard, starts this child on the copy and keeps
 original (adapters/edge_indexing.py). The child runs at nice 19 with one indexing thread, and dies
 with the thread that started it (PR_SET_PDEATHSIG), so a daemon killed with -9 leaves no indexer.
 
-    python -m contextd_mcp.adapters.edge_indexer <shard directory> <parent pid> <nice>
+    python -m contextd_mcp.adapters.edge_indexer <shard directory> <parent pid> <nice> <pinned fields, JSON>
+
+Before the build it places the copy's payload indexes as the daemon's store now calls for
+(``EdgeStore.pinned``): a store that gained a second owner since its open gets its owner indexes
+back on the heap with the new generation, off the request path.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
@@ -23,12 +29,14 @@ _PR_SET_PDEATHSIG = 1
 _ONE_THREAD = {"RAYON_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
-def spawn(shard: Path, log: Path, nice: int = 19) -> subprocess.Popen[bytes]:
-    """Starts the indexer on ``shard`` at ``nice``; its output goes to ``log``."""
+def spawn(shard: Path, log: Path, nice: int = 19, pinned: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """Starts the indexer on ``shard`` at ``nice``, its ``pinned`` fields' indexes to go on the
+    heap (the others memory-mapped); its output goes to ``log``."""
     env = {**os.environ, **_ONE_THREAD}
     with log.open("wb") as out:
         return subprocess.Popen(  # our own module, argv not from input
-            [sys.executable, "-m", "contextd_mcp.adapters.edge_indexer", str(shard), str(os.getpid()), str(nice)],
+            [sys.executable, "-m", "contextd_mcp.adapters.edge_indexer", str(shard), str(os.getpid()), str(nice),
+             json.dumps(list(pinned))],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, close_fds=True,
         )
 
@@ -46,9 +54,16 @@ def main(argv: list[str]) -> int:
     os.nice(int(argv[2]))
     import qdrant_edge as qe
 
+    from contextd_mcp.adapters.qdrant_edge_store import placement_moves
+
     started = time.perf_counter()
     shard = qe.EdgeShard.load(str(shard_dir))  # the config the daemon last opened it with
     try:
+        moves = placement_moves(shard, json.loads(argv[3]) if len(argv) > 3 else [])
+        for op in moves:
+            shard.update(op)
+        if moves:
+            print(f"placed {len(moves)} payload indexes", flush=True)
         shard.optimize()
         shard.flush()
         points = int(shard.info().points_count)

@@ -59,6 +59,7 @@ class IndexHost(Protocol):
     def logged(self, name: str, start: int) -> list[qe.UpdateOperation] | None: ...
     def end_log(self, name: str) -> None: ...
     def open_generation(self, name: str, path: Path) -> qe.EdgeShard: ...
+    def pinned(self, name: str) -> tuple[str, ...]: ...
     def swap_in(self, name: str, shard: qe.EdgeShard, path: Path, replayed: int, record: dict[str, Any]) -> Path: ...
 
 
@@ -124,7 +125,7 @@ class IndexJob(threading.Thread):
 
     def _build(self, target: Path) -> None:
         started = time.perf_counter()
-        self._child = spawn(target, target.with_suffix(".log"), self._nice)
+        self._child = spawn(target, target.with_suffix(".log"), self._nice, self._host.pinned(self.collection))
         self.state["child_pid"] = self._child.pid
         self._stage("build")
         while self._child.poll() is None:

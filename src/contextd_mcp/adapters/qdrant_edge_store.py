@@ -105,6 +105,19 @@ def _index_params(
     return qe.KeywordIndexParams(is_tenant=name in _TENANT_FIELDS, memory=memory)
 
 
+def placement_moves(shard: qe.EdgeShard, pinned: Sequence[str]) -> list[qe.UpdateOperation]:
+    """The index operations that put each of ``shard``'s payload indexes where ``pinned`` says:
+    on the heap for those fields, memory-mapped for the others (none where all are in place)."""
+    moves = []
+    for name, info in shard.info().payload_schema.items():
+        if info.data_type not in _ON_DISK_TYPES:
+            continue
+        params = _index_params(name, info.data_type, name in pinned)
+        if getattr(info.params, "memory", None) != params.memory:
+            moves.append(qe.UpdateOperation.create_field_index(name, params))
+    return moves
+
+
 def _config(spec: CollectionSpec) -> qe.EdgeConfig:
     # Cold: vectors are paged in as searches touch them. The default (Cached) keeps a 32 MiB
     # preallocated chunk resident per collection, even for a handful of points. Turbo8 (8-bit
@@ -356,18 +369,18 @@ class EdgeStore:
         disk, or before a field was pinned, or before the collection passed PIN_MAX_POINTS) are
         made again where they belong (once per store: the placement is kept with the index; 500k
         points: ~10 s for three fields; 5M points, unpinned: 38 s)."""
-        shard = self._shards[collection]
-        pinned = self._pinned(collection)
-        moved = False
-        for name, info in shard.info().payload_schema.items():
-            if info.data_type not in _ON_DISK_TYPES:
-                continue
-            params = _index_params(name, info.data_type, name in pinned)
-            if getattr(info.params, "memory", None) != params.memory:
-                self._apply(collection, qe.UpdateOperation.create_field_index(name, params))
-                moved = True
-        if moved:
-            shard.flush()
+        moves = placement_moves(self._shards[collection], self._pinned(collection))
+        for op in moves:
+            self._apply(collection, op)
+        if moves:
+            self._shards[collection].flush()
+
+    def pinned(self, name: str) -> tuple[str, ...]:
+        """The fields whose indexes the collection's owners now call for on the heap: an indexing
+        job's child places the new generation's indexes so (adapters/edge_indexer.py), and a store
+        that gained an owner since its open has them at the next swap, not at the next open."""
+        with self._lock:
+            return self._pinned(name)
 
     def _index_if_large(self, collection: str) -> None:
         """Build keyword indexes once a collection is big enough for them to pay.
