@@ -41,6 +41,11 @@ def _wait_done(store: EdgeStore, timeout: float = 120) -> dict[str, Any]:
     raise AssertionError(f"indexing did not finish: {_job(store)}")
 
 
+def _placements(store: EdgeStore) -> dict[str, Any]:
+    """Where each payload index of the collection lives (heap or memory-mapped)."""
+    return {name: info.params.memory for name, info in store._shards["keys"].info().payload_schema.items()}
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -367,7 +372,7 @@ def test_pinned_indexes_stay_on_the_heap_in_the_generation_the_child_builds(tmp_
     for i in range(0, len(rows), 100):
         store.upsert("keys", rows[i : i + 100])
     state = _wait_done(store)
-    placements = {name: info.params.memory for name, info in store._shards["keys"].info().payload_schema.items()}
+    placements = _placements(store)
     hits = store.search("keys", rows[105].vector or [], {"tenant": "t", "project": "p"}, 1)
     store.close()
 
@@ -411,16 +416,13 @@ def test_a_store_that_gains_a_second_owner_has_its_index_pinned_by_the_next_buil
     rng = np.random.default_rng(19)
     rows = records(rng, INDEX_AFTER - 100) + records(rng, 100, project="q")
 
-    def placements() -> dict[str, Any]:
-        return {name: info.params.memory for name, info in store._shards["keys"].info().payload_schema.items()}
-
     for i in range(0, INDEX_AFTER - 100, 100):
         store.upsert("keys", rows[i : i + 100])
     # One project: no search filters on it (adapters/uniform_fields.py), so its index is mapped.
-    assert placements()["project"] == qe.Memory.Cold
+    assert _placements(store)["project"] == qe.Memory.Cold
     store.upsert("keys", rows[-100:])  # a second project, and the job starts
     state = _wait_done(store)
-    after = placements()
+    after = _placements(store)
     hits = store.search("keys", rows[-1].vector or [], {"tenant": "t", "project": "q"}, 200)
     store.close()
 
