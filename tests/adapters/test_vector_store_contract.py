@@ -314,3 +314,32 @@ def test_get_returns_only_the_fields_asked_for_and_still_checks_the_scope(store:
     (got,) = store.get(SPEC.name, [record.id], {"tenant": "a"}, fields=["title"])
     assert got.payload["title"] == "t" and "body" not in got.payload
     assert store.get(SPEC.name, [record.id], {"tenant": "b"}, fields=["title"]) == []
+
+
+def test_rename_moves_vectors_and_payload_as_stored_and_only_inside_the_filter(hybrid_store: tuple[VectorStore, str]) -> None:
+    """memory_keys' migration to slot ids: the record under its new id is the same record (both
+    vectors, the payload), the old id is gone, and a record outside the filter does not move."""
+    store, coll = hybrid_store
+    mine = Record(id=str(uuid.uuid4()), payload={"tenant": "a", "kind": "k"}, vector=[1, 0, 0, 0], sparse={3: 1.0})
+    theirs = Record(id=str(uuid.uuid4()), payload={"tenant": "b", "kind": "k"}, vector=[0, 1, 0, 0], sparse={5: 1.0})
+    store.upsert(coll, [mine, theirs])
+    new_mine, new_theirs = str(uuid.uuid4()), str(uuid.uuid4())
+    store.rename(coll, {mine.id: new_mine, theirs.id: new_theirs}, {"tenant": "a"})
+    assert store.get(coll, [mine.id, new_theirs], {}) == []
+    assert [r.id for r in store.get(coll, [theirs.id], {})] == [theirs.id]
+    assert [r.payload for r in store.get(coll, [new_mine], {})] == [mine.payload]
+    (dense,) = store.search(coll, [1, 0, 0, 0], {"tenant": "a"}, 5)
+    (lexical,) = store.sparse_search(coll, {3: 1.0}, {"tenant": "a"}, 5)
+    assert dense.id == lexical.id == new_mine and dense.score == pytest.approx(1.0, abs=0.01)
+    store.rename(coll, {mine.id: new_mine}, {"tenant": "a"})  # again (an interrupted run's retry): nothing to move
+    assert store.count(coll, {}) == 2
+
+
+def test_a_search_for_no_fields_returns_no_payload(hybrid_store: tuple[VectorStore, str]) -> None:
+    """A key search reads its hits' memory from their ids and asks for no payload (an empty list
+    of fields still made the embedded engine read each hit's payload)."""
+    store, coll = hybrid_store
+    record = Record(id=str(uuid.uuid4()), payload={"tenant": "a", "title": "t"}, vector=[1, 0, 0, 0], sparse={3: 1.0})
+    store.upsert(coll, [record])
+    dense, lexical, third = store.dense_sparse_narrowed(coll, [1, 0, 0, 0], {3: 1.0}, {"tenant": "a"}, 5, {"title": "t"}, 5, fields=())
+    assert [(h.id, h.payload) for h in [*dense, *lexical, *third]] == [(record.id, {})] * 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tarfile
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,11 @@ from contextd_mcp.ports.vector_store import Record
 from contextd_mcp.services.memory import COLLECTION as MEMORIES
 from contextd_mcp.services.memory import KEYS_VERSION
 from contextd_mcp.services.error_text import term_index
-from contextd_mcp.services.memory_keys import KEYS, key_sparse, query_sparse
+from contextd_mcp.services.content_ids import content_id, digest
+from contextd_mcp.services.memory import key_texts
+from contextd_mcp.services.memory_keys import (
+    KEYS, KeyKind, free_slots, key_id, key_of, key_records, key_sparse, legacy_key_id, query_sparse, slot_of,
+)
 from contextd_mcp.services.memory_rekey import MemoryRekey
 
 A = Scope(tenant="acme", team="core", project="api")
@@ -335,3 +340,122 @@ def test_a_query_searches_no_function_words_and_a_key_keeps_them() -> None:
     assert query_sparse("what did we do about it").keys() == pairs
     # Not scaled: the engine ranks by dot product, and a query's length changes no order.
     assert all(weight == 1.0 for weight in searched.values())
+
+
+def test_a_key_id_names_its_memory_and_kind_and_an_older_id_names_nothing() -> None:
+    memory_id = content_id("memory", A, digest("t", "c"))
+    seen = set()
+    for kind in KeyKind:
+        for slot in free_slots(kind, ()):
+            ident = key_id(memory_id, kind, "any text", slot)
+            assert key_of(ident) == (memory_id, kind) and slot_of(ident) == slot
+            assert uuid.UUID(ident).int != uuid.UUID(memory_id).int
+            seen.add(ident)
+        assert key_of(legacy_key_id(memory_id, kind, "any text")) is None
+    assert len(seen) == limits.APPLIES_WHEN_MAX + limits.LEARNED_KEYS_MAX + limits.NEGATIVE_KEYS_MAX + 4
+    with pytest.raises(ValueError, match="slot"):
+        key_id(memory_id, KeyKind.learned, "x", free_slots(KeyKind.negative, ())[0])
+    # An id that cannot carry a slot (not a canonical UUIDv5) keeps the older, text-derived id.
+    for odd in ("not-a-uuid", str(uuid.uuid4()), memory_id.upper()):
+        assert key_id(odd, KeyKind.doc, "t", 0) == legacy_key_id(odd, KeyKind.doc, "t")
+
+
+def test_a_search_ranks_from_key_ids_and_reads_no_key_payload(container: Container) -> None:
+    """With ``memory_id`` and ``kind`` gone from every key's stored payload, search still ranks
+    the same: it reads which memory a key is of from the key's id (memory_keys.key_id)."""
+    mid = container.memory.store(A, LESSON.model_copy(update={"applies_when": ["order dependent test failures"]})).id
+    container.memory.store_many(A, DISTRACTORS)
+    query = "tests fail depending on the order they run in"
+    container.memory.search_logged(A, SearchMemories(query=query, limit=10, min_confidence=0.0), "c")
+    container.memory.feedback(A, MemoryFeedback(memory_id=mid, helpful=True), "c")
+    before = [(h.id, h.score) for h in container.memory.search(A, SearchMemories(query=query, limit=5))]
+    points = container.store.scan(KEYS, {}, 1000)
+    assert {key_of(p.id) for p in points} == {(p.payload["memory_id"], KeyKind(p.payload["kind"])) for p in points}
+    # Each key's payload now names another memory, as a negative key: ranking by payload would
+    # rank nothing (negative keys find nothing), and by ids it ranks as before.
+    for point in points:
+        container.store.set_fields(KEYS, point.id, {"memory_id": str(uuid.uuid4()), "kind": "negative"}, {})
+    assert all(p.payload["kind"] == "negative" for p in container.store.scan(KEYS, {}, 1000))
+    after = [(h.id, h.score) for h in container.memory.search(A, SearchMemories(query=query, limit=5))]
+    assert after == before and after[0][0] == mid
+
+
+class _CountedEmbedder:
+    """The container's real embedder, counting the texts it is asked to embed."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self.texts = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def embed_documents(self, texts: Any) -> Any:
+        self.texts += len(texts)
+        return self._model.embed_documents(texts)
+
+    def embed_query(self, text: str) -> Any:
+        self.texts += 1
+        return self._model.embed_query(text)
+
+
+def test_keys_stored_before_slots_are_found_then_moved_to_slot_ids_without_embedding(container: Container) -> None:
+    """A store of keys_version 1 (text-derived key ids): search reads those keys' payload, and the
+    sweep moves every key to its slot id as stored (no embedding), learned keys included."""
+    mid = container.memory.store(A, LESSON.model_copy(update={"applies_when": ["a", "order dependent test failures"]})).id
+    container.memory.store_many(A, DISTRACTORS)
+    query = "tests fail depending on the order they run in"
+    for asked in (query, "nested savepoint per test"):
+        container.memory.search_logged(A, SearchMemories(query=asked, limit=10, min_confidence=0.0), "c")
+        container.memory.feedback(A, MemoryFeedback(memory_id=mid, helpful=True), "c")
+    slotted = {p.id: p for p in container.store.scan(KEYS, {}, 1000)}
+    before = [(h.id, round(h.score, 4)) for h in container.memory.search(A, SearchMemories(query=query, limit=5))]
+    # As version 1 wrote them: each key under the hash of (memory, kind, text).
+    texts = {m.id: dict(m.payload) for m in container.store.scan(MEMORIES, {}, 100)}
+    old: dict[str, str] = {}
+    for memory, payload in texts.items():
+        derived = key_texts(payload)
+        for made, (kind, text) in zip(key_records(payload, memory, derived, [[0.0]] * len(derived), 0.0), derived, strict=True):
+            old[made.id] = legacy_key_id(memory, kind, text)
+    for ident, point in slotted.items():
+        if "text" in point.payload:  # learned
+            old[ident] = legacy_key_id(point.payload["memory_id"], KeyKind(point.payload["kind"]), point.payload["text"])
+    assert set(old) == set(slotted)
+    container.store.rename(KEYS, old, {})
+    for memory in texts:
+        container.store.set_fields(MEMORIES, memory, {"keys_version": 1}, {})
+    assert all(key_of(p.id) is None for p in container.store.scan(KEYS, {}, 1000))
+    found = container.memory.search(A, SearchMemories(query=query, limit=5))
+    # The same order; scores within what storing a vector again may round (its stored datatype).
+    assert [h.id for h in found] == [i for i, _ in before]
+    assert [h.score for h in found] == pytest.approx([s for _, s in before], abs=1e-3)
+    counted = _CountedEmbedder(container.memory._embedder)
+    container.memory._embedder = counted  # type: ignore[assignment]
+    assert MemoryRekey(container.memory, Stores(container.store), AcrossScopes(container.store)).run() == len(texts)
+    assert counted.texts == 0
+    moved = {p.id: p for p in container.store.scan(KEYS, {}, 1000)}
+    assert set(moved) == set(slotted)
+    assert all(moved[i].payload == slotted[i].payload for i in moved)
+    after = container.memory.search(A, SearchMemories(query=query, limit=5))
+    assert [h.id for h in after] == [i for i, _ in before]
+    assert [h.score for h in after] == pytest.approx([s for _, s in before], abs=1e-3)
+    assert all(m.payload["keys_version"] == KEYS_VERSION for m in container.store.scan(MEMORIES, {}, 100))
+
+
+def test_learned_keys_at_the_cap_reuse_the_oldest_slot(container: Container) -> None:
+    mid = container.memory.store(A, LESSON).id
+    queries = [
+        "kafka consumer group rebalancing loses offsets", "redis lock expires before the job ends",
+        "grpc stream closes after idle timeout", "css grid collapses in safari", "helm chart values not applied",
+        "s3 multipart upload hangs", "oauth refresh token rotation", "celery beat runs tasks twice",
+        "dns lookups slow inside containers", "tls handshake fails with old clients",
+    ]
+    for query in queries:
+        container.memory.search_logged(A, SearchMemories(query=query, limit=10, min_confidence=0.0), "c")
+        container.memory.feedback(A, MemoryFeedback(memory_id=mid, helpful=True), "c")
+    events = container.store.get(MEMORIES, [mid], {})[0].payload["events"]
+    assert [e["key"] for e in events].count("added") == len(queries)  # every one added: the cap was passed
+    learned = container.store.scan(KEYS, {"memory_id": mid, "kind": "learned"}, 100)
+    assert len(learned) == limits.LEARNED_KEYS_MAX
+    assert sorted(slot_of(p.id) for p in learned) == free_slots(KeyKind.learned, ())
+    assert {p.payload["text"] for p in learned} == set(queries[-limits.LEARNED_KEYS_MAX:])  # the oldest went

@@ -95,6 +95,14 @@ def _of_sparse(vector: Any) -> dict[int, float]:
     return dict(zip(vector.indices, vector.values, strict=True))
 
 
+def _payload(fields: Sequence[str] | None) -> bool | list[str]:
+    """What of each point's payload to read: all (None), none (empty: the engine then does not
+    touch the payload storage, which a list of no fields still reads), or those fields."""
+    if fields is None:
+        return True
+    return list(fields) or False
+
+
 def _valid_id(record_id: str) -> bool:
     try:
         uuid.UUID(record_id)
@@ -173,14 +181,14 @@ class QdrantClientStore:
         with self._lock:
             found, _ = self._client.scroll(
                 _PREFIX + collection, scroll_filter=flt, limit=len(wanted),
-                with_payload=True if fields is None else list(fields),
+                with_payload=_payload(fields),
             )
         return [Record(id=str(r.id), payload=dict(r.payload or {})) for r in found]
 
     def search(
         self, collection: str, vector: Sequence[float], where: Where, limit: int, fields: Sequence[str] | None = None
     ) -> list[Hit]:
-        payload = list(fields) if fields is not None else True
+        payload = _payload(fields)
         with self._lock:
             response = self._client.query_points(
                 _PREFIX + collection, query=list(vector), query_filter=_filter(where), limit=limit, with_payload=payload,
@@ -193,7 +201,7 @@ class QdrantClientStore:
     ) -> list[Hit]:
         if not sparse:
             return []
-        payload = list(fields) if fields is not None else True
+        payload = _payload(fields)
         with self._lock:
             response = self._client.query_points(
                 _PREFIX + collection, query=_sparse(sparse), using=_SPARSE, query_filter=_filter(where), limit=limit,
@@ -245,7 +253,7 @@ class QdrantClientStore:
         with self._lock:
             response = self._client.query_points(
                 _PREFIX + collection, prefetch=prefetch, query=fusion, limit=limit,
-                with_payload=list(fields) if fields is not None else True,
+                with_payload=_payload(fields),
             )
         return _hits(response.points)
 
@@ -265,7 +273,7 @@ class QdrantClientStore:
         with self._lock:
             found, _ = self._client.scroll(
                 _PREFIX + collection, scroll_filter=_filter(where), limit=limit, order_by=order,
-                with_payload=list(fields) if fields is not None else True,
+                with_payload=_payload(fields),
             )
         return [Record(id=str(r.id), payload=dict(r.payload or {})) for r in found]
 
@@ -322,6 +330,21 @@ class QdrantClientStore:
                 vector[_SPARSE] = _sparse(remap(payload, _of_sparse(vector[_SPARSE])))
             point = models.PointStruct(id=found[0].id, vector=vector, payload={**payload, **fields})
             self._client.upsert(name, points=[point], wait=True)
+
+    def rename(self, collection: str, moves: Mapping[str, str], where: Where) -> None:
+        wanted = [i for i in moves if _valid_id(i) and _valid_id(moves[i])]
+        if not wanted:
+            return
+        name = _PREFIX + collection
+        with self._lock:
+            found, _ = self._client.scroll(name, scroll_filter=_by_ids(wanted, where), limit=len(wanted),
+                                           with_payload=True, with_vectors=True)
+            if not found:
+                return
+            points = [models.PointStruct(id=moves[str(p.id)], vector=p.vector, payload=p.payload)
+                      for p in found]
+            self._client.upsert(name, points=points, wait=True)
+            self._client.delete(name, points_selector=models.PointIdsList(points=[p.id for p in found]), wait=True)
 
     def set_fields(self, collection: str, record_id: str, fields: Mapping[str, Any], where: Where) -> None:
         if not _valid_id(record_id):

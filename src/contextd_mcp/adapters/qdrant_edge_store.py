@@ -205,6 +205,14 @@ def _write_json(path: Path, value: Mapping[str, Any]) -> None:
     os.replace(temporary, path)
 
 
+def _payload(fields: Sequence[str] | None) -> bool | list[str]:
+    """What of each point's payload to read: all (None), none (empty: the engine then does not
+    touch the payload storage, which a list of no fields still reads), or those fields."""
+    if fields is None:
+        return True
+    return list(fields) or False
+
+
 def _valid_id(record_id: str) -> bool:
     try:
         uuid.UUID(record_id)
@@ -439,7 +447,7 @@ class EdgeStore:
     def search(
         self, collection: str, vector: Sequence[float], where: Where, limit: int, fields: Sequence[str] | None = None
     ) -> list[Hit]:
-        payload = list(fields) if fields is not None else True
+        payload = _payload(fields)
         query = qe.Query.Nearest(list(vector))
         with self._lock:
             request = qe.QueryRequest(
@@ -454,7 +462,7 @@ class EdgeStore:
     ) -> list[Hit]:
         if not sparse:
             return []
-        payload = list(fields) if fields is not None else True
+        payload = _payload(fields)
         query = qe.Query.Nearest(_sparse(sparse), using=_SPARSE)
         with self._lock:
             request = qe.QueryRequest(limit=limit, query=query, filter=self._filter(collection, where), with_payload=payload)
@@ -496,7 +504,7 @@ class EdgeStore:
         fields: Sequence[str] | None,
         narrowed: tuple[Where, int] | None,
     ) -> tuple[list[Hit], list[Hit], list[Hit]]:
-        payload = list(fields) if fields is not None else True
+        payload = _payload(fields)
         nearest = qe.Query.Nearest(list(vector))
         dense = _dense_params()
         lexical = qe.Query.Nearest(_sparse(sparse), using=_SPARSE) if sparse else None
@@ -527,7 +535,7 @@ class EdgeStore:
         weights: tuple[float, float] = (1.0, 1.0),
         fields: Sequence[str] | None = None,
     ) -> list[Hit]:
-        payload = list(fields) if fields is not None else True
+        payload = _payload(fields)
         with self._lock:
             flt = self._filter(collection, where)
             prefetches = [
@@ -556,7 +564,7 @@ class EdgeStore:
         if order_by:
             direction = qe.Direction.Desc if descending else qe.Direction.Asc
             order = qe.OrderBy(key=order_by, direction=direction)
-        payload = list(fields) if fields is not None else True
+        payload = _payload(fields)
         with self._lock:
             request = qe.ScrollRequest(limit=limit, filter=self._filter(collection, where), with_payload=payload, order_by=order)
             records, _ = self._shard(collection).scroll(request)
@@ -647,6 +655,22 @@ class EdgeStore:
             self._uniform.wrote(collection, [{**payload, **fields}])
             self._apply(collection, qe.UpdateOperation.upsert_points([qe.Point(id=point.id, vector=vector,
                                                                                payload={**payload, **fields})]))
+
+    def rename(self, collection: str, moves: Mapping[str, str], where: Where) -> None:
+        wanted: list[int | UUID | str] = [i for i in moves if _valid_id(i) and _valid_id(moves[i])]
+        if not wanted:
+            return
+        with self.write_gate, self._lock:
+            shard = self._shard(collection)
+            found = [p for p in shard.retrieve(wanted, with_payload=True, with_vector=True) if _matches(p.payload or {}, where)]
+            if not found:
+                return
+            payloads = [dict(p.payload or {}) for p in found]
+            self._uniform.wrote(collection, payloads)
+            points = [qe.Point(id=moves[str(p.id)], vector=p.vector, payload=payload)  # type: ignore[arg-type]  # as read
+                      for p, payload in zip(found, payloads, strict=True)]
+            self._apply(collection, qe.UpdateOperation.upsert_points(points), len(points))
+            self._apply(collection, qe.UpdateOperation.delete_points([p.id for p in found]))
 
     def compact(self) -> dict[str, float]:
         """Runs the engine's optimizer on every collection: segments over the indexing threshold

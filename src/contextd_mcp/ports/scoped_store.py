@@ -113,6 +113,12 @@ class ScopedStore:
         if ids:
             self._store.delete(collection, ids, self.where(reach))
 
+    def rename(self, collection: str, moves: Mapping[str, str], reach: ScopeLevel = ScopeLevel.project) -> None:
+        """Moves those records of ``moves`` (old id → new id) that are in the scope to their new
+        ids, as stored (vectors, payload: the owner with them)."""
+        if moves:
+            self._store.rename(collection, moves, self.where(reach))
+
     # -- reads -----------------------------------------------------------------------------
 
     def get(

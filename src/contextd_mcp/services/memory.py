@@ -40,7 +40,10 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 
 # Bumped when the keys a memory gets change; the re-keying sweep (services/memory_rekey.py)
 # brings older memories up to it.
-KEYS_VERSION = 1
+# 2: a key's point id names its memory and kind (``memory_keys.key_id``).
+KEYS_VERSION = 2
+# A read of many memories' keys asks for this many points each: above what one can have.
+_KEYS_READ_PER_MEMORY = 64
 
 
 class StoredMemory(BaseModel):
@@ -185,12 +188,40 @@ class MemoryService:
         store.upsert(keys.KEYS, points)
 
     def rekey(self, store: ScopedStore, records: list[Record]) -> None:
-        """Gives memories written before keys existed (or by an older key set) their keys."""
+        """Brings memories written by an older key set to ``KEYS_VERSION``. Keys stored before
+        slots (version 1) move to their slot ids as stored, with no embedding
+        (``memory_keys.slot_moves``); a memory without keys, or missing one of its texts', has
+        them written (embedded)."""
         if not records:
             return
-        now = self._now()
-        updated = [Record(r.id, {**r.payload, "keys_version": KEYS_VERSION}) for r in records]
-        self._write(store, updated, [key_texts(r.payload) for r in updated], now)
+        found = self._keys_of(store, records)
+        bare = [Record(r.id, {**r.payload, "keys_version": KEYS_VERSION}) for r in records
+                if int(r.payload.get("keys_version", 0)) < 1
+                or keys.slot_moves(r.id, key_texts(r.payload), found.get(r.id, [])).missing]
+        if bare:
+            self._write(store, bare, [key_texts(r.payload) for r in bare], self._now())
+            found = self._keys_of(store, records)  # the new keys now hold their slots
+        moves: dict[str, str] = {}
+        gone: list[str] = []
+        for record in records:
+            plan = keys.slot_moves(record.id, key_texts(record.payload), found.get(record.id, []))
+            moves.update(plan.moves)
+            gone += plan.gone
+        store.rename(keys.KEYS, moves)
+        store.delete(keys.KEYS, gone)
+        fresh = {r.id for r in bare}
+        for record in records:  # last: a memory whose keys did not all move is rekeyed again
+            if record.id not in fresh:
+                store.set_fields(COLLECTION, record.id, {"keys_version": KEYS_VERSION})
+
+    @staticmethod
+    def _keys_of(store: ScopedStore, records: list[Record]) -> dict[str, list[Record]]:
+        """The key points of these memories, by memory id, in one read."""
+        found: dict[str, list[Record]] = {}
+        wanted = [r.id for r in records]
+        for point in store.scan(keys.KEYS, len(wanted) * _KEYS_READ_PER_MEMORY, match={"memory_id": wanted}):
+            found.setdefault(str(point.payload["memory_id"]), []).append(point)
+        return found
 
     def search(self, scope: Scope, request: SearchMemories) -> list[MemoryHit]:
         return self.search_logged(scope, request)[1]

@@ -23,7 +23,7 @@ demotes it. Weights and the reasons for them are at ``rank``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -114,8 +114,82 @@ class Ranked(NamedTuple):
     fused: float  # the ranking score, scaled so that a perfect match on every part is 1
 
 
-def key_id(memory_id: str, kind: KeyKind, text: str) -> str:
+# A key's point id is its memory's id with the six bits a UUIDv5 fixes (its version nibble and
+# variant) holding the key's slot: a search reads which memory a key hit is of, and its kind, from
+# the id alone, so it reads no payload. Reading two payload fields of each of ~240 hits cost a key
+# search ~1 ms at 100k memories and kept the keys' payload file resident (122 MiB; BENCHMARKS.md
+# "Session 16"). Slots by kind, each kind's run as long as its cap:
+_RUNS = (
+    (KeyKind.doc, 1), (KeyKind.title, 1), (KeyKind.task, 1), (KeyKind.error, 1),
+    (KeyKind.applies_when, limits.APPLIES_WHEN_MAX),
+    (KeyKind.learned, limits.LEARNED_KEYS_MAX), (KeyKind.negative, limits.NEGATIVE_KEYS_MAX),
+)
+_KIND_OF_SLOT: tuple[KeyKind, ...] = tuple(kind for kind, run in _RUNS for _ in range(run))
+_FIRST_SLOT = {kind: _KIND_OF_SLOT.index(kind) for kind, _ in _RUNS}
+# The six bits: version (bits 76-79) and variant (62-63). A slot s is stored as version s & 15,
+# variant s >> 4. The value a UUIDv5 has there (version 5, variant 0b10: slot 37) is never a slot,
+# so an id made the older way (``legacy_key_id``) never reads as a slot id.
+_SLOT_BITS = (0xF << 76) | (0x3 << 62)
+_V5_BITS = (5 << 76) | (0x2 << 62)
+assert len(_KIND_OF_SLOT) <= 37, "a slot would collide with a UUIDv5's fixed bits"
+
+
+def _slot_bits(slot: int) -> int:
+    return ((slot & 0xF) << 76) | ((slot >> 4) << 62)
+
+
+def _slotted(memory_id: str) -> int | None:
+    """The memory id as an integer, if key ids can carry it: a UUIDv5 in canonical form (every
+    memory id is one: ``content_ids``), so that decoding gives back the same string."""
+    try:
+        parsed = uuid.UUID(memory_id)
+    except ValueError:
+        return None
+    if parsed.int & _SLOT_BITS != _V5_BITS or str(parsed) != memory_id:
+        return None
+    return parsed.int
+
+
+def key_id(memory_id: str, kind: KeyKind, text: str, slot: int) -> str:
+    """The point id of a memory's key in ``slot`` (``slot_of`` gives a free one); the older,
+    text-derived id for a memory id that cannot carry a slot."""
+    base = _slotted(memory_id)
+    if base is None:
+        return legacy_key_id(memory_id, kind, text)
+    if _KIND_OF_SLOT[slot] is not kind:
+        raise ValueError(f"slot {slot} holds {_KIND_OF_SLOT[slot]} keys, not {kind}")
+    return str(uuid.UUID(int=(base & ~_SLOT_BITS) | _slot_bits(slot)))
+
+
+def legacy_key_id(memory_id: str, kind: KeyKind, text: str) -> str:
+    """A key's id before slots (keys_version 1): a hash, which says nothing of its memory."""
     return str(uuid.uuid5(_NAMESPACE, f"{memory_id}\x1f{kind.value}\x1f{text}"))
+
+
+def key_of(point_id: str) -> tuple[str, KeyKind] | None:
+    """(memory id, kind) of a key point from its id alone; None for an id made the older way."""
+    # String slicing, not uuid.UUID: a search decodes ~240 ids (0.5 against 2 µs each).
+    if len(point_id) != 36:
+        return None
+    variant = int(point_id[19], 16)
+    slot = int(point_id[14], 16) | (variant >> 2) << 4
+    if slot >= len(_KIND_OF_SLOT):
+        return None
+    return f"{point_id[:14]}5{point_id[15:19]}{'89ab'[variant & 3]}{point_id[20:]}", _KIND_OF_SLOT[slot]
+
+
+def slot_of(point_id: str) -> int | None:
+    """The slot a key's id holds; None for an id made the older way."""
+    if key_of(point_id) is None:
+        return None
+    return int(point_id[14], 16) | (int(point_id[19], 16) >> 2) << 4
+
+
+def free_slots(kind: KeyKind, taken: Iterable[int]) -> list[int]:
+    """The slots of ``kind`` not in ``taken``, in order."""
+    first = _FIRST_SLOT[kind]
+    busy = set(taken)
+    return [s for s in range(first, first + _KIND_OF_SLOT.count(kind)) if s not in busy]
 
 
 def key_sparse(text: str) -> dict[int, float]:
@@ -148,7 +222,8 @@ def rank(dense: Sequence[Hit], lexical: Sequence[Hit], flags: KeyFlags, learned:
     # Plain loops over local names: a search ranks ~200 hits into ~170 memories, and this is
     # the Python part of its time (0.6 ms at 10k before, BENCHMARKS.md "Session 8: memory").
     for hit in (*dense, *learned):
-        group, memory_id, score = _GROUP[hit.payload["kind"]], hit.payload["memory_id"], hit.score
+        memory_id, kind = _key(hit)
+        group, score = _GROUP[kind], hit.score
         per = best.get(memory_id)
         if per is None:
             best[memory_id] = {group: score}
@@ -157,9 +232,9 @@ def rank(dense: Sequence[Hit], lexical: Sequence[Hit], flags: KeyFlags, learned:
     lexical_best: dict[str, float] = {}
     if flags.sparse:
         for hit in lexical:
-            if hit.payload["kind"] == KeyKind.negative:  # finds nothing; it only demotes
+            memory_id, kind = _key(hit)
+            if kind == KeyKind.negative:  # finds nothing; it only demotes
                 continue
-            memory_id = hit.payload["memory_id"]
             lexical_best[memory_id] = max(lexical_best.get(memory_id, 0.0), hit.score)
     top_lexical = max(lexical_best.values(), default=0.0) or 1.0
     ranked = [
@@ -168,6 +243,15 @@ def rank(dense: Sequence[Hit], lexical: Sequence[Hit], flags: KeyFlags, learned:
     ]
     ranked.sort(key=_by_fused, reverse=True)
     return ranked
+
+
+def _key(hit: Hit) -> tuple[str, str]:
+    """(memory id, kind) of a key hit: from its id, or for a key stored the older way (a store
+    not yet rekeyed: ``services/memory_rekey.py``) from its payload, which ``find`` read for it."""
+    found = key_of(hit.id)
+    if found is None:
+        return hit.payload["memory_id"], hit.payload["kind"]
+    return found[0], found[1].value
 
 
 def _ranked(
@@ -205,17 +289,35 @@ def keys_spec(dim: int, model: str) -> CollectionSpec:
     )
 
 
-# What a key search reads back (the key's own text stays in the store, for curation).
+# What is read of a key stored before slots, whose id does not name its memory (``key_of``).
 _KEY_FIELDS = ("memory_id", "kind")
 OWNER = ("tenant", "team", "project")
 
 
 def key_records(
-    memory: Mapping[str, Any], memory_id: str, keys: Sequence[tuple[KeyKind, str]], vectors: Sequence[list[float]], now: float
+    memory: Mapping[str, Any],
+    memory_id: str,
+    keys: Sequence[tuple[KeyKind, str]],
+    vectors: Sequence[list[float]],
+    now: float,
+    taken: Iterable[int] = (),
 ) -> list[Record]:
-    """Key points of one memory; each carries the memory's owner, outcome and tags (filters)."""
+    """Key points of one memory; each carries the memory's owner, outcome and tags (filters).
+
+    A key of a text kind takes its kind's slot (the n-th ``applies_when`` of ``keys`` the n-th
+    slot of that run, so ``keys`` holds all of them, as ``key_texts`` gives); a learned or negative
+    key the first slot of its kind that is neither in ``taken`` (the memory's keys kept) nor
+    given to an earlier one of ``keys``."""
+    busy = set(taken)
     records = []
-    for (kind, text), vector in zip(keys, vectors, strict=True):
+    for (kind, text), vector, fixed in zip(keys, vectors, _text_slots(keys), strict=True):
+        slot = fixed
+        if slot is None:
+            free = free_slots(kind, busy)
+            if not free:
+                raise ValueError(f"memory {memory_id} has no free {kind} slot (its cap is enforced first)")
+            slot = free[0]
+        busy.add(slot)
         payload = {
             **{k: memory[k] for k in OWNER},
             "memory_id": memory_id,
@@ -226,8 +328,56 @@ def key_records(
         }
         if kind in (KeyKind.learned, KeyKind.negative):
             payload["text"] = text
-        records.append(Record(key_id(memory_id, kind, text), payload, vector, key_sparse(text)))
+        records.append(Record(key_id(memory_id, kind, text, slot), payload, vector, key_sparse(text)))
     return records
+
+
+def _text_slots(keys: Sequence[tuple[KeyKind, str]]) -> list[int | None]:
+    """The slot of each key of a text kind (the n-th ``applies_when`` in the n-th of its run);
+    None for a learned or negative key, whose slot is whichever is free."""
+    slots: list[int | None] = []
+    nth = 0
+    for kind, _ in keys:
+        if kind is KeyKind.applies_when:
+            slots.append(_FIRST_SLOT[kind] + nth)
+            nth += 1
+        else:
+            slots.append(None if kind in (KeyKind.learned, KeyKind.negative) else _FIRST_SLOT[kind])
+    return slots
+
+
+class SlotMoves(NamedTuple):
+    """What brings one memory's keys to slot ids (``slot_moves``)."""
+
+    moves: dict[str, str]  # old id → slot id
+    gone: list[str]  # keys of a text the memory no longer has, or whose slot a key holds
+    missing: bool  # some text of the memory has no key: its keys must be written again
+
+
+def slot_moves(memory_id: str, texts: Sequence[tuple[KeyKind, str]], points: Sequence[Record]) -> SlotMoves:
+    """For a memory's key ``points`` (``texts``: its text keys now), the keys stored before slots.
+    A text key moves to its text's slot (it goes if the memory has that text no more, or a key
+    holds the slot already); a learned or negative key to a free slot of its kind, oldest first."""
+    if _slotted(memory_id) is None:
+        return SlotMoves({}, [], False)
+    wanted = {legacy_key_id(memory_id, kind, text): slot for (kind, text), slot in zip(texts, _text_slots(texts), strict=True)}
+    taken = {held for p in points if (held := slot_of(p.id)) is not None}
+    moves: dict[str, str] = {}
+    gone: list[str] = []
+    for point in sorted(points, key=lambda p: float(p.payload.get("created_ts", 0))):
+        if key_of(point.id) is not None:
+            continue
+        kind = KeyKind(point.payload["kind"])
+        if kind in (KeyKind.learned, KeyKind.negative):
+            slot: int | None = next(iter(free_slots(kind, taken)), None)
+        else:
+            slot = wanted.get(point.id)
+        if slot is None or slot in taken:
+            gone.append(point.id)
+            continue
+        taken.add(slot)
+        moves[point.id] = key_id(memory_id, kind, "", slot)
+    return SlotMoves(moves, gone, not set(wanted.values()) <= taken)
 
 
 def find(
@@ -248,12 +398,24 @@ def find(
         where["kind"] = kinds
     sparse = query_sparse(query) if flags.sparse else {}
     if not flags.learned:
-        dense, lexical = store.dense_and_sparse(KEYS, vector, sparse, CANDIDATES, reach, where, fields=_KEY_FIELDS)
+        dense, lexical = store.dense_and_sparse(KEYS, vector, sparse, CANDIDATES, reach, where, fields=())
+        dense, lexical = _with_legacy_fields(store, reach, dense, lexical)
         return rank(dense, lexical, flags)
-    dense, lexical, learned = store.dense_sparse_narrowed(
-        KEYS, vector, sparse, CANDIDATES, {"kind": KeyKind.learned.value}, LEARNED_NEAREST, reach, where, fields=_KEY_FIELDS
-    )
+    dense, lexical, learned = _with_legacy_fields(store, reach, *store.dense_sparse_narrowed(
+        KEYS, vector, sparse, CANDIDATES, {"kind": KeyKind.learned.value}, LEARNED_NEAREST, reach, where, fields=()
+    ))
     return rank(dense, lexical, flags, learned)
+
+
+def _with_legacy_fields(store: ScopedStore, reach: ScopeLevel, *lists: list[Hit]) -> list[list[Hit]]:
+    """The hit lists, with the payload read for keys whose id does not name their memory (stored
+    before slots, until the store is rekeyed): one read by id, none once every key has a slot."""
+    legacy = {h.id for hits in lists for h in hits if key_of(h.id) is None}
+    if not legacy:
+        return list(lists)
+    fields = {r.id: r.payload for r in store.get(KEYS, sorted(legacy), reach, fields=_KEY_FIELDS)}
+    return [[Hit(h.id, h.score, fields[h.id]) if h.id in legacy else h for h in hits if h.id in fields or h.id not in legacy]
+            for hits in lists]
 
 
 def learn(
@@ -285,7 +447,11 @@ def learn(
     drop = [h.id for h in near if h.payload["kind"] == opposite.value and h.score >= SAME_KEY]
     if len(same) >= cap:
         drop.append(min(same, key=lambda h: float(h.payload["created_ts"])).id)
-    store.upsert(KEYS, key_records(memory.payload, memory.id, [(kind, text)], [vector], now), reach)
+    # The new key's slot: one no kept key holds (a dropped key's, at the cap: written over).
+    taken = [slot for h in near if h.id not in drop and (slot := slot_of(h.id)) is not None]
+    added = key_records(memory.payload, memory.id, [(kind, text)], [vector], now, taken)
+    store.upsert(KEYS, added, reach)
+    drop = [i for i in drop if i != added[0].id]
     if drop:
         store.delete(KEYS, drop, reach)
     return "added"

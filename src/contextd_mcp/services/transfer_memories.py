@@ -20,14 +20,15 @@ from contextd_mcp.services.memory_keys import KeyKind
 from contextd_mcp.services.transfer_merge import merge_keys, merge_memory, needs_rekey
 
 _LEARNED = [KeyKind.learned.value, KeyKind.negative.value]
+_KEYS_MAX = 64  # read of one memory's keys: above what it can have (memory_keys._KEYS_PER_MEMORY)
 
 
 class MemoryWriter:
     def __init__(self, embedder: Embedder) -> None:
         self._embedder = embedder
 
-    def add(self, store: ScopedStore, fresh: list[tuple[str, dict[str, Any], list[dict[str, Any]]]]) -> None:
-        """New memories, one batched embedding call; each record before its keys."""
+    def add(self, store: ScopedStore, fresh: list[tuple[str, dict[str, Any], list[dict[str, Any]]]]) -> list[Record]:
+        """New memories, one batched embedding call; each record before its keys (returned)."""
         derived = [key_texts(payload) for _, payload, _ in fresh]
         vectors = iter(self._embedder.embed_documents([t for d in derived for _, t in d]))
         own = [[next(vectors) for _ in d] for d in derived]
@@ -39,6 +40,7 @@ class MemoryWriter:
             points += self._learned_points(payload, ident, learned, self._queries(learned))
         store.upsert(MEMORIES, records)
         store.upsert(keys.KEYS, points)
+        return points
 
     def merge(
         self, store: ScopedStore, target: Record, payload: dict[str, Any], learned: list[dict[str, Any]],
@@ -48,31 +50,33 @@ class MemoryWriter:
         ours = target.payload
         merged = merge_memory(ours, payload)
         keep = merge_keys(have, learned)
-        have_ids = {self._key_id(target.id, k) for k in have}
-        keep_ids = {self._key_id(target.id, k) for k in keep}
-        if merged == ours and keep_ids == have_ids:
+        if merged == ours and _texts(keep) == _texts(have):
             return "unchanged"
         if dry_run:
             return "changed"
         rekey = needs_rekey(ours, merged)
+        before = {k["id"] for k in have}
         if rekey:  # the derived keys carry tags and one key per situation: written again
-            self.add(store, [(target.id, merged, [])])
+            before = {r.id for r in store.scan(keys.KEYS, _KEYS_MAX, match={"memory_id": target.id})}
+            before -= {r.id for r in self.add(store, [(target.id, merged, [])])}
         elif merged != ours:
             changes = {k: v for k, v in merged.items() if ours.get(k) != v and k not in keys.OWNER}
             store.set_fields(MEMORIES, target.id, changes)
-        added = [k for k in keep if rekey or self._key_id(target.id, k) not in have_ids]
-        if added:
-            store.upsert(keys.KEYS, self._learned_points(merged, target.id, added, self._queries(added)))
-        store.delete(keys.KEYS, sorted(have_ids - keep_ids))
+        # A kept key stays in its slot (unless rekeyed: its tags are rewritten too); an added one
+        # takes a free slot of its kind; a key merged out goes.
+        stays = [] if rekey else [k for k in keep if "id" in k]
+        added = [k for k in keep if rekey or "id" not in k]
+        taken = [slot for k in stays if (slot := keys.slot_of(k["id"])) is not None]
+        written = self._learned_points(merged, target.id, added, self._queries(added), taken) if added else []
+        if written:
+            store.upsert(keys.KEYS, written)
+        gone = before - {k["id"] for k in stays} - {r.id for r in written}
+        store.delete(keys.KEYS, sorted(gone))
         return "changed"
 
     def _queries(self, learned: list[dict[str, Any]]) -> list[list[float]]:
         # A learned or negative key is a search's query, embedded as one (memory_keys.learn).
         return [self._embedder.embed_query(k["text"]) for k in learned]
-
-    @staticmethod
-    def _key_id(memory_id: str, key: dict[str, Any]) -> str:
-        return keys.key_id(memory_id, KeyKind(key["kind"]), key["text"])
 
     @staticmethod
     def learned_of(store: ScopedStore, memory_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -83,12 +87,25 @@ class MemoryWriter:
         found: dict[str, list[dict[str, Any]]] = {}
         for r in store.scan(keys.KEYS, cap, match={"memory_id": memory_ids, "kind": _LEARNED}):
             p = r.payload
-            found.setdefault(p["memory_id"], []).append({"kind": p["kind"], "text": p["text"], "created_ts": p["created_ts"]})
+            found.setdefault(p["memory_id"], []).append(
+                {"kind": p["kind"], "text": p["text"], "created_ts": p["created_ts"], "id": r.id}
+            )
         return found
 
     @staticmethod
-    def _learned_points(payload: dict[str, Any], ident: str, learned: list[dict[str, Any]], vectors: list[list[float]]) -> list[Record]:
+    def _learned_points(
+        payload: dict[str, Any], ident: str, learned: list[dict[str, Any]], vectors: list[list[float]],
+        taken: list[int] | None = None,
+    ) -> list[Record]:
+        """The keys' points, each in a slot no other of them (nor ``taken``) holds."""
+        busy = list(taken or [])
         points: list[Record] = []
         for key, vector in zip(learned, vectors, strict=True):
-            points += keys.key_records(payload, ident, [(KeyKind(key["kind"]), key["text"])], [vector], float(key["created_ts"]))
+            made = keys.key_records(payload, ident, [(KeyKind(key["kind"]), key["text"])], [vector], float(key["created_ts"]), busy)
+            busy += [slot for r in made if (slot := keys.slot_of(r.id)) is not None]
+            points += made
         return points
+
+
+def _texts(learned: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(k["kind"], k["text"]) for k in learned}
