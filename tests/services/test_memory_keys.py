@@ -399,18 +399,10 @@ class _CountedEmbedder:
         return self._model.embed_query(text)
 
 
-def test_keys_stored_before_slots_are_found_then_moved_to_slot_ids_without_embedding(container: Container) -> None:
-    """A store of keys_version 1 (text-derived key ids): search reads those keys' payload, and the
-    sweep moves every key to its slot id as stored (no embedding), learned keys included."""
-    mid = container.memory.store(A, LESSON.model_copy(update={"applies_when": ["a", "order dependent test failures"]})).id
-    container.memory.store_many(A, DISTRACTORS)
-    query = "tests fail depending on the order they run in"
-    for asked in (query, "nested savepoint per test"):
-        container.memory.search_logged(A, SearchMemories(query=asked, limit=10, min_confidence=0.0), "c")
-        container.memory.feedback(A, MemoryFeedback(memory_id=mid, helpful=True), "c")
+def _as_version_1(container: Container) -> dict[str, dict[str, Any]]:
+    """Rewrites the store as version 1 left it: each key under the hash of (memory, kind, text),
+    every memory at keys_version 1; returns the memories' payloads by id."""
     slotted = {p.id: p for p in container.store.scan(KEYS, {}, 1000)}
-    before = [(h.id, round(h.score, 4)) for h in container.memory.search(A, SearchMemories(query=query, limit=5))]
-    # As version 1 wrote them: each key under the hash of (memory, kind, text).
     texts = {m.id: dict(m.payload) for m in container.store.scan(MEMORIES, {}, 100)}
     old: dict[str, str] = {}
     for memory, payload in texts.items():
@@ -425,6 +417,42 @@ def test_keys_stored_before_slots_are_found_then_moved_to_slot_ids_without_embed
     for memory in texts:
         container.store.set_fields(MEMORIES, memory, {"keys_version": 1}, {})
     assert all(key_of(p.id) is None for p in container.store.scan(KEYS, {}, 1000))
+    return texts
+
+
+class _Settling(AcrossScopes):
+    """The real cross-scope reads; the store reported settling (an index build under way) while ``busy``."""
+
+    busy = True
+
+    def settling(self, collection: str) -> bool:
+        return self.busy
+
+
+def test_the_sweep_moves_no_key_while_the_store_settles(container: Container) -> None:
+    container.memory.store_many(A, [LESSON, *DISTRACTORS])
+    texts = _as_version_1(container)
+    sweeps = _Settling(container.store)
+    rekey = MemoryRekey(container.memory, Stores(container.store), sweeps)
+    assert rekey.step() == 0 and rekey.waiting and not rekey.done
+    assert all(key_of(p.id) is None for p in container.store.scan(KEYS, {}, 1000))
+    sweeps.busy = False
+    assert rekey.run() == len(texts) and not rekey.waiting
+    assert all(key_of(p.id) is not None for p in container.store.scan(KEYS, {}, 1000))
+
+
+def test_keys_stored_before_slots_are_found_then_moved_to_slot_ids_without_embedding(container: Container) -> None:
+    """A store of keys_version 1 (text-derived key ids): search reads those keys' payload, and the
+    sweep moves every key to its slot id as stored (no embedding), learned keys included."""
+    mid = container.memory.store(A, LESSON.model_copy(update={"applies_when": ["a", "order dependent test failures"]})).id
+    container.memory.store_many(A, DISTRACTORS)
+    query = "tests fail depending on the order they run in"
+    for asked in (query, "nested savepoint per test"):
+        container.memory.search_logged(A, SearchMemories(query=asked, limit=10, min_confidence=0.0), "c")
+        container.memory.feedback(A, MemoryFeedback(memory_id=mid, helpful=True), "c")
+    slotted = {p.id: p for p in container.store.scan(KEYS, {}, 1000)}
+    before = [(h.id, round(h.score, 4)) for h in container.memory.search(A, SearchMemories(query=query, limit=5))]
+    texts = _as_version_1(container)
     found = container.memory.search(A, SearchMemories(query=query, limit=5))
     # The same order; scores within what storing a vector again may round (its stored datatype).
     assert [h.id for h in found] == [i for i, _ in before]

@@ -361,6 +361,9 @@ class QdrantClientStore:
             with self._lock:
                 self._client.delete(_PREFIX + collection, points_selector=selector, wait=True)
 
+    def settling(self, collection: str) -> bool:
+        return False  # the server indexes as it is written, at its own pace
+
     def count(self, collection: str, where: Where) -> int:
         with self._lock:
             return int(self._client.count(_PREFIX + collection, count_filter=_filter(where), exact=True).count)

@@ -671,6 +671,18 @@ class EdgeStore:
                       for p, payload in zip(found, payloads, strict=True)]
             self._apply(collection, qe.UpdateOperation.upsert_points(points), len(points))
             self._apply(collection, qe.UpdateOperation.delete_points([p.id for p in found]))
+        # The count stays, so nothing else would tell the indexing job these points need it.
+        self._unindexed_by_rewrite(collection, len(points))
+
+    def settling(self, collection: str) -> bool:
+        if not self._index_after:  # never indexes (a command's store): nothing to wait for
+            return False
+        with self._lock:
+            job = self._jobs.get(collection)
+            if job is not None and job.is_alive():
+                return True
+            points = int(self._shard(collection).info().points_count)
+            return points - self._indexed.get(collection, 0) >= self._index_after
 
     def compact(self) -> dict[str, float]:
         """Runs the engine's optimizer on every collection: segments over the indexing threshold

@@ -268,3 +268,6 @@ class AcrossScopes:
 
     def count(self, collection: str, where: Where | None = None) -> int:
         return self.__store.count(collection, where or {})
+
+    def settling(self, collection: str) -> bool:
+        return self.__store.settling(collection)

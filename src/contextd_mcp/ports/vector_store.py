@@ -189,6 +189,13 @@ class VectorStore(Protocol):
         record may be under both ids; renaming again ends that."""
         ...
 
+    def settling(self, collection: str) -> bool:
+        """Whether a bulk rewrite of the collection should wait: the engine is indexing it, or
+        holds as many points written since its last index as it indexes at once. Each point
+        waiting for an index costs the embedded engine heap (~4 KiB a key point), and a build
+        gives up when more arrive while it runs than it can replay."""
+        ...
+
     def flush(self) -> None: ...
 
     def close(self) -> None: ...

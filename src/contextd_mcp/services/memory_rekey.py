@@ -16,11 +16,13 @@ every start, as before, made every memory's payload pages resident for the daemo
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 
 from contextd_mcp.ports.scoped_store import AcrossScopes, Stores, scope_of
 from contextd_mcp.ports.vector_store import Range, Record
 from contextd_mcp.services.memory import COLLECTION, KEYS_VERSION, MemoryService
+from contextd_mcp.services.memory_keys import KEYS
 
 log = logging.getLogger(__name__)
 PAGE = 256
@@ -38,10 +40,18 @@ class MemoryRekey:
         self._cursor = float("-inf")
         self._indexed: bool | None = None  # may the index tell which memories are behind? (first step)
         self.done = False
+        self.waiting = False
 
     def step(self) -> int:
-        """Keys one page of memories; returns how many it keyed (0 once all are)."""
+        """Keys one page of memories; returns how many it keyed (0 once all are, or while the
+        store is settling: ``waiting``)."""
         if self.done:
+            return 0
+        # Each page rewrites ~1,300 key points. Written faster than the store indexes them (100k
+        # memories: 1,300 a second against an index build's minutes), they piled up unindexed on
+        # the daemon's heap: 2.7 GiB after 85k memories (BENCHMARKS.md "Session 16").
+        self.waiting = self._sweeps.settling(KEYS)
+        if self.waiting:
             return 0
         if self._indexed is None:
             self._indexed = self._all_versioned()
@@ -101,4 +111,6 @@ class MemoryRekey:
         total = 0
         while not self.done:
             total += self.step()
+            if self.waiting:
+                time.sleep(0.5)
         return total
