@@ -386,9 +386,32 @@ def cmd_compact(args: argparse.Namespace) -> int:
     if not paths.store.is_dir():
         print(f"contextd-mcp: no store in {paths.root}", file=sys.stderr)
         return 2
+    moved, seconds = _rekey_all(paths) if (paths.store / "memories").is_dir() else (0, 0.0)
+    if moved:
+        print(f"memory keys: {moved} memories brought to the current key layout in {seconds:.1f} s")
     for name, seconds in compact_store(paths.store).items():
         print(f"{name}: {seconds:.1f} s")
     return 0
+
+
+def _rekey_all(paths: DataPaths) -> tuple[int, float]:
+    """Every memory to the current key layout (``services/memory_rekey.py``), before the store is
+    compacted: the keys it moves are indexed with the rest, not by a daemon's index build for each
+    20k of them. The store is opened without indexing; (memories, seconds)."""
+    from contextd_mcp.container import build
+    from contextd_mcp.ports.scoped_store import AcrossScopes, Stores
+    from contextd_mcp.services.memory_rekey import MemoryRekey
+    from contextd_mcp.settings import Settings
+
+    settings = Settings()
+    settings = dataclasses.replace(settings, store=settings.store.model_copy(update={"index_after_points": 0}))
+    started = time.perf_counter()
+    container = build(paths, settings)
+    try:
+        moved = MemoryRekey(container.memory, Stores(container.store), AcrossScopes(container.store)).run()
+    finally:
+        container.close()
+    return moved, time.perf_counter() - started
 
 
 def _daemon_owns_store(paths: DataPaths) -> bool:

@@ -50,6 +50,7 @@ from contextd_mcp.services.injection import Injector
 from contextd_mcp.services.memory import COLLECTION as MEMORIES
 from contextd_mcp.services.memory import MemoryService
 from contextd_mcp.services.memory_keys import KeyFlags
+from contextd_mcp.services.memory import KEYED
 from contextd_mcp.services.memory_rekey import MemoryRekey
 from contextd_mcp.services.policy import PolicyService
 from contextd_mcp.services.remediation import RemediationService
@@ -227,7 +228,7 @@ def build(
         session_sweeper(sessions, settings.sessions.session_sweep_interval_s),
         periodic(folding.sweep, 1.0),
         # Memories of a store written before keys existed get theirs in the background.
-        periodic(MemoryRekey(memory, stores, sweeps).step, 1.0),
+        periodic(MemoryRekey(memory, stores, sweeps, below=KEYED).step, 1.0),
     )
     # Before the store closes: let the job in hand finish (or go back to pending); end sandboxes.
     closers = (distill.stop, shell.close)

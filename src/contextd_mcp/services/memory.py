@@ -42,6 +42,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 # brings older memories up to it.
 # 2: a key's point id names its memory and kind (``memory_keys.key_id``).
 KEYS_VERSION = 2
+# The first version with keys: below it a memory is found by nothing, and the daemon's sweep keys
+# it; one of 1 is found through its keys' payload until ``contextd-mcp compact`` moves them.
+KEYED = 1
 # A read of many memories' keys asks for this many points each: above what one can have.
 _KEYS_READ_PER_MEMORY = 64
 

@@ -32,7 +32,13 @@ _SWEPT = ("created_ts", "keys_version", "tenant", "team", "project")
 
 
 class MemoryRekey:
-    def __init__(self, memory: MemoryService, stores: Stores, sweeps: AcrossScopes, page: int = PAGE) -> None:
+    def __init__(
+        self, memory: MemoryService, stores: Stores, sweeps: AcrossScopes, page: int = PAGE, below: int = KEYS_VERSION
+    ) -> None:
+        """``below``: memories whose ``keys_version`` is lower are rekeyed. The daemon's sweep asks
+        for ``KEYED`` (memories without keys); ``contextd-mcp compact`` for all (moving keys to
+        slot ids, which in a daemon cost as many index builds as 20k keys moved: see ``step``)."""
+        self._below = below
         self._memory = memory
         self._stores = stores
         self._sweeps = sweeps
@@ -47,7 +53,7 @@ class MemoryRekey:
         store is settling: ``waiting``)."""
         if self.done:
             return 0
-        # Each page rewrites ~1,300 key points. Written faster than the store indexes them (100k
+        # Each page writes ~1,300 key points. Written faster than the store indexes them (100k
         # memories: 1,300 a second against an index build's minutes), they piled up unindexed on
         # the daemon's heap: 2.7 GiB after 85k memories (BENCHMARKS.md "Session 16").
         self.waiting = self._sweeps.settling(KEYS)
@@ -68,7 +74,7 @@ class MemoryRekey:
     def _step_behind(self) -> int:
         """One page of the memories the index finds below ``KEYS_VERSION``: keying them lifts them
         out of the next page's filter."""
-        behind = {"keys_version": Range(lte=KEYS_VERSION - 1)}
+        behind = {"keys_version": Range(lte=self._below - 1)}
         page = self._sweeps.scan(COLLECTION, behind, self._page, fields=_SWEPT)
         if len(page) < self._page:
             self.done = True
@@ -91,7 +97,7 @@ class MemoryRekey:
         if len(page) < limit:
             self.done = True
         self._cursor = last
-        return self._key([r for r in page if int(r.payload.get("keys_version", 0)) < KEYS_VERSION])
+        return self._key([r for r in page if int(r.payload.get("keys_version", 0)) < self._below])
 
     def _key(self, stale: list[Record]) -> int:
         by_scope: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
