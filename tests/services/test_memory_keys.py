@@ -16,7 +16,7 @@ from contextd_mcp.adapters.fastembed_embedder import FastEmbedEmbedder
 from contextd_mcp.container import Container, build
 from contextd_mcp.errors import InvalidInput
 from contextd_mcp.models.requests import GetMemory, MemoryFeedback, MemoryOutcome, SearchMemories, StoreMemory
-from contextd_mcp.models.scope import Scope
+from contextd_mcp.models.scope import Scope, ScopeLevel
 from contextd_mcp.paths import DataPaths
 from contextd_mcp.ports.scoped_store import AcrossScopes, Stores
 from contextd_mcp.ports.vector_store import Record
@@ -26,7 +26,8 @@ from contextd_mcp.services.error_text import term_index
 from contextd_mcp.services.content_ids import content_id, digest
 from contextd_mcp.services.memory import key_texts
 from contextd_mcp.services.memory_keys import (
-    KEYS, KeyKind, free_slots, key_id, key_of, key_records, key_sparse, legacy_key_id, query_sparse, slot_of,
+    KEYS, KeyFlags, KeyKind, LegacyKeys, find, free_slots, key_id, key_of, key_records, key_sparse, legacy_key_id,
+    query_sparse, slot_of,
 )
 from contextd_mcp.services.memory_rekey import MemoryRekey
 
@@ -457,6 +458,11 @@ def test_keys_stored_before_slots_are_found_then_moved_to_slot_ids_without_embed
     # The same order; scores within what storing a vector again may round (its stored datatype).
     assert [h.id for h in found] == [i for i, _ in before]
     assert [h.score for h in found] == pytest.approx([s for _, s in before], abs=1e-3)
+    # Having met such keys, a search reads every hit's fields with it (no read by id after): the same ranking.
+    handle, vector, flags = Stores(container.store).of(A), container.memory._embedder.embed_query(query), KeyFlags()
+    legacy = LegacyKeys()
+    first = find(handle, vector, query, ScopeLevel.project, {}, flags, legacy)
+    assert legacy.seen and find(handle, vector, query, ScopeLevel.project, {}, flags, legacy) == first
     counted = _CountedEmbedder(container.memory._embedder)
     container.memory._embedder = counted  # type: ignore[assignment]
     assert MemoryRekey(container.memory, Stores(container.store), AcrossScopes(container.store)).run() == len(texts)
@@ -466,6 +472,9 @@ def test_keys_stored_before_slots_are_found_then_moved_to_slot_ids_without_embed
     assert all(moved[i].payload == slotted[i].payload for i in moved)
     after = container.memory.search(A, SearchMemories(query=query, limit=5))
     assert [h.id for h in after] == [i for i, _ in before]
+    fresh = LegacyKeys()
+    assert [r.memory_id for r in find(handle, vector, query, ScopeLevel.project, {}, flags, fresh)] == [r.memory_id for r in first]
+    assert not fresh.seen
     assert [h.score for h in after] == pytest.approx([s for _, s in before], abs=1e-3)
     assert all(m.payload["keys_version"] == KEYS_VERSION for m in container.store.scan(MEMORIES, {}, 100))
 

@@ -84,6 +84,7 @@ class MemoryService:
         self._now = backing.now
         self.flags = flags or KeyFlags()
         self.searches = SearchLog(now=backing.now)
+        self._legacy_keys = keys.LegacyKeys()
         # Feedback is read-modify-write on counters; serialise it per process.
         self._lock = threading.Lock()
         backing.stores.ensure(
@@ -238,7 +239,7 @@ class MemoryService:
             match["tags"] = list(request.tags)
         vector = self._embedder.embed_query(request.query)
         store = self._stores.of(scope)
-        ranked = keys.find(store, vector, request.query, request.scope, match, self.flags)
+        ranked = keys.find(store, vector, request.query, request.scope, match, self.flags, self._legacy_keys)
         ranked = ranked[: request.limit * limits.RERANK_FACTOR]
         # Confidence changes with every rating, so it is read from the memories, not the keys.
         where = {"confidence": Range(gte=request.min_confidence)}

@@ -380,6 +380,17 @@ def slot_moves(memory_id: str, texts: Sequence[tuple[KeyKind, str]], points: Seq
     return SlotMoves(moves, gone, not set(wanted.values()) <= taken)
 
 
+class LegacyKeys:
+    """Whether a store's key hits include keys stored before slots (whose ids do not name their
+    memory), as its last searches found. Then a search reads every hit's two fields with it, as
+    before slots: read by id after the search, the 100k store's hits cost 2.6-4.7 ms more a search
+    (BENCHMARKS.md "Session 16"). A store's keys move only with the daemon stopped (``contextd-mcp
+    compact``), so a daemon's answer never goes back to False."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+
 def find(
     store: ScopedStore,
     vector: list[float],
@@ -387,6 +398,7 @@ def find(
     reach: ScopeLevel,
     match: dict[str, Condition],
     flags: KeyFlags,
+    legacy: LegacyKeys | None = None,
 ) -> list[Ranked]:
     """Memories in reach ranked by their keys for this query (one engine call: the dense, sparse
     and learned-key searches as one batch)."""
@@ -397,25 +409,31 @@ def find(
     if len(kinds) < len(KeyKind):
         where["kind"] = kinds
     sparse = query_sparse(query) if flags.sparse else {}
+    legacy = legacy or LegacyKeys()
+    fields = _KEY_FIELDS if legacy.seen else ()
     if not flags.learned:
-        dense, lexical = store.dense_and_sparse(KEYS, vector, sparse, CANDIDATES, reach, where, fields=())
-        dense, lexical = _with_legacy_fields(store, reach, dense, lexical)
+        dense, lexical = store.dense_and_sparse(KEYS, vector, sparse, CANDIDATES, reach, where, fields=fields)
+        dense, lexical = _with_legacy_fields(store, reach, legacy, dense, lexical)
         return rank(dense, lexical, flags)
-    dense, lexical, learned = _with_legacy_fields(store, reach, *store.dense_sparse_narrowed(
-        KEYS, vector, sparse, CANDIDATES, {"kind": KeyKind.learned.value}, LEARNED_NEAREST, reach, where, fields=()
+    dense, lexical, learned = _with_legacy_fields(store, reach, legacy, *store.dense_sparse_narrowed(
+        KEYS, vector, sparse, CANDIDATES, {"kind": KeyKind.learned.value}, LEARNED_NEAREST, reach, where, fields=fields
     ))
     return rank(dense, lexical, flags, learned)
 
 
-def _with_legacy_fields(store: ScopedStore, reach: ScopeLevel, *lists: list[Hit]) -> list[list[Hit]]:
+def _with_legacy_fields(store: ScopedStore, reach: ScopeLevel, legacy: LegacyKeys, *lists: list[Hit]) -> list[list[Hit]]:
     """The hit lists, with the payload read for keys whose id does not name their memory (stored
-    before slots, until the store is rekeyed): one read by id, none once every key has a slot."""
-    legacy = {h.id for hits in lists for h in hits if key_of(h.id) is None}
-    if not legacy:
+    before slots, until ``contextd-mcp compact``): none once every key has a slot, none if the
+    search read every hit's fields already (``LegacyKeys``), else one read by id."""
+    if legacy.seen:
         return list(lists)
-    fields = {r.id: r.payload for r in store.get(KEYS, sorted(legacy), reach, fields=_KEY_FIELDS)}
-    return [[Hit(h.id, h.score, fields[h.id]) if h.id in legacy else h for h in hits if h.id in fields or h.id not in legacy]
-            for hits in lists]
+    stale = {h.id for hits in lists for h in hits if key_of(h.id) is None}
+    if not stale:
+        return list(lists)
+    legacy.seen = True
+    fields = {r.id: r.payload for r in store.get(KEYS, sorted(stale), reach, fields=_KEY_FIELDS)}
+    return [[Hit(h.id, h.score, fields[h.id]) if h.id in stale else h for h in hits
+             if h.id in fields or h.id not in stale] for hits in lists]
 
 
 def learn(
