@@ -773,7 +773,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("event", metavar="{session-start,session-end,pre-compact}")
     p.set_defaults(func=cmd_hook)
 
-    p = add("compact", "index the embedded store's large collections (HNSW, on-disk segments); daemon stopped")
+    p = add("compact", "move older memory keys to the current layout, then index the embedded store's large collections; daemon stopped")
     p.set_defaults(func=cmd_compact)
 
     from contextd_mcp.ui_command import add_parser as add_ui

@@ -246,11 +246,14 @@ def rank(dense: Sequence[Hit], lexical: Sequence[Hit], flags: KeyFlags, learned:
 
 
 def _key(hit: Hit) -> tuple[str, str]:
-    """(memory id, kind) of a key hit: from its id, or for a key stored the older way (a store
-    not yet rekeyed: ``services/memory_rekey.py``) from its payload, which ``find`` read for it."""
+    """(memory id, kind) of a key hit: from its payload where ``find`` read it (a store that holds
+    keys from before slots: ``LegacyKeys``; the id is then never made a string, as before slots),
+    else from its id."""
+    if hit.payload:
+        return hit.payload["memory_id"], hit.payload["kind"]
     found = key_of(hit.id)
     if found is None:
-        return hit.payload["memory_id"], hit.payload["kind"]
+        raise ValueError(f"key {hit.id} names no memory and was read without its payload")
     return found[0], found[1].value
 
 
