@@ -168,7 +168,7 @@ def legacy_key_id(memory_id: str, kind: KeyKind, text: str) -> str:
 
 def key_of(point_id: str) -> tuple[str, KeyKind] | None:
     """(memory id, kind) of a key point from its id alone; None for an id made the older way."""
-    # String slicing, not uuid.UUID: a search decodes ~240 ids (0.5 against 2 µs each).
+    # String slicing, not uuid.UUID: a search decodes ~240 ids (0.56 against 2.52 µs each).
     if len(point_id) != 36:
         return None
     variant = int(point_id[19], 16)
