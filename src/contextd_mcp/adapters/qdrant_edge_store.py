@@ -681,8 +681,7 @@ class EdgeStore:
             job = self._jobs.get(collection)
             if job is not None and job.is_alive():
                 return True
-            points = int(self._shard(collection).info().points_count)
-            return points - self._indexed.get(collection, 0) >= self._index_after
+            return self._backlog(collection) >= self._index_after
 
     def compact(self) -> dict[str, float]:
         """Runs the engine's optimizer on every collection: segments over the indexing threshold
@@ -760,11 +759,14 @@ class EdgeStore:
         job = self._jobs.get(collection)
         if job is not None and (job.is_alive() or self._failed_lately(job)):
             return
-        points = int(self._shards[collection].info().points_count)
-        if points - self._indexed.get(collection, 0) < self._index_after:
+        if self._backlog(collection) < self._index_after:
             return
         self._jobs[collection] = IndexJob(self, collection, self._on_stage, self._index_nice)
         self._jobs[collection].start()
+
+    def _backlog(self, collection: str) -> int:
+        """Points written since the live generation's index build saw the collection."""
+        return int(self._shards[collection].info().points_count) - self._indexed.get(collection, 0)
 
     @staticmethod
     def _failed_lately(job: IndexJob) -> bool:

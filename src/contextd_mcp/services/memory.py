@@ -45,8 +45,6 @@ KEYS_VERSION = 2
 # The first version with keys: below it a memory is found by nothing, and the daemon's sweep keys
 # it; one of 1 is found through its keys' payload until ``contextd-mcp compact`` moves them.
 KEYED = 1
-# A read of many memories' keys asks for this many points each: above what one can have.
-_KEYS_READ_PER_MEMORY = 64
 
 
 class StoredMemory(BaseModel):
@@ -200,7 +198,7 @@ class MemoryService:
             return
         found = self._keys_of(store, records)
         bare = [Record(r.id, {**r.payload, "keys_version": KEYS_VERSION}) for r in records
-                if int(r.payload.get("keys_version", 0)) < 1
+                if int(r.payload.get("keys_version", 0)) < KEYED
                 or keys.slot_moves(r.id, key_texts(r.payload), found.get(r.id, [])).missing]
         if bare:
             self._write(store, bare, [key_texts(r.payload) for r in bare], self._now())
@@ -223,7 +221,7 @@ class MemoryService:
         """The key points of these memories, by memory id, in one read."""
         found: dict[str, list[Record]] = {}
         wanted = [r.id for r in records]
-        for point in store.scan(keys.KEYS, len(wanted) * _KEYS_READ_PER_MEMORY, match={"memory_id": wanted}):
+        for point in store.scan(keys.KEYS, len(wanted) * keys.KEYS_READ_MAX, match={"memory_id": wanted}):
             found.setdefault(str(point.payload["memory_id"]), []).append(point)
         return found
 

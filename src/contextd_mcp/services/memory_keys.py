@@ -64,6 +64,8 @@ NEGATIVE_FACTOR = 0.3
 SAME_KEY = 0.92
 # The most keys one memory has: doc, title, task, error, its situations, learned and negative.
 _KEYS_PER_MEMORY = 4 + limits.APPLIES_WHEN_MAX + limits.LEARNED_KEYS_MAX + limits.NEGATIVE_KEYS_MAX
+# One memory's key points read at once: above its most, and a move's older copies (``slot_moves``).
+KEYS_READ_MAX = 64
 
 
 class KeyKind(StrEnum):

@@ -20,7 +20,6 @@ from contextd_mcp.services.memory_keys import KeyKind
 from contextd_mcp.services.transfer_merge import merge_keys, merge_memory, needs_rekey
 
 _LEARNED = [KeyKind.learned.value, KeyKind.negative.value]
-_KEYS_MAX = 64  # read of one memory's keys: above what it can have (memory_keys._KEYS_PER_MEMORY)
 
 
 class MemoryWriter:
@@ -57,7 +56,7 @@ class MemoryWriter:
         rekey = needs_rekey(ours, merged)
         before = {k["id"] for k in have}
         if rekey:  # the derived keys carry tags and one key per situation: written again
-            before = {r.id for r in store.scan(keys.KEYS, _KEYS_MAX, match={"memory_id": target.id})}
+            before = {r.id for r in store.scan(keys.KEYS, keys.KEYS_READ_MAX, match={"memory_id": target.id})}
             before -= {r.id for r in self.add(store, [(target.id, merged, [])])}
         elif merged != ours:
             changes = {k: v for k, v in merged.items() if ours.get(k) != v and k not in keys.OWNER}
