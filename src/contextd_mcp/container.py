@@ -162,15 +162,17 @@ def build(
     *,
     embedder: Embedder | None = None,
     scrubber: Scrubber | None = None,
+    store: VectorStore | None = None,
 ) -> Container:
     """Every part made once, in dependency order, each handed what it needs when it is made.
 
     ``embedder`` / ``scrubber``: ready-made ones (tests share one model across containers).
+    ``store``: one a command opened its own way (``contextd-mcp compact``'s bulk store).
     """
     paths.ensure()
     settings = settings or Settings()
     embedder = embedder or make_embedder(settings.embedding)
-    store = make_store(settings.store, paths, settings.server_collections)
+    store = store or make_store(settings.store, paths, settings.server_collections)
     # Services reach the store only through handles bound to a caller's scope; the background
     # sweeps also read across scopes (AcrossScopes), then act through each record's own handle.
     stores, sweeps = Stores(store), AcrossScopes(store)

@@ -484,3 +484,51 @@ def test_a_key_search_makes_no_id_strings_it_is_not_asked_for(tmp_path: Path, mo
     assert dense[0] == Hit(id=records[3].id, score=dense[0].score, payload=dense[0].payload) == dense[0]
     assert dense[0] != dense[1]
     store.close()
+
+
+def test_a_bulk_store_compacts_each_chunk_without_a_graph_and_the_real_settings_build_it_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``contextd-mcp compact`` does when it moves keys in chunks: each chunk compacted under
+    the bulk settings leaves the appendable segment (which holds its points on the heap) for a
+    memory-mapped one with no graph; reopened as a daemon opens it, the compaction builds the graph."""
+    monkeypatch.setattr(edge, "INDEXING_THRESHOLD_KB", 10)  # a chunk of 500 codes of 32 bytes is over
+    with pytest.raises(ValueError, match="bulk"):
+        EdgeStore(tmp_path, index_after=100, bulk=True)
+    records = _records(_unit(np.random.default_rng(5), 2000))
+    bulk = EdgeStore(tmp_path, bulk=True)
+    bulk.ensure(SPEC)
+    for chunk in range(4):
+        bulk.upsert("keys", records[chunk * 500:(chunk + 1) * 500])
+        bulk.compact()
+        info = edge_info(bulk)
+        # indexed_vectors_count counts the sparse vectors too: every dense one has left the appendable segment
+        assert info.indexed_vectors_count - info.points_count == (chunk + 1) * 500
+        assert _graphs(tmp_path) == {None, 0}  # the empty appendable segment's "plain", and m 0
+    bulk.close()
+
+    store = EdgeStore(tmp_path)
+    store.ensure(SPEC)
+    store.compact()
+    hits = store.search("keys", records[7].vector, {}, 1)  # type: ignore[arg-type]
+    store.close()
+    assert _graphs(tmp_path) == {None, edge.HNSW_M}
+    assert hits[0].id == records[7].id
+
+
+def _graphs(root: Path) -> set[int | None]:
+    """The HNSW ``m`` of each segment of the collection "keys" (None: no graph index at all)."""
+    found = set()
+    for segment in (root / "keys").resolve().joinpath("segments").iterdir():
+        index = json.loads((segment / "segment.json").read_text())["config"]["vector_data"][""]["index"]
+        found.add(index.get("options", {}).get("m") if index["type"] == "hnsw" else None)
+    return found
+
+
+def test_the_compact_command_refuses_a_chunk_of_no_memories(tmp_path: Path) -> None:
+    from tests.helpers import run_cli
+
+    done = run_cli(tmp_path / "data", "compact", "--data-dir", str(tmp_path / "data"), "--chunk", "0")
+
+    assert done.returncode == 2
+    assert "--chunk" in done.stderr and "from 1 to 10,000,000" in done.stderr, done.stderr

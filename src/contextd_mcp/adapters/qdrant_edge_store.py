@@ -61,6 +61,14 @@ _SPARSE = "lexical"
 INDEXING_THRESHOLD_KB = 8_000  # ≈ 5k float32 vectors of 384 dims
 MAX_SEGMENT_KB = 400_000  # ≈ 260k vectors: two segments for 100k memories' keys, one per core
 SEGMENTS = 2  # searched in parallel, one per core
+# A mass rewrite (``contextd-mcp compact`` moving every key of an older store) writes into the
+# appendable segment, which holds its points on the heap: 500k moved keys peaked at 2.2 GiB of
+# heap (BENCHMARKS.md, "Session 17"). Compacted after each chunk under these settings, a chunk
+# moves to a memory-mapped segment at the cost of a copy: no graph (m 0), no merge for the count
+# of segments, and no vacuum of the segment the points left (each would copy it again). The
+# compaction under the real settings afterwards builds the graphs once.
+BULK_SEGMENTS = 200
+BULK_DELETED = 0.99
 HNSW_M = 16
 HNSW_EF_CONSTRUCT = 100
 # Candidates a dense search keeps while walking a segment's graph (at least its limit). The
@@ -118,7 +126,9 @@ def placement_moves(shard: qe.EdgeShard, pinned: Sequence[str]) -> list[qe.Updat
     return moves
 
 
-def _config(spec: CollectionSpec) -> qe.EdgeConfig:
+def _config(spec: CollectionSpec, bulk: bool = False) -> qe.EdgeConfig:
+    """``bulk``: the settings of a mass rewrite (``EdgeStore(bulk=True)``), which a compaction
+    under the real ones follows; see ``BULK_SEGMENTS``."""
     # Cold: vectors are paged in as searches touch them. The default (Cached) keeps a 32 MiB
     # preallocated chunk resident per collection, even for a handful of points. Turbo8 (8-bit
     # TurboQuant codes): a quarter of float32's memory and bandwidth for an exact search (100k
@@ -133,11 +143,13 @@ def _config(spec: CollectionSpec) -> qe.EdgeConfig:
         vectors=vectors,
         sparse_vectors=sparse,
         hnsw_config=qe.HnswIndexConfig(
-            m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_KB, max_indexing_threads=1,
+            m=0 if bulk else HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_KB, max_indexing_threads=1,
             memory=qe.Memory.Cold,
         ),
         optimizers=qe.EdgeOptimizersConfig(
-            indexing_threshold=INDEXING_THRESHOLD_KB, max_segment_size=MAX_SEGMENT_KB, default_segment_number=SEGMENTS,
+            indexing_threshold=INDEXING_THRESHOLD_KB, max_segment_size=MAX_SEGMENT_KB,
+            default_segment_number=BULK_SEGMENTS if bulk else SEGMENTS,
+            deleted_threshold=BULK_DELETED if bulk else None,
             prevent_unoptimized=False,  # a point is searchable (exactly) as soon as it is written
         ),
         payload_memory=qe.Memory.Cold,
@@ -253,10 +265,16 @@ def _compact(shard: qe.EdgeShard, path: Path) -> tuple[float, int]:
 
 
 class EdgeStore:
-    def __init__(self, root: Path, index_after: int = 0, on_stage: StageHook | None = None, index_nice: int = 19) -> None:
+    def __init__(
+        self, root: Path, index_after: int = 0, on_stage: StageHook | None = None, index_nice: int = 19, bulk: bool = False
+    ) -> None:
         """``index_after``: unindexed points at which a collection is indexed in a child process
         (0: never, the default of a store opened by a command rather than the daemon), run at
-        ``index_nice``."""
+        ``index_nice``. ``bulk``: collections open under the settings of a mass rewrite (``_config``),
+        for a command that compacts them afterwards; never with indexing."""
+        if bulk and index_after:
+            raise ValueError("a bulk store is compacted by its command, not indexed in the background")
+        self._bulk = bulk
         self._root = self.root = root
         self._index_after = index_after
         self._on_stage = on_stage
@@ -297,9 +315,9 @@ class EdgeStore:
                 check_model(spec, meta.get("model"), meta.get("dim"))
                 # The config given at load replaces the stored one: shards made before segment
                 # settings existed get them (the vectors' own parameters are unchanged).
-                shard = qe.EdgeShard.load(str(path), _config(spec))
+                shard = qe.EdgeShard.load(str(path), _config(spec, self._bulk))
             else:
-                shard = qe.EdgeShard.create(str(path), _config(spec))
+                shard = qe.EdgeShard.create(str(path), _config(spec, self._bulk))
                 # Range indexes are what order_by needs, so they exist from the start.
                 for name in spec.float_fields:
                     shard.update(qe.UpdateOperation.create_field_index(name, _index_params(name, qe.PayloadSchemaType.Float)))
