@@ -196,17 +196,15 @@ class MemoryService:
         them written (embedded)."""
         if not records:
             return
-        found = self._keys_of(store, records)
+        plans = self._slot_plans(store, records)
         bare = [Record(r.id, {**r.payload, "keys_version": KEYS_VERSION}) for r in records
-                if int(r.payload.get("keys_version", 0)) < KEYED
-                or keys.slot_moves(r.id, key_texts(r.payload), found.get(r.id, [])).missing]
+                if int(r.payload.get("keys_version", 0)) < KEYED or plans[r.id].missing]
         if bare:
             self._write(store, bare, [key_texts(r.payload) for r in bare], self._now())
-            found = self._keys_of(store, records)  # the new keys now hold their slots
+            plans.update(self._slot_plans(store, bare))  # their new keys now hold their slots
         moves: dict[str, str] = {}
         gone: list[str] = []
-        for record in records:
-            plan = keys.slot_moves(record.id, key_texts(record.payload), found.get(record.id, []))
+        for plan in plans.values():
             moves.update(plan.moves)
             gone += plan.gone
         store.rename(keys.KEYS, moves)
@@ -217,13 +215,13 @@ class MemoryService:
                 store.set_fields(COLLECTION, record.id, {"keys_version": KEYS_VERSION})
 
     @staticmethod
-    def _keys_of(store: ScopedStore, records: list[Record]) -> dict[str, list[Record]]:
-        """The key points of these memories, by memory id, in one read."""
+    def _slot_plans(store: ScopedStore, records: list[Record]) -> dict[str, keys.SlotMoves]:
+        """What each memory's stored keys need to reach their slots, from one read of them all."""
         found: dict[str, list[Record]] = {}
         wanted = [r.id for r in records]
         for point in store.scan(keys.KEYS, len(wanted) * keys.KEYS_READ_MAX, match={"memory_id": wanted}):
             found.setdefault(str(point.payload["memory_id"]), []).append(point)
-        return found
+        return {r.id: keys.slot_moves(r.id, key_texts(r.payload), found.get(r.id, [])) for r in records}
 
     def search(self, scope: Scope, request: SearchMemories) -> list[MemoryHit]:
         return self.search_logged(scope, request)[1]

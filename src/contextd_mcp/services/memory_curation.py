@@ -28,7 +28,6 @@ from contextd_mcp.services.memory_keys import KeyKind
 
 # Keys a memory's own text produces (rewritten by an edit); learned / negative keys come from ratings.
 _TEXT_KINDS = [k.value for k in KeyKind if k not in (KeyKind.learned, KeyKind.negative)]
-KEYS_PER_MEMORY_MAX = 64  # far above what a memory can have (2 + 8 applies_when + 2 + 8 + 8)
 LIST_MAX = 500  # memories one listing returns (the page pages through search instead)
 _COUNTERS = ("helpful_count", "unhelpful_count", "uses_succeeded", "uses_failed", "reinforced_count")
 
@@ -80,7 +79,7 @@ class MemoryCuration:
         """A memory's whole payload (history, keys' texts, counters) for the detail view."""
         store = self._stores.of(scope)
         payload = dict(self._load(store, memory_id, reach).payload)
-        found = store.scan(keys.KEYS, KEYS_PER_MEMORY_MAX, reach, {"memory_id": memory_id})
+        found = store.scan(keys.KEYS, keys.KEYS_READ_MAX, reach, {"memory_id": memory_id})
         payload["keys"] = sorted(
             (str(r.payload.get("kind")), str(r.payload.get("text", ""))) for r in found
         )
@@ -115,7 +114,7 @@ class MemoryCuration:
         """The memory with its new doc vector, its text keys re-embedded, its learned keys re-tagged."""
         texts = key_texts(record.payload)
         vectors = self._embedder.embed_documents([t for _, t in texts])
-        old = store.scan(keys.KEYS, KEYS_PER_MEMORY_MAX, reach, {"memory_id": record.id})
+        old = store.scan(keys.KEYS, keys.KEYS_READ_MAX, reach, {"memory_id": record.id})
         stale = [r.id for r in old if r.payload.get("kind") in _TEXT_KINDS]
         store.upsert(COLLECTION, [Record(record.id, record.payload, vectors[0])], reach)
         fresh = keys.key_records(record.payload, record.id, texts, vectors, self._now())
@@ -130,7 +129,7 @@ class MemoryCuration:
         store = self._stores.of(scope)
         with self._lock:
             self._load(store, memory_id, reach)
-            found = store.scan(keys.KEYS, KEYS_PER_MEMORY_MAX, reach, {"memory_id": memory_id})
+            found = store.scan(keys.KEYS, keys.KEYS_READ_MAX, reach, {"memory_id": memory_id})
             store.delete(COLLECTION, [memory_id], reach)
             store.delete(keys.KEYS, [r.id for r in found], reach)
 
