@@ -1,7 +1,7 @@
 """The RSS floor of a daemon (issue 19): what an idle daemon holds on an empty store and on a
 filled one, and how the store's mapped pages grow with the searches' working set.
 
-    .venv/bin/python -m bench.rss_floor [--data DIR] [--searches 20,200,1000] [--idle 300]
+    .venv/bin/python -m bench.rss_floor [--data DIR] [--searches 20,200,1000] [--idle 300] [--cold]
 
 Without ``--data`` the daemon runs on a new, empty data directory. A real daemon
 (`contextd-mcp serve`, forked as the other benches do) answers ``memory_search`` through MCP;
@@ -10,6 +10,10 @@ after its first answer and after each number of distinct searches, its RSS is sp
 store file (segment files with their ids folded, so "vector_storage/..." sums every segment's).
 ``--idle S``: before the searches, the daemon is left alone for S seconds after its first answer
 and sampled every 30 s (what its own background work, the re-keying sweep above all, makes resident).
+``--cold``: the store's files are dropped from the page cache first (as after a reboot). The kernel
+maps pages around a fault that are already cached, so a store just written or copied shows
+resident far more than its searches read; from a cold cache, what is resident is what was read
+(``bench/search_pages.py`` adds ``MADV_RANDOM``, in-process).
 """
 
 from __future__ import annotations
@@ -65,6 +69,21 @@ def _kind(path: str, prefix: str) -> str:
     return f"{collection}:{rest}"
 
 
+def drop_from_page_cache(root: Path) -> int:
+    """Writes back and drops every file under ``root`` from the page cache; how many files."""
+    os.sync()
+    dropped = 0
+    for path in root.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                dropped += 1
+            finally:
+                os.close(fd)
+    return dropped
+
+
 def _folded(kib: collections.Counter[str]) -> dict[str, float]:
     small = sum(v for k, v in kib.items() if v < 2048 and k.startswith(("memories", "memory_keys", "memory_mv")))
     libs = sum(v for k, v in kib.items() if k.startswith("lib:"))
@@ -109,11 +128,14 @@ def main() -> int:
     parser.add_argument("--data", type=Path, help="a filled data directory (default: a new, empty one)")
     parser.add_argument("--searches", default="20,200,1000")
     parser.add_argument("--idle", type=float, default=0.0, help="seconds left alone after the first answer")
+    parser.add_argument("--cold", action="store_true", help="drop the store's files from the page cache first")
     args = parser.parse_args()
     counts = [int(n) for n in args.searches.split(",")]
     with tempfile.TemporaryDirectory(prefix="rss-floor-") as tmp:
         data = args.data or Path(tmp) / "data"
         data.mkdir(parents=True, exist_ok=True)
+        if args.cold:
+            drop_from_page_cache(data)
         for row in anyio.run(_measure, data, counts, args.idle):
             print(json.dumps({"load1": round(os.getloadavg()[0], 2), **row}), flush=True)
     return 0

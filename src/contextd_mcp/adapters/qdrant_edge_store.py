@@ -64,9 +64,9 @@ SEGMENTS = 2  # searched in parallel, one per core
 # A mass rewrite (``contextd-mcp compact`` moving every key of an older store) writes into the
 # appendable segment, which holds its points on the heap: 500k moved keys peaked at 2.2 GiB of
 # heap (BENCHMARKS.md, "Session 17"). Compacted after each chunk under these settings, a chunk
-# moves to a memory-mapped segment at the cost of a copy: no graph (m 0), no merge for the count
-# of segments, and no vacuum of the segment the points left (each would copy it again). The
-# compaction under the real settings afterwards builds the graphs once.
+# moves to a memory-mapped segment at the cost of a copy: no graph (m 0), many segments allowed
+# before the merge optimizer joins them, and no vacuum of the segment the points left (each would
+# copy it again). The compaction under the real settings afterwards builds the graphs once.
 BULK_SEGMENTS = 200
 BULK_DELETED = 0.99
 HNSW_M = 16
