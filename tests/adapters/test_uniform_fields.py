@@ -5,12 +5,14 @@ that it holds one owner only."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from contextd_mcp.adapters import uniform_fields
 from contextd_mcp.adapters.qdrant_edge_store import HOT_INDEX_AT, EdgeStore
 from contextd_mcp.ports.vector_store import CollectionSpec, Range, Record
 
@@ -120,4 +122,57 @@ def test_a_new_collection_learns_its_owner_from_its_writes(tmp_path: Path) -> No
     target[0] = 1.0
     store.upsert(SPEC.name, _records(5, {"tenant": "b", "project": "p"}, vector=target))
     assert _owners(store.search(SPEC.name, target, MINE, 10, ["tenant", "project"])) == {("a", "p")}
+    store.close()
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+def test_a_clean_close_records_the_shared_fields_and_the_next_open_takes_them_without_asking(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorded: bool
+) -> None:
+    """Asking the engine cost 3.8 s of every start at 1M memories; the record answers instead.
+    Without it (a crash since the last clean close), the engine is asked, with the same answer."""
+    store = EdgeStore(tmp_path)
+    store.ensure(SPEC)
+    store.upsert(SPEC.name, _records(WIDE, MINE))
+    store.close()
+    record = tmp_path / SPEC.name / uniform_fields.RECORD
+    assert json.loads(record.read_text()) == {"points": WIDE, "values": MINE}  # kind has two values
+    asked: list[str] = []
+    ask = uniform_fields._only_value
+
+    def asking(shard: object, name: str, every: int) -> object:
+        asked.append(name)
+        return ask(shard, name, every)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(uniform_fields, "_only_value", asking)
+    if not recorded:
+        record.unlink()
+    store = EdgeStore(tmp_path)
+    store.ensure(SPEC)
+    # Only what the record does not say is asked (kind, which has two values).
+    assert asked == (["kind"] if recorded else ["tenant", "project", "kind"])
+    assert not record.exists()  # taken at the open: a crash from here on leaves none behind
+    assert store._uniform.needed(SPEC.name, {**MINE, "kind": "doc"}) == {"kind": "doc"}
+    assert store.describe()["shared_by_every_point"] == {SPEC.name: ["tenant", "project"]}
+    store.close()
+
+
+def test_a_record_from_another_count_of_points_is_not_believed(tmp_path: Path) -> None:
+    """The attack: a record left from before other owners' points were written (a copied-back
+    file, or a writer that never closed) must not drop the owner filter."""
+    target = [0.0] * DIM
+    target[2] = 1.0
+    store = _reopened(tmp_path, _records(WIDE, MINE), _records(10, {"tenant": "b", "project": "p"}, vector=target))
+    store.close()
+    record = tmp_path / SPEC.name / uniform_fields.RECORD
+    record.write_text(json.dumps({"points": WIDE, "values": MINE}))  # says one owner, at the older count
+    store = EdgeStore(tmp_path)
+    store.ensure(SPEC)
+    assert store._uniform.needed(SPEC.name, MINE) == {"tenant": "a"}
+    assert _owners(store.search(SPEC.name, target, MINE, 20, ["tenant", "project"])) == {("a", "p")}
+    store.close()
+    record.write_text("{not json")
+    store = EdgeStore(tmp_path)
+    store.ensure(SPEC)
+    assert store._uniform.needed(SPEC.name, MINE) == {"tenant": "a"} and not record.exists()
     store.close()

@@ -31,6 +31,7 @@ from contextd_mcp.adapters.edge_indexing import IndexJob, StageHook
 from contextd_mcp.adapters.mapped_files import let_go, page_out
 from contextd_mcp.adapters.sparse_rewrite import OWNER, Engine, Page, TermLayouts
 from contextd_mcp.adapters.store_meta import check_model
+from contextd_mcp.adapters import uniform_fields
 from contextd_mcp.adapters.uniform_fields import UniformFields
 from contextd_mcp.errors import NotFound
 from contextd_mcp.ports import vector_store as port
@@ -332,7 +333,7 @@ class EdgeStore:
             self._index_if_large(spec.name)
             # Before the placement: a field every point shares is never in a search's filter,
             # so its index is not pinned.
-            self._uniform.learn(spec.name, shard, spec.hot_fields)
+            self._uniform.learn(spec.name, shard, spec.hot_fields, path / uniform_fields.RECORD)
             self._place_indexes(spec.name)
             page_out(path / "wal")  # read through at open, only appended to after
             # What the engine read whole at load, and the indexes the question above read through
@@ -728,11 +729,18 @@ class EdgeStore:
         with self._lock:
             if self._shards:
                 self._record_working_set()
-            for shard in self._shards.values():
+            for name, shard in self._shards.items():
                 shard.flush()
+                self._remember_uniform(name, shard)
                 shard.close()
             self._shards.clear()
             self._uniform = UniformFields()
+
+    def _remember_uniform(self, name: str, shard: qe.EdgeShard) -> None:
+        try:
+            self._uniform.remember(name, self._root / name / uniform_fields.RECORD, int(shard.info().points_count))
+        except OSError as exc:  # not fatal: the next open asks the engine
+            log.warning("could not record the shared scope fields of %s: %s", name, exc)
 
     def _record_working_set(self) -> None:
         """Which pages of the store's files this process touched, for the next start to read

@@ -9,21 +9,30 @@ then not pinned on the heap either (``EdgeStore._pinned``): ~70 MiB of heap at 1
 A second owner's writes put the condition back at once; the index is pinned at the next open.
 
 What is known is kept conservative: a field's value is learned at open by asking the engine
-(the one value its index lists, then an exact count of the points without it: none), followed
+(one point's value, then an exact count of the points that have it: all of them), followed
 through every write under the store's lock, and given up for good (until the next open) at the
 first write of another value. Deletes never widen it. Callers hold the store's lock both when
 they report writes and when they ask, so no write falls between the question and the search.
+
+Asking costs: at 1M memories of one tenant (5M keys), the counts and facets took 3.8 s of every
+start (BENCHMARKS.md, "Session 17"). So a clean close writes what it knows beside the collection
+(``RECORD``, with the point count), and the next open takes it instead of asking, if the count is
+the same. The open deletes the record before anything can write, so only a store closed cleanly
+since its last write has one: after a crash the next open asks again.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import qdrant_edge as qe
 
 from contextd_mcp.ports.vector_store import Range, Where
 
+RECORD = "contextd-uniform.json"
 _MIXED = object()  # several values, a point without the field, or not known: the filter stays
 _EMPTY = object()  # no point yet: the first write's value is the one
 
@@ -32,15 +41,30 @@ class UniformFields:
     def __init__(self) -> None:
         self._values: dict[str, dict[str, object]] = {}
 
-    def learn(self, collection: str, shard: qe.EdgeShard, fields: Iterable[str]) -> None:
+    def learn(self, collection: str, shard: qe.EdgeShard, fields: Iterable[str], record: Path | None = None) -> None:
         """What ``shard`` holds now, for ``fields`` (keyword-indexed ones only: the question is
-        asked of the index; an unindexed field stays unknown)."""
+        asked of the index; an unindexed field stays unknown). ``record``: where the last clean
+        close left what it knew (``remember``); taken, and deleted, whatever it says."""
         info = shard.info()
         indexed, points = set(info.payload_schema), int(info.points_count)
+        recalled = _recalled(record, points) if record is not None else {}
         values: dict[str, object] = {}
         for name in fields:
-            values[name] = _EMPTY if points == 0 else _only_value(shard, name) if name in indexed else _MIXED
+            if points == 0:
+                values[name] = _EMPTY
+            elif name in recalled:
+                values[name] = recalled[name]
+            else:
+                values[name] = _only_value(shard, name, points) if name in indexed else _MIXED
         self._values[collection] = values
+
+    def remember(self, collection: str, record: Path, points: int) -> None:
+        """At a clean close of the collection's ``points``: the values every point shares, for
+        the next open (``learn``)."""
+        values = self._values.get(collection, {})
+        shared = {name: known for name, known in values.items() if _one(known)}
+        if shared:
+            record.write_text(json.dumps({"points": points, "values": shared}))
 
     def wrote(self, collection: str, payloads: Iterable[Mapping[str, Any]]) -> None:
         """Points written whole (upserts): a value other than the known one ends what is known."""
@@ -103,12 +127,26 @@ def _met(known: object, cond: object) -> bool:
     return known == cond
 
 
-def _only_value(shard: qe.EdgeShard, name: str) -> object:
-    """The value every point has for ``name``, or _MIXED. The index lists the values (two
-    suffice to tell); the exact count of points without the one value decides."""
-    hits = shard.facet(qe.FacetRequest(key=name, limit=2, exact=False)).hits
-    if len(hits) != 1 or not isinstance(hits[0].value, str):
+def _recalled(record: Path, points: int) -> dict[str, str]:
+    """The values ``record`` says every point shared, if it was written at ``points`` points."""
+    try:
+        said = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return {}
+    finally:
+        record.unlink(missing_ok=True)
+    if not isinstance(said, dict) or said.get("points") != points or not isinstance(said.get("values"), dict):
+        return {}
+    return {str(k): v for k, v in said["values"].items() if isinstance(v, str)}
+
+
+def _only_value(shard: qe.EdgeShard, name: str, every: int) -> object:
+    """The value all ``every`` points have for ``name``, or _MIXED: one point's value, then the
+    exact count of the points that have it. A field of many values answers from a short
+    posting list (1M memories over 1,000 projects: 1 ms, where the index's facet took 170 ms)."""
+    points, _ = shard.scroll(qe.ScrollRequest(limit=1, with_payload=[name], with_vector=False))
+    value = (points[0].payload or {}).get(name) if points else None
+    if not isinstance(value, str):
         return _MIXED
-    value = hits[0].value
-    others = qe.Filter(must_not=[qe.FieldCondition(key=name, match=qe.MatchValue(value))])
-    return value if int(shard.count(qe.CountRequest(exact=True, filter=others))) == 0 else _MIXED
+    having = qe.Filter(must=[qe.FieldCondition(key=name, match=qe.MatchValue(value))])
+    return value if int(shard.count(qe.CountRequest(exact=True, filter=having))) == every else _MIXED
