@@ -5,7 +5,7 @@ page cache, with or without ``MADV_RANDOM`` on every mapping of the store.
 
 The store is opened as a daemon opens it (``build``) and answers one search; then every mapping of
 its files is emptied (``MADV_DONTNEED``), the files are dropped from the page cache, and the
-searches run. Resident MiB per store file after each count is then what the searches read, plus
+searches run. Resident MiB per kind of store file (``rss_floor.smaps_mib``) after each count is then what the searches read, plus
 what the kernel read ahead around it (none with ``--random``). ``bench/rss_floor.py --cold`` is
 the same through a real daemon, without the advice. Use a copy: the store is opened for writing.
 """
@@ -13,7 +13,6 @@ the same through a real daemon, without the advice. Use a copy: the store is ope
 from __future__ import annotations
 
 import argparse
-import collections
 import ctypes
 import json
 import os
@@ -29,7 +28,7 @@ os.environ["CONTEXTD_INDEX_AFTER_POINTS"] = "0"  # no background index build dur
 
 from bench import scale_records
 from bench.bench_scale import TENANT, project_name
-from bench.rss_floor import drop_from_page_cache
+from bench.rss_floor import drop_from_page_cache, smaps_mib
 
 MADV_RANDOM, MADV_DONTNEED = 1, 4
 
@@ -40,18 +39,6 @@ def _mappings(prefix: str) -> Iterator[tuple[int, int]]:
         if len(fields) > 5 and fields[5].startswith(prefix):
             start, end = (int(x, 16) for x in fields[0].split("-"))
             yield start, end
-
-
-def _resident(prefix: str) -> dict[str, float]:
-    by: collections.Counter[str] = collections.Counter()
-    path = ""
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        fields = line.split()
-        if "-" in fields[0] and not fields[0].endswith(":"):
-            path = fields[5] if len(fields) > 5 else ""
-        elif fields[0] == "Rss:" and path.startswith(prefix):
-            by[path.rsplit("/", 1)[-1]] += int(fields[1])
-    return {name: round(kib / 1024, 1) for name, kib in by.most_common() if kib >= 1024}
 
 
 def main() -> int:
@@ -86,7 +73,7 @@ def main() -> int:
                 container.memory.search(scope, SearchMemories(query=text, limit=5))
             row = {"searches": n, "random": args.random, "ms_per_search": round((time.perf_counter() - started) / (n + 1 - done) * 1000, 2)}
             done = n + 1
-            print(json.dumps({**row, **_resident(prefix)}), flush=True)
+            print(json.dumps({**row, **smaps_mib(os.getpid(), args.data / "store")}), flush=True)
     finally:
         container.close()
     return 0

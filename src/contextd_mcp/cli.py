@@ -430,8 +430,8 @@ def _rekey_all(paths: DataPaths, chunk_max: int) -> tuple[int, int, float]:
     finally:
         container.close()
     # Opened again as a daemon opens it: each collection's own settings are what it keeps, and
-    # what the compaction that follows builds under.
-    build(paths, settings).close()
+    # what the compaction that follows builds under (the model already loaded serves again).
+    build(paths, settings, embedder=container.embedder).close()
     return moved, chunks, time.perf_counter() - started
 
 
