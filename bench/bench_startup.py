@@ -10,7 +10,9 @@ test's daemon is; CPU is the daemon's own utime+stime read from /proc at the two
 ``--tenant scaleco --project proj-0000``). ``--phases``: each start also taken apart
 (bench/start_phases.py): when the interpreter was up, the imports, the model, each collection's
 open, the tools, the socket accepting, the first call, its query embedding and engine search,
-each as seconds since the spawn (medians over the runs). ``--gc N``: the CPU of the daemon's
+each as seconds since the spawn (medians over the runs). ``--crashed``: before each start the
+collections' uniform records are removed, as a crash leaves them (adapters/uniform_fields.py:
+the open asks the engine instead). ``--gc N``: the CPU of the daemon's
 imports and of its container's build in fresh interpreters, the collector on against held off
 (contextd_mcp/start_gc.py), N runs each, alternated.
 
@@ -40,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import scale_records
+from contextd_mcp.adapters import uniform_fields
 from tests.e2e.daemons import socket_client, start_daemon
 from tests.helpers import CLI, env_for
 
@@ -214,6 +217,7 @@ def main() -> None:
     parser.add_argument("--tenant", help="the scope searched (with --data)")
     parser.add_argument("--project")
     parser.add_argument("--phases", action="store_true", help="time each start's phases (bench/start_phases.py)")
+    parser.add_argument("--crashed", action="store_true", help="each start without the uniform records a clean close leaves")
     parser.add_argument("--gc", type=int, metavar="N", help="also: import and build CPU, collector on vs held off, N runs each")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -230,6 +234,9 @@ def main() -> None:
         phases = root / "phases.jsonl" if args.phases else None
         runs = []
         for _ in range(args.runs):
+            if args.crashed:
+                for record in (data_dir / "store").glob(f"*/{uniform_fields.RECORD}"):
+                    record.unlink()
             load = os.getloadavg()[0]
             runs.append({**anyio.run(one_start, data_dir, cwd, phases), "load": load})
         keys = sorted({k for r in runs for k in r}, key=lambda k: (k not in runs[0], k))

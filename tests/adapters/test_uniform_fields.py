@@ -176,3 +176,25 @@ def test_a_record_from_another_count_of_points_is_not_believed(tmp_path: Path) -
     store.ensure(SPEC)
     assert store._uniform.needed(SPEC.name, MINE) == {"tenant": "a"} and not record.exists()
     store.close()
+
+
+def test_an_open_without_a_record_sees_a_point_moved_to_another_owner_and_not_a_deleted_one(tmp_path: Path) -> None:
+    """After a crash the engine is asked. The attack: one point rewritten under another owner
+    (its older version still on disk in an older segment) must keep the filter; a point of
+    another owner that was deleted must not be counted against the one owner left."""
+    mine = _records(WIDE, MINE)
+    moved = Record(mine[0].id, {**mine[0].payload, "tenant": "b"}, mine[0].vector, mine[0].sparse)
+    store = _reopened(tmp_path, mine, [moved])
+    store.close()
+    (tmp_path / SPEC.name / uniform_fields.RECORD).unlink()  # as after a crash
+    store = EdgeStore(tmp_path)
+    store.ensure(SPEC)
+    assert store._uniform.needed(SPEC.name, MINE) == {"tenant": "a"}
+    assert _owners(store.search(SPEC.name, list(mine[0].vector or []), MINE, 5, ["tenant", "project"])) == {("a", "p")}
+    store.delete(SPEC.name, [mine[0].id], {"tenant": "b", "project": "p"})
+    store.close()
+    (tmp_path / SPEC.name / uniform_fields.RECORD).unlink(missing_ok=True)
+    store = EdgeStore(tmp_path)
+    store.ensure(SPEC)
+    assert store._uniform.needed(SPEC.name, MINE) == {}  # every point left is the one owner's
+    store.close()

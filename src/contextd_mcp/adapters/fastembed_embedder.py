@@ -7,7 +7,6 @@ assembled into one directory that fastembed loads as a custom model (DESIGN.md Â
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -16,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from contextd_mcp.adapters.malloc_arenas import release_freed
 from contextd_mcp.adapters.onnx_quantize import quantized_model
 from contextd_mcp.adapters.thread_priority import lower_this_thread
 from contextd_mcp.errors import Unavailable
@@ -34,13 +34,6 @@ _BATCH = 1
 # Past this many texts a store's buffers are given back (below).
 _RELEASE_AFTER = 8
 
-
-def _release_heap() -> None:
-    """Give freed inference buffers back to the OS (glibc keeps them otherwise: ~+60 MiB)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def default_model_dir(cache_dir: Path) -> Path:
@@ -166,7 +159,7 @@ class FastEmbedEmbedder:
     def _embed_documents(self, texts: list[str]) -> list[list[float]]:
         vectors = [v.tolist() for v in self._model.embed(list(texts), batch_size=_BATCH)]
         if len(texts) > _RELEASE_AFTER:
-            _release_heap()
+            release_freed()  # the batch's inference buffers (glibc keeps them otherwise: ~+60 MiB)
         return vectors
 
     def _embed_query(self, text: str) -> list[float]:

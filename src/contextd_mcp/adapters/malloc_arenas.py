@@ -22,3 +22,12 @@ def limit_arenas(arenas: int) -> bool:
         return bool(libc.mallopt(_M_ARENA_MAX, arenas))
     except (OSError, AttributeError):
         return False
+
+
+def release_freed() -> None:
+    """Gives what the process has freed back to the OS (glibc keeps it in its arenas otherwise);
+    a no-op where libc is not glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

@@ -30,6 +30,7 @@ from typing import Any
 
 import qdrant_edge as qe
 
+from contextd_mcp.adapters.malloc_arenas import release_freed
 from contextd_mcp.ports.vector_store import Range, Where
 
 RECORD = "contextd-uniform.json"
@@ -49,14 +50,22 @@ class UniformFields:
         indexed, points = set(info.payload_schema), int(info.points_count)
         recalled = _recalled(record, points) if record is not None else {}
         values: dict[str, object] = {}
+        asked = False
         for name in fields:
             if points == 0:
                 values[name] = _EMPTY
             elif name in recalled:
                 values[name] = recalled[name]
+            elif name in indexed:
+                values[name], asked = _only_value(shard, name, points), True
             else:
-                values[name] = _only_value(shard, name, points) if name in indexed else _MIXED
+                values[name] = _MIXED
         self._values[collection] = values
+        if asked:
+            # An exact count gathers the matching points' ids on the heap and frees them, but
+            # glibc keeps what is freed: at 100k memories an open without a record kept +60 MiB
+            # for the daemon's life, at 1M +104 MiB (BENCHMARKS.md, "Session 18").
+            release_freed()
 
     def remember(self, collection: str, record: Path, points: int) -> None:
         """At a clean close of the collection's ``points``: the values every point shares, for

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,9 +28,15 @@ class LoggedSearch:
     scope: Scope
     origin: str
     query: str
-    vector: list[float]
+    # The query's vector as float32, what the model gives: 1.5 KiB a search, where a list of
+    # Python floats held 12 (2,000 searches remembered: 3 MiB of the daemon's heap, not 25).
+    packed: array[float]
     memory_ids: tuple[str, ...]
     ts: float
+
+    @property
+    def vector(self) -> list[float]:
+        return self.packed.tolist()
 
 
 class SearchLog:
@@ -50,7 +57,7 @@ class SearchLog:
 
     def add(self, scope: Scope, origin: str, query: str, vector: list[float], memory_ids: list[str]) -> str:
         search_id = uuid.uuid4().hex
-        entry = LoggedSearch(search_id, scope, origin, query, vector, tuple(memory_ids), self._now())
+        entry = LoggedSearch(search_id, scope, origin, query, array("f", vector), tuple(memory_ids), self._now())
         with self._lock:
             self._searches[search_id] = entry
             while len(self._searches) > self._size:
