@@ -67,8 +67,10 @@ WRITER_PROCESS = False  # --writer-process
 DAEMON_ENV: dict[str, str] = {}
 BATCH = 512
 # The writer's lessons: the same seed stores the same ones, which a second run on one store finds
-# already there (duplicates: no embedding); a new seed per run keeps its writes real.
-WRITE_SEED = int(os.environ.get("CONTEXTD_BENCH_WRITE_SEED", "5"))
+# already there (duplicates: no embedding, a third of a real store's time). So each run draws its
+# own seed unless one is given, and reports how many of its writes were duplicates: sessions 14-17
+# measured 100k with the fixed seed 5, on stores that already held 134 of its first 200 lessons.
+WRITE_SEED = int(os.environ.get("CONTEXTD_BENCH_WRITE_SEED") or random.SystemRandom().randrange(2**31))
 
 
 def project_name(i: int) -> str:
@@ -144,7 +146,11 @@ def _pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2) if ordered else float("nan")
 
 
-async def _writer(client: Any, rate: float, stop: anyio.Event, out: list[float], rng: random.Random) -> None:
+async def _writer(
+    client: Any, rate: float, stop: anyio.Event, out: list[float], rng: random.Random, duplicates: list[bool] | None = None
+) -> None:
+    """Stores at ``rate`` until ``stop``: each store's ms into ``out``, and into ``duplicates``
+    whether the store already held that lesson."""
     serial = 0
     while not stop.is_set():
         serial += 1
@@ -154,6 +160,8 @@ async def _writer(client: Any, rate: float, stop: anyio.Event, out: list[float],
         if result.is_error:
             raise RuntimeError(str(result.content[0]))
         out.append((time.perf_counter() - started) * 1000)
+        if duplicates is not None:
+            duplicates.append(bool((result.structured_content or {}).get("duplicate_of_existing")))
         await anyio.sleep(max(0.0, 1 / rate - (time.perf_counter() - started)))
 
 
@@ -176,6 +184,7 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
             rss_before = rss_mib(daemon.process.pid)[0]
             search: list[float] = []
             stores: list[float] = []
+            duplicates: list[bool] = []
             stop = anyio.Event()
             writer_process = None
             if write_rate > 0 and WRITER_PROCESS:
@@ -188,7 +197,7 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
                 await anyio.sleep(1.0)  # its imports and connection, before the searches start
             async with socket_client(daemon.socket, cwd, env) as writer, anyio.create_task_group() as tg:
                 if write_rate > 0 and writer_process is None:
-                    tg.start_soon(_writer, writer, write_rate, stop, stores, random.Random(WRITE_SEED))
+                    tg.start_soon(_writer, writer, write_rate, stop, stores, random.Random(WRITE_SEED), duplicates)
                 window = time.perf_counter()
                 for text in texts[20:]:
                     t0 = time.perf_counter()
@@ -205,7 +214,9 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
                     async for chunk in writer_process.stdout:
                         out += chunk
                 await writer_process.wait()
-                stores.extend(json.loads(out.decode().strip().splitlines()[-1]))
+                written = json.loads(out.decode().strip().splitlines()[-1])
+                stores.extend(written["ms"])
+                duplicates.extend(written["duplicates"])
             rss_after, rss_peak = rss_mib(daemon.process.pid)
             parts = rss_parts_mib(daemon.process.pid, data_dir / "store")
     finally:
@@ -214,8 +225,8 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
         "restart_to_first_answer_s": round(restart_s, 2), **parts,
         "search_p50_ms": _pct(search, 0.5), "search_p95_ms": _pct(search, 0.95),
         "search_mean_ms": round(statistics.fmean(search), 2),
-        "stores_during": len(stores), "store_p50_ms": _pct(stores, 0.5),
-        "stores_per_s": round(len(stores) / window, 1),
+        "stores_during": len(stores), "stores_duplicate": sum(duplicates), "write_seed": WRITE_SEED,
+        "store_p50_ms": _pct(stores, 0.5), "stores_per_s": round(len(stores) / window, 1),
         "rss_mib_before_writes": round(rss_before, 1), "rss_mib_after_writes": round(rss_after, 1),
         "rss_mib_peak": round(rss_peak, 1),
     }
@@ -224,15 +235,16 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
 def writer_main(socket: Path, cwd: Path, rate: float) -> None:
     """``--writer``: stores at ``rate`` until SIGINT, then prints the stores' latencies (ms)."""
     stores: list[float] = []
+    duplicates: list[bool] = []
 
     async def run() -> None:
         stop = anyio.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         async with socket_client(socket, cwd, scope_env(project_name(0))) as client:
-            await _writer(client, rate, stop, stores, random.Random(WRITE_SEED))
+            await _writer(client, rate, stop, stores, random.Random(WRITE_SEED), duplicates)
 
     anyio.run(run)
-    print(json.dumps(stores), flush=True)
+    print(json.dumps({"ms": stores, "duplicates": duplicates}), flush=True)
 
 
 def rss_parts_mib(pid: int, store: Path | None = None) -> dict[str, float]:
@@ -370,7 +382,7 @@ async def measure_live(
             async with socket_client(daemon.socket, cwd, env) as writer, anyio.create_task_group() as tg:
                 tg.start_soon(_stage_poller, DataPaths(data_dir), stop, state)
                 if write_rate > 0:
-                    tg.start_soon(_writer, writer, write_rate, stop, stores, random.Random(9))
+                    tg.start_soon(_writer, writer, write_rate, stop, stores, random.Random(WRITE_SEED))
                 serial = 0
                 while len(by_stage.get("done", [])) < after and time.monotonic() < deadline:
                     stage = state["stage"]
