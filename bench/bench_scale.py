@@ -67,7 +67,7 @@ WRITER_PROCESS = False  # --writer-process
 DAEMON_ENV: dict[str, str] = {}
 BATCH = 512
 # The writer's lessons: the same seed stores the same ones, which a second run on one store finds
-# already there (duplicates: no embedding, a third of a real store's time). So each run draws its
+# already there (duplicates: no embedding, a tenth of a real store's time). So each run draws its
 # own seed unless one is given, and reports how many of its writes were duplicates: sessions 14-17
 # measured 100k with the fixed seed 5, on stores that already held 134 of its first 200 lessons.
 WRITE_SEED = int(os.environ.get("CONTEXTD_BENCH_WRITE_SEED") or random.SystemRandom().randrange(2**31))
@@ -192,7 +192,7 @@ async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, 
                 # JSON, its validation of each answer) then does not hold up this loop's searches.
                 writer_process = await anyio.open_process(
                     [sys.executable, "-m", "bench.bench_scale", "--writer", str(daemon.socket), str(cwd), str(write_rate)],
-                    cwd=ROOT, env={**os.environ, **env},
+                    cwd=ROOT, env={**os.environ, **env, "CONTEXTD_BENCH_WRITE_SEED": str(WRITE_SEED)},
                 )
                 await anyio.sleep(1.0)  # its imports and connection, before the searches start
             async with socket_client(daemon.socket, cwd, env) as writer, anyio.create_task_group() as tg:

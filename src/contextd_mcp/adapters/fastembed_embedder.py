@@ -35,7 +35,6 @@ _BATCH = 1
 _RELEASE_AFTER = 8
 
 
-
 def default_model_dir(cache_dir: Path) -> Path:
     """Assemble (once, by copying) the directory fastembed loads the default model from.
 

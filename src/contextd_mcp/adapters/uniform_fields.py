@@ -63,8 +63,8 @@ class UniformFields:
         self._values[collection] = values
         if asked:
             # An exact count gathers the matching points' ids on the heap and frees them, but
-            # glibc keeps what is freed: at 100k memories an open without a record kept +60 MiB
-            # for the daemon's life, at 1M +104 MiB (BENCHMARKS.md, "Session 18").
+            # glibc keeps what is freed: after an open without a record the daemon held +22-29 MiB
+            # more for its life at 100k memories, up to +100 at 1M (BENCHMARKS.md, "Session 18").
             release_freed()
 
     def remember(self, collection: str, record: Path, points: int) -> None:
