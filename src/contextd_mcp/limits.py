@@ -33,6 +33,8 @@ MEMORY_PREFERENCES_MAX = 32
 # memory_search results remembered for attributing later feedback (per process, newest kept).
 SEARCHES_REMEMBERED = 2000
 SEARCH_MEMORY_S = 6 * 3600  # and for at most this long
+# How often the daemon gives the heap glibc keeps after frees back to the OS (container.py).
+HEAP_RELEASE_S = 30.0
 
 # Sessions and checkpoints (stdlib-only module: the Claude Code hook sizes its requests by these).
 TASK_MAX = 2000
