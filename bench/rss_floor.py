@@ -1,15 +1,16 @@
 """The RSS floor of a daemon (issue 19): what an idle daemon holds on an empty store and on a
 filled one, and how the store's mapped pages grow with the searches' working set.
 
-    .venv/bin/python -m bench.rss_floor [--data DIR] [--searches 20,200,1000] [--idle 300] [--cold]
+    .venv/bin/python -m bench.rss_floor [--data DIR] [--searches 20,200,1000] [--stores N] [--idle 300] [--cold]
 
 Without ``--data`` the daemon runs on a new, empty data directory. A real daemon
 (`contextd-mcp serve`, forked as the other benches do) answers ``memory_search`` through MCP;
 after its first answer and after each number of distinct searches, its RSS is split from
 ``/proc/PID/smaps``: anonymous (heap, arenas, the model's buffers), libraries, and each kind of
 store file (segment files with their ids folded, so "vector_storage/..." sums every segment's).
-``--idle S``: before the searches, the daemon is left alone for S seconds after its first answer
-and sampled every 30 s (what its own background work, the re-keying sweep above all, makes resident).
+``--stores N``: after the first answer, N new lessons are stored through MCP, 50 ms apart (what a
+burst of writes leaves on the heap). ``--idle S``: then the daemon is left alone for S seconds and
+sampled every 30 s (what its own background work makes resident, and what it gives back).
 ``--cold``: the store's files are dropped from the page cache first (as after a reboot). The kernel
 maps pages around a fault that are already cached, so a store just written or copied shows
 resident far more than its searches read; from a cold cache, what is resident is what was read
@@ -22,6 +23,7 @@ import argparse
 import collections
 import json
 import os
+import random
 import re
 import sys
 import tempfile
@@ -95,7 +97,7 @@ def _folded(kib: collections.Counter[str]) -> dict[str, float]:
     return {k: round(v / 1024, 1) for k, v in sorted(rows.items(), key=lambda kv: -kv[1]) if v >= 512}
 
 
-async def _measure(data_dir: Path, searches: list[int], idle: float = 0.0) -> list[dict[str, Any]]:
+async def _measure(data_dir: Path, searches: list[int], idle: float = 0.0, stores: int = 0) -> list[dict[str, Any]]:
     cwd = data_dir.parent / "cwd"
     cwd.mkdir(exist_ok=True)
     env = scope_env(project_name(0))
@@ -108,6 +110,13 @@ async def _measure(data_dir: Path, searches: list[int], idle: float = 0.0) -> li
             await client.call_tool("memory_search", {"query": texts[0]})
             time.sleep(2)  # the start's background work (warming, sweeps) settles
             rows.append({"searches": 1, **smaps_mib(daemon.process.pid, store)})
+            if stores:
+                rng = random.Random(time.time_ns())  # new lessons: a duplicate stores nothing
+                for serial in range(stores):
+                    item = scale_records.lesson(60_000_000 + serial, rng)
+                    await client.call_tool("memory_store", item.request.model_dump(mode="json", exclude_none=True))
+                    await anyio.sleep(0.05)
+                rows.append({"searches": 1, "stores": stores, **smaps_mib(daemon.process.pid, store)})
             started = time.monotonic()
             while time.monotonic() - started < idle:
                 await anyio.sleep(min(30.0, idle - (time.monotonic() - started)))
@@ -127,7 +136,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="a filled data directory (default: a new, empty one)")
     parser.add_argument("--searches", default="20,200,1000")
-    parser.add_argument("--idle", type=float, default=0.0, help="seconds left alone after the first answer")
+    parser.add_argument("--stores", type=int, default=0, help="new lessons stored after the first answer")
+    parser.add_argument("--idle", type=float, default=0.0, help="seconds left alone after the first answer (and the stores)")
     parser.add_argument("--cold", action="store_true", help="drop the store's files from the page cache first")
     args = parser.parse_args()
     counts = [int(n) for n in args.searches.split(",")]
@@ -136,7 +146,7 @@ def main() -> int:
         data.mkdir(parents=True, exist_ok=True)
         if args.cold:
             drop_from_page_cache(data)
-        for row in anyio.run(_measure, data, counts, args.idle):
+        for row in anyio.run(_measure, data, counts, args.idle, args.stores):
             print(json.dumps({"load1": round(os.getloadavg()[0], 2), **row}), flush=True)
     return 0
 
