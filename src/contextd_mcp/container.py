@@ -237,7 +237,7 @@ def build(
         # than after each call: a store's five embeddings then fault their buffers in again
         # (searches +1.5 ms, stores +7 ms when trimmed after every store; BENCHMARKS.md
         # "Session 18"), where once a while costs one store a few ms. An idle daemon gives back
-        # what its last burst of stores left: +25 MiB of heap after 200 stores at 100k.
+        # what its last burst of stores left: +17-23 MiB of heap after 200 stores at 100k.
         periodic(release_freed, limits.HEAP_RELEASE_S),
     )
     # Before the store closes: let the job in hand finish (or go back to pending); end sandboxes.
