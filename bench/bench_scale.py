@@ -146,6 +146,17 @@ def _pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2) if ordered else float("nan")
 
 
+async def store_lesson(client: Any, serial: int, rng: random.Random) -> tuple[float, bool]:
+    """One generated lesson stored through MCP: the call's ms, and whether the store already held
+    it (a duplicate embeds nothing); an error answer raises."""
+    request = scale_records.lesson(serial, rng).request.model_dump(mode="json", exclude_none=True)
+    started = time.perf_counter()
+    result = await client.call_tool("memory_store", request)
+    if result.is_error:
+        raise RuntimeError(str(result.content[0]))
+    return (time.perf_counter() - started) * 1000, bool((result.structured_content or {}).get("duplicate_of_existing"))
+
+
 async def _writer(
     client: Any, rate: float, stop: anyio.Event, out: list[float], rng: random.Random, duplicates: list[bool] | None = None
 ) -> None:
@@ -154,15 +165,11 @@ async def _writer(
     serial = 0
     while not stop.is_set():
         serial += 1
-        item = scale_records.lesson(10_000_000 + serial, rng)
-        started = time.perf_counter()
-        result = await client.call_tool("memory_store", item.request.model_dump(mode="json", exclude_none=True))
-        if result.is_error:
-            raise RuntimeError(str(result.content[0]))
-        out.append((time.perf_counter() - started) * 1000)
+        ms, duplicate = await store_lesson(client, 10_000_000 + serial, rng)
+        out.append(ms)
         if duplicates is not None:
-            duplicates.append(bool((result.structured_content or {}).get("duplicate_of_existing")))
-        await anyio.sleep(max(0.0, 1 / rate - (time.perf_counter() - started)))
+            duplicates.append(duplicate)
+        await anyio.sleep(max(0.0, 1 / rate - ms / 1000))
 
 
 async def measure(data_dir: Path, queries: int, write_rate: float) -> dict[str, Any]:

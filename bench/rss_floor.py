@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench import scale_records
-from bench.bench_scale import project_name, scope_env
+from bench.bench_scale import project_name, scope_env, store_lesson
 from tests.e2e.daemons import socket_client, start_daemon
 
 
@@ -113,8 +113,7 @@ async def _measure(data_dir: Path, searches: list[int], idle: float = 0.0, store
             if stores:
                 rng = random.Random(time.time_ns())  # new lessons: a duplicate stores nothing
                 for serial in range(stores):
-                    item = scale_records.lesson(60_000_000 + serial, rng)
-                    await client.call_tool("memory_store", item.request.model_dump(mode="json", exclude_none=True))
+                    await store_lesson(client, 60_000_000 + serial, rng)
                     await anyio.sleep(0.05)
                 rows.append({"searches": 1, "stores": stores, **smaps_mib(daemon.process.pid, store)})
             started = time.monotonic()

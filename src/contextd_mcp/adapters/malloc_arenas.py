@@ -17,17 +17,21 @@ _M_ARENA_MAX = -8  # mallopt parameter, from glibc's malloc.h
 
 def limit_arenas(arenas: int) -> bool:
     """Caps the process's malloc arenas at ``arenas``; False where libc is not glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_ARENA_MAX, arenas))
-    except (OSError, AttributeError):
-        return False
+    libc = _glibc()
+    return libc is not None and bool(libc.mallopt(_M_ARENA_MAX, arenas))
 
 
 def release_freed() -> None:
     """Gives what the process has freed back to the OS (glibc keeps it in its arenas otherwise);
     a no-op where libc is not glibc."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def _glibc() -> ctypes.CDLL | None:
     try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
