@@ -255,8 +255,12 @@ def _key(hit: Hit) -> tuple[str, str]:
         return hit.payload["memory_id"], hit.payload["kind"]
     found = key_of(hit.id)
     if found is None:
-        raise ValueError(f"key {hit.id} names no memory and was read without its payload")
+        raise _Unslotted(f"key {hit.id} names no memory and was read without its payload")
     return found[0], found[1].value
+
+
+class _Unslotted(ValueError):
+    """A key hit to rank whose id does not name its memory, read without its payload."""
 
 
 def _ranked(
@@ -418,11 +422,25 @@ def find(
     fields = _KEY_FIELDS if legacy.seen else ()
     if not flags.learned:
         dense, lexical = store.dense_and_sparse(KEYS, vector, sparse, CANDIDATES, reach, where, fields=fields)
-        dense, lexical = _with_legacy_fields(store, reach, legacy, dense, lexical)
-        return rank(dense, lexical, flags)
-    dense, lexical, learned = _with_legacy_fields(store, reach, legacy, *store.dense_sparse_narrowed(
+        return _rank_any(store, reach, legacy, flags, dense, lexical, [])
+    dense, lexical, learned = store.dense_sparse_narrowed(
         KEYS, vector, sparse, CANDIDATES, {"kind": KeyKind.learned.value}, LEARNED_NEAREST, reach, where, fields=fields
-    ))
+    )
+    return _rank_any(store, reach, legacy, flags, dense, lexical, learned)
+
+
+def _rank_any(
+    store: ScopedStore, reach: ScopeLevel, legacy: LegacyKeys, flags: KeyFlags, *lists: list[Hit]
+) -> list[Ranked]:
+    """``rank``, and if a hit's id does not name its memory (a key stored before slots) the hits'
+    fields read by id and ranked again. Ranking decodes every id anyway: checking them in a pass
+    of their own first cost 0.6-0.9 ms a search (BENCHMARKS.md "Session 19")."""
+    dense, lexical, learned = lists
+    if not legacy.seen:
+        try:
+            return rank(dense, lexical, flags, learned)
+        except _Unslotted:
+            dense, lexical, learned = _with_legacy_fields(store, reach, legacy, dense, lexical, learned)
     return rank(dense, lexical, flags, learned)
 
 
