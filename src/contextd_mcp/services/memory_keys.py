@@ -422,20 +422,25 @@ def find(
     fields = _KEY_FIELDS if legacy.seen else ()
     if not flags.learned:
         dense, lexical = store.dense_and_sparse(KEYS, vector, sparse, CANDIDATES, reach, where, fields=fields)
-        return _rank_any(store, reach, legacy, flags, dense, lexical, [])
+        return _rank_or_read_fields(store, reach, legacy, flags, dense, lexical, [])
     dense, lexical, learned = store.dense_sparse_narrowed(
         KEYS, vector, sparse, CANDIDATES, {"kind": KeyKind.learned.value}, LEARNED_NEAREST, reach, where, fields=fields
     )
-    return _rank_any(store, reach, legacy, flags, dense, lexical, learned)
+    return _rank_or_read_fields(store, reach, legacy, flags, dense, lexical, learned)
 
 
-def _rank_any(
-    store: ScopedStore, reach: ScopeLevel, legacy: LegacyKeys, flags: KeyFlags, *lists: list[Hit]
+def _rank_or_read_fields(
+    store: ScopedStore,
+    reach: ScopeLevel,
+    legacy: LegacyKeys,
+    flags: KeyFlags,
+    dense: list[Hit],
+    lexical: list[Hit],
+    learned: list[Hit],
 ) -> list[Ranked]:
     """``rank``, and if a hit's id does not name its memory (a key stored before slots) the hits'
     fields read by id and ranked again. Ranking decodes every id anyway: checking them in a pass
     of their own first cost 0.6-0.9 ms a search (BENCHMARKS.md "Session 19")."""
-    dense, lexical, learned = lists
     if not legacy.seen:
         try:
             return rank(dense, lexical, flags, learned)
