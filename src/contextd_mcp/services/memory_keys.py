@@ -450,14 +450,10 @@ def _rank_or_read_fields(
 
 
 def _with_legacy_fields(store: ScopedStore, reach: ScopeLevel, legacy: LegacyKeys, *lists: list[Hit]) -> list[list[Hit]]:
-    """The hit lists, with the payload read for keys whose id does not name their memory (stored
-    before slots, until ``contextd-mcp compact``): none once every key has a slot, none if the
-    search read every hit's fields already (``LegacyKeys``), else one read by id."""
-    if legacy.seen:
-        return list(lists)
+    """The hit lists, with the payload read by id for keys whose id does not name their memory
+    (stored before slots, until ``contextd-mcp compact``), once ``rank`` met one; from then on
+    the store's searches read every hit's fields with them (``LegacyKeys``)."""
     stale = {h.id for hits in lists for h in hits if key_of(h.id) is None}
-    if not stale:
-        return list(lists)
     legacy.seen = True
     fields = {r.id: r.payload for r in store.get(KEYS, sorted(stale), reach, fields=_KEY_FIELDS)}
     return [[Hit(h.id, h.score, fields[h.id]) if h.id in stale else h for h in hits
